@@ -1,0 +1,50 @@
+"""Camera vocabulary shared by the API, the database and the console."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CameraCategory(StrEnum):
+    """一类 public-security / 二类 industry / 三类 social (雪亮工程 classification)."""
+
+    CLASS_1 = "1"
+    CLASS_2 = "2"
+    CLASS_3 = "3"
+
+
+class PtzType(StrEnum):
+    """GB/T 28181 catalog PTZType: 1 dome, 2 half-dome, 3 fixed bullet, 4 remote-control bullet."""
+
+    UNKNOWN = "0"
+    DOME = "1"
+    HALF_DOME = "2"
+    FIXED = "3"
+    REMOTE_FIXED = "4"
+
+
+class Definition(StrEnum):
+    HD = "hd"
+    SD = "sd"
+
+
+class CameraState(StrEnum):
+    """Connection state of a camera's ingest, as shown to operators."""
+
+    DISABLED = "disabled"
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+
+
+class GapCause(StrEnum):
+    """Why a stretch of time has no recording (the integrity view shows these)."""
+
+    CAMERA_OFFLINE = "camera_offline"
+    VIGIL_STOPPED = "vigil_stopped"
+    DISK_FULL = "disk_full"
+    DISABLED = "disabled"
+    STREAM_ERROR = "stream_error"
+    DELETED_BY_RETENTION = "retention"
+    UNKNOWN = "unknown"

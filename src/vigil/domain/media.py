@@ -1,0 +1,58 @@
+"""Media values that flow from ingest through the hub to every reader.
+
+An access unit (one picture) is carried in the length-prefixed ("AVCC") form that
+MP4 stores, so the recorder and the live muxer write it without rewriting bytes.
+Timestamps are in the track's clock (90 kHz for video, per RFC 3551 and MP4 practice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+VIDEO_CLOCK_RATE = 90_000
+
+
+class Codec(StrEnum):
+    H264 = "h264"
+    H265 = "h265"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoTrack:
+    """What a decoder needs before the first picture: codec, size and parameter sets.
+
+    ``parameter_sets`` holds raw NAL units without start codes or length prefixes:
+    H.264 ``(sps, pps)``; H.265 ``(vps, sps, pps)``. A change of any of them is a new track
+    (the recorder starts a new segment, live readers get a new init segment).
+    """
+
+    codec: Codec
+    width: int
+    height: int
+    parameter_sets: tuple[bytes, ...]
+    clock_rate: int = VIDEO_CLOCK_RATE
+    #: RFC 6381 codec string for MSE, e.g. ``avc1.640028``.
+    mime_codec: str = ""
+
+
+@dataclass(slots=True)
+class AccessUnit:
+    """One coded picture.
+
+    ``data`` is the picture's NAL units, each prefixed by a 4-byte big-endian length.
+    ``pts``/``dts`` are in ``VideoTrack.clock_rate`` ticks, monotonic within one track
+    (ingest unwraps RTP's 32-bit timestamps). ``wallclock`` is the UNIX time (seconds)
+    the unit arrived at Vigil; ``received_mono`` is ``time.monotonic()`` at arrival
+    and is used to measure added latency.
+    """
+
+    track: VideoTrack
+    pts: int
+    dts: int
+    keyframe: bool
+    data: bytes
+    wallclock: float
+    received_mono: float = 0.0
+    #: Set by the hub: the sequence number of this unit in the camera's stream.
+    seq: int = field(default=0)

@@ -1,0 +1,125 @@
+"""Typed settings: a YAML file (``vigil.yaml`` or ``--config``) overlaid by ``VIGIL_*`` environment variables.
+
+Each component receives only its own section. Every field says its unit and why it exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP/WebSocket API and console listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the API and console; 0 picks a free one.")
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(
+        "",
+        description="SQLAlchemy async URL. Empty means SQLite in the data directory "
+        "(sqlite+aiosqlite:///DATA/vigil.db); PostgreSQL: postgresql+asyncpg://user@host/db.",
+    )
+
+
+class StorageSettings(_Section):
+    volumes: list[Path] = Field(
+        default_factory=list,
+        description="Recording volumes (directories). Empty means DATA/recordings. New segments go to the "
+        "volume with the most free space.",
+    )
+    segment_seconds: float = Field(
+        10.0, gt=0.5, le=600, description="Target segment length; cuts happen on the first keyframe after it."
+    )
+    fragment_seconds: float = Field(
+        1.0,
+        gt=0.05,
+        le=10,
+        description="fMP4 fragment length inside a segment: at most this much is lost if Vigil is killed.",
+    )
+    high_water_percent: float = Field(
+        90.0, gt=1, le=100, description="Disk use (%) at which the oldest unlocked segments are deleted."
+    )
+    low_water_percent: float = Field(
+        85.0, gt=1, le=100, description="Deletion after crossing the high-water mark stops at this use (%)."
+    )
+    retention_check_seconds: float = Field(60.0, gt=0, description="How often retention and disk use run.")
+    default_retention_days: int = Field(30, ge=1, le=3650, description="Retention for cameras without one.")
+
+
+class IngestSettings(_Section):
+    connect_timeout_seconds: float = Field(5.0, gt=0, description="RTSP connect + DESCRIBE/SETUP/PLAY timeout.")
+    read_timeout_seconds: float = Field(
+        5.0, gt=0, description="No media for this long means the stream dropped; reconnect."
+    )
+    backoff_initial_seconds: float = Field(1.0, gt=0, description="First reconnect delay after a failure.")
+    backoff_max_seconds: float = Field(30.0, gt=0, description="Reconnect delay cap (doubling with jitter).")
+    transport: str = Field("tcp", pattern="^(tcp|udp)$", description="RTP transport asked of RTSP cameras.")
+
+
+class AuthSettings(_Section):
+    session_hours: float = Field(12.0, gt=0, description="Console/API session lifetime.")
+    lockout_attempts: int = Field(5, ge=1, description="Failed logins in a row that lock an account.")
+    lockout_minutes: float = Field(15.0, gt=0, description="How long a locked account stays locked.")
+
+
+class SimSettings(_Section):
+    cameras: int = Field(
+        4, ge=0, le=1024, description="Simulated RTSP cameras started with Vigil (0 = none) for demos."
+    )
+    port: int = Field(8554, ge=0, le=65535, description="RTSP port of the built-in simulator; 0 picks one.")
+    media: list[Path] = Field(
+        default_factory=list, description="Files the simulator loops; empty means the bundled campus clip."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(Path("vigil-data"), description="Database, recordings, exports and secrets live here.")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file, which init_settings carries.
+        return (env_settings, init_settings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{(self.data_dir / 'vigil.db').resolve()}"
+
+    @property
+    def recording_volumes(self) -> list[Path]:
+        return self.storage.volumes or [self.data_dir / "recordings"]
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load ``path`` (YAML) if given, then environment; ``overrides`` win over both (tests, CLI flags)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: top level must be a mapping of sections")
+        data = loaded
+    data.update(overrides)
+    return Settings(**data)

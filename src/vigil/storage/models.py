@@ -1,0 +1,173 @@
+"""Database rows. API responses are separate models (api/schemas); these are storage only.
+
+Times are integers in UNIX microseconds (``*_us``): unambiguous across SQLite and
+PostgreSQL, no naive datetimes, cheap range queries on the segment index.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Region(Base):
+    """An administrative region (GB civil code: 2/4/6/8 digits) or a custom node under one."""
+
+    __tablename__ = "regions"
+    code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    parent_code: Mapped[str | None] = mapped_column(
+        ForeignKey("regions.code", ondelete="RESTRICT"), index=True, default=None
+    )
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    region_code: Mapped[str | None] = mapped_column(ForeignKey("regions.code"), default=None)
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gb_id: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    source_kind: Mapped[str] = mapped_column(String(16), default="rtsp")
+    rtsp_url: Mapped[str] = mapped_column(String(1000), default="")
+    username: Mapped[str] = mapped_column(String(100), default="")
+    #: Encrypted at rest (access/secrets.py); never returned by the API.
+    password_enc: Mapped[str] = mapped_column(Text, default="")
+    region_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), default=None)
+    category: Mapped[str] = mapped_column(String(1), default="1")
+    latitude: Mapped[float | None] = mapped_column(Float, default=None)
+    longitude: Mapped[float | None] = mapped_column(Float, default=None)
+    address: Mapped[str] = mapped_column(String(200), default="")
+    ptz_type: Mapped[str] = mapped_column(String(1), default="0")
+    definition: Mapped[str] = mapped_column(String(2), default="hd")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    retention_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class CameraEvent(Base):
+    """A timestamped state change or fault of one camera (online, offline, disk full, ...)."""
+
+    __tablename__ = "camera_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
+    at_us: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16), default="info")
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class Segment(Base):
+    """One recorded fMP4 file. ``path`` is relative to its volume; ``chain`` links segments per camera."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_camera_start", "camera_id", "start_us"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[int] = mapped_column(Integer)
+    volume: Mapped[str] = mapped_column(String(500))
+    path: Mapped[str] = mapped_column(String(500))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    frames: Mapped[int] = mapped_column(Integer)
+    codec: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: sha256(previous segment's chain + this segment's sha256): a deleted or altered segment breaks it.
+    chain: Mapped[str] = mapped_column(String(64))
+    #: "complete", or "recovered" (cut at the last whole fragment after a crash).
+    status: Mapped[str] = mapped_column(String(16), default="complete")
+
+
+class EvidenceLock(Base):
+    """A legal hold: segments overlapping [start_us, end_us) survive retention and disk cleanup."""
+
+    __tablename__ = "evidence_locks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[int] = mapped_column(Integer, index=True)
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class NodeRun(Base):
+    """One run of a Vigil process; gaps outside any run's [started, last_alive] were 'Vigil stopped'."""
+
+    __tablename__ = "node_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str] = mapped_column(String(64), default="local")
+    started_us: Mapped[int] = mapped_column(BigInteger)
+    last_alive_us: Mapped[int] = mapped_column(BigInteger)
+    clean_stop: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    #: "admin", "operator" or "viewer" (access/roles.py).
+    role: Mapped[str] = mapped_column(String(16))
+    #: Root of the region subtree this user may see; None = everything (admins of the whole node).
+    region_code: Mapped[str | None] = mapped_column(ForeignKey("regions.code"), default=None)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuthSession(Base):
+    """A login session; the bearer token is stored only as its SHA-256."""
+
+    __tablename__ = "auth_sessions"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    expires_us: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(100), default="")
+
+
+class AuditRow(Base):
+    """One audited action. ``hash`` = sha256(prev_hash + canonical row): editing any row breaks the chain."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at_us: Mapped[int] = mapped_column(BigInteger, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    username: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(200))
+    allowed: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Export(Base):
+    __tablename__ = "exports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[int] = mapped_column(Integer, index=True)
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)

@@ -48,6 +48,7 @@ class Reader:
         self._closed = False
         #: After a drop, skip until the next keyframe so the reader never sees a broken GOP.
         self._waiting_keyframe = True
+        self._recovering = False
         self.delivered = 0
         self.dropped = 0
 
@@ -57,12 +58,15 @@ class Reader:
             return
         if self._waiting_keyframe:
             if not au.keyframe:
+                # Skipping before the first keyframe loses nothing; skipping after an overflow does.
+                self.dropped += self._recovering
                 return
             self._waiting_keyframe = False
+            self._recovering = False
         if len(self._queue) >= self._maxsize:
             self.dropped += 1 + len(self._queue)
             self._queue.clear()
-            self._waiting_keyframe = not au.keyframe
+            self._waiting_keyframe = self._recovering = not au.keyframe
             if au.keyframe:
                 self._queue.append(au)
             self._wakeup.set()

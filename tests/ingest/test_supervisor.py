@@ -1,0 +1,133 @@
+import asyncio
+from collections.abc import Callable
+
+from tests.helpers import eventually
+
+from vigil.domain.camera import CameraState
+from vigil.domain.media import AccessUnit, Codec, VideoTrack
+from vigil.ingest.supervisor import CameraSupervisor, SourceSpec
+from vigil.streams.hub import StreamHub
+
+TRACK = VideoTrack(Codec.H264, 640, 480, (b"s", b"p"))
+
+
+class AuthFailed(Exception):
+    """the camera refused the credentials"""
+
+
+class Script:
+    """A fake camera: each connection attempt plays the next step of a script."""
+
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = steps
+        self.attempts = 0
+        self.proceed = asyncio.Event()
+
+    def factory(self, spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> "ScriptedSource":
+        step = self.steps[min(self.attempts, len(self.steps) - 1)]
+        self.attempts += 1
+        return ScriptedSource(step, publish, self)
+
+
+class ScriptedSource:
+    def __init__(self, step: str, publish: Callable[[AccessUnit], None], script: Script) -> None:
+        self.step, self.publish, self.script = step, publish, script
+
+    async def run(self) -> None:
+        if self.step == "refuse":
+            raise AuthFailed("401 Unauthorized after credentials")
+        if self.step == "gated":
+            await asyncio.wait_for(self.script.proceed.wait(), 2)
+        if self.step == "unreachable":
+            raise ConnectionRefusedError("connection refused")
+        for i in range(5):
+            self.publish(AccessUnit(TRACK, i, i, i == 0, b"\x00\x00\x00\x01\x65", 0.0))
+        if self.step == "stream_then_drop":
+            raise ConnectionResetError("peer reset")
+        await asyncio.Event().wait()  # stream forever
+
+    async def close(self) -> None:
+        pass
+
+
+class Events:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str]] = []
+
+    async def camera_event(self, camera_id: int, kind: str, level: str, reason: str, at_us: int) -> None:
+        self.rows.append((kind, level, reason))
+
+
+async def no_sleep(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+async def test_refused_credentials_go_offline_with_reason_then_recover() -> None:
+    script = Script(["refuse", "refuse", "refuse", "gated"])
+    events = Events()
+    hub = StreamHub("1")
+    reader = hub.subscribe("r", 100)
+    sup = CameraSupervisor(
+        SourceSpec(1, "rtsp://x"), hub, script.factory, events, backoff_initial=0.01, backoff_max=0.01, sleep=no_sleep
+    )
+    await sup.start()
+    await eventually(lambda: script.attempts == 4)
+    # after 3 failures it is shown offline (not 'reconnecting' forever), with the reason
+    assert sup.state == CameraState.OFFLINE
+    assert "AuthFailed" in sup.reason and "401" in sup.reason
+    script.proceed.set()
+    await eventually(lambda: sup.state == CameraState.ONLINE)
+    # one offline event for the whole outage, carrying the reason, then one online event
+    await eventually(lambda: len(events.rows) == 2)
+    assert [r[0] for r in events.rows] == ["offline", "online"]
+    assert "AuthFailed" in events.rows[0][2]
+    assert reader.pending() == 5
+    await sup.close()
+
+
+async def test_drop_mid_stream_reconnects_and_records_outage() -> None:
+    script = Script(["stream_then_drop", "unreachable", "stream"])
+    events = Events()
+    sup = CameraSupervisor(
+        SourceSpec(2, "rtsp://x"),
+        StreamHub("2"),
+        script.factory,
+        events,
+        backoff_initial=0.01,
+        backoff_max=0.01,
+        sleep=no_sleep,
+    )
+    await sup.start()
+    await eventually(lambda: script.attempts >= 3 and sup.state == CameraState.ONLINE)
+    await eventually(lambda: len(events.rows) == 3)
+    assert [r[0] for r in events.rows] == ["online", "offline", "online"]
+    assert "ConnectionResetError" in events.rows[1][2]
+    assert sup.status().state == CameraState.ONLINE and sup.failures == 0
+    await sup.close()
+
+
+async def test_one_failing_camera_does_not_affect_another() -> None:
+    bad = Script(["unreachable"])
+    good = Script(["stream"])
+    events = Events()
+    hub_good = StreamHub("good")
+    reader = hub_good.subscribe("r", 100)
+    s_bad = CameraSupervisor(
+        SourceSpec(3, "rtsp://bad"),
+        StreamHub("bad"),
+        bad.factory,
+        events,
+        backoff_initial=0.001,
+        backoff_max=0.001,
+        sleep=no_sleep,
+    )
+    s_good = CameraSupervisor(
+        SourceSpec(4, "rtsp://good"), hub_good, good.factory, events, backoff_initial=0.001, backoff_max=0.001
+    )
+    await s_bad.start()
+    await s_good.start()
+    await eventually(lambda: s_good.state == CameraState.ONLINE and bad.attempts > 20)
+    assert reader.pending() == 5 and good.attempts == 1
+    assert s_bad.state == CameraState.OFFLINE
+    await s_bad.close()
+    await s_good.close()

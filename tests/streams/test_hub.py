@@ -1,0 +1,96 @@
+import asyncio
+
+from vigil.domain.media import AccessUnit, Codec, VideoTrack
+from vigil.streams.hub import HubRegistry, StreamHub
+
+TRACK = VideoTrack(Codec.H264, 640, 480, (b"\x67\x42", b"\x68\xce"))
+
+
+def unit(i: int, *, key: bool = False, track: VideoTrack = TRACK) -> AccessUnit:
+    return AccessUnit(track, pts=i * 3600, dts=i * 3600, keyframe=key, data=b"\x00\x00\x00\x01\x65", wallclock=i / 25)
+
+
+def gop_stream(n: int, gop: int = 10) -> list[AccessUnit]:
+    return [unit(i, key=i % gop == 0) for i in range(n)]
+
+
+async def test_reader_receives_units_in_order_starting_at_keyframe() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("r", maxsize=100)
+    for au in [unit(0), unit(1), *gop_stream(20)[10:]]:
+        hub.publish(au)
+    got = [reader.get_nowait() for _ in range(reader.pending())]
+    assert got[0] is not None and got[0].keyframe
+    assert [au.dts for au in got if au] == [i * 3600 for i in range(10, 20)]
+
+
+async def test_new_reader_starts_from_cached_gop() -> None:
+    hub = StreamHub("cam")
+    for au in gop_stream(25):
+        hub.publish(au)
+    reader = hub.subscribe("late", maxsize=100)
+    first = reader.get_nowait()
+    assert first is not None and first.keyframe and first.dts == 20 * 3600
+    assert reader.pending() == 4
+
+
+async def test_slow_reader_drops_to_next_keyframe_and_counts() -> None:
+    hub = StreamHub("cam")
+    slow = hub.subscribe("slow", maxsize=15)
+    fast = hub.subscribe("fast", maxsize=1000)
+    for au in gop_stream(100):
+        hub.publish(au)  # never blocks even though 'slow' never reads
+    hub.publish(unit(100, key=True))
+    for i in range(101, 104):
+        hub.publish(unit(i))
+    assert fast.pending() == 104
+    assert slow.dropped > 0
+    got = [slow.get_nowait() for _ in range(slow.pending())]
+    assert got and got[0] is not None and got[0].keyframe
+    # what it kept is one contiguous, decodable run of the stream
+    seqs = [au.seq for au in got if au]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    # every unit is either still queued or counted as dropped
+    assert slow.dropped + len(got) == 104
+
+
+async def test_close_ends_readers() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("r")
+    waiter = asyncio.create_task(reader.get())
+    await asyncio.sleep(0)
+    hub.close()
+    assert await asyncio.wait_for(waiter, 1) is None
+
+
+async def test_async_iteration_and_detach() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("r")
+    for au in gop_stream(3):
+        hub.publish(au)
+    received = []
+    async for au in reader:
+        received.append(au.dts)
+        if len(received) == 3:
+            reader.close()
+    assert received == [0, 3600, 7200]
+    hub.publish(unit(3, key=True))
+    assert hub.readers() == []
+
+
+async def test_track_change_resets_gop() -> None:
+    hub = StreamHub("cam")
+    for au in gop_stream(5):
+        hub.publish(au)
+    other = VideoTrack(Codec.H264, 1920, 1080, (b"\x67\x64", b"\x68\xee"))
+    hub.publish(unit(5, track=other))  # not a keyframe: nothing decodable cached for the new track
+    assert hub.cached_gop() == []
+    assert hub.track is other
+
+
+def test_registry_creates_once() -> None:
+    reg = HubRegistry()
+    assert reg.get("a") is reg.get("a")
+    assert reg.find("b") is None
+    reg.remove("a")
+    assert reg.find("a") is None

@@ -1,0 +1,33 @@
+"""Camera events (online, offline, disk full, ...) written as CameraEvent rows and logged for operators."""
+
+from __future__ import annotations
+
+import logging
+
+from vigil.storage.db import Database
+from vigil.storage.models import CameraEvent
+
+log = logging.getLogger(__name__)
+
+#: Event kinds read by the integrity view (recorder/integrity.py) — keep the spellings in one place.
+ONLINE = "online"
+OFFLINE = "offline"
+RECONNECTING = "reconnecting"
+DISABLED = "disabled"
+ENABLED = "enabled"
+DISK_FULL = "disk_full"
+RECORDING_STOPPED = "recording_stopped"
+RECORDING_RESUMED = "recording_resumed"
+
+
+class DbEventSink:
+    """Writes each camera event as a row; alarm-level events are also logged at ERROR for the operator."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def camera_event(self, camera_id: int | None, kind: str, level: str, reason: str, at_us: int) -> None:
+        if level == "alarm":
+            log.error("camera %s: %s %s", camera_id, kind, reason)
+        async with self._db.session() as session:
+            session.add(CameraEvent(camera_id=camera_id, at_us=at_us, kind=kind, level=level, reason=reason))

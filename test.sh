@@ -7,6 +7,6 @@ scripts/setup.sh --dev
 scripts/services.sh
 echo "==> ruff"; .venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench
 echo "==> mypy (strict)"; .venv/bin/mypy
-echo "==> console typecheck"; (cd web && npm run --silent typecheck)
+[[ -f web/package.json ]] && { echo "==> console typecheck"; (cd web && npm run --silent typecheck); }
 echo "==> pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

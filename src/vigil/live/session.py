@@ -21,9 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from vigil.domain.media import AccessUnit, VideoTrack
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, VideoTrack
 from vigil.protocols.mp4 import FragmentWriter, init_segment
 
+#: Duration of a track's first picture when no second one is queued yet. MSE treats a sample that lasts
+#: too short as a gap (playback stalls before the next one) but tolerates one that overlaps the next,
+#: so this guesses long: right for any camera of 5 fps or more.
+FIRST_FRAME_DURATION = VIDEO_CLOCK_RATE // 5
 #: Latency samples kept per session for the percentile (about a minute at 25 fps).
 LATENCY_WINDOW = 1500
 
@@ -35,6 +39,8 @@ class UnitReader(Protocol):
     dropped: int
 
     async def get(self) -> AccessUnit | None: ...
+
+    def get_nowait(self) -> AccessUnit | None: ...
 
     def pending(self) -> int: ...
 
@@ -72,7 +78,11 @@ class LiveSession:
         self._track: VideoTrack | None = None
         self._offset = 0
         self._last_dts: int | None = None
-        self._last_delta = 0
+        #: Where the last fragment sent ends on the browser's timeline (None before the first).
+        self._end_dts: int | None = None
+        #: Frame interval seen on the current track (0: not yet known).
+        self._track_delta = 0
+        self._seen_dropped = 0
         self._skipped = 0
         self._sent = 0
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
@@ -81,37 +91,49 @@ class LiveSession:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[str | bytes]:
-        while (unit := await self._reader.get()) is not None:
+        ahead: AccessUnit | None = None
+        while (unit := ahead or await self._reader.get()) is not None:
+            # Already-queued units (the cached GOP at the start, a backlog later) give the exact duration
+            # of this one for free; a fragment never waits for a unit that has not arrived.
+            ahead = self._reader.get_nowait()
             if unit.track is not self._track:
                 if not unit.keyframe:
                     # A new track must start at a keyframe: the browser has no reference picture yet.
                     self._skipped += 1
                     continue
                 self._track = unit.track
-                self._writer.reset()
+                self._track_delta = 0
+                self._last_dts = None
                 yield init_message(unit.track)
                 yield init_segment(unit.track)
                 self._continue_timeline_at(unit.dts)
-            out_dts = unit.dts - self._offset
-            if self._last_dts is not None and out_dts <= self._last_dts:
-                # Time went backwards inside a track (a source glitch): keep the browser's timeline moving.
+            elif self._reader.dropped != self._seen_dropped:
+                # The reader skipped to this keyframe: close the hole so the browser does not stall in it.
                 self._continue_timeline_at(unit.dts)
-                out_dts = unit.dts - self._offset
+            self._seen_dropped = self._reader.dropped
+            out_dts = unit.dts - self._offset
             if self._last_dts is not None:
-                self._last_delta = out_dts - self._last_dts
+                if out_dts <= self._last_dts:
+                    # Time went backwards inside a track (a source glitch): keep the browser's timeline moving.
+                    self._continue_timeline_at(unit.dts)
+                    out_dts = unit.dts - self._offset
+                self._track_delta = out_dts - self._last_dts
             self._last_dts = out_dts
-            yield self._writer.write_unit(replace(unit, dts=out_dts, pts=unit.pts - self._offset))
+            if ahead is not None and ahead.track is unit.track and ahead.dts > unit.dts:
+                next_dts = ahead.dts - self._offset
+            else:
+                next_dts = out_dts + (self._track_delta or FIRST_FRAME_DURATION)
+            self._end_dts = next_dts
+            shifted = replace(unit, dts=out_dts, pts=unit.pts - self._offset)
+            yield self._writer.write((shifted,), next_dts=next_dts)
             # The generator resumes only after the transport finished sending: that is the latency's end.
             self._sent += 1
             if unit.received_mono > 0:
                 self._latencies.append(self._clock() - unit.received_mono)
 
     def _continue_timeline_at(self, dts: int) -> None:
-        """Map ``dts`` to one frame interval after the last unit sent (or to 0 for the first)."""
-        if self._last_dts is None:
-            self._offset = dts
-        else:
-            self._offset = dts - (self._last_dts + max(self._last_delta, 1))
+        """Map ``dts`` to where the last fragment sent ends (or to 0 for the first), leaving no gap."""
+        self._offset = dts - (0 if self._end_dts is None else self._end_dts)
 
     def stats(self) -> LiveStats:
         """Counters and latency percentiles of this session so far."""

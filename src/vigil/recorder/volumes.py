@@ -103,7 +103,8 @@ class Volumes:
         if not rel_path or "\x00" in rel_path or "\\" in rel_path:
             raise Forbidden(f"invalid recording path {rel_path!r}")
         rel = PurePosixPath(rel_path)
-        if rel.is_absolute() or any(part in ("..", ".", "") for part in rel.parts):
+        # Check the raw parts: PurePosixPath would quietly fold "." and "//" away.
+        if rel.is_absolute() or any(part in ("..", ".", "") for part in rel_path.split("/")):
             raise Forbidden(f"recording path {rel_path!r} leaves the volume")
         candidate = root.joinpath(*rel.parts)
         # Refuse symlinks anywhere below the root, even ones that point back inside:

@@ -14,10 +14,6 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from vigil.storage.db import Database
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
-SAMPLE_576 = MEDIA / "campus_576p10_h264.mp4"
 
 
 async def _sqlite(tmp_path: Path) -> Database:

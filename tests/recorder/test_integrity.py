@@ -44,8 +44,11 @@ def test_gap_causes_from_events_and_runs() -> None:
 def test_state_from_before_window_and_disabled() -> None:
     events = [StateEvent(-5 * S, "disabled"), StateEvent(5 * S, "enabled"), StateEvent(6 * S, "reconnecting")]
     rep = compute_integrity([], events, [], 0, 10 * S, now_us=10 * S)
-    assert rep.gaps == (Gap(0, 5 * S, GapCause.DISABLED), Gap(5 * S, 6 * S, GapCause.UNKNOWN),
-                        Gap(6 * S, 10 * S, GapCause.CAMERA_OFFLINE))
+    assert rep.gaps == (
+        Gap(0, 5 * S, GapCause.DISABLED),
+        Gap(5 * S, 6 * S, GapCause.UNKNOWN),
+        Gap(6 * S, 10 * S, GapCause.CAMERA_OFFLINE),
+    )
     assert rep.coverage_percent == 0.0
 
 

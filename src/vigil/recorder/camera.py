@@ -102,6 +102,7 @@ class CameraRecorder:
         self._reported_drops = 0
         self._next_report = 0.0
         self.segments_written = 0
+        self._last_seq = 0
 
     def _new_segmenter(self) -> Segmenter:
         return Segmenter(self._settings.segment_seconds, self._settings.fragment_seconds)
@@ -112,6 +113,9 @@ class CameraRecorder:
         return self._file.start_us if self._file is not None else None
 
     async def start(self) -> None:
+        """Subscribe to the hub (nothing published after this returns is missed) and start recording."""
+        self._chain = await self._index.last_chain(self.camera_id)
+        self._subscribe()
         self._task = asyncio.create_task(self._supervise(), name=self._prefix)
 
     async def close(self, timeout: float = 30.0) -> None:
@@ -148,15 +152,20 @@ class CameraRecorder:
                 # The hub ended (camera removed) while we are still wanted: wait for a new stream.
                 await asyncio.sleep(BACKOFF_INITIAL)
 
-    async def _record(self) -> None:
-        if self._chain is None:
-            self._chain = await self._index.last_chain(self.camera_id)
+    def _subscribe(self) -> Reader:
         self._segmenter = self._new_segmenter()
         self._reader = self._hub.subscribe(self._prefix, self._queue_units, from_gop=True)
-        if self._closing:
-            self._reader.close()
         self._reported_drops = 0
-        async for au in self._reader:
+        return self._reader
+
+    async def _record(self) -> None:
+        reader = self._reader if self._reader is not None else self._subscribe()
+        if self._closing:
+            reader.close()
+        async for au in reader:
+            if au.seq <= self._last_seq:
+                continue  # already recorded before a supervised restart re-subscribed from the cached GOP
+            self._last_seq = au.seq
             self._report_drops()
             if self.stopped and not await self._try_resume():
                 continue

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -145,5 +147,5 @@ def test_every_unit_after_first_keyframe_is_written_once(
         assert span < segment_seconds + gop / FPS
     # Fragment durations are contiguous: next_dts of one is the first dts of the next in a segment.
     frags = [a for a in actions if isinstance(a, WriteFragment)]
-    for a, b in zip(frags, frags[1:], strict=False):
+    for a, b in itertools.pairwise(frags):
         assert a.next_dts <= b.units[0].dts

@@ -44,6 +44,8 @@ RETRY_SECONDS = 5.0
 REPORT_SECONDS = 30.0
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
+#: Writing out a full queue (a minute of pictures) takes far less than this on a working disk.
+CLOSE_TIMEOUT = 30.0
 
 
 class SegmentIndex(Protocol):
@@ -118,16 +120,16 @@ class CameraRecorder:
         self._subscribe()
         self._task = asyncio.create_task(self._supervise(), name=self._prefix)
 
-    async def close(self, timeout: float = 30.0) -> None:
+    async def close(self) -> None:
         """Stop reading, write what is queued, finalise the open segment."""
         self._closing = True
         if self._reader is not None:
             self._reader.close()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                await asyncio.wait_for(asyncio.shield(self._task), CLOSE_TIMEOUT)
             except TimeoutError:
-                self._log.error("%s: did not finish within %.0f s; cancelling", self._prefix, timeout)
+                self._log.error("%s: did not finish within %.0f s; cancelling", self._prefix, CLOSE_TIMEOUT)
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task

@@ -25,6 +25,10 @@ MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
 SAMPLE_1080 = (MEDIA if MEDIA.is_dir() else Path("/work/shared/media")) / "campus_1080p25_h264.mp4"
 
 
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*.mp4")}
+
+
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "small"
@@ -59,7 +63,7 @@ async def test_enospc_stops_with_alarm_and_resumes(db: Database, small_volume: P
         rows = list((await s.execute(select(Segment).order_by(Segment.start_us))).scalars())
     assert events == [("disk_full", "alarm"), ("recording_stopped", "alarm")]
     assert rows
-    on_disk = {p.relative_to(small_volume).as_posix() for p in small_volume.rglob("*.mp4")}
+    on_disk = files_under(small_volume)
     assert on_disk == {r.path for r in rows}  # the segment that hit ENOSPC was closed, not left open
     for row in rows:
         data = (small_volume / row.path).read_bytes()

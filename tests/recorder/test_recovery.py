@@ -112,25 +112,28 @@ async def test_sigkill_mid_segment_then_recover_and_resume(db: Database, tmp_pat
     volume = tmp_path / "vol"
     volumes = Volumes([volume], reserve_bytes=0)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, db.url, str(volume), str(SAMPLE_576), str(START)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        db.url,
+        str(volume),
+        str(SAMPLE_576),
+        str(START),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env=env,
-        text=True,
     )
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 120)  # type: ignore[union-attr]
-        assert line.strip() == "MID-SEGMENT", child.stderr.read() if child.stderr else ""
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), 120)
+        assert line.strip() == b"MID-SEGMENT"
         os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
+        assert await asyncio.wait_for(child.wait(), 30) == -signal.SIGKILL
     finally:
-        if child.poll() is None:
+        if child.returncode is None:
             child.kill()
-            child.wait(timeout=30)
-        for stream in (child.stdout, child.stderr):
-            if stream is not None:
-                stream.close()
+            await asyncio.wait_for(child.wait(), 30)
 
     async with db.session() as s:
         before = list((await s.execute(select(Segment))).scalars())

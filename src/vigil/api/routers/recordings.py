@@ -220,21 +220,27 @@ def build_recordings_router(
                 except (ValueError, KeyError, TypeError, AttributeError, Invalid) as exc:
                     await websocket.send_text(json.dumps({"type": "error", "detail": f"bad command: {exc}"}))
 
-        receiver = asyncio.create_task(receive())
-        try:
+        async def send() -> None:
             async for message in session.messages(start_us, speed):
-                if receiver.done():
-                    break
                 if isinstance(message, bytes):
                     await websocket.send_bytes(message)
                 else:
                     await websocket.send_text(message)
-        except WebSocketDisconnect:
-            pass
+
+        # Whichever ends first (viewer gone, or a send failed) ends the session.
+        tasks = [asyncio.create_task(receive()), asyncio.create_task(send())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+                    log.error("playback[%s]: session failed", camera_id, exc_info=exc)
         finally:
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await receiver
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                    await task
 
     @router.post("/cameras/{camera_id}/exports", response_model=ExportOut)
     async def export(request: Request, camera_id: int, body: RangeIn) -> ExportOut:

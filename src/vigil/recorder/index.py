@@ -249,6 +249,7 @@ async def delete_lock(session: AsyncSession, lock_id: int) -> EvidenceLock:
     """Release a legal hold; NotFound if there is none with this id."""
     row = await get_lock(session, lock_id)
     await session.delete(row)
+    await session.flush()
     return row
 
 

@@ -232,9 +232,9 @@ def build_recordings_router(
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                exc = task.exception()
-                if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
-                    log.error("playback[%s]: session failed", camera_id, exc_info=exc)
+                failure = task.exception()
+                if failure is not None and not isinstance(failure, WebSocketDisconnect | RuntimeError):
+                    log.error("playback[%s]: session failed", camera_id, exc_info=failure)
         finally:
             for task in tasks:
                 task.cancel()

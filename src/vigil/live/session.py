@@ -1,0 +1,152 @@
+"""One browser's live view of one camera, independent of the transport.
+
+Theory of operation: a :class:`LiveSession` drains a bounded hub reader and turns each access unit
+into the messages of the live protocol (docs/api.md, "Live"): a JSON ``init`` text and the fMP4 init
+segment whenever the track starts or changes, then one moof+mdat fragment per unit, so a picture goes
+out the moment it arrives. The hub reader starts at the cached GOP's keyframe, so the first fragment
+decodes at once. A slow browser makes the transport's send wait; meanwhile the reader's queue fills
+and the *reader* drops units up to the next keyframe — the hub is never slowed.
+
+Timestamps are rebased so the browser's timeline starts at 0 and keeps increasing across track
+changes (a camera reconnect restarts its RTP clock; MSE would otherwise see time jump backwards).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, VideoTrack
+from vigil.protocols.mp4 import FragmentWriter, init_segment
+
+#: Duration of a track's first picture when no second one is queued yet. MSE treats a sample that lasts
+#: too short as a gap (playback stalls before the next one) but tolerates one that overlaps the next,
+#: so this guesses long: right for any camera of 5 fps or more.
+FIRST_FRAME_DURATION = VIDEO_CLOCK_RATE // 5
+#: Latency samples kept per session for the percentile (about a minute at 25 fps).
+LATENCY_WINDOW = 1500
+
+
+class UnitReader(Protocol):
+    """What a session needs from a hub reader (streams.hub.Reader satisfies it)."""
+
+    name: str
+    dropped: int
+
+    async def get(self) -> AccessUnit | None: ...
+
+    def get_nowait(self) -> AccessUnit | None: ...
+
+    def pending(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStats:
+    name: str
+    #: Media fragments sent (one per access unit).
+    sent: int
+    #: Units lost to a slow consumer (counted by the reader) or skipped waiting for a keyframe here.
+    dropped: int
+    queued: int
+    #: Median of (time.monotonic() after the send) - (AccessUnit.received_mono), seconds; None before any.
+    latency_p50: float | None
+    latency_max: float | None
+
+
+def init_message(track: VideoTrack) -> str:
+    """The JSON text that announces a track to the console."""
+    mime = f'video/mp4; codecs="{track.mime_codec}"'
+    return json.dumps(
+        {"type": "init", "mime": mime, "codec": str(track.codec), "width": track.width, "height": track.height}
+    )
+
+
+class LiveSession:
+    """Messages for one live viewer: ``async for message in session`` yields ``str`` (JSON) or ``bytes``."""
+
+    def __init__(self, reader: UnitReader, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._reader = reader
+        self._clock = clock
+        self._writer = FragmentWriter()
+        self._track: VideoTrack | None = None
+        self._offset = 0
+        self._last_dts: int | None = None
+        #: Where the last fragment sent ends on the browser's timeline (None before the first).
+        self._end_dts: int | None = None
+        #: Frame interval seen on the current track (0: not yet known).
+        self._track_delta = 0
+        self._seen_dropped = 0
+        self._skipped = 0
+        self._sent = 0
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str | bytes]:
+        ahead: AccessUnit | None = None
+        while (unit := ahead or await self._reader.get()) is not None:
+            # Already-queued units (the cached GOP at the start, a backlog later) give the exact duration
+            # of this one for free; a fragment never waits for a unit that has not arrived.
+            ahead = self._reader.get_nowait()
+            if unit.track is not self._track:
+                if not unit.keyframe:
+                    # A new track must start at a keyframe: the browser has no reference picture yet.
+                    self._skipped += 1
+                    continue
+                self._track = unit.track
+                self._track_delta = 0
+                self._last_dts = None
+                yield init_message(unit.track)
+                yield init_segment(unit.track)
+                self._continue_timeline_at(unit.dts)
+            elif self._reader.dropped != self._seen_dropped:
+                # The reader skipped to this keyframe: close the hole so the browser does not stall in it.
+                self._continue_timeline_at(unit.dts)
+            self._seen_dropped = self._reader.dropped
+            out_dts = unit.dts - self._offset
+            if self._last_dts is not None:
+                if out_dts <= self._last_dts:
+                    # Time went backwards inside a track (a source glitch): keep the browser's timeline moving.
+                    self._continue_timeline_at(unit.dts)
+                    out_dts = unit.dts - self._offset
+                self._track_delta = out_dts - self._last_dts
+            self._last_dts = out_dts
+            if ahead is not None and ahead.track is unit.track and ahead.dts > unit.dts:
+                next_dts = ahead.dts - self._offset
+            else:
+                next_dts = out_dts + (self._track_delta or FIRST_FRAME_DURATION)
+            self._end_dts = next_dts
+            shifted = replace(unit, dts=out_dts, pts=unit.pts - self._offset)
+            yield self._writer.write((shifted,), next_dts=next_dts)
+            # The generator resumes only after the transport finished sending: that is the latency's end.
+            self._sent += 1
+            if unit.received_mono > 0:
+                self._latencies.append(self._clock() - unit.received_mono)
+
+    def _continue_timeline_at(self, dts: int) -> None:
+        """Map ``dts`` to where the last fragment sent ends (or to 0 for the first), leaving no gap."""
+        self._offset = dts - (0 if self._end_dts is None else self._end_dts)
+
+    def stats(self) -> LiveStats:
+        """Counters and latency percentiles of this session so far."""
+        latencies = list(self._latencies)
+        return LiveStats(
+            name=self._reader.name,
+            sent=self._sent,
+            dropped=self._reader.dropped + self._skipped,
+            queued=self._reader.pending(),
+            latency_p50=statistics.median(latencies) if latencies else None,
+            latency_max=max(latencies) if latencies else None,
+        )
+
+    def close(self) -> None:
+        """Detach from the hub."""
+        self._reader.close()

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,10 +95,6 @@ def plan_disk_cleanup(candidates: Sequence[Candidate], locks: Sequence[LockSpan]
         chosen.append(c)
         freed += c.bytes
     return DiskPlan(tuple(chosen), max(0, need_bytes - freed))
-
-
-class FileDeleter(Protocol):
-    def __call__(self, path: Path) -> None: ...
 
 
 def _unlink(path: Path) -> None:

@@ -1,0 +1,306 @@
+"""Continuous recording of one camera: hub reader → cut policy → segment files → index rows.
+
+Theory of operation: the recorder reads the camera's hub through a deep bounded queue (about a
+minute of pictures, so a slow disk or database never stalls ingest; drops are counted and logged
+in aggregate). Every unit goes through the pure :class:`Segmenter`; its actions are carried out
+with blocking file I/O in a worker thread, one fragment at a time, so the event loop never waits
+on the disk. A segment's row is inserted when it closes, with its SHA-256 and chain value
+``sha256(previous chain + sha256)``; a segment still open at a crash has no row and is handled by
+recovery at the next start.
+
+Disk full: a failed write cuts the file back to its last whole fragment and closes it as a normal
+segment; the recorder then stops writing ("disk_full" + "recording_stopped" events, level alarm)
+and drops units until a volume has room again ("recording_resumed"). Nothing already written is
+touched. Any other failure restarts the recording loop after a backoff (supervised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import time
+from pathlib import Path
+from typing import Protocol
+
+from vigil.domain.errors import StorageFull
+from vigil.domain.media import AccessUnit
+from vigil.recorder.index import SegmentRecord, chain_next
+from vigil.recorder.segmenter import Action, CloseSegment, OpenSegment, Segmenter, WriteFragment
+from vigil.recorder.volumes import segment_rel_path
+from vigil.recorder.writer import SegmentFile, SegmentWriteError
+from vigil.settings import StorageSettings
+from vigil.storage.db import now_us
+from vigil.streams.hub import Reader, StreamHub
+
+log = logging.getLogger(__name__)
+
+#: Queue depth in seconds of pictures at a high frame rate (30 fps).
+QUEUE_SECONDS = 60
+QUEUE_FPS = 30
+#: How often a stopped recorder looks for free space again, and how often drops are reported.
+RETRY_SECONDS = 5.0
+REPORT_SECONDS = 30.0
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 30.0
+#: Writing out a full queue (a minute of pictures) takes far less than this on a working disk.
+CLOSE_TIMEOUT = 30.0
+
+
+class SegmentIndex(Protocol):
+    async def last_chain(self, camera_id: int) -> str: ...
+
+    async def add_segment(self, record: SegmentRecord) -> None: ...
+
+
+class CameraEvents(Protocol):
+    async def camera_event(self, camera_id: int, kind: str, level: str, reason: str, at_us: int) -> None: ...
+
+
+class RecordingVolumes(Protocol):
+    def choose(self) -> str: ...
+
+    def has_room(self) -> bool: ...
+
+    def root(self, volume: str) -> Path: ...
+
+
+class CameraRecorder:
+    """Records one camera's hub continuously until closed."""
+
+    def __init__(
+        self,
+        camera_id: int,
+        hub: StreamHub,
+        index: SegmentIndex,
+        volumes: RecordingVolumes,
+        settings: StorageSettings,
+        events: CameraEvents,
+        *,
+        queue_units: int = QUEUE_SECONDS * QUEUE_FPS,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
+        self.camera_id = camera_id
+        self._hub = hub
+        self._index = index
+        self._volumes = volumes
+        self._settings = settings
+        self._events = events
+        self._queue_units = queue_units
+        self._retry_seconds = retry_seconds
+        self._log = logging.LoggerAdapter(log, {"camera": camera_id})
+        self._prefix = f"recorder[{camera_id}]"
+        self._segmenter = self._new_segmenter()
+        self._reader: Reader | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._file: SegmentFile | None = None
+        self._volume = ""
+        self._chain: str | None = None
+        #: True while writing is stopped because no volume has room.
+        self.stopped = False
+        self._next_retry = 0.0
+        self._reported_drops = 0
+        self._next_report = 0.0
+        self.segments_written = 0
+        self._last_seq = 0
+
+    def _new_segmenter(self) -> Segmenter:
+        return Segmenter(self._settings.segment_seconds, self._settings.fragment_seconds)
+
+    @property
+    def open_segment_start_us(self) -> int | None:
+        """Wallclock start of the segment being written (not yet in the index), if any."""
+        return self._file.start_us if self._file is not None else None
+
+    async def start(self) -> None:
+        """Subscribe to the hub (nothing published after this returns is missed) and start recording."""
+        self._chain = await self._index.last_chain(self.camera_id)
+        self._subscribe()
+        self._task = asyncio.create_task(self._supervise(), name=self._prefix)
+
+    async def close(self) -> None:
+        """Stop reading, write what is queued, finalise the open segment."""
+        self._closing = True
+        if self._reader is not None:
+            self._reader.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), CLOSE_TIMEOUT)
+            except TimeoutError:
+                self._log.error("%s: did not finish within %.0f s; cancelling", self._prefix, CLOSE_TIMEOUT)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    async def _supervise(self) -> None:
+        backoff = BACKOFF_INITIAL
+        while not self._closing:
+            try:
+                await self._record()
+                backoff = BACKOFF_INITIAL
+            except Exception:
+                self._log.exception("%s: recording loop failed; restarting in %.0f s", self._prefix, backoff)
+                await self._abandon_open_file()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                if self._reader is not None:
+                    self._reader.close()
+                    self._reader = None
+            if not self._closing:
+                # The hub ended (camera removed) while we are still wanted: wait for a new stream.
+                await asyncio.sleep(BACKOFF_INITIAL)
+
+    def _subscribe(self) -> Reader:
+        self._segmenter = self._new_segmenter()
+        self._reader = self._hub.subscribe(self._prefix, self._queue_units, from_gop=True)
+        self._reported_drops = 0
+        return self._reader
+
+    async def _record(self) -> None:
+        reader = self._reader if self._reader is not None else self._subscribe()
+        if self._closing:
+            reader.close()
+        async for au in reader:
+            if au.seq <= self._last_seq:
+                continue  # already recorded before a supervised restart re-subscribed from the cached GOP
+            self._last_seq = au.seq
+            self._report_drops()
+            if self.stopped and not await self._try_resume():
+                continue
+            for action in self._segmenter.push(au):
+                await self._apply(action)
+        for action in self._segmenter.close():
+            await self._apply(action)
+
+    async def _apply(self, action: Action) -> None:
+        if isinstance(action, OpenSegment):
+            await self._open(action.first)
+        elif isinstance(action, WriteFragment):
+            await self._write(action)
+        elif isinstance(action, CloseSegment):
+            await self._finalise()
+
+    async def _open(self, first: AccessUnit) -> None:
+        try:
+            volume = await asyncio.to_thread(self._volumes.choose)
+        except StorageFull as exc:
+            await self._stop_for_disk(str(exc))
+            return
+        start_us = int(first.wallclock * 1_000_000)
+        root = self._volumes.root(volume)
+        for attempt in range(10):
+            path = root / segment_rel_path(self.camera_id, start_us + attempt)
+            try:
+                self._file = await asyncio.to_thread(SegmentFile.create, path, first.track, first)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    await self._stop_for_disk(f"no space to start a segment on {volume}")
+                    return
+                raise
+            self._volume = volume
+            return
+        raise RuntimeError(f"{self._prefix}: segment files for {start_us} already exist")
+
+    async def _write(self, action: WriteFragment) -> None:
+        seg = self._file
+        if seg is None:
+            return
+        try:
+            await asyncio.to_thread(seg.append, action.units, action.next_dts)
+        except SegmentWriteError as exc:
+            self._log.error("%s: %s; segment closed at its last whole fragment", self._prefix, exc)
+            await self._finalise()
+            self._segmenter = self._new_segmenter()
+            if exc.errno == errno.ENOSPC:
+                await self._stop_for_disk(f"volume full while writing: {exc.strerror}")
+
+    async def _finalise(self) -> None:
+        seg = self._file
+        if seg is None:
+            return
+        self._file = None
+        if seg.fragments == 0:
+            await asyncio.to_thread(seg.discard)
+            return
+        done = await asyncio.to_thread(seg.finish)
+        assert self._chain is not None
+        chain = chain_next(self._chain, done.sha256)
+        record = SegmentRecord(
+            camera_id=self.camera_id,
+            volume=self._volume,
+            path=done.path.relative_to(self._volumes.root(self._volume)).as_posix(),
+            start_us=done.start_us,
+            end_us=done.end_us,
+            bytes=done.bytes,
+            frames=done.frames,
+            codec=str(seg.track.codec),
+            width=seg.track.width,
+            height=seg.track.height,
+            sha256=done.sha256,
+            chain=chain,
+        )
+        try:
+            await self._index.add_segment(record)
+        except Exception:
+            # The file stays; recovery indexes it at the next start.
+            self._log.exception("%s: could not index %s", self._prefix, record.path)
+            return
+        self._chain = chain
+        self.segments_written += 1
+
+    async def _abandon_open_file(self) -> None:
+        """After a crash of the loop: keep what is whole on disk, as on a clean close."""
+        with contextlib.suppress(Exception):
+            await self._finalise()
+        self._file = None
+
+    async def _stop_for_disk(self, reason: str) -> None:
+        self._segmenter = self._new_segmenter()
+        if self.stopped:
+            return
+        self.stopped = True
+        self._next_retry = time.monotonic() + self._retry_seconds
+        self._log.error("%s: recording stopped: %s", self._prefix, reason)
+        at = now_us()
+        await self._event("disk_full", "alarm", reason, at)
+        await self._event("recording_stopped", "alarm", reason, at)
+
+    async def _try_resume(self) -> bool:
+        if time.monotonic() < self._next_retry:
+            return False
+        self._next_retry = time.monotonic() + self._retry_seconds
+        if not await asyncio.to_thread(self._volumes.has_room):
+            return False
+        self.stopped = False
+        self._log.warning("%s: space available again; recording resumes", self._prefix)
+        await self._event("recording_resumed", "info", "space available on a recording volume", now_us())
+        return True
+
+    async def _event(self, kind: str, level: str, reason: str, at_us: int) -> None:
+        try:
+            await self._events.camera_event(self.camera_id, kind, level, reason, at_us)
+        except Exception:
+            self._log.exception("%s: could not store event %s", self._prefix, kind)
+
+    def _report_drops(self) -> None:
+        reader = self._reader
+        now = time.monotonic()
+        if reader is None or now < self._next_report:
+            return
+        self._next_report = now + REPORT_SECONDS
+        new = reader.dropped - self._reported_drops
+        if new > 0:
+            self._reported_drops = reader.dropped
+            self._log.warning(
+                "%s: %d units dropped in the last %.0f s (writer fell behind; %d total)",
+                self._prefix,
+                new,
+                REPORT_SECONDS,
+                reader.dropped,
+            )

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import subprocess
+from pathlib import Path
+
+from sqlalchemy import select
+
+from vigil.ingest.file import iter_file_units
+from vigil.recorder.camera import CameraRecorder
+from vigil.recorder.index import SqlIndex, chain_next, chain_seed
+from vigil.recorder.volumes import Volumes
+from vigil.settings import StorageSettings
+from vigil.storage.db import Database
+from vigil.storage.models import Segment
+from vigil.streams.hub import StreamHub
+
+MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
+SAMPLE_576 = (MEDIA if MEDIA.is_dir() else Path("/work/shared/media")) / "campus_576p10_h264.mp4"
+START = 1_700_000_000.0
+
+
+async def feed(hub: StreamHub, units: int, *, start: float = START, every: int = 10) -> int:
+    n = 0
+    for au in itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=start), units):
+        hub.publish(au)
+        n += 1
+        if n % every == 0:
+            await asyncio.sleep(0)  # let the recorder run, as ingest would between packets
+    return n
+
+
+def ffprobe_frames(path: Path) -> int:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stderr == ""
+    return int(out.stdout.strip())
+
+
+async def test_records_contiguous_chained_segments(db: Database, tmp_path: Path) -> None:
+    settings = StorageSettings(segment_seconds=4.0, fragment_seconds=1.0)
+    volumes = Volumes([tmp_path / "v1", tmp_path / "v2"])
+    hub = StreamHub("cam")
+    index = SqlIndex(db)
+    rec = CameraRecorder(7, hub, index, volumes, settings, index)
+    await rec.start()
+    published = await asyncio.wait_for(feed(hub, 200), 30)  # 20 s
+    await asyncio.wait_for(rec.close(), 30)
+
+    async with db.session() as s:
+        rows = list((await s.execute(select(Segment).order_by(Segment.start_us))).scalars())
+    assert len(rows) == 5  # 2 s GOP, 4 s target: 4 s segments
+    assert sum(r.frames for r in rows) == published
+    assert rows[0].start_us == int(START * 1_000_000)
+    chain = chain_seed(7)
+    for prev, row in itertools.zip_longest([None, *rows[:-1]], rows):
+        assert row is not None
+        if prev is not None:
+            assert row.start_us == prev.end_us  # no gap between cuts
+        path = volumes.resolve(row.volume, row.path)
+        assert row.path == f"7/2023-11-14/{row.start_us}.mp4"
+        data = path.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row.sha256 and len(data) == row.bytes
+        chain = chain_next(chain, row.sha256)
+        assert row.chain == chain
+        assert (row.codec, row.width, row.height, row.status) == ("h264", 768, 576, "complete")
+    assert rows[-1].end_us == int((START + 20) * 1_000_000)
+    assert ffprobe_frames(volumes.resolve(rows[1].volume, rows[1].path)) == rows[1].frames
+
+
+async def test_reconnect_gap_starts_new_segment_and_chain_continues(db: Database, tmp_path: Path) -> None:
+    settings = StorageSettings(segment_seconds=60.0, fragment_seconds=1.0)
+    volumes = Volumes([tmp_path / "v"])
+    index = SqlIndex(db)
+    hub = StreamHub("cam")
+    rec = CameraRecorder(3, hub, index, volumes, settings, index)
+    await rec.start()
+    await feed(hub, 40)
+    # The camera reconnects 30 s later: timestamps restart, wallclock jumps.
+    await feed(hub, 40, start=START + 34)
+    await asyncio.wait_for(rec.close(), 30)
+    # A second recorder (after a restart: a fresh hub) continues the chain from the index.
+    hub = StreamHub("cam")
+    rec2 = CameraRecorder(3, hub, index, volumes, settings, index)
+    await rec2.start()
+    await feed(hub, 20, start=START + 100)
+    await asyncio.wait_for(rec2.close(), 30)
+    async with db.session() as s:
+        rows = list((await s.execute(select(Segment).order_by(Segment.start_us))).scalars())
+    assert [(r.start_us - int(START * 1e6)) // 1_000_000 for r in rows] == [0, 34, 100]
+    assert [r.frames for r in rows] == [40, 40, 20]
+    assert rows[0].end_us == int((START + 4) * 1_000_000)
+    chain = chain_seed(3)
+    for row in rows:
+        chain = chain_next(chain, row.sha256)
+        assert row.chain == chain

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from starlette.requests import HTTPConnection
 
 from vigil.access.audit import AuditEntry, AuditLog
-from vigil.access.roles import allows
+from vigil.access.roles import Role, allows
 from vigil.access.scope import region_in_scope
 from vigil.access.sessions import SESSION_COOKIE, SessionStore
 from vigil.api.contracts import CameraAction, Principal
@@ -73,9 +73,16 @@ class SessionGate:
             await self.audit(principal, audit_action, target, False, f"role {principal.role} may not {action}")
             raise Forbidden(f"role {principal.role} may not {action} cameras")
 
-    async def __call__(self, conn: HTTPConnection, camera_id: int, action: CameraAction, detail: str = "") -> Principal:
-        """Authenticate ``conn`` and allow ``action`` on camera ``camera_id`` or raise; audit the outcome."""
-        principal = await self.authenticate(conn)
+    async def require_admin(self, principal: Principal, audit_action: str, target: str) -> None:
+        """Raise :class:`Forbidden` (audited as ``audit_action``) unless the principal is an admin."""
+        if principal.role != Role.ADMIN:
+            await self.audit(principal, audit_action, target, False, f"role {principal.role} is not admin")
+            raise Forbidden(f"only administrators may do this ({audit_action}); your role is {principal.role}")
+
+    async def authorize(
+        self, principal: Principal, camera_id: int, action: CameraAction, detail: str = "", *, audit_allowed: bool
+    ) -> str:
+        """Check scope then role for ``action`` on a camera; return its gb_id. Denials are always audited."""
         async with self._db.session() as session:
             query = select(Camera.gb_id, Camera.region_code).where(Camera.id == camera_id)
             row = (await session.execute(query)).first()
@@ -89,6 +96,12 @@ class SessionGate:
         if not allows(principal.role, action):
             await self.audit(principal, action, target, False, f"role {principal.role} may not {action}{suffix}")
             raise Forbidden(f"role {principal.role} may not {action} cameras")
-        if action != "view":
+        if audit_allowed:
             await self.audit(principal, action, target, True, detail)
+        return target
+
+    async def __call__(self, conn: HTTPConnection, camera_id: int, action: CameraAction, detail: str = "") -> Principal:
+        """Authenticate ``conn`` and allow ``action`` on camera ``camera_id`` or raise; audit the outcome."""
+        principal = await self.authenticate(conn)
+        await self.authorize(principal, camera_id, action, detail, audit_allowed=action != "view")
         return principal

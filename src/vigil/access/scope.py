@@ -6,8 +6,11 @@ Region codes are civil codes (2/4/6/8 digits) or custom codes under a parent, so
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, Select, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from vigil.storage.models import Region
 
@@ -22,7 +25,7 @@ def subtree_codes(root: str) -> Select[tuple[str]]:
     return select(tree.c.code)
 
 
-def in_scope_clause(column: ColumnElement[str] | ColumnElement[str | None], root: str | None) -> ColumnElement[bool]:
+def in_scope_clause(column: QueryableAttribute[Any], root: str | None) -> ColumnElement[bool]:
     """A WHERE clause: ``column`` names a region inside ``root``'s subtree (always true for root None)."""
     if root is None:
         return true()

@@ -20,7 +20,9 @@ MAX_DEPTH = 32
 
 def subtree_codes(root: str) -> Select[tuple[str]]:
     """A SELECT of ``root`` and every region under it."""
-    tree = select(Region.code).where(Region.code == root).cte("subtree", recursive=True)
+    tree = (
+        select(Region.code).where(Region.code == root).cte(recursive=True)
+    )  # anonymous: a query may hold two subtrees
     tree = tree.union_all(select(Region.code).where(Region.parent_code == tree.c.code))
     return select(tree.c.code)
 

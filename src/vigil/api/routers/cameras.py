@@ -21,7 +21,7 @@ from starlette.requests import Request
 from vigil.access.audit import AuditEntry
 from vigil.access.scope import in_scope_clause, region_in_scope, subtree_codes
 from vigil.access.secrets import SecretBox
-from vigil.api.camera_csv import CsvFileError, decode_csv_bytes, read_csv, write_csv
+from vigil.api.camera_csv import COLUMNS, CsvFileError, decode_csv_bytes, read_csv, write_csv
 from vigil.api.context import ApiContext, Authed, Ctx
 from vigil.api.contracts import Principal
 from vigil.api.errors import ERROR_RESPONSES, InvalidFields, field_errors, invalid_from
@@ -195,7 +195,7 @@ async def export_cameras(principal: Authed, ctx: Ctx) -> Response:
     async with ctx.access.db.session() as session:
         query = select(Camera).where(in_scope_clause(Camera.region_code, principal.region_code))
         cams = (await session.execute(query.order_by(Camera.gb_id))).scalars().all()
-        departments = dict((await session.execute(select(Department.id, Department.name))).tuples().all())
+        departments = {row.id: row.name for row in await session.execute(select(Department.id, Department.name))}
     rows = [
         {
             "gb_id": c.gb_id,
@@ -246,24 +246,24 @@ async def import_cameras(
         return _rejected([ImportRowError(row=exc.row, field=exc.field, message=exc.message)])
 
     async with ctx.access.db.session() as session:
-        departments = dict((await session.execute(select(Department.name, Department.id))).tuples().all())
+        by_name = {row.name: row.id for row in await session.execute(select(Department.name, Department.id))}
         region_query = select(Region.code).where(in_scope_clause(Region.code, principal.region_code))
         scope_regions = set((await session.execute(region_query)).scalars().all())
         gb_ids = [r.cells.get("gb_id", "") for r in rows]
         existing: dict[str, str] = {}  # gb_id -> region_code
         for i in range(0, len(gb_ids), _CHUNK):
             query = select(Camera.gb_id, Camera.region_code).where(Camera.gb_id.in_(gb_ids[i : i + _CHUNK]))
-            existing.update((await session.execute(query)).tuples().all())
+            existing.update({row.gb_id: row.region_code for row in await session.execute(query)})
 
     errors: list[ImportRowError] = []
     specs: list[CameraIn] = []
     seen: dict[str, int] = {}
     for row in rows:
-        row_errors = _validate_row(row.line, row.cells, departments, scope_regions, existing, seen)
+        row_errors = _validate_row(row.line, row.cells, by_name, scope_regions, existing, seen)
         if isinstance(row_errors, CameraIn):
             specs.append(row_errors)
         else:
-            errors.extend(row_errors)
+            errors.extend(sorted(row_errors, key=_column_order))  # left to right, as in the sheet
     if errors:
         return _rejected(errors)
     updated = sum(1 for s in specs if s.gb_id in existing)
@@ -357,6 +357,10 @@ def _validate_row(
             )
         )
     return errors or spec
+
+
+def _column_order(error: ImportRowError) -> int:
+    return COLUMNS.index(error.field) if error.field in COLUMNS else len(COLUMNS)
 
 
 @router.get("/{camera_id}", response_model=CameraOut)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
             await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         database = Database(PG_URL)
         _use_schema(database, schema)
+        database._test_schema = schema  # type: ignore[attr-defined]  # read by the reopen fixture
         try:
             await database.create_schema()
             yield database
@@ -68,3 +69,21 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
                 await conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def reopen(db: Database) -> AsyncIterator[Callable[[], Database]]:
+    """Open another handle (engine) on ``db``'s data, as a second process or node would; closed afterwards."""
+    opened: list[Database] = []
+
+    def open_again() -> Database:
+        other = Database(db.url)
+        schema = getattr(db, "_test_schema", None)
+        if schema is not None:
+            _use_schema(other, schema)
+        opened.append(other)
+        return other
+
+    yield open_again
+    for other in opened:
+        await other.close()

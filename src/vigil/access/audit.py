@@ -6,8 +6,9 @@ chain from that row on. Only the newest rows can be silently *truncated*; verify
 so an operator can compare it with what they last saw.
 
 Appends are serialised: an asyncio lock in the process and, on PostgreSQL, ``pg_advisory_xact_lock``
-so several nodes can append to one chain. A change and its audit row commit in one transaction
-(:meth:`AuditLog.transaction`), so no change lands without its row.
+so several nodes can append to one chain (on SQLite, the database write lock taken up front). A change
+and its audit row commit in one transaction (:meth:`AuditLog.transaction`), so no change lands
+without its row.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ GENESIS_HASH = "0" * 64
 #: pg_advisory_xact_lock key for audit appends ("VIGILAUD" as a big-endian int64, fits in signed 64 bits).
 AUDIT_LOCK_KEY = int.from_bytes(b"VIGILAUD", "big") & 0x7FFF_FFFF_FFFF_FFFF
 _VERIFY_BATCH = 1000
+_SQLITE_WRITE_LOCK = "UPDATE audit_log SET hash = hash WHERE id = (SELECT MAX(id) FROM audit_log)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,11 @@ class AuditLog:
         async with self._lock, self._db.session() as session:
             if self._db.engine.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+            elif self._db.engine.dialect.name == "sqlite":
+                # pysqlite starts the transaction only at the first write, so reading the last hash first
+                # would let another process append in between (a forked chain). A no-op write takes
+                # SQLite's write lock before that read.
+                await session.execute(text(_SQLITE_WRITE_LOCK))
             yield AuditTransaction(session, self._clock)
 
     async def record(self, entry: AuditEntry) -> None:

@@ -105,3 +105,14 @@ def test_openapi_schema_describes_every_response(tmp_path: Path) -> None:
     camera = schema["components"]["schemas"]["CameraOut"]["properties"]
     assert "password" not in camera and camera["status"] == {"$ref": "#/components/schemas/CameraStatus"}
     assert schema["components"]["schemas"]["ErrorOut"]["required"] == ["detail", "code"]
+
+
+def test_committed_schema_is_current(tmp_path: Path) -> None:
+    """docs/openapi.json (the console's types are generated from it) must match the code."""
+    committed = Path(__file__).parents[2] / "docs" / "openapi.json"
+    fresh = tmp_path / "openapi.json"
+    write_openapi(fresh)
+    assert committed.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8"), (
+        "regenerate: PYTHONPATH=src python -c 'from pathlib import Path; from vigil.api.app import write_openapi; "
+        'write_openapi(Path("docs/openapi.json"))\''
+    )

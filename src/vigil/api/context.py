@@ -1,0 +1,58 @@
+"""What the API routers share: access control and the runtime's narrow interfaces (injected)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from vigil.access import Access
+from vigil.api.contracts import Principal
+from vigil.api.schemas import CameraStatus, VolumeInfo
+
+
+class CameraStatusProvider(Protocol):
+    """The runtime's view of each camera's ingest (state, bitrate, recording)."""
+
+    def status(self, camera_id: int) -> CameraStatus: ...
+
+
+class CameraChangeListener(Protocol):
+    """Told after a camera was created, changed or deleted (the runtime starts/stops its ingest)."""
+
+    async def camera_changed(self, camera_id: int) -> None: ...
+
+
+class VolumesInfoProvider(Protocol):
+    """Disk usage of the recording volumes."""
+
+    def volumes(self) -> Sequence[VolumeInfo]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    access: Access
+    status: CameraStatusProvider
+    changes: CameraChangeListener
+    volumes: VolumesInfoProvider
+    node: str
+    version: str
+
+
+def get_context(request: Request) -> ApiContext:
+    """The context create_api stored on the app."""
+    ctx = request.app.state.vigil
+    assert isinstance(ctx, ApiContext)
+    return ctx
+
+
+async def get_principal(request: Request) -> Principal:
+    """The logged-in caller, or 401."""
+    return await get_context(request).access.gate.authenticate(request)
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]
+Authed = Annotated[Principal, Depends(get_principal)]

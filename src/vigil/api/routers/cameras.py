@@ -1,0 +1,443 @@
+"""Cameras: scoped listing, CRUD with validation, events, CSV export and all-or-nothing import.
+
+Reads go through the gate's scope check (outside scope looks absent, audited); changes need the
+admin role and commit together with their audit row; the runtime hears of each change afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from vigil.access.audit import AuditEntry
+from vigil.access.scope import in_scope_clause, region_in_scope, subtree_codes
+from vigil.access.secrets import SecretBox
+from vigil.api.camera_csv import COLUMNS, CsvFileError, decode_csv_bytes, read_csv, write_csv
+from vigil.api.context import ApiContext, Authed, Ctx
+from vigil.api.contracts import Principal
+from vigil.api.errors import ERROR_RESPONSES, InvalidFields, field_errors, invalid_from
+from vigil.api.schemas import (
+    CameraEventOut,
+    CameraIn,
+    CameraOut,
+    CameraPatch,
+    FieldError,
+    ImportRejected,
+    ImportResult,
+    ImportRowError,
+)
+from vigil.domain.errors import Conflict, NotFound
+from vigil.storage.models import Camera, CameraEvent, Department, EvidenceLock, Region
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/cameras", tags=["cameras"], responses=ERROR_RESPONSES)
+
+MAX_IMPORT_BYTES = 32 * 1024 * 1024
+_CHUNK = 500
+
+
+def camera_out(ctx: ApiContext, cam: Camera) -> CameraOut:
+    """The API view of a camera: never the password, always the live status."""
+    return CameraOut(
+        id=cam.id,
+        gb_id=cam.gb_id,
+        name=cam.name,
+        rtsp_url=cam.rtsp_url,
+        username=cam.username,
+        has_password=bool(cam.password_enc),
+        region_code=cam.region_code,
+        department_id=cam.department_id,
+        category=cam.category,
+        latitude=cam.latitude,
+        longitude=cam.longitude,
+        address=cam.address,
+        ptz_type=cam.ptz_type,
+        definition=cam.definition,
+        enabled=cam.enabled,
+        retention_days=cam.retention_days,
+        status=ctx.status.status(cam.id),
+    )
+
+
+def _fields_of(cam: Camera) -> dict[str, Any]:
+    """A camera row as CameraIn input (password left out: None means unchanged)."""
+    return {
+        "gb_id": cam.gb_id,
+        "name": cam.name,
+        "rtsp_url": cam.rtsp_url,
+        "username": cam.username,
+        "region_code": cam.region_code,
+        "department_id": cam.department_id,
+        "category": cam.category,
+        "latitude": cam.latitude,
+        "longitude": cam.longitude,
+        "address": cam.address,
+        "ptz_type": cam.ptz_type,
+        "definition": cam.definition,
+        "enabled": cam.enabled,
+        "retention_days": cam.retention_days,
+    }
+
+
+def _apply(cam: Camera, spec: CameraIn, secrets: SecretBox, now: int) -> None:
+    cam.gb_id = spec.gb_id
+    cam.name = spec.name
+    cam.rtsp_url = spec.rtsp_url
+    cam.username = spec.username
+    cam.region_code = spec.region_code
+    cam.department_id = spec.department_id
+    cam.category = spec.category.value
+    cam.latitude = spec.latitude
+    cam.longitude = spec.longitude
+    cam.address = spec.address
+    cam.ptz_type = spec.ptz_type.value
+    cam.definition = spec.definition.value
+    cam.enabled = spec.enabled
+    cam.retention_days = spec.retention_days
+    if spec.password is not None:
+        cam.password_enc = secrets.encrypt(spec.password)
+    cam.updated_us = now
+
+
+async def _reference_errors(session: AsyncSession, principal: Principal, spec: CameraIn) -> list[FieldError]:
+    # A region outside the caller's scope is reported exactly like a missing one.
+    errors = []
+    if not await region_in_scope(session, spec.region_code, principal.region_code):
+        errors.append(FieldError(field="region_code", message=f"region {spec.region_code!r} does not exist"))
+    if spec.department_id is not None and await session.get(Department, spec.department_id) is None:
+        errors.append(FieldError(field="department_id", message=f"department {spec.department_id} does not exist"))
+    return errors
+
+
+async def _notify(ctx: ApiContext, camera_ids: Sequence[int]) -> None:
+    for camera_id in camera_ids:
+        try:
+            await ctx.changes.camera_changed(camera_id)
+        except Exception:
+            # The change is committed; the runtime's supervisor reconciles, so the request must not fail.
+            log.exception("camera %s: change listener failed", camera_id)
+
+
+def _entry(principal: Principal, action: str, target: str, detail: str = "") -> AuditEntry:
+    return AuditEntry(principal.username, principal.source, action, target, True, detail, principal.user_id)
+
+
+@router.get("", response_model=list[CameraOut])
+async def list_cameras(
+    principal: Authed,
+    ctx: Ctx,
+    region: Annotated[str | None, Query(max_length=20, description="Only this region's subtree")] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Text in name, gb_id or address")] = None,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[CameraOut]:
+    """Cameras in the caller's scope, optionally narrowed to a region subtree and a search text."""
+    async with ctx.access.db.session() as session:
+        query = select(Camera).where(in_scope_clause(Camera.region_code, principal.region_code))
+        if region:
+            if not await region_in_scope(session, region, principal.region_code):
+                await ctx.access.gate.audit(principal, "view", f"region:{region}", False, "region outside scope")
+                raise NotFound(f"region {region} not found")
+            query = query.where(Camera.region_code.in_(subtree_codes(region)))
+        if q:
+            needle = q.lower()
+            query = query.where(
+                or_(
+                    func.lower(Camera.name).contains(needle, autoescape=True),
+                    Camera.gb_id.contains(needle, autoescape=True),
+                    func.lower(Camera.address).contains(needle, autoescape=True),
+                )
+            )
+        cams = (await session.execute(query.order_by(Camera.gb_id).limit(limit).offset(offset))).scalars().all()
+    return [camera_out(ctx, c) for c in cams]
+
+
+@router.post("", response_model=CameraOut, status_code=201)
+async def create_camera(body: CameraIn, principal: Authed, ctx: Ctx) -> CameraOut:
+    """Add a camera (admin); the runtime starts its ingest if enabled."""
+    await ctx.access.gate.require_role(principal, "edit", "camera.create", body.gb_id)
+    now = ctx.access.clock()
+    try:
+        async with ctx.access.audit.transaction() as tx:
+            errors = await _reference_errors(tx.session, principal, body)
+            if errors:
+                raise InvalidFields(errors)
+            if (await tx.session.execute(select(Camera.id).where(Camera.gb_id == body.gb_id))).first():
+                raise Conflict(f"gb_id: {body.gb_id} is already used by another camera")
+            cam = Camera(source_kind="rtsp", password_enc="", created_us=now)
+            _apply(cam, body, ctx.access.secrets, now)
+            tx.session.add(cam)
+            await tx.session.flush()
+            await tx.append(_entry(principal, "camera.create", cam.gb_id, f"id={cam.id} name={cam.name}"))
+    except IntegrityError as exc:
+        raise Conflict(f"gb_id: {body.gb_id} is already used by another camera") from exc
+    await _notify(ctx, [cam.id])
+    return camera_out(ctx, cam)
+
+
+@router.get(
+    "/export.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "UTF-8 CSV with BOM"}},
+)
+async def export_cameras(principal: Authed, ctx: Ctx) -> Response:
+    """Every camera in scope as CSV (passwords left empty), for Excel."""
+    await ctx.access.gate.require_role(principal, "edit", "camera.export_csv", "cameras")
+    async with ctx.access.db.session() as session:
+        query = select(Camera).where(in_scope_clause(Camera.region_code, principal.region_code))
+        cams = (await session.execute(query.order_by(Camera.gb_id))).scalars().all()
+        departments = {row.id: row.name for row in await session.execute(select(Department.id, Department.name))}
+    rows = [
+        {
+            "gb_id": c.gb_id,
+            "name": c.name,
+            "rtsp_url": c.rtsp_url,
+            "username": c.username,
+            "password": "",
+            "region_code": c.region_code,
+            "department": departments.get(c.department_id, "") if c.department_id is not None else "",
+            "category": c.category,
+            "latitude": "" if c.latitude is None else repr(c.latitude),
+            "longitude": "" if c.longitude is None else repr(c.longitude),
+            "address": c.address,
+            "ptz_type": c.ptz_type,
+            "definition": c.definition,
+            "enabled": "true" if c.enabled else "false",
+            "retention_days": "" if c.retention_days is None else str(c.retention_days),
+        }
+        for c in cams
+    ]
+    await ctx.access.gate.audit(principal, "camera.export_csv", "cameras", True, f"{len(rows)} cameras")
+    return Response(
+        write_csv(rows).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="cameras.csv"'},
+    )
+
+
+@router.post(
+    "/import",
+    response_model=ImportResult,
+    responses={422: {"model": ImportRejected, "description": "Rows with errors; nothing was written"}},
+)
+async def import_cameras(
+    principal: Authed,
+    ctx: Ctx,
+    file: Annotated[UploadFile, File(description="CSV in the export's format, UTF-8 or GBK")],
+    dry_run: Annotated[bool, Query(description="Validate only; write nothing")] = False,
+) -> ImportResult | JSONResponse:
+    """Create or update (by gb_id) cameras from CSV; any bad row rejects the whole file (422, per-row errors)."""
+    await ctx.access.gate.require_role(principal, "edit", "camera.import", file.filename or "upload")
+    data = await file.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        return _rejected([ImportRowError(row=0, field="file", message=f"larger than {MAX_IMPORT_BYTES} bytes")])
+    try:
+        rows = read_csv(decode_csv_bytes(data))
+    except CsvFileError as exc:
+        return _rejected([ImportRowError(row=exc.row, field=exc.field, message=exc.message)])
+
+    async with ctx.access.db.session() as session:
+        by_name = {row.name: row.id for row in await session.execute(select(Department.name, Department.id))}
+        region_query = select(Region.code).where(in_scope_clause(Region.code, principal.region_code))
+        scope_regions = set((await session.execute(region_query)).scalars().all())
+        gb_ids = [r.cells.get("gb_id", "") for r in rows]
+        existing: dict[str, str] = {}  # gb_id -> region_code
+        for i in range(0, len(gb_ids), _CHUNK):
+            query = select(Camera.gb_id, Camera.region_code).where(Camera.gb_id.in_(gb_ids[i : i + _CHUNK]))
+            existing.update({row.gb_id: row.region_code for row in await session.execute(query)})
+
+    errors: list[ImportRowError] = []
+    specs: list[CameraIn] = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        row_errors = _validate_row(row.line, row.cells, by_name, scope_regions, existing, seen)
+        if isinstance(row_errors, CameraIn):
+            specs.append(row_errors)
+        else:
+            errors.extend(sorted(row_errors, key=_column_order))  # left to right, as in the sheet
+    if errors:
+        return _rejected(errors)
+    updated = sum(1 for s in specs if s.gb_id in existing)
+    result = ImportResult(imported=len(specs) - updated, updated=updated, errors=[], dry_run=dry_run)
+    if dry_run or not specs:
+        return result
+
+    now = ctx.access.clock()
+    changed: list[int] = []
+    try:
+        async with ctx.access.audit.transaction() as tx:
+            for i in range(0, len(specs), _CHUNK):
+                chunk = specs[i : i + _CHUNK]
+                rows_query = select(Camera).where(Camera.gb_id.in_([s.gb_id for s in chunk]))
+                current = {c.gb_id: c for c in (await tx.session.execute(rows_query)).scalars().all()}
+                for spec in chunk:
+                    found = current.get(spec.gb_id)
+                    cam: Camera
+                    action = "camera.update" if found is not None else "camera.create"
+                    if found is None:
+                        cam = Camera(source_kind="rtsp", password_enc="", created_us=now)
+                        tx.session.add(cam)
+                    else:
+                        cam = found
+                    _apply(cam, spec, ctx.access.secrets, now)
+                    await tx.session.flush()
+                    changed.append(cam.id)
+                    await tx.append(_entry(principal, action, cam.gb_id, f"csv import id={cam.id}"))
+            await tx.append(
+                _entry(
+                    principal, "camera.import", file.filename or "upload", f"{result.imported} new, {updated} updated"
+                )
+            )
+    except IntegrityError as exc:
+        raise Conflict("a camera with one of these gb_ids was added meanwhile; import again") from exc
+    await _notify(ctx, changed)
+    return result
+
+
+def _rejected(errors: list[ImportRowError]) -> JSONResponse:
+    body = ImportRejected(
+        detail=f"{len(errors)} problems; nothing was imported", code="invalid", imported=0, updated=0, errors=errors
+    )
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
+def _validate_row(
+    line: int,
+    cells: dict[str, str],
+    departments: dict[str, int],
+    scope_regions: set[str],
+    existing: dict[str, str],
+    seen: dict[str, int],
+) -> CameraIn | list[ImportRowError]:
+    """One CSV row as a CameraIn, or its errors (field names as in the CSV header)."""
+    if "__shape__" in cells:
+        return [ImportRowError(row=line, field="row", message=cells["__shape__"])]
+    errors: list[ImportRowError] = []
+    department_id: int | None = None
+    department = cells.get("department", "")
+    if department:
+        found = departments.get(department)
+        if found is None:
+            errors.append(ImportRowError(row=line, field="department", message=f"no department named {department!r}"))
+        department_id = found
+    payload: dict[str, Any] = {
+        key: cells[key] for key in ("gb_id", "name", "rtsp_url", "username", "region_code", "address") if key in cells
+    }
+    for key in ("category", "ptz_type", "definition", "enabled", "latitude", "longitude", "retention_days"):
+        if cells.get(key):
+            payload[key] = cells[key]
+    payload["department_id"] = department_id
+    payload["password"] = cells.get("password") or None
+    try:
+        spec = CameraIn.model_validate(payload)
+    except ValidationError as exc:
+        errors.extend(ImportRowError(row=line, field=e.field, message=e.message) for e in field_errors(exc.errors()))
+        return errors
+    if spec.region_code not in scope_regions:
+        errors.append(
+            ImportRowError(row=line, field="region_code", message=f"region {spec.region_code!r} does not exist")
+        )
+    if spec.gb_id in seen:
+        errors.append(ImportRowError(row=line, field="gb_id", message=f"{spec.gb_id} repeats row {seen[spec.gb_id]}"))
+    else:
+        seen[spec.gb_id] = line
+    if spec.gb_id in existing and existing[spec.gb_id] not in scope_regions:
+        errors.append(
+            ImportRowError(
+                row=line, field="gb_id", message=f"{spec.gb_id} is already used by a camera outside your scope"
+            )
+        )
+    return errors or spec
+
+
+def _column_order(error: ImportRowError) -> int:
+    return COLUMNS.index(error.field) if error.field in COLUMNS else len(COLUMNS)
+
+
+@router.get("/{camera_id}", response_model=CameraOut)
+async def get_camera(camera_id: int, request: Request, ctx: Ctx) -> CameraOut:
+    """One camera (404 if outside the caller's scope)."""
+    await ctx.access.gate(request, camera_id, "view")
+    async with ctx.access.db.session() as session:
+        cam = await session.get(Camera, camera_id)
+    if cam is None:
+        raise NotFound(f"camera {camera_id} not found")
+    return camera_out(ctx, cam)
+
+
+@router.patch("/{camera_id}", response_model=CameraOut)
+async def update_camera(camera_id: int, body: CameraPatch, principal: Authed, ctx: Ctx) -> CameraOut:
+    """Change any fields (admin); the merged camera is validated as a whole. ``enabled: false`` disables it."""
+    await ctx.access.gate.authorize(principal, camera_id, "edit", audit_allowed=False)
+    changes = body.model_dump(exclude_unset=True)
+    now = ctx.access.clock()
+    try:
+        async with ctx.access.audit.transaction() as tx:
+            cam = await tx.session.get(Camera, camera_id)
+            if cam is None:
+                raise NotFound(f"camera {camera_id} not found")
+            try:
+                spec = CameraIn.model_validate({**_fields_of(cam), "password": None, **changes})
+            except ValidationError as exc:
+                raise invalid_from(exc) from exc
+            errors = await _reference_errors(tx.session, principal, spec)
+            if errors:
+                raise InvalidFields(errors)
+            if (
+                spec.gb_id != cam.gb_id
+                and (await tx.session.execute(select(Camera.id).where(Camera.gb_id == spec.gb_id))).first()
+            ):
+                raise Conflict(f"gb_id: {spec.gb_id} is already used by another camera")
+            _apply(cam, spec, ctx.access.secrets, now)
+            await tx.session.flush()
+            detail = "changed " + ", ".join(sorted(k if k != "password" else "password" for k in changes))
+            await tx.append(_entry(principal, "camera.update", cam.gb_id, detail))
+    except IntegrityError as exc:
+        raise Conflict("gb_id: already used by another camera") from exc
+    await _notify(ctx, [cam.id])
+    return camera_out(ctx, cam)
+
+
+@router.delete("/{camera_id}", status_code=204, response_class=Response)
+async def delete_camera(camera_id: int, principal: Authed, ctx: Ctx) -> Response:
+    """Remove a camera (admin); refused while evidence locks hold its recordings. Recordings age out."""
+    await ctx.access.gate.authorize(principal, camera_id, "delete", audit_allowed=False)
+    async with ctx.access.audit.transaction() as tx:
+        cam = await tx.session.get(Camera, camera_id)
+        if cam is None:
+            raise NotFound(f"camera {camera_id} not found")
+        locks = (await tx.session.execute(select(func.count()).where(EvidenceLock.camera_id == camera_id))).scalar_one()
+        if locks:
+            raise Conflict(f"camera {cam.gb_id} has {locks} evidence locks; release them or disable the camera")
+        await tx.session.delete(cam)
+        await tx.append(_entry(principal, "camera.delete", cam.gb_id, f"id={camera_id} name={cam.name}"))
+    await _notify(ctx, [camera_id])
+    return Response(status_code=204)
+
+
+@router.get("/{camera_id}/events", response_model=list[CameraEventOut])
+async def camera_events(
+    camera_id: int,
+    request: Request,
+    ctx: Ctx,
+    from_us: Annotated[int, Query(ge=0)] = 0,
+    to_us: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[CameraEventOut]:
+    """State changes and faults of one camera in [from_us, to_us), newest first."""
+    await ctx.access.gate(request, camera_id, "view")
+    query = select(CameraEvent).where(CameraEvent.camera_id == camera_id, CameraEvent.at_us >= from_us)
+    if to_us is not None:
+        query = query.where(CameraEvent.at_us < to_us)
+    async with ctx.access.db.session() as session:
+        rows = (await session.execute(query.order_by(CameraEvent.at_us.desc()).limit(limit))).scalars().all()
+    return [CameraEventOut(at_us=r.at_us, kind=r.kind, level=r.level, reason=r.reason) for r in rows]

@@ -1,0 +1,97 @@
+"""The audit log over HTTP: rows for logins and changes, chain verify, tampering found by row id."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from apikit import REGION_A, Api, camera_body
+from sqlalchemy import delete, update
+
+from vigil.access.audit import AuditEntry, AuditLog, audit_verify_cli
+from vigil.settings import Settings
+from vigil.storage.db import Database
+from vigil.storage.models import AuditRow
+
+
+async def make_activity(api: Api) -> None:
+    async with await api.as_user("root") as root:
+        cam = (await root.post("/api/cameras", json=camera_body())).json()
+        await root.patch(f"/api/cameras/{cam['id']}", json={"name": "改"})
+        await root.post("/api/users", json={"username": "v", "password": "viewer pass 1", "role": "viewer"})
+
+
+async def test_audit_lists_newest_first_with_paging(api: Api) -> None:
+    await make_activity(api)
+    async with await api.as_user("root") as root:
+        rows = (await root.get("/api/audit", params={"limit": 3})).json()
+        assert [r["action"] for r in rows] == ["login", "user.create", "camera.update"]
+        assert rows[0]["username"] == "root"
+        older = (await root.get("/api/audit", params={"before_id": rows[-1]["id"]})).json()
+        assert [r["action"] for r in older] == ["camera.create", "login", "user.create"]
+        only = (await root.get("/api/audit", params={"action": "camera.update"})).json()
+        assert [(r["target"], r["allowed"]) for r in only] == [("32010200001320000001", True)]
+
+
+async def test_verify_ok_then_tampered_row_is_reported(api: Api) -> None:
+    await make_activity(api)
+    async with await api.as_user("root") as root:
+        verdict = (await root.get("/api/audit/verify")).json()
+        assert verdict["ok"] is True
+        assert verdict["first_bad_id"] is None
+        total = verdict["rows"]
+        victim = next(r for r in (await root.get("/api/audit")).json() if r["action"] == "camera.update")
+        async with api.db.session() as session:
+            await session.execute(update(AuditRow).where(AuditRow.id == victim["id"]).values(username="someone-else"))
+        verdict = (await root.get("/api/audit/verify")).json()
+        assert verdict == {
+            "ok": False,
+            "rows": verdict["rows"],
+            "first_bad_id": victim["id"],
+            "reason": f"row {victim['id']}: hash does not match its contents (edited)",
+        }
+        assert verdict["rows"] <= total
+
+
+async def test_deleted_row_breaks_the_next_link(api: Api) -> None:
+    await make_activity(api)
+    async with api.db.session() as session:
+        ids = [r.id for r in await api.audit_rows()]
+        await session.execute(delete(AuditRow).where(AuditRow.id == ids[1]))
+    async with await api.as_user("root") as root:
+        verdict = (await root.get("/api/audit/verify")).json()
+    assert (verdict["ok"], verdict["first_bad_id"]) == (False, ids[2])
+    assert "prev_hash does not match" in verdict["reason"]
+
+
+async def test_audit_needs_a_node_wide_admin(api: Api) -> None:
+    await api.add_user("admin-a", "admin", REGION_A)
+    await api.add_user("op", "operator")
+    for name in ("admin-a", "op"):
+        async with await api.as_user(name) as client:
+            assert (await client.get("/api/audit")).status_code == 403
+            assert (await client.get("/api/audit/verify")).status_code == 403
+    denied = [(r.username, r.action) for r in await api.audit_rows(allowed=False)]
+    assert denied == [
+        ("admin-a", "audit.read"),
+        ("admin-a", "audit.verify"),
+        ("op", "audit.read"),
+        ("op", "audit.verify"),
+    ]
+
+
+async def test_cli_verify_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(data_dir=tmp_path)
+    db = Database(settings.database_url)
+    await db.create_schema()
+    log = AuditLog(db)
+    for i in range(3):
+        await log.record(AuditEntry("u", "127.0.0.1:1", "live", f"cam{i}", True))
+    async with db.session() as session:
+        await session.execute(update(AuditRow).where(AuditRow.id == 2).values(allowed=False))
+    await db.close()
+    status = await asyncio.to_thread(audit_verify_cli, settings)
+    assert status == 1
+    out = capsys.readouterr().out
+    assert "first bad row id 2" in out

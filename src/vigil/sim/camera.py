@@ -56,6 +56,7 @@ class Batch:
     #: Indexes (into ``offsets``) of packets that begin a keyframe access unit.
     keyframes: list[int]
     _by_channel: dict[int, bytes] = field(default_factory=dict)
+    _datagrams: list[memoryview] | None = None
 
     @property
     def packet_count(self) -> int:
@@ -75,9 +76,12 @@ class Batch:
         return cached
 
     def datagrams(self) -> list[memoryview]:
-        """The RTP packets without interleaved framing, for UDP."""
-        view = memoryview(self.data)
-        return [view[start + INTERLEAVED_SIZE : end] for start, end in zip(self.offsets, self.offsets[1:], strict=False)]
+        """The RTP packets without interleaved framing, for UDP (computed once)."""
+        if self._datagrams is None:
+            view = memoryview(self.data)
+            pairs = zip(self.offsets, self.offsets[1:], strict=False)
+            self._datagrams = [view[start + INTERLEAVED_SIZE : end] for start, end in pairs]
+        return self._datagrams
 
 
 class SimCamera:

@@ -13,14 +13,16 @@ write channel, sequence number, timestamp and SSRC. Nothing is decoded or re-mux
 
 from __future__ import annotations
 
-import base64
+import itertools
 import statistics
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.domain.errors import VigilError
 from vigil.domain.media import AccessUnit, Codec, VideoTrack
+from vigil.ingest.file import iter_file_units, read_track
 from vigil.protocols.rtp.packetize import DEFAULT_MTU, packetize, split_avcc
 
 #: Dynamic payload type used for the one video track (RFC 3551 §6).
@@ -75,25 +77,13 @@ class Clip:
         """Loop length in seconds."""
         return self.duration_ticks / self.track.clock_rate
 
-    def sdp_fmtp(self) -> str:
-        """The ``a=fmtp`` value (after the payload type) carrying the parameter sets, per codec RFC."""
-        b64 = [base64.b64encode(ps).decode("ascii") for ps in self.track.parameter_sets]
-        if self.track.codec is Codec.H264:
-            sps = self.track.parameter_sets[0]
-            profile_level_id = sps[1:4].hex().upper() if len(sps) >= 4 else "42E01F"
-            return f"packetization-mode=1;profile-level-id={profile_level_id};sprop-parameter-sets={','.join(b64)}"
-        vps, sps, pps = b64
-        return f"sprop-vps={vps};sprop-sps={sps};sprop-pps={pps}"
-
     @property
     def encoding_name(self) -> str:
         """RTP encoding name for ``a=rtpmap``."""
         return "H264" if self.track.codec is Codec.H264 else "H265"
 
 
-def build_clip(
-    name: str, track: VideoTrack, units: Iterable[AccessUnit], *, mtu: int = DEFAULT_MTU
-) -> Clip:
+def build_clip(name: str, track: VideoTrack, units: Iterable[AccessUnit], *, mtu: int = DEFAULT_MTU) -> Clip:
     """Packetise ``units`` (decode order) of ``track``; raise :class:`ClipError` if there is nothing to serve."""
     codec = track.codec
     parameter_types = _H264_PARAMETER_TYPES if codec is Codec.H264 else _H265_PARAMETER_TYPES
@@ -106,7 +96,7 @@ def build_clip(
     # Start the loop on a keyframe so every loop (and the seam) is decodable.
     unit_list = unit_list[first:]
     base_dts = unit_list[0].dts
-    deltas = [b.dts - a.dts for a, b in zip(unit_list, unit_list[1:], strict=False) if b.dts > a.dts]
+    deltas = [b.dts - a.dts for a, b in itertools.pairwise(unit_list) if b.dts > a.dts]
     frame_ticks = int(statistics.median(deltas)) if deltas else track.clock_rate // 25
     duration_ticks = unit_list[-1].dts - base_dts + frame_ticks
 
@@ -165,15 +155,11 @@ def build_clip(
 
 def load_clip(path: Path, *, mtu: int = DEFAULT_MTU) -> Clip:
     """Read a video file (H.264 or H.265, stream copy) and packetise it once; :class:`ClipError` if unusable."""
-    from vigil.ingest.file import iter_file_units, read_track
-
     try:
         track = read_track(path)
         units = list(iter_file_units(path))
-    except ClipError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ClipError(f"{path}: {exc}") from exc
+    except (VigilError, OSError) as exc:
+        raise ClipError(str(exc)) from exc
     return build_clip(path.name, track, units, mtu=mtu)
 
 

@@ -233,7 +233,9 @@ class RtspServerConnection:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (earliest UDP session expiry), or None."""
-        expiries = [s.last_seen + self._timeout for s in self._sessions.values() if isinstance(s.transport, UdpTransport)]
+        expiries = [
+            s.last_seen + self._timeout for s in self._sessions.values() if isinstance(s.transport, UdpTransport)
+        ]
         return min(expiries) if expiries else None
 
     def handle_timer(self, now: float) -> None:

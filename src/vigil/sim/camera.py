@@ -108,12 +108,13 @@ class SimCamera:
         """The RTSP path this camera is served at."""
         return f"/cam/{self.index}"
 
-    def position(self, now: float) -> int:
-        """Absolute index of the first packet not yet due at ``now``."""
+    def position(self, now: float, *, include_now: bool = False) -> int:
+        """Absolute index of the first packet not yet due at ``now`` (or due exactly now, with ``include_now``)."""
         clip = self.clip
         ticks = self._offset_ticks + int((now - self._epoch) * clip.track.clock_rate)
         loop, within = divmod(max(ticks, 0), clip.duration_ticks)
-        return loop * clip.packet_count + bisect.bisect_right(clip.send_ticks, within)
+        search = bisect.bisect_left if include_now else bisect.bisect_right
+        return loop * clip.packet_count + search(clip.send_ticks, within)
 
     def sequence(self, absolute: int) -> int:
         """RTP sequence number of absolute packet ``absolute``."""
@@ -128,7 +129,8 @@ class SimCamera:
     def start_watching(self, now: float) -> tuple[int, int]:
         """Begin producing packets if idle; return (seq, rtptime) of the next packet a new viewer gets."""
         if self.cursor is None:
-            self.cursor = self.position(now)
+            # A viewer joining exactly on a frame's time gets that frame.
+            self.cursor = self.position(now, include_now=True)
         return self.sequence(self.cursor), self.timestamp(self.cursor)
 
     def stop_watching(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ class SimServer:
         session_timeout_s: int = 60,
         faults: Mapping[int, CameraFaults] | None = None,
         seed: int = 0,
+        send_buffer_bytes: int | None = None,
     ) -> None:
         if not files:
             raise ValueError("the simulator needs at least one video file")
@@ -125,6 +127,9 @@ class SimServer:
         self._session_timeout_s = session_timeout_s
         self._initial_faults = dict(faults or {})
         self._seed = seed
+        #: SO_SNDBUF for accepted connections (None: the OS default). A small value makes a slow
+        #: viewer's backlog show up in user space quickly, e.g. to exercise drop handling.
+        self._send_buffer_bytes = send_buffer_bytes
         self._cameras: list[SimCamera] = []
         self._sdp: dict[int, bytes] = {}
         self._viewers: dict[SimCamera, list[_Viewer]] = {}
@@ -471,6 +476,10 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self._server._send_buffer_bytes is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._server._send_buffer_bytes)
         peer = transport.get_extra_info("peername")
         self._peer_host = peer[0] if isinstance(peer, tuple) else ""
         self._server._connections.add(self)

@@ -1,0 +1,20 @@
+"""Fragmented MP4 (ISO/IEC 14496-12/-15) writer and reader, sans-I/O."""
+
+from vigil.protocols.mp4.errors import Mp4Error
+from vigil.protocols.mp4.reader import Box, Fragment, Sample, ScanResult, iter_boxes, parse_init, read_samples, scan
+from vigil.protocols.mp4.writer import FragmentWriter, init_segment, media_fragment
+
+__all__ = [
+    "Box",
+    "Fragment",
+    "FragmentWriter",
+    "Mp4Error",
+    "Sample",
+    "ScanResult",
+    "init_segment",
+    "iter_boxes",
+    "media_fragment",
+    "parse_init",
+    "read_samples",
+    "scan",
+]

@@ -1,0 +1,126 @@
+"""LiveSession: message order, instant start at the cached keyframe, track changes, stats; output decodes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import av
+
+from vigil.domain.media import AccessUnit
+from vigil.ingest.file import iter_file_units
+from vigil.live.session import LiveSession
+from vigil.protocols.mp4 import parse_init, scan
+from vigil.streams.hub import StreamHub
+
+MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
+if not MEDIA.is_dir():
+    MEDIA = Path("/work/shared/media")
+
+
+def _units(name: str, count: int) -> list[AccessUnit]:
+    units = []
+    for unit in iter_file_units(MEDIA / name, start_wallclock=0.0):
+        units.append(unit)
+        if len(units) == count:
+            return units
+    raise AssertionError("sample too short")
+
+
+async def _collect(session: LiveSession) -> list[str | bytes]:
+    return [m async for m in session]
+
+
+class FakeReader:
+    """A reader over a fixed list (the hub's own behaviour is tested in tests/streams)."""
+
+    def __init__(self, units: list[AccessUnit]) -> None:
+        self.name = "fake"
+        self.dropped = 3
+        self._units = list(units)
+        self.closed = False
+
+    async def get(self) -> AccessUnit | None:
+        return self._units.pop(0) if self._units else None
+
+    def pending(self) -> int:
+        return len(self._units)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_starts_at_cached_keyframe_and_decodes(tmp_path: Path) -> None:
+    units = _units("campus_576p10_h264.mp4", 60)
+    hub = StreamHub("1")
+    for unit in units[:25]:  # the viewer arrives mid-GOP: the cache holds units 20..24
+        hub.publish(unit)
+    session = LiveSession(hub.subscribe("viewer", 200))
+    collecting = asyncio.create_task(_collect(session))
+    for unit in units[25:]:
+        hub.publish(unit)
+    hub.close()
+    messages = await asyncio.wait_for(collecting, 10)
+
+    assert isinstance(messages[0], str)
+    assert json.loads(messages[0]) == {
+        "type": "init",
+        "mime": 'video/mp4; codecs="avc1.4d401f"',
+        "codec": "h264",
+        "width": 768,
+        "height": 576,
+    }
+    init = messages[1]
+    assert isinstance(init, bytes) and parse_init(init) == units[0].track
+    fragments = messages[2:]
+    assert all(isinstance(m, bytes) for m in fragments) and len(fragments) == 40
+    stream = init + b"".join(m for m in fragments if isinstance(m, bytes))
+    found = scan(stream).fragments
+    assert found[0].starts_with_keyframe and found[0].base_dts == 0
+    assert [f.base_dts for f in found] == [u.dts - units[20].dts for u in units[20:]]
+    assert [f.sequence_number for f in found] == list(range(1, 41))
+    out = tmp_path / "live.mp4"
+    out.write_bytes(stream)
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 40
+    stats = session.stats()
+    assert (stats.sent, stats.dropped, stats.queued) == (40, 0, 0)
+
+
+async def test_track_change_sends_new_init_and_keeps_time_increasing() -> None:
+    h264 = _units("campus_576p10_h264.mp4", 22)
+    h265 = _units("campus_576p25_h265.mp4", 3)
+    # The new source starts with a non-keyframe (joined mid-GOP): it must be skipped, not sent.
+    h265_units = [replace(h265[1], keyframe=False), *h265]
+    session = LiveSession(FakeReader(h264 + h265_units))
+    messages = await asyncio.wait_for(_collect(session), 10)
+    texts = [(i, json.loads(m)) for i, m in enumerate(messages) if isinstance(m, str)]
+    assert [t["codec"] for _, t in texts] == ["h264", "h265"]
+    second_init_at = texts[1][0]
+    assert second_init_at == 2 + 22
+    assert parse_init(bytes(messages[second_init_at + 1])).codec == "h265"
+    first = scan(b"".join(m for m in messages[1:second_init_at] if isinstance(m, bytes))).fragments
+    second = scan(b"".join(m for m in messages[second_init_at + 1 :] if isinstance(m, bytes))).fragments
+    assert len(first) == 22 and len(second) == 3
+    assert second[0].starts_with_keyframe
+    # One frame interval (0.1 s at 10 fps) after the last H.264 unit.
+    assert second[0].base_dts == first[-1].base_dts + 9000
+    assert all(b.base_dts > a.base_dts for a, b in itertools.pairwise(second))
+    stats = session.stats()
+    assert stats.sent == 25 and stats.dropped == 3 + 1
+
+
+async def test_latency_is_measured_from_received_mono() -> None:
+    units = [replace(u, received_mono=100.0 + i) for i, u in enumerate(_units("campus_576p10_h264.mp4", 5))]
+    now = iter([100.5, 101.5, 102.25, 103.5, 104.75])
+    reader = FakeReader(units)
+    session = LiveSession(reader, clock=lambda: next(now))
+    assert session.stats().latency_p50 is None
+    await asyncio.wait_for(_collect(session), 10)
+    stats = session.stats()
+    assert stats.latency_p50 == 0.5 and stats.latency_max == 0.75
+    session.close()
+    assert reader.closed

@@ -532,7 +532,11 @@ class _Connection(asyncio.Protocol):
                 )
                 self._viewers[event.session_id] = viewer
                 server._add_viewer(viewer)
+                kind = "TCP" if isinstance(event.transport, InterleavedTransport) else "UDP"
+                log.info("sim: camera %d: %s playing over %s", camera.index, self._peer_host, kind)
             elif isinstance(event, Paused | SessionEnded):
                 viewer_or_none = self._viewers.pop(event.session_id, None)
                 if viewer_or_none is not None:
                     server._remove_viewer(viewer_or_none)
+                    reason = "paused" if isinstance(event, Paused) else event.reason
+                    log.info("sim: camera %d: %s stopped (%s)", viewer_or_none.camera.index, self._peer_host, reason)

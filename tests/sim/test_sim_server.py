@@ -9,12 +9,14 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from vigil.protocols.rtp.packet import RtpPacket
+from vigil.protocols.rtp.sender_report import NTP_UNIX_OFFSET, SenderReport
 from vigil.protocols.rtsp.message import Headers, InterleavedFrame, RtspParser, RtspRequest, RtspResponse
 from vigil.sim import CameraFaults, SimServer
 
@@ -316,3 +318,26 @@ async def test_run_sim_prints_urls_and_stops_on_ctrl_c() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_rtcp_sender_reports_pair_rtp_time_with_wallclock(sim: SimServer) -> None:
+    client = await RawClient.play(sim.url(1))
+    report: SenderReport | None = None
+    last_rtp: RtpPacket | None = None
+    async with asyncio.timeout(15):
+        while report is None:
+            event = await client.next_event()
+            assert event is not None
+            if isinstance(event, InterleavedFrame) and event.channel == 0:
+                last_rtp = RtpPacket.parse(event.payload)
+            elif isinstance(event, InterleavedFrame) and event.channel == 1:
+                report = SenderReport.parse(event.payload)
+    assert last_rtp is not None
+    assert report.ssrc == last_rtp.ssrc
+    assert report.cname == "vigil-sim-1"
+    assert report.packet_count > 0 and report.octet_count > report.packet_count
+    # The report's RTP time is "now" on the camera clock: within a tick or two of the last packet sent.
+    assert abs(((report.rtp_time - last_rtp.timestamp + 2**31) % 2**32) - 2**31) < 90000 // 2
+    unix = (report.ntp_time >> 32) - NTP_UNIX_OFFSET
+    assert abs(unix - time.time()) < 5
+    await client.close()

@@ -126,6 +126,13 @@ class SimCamera:
         loop, k = divmod(absolute, clip.packet_count)
         return (self._ts_base + loop * clip.duration_ticks + clip.timestamps[k]) & 0xFFFFFFFF
 
+    def rtp_time(self, now: float) -> int:
+        """The camera's RTP clock at ``now`` (what an RTCP sender report pairs with wallclock)."""
+        clip = self.clip
+        ticks = self._offset_ticks + int((now - self._epoch) * clip.track.clock_rate)
+        loop, within = divmod(max(ticks, 0), clip.duration_ticks)
+        return (self._ts_base + loop * clip.duration_ticks + within) & 0xFFFFFFFF
+
     def start_watching(self, now: float) -> tuple[int, int]:
         """Begin producing packets if idle; return (seq, rtptime) of the next packet a new viewer gets."""
         if self.cursor is None:

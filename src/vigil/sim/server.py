@@ -18,11 +18,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.protocols.rtp.sender_report import SenderReport
 from vigil.protocols.rtsp.server import (
     InterleavedTransport,
     Paused,
@@ -35,7 +37,7 @@ from vigil.protocols.rtsp.server import (
 )
 from vigil.protocols.sdp import SessionDescription, video_description
 from vigil.sim.camera import Batch, CameraFaults, SimCamera
-from vigil.sim.clip import PAYLOAD_TYPE, Clip, load_clip
+from vigil.sim.clip import FRAME_HEADER_SIZE, PAYLOAD_TYPE, Clip, load_clip
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ DEFAULT_MAX_WRITE_BUFFER = 2 * 1024 * 1024
 #: Cameras start this fraction of the clip apart (golden ratio: keyframes spread evenly for any N).
 _STAGGER = 0.6180339887
 _STATS_LOG_INTERVAL_S = 30.0
+#: RTCP sender report interval per viewer (RFC 3550 suggests 5 s as the minimum).
+SENDER_REPORT_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,10 @@ class _Viewer:
     #: After a drop, send nothing until a keyframe begins.
     waiting_keyframe: bool = False
     udp_address: tuple[str, int] | None = None
+    #: Sent to this viewer, for its RTCP sender reports.
+    packets: int = 0
+    octets: int = 0
+    next_report: float = 0.0
 
 
 @dataclass(slots=True)
@@ -396,6 +404,28 @@ class SimServer:
             for viewer in list(viewers):
                 if now - viewer.started >= drop_after:
                     viewer.connection.abort()
+        wallclock = time.time()
+        for camera, viewers in self._viewers.items():
+            for viewer in viewers:
+                if now >= viewer.next_report and viewer.packets:
+                    viewer.next_report = now + SENDER_REPORT_INTERVAL_S
+                    self._send_report(viewer, camera.rtp_time(now), wallclock)
+
+    def _send_report(self, viewer: _Viewer, rtp_time: int, wallclock: float) -> None:
+        report = SenderReport(
+            ssrc=viewer.camera.ssrc,
+            ntp_time=SenderReport.ntp_from_unix(wallclock),
+            rtp_time=rtp_time,
+            packet_count=viewer.packets,
+            octet_count=viewer.octets,
+            cname=f"vigil-sim-{viewer.camera.index}",
+        ).serialize()
+        if isinstance(viewer.transport, InterleavedTransport):
+            tcp = viewer.connection.transport
+            if tcp is not None and not tcp.is_closing():
+                tcp.write(struct.pack("!BBH", 0x24, viewer.transport.rtcp_channel, len(report)) + report)
+        elif self._udp_rtcp is not None and viewer.udp_address is not None:
+            self._udp_rtcp.sendto(report, (viewer.udp_address[0], viewer.transport.client_rtcp_port))
 
     def _deliver(self, viewer: _Viewer, batch: Batch) -> None:
         if isinstance(viewer.transport, InterleavedTransport):
@@ -420,7 +450,10 @@ class SimServer:
             for datagram in batch.datagrams()[first:]:
                 udp.sendto(datagram, address)
                 self._counters.bytes_sent += len(datagram)
-        self._counters.packets_sent += batch.packet_count - first
+        sent = batch.packet_count - first
+        self._counters.packets_sent += sent
+        viewer.packets += sent
+        viewer.octets += batch.offsets[-1] - batch.offsets[first] - FRAME_HEADER_SIZE * sent
 
     def _first_packet(self, viewer: _Viewer, batch: Batch, buffered: int) -> int | None:
         """Index of the first packet of ``batch`` to send to ``viewer``, None to drop it all (counted)."""

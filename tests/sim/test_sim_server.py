@@ -341,3 +341,19 @@ async def test_rtcp_sender_reports_pair_rtp_time_with_wallclock(sim: SimServer) 
     unix = (report.ntp_time >> 32) - NTP_UNIX_OFFSET
     assert abs(unix - time.time()) < 5
     await client.close()
+
+
+async def test_set_faults_at_run_time_and_port_in_use() -> None:
+    shared = CameraFaults()
+    async with SimServer([H264], 2, faults={1: shared, 2: shared}) as server:
+        server.set_offline(1)
+        assert not shared.offline  # the caller's object is not mutated
+        code, _, err = await ffprobe(server.url(1))
+        assert code != 0 and "404" in err
+        server.set_faults(1, CameraFaults(drop_ratio=1.0))  # online again, but sends nothing
+        client = await RawClient.play(server.url(1))
+        with pytest.raises(TimeoutError):  # a healthy camera sends within a frame interval
+            await asyncio.wait_for(client.reader.read(1), 1.5)
+        await client.close()
+        with pytest.raises(OSError):
+            await SimServer([H264], 1, port=server.port).start()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import struct
@@ -170,13 +171,18 @@ class SimServer:
                 offset_s=((index - 1) * _STAGGER % 1.0) * clip.duration,
                 seed=self._seed * 1_000_003 + index,
             )
-            camera.faults = self._initial_faults.get(index, CameraFaults())
+            # A copy: set_offline() mutates it, and one CameraFaults may be given for many cameras.
+            camera.faults = dataclasses.replace(self._initial_faults.get(index, CameraFaults()))
             self._cameras.append(camera)
             self._sdp[index] = self._build_sdp(camera)
         loop = asyncio.get_running_loop()
         if self._udp_enabled:
             await self._open_udp(loop)
-        self._server = await loop.create_server(lambda: _Connection(self), self._host, self._requested_port)
+        try:
+            self._server = await loop.create_server(lambda: _Connection(self), self._host, self._requested_port)
+        except OSError:
+            self._close_udp()
+            raise
         self._port = self._server.sockets[0].getsockname()[1]
         self._ticker = asyncio.create_task(self._tick_loop(), name="sim-ticker")
         log.info(
@@ -203,6 +209,9 @@ class SimServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        self._close_udp()
+
+    def _close_udp(self) -> None:
         for udp in (self._udp_rtp, self._udp_rtcp):
             if udp is not None:
                 udp.close()
@@ -254,7 +263,7 @@ class SimServer:
         """Replace camera ``index``'s injected faults (taking effect from the next tick)."""
         camera = self._camera(index)
         was_offline = camera.faults.offline
-        camera.faults = faults
+        camera.faults = dataclasses.replace(faults)
         if faults.offline and not was_offline:
             self.set_offline(index, True)
 

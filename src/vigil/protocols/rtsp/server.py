@@ -205,10 +205,12 @@ class RtspServerConnection:
         while True:
             try:
                 event = self._parser.next_event()
-            except RtspError:
+            except ValueError as exc:  # RtspError, or a stray int() ValueError: still the client's garbage
                 self._broken = True
                 self._send(_Reply(400), cseq=None)
-                raise
+                if isinstance(exc, RtspError):
+                    raise
+                raise RtspError(f"malformed RTSP message: {exc}") from exc
             if event is None:
                 return
             if isinstance(event, RtspRequest):

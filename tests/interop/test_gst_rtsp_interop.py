@@ -7,6 +7,7 @@ the fixture always kills it, also when a test fails.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import select
 import signal
@@ -114,10 +115,10 @@ def check_stream(units: list[AccessUnit], codec: Codec, gop_seconds: float) -> N
     assert units[0].keyframe
     assert {(u.track.codec, u.track.width, u.track.height) for u in units} == {(codec, 768, 576)}
     dts = [u.dts for u in units]
-    assert all(b > a for a, b in zip(dts, dts[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(dts))
     keys = [u.dts for u in units if u.keyframe]
     assert len(keys) >= 2
-    for a, b in zip(keys, keys[1:], strict=False):
+    for a, b in itertools.pairwise(keys):
         assert abs((b - a) / 90_000 - gop_seconds) < 0.25
 
 
@@ -134,7 +135,7 @@ async def test_h264_over_tcp_and_udp(gst: GstServer, transport: str) -> None:
     assert units[0].track.mime_codec == "avc1.4d401f"
     assert src.units_out == len(units) and src.bytes_in > 100_000 and src.corrupt == 0
     # 10 fps: consecutive units are 100 ms apart.
-    assert {b.dts - a.dts for a, b in zip(units, units[1:], strict=False)} == {9000}
+    assert {b.dts - a.dts for a, b in itertools.pairwise(units)} == {9000}
 
 
 async def test_h265(gst: GstServer) -> None:

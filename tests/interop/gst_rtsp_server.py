@@ -26,11 +26,14 @@ gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
+# config-interval=-1: SPS/PPS(/VPS) in-band before every keyframe, as cameras send them.
 H264_LAUNCH = (
-    "( filesrc location={path} ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    "( filesrc location={path} ! qtdemux ! h264parse config-interval=-1"
+    " ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
 )
 H265_LAUNCH = (
-    "( filesrc location={path} ! qtdemux ! h265parse config-interval=-1 ! rtph265pay name=pay0 pt=96 config-interval=-1 )"
+    "( filesrc location={path} ! qtdemux ! h265parse config-interval=-1"
+    " ! rtph265pay name=pay0 pt=96 config-interval=-1 )"
 )
 
 

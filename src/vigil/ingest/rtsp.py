@@ -26,7 +26,7 @@ from vigil.ingest.errors import (
     Unreachable,
 )
 from vigil.protocols.rtp.depacketize import Depacketizer
-from vigil.protocols.rtsp.client import FailureReason, mask_url, parse_url
+from vigil.protocols.rtsp.client import FailureReason, Playing, mask_url, parse_url
 from vigil.transport.rtsp import (
     RtspByeReceived,
     RtspConnection,
@@ -108,6 +108,7 @@ class RtspSource:
         connection = RtspConnection(
             self._url,
             on_media=self._on_media,
+            on_playing=self._on_playing,
             username=self._username,
             password=self._password,
             transport=self._transport,
@@ -126,15 +127,7 @@ class RtspSource:
                     playing = await connection.play()
             except TimeoutError as exc:
                 raise StreamTimeout(f"{self._prefix}: no PLAY within {self._connect_timeout:g} s") from exc
-            track = playing.tracks[0]
-            fmt = track.format
-            self._depacketizer = Depacketizer(
-                fmt.codec,
-                payload_type=fmt.payload_type,
-                clock_rate=fmt.clock_rate,
-                parameter_sets=fmt.parameter_sets,
-            )
-            log.info("%s: playing %s over %s", self._prefix, fmt.codec.value, self._transport)
+            log.info("%s: playing %s over %s", self._prefix, playing.tracks[0].format.codec.value, self._transport)
             reporter = asyncio.create_task(self._report_corrupt(), name=f"{self._prefix} corrupt report")
             await connection.wait_closed(self._read_timeout)
         except RtspSessionError as exc:
@@ -160,6 +153,15 @@ class RtspSource:
         self._closed = True
         if self._connection is not None:
             await self._connection.close()
+
+    def _on_playing(self, playing: Playing) -> None:
+        fmt = playing.tracks[0].format
+        self._depacketizer = Depacketizer(
+            fmt.codec,
+            payload_type=fmt.payload_type,
+            clock_rate=fmt.clock_rate,
+            parameter_sets=fmt.parameter_sets,
+        )
 
     def _on_media(self, track_index: int, packet: memoryview | bytes, wallclock: float, mono: float) -> None:
         depacketizer = self._depacketizer

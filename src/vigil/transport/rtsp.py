@@ -113,13 +113,18 @@ def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
 
 
 class RtspConnection:
-    """One RTSP session over asyncio: connect, play, stream media to ``on_media``, close."""
+    """One RTSP session over asyncio: connect, play, stream media to ``on_media``, close.
+
+    ``on_playing`` runs synchronously when PLAY succeeds, before any media of that session
+    is handed to ``on_media`` — the place to set up depacketizers.
+    """
 
     def __init__(
         self,
         url: str,
         *,
         on_media: MediaSink,
+        on_playing: Callable[[Playing], None] | None = None,
         username: str = "",
         password: str = "",
         transport: str = "tcp",
@@ -133,6 +138,7 @@ class RtspConnection:
         self._transport_kind = transport
         self._request_timeout = request_timeout
         self._on_media = on_media
+        self._on_playing = on_playing
         self._client: RtspClient | None = None
         self._tcp: asyncio.Transport | None = None
         self._udp: list[asyncio.DatagramTransport] = []
@@ -256,8 +262,13 @@ class RtspConnection:
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, Playing):
-            self._channels = {track.rtp_channel: index for index, track in enumerate(event.tracks)}
+            # Updated in place: _on_tcp_data holds a local reference to this dict across its loop.
+            self._channels.clear()
+            self._channels.update({track.rtp_channel: index for index, track in enumerate(event.tracks)})
             self._rtcp_channels = frozenset(track.rtcp_channel for track in event.tracks)
+            # Synchronously, before the rest of this read is routed: media often shares PLAY's TCP segment.
+            if self._on_playing is not None:
+                self._on_playing(event)
             if self._playing is not None and not self._playing.done():
                 self._playing.set_result(event)
         elif isinstance(event, SessionFailed):

@@ -31,6 +31,7 @@ import struct
 from collections.abc import Sequence
 
 from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, Codec, VideoTrack
+from vigil.protocols.h26x import H26xError, track_from_parameter_sets
 
 _HEADER = struct.Struct("!BBHII")
 _U16 = struct.Struct("!H")
@@ -55,53 +56,16 @@ H265_FU = 49
 _PARAMETER_SET_TYPES = {Codec.H264: (H264_SPS, H264_PPS), Codec.H265: (H265_VPS, H265_SPS, H265_PPS)}
 
 
-def h264_nal_type(nal: bytes | memoryview) -> int:
-    """NAL unit type of an H.264 NAL (first byte, low 5 bits)."""
-    return nal[0] & 0x1F
-
-
-def h265_nal_type(nal: bytes | memoryview) -> int:
-    """NAL unit type of an H.265 NAL (first byte, bits 1–6)."""
-    return (nal[0] >> 1) & 0x3F
-
-
-def _unescape(data: bytes) -> bytes:
-    """Remove emulation-prevention bytes (00 00 03 → 00 00)."""
-    return data.replace(b"\x00\x00\x03", b"\x00\x00")
-
-
-def mime_codec(codec: Codec, parameter_sets: tuple[bytes, ...]) -> str:
-    """RFC 6381 codec string (``avc1.64001f``, ``hvc1.1.6.L93.B0``) from the SPS, or "" if it is too short."""
-    if codec is Codec.H264:
-        sps = parameter_sets[0] if parameter_sets else b""
-        return f"avc1.{sps[1:4].hex()}" if len(sps) >= 4 else ""
-    sps = parameter_sets[1] if len(parameter_sets) >= 2 else b""
-    rbsp = _unescape(sps[2:40])
-    # After sps_video_parameter_set_id/max_sub_layers/temporal_id_nesting (1 byte) comes the
-    # general profile_tier_level: space/tier/profile (1), compatibility flags (4), constraints (6), level (1).
-    if len(rbsp) < 13:
-        return ""
-    ptl = rbsp[1]
-    space = "" if ptl >> 6 == 0 else "ABC"[(ptl >> 6) - 1]
-    tier = "H" if ptl & 0x20 else "L"
-    profile = ptl & 0x1F
-    compat = int(f"{_U32.unpack_from(rbsp, 2)[0]:032b}"[::-1], 2)
-    constraints = rbsp[6:12].rstrip(b"\x00")
-    level = rbsp[12]
-    text = f"hvc1.{space}{profile}.{compat:X}.{tier}{level}"
-    return text + "".join(f".{b:X}" for b in constraints)
-
-
 def describe_track(codec: Codec, parameter_sets: tuple[bytes, ...]) -> VideoTrack:
-    """A :class:`VideoTrack` for these parameter sets (width/height 0 until an SPS parser is wired in)."""
-    return VideoTrack(
-        codec=codec,
-        width=0,
-        height=0,
-        parameter_sets=parameter_sets,
-        clock_rate=VIDEO_CLOCK_RATE,
-        mime_codec=mime_codec(codec, parameter_sets),
-    )
+    """A :class:`VideoTrack` with size and codec string from the SPS; 0×0 and "" if the SPS does not parse.
+
+    A camera whose SPS Vigil cannot read still streams (decoders read the SPS themselves),
+    so this never raises.
+    """
+    try:
+        return track_from_parameter_sets(codec, parameter_sets)
+    except H26xError:
+        return VideoTrack(codec=codec, width=0, height=0, parameter_sets=parameter_sets)
 
 
 class Depacketizer:

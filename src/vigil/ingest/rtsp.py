@@ -1,0 +1,198 @@
+"""RTSP camera source: one camera's RTSP session turned into published access units.
+
+Theory of operation: :meth:`RtspSource.run` connects, plays and then spends its life inside
+the transport's read callback: each RTP packet goes to the depacketizer, each completed
+access unit to ``publish``. ``run`` ends only by raising a :mod:`vigil.ingest.errors`
+error (restarting is the supervisor's job) or by returning after :meth:`RtspSource.close`.
+Damage is logged aggregated, at most once per :data:`CORRUPT_LOG_INTERVAL`; passwords are
+never logged (URLs are masked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from vigil.domain.media import AccessUnit
+from vigil.ingest.errors import (
+    AuthFailed,
+    ProtocolFailure,
+    SourceError,
+    StreamEnded,
+    StreamNotFound,
+    StreamTimeout,
+    Unreachable,
+)
+from vigil.protocols.rtp.depacketize import Depacketizer
+from vigil.protocols.rtsp.client import FailureReason, Playing, mask_url, parse_url
+from vigil.transport.rtsp import (
+    RtspByeReceived,
+    RtspConnection,
+    RtspConnectionClosed,
+    RtspMediaTimeout,
+    RtspSessionError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Damage is summarised in one log line per this many seconds, never per packet.
+CORRUPT_LOG_INTERVAL = 10.0
+
+
+def _session_error(prefix: str, exc: RtspSessionError) -> SourceError:
+    failure = exc.failure
+    kinds: dict[FailureReason, type[SourceError]] = {
+        FailureReason.AUTH_REFUSED: AuthFailed,
+        FailureReason.NOT_FOUND: StreamNotFound,
+        FailureReason.TIMEOUT: StreamTimeout,
+    }
+    return kinds.get(failure.reason, ProtocolFailure)(f"{prefix}: {failure.message}")
+
+
+class RtspSource:
+    """Pulls one camera over RTSP and publishes its access units."""
+
+    def __init__(
+        self,
+        camera_id: int,
+        url: str,
+        username: str,
+        password: str,
+        publish: Callable[[AccessUnit], None],
+        *,
+        transport: str = "tcp",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 5.0,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
+        parse_url(url)  # a bad URL is a configuration error: fail at construction, not in the retry loop
+        if transport not in ("tcp", "udp"):
+            raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
+        self.camera_id = camera_id
+        self._url = url
+        self._username = username
+        self._password = password
+        self._publish = publish
+        self._transport = transport
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        #: Called once per run(), when PLAY succeeded and the first access unit arrived.
+        self.on_connected = on_connected
+        self._prefix = f"camera {camera_id} ({mask_url(url)})"
+        self._connection: RtspConnection | None = None
+        self._depacketizer: Depacketizer | None = None
+        self._closed = False
+        self._first_unit = True
+        #: Access units published (all runs).
+        self.units_out = 0
+        self._bytes_done = 0
+        self._corrupt_done = 0
+
+    @property
+    def bytes_in(self) -> int:
+        """Bytes received from the camera (all runs)."""
+        return self._bytes_done + (self._connection.bytes_in if self._connection else 0)
+
+    @property
+    def corrupt(self) -> int:
+        """Damaged RTP packets/units dropped (all runs)."""
+        return self._corrupt_done + (self._depacketizer.corrupt if self._depacketizer else 0)
+
+    async def run(self) -> None:
+        """Connect, play and publish until the stream fails (raises a SourceError) or close() is called."""
+        if self._closed:
+            return
+        self._first_unit = True
+        connection = RtspConnection(
+            self._url,
+            on_media=self._on_media,
+            on_playing=self._on_playing,
+            username=self._username,
+            password=self._password,
+            transport=self._transport,
+            request_timeout=self._connect_timeout,
+        )
+        self._connection = connection
+        reporter: asyncio.Task[None] | None = None
+        try:
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await connection.connect()
+            except (OSError, TimeoutError) as exc:
+                raise Unreachable(f"{self._prefix}: cannot connect: {exc or 'timed out'}") from exc
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    playing = await connection.play()
+            except TimeoutError as exc:
+                raise StreamTimeout(f"{self._prefix}: no PLAY within {self._connect_timeout:g} s") from exc
+            log.info("%s: playing %s over %s", self._prefix, playing.tracks[0].format.codec.value, self._transport)
+            reporter = asyncio.create_task(self._report_corrupt(), name=f"{self._prefix} corrupt report")
+            await connection.wait_closed(self._read_timeout)
+        except RtspSessionError as exc:
+            raise _session_error(self._prefix, exc) from exc
+        except RtspMediaTimeout as exc:
+            raise StreamTimeout(f"{self._prefix}: {exc}") from exc
+        except (RtspConnectionClosed, RtspByeReceived) as exc:
+            raise StreamEnded(f"{self._prefix}: {exc}") from exc
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
+            await connection.close()
+            self._bytes_done += connection.bytes_in
+            if self._depacketizer is not None:
+                self._corrupt_done += self._depacketizer.corrupt
+            self._connection = None
+            self._depacketizer = None
+
+    async def close(self) -> None:
+        """Stop: TEARDOWN best-effort; a running run() then returns."""
+        self._closed = True
+        if self._connection is not None:
+            await self._connection.close()
+
+    def _on_playing(self, playing: Playing) -> None:
+        fmt = playing.tracks[0].format
+        self._depacketizer = Depacketizer(
+            fmt.codec,
+            payload_type=fmt.payload_type,
+            clock_rate=fmt.clock_rate,
+            parameter_sets=fmt.parameter_sets,
+        )
+
+    def _on_media(self, track_index: int, packet: memoryview | bytes, wallclock: float, mono: float) -> None:
+        depacketizer = self._depacketizer
+        if depacketizer is None or track_index:
+            return
+        units = depacketizer.push(packet, wallclock, mono)
+        if not units:
+            return
+        for unit in units:
+            self.units_out += 1
+            self._publish(unit)
+        if self._first_unit:
+            self._first_unit = False
+            if self.on_connected is not None:
+                self.on_connected()
+
+    async def _report_corrupt(self) -> None:
+        reported = 0
+        while True:
+            await asyncio.sleep(CORRUPT_LOG_INTERVAL)
+            depacketizer = self._depacketizer
+            if depacketizer is None:
+                continue
+            count = depacketizer.corrupt
+            if count > reported:
+                log.warning(
+                    "%s: %d corrupt RTP packets/units in the last %g s (%d packets lost), last: %s",
+                    self._prefix,
+                    count - reported,
+                    CORRUPT_LOG_INTERVAL,
+                    depacketizer.lost,
+                    depacketizer.last_error,
+                )
+                reported = count

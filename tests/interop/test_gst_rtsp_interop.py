@@ -1,0 +1,199 @@
+"""RtspSource against GStreamer's RTSP server (a peer we did not write), run as its own process.
+
+The server (tests/interop/gst_rtsp_server.py) runs under Debian's /usr/bin/python3 for ``gi``;
+the fixture always kills it, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vigil.domain.media import AccessUnit, Codec
+from vigil.ingest.errors import AuthFailed, SourceError, StreamEnded, StreamNotFound, StreamTimeout, Unreachable
+from vigil.ingest.rtsp import RtspSource
+
+pytestmark = pytest.mark.interop
+
+HERE = Path(__file__).resolve().parent
+SERVER_SCRIPT = HERE / "gst_rtsp_server.py"
+# CI keeps ../shared beside the clone; worktrees on the dev box use the shared checkout's copy.
+MEDIA = HERE.parents[1].parent / "shared" / "media"
+if not MEDIA.is_dir():
+    MEDIA = Path("/work/shared/media")
+USER, PASSWORD = "admin", "s3cr3t"
+
+
+@dataclass
+class GstServer:
+    process: subprocess.Popen[bytes]
+    open_port: int
+    digest_port: int
+    basic_port: int
+
+    def url(self, path: str, port: int | None = None) -> str:
+        return f"rtsp://127.0.0.1:{port or self.open_port}{path}"
+
+
+def start_server() -> GstServer:
+    process = subprocess.Popen(
+        ["/usr/bin/python3", str(SERVER_SCRIPT), "--media-dir", str(MEDIA), "--user", USER, "--password", PASSWORD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 20
+    line = b""
+    while time.monotonic() < deadline and not line.endswith(b"\n"):
+        ready, _, _ = select.select([process.stdout], [], [], 0.2)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 256)
+            if not chunk:
+                break
+            line += chunk
+    if not line.startswith(b"PORTS "):
+        stop_server(process)
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        pytest.fail(f"GStreamer RTSP server did not start: {line!r} {stderr}")
+    ports = [int(p) for p in line.split()[1:4]]
+    return GstServer(process, *ports)
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def gst() -> Iterator[GstServer]:
+    server = start_server()
+    try:
+        yield server
+    finally:
+        stop_server(server.process)
+
+
+@pytest.fixture
+def own_gst() -> Iterator[GstServer]:
+    """A server this test may kill."""
+    server = start_server()
+    try:
+        yield server
+    finally:
+        stop_server(server.process)
+
+
+async def collect(src: RtspSource, units: list[AccessUnit], until: float) -> None:
+    """Run the source until ``until`` seconds of media (by dts) arrived, then close it."""
+    task = asyncio.create_task(src.run())
+    try:
+        async with asyncio.timeout(until + 10):
+            while not units or units[-1].dts < until * 90_000:
+                if task.done():
+                    task.result()
+                    pytest.fail("source stopped without an error")
+                await asyncio.sleep(0.05)
+    finally:
+        await asyncio.wait_for(src.close(), 5)
+        assert await asyncio.wait_for(task, 5) is None
+
+
+def check_stream(units: list[AccessUnit], codec: Codec, gop_seconds: float) -> None:
+    assert units[0].keyframe
+    assert {(u.track.codec, u.track.width, u.track.height) for u in units} == {(codec, 768, 576)}
+    dts = [u.dts for u in units]
+    assert all(b > a for a, b in itertools.pairwise(dts))
+    keys = [u.dts for u in units if u.keyframe]
+    assert len(keys) >= 2
+    for a, b in itertools.pairwise(keys):
+        assert abs((b - a) / 90_000 - gop_seconds) < 0.25
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_h264_over_tcp_and_udp(gst: GstServer, transport: str) -> None:
+    units: list[AccessUnit] = []
+    connected: list[bool] = []
+    src = RtspSource(
+        1, gst.url("/h264"), "", "", units.append, transport=transport, on_connected=lambda: connected.append(True)
+    )
+    await collect(src, units, 4.3)
+    check_stream(units, Codec.H264, 2.0)
+    assert connected == [True]
+    assert units[0].track.mime_codec == "avc1.4d401f"
+    assert src.units_out == len(units) and src.bytes_in > 100_000 and src.corrupt == 0
+    # 10 fps: consecutive units are 100 ms apart.
+    assert {b.dts - a.dts for a, b in itertools.pairwise(units)} == {9000}
+
+
+async def test_h265(gst: GstServer) -> None:
+    units: list[AccessUnit] = []
+    await collect(RtspSource(2, gst.url("/h265"), "", "", units.append), units, 2.2)
+    check_stream(units, Codec.H265, 2.0)
+    assert units[0].track.mime_codec.startswith("hvc1.1.6.")
+
+
+@pytest.mark.parametrize("scheme", ["digest", "basic"])
+async def test_credentials_separate_or_in_url(gst: GstServer, scheme: str) -> None:
+    port = gst.digest_port if scheme == "digest" else gst.basic_port
+    for url, user, password in (
+        (gst.url("/secure", port), USER, PASSWORD),
+        (gst.url("/secure", port).replace("rtsp://", f"rtsp://{USER}:{PASSWORD}@"), "", ""),
+    ):
+        units: list[AccessUnit] = []
+        await collect(RtspSource(3, url, user, password, units.append), units, 0.0)
+        assert units and units[0].keyframe
+
+
+@pytest.mark.parametrize("scheme", ["digest", "basic"])
+async def test_wrong_password_is_auth_failed(gst: GstServer, scheme: str) -> None:
+    port = gst.digest_port if scheme == "digest" else gst.basic_port
+    src = RtspSource(4, gst.url("/secure", port), USER, "wrong", lambda u: None)
+    with pytest.raises(AuthFailed) as info:
+        await asyncio.wait_for(src.run(), 10)
+    assert "wrong" not in str(info.value)
+
+
+async def test_unknown_path_is_stream_not_found(gst: GstServer) -> None:
+    with pytest.raises(StreamNotFound):
+        await asyncio.wait_for(RtspSource(5, gst.url("/nothing"), "", "", lambda u: None).run(), 10)
+
+
+async def test_nothing_listening_is_unreachable_quickly() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(Unreachable):
+        await asyncio.wait_for(RtspSource(6, f"rtsp://127.0.0.1:{port}/x", "", "", lambda u: None).run(), 10)
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_server_killed_mid_stream(own_gst: GstServer, transport: str) -> None:
+    units: list[AccessUnit] = []
+    read_timeout = 1.5
+    src = RtspSource(7, own_gst.url("/h264"), "", "", units.append, transport=transport, read_timeout=read_timeout)
+    task = asyncio.create_task(src.run())
+    async with asyncio.timeout(15):
+        while len(units) < 5:
+            assert not task.done(), task
+            await asyncio.sleep(0.05)
+    killed = time.monotonic()
+    stop_server(own_gst.process)
+    with pytest.raises(SourceError) as info:
+        await asyncio.wait_for(task, read_timeout + 5)
+    assert isinstance(info.value, StreamEnded | StreamTimeout)
+    assert time.monotonic() - killed < read_timeout + 1.5

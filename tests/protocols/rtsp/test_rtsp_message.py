@@ -1,0 +1,237 @@
+"""RTSP framing: real captured GStreamer sessions, byte-exact round trips, limits, garbage, fuzzing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from vigil.protocols.rtsp.message import (
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    Headers,
+    InterleavedFrame,
+    RtspError,
+    RtspEvent,
+    RtspParser,
+    RtspRequest,
+    RtspResponse,
+)
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+SESSION = (DATA / "gst_h264_session.bin").read_bytes()
+REQUESTS = (DATA / "gst_h264_requests.bin").read_bytes()
+
+
+def parse_all(data: bytes, chunk: int | None = None) -> list[RtspEvent]:
+    parser = RtspParser()
+    events: list[RtspEvent] = []
+    step = chunk or len(data) or 1
+    for start in range(0, len(data), step):
+        parser.feed(data[start : start + step])
+        while (event := parser.next_event()) is not None:
+            events.append(event)
+    assert parser.buffered == 0
+    return events
+
+
+def serialize(event: RtspEvent) -> bytes:
+    return event.serialize()
+
+
+def test_captured_server_stream_parses_and_round_trips_byte_exact() -> None:
+    events = parse_all(SESSION)
+    responses = [e for e in events if isinstance(e, RtspResponse)]
+    frames = [e for e in events if isinstance(e, InterleavedFrame)]
+    assert [r.status for r in responses] == [200, 200, 200, 200]
+    assert [r.cseq for r in responses] == [1, 2, 3, 4]
+    assert responses[1].headers["content-type"] == "application/sdp"
+    assert responses[1].body.startswith(b"v=0\r\n")
+    assert len(responses[1].body) == int(responses[1].headers["Content-Length"])
+    assert "interleaved=0-1" in responses[2].headers["Transport"]
+    assert len(frames) > 100
+    assert {f.channel for f in frames} <= {0, 1}
+    assert all(f.payload[0] >> 6 == 2 for f in frames)  # every frame is RTP/RTCP version 2
+    assert b"".join(serialize(e) for e in events) == SESSION
+
+
+def test_captured_requests_round_trip() -> None:
+    events = parse_all(REQUESTS)
+    assert [e.method for e in events if isinstance(e, RtspRequest)] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+    assert b"".join(serialize(e) for e in events) == REQUESTS
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1000, 4096])
+def test_any_chunking_gives_the_same_events(chunk: int) -> None:
+    whole = parse_all(SESSION)
+    pieces = parse_all(SESSION, chunk)
+    assert [type(e) for e in pieces] == [type(e) for e in whole]
+    assert [serialize(e) for e in pieces] == [serialize(e) for e in whole]
+
+
+def test_frame_payload_view_survives_later_feeds() -> None:
+    parser = RtspParser()
+    parser.feed(b"$\x00\x00\x03abc$\x01\x00")
+    frame = parser.next_event()
+    assert isinstance(frame, InterleavedFrame)
+    parser.feed(b"\x02xy")
+    second = parser.next_event()
+    assert bytes(frame.payload) == b"abc"
+    assert isinstance(second, InterleavedFrame) and (second.channel, bytes(second.payload)) == (1, b"xy")
+
+
+def test_headers_are_case_insensitive_and_keep_spelling() -> None:
+    h = Headers([("CSeq", "1"), ("WWW-Authenticate", "Digest a"), ("www-authenticate", "Basic b")])
+    assert h["cseq"] == "1" and "CSEQ" in h
+    assert h.get_all("Www-Authenticate") == ["Digest a", "Basic b"]
+    assert len(h) == 2 and list(h) == ["CSeq", "WWW-Authenticate"]
+    h["www-AUTHENTICATE"] = "Basic c"
+    assert h.fields() == [("CSeq", "1"), ("WWW-Authenticate", "Basic c")]
+    del h["cseq"]
+    assert "CSeq" not in h
+    with pytest.raises(KeyError):
+        del h["CSeq"]
+
+
+def test_serialize_adds_content_length_and_refuses_header_injection() -> None:
+    raw = RtspResponse(200, "OK", Headers([("CSeq", "2")]), b"abc").serialize()
+    assert raw == b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabc"
+    with pytest.raises(RtspError):
+        RtspRequest("OPTIONS", "*", Headers([("X", "a\r\nInjected: 1")])).serialize()
+    with pytest.raises(RtspError):
+        RtspRequest("BAD METHOD", "*").serialize()
+    with pytest.raises(RtspError):
+        RtspResponse(42).serialize()
+    with pytest.raises(RtspError):
+        InterleavedFrame(0, b"x" * 65536).serialize()
+
+
+def test_lf_only_message_and_folded_header_and_crlf_keepalive() -> None:
+    parser = RtspParser()
+    parser.feed(b"\r\n\r\nRTSP/1.0 200 OK\nCSeq: 5\nX-Long: one\n two\n\n")
+    event = parser.next_event()
+    assert isinstance(event, RtspResponse)
+    assert (event.status, event.cseq, event.headers["X-Long"]) == (200, 5, "one two")
+    assert parser.next_event() is None
+
+
+def test_request_with_body() -> None:
+    raw = b"SET_PARAMETER rtsp://cam/ RTSP/1.0\r\nCSeq: 9\r\nContent-Length: 4\r\n\r\nab\r\n"
+    (event,) = parse_all(raw)
+    assert isinstance(event, RtspRequest)
+    assert (event.method, event.uri, event.body) == ("SET_PARAMETER", "rtsp://cam/", b"ab\r\n")
+
+
+def test_incomplete_message_waits() -> None:
+    parser = RtspParser()
+    parser.feed(b"RTSP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    assert parser.next_event() is None
+    parser.feed(b"defghij")
+    event = parser.next_event()
+    assert isinstance(event, RtspResponse) and event.body == b"abcdefghij"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\x00\x01garbage", "unexpected byte"),
+        (b"HTTP/1.1 200 OK\r\n\r\n", "malformed RTSP start line"),
+        (b"RTSP/1.0 2000 OK\r\n", "malformed RTSP start line"),
+        (b"RTSP/1.0 200 OK\r\nno colon here\r\n\r\n", "malformed RTSP header"),
+        (b"RTSP/1.0 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        (b"RTSP/1.0 200 OK\r\nContent-Length: " + str(MAX_BODY_BYTES + 1).encode() + b"\r\n\r\n", "exceeds"),
+        (b"RTSP/1.0 200 OK\r\nX: " + b"a" * MAX_HEADER_BYTES, "header block exceeds"),
+    ],
+)
+def test_garbage_raises_rtsp_error(raw: bytes, message: str) -> None:
+    parser = RtspParser()
+    parser.feed(raw)
+    with pytest.raises(RtspError, match=message):
+        parser.next_event()
+
+
+def test_resync_skips_garbage_to_the_next_frame() -> None:
+    parser = RtspParser()
+    parser.feed(b"\xff\xfe\x00junk$\x00\x00\x02okRTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
+    events: list[RtspEvent] = []
+    skipped = 0
+    while True:
+        try:
+            event = parser.next_event()
+        except RtspError:
+            skipped += parser.resync()
+            continue
+        if event is None:
+            break
+        events.append(event)
+    assert skipped == 7
+    assert isinstance(events[0], InterleavedFrame) and bytes(events[0].payload) == b"ok"
+    assert isinstance(events[1], RtspResponse) and events[1].cseq == 1
+
+
+tokens = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_", min_size=1, max_size=15)
+header_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=20)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
+headers = st.lists(st.tuples(header_names, header_values), max_size=6).map(
+    lambda fs: Headers([(n, v) for n, v in fs if n.lower() != "content-length"])
+)
+messages = st.one_of(
+    st.builds(
+        RtspRequest,
+        method=tokens,
+        uri=st.from_regex(r"rtsp://[a-z0-9.]{1,20}(:[0-9]{1,5})?/[a-zA-Z0-9/=_.-]{0,30}", fullmatch=True),
+        headers=headers,
+        body=st.binary(max_size=200),
+    ),
+    st.builds(
+        RtspResponse,
+        status=st.integers(100, 999),
+        reason=st.text(alphabet="abcdefghijklmnopqrstuvwxyz ", max_size=20).map(str.strip),
+        headers=headers,
+        body=st.binary(max_size=200),
+    ),
+    st.builds(InterleavedFrame, channel=st.integers(0, 255), payload=st.binary(max_size=300)),
+)
+
+
+@given(st.lists(messages, max_size=6), st.integers(1, 64))
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=150)
+def test_generated_streams_round_trip(items: list[RtspEvent], chunk: int) -> None:
+    raw = b"".join(item.serialize() for item in items)
+    events = parse_all(raw, chunk)
+    assert b"".join(e.serialize() for e in events) == raw
+    assert len(events) == len(items)
+
+
+@given(st.binary(max_size=600), st.integers(1, 50))
+@example(SESSION[:600], 7)
+@example(b"$\x00\xff\xff" + b"RTSP/1.0 200 OK\r\n\r\n", 3)
+@settings(max_examples=300)
+def test_arbitrary_bytes_never_crash_and_resync_always_progresses(data: bytes, chunk: int) -> None:
+    parser = RtspParser()
+    for start in range(0, len(data), chunk):
+        parser.feed(data[start : start + chunk])
+        for _ in range(len(data) + 2):
+            try:
+                if parser.next_event() is None:
+                    break
+            except RtspError:
+                assert parser.resync() >= 1
+        else:
+            pytest.fail("parser made no progress")
+
+
+@given(st.integers(0, len(SESSION) - 1), st.binary(min_size=1, max_size=8))
+@settings(max_examples=100)
+def test_corrupted_capture_only_raises_rtsp_error(offset: int, junk: bytes) -> None:
+    data = SESSION[:offset] + junk + SESSION[offset + len(junk) :]
+    parser = RtspParser()
+    parser.feed(data)
+    for _ in range(len(data)):
+        try:
+            if parser.next_event() is None:
+                return
+        except RtspError:
+            parser.resync()

@@ -1,0 +1,87 @@
+"""Vigil's own RTSP ingest against the simulator: what arrives is byte-for-byte the file's pictures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from pathlib import Path
+
+import pytest
+
+from vigil.domain.media import AccessUnit, Codec
+from vigil.ingest.errors import AuthFailed, StreamNotFound
+from vigil.ingest.file import iter_file_units
+from vigil.ingest.rtsp import RtspSource
+from vigil.protocols.rtp.packetize import split_avcc
+from vigil.sim import SimServer
+
+MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
+if not MEDIA.is_dir():
+    MEDIA = Path("/work/shared/media")
+H264 = MEDIA / "campus_576p10_h264.mp4"
+H265 = MEDIA / "campus_576p25_h265.mp4"
+PARAMETER_TYPES = {Codec.H264: {7, 8}, Codec.H265: {32, 33, 34}}
+
+
+def pictures(codec: Codec, data: bytes) -> tuple[bytes, ...]:
+    """The unit's NAL units without parameter sets (the simulator adds those in-band before keyframes)."""
+    nals = split_avcc(data)
+    kind = (lambda n: n[0] & 0x1F) if codec is Codec.H264 else (lambda n: (n[0] >> 1) & 0x3F)
+    return tuple(nal for nal in nals if kind(nal) not in PARAMETER_TYPES[codec])
+
+
+async def ingest(url: str, count: int, transport: str, **credentials: str) -> list[AccessUnit]:
+    units: list[AccessUnit] = []
+    done = asyncio.Event()
+
+    def publish(unit: AccessUnit) -> None:
+        units.append(unit)
+        if len(units) >= count:
+            done.set()
+
+    source = RtspSource(
+        1, url, credentials.get("username", ""), credentials.get("password", ""), publish, transport=transport
+    )
+    task = asyncio.create_task(source.run())
+    try:
+        waiter = asyncio.create_task(done.wait())
+        finished, _ = await asyncio.wait({task, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task in finished:
+            task.result()  # raises the source's error
+        assert done.is_set(), f"only {len(units)} units in 20 s"
+    finally:
+        await source.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    return units
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize("path", [H264, H265], ids=["h264", "h265"])
+async def test_ingest_receives_the_files_pictures_in_order(path: Path, transport: str) -> None:
+    file_units = list(iter_file_units(path))
+    codec = file_units[0].track.codec
+    expected = [pictures(codec, unit.data) for unit in file_units]
+    async with SimServer([path], 1) as sim:
+        units = await ingest(sim.url(1), 40, transport)
+    assert units[0].track.codec is codec
+    assert units[0].track.parameter_sets == file_units[0].track.parameter_sets
+    received = [pictures(codec, unit.data) for unit in units]
+    start = expected.index(received[0])
+    for offset, picture in enumerate(received):
+        assert picture == expected[(start + offset) % len(expected)]
+    frame = file_units[1].dts - file_units[0].dts
+    assert all(b.pts - a.pts == frame for a, b in itertools.pairwise(units))
+
+
+async def test_ingest_sees_auth_failure_and_offline_camera() -> None:
+    async with SimServer([H264], 2, username="admin", password="s3cret") as sim:
+        with pytest.raises(AuthFailed):
+            await ingest(sim.url(1), 5, "tcp", username="admin", password="wrong")
+        assert len(await ingest(sim.url(1), 5, "tcp", username="admin", password="s3cret")) == 5
+        sim.set_offline(2)
+        with pytest.raises(StreamNotFound):
+            await ingest(sim.url(2), 5, "tcp", username="admin", password="s3cret")

@@ -40,8 +40,11 @@ class Component(Protocol):
 
 
 class Recording(Component, Protocol):
+    #: True while the recorder has stopped writing (disk full with only locked data left).
+    stopped: bool
+
     @property
-    def recording(self) -> bool: ...
+    def open_segment_start_us(self) -> int | None: ...
 
 
 RecorderFactory = Callable[[int, StreamHub], Recording]
@@ -166,8 +169,16 @@ class CameraPipelines:
             since = self._disabled_since.get(camera_id, 0)
             return PipelineStatus(CameraState.DISABLED, since, "", StreamHealth(0, 0, 0, 0, ""), False)
         view = pipeline.supervisor.status()
-        recording = pipeline.recorder.recording if pipeline.recorder is not None else False
+        recorder = pipeline.recorder
+        recording = recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None
         return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording)
+
+    def open_segment_start(self, camera_id: int) -> int | None:
+        """Where the segment still being written began (it is recorded but not yet indexed)."""
+        pipeline = self._pipelines.get(camera_id)
+        if pipeline is None or pipeline.recorder is None:
+            return None
+        return pipeline.recorder.open_segment_start_us
 
     def running(self) -> list[int]:
         return sorted(self._pipelines)

@@ -163,8 +163,9 @@ class CameraSupervisor:
     async def _loop(self) -> None:
         while not self._closing:
             self._came_online = False
-            self._source = self._factory(self.spec, self._publish)
             try:
+                # Built inside the try: a malformed URL is a failure to show, not a crash of the loop.
+                self._source = self._factory(self.spec, self._publish)
                 await self._source.run()
                 reason = "StreamEnded: the camera closed the stream"
             except asyncio.CancelledError:

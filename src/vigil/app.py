@@ -1,0 +1,277 @@
+"""Composition root: builds Vigil's pieces in data-flow order and runs them until stopped.
+
+Read top to bottom it is the table of contents of the system:
+storage → access → (simulated cameras) → hubs → camera pipelines (ingest → hub → recorder)
+→ retention → API (live, recordings, management) → console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from vigil import __version__
+from vigil.access import Access, build_access
+from vigil.access.users import ensure_first_admin
+from vigil.api.app import create_api
+from vigil.api.routers.recordings import build_recordings_router
+from vigil.api.schemas.cameras import CameraStatus
+from vigil.api.schemas.system import VolumeInfo
+from vigil.demo import seed_demo
+from vigil.domain.media import AccessUnit
+from vigil.events.camera_events import DbEventSink
+from vigil.health.node import NodeHeartbeat
+from vigil.ingest.rtsp import RtspSource
+from vigil.ingest.supervisor import Source, SourceSpec
+from vigil.live.router import build_live_router
+from vigil.pipeline import CameraPipelines, Recording
+from vigil.recorder.camera import CameraRecorder
+from vigil.recorder.index import SqlIndex
+from vigil.recorder.recovery import recover
+from vigil.recorder.retention import RetentionRunner
+from vigil.recorder.volumes import Volumes
+from vigil.settings import Settings
+from vigil.sim.server import SimServer
+from vigil.storage.db import Database
+from vigil.streams.hub import HubRegistry, StreamHub
+
+log = logging.getLogger(__name__)
+
+PACKAGE = Path(__file__).parent
+DEMO_MEDIA = PACKAGE / "assets" / "media" / "campus_576p10_h264.mp4"
+WEB_DIST = PACKAGE / "web_dist"
+#: Where the generated first admin password is kept (0600) until that admin changes it.
+FIRST_ADMIN_FILE = "first-admin-password.txt"
+
+
+def build_storage(settings: Settings) -> Database:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database(settings.database_url)
+
+
+def build_sim(settings: Settings) -> SimServer | None:
+    if settings.sim.cameras == 0:
+        return None
+    return SimServer(settings.sim.media or [DEMO_MEDIA], settings.sim.cameras, port=settings.sim.port)
+
+
+def build_source_factory(settings: Settings) -> Callable[[SourceSpec, Callable[[AccessUnit], None]], Source]:
+    ingest = settings.ingest
+
+    def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
+        return RtspSource(
+            spec.camera_id,
+            spec.url,
+            spec.username,
+            spec.password,
+            publish,
+            transport=spec.transport,
+            connect_timeout=ingest.connect_timeout_seconds,
+            read_timeout=ingest.read_timeout_seconds,
+        )
+
+    return factory
+
+
+def build_recorder_factory(settings: Settings, db: Database, volumes: Volumes) -> Callable[[int, StreamHub], Recording]:
+    index = SqlIndex(db)
+
+    def factory(camera_id: int, hub: StreamHub) -> Recording:
+        return CameraRecorder(camera_id, hub, index, volumes, settings.storage, index)
+
+    return factory
+
+
+class _ApiStatus:
+    """Adapts the runtime's pipeline status to the API's CameraStatus model."""
+
+    def __init__(self, pipelines: CameraPipelines) -> None:
+        self._pipelines = pipelines
+
+    def status(self, camera_id: int) -> CameraStatus:
+        s = self._pipelines.status(camera_id)
+        known = s.health.width > 0
+        return CameraStatus(
+            state=s.state,
+            since_us=s.since_us,
+            reason=s.reason,
+            bitrate_bps=s.health.bitrate_bps if known else None,
+            fps=s.health.fps if known else None,
+            width=s.health.width if known else None,
+            height=s.health.height if known else None,
+            codec=s.health.codec or None,
+            recording=s.recording,
+        )
+
+
+class _VolumesInfo:
+    def __init__(self, volumes: Volumes) -> None:
+        self._volumes = volumes
+
+    def volumes(self) -> Sequence[VolumeInfo]:
+        out = []
+        for name in self._volumes.names:
+            u = self._volumes.usage(name)
+            out.append(VolumeInfo(path=name, total_bytes=u.total, used_bytes=u.used, free_bytes=u.free))
+        return out
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: run_forever owns SIGINT/SIGTERM and stops every part in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Vigil:
+    """A running node: ``start`` then ``close``. ``url`` is the console address once started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hubs = HubRegistry()
+        self.url = ""
+        self.first_admin_password: str | None = None
+        self.db: Database | None = None
+        self.pipelines: CameraPipelines | None = None
+        self.sim: SimServer | None = None
+        self._closers: list[Callable[[], Awaitable[object]]] = []
+        self._server: uvicorn.Server | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        db = self.db = build_storage(settings)
+        self._closers.append(db.close)
+        await db.create_schema()
+        access = build_access(db, settings)
+        self.first_admin_password = await self._first_admin(db)
+
+        volumes = Volumes(settings.recording_volumes)
+        report = await recover(volumes, db)
+        log.info("recording index checked against disk: %s", report)
+
+        heartbeat = NodeHeartbeat(db)
+        await heartbeat.start()
+        self._closers.append(heartbeat.close)
+
+        self.sim = build_sim(settings)
+        if self.sim is not None:
+            await self.sim.start()
+            self._closers.append(self.sim.close)
+            await seed_demo(db, self.sim.urls(), access.secrets)
+
+        pipelines = self.pipelines = CameraPipelines(
+            db,
+            self.hubs,
+            build_source_factory(settings),
+            build_recorder_factory(settings, db, volumes),
+            DbEventSink(db),
+            settings.ingest,
+            access.secrets.decrypt,
+        )
+        await pipelines.start()
+        self._closers.append(pipelines.close)
+
+        retention = RetentionRunner(db, volumes, settings.storage)
+        await retention.start()
+        self._closers.append(retention.close)
+
+        await self._serve(self.build_api(db, access, pipelines, volumes))
+
+    def build_api(self, db: Database, access: Access, pipelines: CameraPipelines, volumes: Volumes) -> FastAPI:
+        gate = access.gate
+        return create_api(
+            db=db,
+            settings=self.settings,
+            status=_ApiStatus(pipelines),
+            changes=pipelines,
+            volumes_info=_VolumesInfo(volumes),
+            access=access,
+            extra_routers=[
+                build_live_router(self.hubs, gate),
+                build_recordings_router(
+                    db,
+                    volumes,
+                    gate,
+                    exports_dir=self.settings.data_dir / "exports",
+                    open_segment_start=pipelines.open_segment_start,
+                ),
+            ],
+            web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
+        )
+
+    async def _first_admin(self, db: Database) -> str | None:
+        """The first admin's password: generated on the first start, shown on every start until changed."""
+        path = self.settings.data_dir / FIRST_ADMIN_FILE
+        created = await ensure_first_admin(db)
+        if created is not None:
+            path.touch(mode=0o600)
+            path.write_text(created + "\n", encoding="utf-8")
+            return created
+        if path.exists():
+            from sqlalchemy import select
+
+            from vigil.storage.models import User
+
+            async with db.session() as session:
+                admin = await session.scalar(select(User).where(User.username == "admin"))
+            if admin is not None and admin.must_change_password:
+                return path.read_text(encoding="utf-8").strip()
+            path.unlink()  # changed since: the file no longer holds a valid password
+        return None
+
+    async def _serve(self, api: FastAPI) -> None:
+        cfg = self.settings.server
+        config = uvicorn.Config(api, host=cfg.host, port=cfg.port, log_level="warning", lifespan="off")
+        server = self._server = _ApiServer(config)
+        task = self._serve_task = asyncio.create_task(server.serve(), name="api")
+        while not server.started:
+            if task.done():
+                task.result()  # raises why it could not start (port taken, ...)
+                raise RuntimeError(f"the API server on {cfg.host}:{cfg.port} stopped during start-up")
+            await asyncio.sleep(0.02)
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.url = f"http://{shown}:{port}/"
+
+    async def close(self) -> None:
+        if self._server is not None and self._serve_task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._serve_task, 10)
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while stopping %s", closer)
+        self._closers.clear()
+
+
+async def run_forever(settings: Settings) -> None:
+    """Start Vigil, print where to find it, and run until SIGINT/SIGTERM."""
+    vigil = Vigil(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await vigil.start()
+        print(f"Vigil {__version__} is running.")
+        print(f"  Console:      {vigil.url}")
+        if vigil.first_admin_password:
+            print(f"  First login:  admin / {vigil.first_admin_password}   (you will be asked to change it)")
+        if vigil.sim is not None:
+            print(f"  Simulated cameras: {', '.join(vigil.sim.urls())}")
+        print("  Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+    finally:
+        print("Stopping Vigil...", flush=True)
+        await vigil.close()

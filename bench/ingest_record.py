@@ -127,6 +127,7 @@ def seed_cameras(data: Path, urls: list[str]) -> None:
 
 
 def run_vigil(urls: list[str], seconds: float, warmup: float, data: Path) -> tuple[TreeSample, str]:
+    data.mkdir(parents=True, exist_ok=True)
     seed_cameras(data, urls)
     env = dict(os.environ, VIGIL_SIM__CAMERAS="0", VIGIL_SERVER__PORT="0")
     with open(data / "vigil.log", "wb") as log:

@@ -62,8 +62,11 @@ export const router = createRouter({ history: createWebHistory('/'), routes })
 router.beforeEach(async (to) => {
   const session = useSession()
   if (!session.checked) await session.refresh()
-  if (to.meta.public) return session.user && to.name === 'login' ? '/live' : true
+  // A user who must change the initial password stays on the login page's password form.
+  const mustChange = session.user?.must_change_password === true
+  if (to.meta.public) return session.user && !mustChange && to.name === 'login' ? '/live' : true
   if (!session.user) return { path: '/login', query: to.fullPath !== '/' ? { next: to.fullPath } : {} }
+  if (mustChange) return '/login'
   if (to.meta.admin && !session.isAdmin) return '/live'
   if (to.meta.operator && !session.canPlayback) return '/live'
   return true

@@ -67,6 +67,13 @@ const en: Messages = {
     failed: 'Wrong username or password',
     locked: 'Account locked: {detail}',
     footer: 'Authorised personnel only. Every action is recorded in the audit log.',
+    changeTitle: 'First sign-in: change the initial password',
+    newPassword: 'New password (8-256 characters)',
+    confirmPassword: 'New password again',
+    mismatch: 'The passwords do not match',
+    tooShort: 'The password needs at least 8 characters',
+    changeSubmit: 'Change password and continue',
+    changed: 'Password changed',
   },
   tree: {
     search: 'Search camera name / GB ID',

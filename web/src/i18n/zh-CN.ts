@@ -65,6 +65,13 @@ const zhCN = {
     failed: '用户名或密码错误',
     locked: '账户已锁定：{detail}',
     footer: '本系统仅限授权人员使用，所有操作均记录审计日志',
+    changeTitle: '首次登录，请修改初始密码',
+    newPassword: '新密码（8-256 位）',
+    confirmPassword: '再次输入新密码',
+    mismatch: '两次输入的密码不一致',
+    tooShort: '密码至少 8 位',
+    changeSubmit: '修改密码并进入系统',
+    changed: '密码已修改',
   },
   tree: {
     search: '搜索摄像机名称 / 国标编号',

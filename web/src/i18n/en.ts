@@ -214,6 +214,8 @@ const en: Messages = {
     passwordReset: 'Password reset',
     vPassword: 'Password must have at least 8 characters',
     confirmDelete: 'Delete user "{name}"?',
+    unlock: 'Unlock',
+    unlocked: 'Unlocked',
   },
   audit: {
     title: 'Audit log',

@@ -212,6 +212,8 @@ const zhCN = {
     passwordReset: '密码已重置',
     vPassword: '密码至少 8 位',
     confirmDelete: '确定删除用户「{name}」吗？',
+    unlock: '解锁',
+    unlocked: '已解锁',
   },
   audit: {
     title: '审计日志',

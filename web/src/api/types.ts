@@ -1,0 +1,28 @@
+/**
+ * Names for the API's types, derived from operations in the generated schema (never hand-copied),
+ * so they follow the backend whatever it calls its models.
+ */
+import type { RequestOf, ResponseOf } from './client'
+
+export type User = ResponseOf<'/api/auth/me', 'get'>
+export type Role = User['role']
+export type LoginResult = ResponseOf<'/api/auth/login', 'post'>
+export type UserCreate = RequestOf<'/api/users', 'post'>
+export type UserPatch = RequestOf<'/api/users/{user_id}', 'patch'>
+export type Region = ResponseOf<'/api/regions', 'get'>[number]
+export type Department = ResponseOf<'/api/departments', 'get'>[number]
+export type Camera = ResponseOf<'/api/cameras/{camera_id}', 'get'>
+export type CameraStatus = Camera['status']
+export type CameraState = CameraStatus['state']
+export type CameraIn = RequestOf<'/api/cameras', 'post'>
+export type CameraPatch = RequestOf<'/api/cameras/{camera_id}', 'patch'>
+export type ImportResult = ResponseOf<'/api/cameras/import', 'post'>
+export type ImportRowError = ImportResult['errors'][number]
+export type CameraEvent = ResponseOf<'/api/cameras/{camera_id}/events', 'get'>[number]
+export type Recordings = ResponseOf<'/api/cameras/{camera_id}/recordings', 'get'>
+export type Gap = Recordings['gaps'][number]
+export type GapCause = Gap['cause']
+export type Integrity = ResponseOf<'/api/cameras/{camera_id}/integrity', 'get'>
+export type ExportOut = ResponseOf<'/api/cameras/{camera_id}/exports', 'post'>
+export type AuditEntry = ResponseOf<'/api/audit', 'get'>[number]
+export type AuditVerdict = ResponseOf<'/api/audit/verify', 'get'>

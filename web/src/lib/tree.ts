@@ -1,0 +1,62 @@
+/** Builds the region → camera tree shown in the left panel from the flat lists the API returns. */
+import type { Camera, Region } from '../api/types'
+
+export interface TreeNode {
+  /** "r:<code>" for regions, "c:<id>" for cameras: unique across both kinds. */
+  key: string
+  label: string
+  kind: 'region' | 'camera'
+  region?: Region
+  camera?: Camera
+  children: TreeNode[]
+  /** Cameras in this subtree (regions only). */
+  total: number
+  online: number
+}
+
+/** Regions nest by parent_code; a region whose parent is not visible becomes a root. */
+export function buildRegionTree(regions: Region[], cameras: Camera[] | null, unassignedLabel = '—'): TreeNode[] {
+  const nodes = new Map<string, TreeNode>()
+  for (const r of regions) {
+    nodes.set(r.code, { key: `r:${r.code}`, label: r.name, kind: 'region', region: r, children: [], total: 0, online: 0 })
+  }
+  const roots: TreeNode[] = []
+  for (const r of regions) {
+    const node = nodes.get(r.code)!
+    const parent = r.parent_code ? nodes.get(r.parent_code) : undefined
+    if (parent) parent.children.push(node)
+    else roots.push(node)
+  }
+  if (cameras) {
+    let orphan: TreeNode | null = null
+    for (const c of [...cameras].sort((a, b) => a.name.localeCompare(b.name, 'zh-CN'))) {
+      const leaf: TreeNode = { key: `c:${c.id}`, label: c.name, kind: 'camera', camera: c, children: [], total: 0, online: 0 }
+      const owner = nodes.get(c.region_code)
+      if (owner) owner.children.push(leaf)
+      else {
+        orphan ??= { key: 'r:__none__', label: unassignedLabel, kind: 'region', children: [], total: 0, online: 0 }
+        orphan.children.push(leaf)
+      }
+    }
+    if (orphan) roots.push(orphan)
+  }
+  const count = (n: TreeNode): void => {
+    for (const ch of n.children) {
+      if (ch.kind === 'camera') {
+        n.total++
+        if (ch.camera?.status.state === 'online') n.online++
+      } else {
+        count(ch)
+        n.total += ch.total
+        n.online += ch.online
+      }
+    }
+    // Regions first (by code), then cameras (by name), as in GB catalogues.
+    n.children.sort((a, b) =>
+      a.kind !== b.kind ? (a.kind === 'region' ? -1 : 1) : a.kind === 'region' ? a.key.localeCompare(b.key) : 0,
+    )
+  }
+  roots.forEach(count)
+  roots.sort((a, b) => a.key.localeCompare(b.key))
+  return roots
+}

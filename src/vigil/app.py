@@ -11,16 +11,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from vigil import __version__
 from vigil.access import Access, build_access
 from vigil.access.users import ensure_first_admin
-from vigil.api.app import create_api
+from vigil.api.app import create_api, write_openapi
+from vigil.api.contracts import CameraGate
 from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
 from vigil.api.schemas.system import VolumeInfo
@@ -121,6 +123,18 @@ class _VolumesInfo:
             u = self._volumes.usage(name)
             out.append(VolumeInfo(path=name, total_bytes=u.total, used_bytes=u.used, free_bytes=u.free))
         return out
+
+
+def write_full_openapi(path: Path) -> None:
+    """The whole node's OpenAPI schema (management API plus recordings), as ``vigil openapi`` writes it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        volumes = Volumes([Path(tmp)])
+        db = Database("sqlite+aiosqlite:///:memory:")  # never connected: building routes needs no database
+
+        def recordings(gate: CameraGate) -> APIRouter:
+            return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
+
+        write_openapi(path, [recordings])
 
 
 class _ApiServer(uvicorn.Server):

@@ -189,9 +189,9 @@ def db_upgrade(config: ConfigOpt = None, data: DataOpt = None) -> None:
 @app.command()
 def openapi(out: Annotated[Path, typer.Argument(help="Where to write the OpenAPI JSON.")]) -> None:
     """Write the API's OpenAPI schema (the console's TypeScript types are generated from it)."""
-    from vigil.api.app import write_openapi
+    from vigil.app import write_full_openapi
 
-    write_openapi(out)
+    write_full_openapi(out)
 
 
 def main() -> None:

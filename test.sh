@@ -7,6 +7,8 @@ scripts/setup.sh --dev
 scripts/services.sh
 echo "==> ruff"; .venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench
 echo "==> mypy (strict)"; .venv/bin/mypy
-[[ -f web/package.json ]] && { echo "==> console typecheck"; (cd web && npm run --silent typecheck); }
+echo "==> console: generated API types current, typecheck"
+(cd web && npm run --silent gen:api >/dev/null && git diff --exit-code -- src/api/schema.d.ts openapi.json \
+  && npm run --silent typecheck)
 echo "==> pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -39,8 +39,8 @@ fi
 
 # The web console: built once per change of its sources, then served by the API process.
 [[ -f web/package.json ]] || exit 0
-web_hash=$(cd web && find src public index.html package-lock.json vite.config.ts -type f 2>/dev/null -print0 \
-  | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+web_inputs=(src index.html package.json package-lock.json vite.config.ts tsconfig.json)
+web_hash=$(cd web && find "${web_inputs[@]}" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if [[ ! -f src/vigil/web_dist/.hash || "$(cat src/vigil/web_dist/.hash)" != "$web_hash" ]]; then
   echo "==> building the web console"
   (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)

@@ -104,6 +104,16 @@ async def test_operator_journey(node: Vigil, admin: httpx.AsyncClient, tmp_path:
     ).json()
     start = ranges["ranges"][0]["start_us"]
 
+    # Integrity: the hour before the camera existed is not counted as missing.
+    r = await admin.get(
+        f"/api/cameras/{cam['id']}/integrity",
+        params={"from_us": now_us - 3_600_000_000, "to_us": time.time_ns() // 1000},
+    )
+    assert r.status_code == 200, r.text
+    integrity = r.json()
+    assert integrity["expected_us"] < 120_000_000, integrity
+    assert integrity["coverage_percent"] > 50, integrity
+
     # Export 3 s with a reason, download it, verify it with the same check as `vigil verify-export`.
     r = await admin.post(
         f"/api/cameras/{cam['id']}/exports",

@@ -25,7 +25,7 @@ from vigil.playback.source import SegmentFiles, SqlPlaybackIndex
 from vigil.recorder import index
 from vigil.recorder.integrity import EVENT_KINDS, IntegrityReport, RunSpan, StateEvent, TimeRange, compute_integrity
 from vigil.storage.db import Database, now_us
-from vigil.storage.models import EvidenceLock, Export
+from vigil.storage.models import Camera, EvidenceLock, Export
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,16 @@ def _detail(**fields: object) -> str:
 async def integrity_report(
     db: Database, camera_id: int, from_us: int, to_us: int, *, now: int, open_since_us: int | None = None
 ) -> IntegrityReport:
-    """Load segments, events and node runs for the window and compute the report."""
+    """Load segments, events and node runs for the window and compute the report.
+
+    Time before the camera was added is not expected to be recorded: the window starts no earlier.
+    """
     async with db.session() as session:
+        camera = await session.get(Camera, camera_id)
+        if camera is not None and camera.created_us > from_us:
+            from_us = min(camera.created_us, to_us)
+        if from_us >= to_us:
+            return IntegrityReport(from_us, to_us, (), (), 0, 0)
         segments = await index.segments_between(session, camera_id, from_us, to_us)
         events = await index.events_for_integrity(session, camera_id, from_us, to_us, EVENT_KINDS)
         runs = await index.runs_overlapping(session, from_us, to_us)

@@ -32,7 +32,7 @@ from vigil.events.camera_events import DbEventSink
 from vigil.health.node import NodeHeartbeat
 from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
-from vigil.live.router import build_live_router
+from vigil.live.router import LiveRegistry, build_live_router
 from vigil.pipeline import CameraPipelines, Recording
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
@@ -151,6 +151,8 @@ class Vigil:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.hubs = HubRegistry()
+        #: Open live sessions with their stats (sent, dropped, added latency).
+        self.live = LiveRegistry()
         self.url = ""
         self.first_admin_password: str | None = None
         self.db: Database | None = None
@@ -210,7 +212,7 @@ class Vigil:
             volumes_info=_VolumesInfo(volumes),
             access=access,
             extra_routers=[
-                build_live_router(self.hubs, gate),
+                build_live_router(self.hubs, gate, registry=self.live),
                 build_recordings_router(
                     db,
                     volumes,

@@ -26,3 +26,4 @@ export type Integrity = ResponseOf<'/api/cameras/{camera_id}/integrity', 'get'>
 export type ExportOut = ResponseOf<'/api/cameras/{camera_id}/exports', 'post'>
 export type AuditEntry = ResponseOf<'/api/audit', 'get'>[number]
 export type AuditVerdict = ResponseOf<'/api/audit/verify', 'get'>
+export type Lock = ResponseOf<'/api/cameras/{camera_id}/locks', 'post'>

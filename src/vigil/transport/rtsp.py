@@ -152,6 +152,8 @@ class RtspConnection:
         self._channels: dict[int, int] = {}
         self._rtcp_channels: frozenset[int] = frozenset()
         self._read_timeout: float | None = None
+        #: When the timer task next wakes by itself (monotonic); inf while it waits without deadline.
+        self._timer_target = float("inf")
         self._closing = False
         #: Bytes received on the RTSP connection and UDP media sockets.
         self.bytes_in = 0
@@ -301,6 +303,10 @@ class RtspConnection:
             event = client.next_event()
         self.packets_in += delivered
         self._flush()
+        timer = client.get_timer()
+        if timer is not None and timer < self._timer_target:
+            # A response moved the next deadline earlier (e.g. PLAY scheduled the first keepalive).
+            self._wake.set()
 
     def _on_datagram(self, track_index: int, rtcp: bool, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -339,6 +345,7 @@ class RtspConnection:
                 watch = now + min(self._read_timeout / 4, 1.0)
                 deadline = watch if deadline is None else min(deadline, watch)
             self._wake.clear()
+            self._timer_target = float("inf") if deadline is None else deadline
             delay = None if deadline is None else max(deadline - now, 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)

@@ -141,6 +141,7 @@ def test_incomplete_message_waits() -> None:
         (b"RTSP/1.0 2000 OK\r\n", "malformed RTSP start line"),
         (b"RTSP/1.0 200 OK\r\nno colon here\r\n\r\n", "malformed RTSP header"),
         (b"RTSP/1.0 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        ("RTSP/1.0 200 OK\r\nContent-Length: ¹\r\n\r\n".encode("latin-1"), "Content-Length"),
         (b"RTSP/1.0 200 OK\r\nContent-Length: " + str(MAX_BODY_BYTES + 1).encode() + b"\r\n\r\n", "exceeds"),
         (b"RTSP/1.0 200 OK\r\nX: " + b"a" * MAX_HEADER_BYTES, "header block exceeds"),
     ],
@@ -173,7 +174,7 @@ def test_resync_skips_garbage_to_the_next_frame() -> None:
 
 tokens = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_", min_size=1, max_size=15)
 header_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=20)
-header_values = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF), max_size=40)
 headers = st.lists(st.tuples(header_names, header_values), max_size=6).map(
     lambda fs: Headers([(n, v) for n, v in fs if n.lower() != "content-length"])
 )
@@ -205,7 +206,16 @@ def test_generated_streams_round_trip(items: list[RtspEvent], chunk: int) -> Non
     assert len(events) == len(items)
 
 
-@given(st.binary(max_size=600), st.integers(1, 50))
+@given(
+    st.one_of(
+        st.binary(max_size=600),
+        st.text(max_size=120).map(lambda t: f"RTSP/1.0 200 OK\r\n{t}\r\n\r\n".encode("utf-8", "replace")),
+        st.text(st.characters(max_codepoint=0xFF), max_size=20).map(
+            lambda t: f"RTSP/1.0 200 OK\r\nContent-Length: {t}\r\n\r\n".encode("latin-1", "replace")
+        ),
+    ),
+    st.integers(1, 50),
+)
 @example(SESSION[:600], 7)
 @example(b"$\x00\xff\xff" + b"RTSP/1.0 200 OK\r\n\r\n", 3)
 @settings(max_examples=300)

@@ -48,9 +48,9 @@ DEFAULT_SESSION_TIMEOUT = 60.0
 MAX_GARBAGE_BYTES = 256 * 1024
 USER_AGENT = "Vigil"
 
-_INTERLEAVED = re.compile(r"interleaved=(\d+)(?:-(\d+))?")
-_SERVER_PORT = re.compile(r"server_port=(\d+)(?:-(\d+))?")
-_SSRC = re.compile(r"ssrc=([0-9A-Fa-f]+)")
+_INTERLEAVED = re.compile(r"interleaved=(\d+)(?:-(\d+))?", re.ASCII)
+_SERVER_PORT = re.compile(r"server_port=(\d+)(?:-(\d+))?", re.ASCII)
+_SSRC = re.compile(r"ssrc=([0-9A-Fa-f]+)", re.ASCII)
 _SOURCE = re.compile(r"source=([^;]+)")
 
 
@@ -485,7 +485,7 @@ class RtspClient:
             return
         if session_id.strip():
             self._session_id = session_id.strip()
-        match = re.search(r"timeout=(\d+)", params)
+        match = re.search(r"timeout=(\d+)", params, re.ASCII)
         if match and int(match[1]) > 0:
             self._session_timeout = float(match[1])
         transport = response.headers.get("Transport", "")

@@ -329,7 +329,8 @@ class RtspParser:
         length = 0
         if length_text is not None:
             length_text = length_text.strip()
-            if not length_text.isdigit():
+            # isdigit() alone accepts "¹" and other non-ASCII digits that int() refuses.
+            if not (length_text.isascii() and length_text.isdigit()):
                 raise RtspError(f"Content-Length {length_text!r} is not a number")
             length = int(length_text)
             if length > MAX_BODY_BYTES:

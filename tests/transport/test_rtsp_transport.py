@@ -74,9 +74,10 @@ async def serving(script: Script) -> AsyncIterator[str]:
 async def test_media_reaches_the_sink_and_close_tears_down() -> None:
     got: list[tuple[int, bytes, float, float]] = []
     two = asyncio.Event()
+    conn: RtspConnection
 
-    def sink(index: int, packet: memoryview | bytes, wallclock: float, mono: float) -> None:
-        got.append((index, bytes(packet), wallclock, mono))
+    def sink(index: int, data: memoryview, start: int, end: int) -> None:
+        got.append((index, bytes(data[start:end]), conn.read_wallclock, conn.read_mono))
         if len(got) == 2:
             two.set()
 
@@ -92,7 +93,7 @@ async def test_media_reaches_the_sink_and_close_tears_down() -> None:
             assert await waiter is None
     assert playing.tracks[0].format.codec is Codec.H264
     assert [(i, p) for i, p, _, _ in got] == [(0, RTP), (0, RTP)]  # RTCP is not media
-    assert abs(got[0][2] - time.time()) < 5 and got[0][3] <= time.monotonic()
+    assert abs(got[0][2] - time.time()) < 5 and 0 < got[0][3] <= time.monotonic()
     assert conn.packets_in == 2 and conn.bytes_in > len(SDP)
     assert [r.method for r in script.requests] == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY", "TEARDOWN"]
 

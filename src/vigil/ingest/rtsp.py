@@ -163,14 +163,19 @@ class RtspSource:
             parameter_sets=fmt.parameter_sets,
         )
 
-    def _on_media(self, track_index: int, packet: memoryview | bytes, wallclock: float, mono: float) -> None:
+    def _on_media(self, track_index: int, data: memoryview, start: int, end: int) -> None:
+        # Hot path: once per RTP packet. Only the first video track is set up (max_video_tracks=1).
         depacketizer = self._depacketizer
-        if depacketizer is None or track_index:
+        if depacketizer is None:
             return
-        units = depacketizer.push(packet, wallclock, mono)
+        units = depacketizer.push_span(data, start, end)
         if not units:
             return
+        connection = self._connection
         for unit in units:
+            if connection is not None:
+                unit.wallclock = connection.read_wallclock
+                unit.received_mono = connection.read_mono
             self.units_out += 1
             self._publish(unit)
         if self._first_unit:

@@ -1,23 +1,26 @@
 """asyncio adapter driving :class:`vigil.protocols.rtsp.client.RtspClient` over TCP (+ UDP for media).
 
-Theory of operation: the hot path is built around few, large reads. After each read of the
-RTSP connection the socket is left alone for :data:`READ_INTERVAL` (reading is paused and
-resumed by a timer), so the kernel gathers ~20 ms of packets and one ``recv`` of up to
-256 KiB takes them all: at 4 Mbps that is ~50 wake-ups a second instead of one per packet.
-The clock is read once per read; the client's events are run through in a tight loop:
-interleaved RTP frames go straight to ``on_media(track_index, packet, wallclock, monotonic)``,
-RTCP is only checked for BYE. UDP media sockets are drained the same way — all queued
-datagrams per wake-up into one reused buffer, then a pause. A single timer task serves the
-client's request deadlines and keepalives and watches for media silence. There is no
-per-packet timer, log or allocation beyond the frame view itself.
+Theory of operation: the hot path is built around few wake-ups and large reads. Sockets are
+not watched individually; one :class:`_ReadTicker` per event loop wakes every
+:data:`READ_INTERVAL` and reads every registered socket until it is empty. The kernel gathers
+~20 ms of packets in between, so one ``recv`` takes them all, and a hundred cameras cost 50
+wake-ups a second in total instead of one per packet per camera (wake-ups are what costs
+most in a VM). The clock is read once per read; the client's events are run through in a
+tight loop: interleaved RTP frames go straight to ``on_media(track_index, packet, wallclock,
+monotonic)``; RTCP is only checked for BYE. UDP sockets are drained into one reused buffer
+the same way. A single timer task per connection serves the client's request deadlines and
+keepalives and watches for media silence. There is no per-packet timer, log or syscall.
+The price is up to one interval of added latency, bounded and constant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import time
+import weakref
 from collections.abc import Callable
 
 from vigil.protocols.rtp.rtcp import is_bye
@@ -28,7 +31,7 @@ from vigil.protocols.rtsp.client import (
     SessionFailed,
     TornDown,
 )
-from vigil.protocols.rtsp.message import InterleavedFrame
+from vigil.protocols.rtsp.message import FrameHandler, InterleavedFrame
 
 #: Receive buffer asked for UDP media sockets: a 4 Mbps camera's keyframe burst fits many times.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -36,14 +39,17 @@ UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 TEARDOWN_TIMEOUT = 1.0
 #: Pause between reads so each read takes many packets at once; bounds the latency it adds.
 READ_INTERVAL = 0.02
+#: One read of the RTSP connection takes at most this much (then the loop gets its turn).
+TCP_READ_SIZE = 256 * 1024
 #: Datagrams taken from one UDP socket per wake-up at most (then the loop gets its turn).
 UDP_BATCH = 512
 #: Largest datagram read (RTP over UDP never exceeds an IPv4 datagram).
 UDP_MAX_DATAGRAM = 65536
 
-#: ``(track_index, packet, wallclock, monotonic)``. ``packet`` is only valid during the call
-#: (UDP reuses its receive buffer): copy it to keep it.
-MediaSink = Callable[[int, memoryview | bytes, float, float], None]
+#: ``(track_index, data, start, end)``: one RTP packet is ``data[start:end]``, valid only during
+#: the call (receive buffers are reused): copy it to keep it. The time it was read is in
+#: :attr:`RtspConnection.read_wallclock` / :attr:`RtspConnection.read_mono`.
+MediaSink = Callable[[int, memoryview, int, int], None]
 
 
 class RtspTransportError(Exception):
@@ -70,80 +76,47 @@ class RtspSessionError(RtspTransportError):
         self.failure = failure
 
 
-class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, owner: RtspConnection, read_interval: float) -> None:
-        self._owner = owner
-        self._read_interval = read_interval
-        self._transport: asyncio.Transport | None = None
-        self._paused = False
+class _ReadTicker:
+    """Calls every registered reader once per interval, on one timer for the whole event loop."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._readers: dict[int, Callable[[], None]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = 0.0
 
-    def data_received(self, data: bytes) -> None:
-        self._owner._on_tcp_data(data)
-        transport = self._transport
-        if self._read_interval > 0 and transport is not None and not transport.is_closing() and not self._paused:
-            self._paused = True
-            transport.pause_reading()
-            asyncio.get_running_loop().call_later(self._read_interval, self._resume)
+    def add(self, key: int, reader: Callable[[], None]) -> None:
+        self._readers[key] = reader
+        if self._handle is None:
+            self._next = self._loop.time() + self._interval
+            self._handle = self._loop.call_at(self._next, self._tick)
 
-    def _resume(self) -> None:
-        self._paused = False
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+    def remove(self, key: int) -> None:
+        self._readers.pop(key, None)
+        if not self._readers and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._owner._on_connection_lost(exc)
-
-
-class _UdpReader:
-    """Drains one UDP socket per wake-up into a reused buffer, then pauses like the TCP side."""
-
-    def __init__(
-        self, owner: RtspConnection, sock: socket.socket, track_index: int, rtcp: bool, read_interval: float
-    ) -> None:
-        self._owner = owner
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._track_index = track_index
-        self._rtcp = rtcp
-        self._read_interval = read_interval
-        self._buffer = bytearray(UDP_MAX_DATAGRAM)
-        self._view = memoryview(self._buffer)
-        self._loop = asyncio.get_running_loop()
-        self._closed = False
-        self._loop.add_reader(self._fd, self._ready)
-
-    def _ready(self) -> None:
-        owner = self._owner
-        sock = self._sock
-        view = self._view
-        recv_into = sock.recv_into
-        for _ in range(UDP_BATCH):
+    def _tick(self) -> None:
+        for reader in list(self._readers.values()):
             try:
-                size = recv_into(self._buffer)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                # ICMP errors surface here; media silence is what decides, via the watchdog.
-                break
-            owner._on_datagram(self._track_index, self._rtcp, view[:size])
-        if self._read_interval > 0 and not self._closed:
-            self._loop.remove_reader(self._fd)
-            self._loop.call_later(self._read_interval, self._resume)
+                reader()
+            except Exception as exc:  # one broken reader must not stall every camera on this loop
+                self._loop.call_exception_handler({"message": "RTSP socket reader failed", "exception": exc})
+        # Fixed rate, but never a burst of catch-up ticks after a stall.
+        self._next = max(self._next + self._interval, self._loop.time())
+        self._handle = self._loop.call_at(self._next, self._tick) if self._readers else None
 
-    def _resume(self) -> None:
-        if not self._closed:
-            self._loop.add_reader(self._fd, self._ready)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._loop.remove_reader(self._fd)
-            self._view.release()
-            self._sock.close()
+_TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadTicker] = weakref.WeakKeyDictionary()
+
+
+def _ticker(loop: asyncio.AbstractEventLoop) -> _ReadTicker:
+    ticker = _TICKERS.get(loop)
+    if ticker is None:
+        ticker = _TICKERS[loop] = _ReadTicker(loop, READ_INTERVAL)
+    return ticker
 
 
 def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
@@ -174,6 +147,27 @@ def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
     raise OSError("could not bind an even/odd UDP port pair for RTP/RTCP")
 
 
+async def _open_tcp(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket; OSError (refused, unreachable, DNS) as the kernel says."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise last or OSError(f"no address for {host}")
+
+
 class RtspConnection:
     """One RTSP session over asyncio: connect, play, stream media to ``on_media``, close.
 
@@ -191,7 +185,6 @@ class RtspConnection:
         password: str = "",
         transport: str = "tcp",
         request_timeout: float = 5.0,
-        read_interval: float = READ_INTERVAL,
     ) -> None:
         if transport not in ("tcp", "udp"):
             raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
@@ -200,29 +193,40 @@ class RtspConnection:
         self._password = password
         self._transport_kind = transport
         self._request_timeout = request_timeout
-        self._read_interval = read_interval
         self._on_media = on_media
         self._on_playing = on_playing
         self._client: RtspClient | None = None
-        self._tcp: asyncio.Transport | None = None
-        self._udp: list[_UdpReader] = []
+        self._sock: socket.socket | None = None
+        self._out = b""  # bytes the kernel did not take yet (requests are tiny: practically never)
         self._udp_socks: list[tuple[socket.socket, socket.socket]] = []
+        self._ticker: _ReadTicker | None = None
+        self._reader_keys: list[int] = []
+        self._rx = bytearray(TCP_READ_SIZE)
+        self._rx_view = memoryview(self._rx)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._playing: asyncio.Future[Playing] | None = None
         self._done: asyncio.Future[None] | None = None
         self._torn_down: asyncio.Event = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._channels: dict[int, int] = {}
+        self._handlers: dict[int, FrameHandler] = {}
         self._rtcp_channels: frozenset[int] = frozenset()
+        self._udp_packets = 0
+        #: UNIX time and monotonic time of the read being processed (one clock read per read).
+        self.read_wallclock = 0.0
+        self.read_mono = 0.0
         self._read_timeout: float | None = None
         #: When the timer task next wakes by itself (monotonic); inf while it waits without deadline.
         self._timer_target = float("inf")
         self._closing = False
+        self._lost = False
         #: Bytes received on the RTSP connection and UDP media sockets.
         self.bytes_in = 0
-        #: RTP packets handed to ``on_media``.
-        self.packets_in = 0
+
+    @property
+    def packets_in(self) -> int:
+        """RTP packets handed to ``on_media``."""
+        return self._udp_packets + (self._client.frames_handled if self._client is not None else 0)
 
     @property
     def garbage_bytes(self) -> int:
@@ -249,14 +253,12 @@ class RtspConnection:
             request_timeout=self._request_timeout,
         )
         self._client = client
-        transport, _ = await loop.create_connection(
-            lambda: _TcpProtocol(self, self._read_interval), client.host, client.port
-        )
-        self._tcp = transport
+        self._sock = await _open_tcp(loop, client.host, client.port)
+        self._ticker = _ticker(loop)
+        self._register(self._read_tcp)
         for index, (rtp, rtcp) in enumerate(self._udp_socks):
-            self._udp.append(_UdpReader(self, rtp, index, False, self._read_interval))
-            self._udp.append(_UdpReader(self, rtcp, index, True, self._read_interval))
-        self._udp_socks.clear()
+            self._register(self._udp_reader(rtp, index, rtcp=False))
+            self._register(self._udp_reader(rtcp, index, rtcp=True))
         client.start(time.monotonic())
         self._flush()
         self._timer_task = loop.create_task(self._timers(), name=f"rtsp-timers {client.host}")
@@ -279,8 +281,7 @@ class RtspConnection:
             return
         self._closing = True
         client = self._client
-        tcp = self._tcp
-        if client is not None and tcp is not None and not tcp.is_closing() and client.session_id:
+        if client is not None and self._sock is not None and not self._lost and client.session_id:
             client.teardown(time.monotonic())
             self._flush()
             with contextlib.suppress(TimeoutError):
@@ -290,13 +291,15 @@ class RtspConnection:
             self._timer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
-        if tcp is not None:
-            tcp.close()
-        for udp in self._udp:
-            udp.close()
+        if self._ticker is not None:
+            for key in self._reader_keys:
+                self._ticker.remove(key)
+        if self._sock is not None:
+            self._sock.close()
         for rtp, rtcp in self._udp_socks:
             rtp.close()
             rtcp.close()
+        self._rx_view.release()
 
     # -- event plumbing --
 
@@ -316,19 +319,87 @@ class RtspConnection:
 
     def _flush(self) -> None:
         client = self._client
-        if client is None or self._tcp is None:
+        sock = self._sock
+        if client is None or sock is None:
             return
         out = client.data_to_send()
-        if out and not self._tcp.is_closing():
-            self._tcp.write(out)
+        if out:
             # A request went out: its deadline may be earlier than what the timer task sleeps for.
             self._wake.set()
+        out = self._out + out
+        if out and not self._lost:
+            try:
+                sent = sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._on_connection_lost(exc)
+                return
+            self._out = out[sent:]
+
+    def _register(self, reader: Callable[[], None]) -> None:
+        assert self._ticker is not None
+        key = id(reader)
+        self._reader_keys.append(key)
+        self._ticker.add(key, reader)
+
+    def _read_tcp(self) -> None:
+        """Ticker callback: take everything the kernel holds for the RTSP connection."""
+        sock = self._sock
+        if sock is None or self._lost:
+            return
+        if self._out:
+            self._flush()
+        rx = self._rx
+        while True:
+            try:
+                size = sock.recv_into(rx)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._on_connection_lost(exc)
+                return
+            if not size:
+                self._on_connection_lost(None)
+                return
+            try:
+                self._on_tcp_data(self._rx_view[:size])
+            except Exception as exc:
+                # A bug downstream (depacketizer, publish) ends this session, visibly, not the loop.
+                self._lost = True
+                self._finish(exc)
+                return
+            if size < TCP_READ_SIZE or self._lost:
+                return
+
+    def _udp_reader(self, sock: socket.socket, track_index: int, *, rtcp: bool) -> Callable[[], None]:
+        buffer = bytearray(UDP_MAX_DATAGRAM)
+        view = memoryview(buffer)
+        on_datagram = self._on_datagram
+
+        def read() -> None:
+            """Ticker callback: drain the socket; each datagram is one RTP/RTCP packet."""
+            self.read_mono = time.monotonic()
+            self.read_wallclock = time.time()
+            for _ in range(UDP_BATCH):
+                try:
+                    size = sock.recv_into(buffer)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    # ICMP errors surface here; media silence is what decides, via the watchdog.
+                    return
+                on_datagram(track_index, rtcp, view, size)
+
+        return read
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, Playing):
-            # Updated in place: _on_tcp_data holds a local reference to this dict across its loop.
-            self._channels.clear()
-            self._channels.update({track.rtp_channel: index for index, track in enumerate(event.tracks)})
+            # Updated in place: _on_tcp_data's parsing loop holds this very dict.
+            self._handlers.clear()
+            if self._transport_kind == "tcp":
+                for index, track in enumerate(event.tracks):
+                    self._handlers[track.rtp_channel] = functools.partial(self._on_media, index)
             self._rtcp_channels = frozenset(track.rtcp_channel for track in event.tracks)
             # Synchronously, before the rest of this read is routed: media often shares PLAY's TCP segment.
             if self._on_playing is not None:
@@ -340,49 +411,43 @@ class RtspConnection:
         elif isinstance(event, TornDown):
             self._torn_down.set()
 
-    def _on_tcp_data(self, data: bytes) -> None:
+    def _on_tcp_data(self, data: bytes | memoryview) -> None:
         client = self._client
         if client is None:
             return
-        mono = time.monotonic()
-        wall = time.time()
+        self.read_mono = mono = time.monotonic()
+        self.read_wallclock = time.time()
         self.bytes_in += len(data)
         client.receive_data(data, mono)
-        sink = self._on_media
-        channels = self._channels
-        delivered = 0
-        event = client.next_event()
+        handlers = self._handlers
+        # RTP frames go to their handler inside the parser; what comes back is RTSP or RTCP.
+        event = client.next_event(handlers)
         while event is not None:
             if type(event) is InterleavedFrame:
-                index = channels.get(event.channel)
-                if index is not None:
-                    sink(index, event.payload, wall, mono)
-                    delivered += 1
-                elif event.channel in self._rtcp_channels and is_bye(event.payload):
+                if event.channel in self._rtcp_channels and is_bye(event.payload):
                     self._finish(RtspByeReceived("server sent RTCP BYE"))
             else:
                 self._on_event(event)
-            event = client.next_event()
-        self.packets_in += delivered
+            event = client.next_event(handlers)
         self._flush()
         timer = client.get_timer()
         if timer is not None and timer < self._timer_target:
             # A response moved the next deadline earlier (e.g. PLAY scheduled the first keepalive).
             self._wake.set()
 
-    def _on_datagram(self, track_index: int, rtcp: bool, data: memoryview) -> None:
-        self.bytes_in += len(data)
+    def _on_datagram(self, track_index: int, rtcp: bool, data: memoryview, size: int) -> None:
+        self.bytes_in += size
         if rtcp:
-            if is_bye(data):
+            if is_bye(data[:size]):
                 self._finish(RtspByeReceived("server sent RTCP BYE"))
             return
         if self._playing is None or not self._playing.done():
             return  # before PLAY's answer: nothing routes media yet
-        self.packets_in += 1
-        # Clock reads per datagram are vDSO calls (no syscall), cheaper than threading a batch time through.
-        self._on_media(track_index, data, time.time(), time.monotonic())
+        self._udp_packets += 1
+        self._on_media(track_index, data, 0, size)
 
     def _on_connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._torn_down.set()
         if not self._closing:
             reason = f"server closed the connection ({exc})" if exc else "server closed the connection"

@@ -133,10 +133,48 @@ class Depacketizer:
         self, packet: bytes | memoryview, wallclock: float = 0.0, received_mono: float = 0.0
     ) -> Sequence[AccessUnit]:
         """Feed one RTP packet; return the access units it completed (often none). Never raises on bad input."""
-        size = len(packet)
+        return self.push_span(packet, 0, len(packet), wallclock, received_mono)
+
+    def push_span(
+        self, data: bytes | memoryview, start: int, end: int, wallclock: float = 0.0, received_mono: float = 0.0
+    ) -> Sequence[AccessUnit]:
+        """Like :meth:`push` for the packet ``data[start:end]``, so a caller can pass a view of a larger buffer."""
+        # Fast path, taken by most packets of a stream: the next fragment of the FU being
+        # reassembled, with a plain 12-byte header. Anything unusual takes the general path.
+        if self._fu_start >= 0 and end - start > 15:
+            first, second, seq, ts, ssrc = _HEADER.unpack_from(data, start)
+            if (
+                first == 0x80
+                and seq == (self._seq + 1) & 0xFFFF
+                and ts == self._au_ts
+                and ssrc == self._ssrc
+                and second & 0x7F == self._payload_type
+            ):
+                pos = start + 12
+                if self._h265:
+                    fu = data[pos + 2] if (data[pos] >> 1) & 0x3F == H265_FU else 0x80
+                    body, nal_type = pos + 3, fu & 0x3F
+                else:
+                    fu = data[pos + 1] if data[pos] & 0x1F == H264_FU_A else 0x80
+                    body, nal_type = pos + 2, fu & 0x1F
+                if not fu & 0x80:
+                    self.packets += 1
+                    self._seq = seq
+                    self._buf += data[body:end]
+                    if fu & 0x40:
+                        self._end_fragment(nal_type)
+                    if second & 0x80:
+                        return self._finish(wallclock, received_mono)
+                    return _EMPTY
+        return self._push_general(data, start, end, wallclock, received_mono)
+
+    def _push_general(
+        self, data: bytes | memoryview, start: int, stop: int, wallclock: float, received_mono: float
+    ) -> Sequence[AccessUnit]:
+        size = stop - start
         if size < 12:
             return self._bad_packet(f"RTP packet of {size} bytes is shorter than its header")
-        first, second, seq, ts, ssrc = _HEADER.unpack_from(packet, 0)
+        first, second, seq, ts, ssrc = _HEADER.unpack_from(data, start)
         if first & 0xC0 != 0x80:
             return self._bad_packet(f"RTP version {first >> 6}, expected 2")
         if self._payload_type is not None and second & 0x7F != self._payload_type:
@@ -146,10 +184,10 @@ class Depacketizer:
         if first & 0x10:
             if offset + 4 > size:
                 return self._bad_packet("RTP extension header runs past the packet end")
-            offset += 4 + 4 * _U16.unpack_from(packet, offset + 2)[0]
+            offset += 4 + 4 * _U16.unpack_from(data, start + offset + 2)[0]
         end = size
         if first & 0x20:
-            end -= packet[size - 1]
+            end -= data[stop - 1]
         if offset > end or end > size:
             return self._bad_packet("RTP header, extension or padding longer than the packet")
         self.packets += 1
@@ -183,7 +221,7 @@ class Depacketizer:
             # The lost packets may have belonged to this unit: it cannot be trusted either.
             self._broken = True
         if not self._broken:
-            payload = memoryview(packet)[offset:end]
+            payload = memoryview(data)[start + offset : start + end]
             if self._h265:
                 self._payload_h265(payload)
             else:
@@ -310,10 +348,15 @@ class Depacketizer:
             return
         buf += data
         if fu_header & 0x40:
-            start = self._fu_start
-            self._fu_start = -1
-            _U32.pack_into(buf, start, len(buf) - start - 4)
-            self._note(nal_type, buf[start + 4 :] if nal_type in self._ps_types else b"")
+            self._end_fragment(nal_type)
+
+    def _end_fragment(self, nal_type: int) -> None:
+        """The last fragment arrived: patch the NAL's length prefix and note what the NAL was."""
+        buf = self._buf
+        start = self._fu_start
+        self._fu_start = -1
+        _U32.pack_into(buf, start, len(buf) - start - 4)
+        self._note(nal_type, buf[start + 4 :] if nal_type in self._ps_types else b"")
 
     def _payload_h264(self, payload: memoryview) -> None:
         if not payload:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -32,6 +33,7 @@ from vigil.protocols.rtsp.auth import (
     parse_challenges,
 )
 from vigil.protocols.rtsp.message import (
+    FrameHandler,
     Headers,
     InterleavedFrame,
     RtspError,
@@ -44,7 +46,7 @@ from vigil.protocols.sdp import SdpError, SessionDescription, VideoFormat, resol
 DEFAULT_PORT = 554
 #: RFC 2326 §12.37: a session without an explicit timeout expires after 60 s.
 DEFAULT_SESSION_TIMEOUT = 60.0
-#: Garbage the client skips (resynchronising) before it gives up on the connection.
+#: Garbage the client skips (resynchronising) in one session before it gives up on the connection.
 MAX_GARBAGE_BYTES = 256 * 1024
 USER_AGENT = "Vigil"
 
@@ -237,6 +239,11 @@ class RtspClient:
         return self._state is _State.PLAYING
 
     @property
+    def frames_handled(self) -> int:
+        """Interleaved frames passed to fast-path handlers so far."""
+        return self._parser.handled
+
+    @property
     def session_id(self) -> str:
         """The server's session id (empty before SETUP)."""
         return self._session_id
@@ -254,13 +261,16 @@ class RtspClient:
         self._now = now
         self._parser.feed(data)
 
-    def next_event(self) -> ClientEvent | None:
-        """The next event, or None when more data (or a timer) is needed."""
+    def next_event(self, handlers: Mapping[int, FrameHandler] | None = None) -> ClientEvent | None:
+        """The next event, or None when more data (or a timer) is needed.
+
+        Frames on channels in ``handlers`` go to the handler instead (see :meth:`RtspParser.next_event`).
+        """
         while True:
             if self._events:
                 return self._events.popleft()
             try:
-                event = self._parser.next_event()
+                event = self._parser.next_event(handlers)
             except RtspError as exc:
                 skipped = self._parser.resync()
                 self._garbage += skipped
@@ -271,7 +281,6 @@ class RtspClient:
             if event is None:
                 return None
             if type(event) is InterleavedFrame:
-                self._garbage = 0
                 return event
             if isinstance(event, RtspResponse):
                 self._on_response(event)

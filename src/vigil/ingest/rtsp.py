@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from vigil.domain.media import AccessUnit
 from vigil.ingest.errors import (
@@ -51,6 +51,10 @@ def _session_error(prefix: str, exc: RtspSessionError) -> SourceError:
     return kinds.get(failure.reason, ProtocolFailure)(f"{prefix}: {failure.message}")
 
 
+def _ignore_packet(data: memoryview, start: int, end: int) -> Sequence[AccessUnit]:
+    return ()
+
+
 class RtspSource:
     """Pulls one camera over RTSP and publishes its access units."""
 
@@ -83,6 +87,7 @@ class RtspSource:
         self._prefix = f"camera {camera_id} ({mask_url(url)})"
         self._connection: RtspConnection | None = None
         self._depacketizer: Depacketizer | None = None
+        self._push: Callable[[memoryview, int, int], Sequence[AccessUnit]] = _ignore_packet
         self._closed = False
         self._first_unit = True
         #: Access units published (all runs).
@@ -162,13 +167,18 @@ class RtspSource:
             clock_rate=fmt.clock_rate,
             parameter_sets=fmt.parameter_sets,
         )
+        self._push = self._depacketizer.push_span
+        if self._connection is not None:
+            self._connection.set_media_handler(0, self._on_packet)
 
     def _on_media(self, track_index: int, data: memoryview, start: int, end: int) -> None:
-        # Hot path: once per RTP packet. Only the first video track is set up (max_video_tracks=1).
-        depacketizer = self._depacketizer
-        if depacketizer is None:
-            return
-        units = depacketizer.push_span(data, start, end)
+        # Only the first video track is set up (the client's max_video_tracks=1); its packets
+        # come through _on_packet. Anything else would be a second track: ignore it.
+        return
+
+    def _on_packet(self, data: memoryview, start: int, end: int) -> None:
+        # Hot path: once per RTP packet.
+        units = self._push(data, start, end)
         if not units:
             return
         connection = self._connection

@@ -95,7 +95,10 @@ class Depacketizer:
         self.track: VideoTrack | None = None
 
         # The unit being assembled.
+        # Grows to the largest unit seen and is then reused: ``_len`` bytes of it are the current
+        # unit. Clearing and regrowing it per unit would copy each unit several times over.
         self._buf = bytearray()
+        self._len = 0
         self._au_ts: int | None = None
         self._key = False
         self._broken = False
@@ -160,7 +163,9 @@ class Depacketizer:
                 if not fu & 0x80:
                     self.packets += 1
                     self._seq = seq
-                    self._buf += data[body:end]
+                    n = self._len
+                    self._len = stop = n + end - body
+                    self._buf[n:stop] = data[body:end]
                     if fu & 0x40:
                         self._end_fragment(nal_type)
                     if second & 0x80:
@@ -236,7 +241,7 @@ class Depacketizer:
 
     def _start(self, ts: int) -> None:
         self._au_ts = ts
-        self._buf.clear()
+        self._len = 0
         self._key = False
         self._broken = False
         self._fu_start = -1
@@ -264,7 +269,7 @@ class Depacketizer:
             self.corrupt += 1
             self._waiting_keyframe = True
             return _EMPTY
-        if not self._buf:
+        if not self._len:
             return _EMPTY
         if self._waiting_keyframe:
             if not self._key or len(self._params) != len(self._ps_types):
@@ -282,7 +287,8 @@ class Depacketizer:
         dts = pts if pts > self._last_dts else self._last_dts + 1
         self._last_dts = dts
         self.units += 1
-        return [AccessUnit(self.track, pts, dts, self._key, bytes(self._buf), wallclock, received_mono)]
+        data = bytes(memoryview(self._buf)[: self._len])  # the temporary views are released at once
+        return [AccessUnit(self.track, pts, dts, self._key, data, wallclock, received_mono)]
 
     def _damage(self, reason: str) -> None:
         self._broken = True
@@ -296,9 +302,8 @@ class Depacketizer:
 
     def _nal(self, nal: memoryview, nal_type: int) -> None:
         """Append one complete NAL unit to the unit being built."""
-        buf = self._buf
-        buf += _U32.pack(len(nal))
-        buf += nal
+        self._append(_U32.pack(len(nal)))
+        self._append(nal)
         self._note(nal_type, nal)
 
     def _note(self, nal_type: int, nal: memoryview | bytearray | bytes) -> None:
@@ -335,18 +340,17 @@ class Depacketizer:
 
     def _fragment(self, header: bytes, nal_type: int, fu_header: int, data: memoryview) -> None:
         """One FU-A / FU fragment: ``header`` is the reconstructed NAL header for a start fragment."""
-        buf = self._buf
         if fu_header & 0x80:
             if self._fu_start >= 0:
                 self._damage("FU start fragment while the previous FU was unfinished")
                 return
-            self._fu_start = len(buf)
-            buf += _ZERO_LENGTH
-            buf += header
+            self._fu_start = self._len
+            self._append(_ZERO_LENGTH)
+            self._append(header)
         elif self._fu_start < 0:
             self._damage("FU continuation without a start fragment")
             return
-        buf += data
+        self._append(data)
         if fu_header & 0x40:
             self._end_fragment(nal_type)
 
@@ -355,8 +359,13 @@ class Depacketizer:
         buf = self._buf
         start = self._fu_start
         self._fu_start = -1
-        _U32.pack_into(buf, start, len(buf) - start - 4)
-        self._note(nal_type, buf[start + 4 :] if nal_type in self._ps_types else b"")
+        _U32.pack_into(buf, start, self._len - start - 4)
+        self._note(nal_type, buf[start + 4 : self._len] if nal_type in self._ps_types else b"")
+
+    def _append(self, data: bytes | memoryview) -> None:
+        n = self._len
+        self._len = end = n + len(data)
+        self._buf[n:end] = data
 
     def _payload_h264(self, payload: memoryview) -> None:
         if not payload:

@@ -230,6 +230,8 @@ class RtspClient:
         self._garbage = 0
         #: Bytes skipped while resynchronising after garbage on the connection.
         self.garbage_bytes = 0
+        #: RTSP requests and responses received (only these can change output or timers).
+        self.messages_received = 0
 
     # -- public driving API --
 
@@ -283,12 +285,16 @@ class RtspClient:
             if type(event) is InterleavedFrame:
                 return event
             if isinstance(event, RtspResponse):
+                self.messages_received += 1
                 self._on_response(event)
             elif isinstance(event, RtspRequest):
+                self.messages_received += 1
                 self._on_server_request(event)
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the connection now (may be empty)."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out

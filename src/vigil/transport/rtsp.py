@@ -1,16 +1,19 @@
 """asyncio adapter driving :class:`vigil.protocols.rtsp.client.RtspClient` over TCP (+ UDP for media).
 
-Theory of operation: the hot path is built around few wake-ups and large reads. Sockets are
+Theory of operation: the hot path is built around few wake-ups and large reads, because in a
+VM each wake-up and syscall costs far more CPU than parsing a packet in Python. Sockets are
 not watched individually; one :class:`_ReadTicker` per event loop wakes every
-:data:`READ_INTERVAL` and reads every registered socket until it is empty. The kernel gathers
-~20 ms of packets in between, so one ``recv`` takes them all, and a hundred cameras cost 50
-wake-ups a second in total instead of one per packet per camera (wake-ups are what costs
-most in a VM). The clock is read once per read; the client's events are run through in a
-tight loop: interleaved RTP frames go straight to ``on_media(track_index, packet, wallclock,
-monotonic)``; RTCP is only checked for BYE. UDP sockets are drained into one reused buffer
-the same way. A single timer task per connection serves the client's request deadlines and
-keepalives and watches for media silence. There is no per-packet timer, log or syscall.
-The price is up to one interval of added latency, bounded and constant.
+:data:`READ_INTERVAL` and reads every registered socket once (UDP: until empty). The kernel
+gathers the interval's packets in between (the receive buffers are sized for keyframe
+bursts), so one ``recv`` takes them all. The clock is read once per read. RTP frames go from
+the parser straight to the track's handler (``set_media_handler``; by default
+``on_media(track_index, data, start, end)``) without an event object; RTCP is only checked
+for BYE; RTSP messages go through the client. A single timer task per connection serves the
+client's request deadlines and keepalives and watches for media silence. There is no
+per-packet timer, log, syscall or allocation beyond the payload view.
+
+The price is up to one interval of added latency: :data:`READ_INTERVAL` is the knob between
+CPU per camera and latency (bench/rtsp_ingest_cpu.py measures it against ffmpeg).
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ from vigil.protocols.rtsp.message import FrameHandler, InterleavedFrame
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 #: How long close() waits for TEARDOWN's answer before dropping the connection.
 TEARDOWN_TIMEOUT = 1.0
-#: Pause between reads so each read takes many packets at once; bounds the latency it adds.
-READ_INTERVAL = 0.02
+#: Seconds between reads of each socket: bounds the latency added; longer means fewer,
+#: larger reads. 100 ms brings a 4 Mbps camera to ~1/3 of ffmpeg's CPU; 20 ms costs ~2.5x that.
+READ_INTERVAL = 0.1
+#: Receive buffer asked for the RTSP connection (interleaved media waits here between reads).
+TCP_RECEIVE_BUFFER = 2 * 1024 * 1024
 #: One read of the RTSP connection takes at most this much (then the loop gets its turn).
 TCP_READ_SIZE = 256 * 1024
 #: Datagrams taken from one UDP socket per wake-up at most (then the loop gets its turn).
@@ -153,6 +159,10 @@ async def _open_tcp(loop: asyncio.AbstractEventLoop, host: str, port: int) -> so
     last: OSError | None = None
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
+        # Before connect, so the window scale is negotiated for it: holds keyframe bursts that
+        # arrive between two reads (see READ_INTERVAL) without pushing back on the camera.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TCP_RECEIVE_BUFFER)
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, address)

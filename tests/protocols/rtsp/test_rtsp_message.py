@@ -245,3 +245,36 @@ def test_corrupted_capture_only_raises_rtsp_error(offset: int, junk: bytes) -> N
                 return
         except RtspError:
             parser.resync()
+
+
+def test_frame_handlers_take_their_channels_without_events() -> None:
+    got: list[tuple[int, bytes]] = []
+
+    def rtp(view: memoryview, start: int, end: int) -> None:
+        got.append((len(got), bytes(view[start:end])))
+
+    parser = RtspParser()
+    parser.feed(SESSION)
+    events: list[RtspEvent] = []
+    while (event := parser.next_event({0: rtp})) is not None:
+        events.append(event)
+    whole = parse_all(SESSION)
+    expected = [bytes(e.payload) for e in whole if isinstance(e, InterleavedFrame) and e.channel == 0]
+    assert [payload for _, payload in got] == expected
+    assert parser.handled == len(expected)
+    # Messages and frames of other channels still come out as events, in order.
+    others = [e for e in whole if not (isinstance(e, InterleavedFrame) and e.channel == 0)]
+    assert [e.serialize() for e in events] == [e.serialize() for e in others]
+
+
+@given(st.integers(5, 3000))
+@settings(max_examples=30, deadline=None)
+def test_frame_handlers_see_the_same_payloads_under_any_chunking(chunk: int) -> None:
+    got: list[bytes] = []
+    parser = RtspParser()
+    for start in range(0, len(SESSION), chunk):
+        parser.feed(SESSION[start : start + chunk])
+        while parser.next_event({0: lambda v, s, e: got.append(bytes(v[s:e]))}) is not None:
+            pass
+    expected = [bytes(e.payload) for e in parse_all(SESSION) if isinstance(e, InterleavedFrame) and e.channel == 0]
+    assert got == expected

@@ -120,6 +120,23 @@ class RtspSource:
             request_timeout=self._connect_timeout,
         )
         self._connection = connection
+        try:
+            await self._session(connection)
+        except SourceError:
+            if self._closed:
+                return  # we were told to stop: how the connection then ended does not matter
+            raise
+        finally:
+            await connection.close()
+            self._bytes_done += connection.bytes_in
+            if self._depacketizer is not None:
+                self._corrupt_done += self._depacketizer.corrupt
+            self._connection = None
+            self._depacketizer = None
+            self._push = _ignore_packet
+
+    async def _session(self, connection: RtspConnection) -> None:
+        """Connect, play, stream; translate every way it ends into the SourceError tree."""
         reporter: asyncio.Task[None] | None = None
         try:
             try:
@@ -146,12 +163,6 @@ class RtspSource:
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reporter
-            await connection.close()
-            self._bytes_done += connection.bytes_in
-            if self._depacketizer is not None:
-                self._corrupt_done += self._depacketizer.corrupt
-            self._connection = None
-            self._depacketizer = None
 
     async def close(self) -> None:
         """Stop: TEARDOWN best-effort; a running run() then returns."""

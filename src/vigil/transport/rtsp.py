@@ -275,7 +275,11 @@ class RtspConnection:
             request_timeout=self._request_timeout,
         )
         self._client = client
-        self._sock = await _open_tcp(loop, client.host, client.port)
+        sock = await _open_tcp(loop, client.host, client.port)
+        if self._closing:  # close() ran while we were connecting
+            sock.close()
+            raise RtspConnectionClosed("closed while connecting")
+        self._sock = sock
         self._ticker = _ticker(loop)
         self._register(self._read_tcp)
         for index, (rtp, rtcp) in enumerate(self._udp_socks):

@@ -1,11 +1,12 @@
 """CPU per camera: Vigil's RTSP ingest vs one ``ffmpeg -c copy -f segment`` per camera.
 
-    PYTHONPATH=src python bench/rtsp_ingest_cpu.py [--cameras 4] [--seconds 15] [--path /h264-1080]
+    PYTHONPATH=src python bench/rtsp_ingest_cpu.py [--cameras 8] [--seconds 15] [--path /h264-1080]
 
 Starts GStreamer's RTSP server (tests/interop/gst_rtsp_server.py, Debian python3 + gi), then
 measures process CPU time (user + system) over the same steady-state window for (a) one ffmpeg
 per camera and (b) all cameras as RtspSources in this one Python process. Prints figures and the
-ratio; the target is Vigil ≤ 1/3 of ffmpeg per camera.
+ratio; the target is Vigil ≤ 1/3 of ffmpeg per camera. Vigil's figure depends on
+``vigil.transport.rtsp.READ_INTERVAL`` (fewer, larger reads per second cost less CPU).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ MEDIA = ROOT.parent / "shared" / "media"
 if not MEDIA.is_dir():
     MEDIA = Path("/work/shared/media")
 WARMUP = 3.0
+FFMPEG = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp"]
 
 
 def start_server() -> tuple[subprocess.Popen[bytes], int]:
@@ -55,25 +57,7 @@ def bench_ffmpeg(url: str, cameras: int, seconds: float) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         procs = [
             subprocess.Popen(
-                # fmt: off
-                [
-                    "ffmpeg",
-                    "-nostdin",
-                    "-loglevel",
-                    "error",
-                    "-rtsp_transport",
-                    "tcp",
-                    "-i",
-                    url,
-                    "-c",
-                    "copy",
-                    "-f",
-                    "segment",
-                    "-segment_time",
-                    "4",
-                    f"{tmp}/cam{i}_%03d.mp4",
-                ],
-                # fmt: on
+                [*FFMPEG, "-i", url, "-c", "copy", "-f", "segment", "-segment_time", "4", f"{tmp}/cam{i}_%03d.mp4"],
                 stdin=subprocess.DEVNULL,
             )
             for i in range(cameras)
@@ -127,7 +111,7 @@ async def bench_vigil(url: str, cameras: int, seconds: float, transport: str) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--cameras", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--path", default="/h264-1080")
     args = parser.parse_args()

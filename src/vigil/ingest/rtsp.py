@@ -112,7 +112,6 @@ class RtspSource:
         self._first_unit = True
         connection = RtspConnection(
             self._url,
-            on_media=self._on_media,
             on_playing=self._on_playing,
             username=self._username,
             password=self._password,
@@ -182,13 +181,8 @@ class RtspSource:
         if self._connection is not None:
             self._connection.set_media_handler(0, self._on_packet)
 
-    def _on_media(self, track_index: int, data: memoryview, start: int, end: int) -> None:
-        # Only the first video track is set up (the client's max_video_tracks=1); its packets
-        # come through _on_packet. Anything else would be a second track: ignore it.
-        return
-
     def _on_packet(self, data: memoryview, start: int, end: int) -> None:
-        # Hot path: once per RTP packet.
+        # Hot path: once per RTP packet of the (only) video track the client sets up.
         units = self._push(data, start, end)
         if not units:
             return

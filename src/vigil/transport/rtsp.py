@@ -153,6 +153,10 @@ def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
     raise OSError("could not bind an even/odd UDP port pair for RTP/RTCP")
 
 
+def _drop_media(track_index: int, data: memoryview, start: int, end: int) -> None:
+    """Default sink for tracks nobody asked for."""
+
+
 async def _open_tcp(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
     """A connected non-blocking TCP socket; OSError (refused, unreachable, DNS) as the kernel says."""
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -182,14 +186,15 @@ class RtspConnection:
     """One RTSP session over asyncio: connect, play, stream media to ``on_media``, close.
 
     ``on_playing`` runs synchronously when PLAY succeeds, before any media of that session
-    is handed to ``on_media`` — the place to set up depacketizers.
+    is handed on — the place to set up depacketizers and :meth:`set_media_handler`. Packets of
+    tracks without a handler go to ``on_media`` (dropped if that is None).
     """
 
     def __init__(
         self,
         url: str,
         *,
-        on_media: MediaSink,
+        on_media: MediaSink | None = None,
         on_playing: Callable[[Playing], None] | None = None,
         username: str = "",
         password: str = "",
@@ -425,7 +430,8 @@ class RtspConnection:
             self._handlers.clear()
             self._channel_tracks = {track.rtp_channel: index for index, track in enumerate(event.tracks)}
             for index in range(len(event.tracks)):
-                self._track_handlers[index] = functools.partial(self._on_media, index)
+                media = self._on_media if self._on_media is not None else _drop_media
+                self._track_handlers[index] = functools.partial(media, index)
             if self._transport_kind == "tcp":
                 for channel, index in self._channel_tracks.items():
                     self._handlers[channel] = self._track_handlers[index]

@@ -2,11 +2,13 @@
 
 Theory of operation: :meth:`Depacketizer.push` takes one RTP packet (the raw bytes, header
 included) and returns the access units it completed — usually none, one when the marker bit
-closes a picture or a new timestamp starts the next one. The header is read with one
-``struct`` call and the payload as a ``memoryview`` slice, so a packet costs no parsing
-objects; NAL units are appended straight into one reusable ``bytearray`` in AVCC form
-(4-byte big-endian length, then the NAL), and an FU's length prefix is patched in place
-when its last fragment arrives.
+closes a picture or a new timestamp starts the next one. :meth:`Depacketizer.push_span` does
+the same for a packet inside a larger buffer (the RTSP parser's), so no per-packet copy or
+slice object is needed. Most packets of a stream are middle fragments of an FU; they take a
+short fast path (one ``struct`` call, a handful of comparisons, one copy of the payload).
+NAL units are written in AVCC form (4-byte big-endian length, then the NAL) into one
+``bytearray`` that is reused from unit to unit; an FU's length prefix is patched in place
+when its last fragment arrives. The fast path and the general path are tested to agree.
 
 Damage handling: a sequence-number gap, a malformed aggregation or FU, or an unsupported
 packet type marks the access unit being built as broken. A broken unit is dropped and

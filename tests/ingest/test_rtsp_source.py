@@ -53,6 +53,7 @@ class Replay:
     status: int | None = None  # answer DESCRIBE with this status instead
     mute: bool = False  # accept the connection, never answer
     requests: list[RtspRequest] = field(default_factory=list)
+    got_request: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -64,6 +65,7 @@ class Replay:
                 while (request := parser.next_event()) is not None:
                     assert isinstance(request, RtspRequest)
                     self.requests.append(request)
+                    self.got_request.set()
                     if self.mute:
                         continue
                     writer.write(self._answer(request, answered).serialize())
@@ -217,3 +219,19 @@ def test_bad_url_or_transport_is_refused_at_construction() -> None:
         RtspSource(1, "http://cam/x", "", "", publish)
     with pytest.raises(ValueError):
         RtspSource(1, "rtsp://cam/x", "", "", publish, transport="sctp")
+
+
+async def test_close_during_the_handshake_makes_run_return() -> None:
+    replay = Replay(mute=True)
+    async with serving(replay) as url:
+        src = source(url, [], connect_timeout=10.0)
+        task = asyncio.create_task(src.run())
+        await asyncio.wait_for(replay.got_request.wait(), 5)
+        await asyncio.wait_for(src.close(), 3)
+        assert await asyncio.wait_for(task, 3) is None
+
+
+async def test_close_before_run_means_run_returns_at_once() -> None:
+    src = source("rtsp://127.0.0.1:9/x", [])
+    await src.close()
+    assert await asyncio.wait_for(src.run(), 1) is None

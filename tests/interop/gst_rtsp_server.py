@@ -8,7 +8,8 @@ It binds three free ports and prints ``PORTS <open> <digest> <basic>`` on stdout
 serving, then runs until killed. Each client gets its own pipeline from the start of the
 file (no re-encode):
 
-- open port:   ``/h264`` (campus_576p10_h264.mp4), ``/h265`` (campus_576p25_h265.mp4)
+- open port:   ``/h264`` (campus_576p10_h264.mp4), ``/h265`` (campus_576p25_h265.mp4),
+  ``/h264-1080`` (campus_1080p25_h264.mp4, 4 Mbps: for benchmarks)
 - digest port: ``/secure`` (H.264, Digest auth)
 - basic port:  ``/secure`` (H.264, Basic auth)
 """
@@ -68,6 +69,7 @@ def main() -> None:
 
     h264 = os.path.abspath(os.path.join(args.media_dir, "campus_576p10_h264.mp4"))
     h265 = os.path.abspath(os.path.join(args.media_dir, "campus_576p25_h265.mp4"))
+    h264_1080 = os.path.abspath(os.path.join(args.media_dir, "campus_1080p25_h264.mp4"))
 
     # A GstRtspServer with auth challenges every mount, and its Python binding cannot combine
     # auth methods, so the open mounts and each auth method get a server (and port) of their own.
@@ -75,6 +77,7 @@ def main() -> None:
     mounts = open_server.get_mount_points()
     mounts.add_factory("/h264", _factory(H264_LAUNCH.format(path=h264)))
     mounts.add_factory("/h265", _factory(H265_LAUNCH.format(path=h265)))
+    mounts.add_factory("/h264-1080", _factory(H264_LAUNCH.format(path=h264_1080)))
     digest_server = _server(GstRtsp.RTSPAuthMethod.DIGEST, args.user, args.password)
     digest_server.get_mount_points().add_factory("/secure", _factory(H264_LAUNCH.format(path=h264), "user"))
     basic_server = _server(GstRtsp.RTSPAuthMethod.BASIC, args.user, args.password)

@@ -152,12 +152,20 @@ def test_built_description_parses_back(codec: Codec) -> None:
 
 lines = st.tuples(
     st.sampled_from("abcikmorstvz"),
-    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+    st.one_of(
+        st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+        st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=40),
+        st.sampled_from(
+            ["video ¹ RTP/AVP 96", "video 0 RTP/AVP ٩٦", "rtpmap:96 H264/٩٠٠٠٠", "fmtp:96 packetization-mode=¹"]
+        ),
+    ),
 ).map(lambda kv: f"{kv[0]}={kv[1]}")
 
 
 @given(st.lists(lines, max_size=20))
 @example(["m=video 0 RTP/AVP 96", "a=rtpmap:96 H265/90000", "a=fmtp:96 sprop-vps=;sprop-sps=AA"])
+@example(["m=video 0 RTP/AVP 96", "a=rtpmap:96 H264/90000", "a=fmtp:96 packetization-mode=¹"])
+@example(["m=video ¹ RTP/AVP 96"])
 def test_generated_descriptions_parse_or_fail_cleanly(body: list[str]) -> None:
     raw = ("\r\n".join(["v=0", *body]) + "\r\n").encode()
     try:

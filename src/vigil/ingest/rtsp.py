@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from vigil.domain.media import AccessUnit
 from vigil.ingest.errors import (
@@ -51,6 +51,10 @@ def _session_error(prefix: str, exc: RtspSessionError) -> SourceError:
     return kinds.get(failure.reason, ProtocolFailure)(f"{prefix}: {failure.message}")
 
 
+def _ignore_packet(data: memoryview, start: int, end: int) -> Sequence[AccessUnit]:
+    return ()
+
+
 class RtspSource:
     """Pulls one camera over RTSP and publishes its access units."""
 
@@ -83,6 +87,7 @@ class RtspSource:
         self._prefix = f"camera {camera_id} ({mask_url(url)})"
         self._connection: RtspConnection | None = None
         self._depacketizer: Depacketizer | None = None
+        self._push: Callable[[memoryview, int, int], Sequence[AccessUnit]] = _ignore_packet
         self._closed = False
         self._first_unit = True
         #: Access units published (all runs).
@@ -107,7 +112,6 @@ class RtspSource:
         self._first_unit = True
         connection = RtspConnection(
             self._url,
-            on_media=self._on_media,
             on_playing=self._on_playing,
             username=self._username,
             password=self._password,
@@ -115,6 +119,23 @@ class RtspSource:
             request_timeout=self._connect_timeout,
         )
         self._connection = connection
+        try:
+            await self._session(connection)
+        except SourceError:
+            if self._closed:
+                return  # we were told to stop: how the connection then ended does not matter
+            raise
+        finally:
+            await connection.close()
+            self._bytes_done += connection.bytes_in
+            if self._depacketizer is not None:
+                self._corrupt_done += self._depacketizer.corrupt
+            self._connection = None
+            self._depacketizer = None
+            self._push = _ignore_packet
+
+    async def _session(self, connection: RtspConnection) -> None:
+        """Connect, play, stream; translate every way it ends into the SourceError tree."""
         reporter: asyncio.Task[None] | None = None
         try:
             try:
@@ -141,12 +162,6 @@ class RtspSource:
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reporter
-            await connection.close()
-            self._bytes_done += connection.bytes_in
-            if self._depacketizer is not None:
-                self._corrupt_done += self._depacketizer.corrupt
-            self._connection = None
-            self._depacketizer = None
 
     async def close(self) -> None:
         """Stop: TEARDOWN best-effort; a running run() then returns."""
@@ -162,15 +177,20 @@ class RtspSource:
             clock_rate=fmt.clock_rate,
             parameter_sets=fmt.parameter_sets,
         )
+        self._push = self._depacketizer.push_span
+        if self._connection is not None:
+            self._connection.set_media_handler(0, self._on_packet)
 
-    def _on_media(self, track_index: int, packet: memoryview | bytes, wallclock: float, mono: float) -> None:
-        depacketizer = self._depacketizer
-        if depacketizer is None or track_index:
-            return
-        units = depacketizer.push(packet, wallclock, mono)
+    def _on_packet(self, data: memoryview, start: int, end: int) -> None:
+        # Hot path: once per RTP packet of the (only) video track the client sets up.
+        units = self._push(data, start, end)
         if not units:
             return
+        connection = self._connection
         for unit in units:
+            if connection is not None:
+                unit.wallclock = connection.read_wallclock
+                unit.received_mono = connection.read_mono
             self.units_out += 1
             self._publish(unit)
         if self._first_unit:

@@ -28,6 +28,11 @@ class SdpError(ValueError):
     """Text that is not a usable session description."""
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "¹", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True, slots=True)
 class RtpMap:
     """``a=rtpmap:<pt> <encoding>/<clock>[/<channels>]``."""
@@ -120,9 +125,9 @@ class MediaDescription:
             if pt.strip() != str(payload_type):
                 continue
             parts = rest.strip().split("/")
-            if len(parts) < 2 or not parts[1].isdigit():
+            if len(parts) < 2 or not _is_number(parts[1]):
                 raise SdpError(f"malformed rtpmap {value!r}")
-            channels = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+            channels = int(parts[2]) if len(parts) > 2 and _is_number(parts[2]) else None
             return RtpMap(payload_type, parts[0], int(parts[1]), channels)
         return None
 
@@ -145,7 +150,7 @@ class MediaDescription:
         if self.media != "video":
             return None
         for fmt in self.formats:
-            if not fmt.isdigit():
+            if not _is_number(fmt):
                 continue
             payload_type = int(fmt)
             rtpmap = self.rtpmap(payload_type)
@@ -168,7 +173,7 @@ class MediaDescription:
                 payload_type=payload_type,
                 clock_rate=rtpmap.clock_rate,
                 parameter_sets=sets,
-                packetization_mode=int(mode) if mode.isdigit() else 0,
+                packetization_mode=int(mode) if _is_number(mode) else 0,
                 profile_level_id=params.get("profile-level-id", ""),
                 framerate=self.framerate,
                 control=self.control,
@@ -247,7 +252,7 @@ class SessionDescription:
                 raise SdpError(f"SDP must start with v=, got {line[:80]!r}")
             if kind == "m":
                 parts = value.split()
-                if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+                if len(parts) < 4 or not _is_number(parts[1].split("/")[0]):
                     raise SdpError(f"malformed media line {line[:80]!r}")
                 if len(session.media) >= MAX_MEDIA_SECTIONS:
                     raise SdpError(f"more than {MAX_MEDIA_SECTIONS} media sections")

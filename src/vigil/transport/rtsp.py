@@ -1,20 +1,29 @@
 """asyncio adapter driving :class:`vigil.protocols.rtsp.client.RtspClient` over TCP (+ UDP for media).
 
-Theory of operation: one :class:`asyncio.Protocol` receives the RTSP connection's bytes in
-whatever large chunks the event loop reads (up to 256 KiB), reads the clock once per chunk,
-and runs the client's events through in a tight loop: interleaved RTP frames go straight to
-``on_media(track_index, packet, wallclock, monotonic)``; RTCP is only checked for BYE. With
-UDP transport each datagram is one packet (the kernel offers no batching to asyncio). A
-single timer task serves the client's request deadlines and keepalives and watches for
-media silence; there is no per-packet timer, log or syscall beyond the reads themselves.
+Theory of operation: the hot path is built around few wake-ups and large reads, because in a
+VM each wake-up and syscall costs far more CPU than parsing a packet in Python. Sockets are
+not watched individually; one :class:`_ReadTicker` per event loop wakes every
+:data:`READ_INTERVAL` and reads every registered socket once (UDP: until empty). The kernel
+gathers the interval's packets in between (the receive buffers are sized for keyframe
+bursts), so one ``recv`` takes them all. The clock is read once per read. RTP frames go from
+the parser straight to the track's handler (``set_media_handler``; by default
+``on_media(track_index, data, start, end)``) without an event object; RTCP is only checked
+for BYE; RTSP messages go through the client. A single timer task per connection serves the
+client's request deadlines and keepalives and watches for media silence. There is no
+per-packet timer, log, syscall or allocation beyond the payload view.
+
+The price is up to one interval of added latency: :data:`READ_INTERVAL` is the knob between
+CPU per camera and latency (bench/rtsp_ingest_cpu.py measures it against ffmpeg).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import time
+import weakref
 from collections.abc import Callable
 
 from vigil.protocols.rtp.rtcp import is_bye
@@ -25,14 +34,28 @@ from vigil.protocols.rtsp.client import (
     SessionFailed,
     TornDown,
 )
-from vigil.protocols.rtsp.message import InterleavedFrame
+from vigil.protocols.rtsp.message import FrameHandler, InterleavedFrame
 
 #: Receive buffer asked for UDP media sockets: a 4 Mbps camera's keyframe burst fits many times.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 #: How long close() waits for TEARDOWN's answer before dropping the connection.
 TEARDOWN_TIMEOUT = 1.0
+#: Seconds between reads of each socket: bounds the latency added; longer means fewer,
+#: larger reads. 100 ms brings a 4 Mbps camera to ~1/3 of ffmpeg's CPU; 20 ms costs ~2.5x that.
+READ_INTERVAL = 0.1
+#: Receive buffer asked for the RTSP connection (interleaved media waits here between reads).
+TCP_RECEIVE_BUFFER = 2 * 1024 * 1024
+#: One read of the RTSP connection takes at most this much (then the loop gets its turn).
+TCP_READ_SIZE = 256 * 1024
+#: Datagrams taken from one UDP socket per wake-up at most (then the loop gets its turn).
+UDP_BATCH = 512
+#: Largest datagram read (RTP over UDP never exceeds an IPv4 datagram).
+UDP_MAX_DATAGRAM = 65536
 
-MediaSink = Callable[[int, memoryview | bytes, float, float], None]
+#: ``(track_index, data, start, end)``: one RTP packet is ``data[start:end]``, valid only during
+#: the call (receive buffers are reused): copy it to keep it. The time it was read is in
+#: :attr:`RtspConnection.read_wallclock` / :attr:`RtspConnection.read_mono`.
+MediaSink = Callable[[int, memoryview, int, int], None]
 
 
 class RtspTransportError(Exception):
@@ -59,29 +82,47 @@ class RtspSessionError(RtspTransportError):
         self.failure = failure
 
 
-class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, owner: RtspConnection) -> None:
-        self._owner = owner
+class _ReadTicker:
+    """Calls every registered reader once per interval, on one timer for the whole event loop."""
 
-    def data_received(self, data: bytes) -> None:
-        self._owner._on_tcp_data(data)
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._readers: dict[int, Callable[[], None]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = 0.0
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._owner._on_connection_lost(exc)
+    def add(self, key: int, reader: Callable[[], None]) -> None:
+        self._readers[key] = reader
+        if self._handle is None:
+            self._next = self._loop.time() + self._interval
+            self._handle = self._loop.call_at(self._next, self._tick)
+
+    def remove(self, key: int) -> None:
+        self._readers.pop(key, None)
+        if not self._readers and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        for reader in list(self._readers.values()):
+            try:
+                reader()
+            except Exception as exc:  # one broken reader must not stall every camera on this loop
+                self._loop.call_exception_handler({"message": "RTSP socket reader failed", "exception": exc})
+        # Fixed rate, but never a burst of catch-up ticks after a stall.
+        self._next = max(self._next + self._interval, self._loop.time())
+        self._handle = self._loop.call_at(self._next, self._tick) if self._readers else None
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: RtspConnection, track_index: int, rtcp: bool) -> None:
-        self._owner = owner
-        self._track_index = track_index
-        self._rtcp = rtcp
+_TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadTicker] = weakref.WeakKeyDictionary()
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._owner._on_datagram(self._track_index, self._rtcp, data)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port-unreachable and the like; media silence is what decides, via the watchdog.
-        pass
+def _ticker(loop: asyncio.AbstractEventLoop) -> _ReadTicker:
+    ticker = _TICKERS.get(loop)
+    if ticker is None:
+        ticker = _TICKERS[loop] = _ReadTicker(loop, READ_INTERVAL)
+    return ticker
 
 
 def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
@@ -112,18 +153,48 @@ def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
     raise OSError("could not bind an even/odd UDP port pair for RTP/RTCP")
 
 
+def _drop_media(track_index: int, data: memoryview, start: int, end: int) -> None:
+    """Default sink for tracks nobody asked for."""
+
+
+async def _open_tcp(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket; OSError (refused, unreachable, DNS) as the kernel says."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        # Before connect, so the window scale is negotiated for it: holds keyframe bursts that
+        # arrive between two reads (see READ_INTERVAL) without pushing back on the camera.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TCP_RECEIVE_BUFFER)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise last or OSError(f"no address for {host}")
+
+
 class RtspConnection:
     """One RTSP session over asyncio: connect, play, stream media to ``on_media``, close.
 
     ``on_playing`` runs synchronously when PLAY succeeds, before any media of that session
-    is handed to ``on_media`` — the place to set up depacketizers.
+    is handed on — the place to set up depacketizers and :meth:`set_media_handler`. Packets of
+    tracks without a handler go to ``on_media`` (dropped if that is None).
     """
 
     def __init__(
         self,
         url: str,
         *,
-        on_media: MediaSink,
+        on_media: MediaSink | None = None,
         on_playing: Callable[[Playing], None] | None = None,
         username: str = "",
         password: str = "",
@@ -140,23 +211,49 @@ class RtspConnection:
         self._on_media = on_media
         self._on_playing = on_playing
         self._client: RtspClient | None = None
-        self._tcp: asyncio.Transport | None = None
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._sock: socket.socket | None = None
+        self._out = b""  # bytes the kernel did not take yet (requests are tiny: practically never)
         self._udp_socks: list[tuple[socket.socket, socket.socket]] = []
+        self._ticker: _ReadTicker | None = None
+        self._reader_keys: list[int] = []
+        self._rx = bytearray(TCP_READ_SIZE)
+        self._rx_view = memoryview(self._rx)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._playing: asyncio.Future[Playing] | None = None
         self._done: asyncio.Future[None] | None = None
         self._torn_down: asyncio.Event = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._channels: dict[int, int] = {}
+        self._handlers: dict[int, FrameHandler] = {}  # TCP channel -> handler, read by the parser
+        self._track_handlers: dict[int, FrameHandler] = {}  # track index -> handler (TCP and UDP)
+        self._channel_tracks: dict[int, int] = {}
         self._rtcp_channels: frozenset[int] = frozenset()
+        self._udp_packets = 0
+        #: UNIX time and monotonic time of the read being processed (one clock read per read).
+        self.read_wallclock = 0.0
+        self.read_mono = 0.0
         self._read_timeout: float | None = None
+        #: When the timer task next wakes by itself (monotonic); inf while it waits without deadline.
+        self._timer_target = float("inf")
         self._closing = False
+        self._lost = False
         #: Bytes received on the RTSP connection and UDP media sockets.
         self.bytes_in = 0
-        #: RTP packets handed to ``on_media``.
-        self.packets_in = 0
+
+    def set_media_handler(self, track_index: int, handler: FrameHandler) -> None:
+        """Route one track's RTP packets to ``handler(data, start, end)`` instead of ``on_media``.
+
+        For the hot path: it saves a call per packet. Call it from ``on_playing``.
+        """
+        self._track_handlers[track_index] = handler
+        for channel, index in self._channel_tracks.items():
+            if index == track_index and self._transport_kind == "tcp":
+                self._handlers[channel] = handler
+
+    @property
+    def packets_in(self) -> int:
+        """RTP packets handed to ``on_media``."""
+        return self._udp_packets + (self._client.frames_handled if self._client is not None else 0)
 
     @property
     def garbage_bytes(self) -> int:
@@ -183,16 +280,16 @@ class RtspConnection:
             request_timeout=self._request_timeout,
         )
         self._client = client
-        transport, _ = await loop.create_connection(lambda: _TcpProtocol(self), client.host, client.port)
-        self._tcp = transport
+        sock = await _open_tcp(loop, client.host, client.port)
+        if self._closing:  # close() ran while we were connecting
+            sock.close()
+            raise RtspConnectionClosed("closed while connecting")
+        self._sock = sock
+        self._ticker = _ticker(loop)
+        self._register(self._read_tcp)
         for index, (rtp, rtcp) in enumerate(self._udp_socks):
-            for sock, is_rtcp in ((rtp, False), (rtcp, True)):
-                udp, _ = await loop.create_datagram_endpoint(
-                    lambda i=index, r=is_rtcp: _UdpProtocol(self, i, r),  # type: ignore[misc]
-                    sock=sock,
-                )
-                self._udp.append(udp)
-        self._udp_socks.clear()
+            self._register(self._udp_reader(rtp, index, rtcp=False))
+            self._register(self._udp_reader(rtcp, index, rtcp=True))
         client.start(time.monotonic())
         self._flush()
         self._timer_task = loop.create_task(self._timers(), name=f"rtsp-timers {client.host}")
@@ -215,8 +312,7 @@ class RtspConnection:
             return
         self._closing = True
         client = self._client
-        tcp = self._tcp
-        if client is not None and tcp is not None and not tcp.is_closing() and client.session_id:
+        if client is not None and self._sock is not None and not self._lost and client.session_id:
             client.teardown(time.monotonic())
             self._flush()
             with contextlib.suppress(TimeoutError):
@@ -226,13 +322,15 @@ class RtspConnection:
             self._timer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer_task
-        if tcp is not None:
-            tcp.close()
-        for udp in self._udp:
-            udp.close()
+        if self._ticker is not None:
+            for key in self._reader_keys:
+                self._ticker.remove(key)
+        if self._sock is not None:
+            self._sock.close()
         for rtp, rtcp in self._udp_socks:
             rtp.close()
             rtcp.close()
+        self._rx_view.release()
 
     # -- event plumbing --
 
@@ -252,19 +350,91 @@ class RtspConnection:
 
     def _flush(self) -> None:
         client = self._client
-        if client is None or self._tcp is None:
+        sock = self._sock
+        if client is None or sock is None:
             return
         out = client.data_to_send()
-        if out and not self._tcp.is_closing():
-            self._tcp.write(out)
+        if out:
             # A request went out: its deadline may be earlier than what the timer task sleeps for.
             self._wake.set()
+        out = self._out + out
+        if out and not self._lost:
+            try:
+                sent = sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._on_connection_lost(exc)
+                return
+            self._out = out[sent:]
+
+    def _register(self, reader: Callable[[], None]) -> None:
+        assert self._ticker is not None
+        key = id(reader)
+        self._reader_keys.append(key)
+        self._ticker.add(key, reader)
+
+    def _read_tcp(self) -> None:
+        """Ticker callback: take everything the kernel holds for the RTSP connection."""
+        sock = self._sock
+        if sock is None or self._lost:
+            return
+        if self._out:
+            self._flush()
+        rx = self._rx
+        while True:
+            try:
+                size = sock.recv_into(rx)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._on_connection_lost(exc)
+                return
+            if not size:
+                self._on_connection_lost(None)
+                return
+            try:
+                self._on_tcp_data(self._rx_view[:size])
+            except Exception as exc:
+                # A bug downstream (depacketizer, publish) ends this session, visibly, not the loop.
+                self._lost = True
+                self._finish(exc)
+                return
+            if size < TCP_READ_SIZE or self._lost:
+                return
+
+    def _udp_reader(self, sock: socket.socket, track_index: int, *, rtcp: bool) -> Callable[[], None]:
+        buffer = bytearray(UDP_MAX_DATAGRAM)
+        view = memoryview(buffer)
+        on_datagram = self._on_datagram
+
+        def read() -> None:
+            """Ticker callback: drain the socket; each datagram is one RTP/RTCP packet."""
+            self.read_mono = time.monotonic()
+            self.read_wallclock = time.time()
+            for _ in range(UDP_BATCH):
+                try:
+                    size = sock.recv_into(buffer)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    # ICMP errors surface here; media silence is what decides, via the watchdog.
+                    return
+                on_datagram(track_index, rtcp, view, size)
+
+        return read
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, Playing):
-            # Updated in place: _on_tcp_data holds a local reference to this dict across its loop.
-            self._channels.clear()
-            self._channels.update({track.rtp_channel: index for index, track in enumerate(event.tracks)})
+            # Updated in place: _on_tcp_data's parsing loop holds this very dict.
+            self._handlers.clear()
+            self._channel_tracks = {track.rtp_channel: index for index, track in enumerate(event.tracks)}
+            for index in range(len(event.tracks)):
+                media = self._on_media if self._on_media is not None else _drop_media
+                self._track_handlers[index] = functools.partial(media, index)
+            if self._transport_kind == "tcp":
+                for channel, index in self._channel_tracks.items():
+                    self._handlers[channel] = self._track_handlers[index]
             self._rtcp_channels = frozenset(track.rtcp_channel for track in event.tracks)
             # Synchronously, before the rest of this read is routed: media often shares PLAY's TCP segment.
             if self._on_playing is not None:
@@ -276,44 +446,46 @@ class RtspConnection:
         elif isinstance(event, TornDown):
             self._torn_down.set()
 
-    def _on_tcp_data(self, data: bytes) -> None:
+    def _on_tcp_data(self, data: bytes | memoryview) -> None:
         client = self._client
         if client is None:
             return
-        mono = time.monotonic()
-        wall = time.time()
+        self.read_mono = mono = time.monotonic()
+        self.read_wallclock = time.time()
         self.bytes_in += len(data)
         client.receive_data(data, mono)
-        sink = self._on_media
-        channels = self._channels
-        delivered = 0
-        event = client.next_event()
+        handlers = self._handlers
+        messages = client.messages_received
+        # RTP frames go to their handler inside the parser; what comes back is RTSP or RTCP.
+        event = client.next_event(handlers)
         while event is not None:
             if type(event) is InterleavedFrame:
-                index = channels.get(event.channel)
-                if index is not None:
-                    sink(index, event.payload, wall, mono)
-                    delivered += 1
-                elif event.channel in self._rtcp_channels and is_bye(event.payload):
+                if event.channel in self._rtcp_channels and is_bye(event.payload):
                     self._finish(RtspByeReceived("server sent RTCP BYE"))
             else:
                 self._on_event(event)
-            event = client.next_event()
-        self.packets_in += delivered
+            event = client.next_event(handlers)
+        if client.messages_received == messages:
+            return  # media only: nothing to send, no deadline moved
         self._flush()
+        timer = client.get_timer()
+        if timer is not None and timer < self._timer_target:
+            # A response moved the next deadline earlier (e.g. PLAY scheduled the first keepalive).
+            self._wake.set()
 
-    def _on_datagram(self, track_index: int, rtcp: bool, data: bytes) -> None:
-        self.bytes_in += len(data)
+    def _on_datagram(self, track_index: int, rtcp: bool, data: memoryview, size: int) -> None:
+        self.bytes_in += size
         if rtcp:
-            if is_bye(data):
+            if is_bye(data[:size]):
                 self._finish(RtspByeReceived("server sent RTCP BYE"))
             return
         if self._playing is None or not self._playing.done():
             return  # before PLAY's answer: nothing routes media yet
-        self.packets_in += 1
-        self._on_media(track_index, data, time.time(), time.monotonic())
+        self._udp_packets += 1
+        self._track_handlers[track_index](data, 0, size)
 
     def _on_connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._torn_down.set()
         if not self._closing:
             reason = f"server closed the connection ({exc})" if exc else "server closed the connection"
@@ -339,6 +511,7 @@ class RtspConnection:
                 watch = now + min(self._read_timeout / 4, 1.0)
                 deadline = watch if deadline is None else min(deadline, watch)
             self._wake.clear()
+            self._timer_target = float("inf") if deadline is None else deadline
             delay = None if deadline is None else max(deadline - now, 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)

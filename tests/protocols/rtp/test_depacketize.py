@@ -395,3 +395,26 @@ def test_damaged_real_streams_never_raise_and_stay_decodable(codec: Codec, data:
                 packets[index] = bytes(p)
     d = Depacketizer(codec, payload_type=96)
     check_units(push_all(d, packets), codec)
+
+
+@given(st.sampled_from([Codec.H264, Codec.H265]), st.data())
+@settings(max_examples=40, deadline=None)
+def test_fast_path_and_general_path_agree(codec: Codec, data: st.DataObject) -> None:
+    """push_span on views of one big buffer (fast path) == push on separate packets, general path only."""
+    packets = list(REAL[codec])
+    for _ in range(data.draw(st.integers(0, 3))):
+        del packets[data.draw(st.integers(0, len(packets) - 1))]
+    blob = bytearray()
+    spans = []
+    for packet in packets:
+        pad = data.draw(st.binary(max_size=3))
+        blob += pad
+        spans.append((len(blob), len(blob) + len(packet)))
+        blob += packet
+    view = memoryview(bytes(blob))
+    fast = Depacketizer(codec, payload_type=96)
+    general = Depacketizer(codec)  # no payload type: the fast path never applies
+    fast_units = [u for s, e in spans for u in fast.push_span(view, s, e)]
+    general_units = push_all(general, packets)
+    assert [(u.data, u.dts, u.keyframe) for u in fast_units] == [(u.data, u.dts, u.keyframe) for u in general_units]
+    assert (fast.corrupt, fast.lost, fast.packets) == (general.corrupt, general.lost, general.packets)

@@ -141,6 +141,7 @@ def test_incomplete_message_waits() -> None:
         (b"RTSP/1.0 2000 OK\r\n", "malformed RTSP start line"),
         (b"RTSP/1.0 200 OK\r\nno colon here\r\n\r\n", "malformed RTSP header"),
         (b"RTSP/1.0 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        ("RTSP/1.0 200 OK\r\nContent-Length: ¹\r\n\r\n".encode("latin-1"), "Content-Length"),
         (b"RTSP/1.0 200 OK\r\nContent-Length: " + str(MAX_BODY_BYTES + 1).encode() + b"\r\n\r\n", "exceeds"),
         (b"RTSP/1.0 200 OK\r\nX: " + b"a" * MAX_HEADER_BYTES, "header block exceeds"),
     ],
@@ -173,7 +174,7 @@ def test_resync_skips_garbage_to_the_next_frame() -> None:
 
 tokens = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_", min_size=1, max_size=15)
 header_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=20)
-header_values = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF), max_size=40)
 headers = st.lists(st.tuples(header_names, header_values), max_size=6).map(
     lambda fs: Headers([(n, v) for n, v in fs if n.lower() != "content-length"])
 )
@@ -205,7 +206,16 @@ def test_generated_streams_round_trip(items: list[RtspEvent], chunk: int) -> Non
     assert len(events) == len(items)
 
 
-@given(st.binary(max_size=600), st.integers(1, 50))
+@given(
+    st.one_of(
+        st.binary(max_size=600),
+        st.text(max_size=120).map(lambda t: f"RTSP/1.0 200 OK\r\n{t}\r\n\r\n".encode("utf-8", "replace")),
+        st.text(st.characters(max_codepoint=0xFF), max_size=20).map(
+            lambda t: f"RTSP/1.0 200 OK\r\nContent-Length: {t}\r\n\r\n".encode("latin-1", "replace")
+        ),
+    ),
+    st.integers(1, 50),
+)
 @example(SESSION[:600], 7)
 @example(b"$\x00\xff\xff" + b"RTSP/1.0 200 OK\r\n\r\n", 3)
 @settings(max_examples=300)
@@ -235,3 +245,36 @@ def test_corrupted_capture_only_raises_rtsp_error(offset: int, junk: bytes) -> N
                 return
         except RtspError:
             parser.resync()
+
+
+def test_frame_handlers_take_their_channels_without_events() -> None:
+    got: list[tuple[int, bytes]] = []
+
+    def rtp(view: memoryview, start: int, end: int) -> None:
+        got.append((len(got), bytes(view[start:end])))
+
+    parser = RtspParser()
+    parser.feed(SESSION)
+    events: list[RtspEvent] = []
+    while (event := parser.next_event({0: rtp})) is not None:
+        events.append(event)
+    whole = parse_all(SESSION)
+    expected = [bytes(e.payload) for e in whole if isinstance(e, InterleavedFrame) and e.channel == 0]
+    assert [payload for _, payload in got] == expected
+    assert parser.handled == len(expected)
+    # Messages and frames of other channels still come out as events, in order.
+    others = [e for e in whole if not (isinstance(e, InterleavedFrame) and e.channel == 0)]
+    assert [e.serialize() for e in events] == [e.serialize() for e in others]
+
+
+@given(st.integers(5, 3000))
+@settings(max_examples=30, deadline=None)
+def test_frame_handlers_see_the_same_payloads_under_any_chunking(chunk: int) -> None:
+    got: list[bytes] = []
+    parser = RtspParser()
+    for start in range(0, len(SESSION), chunk):
+        parser.feed(SESSION[start : start + chunk])
+        while parser.next_event({0: lambda v, s, e: got.append(bytes(v[s:e]))}) is not None:
+            pass
+    expected = [bytes(e.payload) for e in parse_all(SESSION) if isinstance(e, InterleavedFrame) and e.channel == 0]
+    assert got == expected

@@ -2,11 +2,13 @@
 
 Theory of operation: :meth:`Depacketizer.push` takes one RTP packet (the raw bytes, header
 included) and returns the access units it completed — usually none, one when the marker bit
-closes a picture or a new timestamp starts the next one. The header is read with one
-``struct`` call and the payload as a ``memoryview`` slice, so a packet costs no parsing
-objects; NAL units are appended straight into one reusable ``bytearray`` in AVCC form
-(4-byte big-endian length, then the NAL), and an FU's length prefix is patched in place
-when its last fragment arrives.
+closes a picture or a new timestamp starts the next one. :meth:`Depacketizer.push_span` does
+the same for a packet inside a larger buffer (the RTSP parser's), so no per-packet copy or
+slice object is needed. Most packets of a stream are middle fragments of an FU; they take a
+short fast path (one ``struct`` call, a handful of comparisons, one copy of the payload).
+NAL units are written in AVCC form (4-byte big-endian length, then the NAL) into one
+``bytearray`` that is reused from unit to unit; an FU's length prefix is patched in place
+when its last fragment arrives. The fast path and the general path are tested to agree.
 
 Damage handling: a sequence-number gap, a malformed aggregation or FU, or an unsupported
 packet type marks the access unit being built as broken. A broken unit is dropped and
@@ -95,7 +97,10 @@ class Depacketizer:
         self.track: VideoTrack | None = None
 
         # The unit being assembled.
+        # Grows to the largest unit seen and is then reused: ``_len`` bytes of it are the current
+        # unit. Clearing and regrowing it per unit would copy each unit several times over.
         self._buf = bytearray()
+        self._len = 0
         self._au_ts: int | None = None
         self._key = False
         self._broken = False
@@ -133,10 +138,50 @@ class Depacketizer:
         self, packet: bytes | memoryview, wallclock: float = 0.0, received_mono: float = 0.0
     ) -> Sequence[AccessUnit]:
         """Feed one RTP packet; return the access units it completed (often none). Never raises on bad input."""
-        size = len(packet)
+        return self.push_span(packet, 0, len(packet), wallclock, received_mono)
+
+    def push_span(
+        self, data: bytes | memoryview, start: int, end: int, wallclock: float = 0.0, received_mono: float = 0.0
+    ) -> Sequence[AccessUnit]:
+        """Like :meth:`push` for the packet ``data[start:end]``, so a caller can pass a view of a larger buffer."""
+        # Fast path, taken by most packets of a stream: the next fragment of the FU being
+        # reassembled, with a plain 12-byte header. Anything unusual takes the general path.
+        if self._fu_start >= 0 and end - start > 15:
+            first, second, seq, ts, ssrc = _HEADER.unpack_from(data, start)
+            if (
+                first == 0x80
+                and seq == (self._seq + 1) & 0xFFFF
+                and ts == self._au_ts
+                and ssrc == self._ssrc
+                and second & 0x7F == self._payload_type
+            ):
+                pos = start + 12
+                if self._h265:
+                    fu = data[pos + 2] if (data[pos] >> 1) & 0x3F == H265_FU else 0x80
+                    body, nal_type = pos + 3, fu & 0x3F
+                else:
+                    fu = data[pos + 1] if data[pos] & 0x1F == H264_FU_A else 0x80
+                    body, nal_type = pos + 2, fu & 0x1F
+                if not fu & 0x80:
+                    self.packets += 1
+                    self._seq = seq
+                    n = self._len
+                    self._len = stop = n + end - body
+                    self._buf[n:stop] = data[body:end]
+                    if fu & 0x40:
+                        self._end_fragment(nal_type)
+                    if second & 0x80:
+                        return self._finish(wallclock, received_mono)
+                    return _EMPTY
+        return self._push_general(data, start, end, wallclock, received_mono)
+
+    def _push_general(
+        self, data: bytes | memoryview, start: int, stop: int, wallclock: float, received_mono: float
+    ) -> Sequence[AccessUnit]:
+        size = stop - start
         if size < 12:
             return self._bad_packet(f"RTP packet of {size} bytes is shorter than its header")
-        first, second, seq, ts, ssrc = _HEADER.unpack_from(packet, 0)
+        first, second, seq, ts, ssrc = _HEADER.unpack_from(data, start)
         if first & 0xC0 != 0x80:
             return self._bad_packet(f"RTP version {first >> 6}, expected 2")
         if self._payload_type is not None and second & 0x7F != self._payload_type:
@@ -146,10 +191,10 @@ class Depacketizer:
         if first & 0x10:
             if offset + 4 > size:
                 return self._bad_packet("RTP extension header runs past the packet end")
-            offset += 4 + 4 * _U16.unpack_from(packet, offset + 2)[0]
+            offset += 4 + 4 * _U16.unpack_from(data, start + offset + 2)[0]
         end = size
         if first & 0x20:
-            end -= packet[size - 1]
+            end -= data[stop - 1]
         if offset > end or end > size:
             return self._bad_packet("RTP header, extension or padding longer than the packet")
         self.packets += 1
@@ -183,7 +228,7 @@ class Depacketizer:
             # The lost packets may have belonged to this unit: it cannot be trusted either.
             self._broken = True
         if not self._broken:
-            payload = memoryview(packet)[offset:end]
+            payload = memoryview(data)[start + offset : start + end]
             if self._h265:
                 self._payload_h265(payload)
             else:
@@ -198,7 +243,7 @@ class Depacketizer:
 
     def _start(self, ts: int) -> None:
         self._au_ts = ts
-        self._buf.clear()
+        self._len = 0
         self._key = False
         self._broken = False
         self._fu_start = -1
@@ -226,7 +271,7 @@ class Depacketizer:
             self.corrupt += 1
             self._waiting_keyframe = True
             return _EMPTY
-        if not self._buf:
+        if not self._len:
             return _EMPTY
         if self._waiting_keyframe:
             if not self._key or len(self._params) != len(self._ps_types):
@@ -244,7 +289,8 @@ class Depacketizer:
         dts = pts if pts > self._last_dts else self._last_dts + 1
         self._last_dts = dts
         self.units += 1
-        return [AccessUnit(self.track, pts, dts, self._key, bytes(self._buf), wallclock, received_mono)]
+        data = bytes(memoryview(self._buf)[: self._len])  # the temporary views are released at once
+        return [AccessUnit(self.track, pts, dts, self._key, data, wallclock, received_mono)]
 
     def _damage(self, reason: str) -> None:
         self._broken = True
@@ -258,9 +304,8 @@ class Depacketizer:
 
     def _nal(self, nal: memoryview, nal_type: int) -> None:
         """Append one complete NAL unit to the unit being built."""
-        buf = self._buf
-        buf += _U32.pack(len(nal))
-        buf += nal
+        self._append(_U32.pack(len(nal)))
+        self._append(nal)
         self._note(nal_type, nal)
 
     def _note(self, nal_type: int, nal: memoryview | bytearray | bytes) -> None:
@@ -297,23 +342,32 @@ class Depacketizer:
 
     def _fragment(self, header: bytes, nal_type: int, fu_header: int, data: memoryview) -> None:
         """One FU-A / FU fragment: ``header`` is the reconstructed NAL header for a start fragment."""
-        buf = self._buf
         if fu_header & 0x80:
             if self._fu_start >= 0:
                 self._damage("FU start fragment while the previous FU was unfinished")
                 return
-            self._fu_start = len(buf)
-            buf += _ZERO_LENGTH
-            buf += header
+            self._fu_start = self._len
+            self._append(_ZERO_LENGTH)
+            self._append(header)
         elif self._fu_start < 0:
             self._damage("FU continuation without a start fragment")
             return
-        buf += data
+        self._append(data)
         if fu_header & 0x40:
-            start = self._fu_start
-            self._fu_start = -1
-            _U32.pack_into(buf, start, len(buf) - start - 4)
-            self._note(nal_type, buf[start + 4 :] if nal_type in self._ps_types else b"")
+            self._end_fragment(nal_type)
+
+    def _end_fragment(self, nal_type: int) -> None:
+        """The last fragment arrived: patch the NAL's length prefix and note what the NAL was."""
+        buf = self._buf
+        start = self._fu_start
+        self._fu_start = -1
+        _U32.pack_into(buf, start, self._len - start - 4)
+        self._note(nal_type, buf[start + 4 : self._len] if nal_type in self._ps_types else b"")
+
+    def _append(self, data: bytes | memoryview) -> None:
+        n = self._len
+        self._len = end = n + len(data)
+        self._buf[n:end] = data
 
     def _payload_h264(self, payload: memoryview) -> None:
         if not payload:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -32,6 +33,7 @@ from vigil.protocols.rtsp.auth import (
     parse_challenges,
 )
 from vigil.protocols.rtsp.message import (
+    FrameHandler,
     Headers,
     InterleavedFrame,
     RtspError,
@@ -44,13 +46,13 @@ from vigil.protocols.sdp import SdpError, SessionDescription, VideoFormat, resol
 DEFAULT_PORT = 554
 #: RFC 2326 §12.37: a session without an explicit timeout expires after 60 s.
 DEFAULT_SESSION_TIMEOUT = 60.0
-#: Garbage the client skips (resynchronising) before it gives up on the connection.
+#: Garbage the client skips (resynchronising) in one session before it gives up on the connection.
 MAX_GARBAGE_BYTES = 256 * 1024
 USER_AGENT = "Vigil"
 
-_INTERLEAVED = re.compile(r"interleaved=(\d+)(?:-(\d+))?")
-_SERVER_PORT = re.compile(r"server_port=(\d+)(?:-(\d+))?")
-_SSRC = re.compile(r"ssrc=([0-9A-Fa-f]+)")
+_INTERLEAVED = re.compile(r"interleaved=(\d+)(?:-(\d+))?", re.ASCII)
+_SERVER_PORT = re.compile(r"server_port=(\d+)(?:-(\d+))?", re.ASCII)
+_SSRC = re.compile(r"ssrc=([0-9A-Fa-f]+)", re.ASCII)
 _SOURCE = re.compile(r"source=([^;]+)")
 
 
@@ -228,6 +230,8 @@ class RtspClient:
         self._garbage = 0
         #: Bytes skipped while resynchronising after garbage on the connection.
         self.garbage_bytes = 0
+        #: RTSP requests and responses received (only these can change output or timers).
+        self.messages_received = 0
 
     # -- public driving API --
 
@@ -235,6 +239,11 @@ class RtspClient:
     def playing(self) -> bool:
         """True between PLAY's success and TEARDOWN/failure."""
         return self._state is _State.PLAYING
+
+    @property
+    def frames_handled(self) -> int:
+        """Interleaved frames passed to fast-path handlers so far."""
+        return self._parser.handled
 
     @property
     def session_id(self) -> str:
@@ -254,13 +263,16 @@ class RtspClient:
         self._now = now
         self._parser.feed(data)
 
-    def next_event(self) -> ClientEvent | None:
-        """The next event, or None when more data (or a timer) is needed."""
+    def next_event(self, handlers: Mapping[int, FrameHandler] | None = None) -> ClientEvent | None:
+        """The next event, or None when more data (or a timer) is needed.
+
+        Frames on channels in ``handlers`` go to the handler instead (see :meth:`RtspParser.next_event`).
+        """
         while True:
             if self._events:
                 return self._events.popleft()
             try:
-                event = self._parser.next_event()
+                event = self._parser.next_event(handlers)
             except RtspError as exc:
                 skipped = self._parser.resync()
                 self._garbage += skipped
@@ -271,15 +283,18 @@ class RtspClient:
             if event is None:
                 return None
             if type(event) is InterleavedFrame:
-                self._garbage = 0
                 return event
             if isinstance(event, RtspResponse):
+                self.messages_received += 1
                 self._on_response(event)
             elif isinstance(event, RtspRequest):
+                self.messages_received += 1
                 self._on_server_request(event)
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the connection now (may be empty)."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -485,7 +500,7 @@ class RtspClient:
             return
         if session_id.strip():
             self._session_id = session_id.strip()
-        match = re.search(r"timeout=(\d+)", params)
+        match = re.search(r"timeout=(\d+)", params, re.ASCII)
         if match and int(match[1]) > 0:
             self._session_timeout = float(match[1])
         transport = response.headers.get("Transport", "")

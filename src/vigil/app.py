@@ -110,6 +110,7 @@ class _ApiStatus:
             height=s.health.height if known else None,
             codec=s.health.codec or None,
             recording=s.recording,
+            corrupt_packets=s.corrupt,
         )
 
 

@@ -59,6 +59,7 @@ class PipelineStatus:
     reason: str
     health: StreamHealth
     recording: bool
+    corrupt: int = 0
 
 
 @dataclass(slots=True)
@@ -167,11 +168,11 @@ class CameraPipelines:
         pipeline = self._pipelines.get(camera_id)
         if pipeline is None:
             since = self._disabled_since.get(camera_id, 0)
-            return PipelineStatus(CameraState.DISABLED, since, "", StreamHealth(0, 0, 0, 0, ""), False)
+            return PipelineStatus(CameraState.DISABLED, since, "", StreamHealth(0, 0, 0, 0, ""), False, 0)
         view = pipeline.supervisor.status()
         recorder = pipeline.recorder
         recording = recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None
-        return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording)
+        return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt)
 
     def open_segment_start(self, camera_id: int) -> int | None:
         """Where the segment still being written began (it is recorded but not yet indexed)."""

@@ -30,6 +30,8 @@ class Script:
 
 
 class ScriptedSource:
+    corrupt = 0
+
     def __init__(self, step: str, publish: Callable[[AccessUnit], None], script: Script) -> None:
         self.step, self.publish, self.script = step, publish, script
 

@@ -102,8 +102,9 @@ class RtspSource:
 
     @property
     def corrupt(self) -> int:
-        """Damaged RTP packets/units dropped (all runs)."""
-        return self._corrupt_done + (self._depacketizer.corrupt if self._depacketizer else 0)
+        """Damaged or lost RTP packets (all runs): what operators see as packet trouble on this camera."""
+        d = self._depacketizer
+        return self._corrupt_done + (d.corrupt + d.lost if d else 0)
 
     async def run(self) -> None:
         """Connect, play and publish until the stream fails (raises a SourceError) or close() is called."""
@@ -129,7 +130,7 @@ class RtspSource:
             await connection.close()
             self._bytes_done += connection.bytes_in
             if self._depacketizer is not None:
-                self._corrupt_done += self._depacketizer.corrupt
+                self._corrupt_done += self._depacketizer.corrupt + self._depacketizer.lost
             self._connection = None
             self._depacketizer = None
             self._push = _ignore_packet

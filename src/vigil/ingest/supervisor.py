@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 class Source(Protocol):
     """A camera connection: ``run`` streams until it fails (raising why) or is closed."""
 
+    @property
+    def corrupt(self) -> int:
+        """Corrupt or lost packets/units this connection dropped so far."""
+        ...
+
     async def run(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -60,6 +65,8 @@ class CameraStatusView:
     since_us: int
     reason: str
     health: StreamHealth
+    #: Corrupt or lost packets/units since this supervisor started (all connections).
+    corrupt: int
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -99,6 +106,8 @@ class CameraSupervisor:
         self._event_queue: asyncio.Queue[tuple[str, str, str, int]] = asyncio.Queue()
         self._event_writer: asyncio.Task[None] | None = None
         self.failures = 0
+        #: Corrupt counts of connections that have ended (the current one is read live).
+        self._corrupt_closed = 0
         self._log = logging.LoggerAdapter(log, {"camera": spec.camera_id})
 
     async def start(self) -> None:
@@ -124,7 +133,12 @@ class CameraSupervisor:
                 await self._event_writer
 
     def status(self) -> CameraStatusView:
-        return CameraStatusView(self.state, self.since_us, self.reason, self.meter.current)
+        return CameraStatusView(self.state, self.since_us, self.reason, self.meter.current, self.corrupt)
+
+    @property
+    def corrupt(self) -> int:
+        current = self._source.corrupt if self._source is not None else 0
+        return self._corrupt_closed + current
 
     def _set_state(self, state: CameraState, reason: str) -> None:
         if state != self.state:
@@ -175,6 +189,9 @@ class CameraSupervisor:
             finally:
                 self._hub.reset()
                 self.meter.reset()
+                if self._source is not None:
+                    self._corrupt_closed += self._source.corrupt
+                    self._source = None
             if self._closing:
                 return
             if not self._in_outage:

@@ -716,6 +716,11 @@ export interface components {
             bitrate_bps?: number | null;
             /** Codec */
             codec?: string | null;
+            /**
+             * Corrupt Packets
+             * @default 0
+             */
+            corrupt_packets?: number;
             /** Fps */
             fps?: number | null;
             /** Height */

@@ -108,6 +108,7 @@ const en: Messages = {
     bitrate: 'Bitrate',
     fps: 'FPS',
     resolution: 'Resolution',
+    corruptPackets: 'Lost/corrupt',
     codec: 'Codec',
     enabled: 'Enabled',
     rtspUrl: 'RTSP URL',

@@ -106,6 +106,7 @@ const zhCN = {
     bitrate: '码率',
     fps: '帧率',
     resolution: '分辨率',
+    corruptPackets: '丢包/损坏',
     codec: '编码',
     enabled: '启用',
     rtspUrl: 'RTSP 地址',

@@ -31,6 +31,8 @@ class CameraStatus(BaseModel):
     height: int | None = None
     codec: str | None = None
     recording: bool = False
+    #: Corrupt or lost packets/pictures dropped by ingest since the camera's pipeline started.
+    corrupt_packets: int = 0
 
 
 class _CameraFields(BaseModel):

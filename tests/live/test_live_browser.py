@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -14,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from playwright.async_api import async_playwright
 from starlette.requests import HTTPConnection
+from tests.media import SAMPLE_576
 
 from vigil.api.contracts import CameraAction, Principal
 from vigil.domain.media import AccessUnit
@@ -21,9 +21,6 @@ from vigil.ingest.file import iter_file_units
 from vigil.live.router import build_live_router
 from vigil.streams.hub import HubRegistry
 
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -75,7 +72,7 @@ async def _until(predicate: Callable[[], bool], within: float = 10.0) -> None:
 @pytest.mark.e2e
 async def test_chromium_mse_plays_live_h264() -> None:
     units: list[AccessUnit] = []
-    for unit in iter_file_units(MEDIA / "campus_576p10_h264.mp4", start_wallclock=0.0):
+    for unit in iter_file_units(SAMPLE_576, start_wallclock=0.0):
         units.append(unit)
         if len(units) == 60:
             break

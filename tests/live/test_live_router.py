@@ -16,29 +16,15 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from starlette.requests import HTTPConnection
+from tests.media import SAMPLE_576, SAMPLE_1080, first_units
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from vigil.api.contracts import CameraAction, Principal
 from vigil.domain.errors import Forbidden, NotFound, Unauthorized
-from vigil.domain.media import AccessUnit
-from vigil.ingest.file import iter_file_units
 from vigil.live.router import LiveRegistry, build_live_router
 from vigil.protocols.mp4 import scan
 from vigil.streams.hub import HubRegistry
-
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
-
-
-def _units(name: str, count: int) -> list[AccessUnit]:
-    units = []
-    for unit in iter_file_units(MEDIA / name, start_wallclock=0.0):
-        units.append(unit)
-        if len(units) == count:
-            return units
-    raise AssertionError("sample too short")
 
 
 class FakeGate:
@@ -94,7 +80,7 @@ async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
 
 
 async def test_live_messages_in_order_and_decodable(server: Server, tmp_path: Path) -> None:
-    units = _units("campus_576p10_h264.mp4", 50)
+    units = first_units(SAMPLE_576, 50)
     hub = server.hubs.get("7")
     for unit in units[:25]:
         hub.publish(replace(unit, received_mono=time.monotonic()))
@@ -144,7 +130,7 @@ async def test_gate_refusal_closes_with_code(server: Server, camera_id: int, cod
 
 
 async def test_slow_client_loses_frames_and_never_blocks_publish(server: Server) -> None:
-    base = _units("campus_1080p25_h264.mp4", 100)
+    base = first_units(SAMPLE_1080, 100)
     hub = server.hubs.get("11")
     hub.publish(base[0])
     # A client that completes the handshake and then never reads a byte.

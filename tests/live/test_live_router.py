@@ -7,15 +7,15 @@ import base64
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from starlette.requests import HTTPConnection
+from tests.helpers import eventually, serve
 from tests.media import SAMPLE_576, SAMPLE_1080, first_units
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -61,22 +61,8 @@ async def server() -> AsyncIterator[Server]:
     registry = LiveRegistry()
     app = FastAPI()
     app.include_router(build_live_router(hubs, gate, registry=registry, queue_units=100))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    await _until(lambda: uv.started, within=10)
-    port = uv.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with serve(app) as port:
         yield Server(port, hubs, gate, registry)
-    finally:
-        uv.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - polling state owned by the server under test
-            await asyncio.sleep(0.005)
 
 
 async def test_live_messages_in_order_and_decodable(server: Server, tmp_path: Path) -> None:
@@ -114,7 +100,7 @@ async def test_live_messages_in_order_and_decodable(server: Server, tmp_path: Pa
     )
     _, errors = await asyncio.wait_for(ffmpeg.communicate(), 60)
     assert ffmpeg.returncode == 0 and errors == b""
-    await _until(lambda: server.registry.stats() == [])
+    await eventually(lambda: server.registry.stats() == [])
 
 
 @pytest.mark.parametrize(
@@ -144,7 +130,7 @@ async def test_slow_client_loses_frames_and_never_blocks_publish(server: Server)
     )
     status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert status.startswith(b"HTTP/1.1 101")
-    await _until(lambda: len(hub.readers()) == 1)
+    await eventually(lambda: len(hub.readers()) == 1)
     for n in range(5000):
         unit = base[n % len(base)]
         hub.publish(replace(unit, dts=n * 3600, pts=n * 3600, received_mono=time.monotonic()))
@@ -156,4 +142,4 @@ async def test_slow_client_loses_frames_and_never_blocks_publish(server: Server)
     (session,) = server.registry.stats(11)
     assert 0 < session.sent < 5000 and session.dropped >= reader_stats.dropped
     writer.close()
-    await _until(lambda: hub.readers() == [], within=10)
+    await eventually(lambda: hub.readers() == [], within=10)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import uvicorn
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 5.0, interval: float = 0.005) -> None:
@@ -14,3 +18,27 @@ async def eventually(predicate: Callable[[], bool], within: float = 5.0, interva
             await asyncio.sleep(interval)
 
     await asyncio.wait_for(poll(), within)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a child process that must be told its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve(app: object) -> AsyncIterator[int]:
+    """Run ``app`` under uvicorn on a real socket bound to port 0; yield the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    config = uvicorn.Config(app, lifespan="off", log_level="warning")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))  # connections queue in the backlog until it runs
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()

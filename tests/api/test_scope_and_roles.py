@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 import websockets
 from apikit import REGION_A, REGION_B, Api, build_api, camera_body
 from fastapi import APIRouter, WebSocket
+from tests.helpers import serve
 
 from vigil.api.contracts import CameraGate
 from vigil.domain.errors import Forbidden, NotFound, Unauthorized
@@ -166,23 +163,6 @@ def gate_probe_router(gate: CameraGate) -> APIRouter:
         await websocket.close()
 
     return router
-
-
-@asynccontextmanager
-async def serve(app: object) -> AsyncIterator[int]:
-    """Run ``app`` under uvicorn on a real socket bound to port 0; yield the port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    config = uvicorn.Config(app, lifespan="off", log_level="warning")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))  # connections queue in the backlog until it runs
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
 
 
 async def test_gate_on_websocket_uses_cookie_scope_and_audits(db: Database, tmp_path: Path) -> None:

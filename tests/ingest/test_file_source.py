@@ -7,15 +7,12 @@ from pathlib import Path
 
 import av
 import pytest
+from tests.media import MEDIA, SAMPLE_576
 
 from vigil.domain.errors import Invalid
 from vigil.domain.media import Codec
 from vigil.ingest.file import iter_file_units, read_track
 from vigil.protocols.h26x import is_keyframe, split_avcc
-
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 
 SAMPLES = [
     ("campus_576p10_h264.mp4", Codec.H264, 768, 576, "avc1.4d401f", 9000),
@@ -53,7 +50,7 @@ def test_units_match_the_container(
 
 
 def test_loop_keeps_timestamps_increasing_and_track_shared() -> None:
-    path = MEDIA / "campus_576p10_h264.mp4"
+    path = SAMPLE_576
     one_pass = sum(1 for _ in iter_file_units(path))
     units = list(itertools.islice(iter_file_units(path, loop=True, start_wallclock=0.0), one_pass + 5))
     assert units[one_pass].keyframe
@@ -73,7 +70,7 @@ def test_not_a_media_file(tmp_path: Path) -> None:
 
 def test_mkv_with_annexb_or_avcc_is_read(tmp_path: Path) -> None:
     # Remux to Matroska with PyAV (stream copy) so a second container type is covered.
-    src = MEDIA / "campus_576p10_h264.mp4"
+    src = SAMPLE_576
     out = tmp_path / "clip.mkv"
     with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
         in_stream = inp.streams.video[0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,13 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from tests.helpers import free_port
 from tests.integration.conftest import node_settings
 from vigil.app import Vigil
 from vigil.domain.camera import GapCause
 from vigil.storage.models import CameraEvent, Segment
 
 STORAGE = {"segment_seconds": 3.0, "fragment_seconds": 0.5}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def files_on_disk(volume: Path) -> set[str]:

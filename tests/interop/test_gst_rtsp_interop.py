@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.media import MEDIA
 
 from vigil.domain.media import AccessUnit, Codec
 from vigil.ingest.errors import AuthFailed, SourceError, StreamEnded, StreamNotFound, StreamTimeout, Unreachable
@@ -28,10 +29,6 @@ pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "gst_rtsp_server.py"
-# CI keeps ../shared beside the clone; worktrees on the dev box use the shared checkout's copy.
-MEDIA = HERE.parents[1].parent / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 USER, PASSWORD = "admin", "s3cr3t"
 
 

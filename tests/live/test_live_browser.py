@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from playwright.async_api import async_playwright
 from starlette.requests import HTTPConnection
+from tests.helpers import eventually, serve
+from tests.media import SAMPLE_576, first_units
 
 from vigil.api.contracts import CameraAction, Principal
-from vigil.domain.media import AccessUnit
-from vigil.ingest.file import iter_file_units
 from vigil.live.router import build_live_router
 from vigil.streams.hub import HubRegistry
 
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -66,47 +60,29 @@ class AllowAll:
         return Principal(1, "tester", "viewer", None, "127.0.0.1")
 
 
-async def _until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - polling state owned by the server under test
-            await asyncio.sleep(0.01)
-
-
 @pytest.mark.e2e
 async def test_chromium_mse_plays_live_h264() -> None:
-    units: list[AccessUnit] = []
-    for unit in iter_file_units(MEDIA / "campus_576p10_h264.mp4", start_wallclock=0.0):
-        units.append(unit)
-        if len(units) == 60:
-            break
+    units = first_units(SAMPLE_576, 60)
     hubs = HubRegistry()
     app = FastAPI()
     app.include_router(build_live_router(hubs, AllowAll()))
     app.get("/")(lambda: HTMLResponse(PAGE))
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(uv.serve())
-    await _until(lambda: uv.started)
-    port = uv.servers[0].sockets[0].getsockname()[1]
     hub = hubs.get("5")
-    try:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = await browser.new_page()
-            await page.goto(f"http://127.0.0.1:{port}/")
-            await _until(lambda: len(hub.readers()) == 1)
-            for unit in units:  # paced like a 10 fps camera, a little faster
-                hub.publish(replace(unit, received_mono=time.monotonic()))
-                await asyncio.sleep(0.02)
-            await page.wait_for_function("state.appended >= 40", timeout=10_000)
-            await page.wait_for_function(
-                "document.getElementById('v').getVideoPlaybackQuality().totalVideoFrames > 0", timeout=10_000
-            )
-            state = await page.evaluate("state")
-            buffered = await page.evaluate("document.getElementById('v').buffered.length")
-            await browser.close()
-    finally:
-        uv.should_exit = True
-        await asyncio.wait_for(serving, 10)
+    async with serve(app) as port, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await eventually(lambda: len(hub.readers()) == 1, within=10.0, interval=0.01)
+        for unit in units:  # paced like a 10 fps camera, a little faster
+            hub.publish(replace(unit, received_mono=time.monotonic()))
+            await asyncio.sleep(0.02)
+        await page.wait_for_function("state.appended >= 40", timeout=10_000)
+        await page.wait_for_function(
+            "document.getElementById('v').getVideoPlaybackQuality().totalVideoFrames > 0", timeout=10_000
+        )
+        state = await page.evaluate("state")
+        buffered = await page.evaluate("document.getElementById('v').buffered.length")
+        await browser.close()
     assert state["supported"] is True
     assert state["errors"] == []
     assert state["texts"][0]["codec"] == "h264"

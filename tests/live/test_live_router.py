@@ -7,38 +7,24 @@ import base64
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from starlette.requests import HTTPConnection
+from tests.helpers import eventually, serve
+from tests.media import SAMPLE_576, SAMPLE_1080, first_units
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from vigil.api.contracts import CameraAction, Principal
 from vigil.domain.errors import Forbidden, NotFound, Unauthorized
-from vigil.domain.media import AccessUnit
-from vigil.ingest.file import iter_file_units
 from vigil.live.router import LiveRegistry, build_live_router
 from vigil.protocols.mp4 import scan
 from vigil.streams.hub import HubRegistry
-
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
-
-
-def _units(name: str, count: int) -> list[AccessUnit]:
-    units = []
-    for unit in iter_file_units(MEDIA / name, start_wallclock=0.0):
-        units.append(unit)
-        if len(units) == count:
-            return units
-    raise AssertionError("sample too short")
 
 
 class FakeGate:
@@ -75,26 +61,12 @@ async def server() -> AsyncIterator[Server]:
     registry = LiveRegistry()
     app = FastAPI()
     app.include_router(build_live_router(hubs, gate, registry=registry, queue_units=100))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    await _until(lambda: uv.started, within=10)
-    port = uv.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with serve(app) as port:
         yield Server(port, hubs, gate, registry)
-    finally:
-        uv.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - polling state owned by the server under test
-            await asyncio.sleep(0.005)
 
 
 async def test_live_messages_in_order_and_decodable(server: Server, tmp_path: Path) -> None:
-    units = _units("campus_576p10_h264.mp4", 50)
+    units = first_units(SAMPLE_576, 50)
     hub = server.hubs.get("7")
     for unit in units[:25]:
         hub.publish(replace(unit, received_mono=time.monotonic()))
@@ -128,7 +100,7 @@ async def test_live_messages_in_order_and_decodable(server: Server, tmp_path: Pa
     )
     _, errors = await asyncio.wait_for(ffmpeg.communicate(), 60)
     assert ffmpeg.returncode == 0 and errors == b""
-    await _until(lambda: server.registry.stats() == [])
+    await eventually(lambda: server.registry.stats() == [])
 
 
 @pytest.mark.parametrize(
@@ -144,7 +116,7 @@ async def test_gate_refusal_closes_with_code(server: Server, camera_id: int, cod
 
 
 async def test_slow_client_loses_frames_and_never_blocks_publish(server: Server) -> None:
-    base = _units("campus_1080p25_h264.mp4", 100)
+    base = first_units(SAMPLE_1080, 100)
     hub = server.hubs.get("11")
     hub.publish(base[0])
     # A client that completes the handshake and then never reads a byte.
@@ -158,7 +130,7 @@ async def test_slow_client_loses_frames_and_never_blocks_publish(server: Server)
     )
     status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert status.startswith(b"HTTP/1.1 101")
-    await _until(lambda: len(hub.readers()) == 1)
+    await eventually(lambda: len(hub.readers()) == 1)
     for n in range(5000):
         unit = base[n % len(base)]
         hub.publish(replace(unit, dts=n * 3600, pts=n * 3600, received_mono=time.monotonic()))
@@ -170,4 +142,4 @@ async def test_slow_client_loses_frames_and_never_blocks_publish(server: Server)
     (session,) = server.registry.stats(11)
     assert 0 < session.sent < 5000 and session.dropped >= reader_stats.dropped
     writer.close()
-    await _until(lambda: hub.readers() == [], within=10)
+    await eventually(lambda: hub.readers() == [], within=10)

@@ -9,25 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
+from tests.media import SAMPLE_576, SAMPLE_H265, first_units
 
 from vigil.domain.media import AccessUnit
-from vigil.ingest.file import iter_file_units
 from vigil.live.session import LiveSession
 from vigil.protocols.mp4 import parse_init, scan
 from vigil.streams.hub import StreamHub
-
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
-
-
-def _units(name: str, count: int) -> list[AccessUnit]:
-    units = []
-    for unit in iter_file_units(MEDIA / name, start_wallclock=0.0):
-        units.append(unit)
-        if len(units) == count:
-            return units
-    raise AssertionError("sample too short")
 
 
 async def _collect(session: LiveSession) -> list[str | bytes]:
@@ -57,7 +44,7 @@ class FakeReader:
 
 
 async def test_starts_at_cached_keyframe_and_decodes(tmp_path: Path) -> None:
-    units = _units("campus_576p10_h264.mp4", 60)
+    units = first_units(SAMPLE_576, 60)
     hub = StreamHub("1")
     for unit in units[:25]:  # the viewer arrives mid-GOP: the cache holds units 20..24
         hub.publish(unit)
@@ -94,8 +81,8 @@ async def test_starts_at_cached_keyframe_and_decodes(tmp_path: Path) -> None:
 
 
 async def test_track_change_sends_new_init_and_keeps_time_increasing() -> None:
-    h264 = _units("campus_576p10_h264.mp4", 22)
-    h265 = _units("campus_576p25_h265.mp4", 3)
+    h264 = first_units(SAMPLE_576, 22)
+    h265 = first_units(SAMPLE_H265, 3)
     # The new source starts with a non-keyframe (joined mid-GOP): it must be skipped, not sent.
     h265_units = [replace(h265[1], keyframe=False), *h265]
     session = LiveSession(FakeReader(h264 + h265_units))
@@ -117,7 +104,7 @@ async def test_track_change_sends_new_init_and_keeps_time_increasing() -> None:
 
 
 async def test_latency_is_measured_from_received_mono() -> None:
-    units = [replace(u, received_mono=100.0 + i) for i, u in enumerate(_units("campus_576p10_h264.mp4", 5))]
+    units = [replace(u, received_mono=100.0 + i) for i, u in enumerate(first_units(SAMPLE_576, 5))]
     now = iter([100.5, 101.5, 102.25, 103.5, 104.75])
     reader = FakeReader(units)
     session = LiveSession(reader, clock=lambda: next(now))
@@ -130,7 +117,7 @@ async def test_latency_is_measured_from_received_mono() -> None:
 
 
 async def test_timeline_has_no_holes_after_drops() -> None:
-    units = _units("campus_576p10_h264.mp4", 100)
+    units = first_units(SAMPLE_576, 100)
     hub = StreamHub("2")
     session = LiveSession(hub.subscribe("slow", 30))
     for unit in units:  # nobody reads meanwhile: the reader overflows and skips to later keyframes

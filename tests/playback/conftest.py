@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from tests.media import SAMPLE_576
 
 from vigil.ingest.file import iter_file_units
 from vigil.recorder.camera import CameraRecorder
@@ -20,8 +21,6 @@ from vigil.storage.db import Database
 from vigil.storage.models import Camera, Region, Segment
 from vigil.streams.hub import StreamHub
 
-MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
-SAMPLE_576 = (MEDIA if MEDIA.is_dir() else Path("/work/shared/media")) / "campus_576p10_h264.mp4"
 START = 1_700_000_000.0
 START_US = int(START * 1_000_000)
 CAMERA = 1

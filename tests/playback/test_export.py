@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.media import ffprobe_frame_count
 
 from vigil.domain.errors import Invalid, NotFound
 from vigil.playback.export import create_export, manifest_path_for, verify_export, verify_export_cli
@@ -13,30 +13,6 @@ from vigil.recorder.index import chain_next
 
 CAMERA = 1
 START_US = 1_700_000_000_000_000
-
-
-def ffprobe_frames(path: Path) -> int:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert out.stderr == ""
-    return int(out.stdout.strip())
 
 
 async def test_export_clip_and_manifest_verify(archive: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,7 +32,7 @@ async def test_export_clip_and_manifest_verify(archive: Any, capsys: pytest.Capt
     assert row.start_us == START_US + 4_000_000
     assert row.end_us == START_US + 12_200_000
     assert manifest["clip"]["frames"] == 82
-    assert ffprobe_frames(clip) == 82
+    assert ffprobe_frame_count(clip) == 82
     assert manifest["camera"] == {"id": 1, "gb_id": "11000000001310000001", "name": "Gate 1"}
     assert manifest["reason"] == "case 2024-001 theft" and manifest["created_by"] == "alice"
     assert manifest["clip"]["sha256"] == row.sha256 and manifest["clip"]["bytes"] == row.bytes == clip.stat().st_size

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
+from tests.helpers import serve
 
 from vigil.api.contracts import CameraAction, Principal
 from vigil.api.routers.recordings import build_recordings_router
@@ -65,19 +65,8 @@ async def server(archive: Any) -> AsyncIterator[Server]:
     async def domain_error(_request: Request, exc: VigilError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=STATUS.get(type(exc), 400))
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    for _ in range(200):
-        if srv.started:
-            break
-        await asyncio.sleep(0.02)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with serve(app) as port:
         yield Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", gate, archive.exports_dir, archive.db)
-    finally:
-        srv.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 async def test_recordings_and_integrity(server: Server) -> None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import subprocess
 from pathlib import Path
 
 from sqlalchemy import select
+from tests.media import SAMPLE_576, ffprobe_frame_count
 
 from vigil.ingest.file import iter_file_units
 from vigil.recorder.camera import CameraRecorder
@@ -17,8 +17,6 @@ from vigil.storage.db import Database
 from vigil.storage.models import Segment
 from vigil.streams.hub import StreamHub
 
-MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
-SAMPLE_576 = (MEDIA if MEDIA.is_dir() else Path("/work/shared/media")) / "campus_576p10_h264.mp4"
 START = 1_700_000_000.0
 
 
@@ -30,30 +28,6 @@ async def feed(hub: StreamHub, units: int, *, start: float = START, every: int =
         if n % every == 0:
             await asyncio.sleep(0)  # let the recorder run, as ingest would between packets
     return n
-
-
-def ffprobe_frames(path: Path) -> int:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert out.stderr == ""
-    return int(out.stdout.strip())
 
 
 async def test_records_contiguous_chained_segments(db: Database, tmp_path: Path) -> None:
@@ -84,7 +58,7 @@ async def test_records_contiguous_chained_segments(db: Database, tmp_path: Path)
         assert row.chain == chain
         assert (row.codec, row.width, row.height, row.status) == ("h264", 768, 576, "complete")
     assert rows[-1].end_us == int((START + 20) * 1_000_000)
-    assert ffprobe_frames(volumes.resolve(rows[1].volume, rows[1].path)) == rows[1].frames
+    assert ffprobe_frame_count(volumes.resolve(rows[1].volume, rows[1].path)) == rows[1].frames
 
 
 async def test_reconnect_gap_starts_new_segment_and_chain_continues(db: Database, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from tests.media import SAMPLE_1080
 
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.mp4.reader import scan
@@ -20,9 +21,6 @@ from vigil.settings import StorageSettings
 from vigil.storage.db import Database
 from vigil.storage.models import CameraEvent, Segment
 from vigil.streams.hub import StreamHub
-
-MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
-SAMPLE_1080 = (MEDIA if MEDIA.is_dir() else Path("/work/shared/media")) / "campus_1080p25_h264.mp4"
 
 
 def files_under(root: Path) -> set[str]:

@@ -7,12 +7,12 @@ import hashlib
 import itertools
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 from sqlalchemy import select
+from tests.media import SAMPLE_576, ffprobe_frame_count
 
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.mp4.reader import scan
@@ -27,8 +27,6 @@ from vigil.storage.models import CameraEvent, Segment
 from vigil.streams.hub import StreamHub
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
-SAMPLE_576 = (MEDIA if MEDIA.is_dir() else Path("/work/shared/media")) / "campus_576p10_h264.mp4"
 START = 1_700_000_000.0
 
 CHILD = textwrap.dedent(
@@ -62,30 +60,6 @@ CHILD = textwrap.dedent(
     asyncio.run(main(*sys.argv[1:]))
     """
 )
-
-
-def ffprobe_frames(path: Path) -> int:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert out.stderr == ""
-    return int(out.stdout.strip())
 
 
 def disk_files(volumes: Volumes) -> set[str]:
@@ -148,7 +122,7 @@ async def test_sigkill_mid_segment_then_recover_and_resume(db: Database, tmp_pat
     assert len(recovered) == 1 and recovered[0].start_us == rows[-1].start_us
     assert recovered[0].frames >= 15  # at least three 0.5 s fragments at 10 fps
     path = volumes.resolve(recovered[0].volume, recovered[0].path)
-    assert ffprobe_frames(path) == recovered[0].frames
+    assert ffprobe_frame_count(path) == recovered[0].frames
     async with db.session() as s:
         kinds = list((await s.execute(select(CameraEvent.kind))).scalars())
     assert kinds == ["segment_recovered"]

@@ -3,18 +3,15 @@ from __future__ import annotations
 import errno
 import hashlib
 import itertools
-import subprocess
 from pathlib import Path
 
 import pytest
+from tests.media import SAMPLE_576, ffprobe_frame_count
 
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.mp4.reader import parse_init, scan
 from vigil.recorder.segmenter import Segmenter, WriteFragment
 from vigil.recorder.writer import SegmentFile, SegmentWriteError
-
-MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
-SAMPLE_576 = (MEDIA if MEDIA.is_dir() else Path("/work/shared/media")) / "campus_576p10_h264.mp4"
 
 
 def _fragments(n_units: int) -> list[WriteFragment]:
@@ -43,27 +40,7 @@ def test_segment_file_hash_timing_and_decodes(tmp_path: Path) -> None:
     assert result.complete_end == len(data)
     assert len(result.fragments) == 5
     assert parse_init(data).width == 768
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert probe.stdout.strip() == "50"
-    assert probe.stderr == ""
+    assert ffprobe_frame_count(path) == 50
 
 
 def test_refuses_to_overwrite(tmp_path: Path) -> None:

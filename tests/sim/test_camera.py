@@ -6,16 +6,13 @@ import itertools
 from pathlib import Path
 
 import pytest
+from tests.media import SAMPLE_H265
 
 from vigil.domain.media import AccessUnit, Codec, VideoTrack
 from vigil.protocols.rtp.packet import RtpPacket
 from vigil.protocols.rtp.packetize import join_avcc
 from vigil.sim.camera import Batch, CameraFaults, SimCamera
 from vigil.sim.clip import Clip, ClipError, build_clip, load_clip
-
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 
 SPS = bytes.fromhex("6742c01e")
 PPS = bytes.fromhex("68ce3c80")
@@ -154,7 +151,7 @@ def test_clip_without_keyframe_or_units_is_refused() -> None:
 
 
 def test_load_clip_real_file_and_bad_file(tmp_path: Path) -> None:
-    clip = load_clip(MEDIA / "campus_576p25_h265.mp4")
+    clip = load_clip(SAMPLE_H265)
     assert clip.track.codec is Codec.H265
     assert clip.fps == 25.0
     assert abs(clip.duration - 30.0) < 0.05

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.media import SAMPLE_576, SAMPLE_1080, SAMPLE_H265
 
 from vigil.protocols.rtp.packet import RtpPacket
 from vigil.protocols.rtp.sender_report import NTP_UNIX_OFFSET, SenderReport
@@ -22,12 +23,6 @@ from vigil.sim import CameraFaults, SimServer
 
 pytestmark = pytest.mark.interop
 
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
-H264 = MEDIA / "campus_576p10_h264.mp4"
-H265 = MEDIA / "campus_576p25_h265.mp4"
-H264_1080 = MEDIA / "campus_1080p25_h264.mp4"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -135,7 +130,7 @@ class RawClient:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimServer]:
-    server = SimServer([H264, H265], 8)
+    server = SimServer([SAMPLE_576, SAMPLE_H265], 8)
     await asyncio.wait_for(server.start(), 30)
     yield server
     await asyncio.wait_for(server.close(), 10)
@@ -171,7 +166,7 @@ async def test_eight_cameras_in_parallel(sim: SimServer) -> None:
 
 
 async def test_credentials() -> None:
-    async with SimServer([H264], 1, username="admin", password="s3cret") as server:
+    async with SimServer([SAMPLE_576], 1, username="admin", password="s3cret") as server:
         port = server.port
         code, _, err = await ffprobe(f"rtsp://admin:wrong@127.0.0.1:{port}/cam/1")
         assert code != 0
@@ -221,7 +216,7 @@ async def test_viewers_share_sequence_and_timestamps_and_sequence_is_continuous(
 
 
 async def test_drop_connection_after_n_seconds() -> None:
-    async with SimServer([H264], 2, faults={1: CameraFaults(drop_after_s=1.0)}) as server:
+    async with SimServer([SAMPLE_576], 2, faults={1: CameraFaults(drop_after_s=1.0)}) as server:
         dropped = await RawClient.play(server.url(1))
         kept = await RawClient.play(server.url(2))
         assert await dropped.closed_by_server(5.0)
@@ -231,7 +226,7 @@ async def test_drop_connection_after_n_seconds() -> None:
 
 async def test_corrupt_and_drop_faults_reach_the_wire() -> None:
     faults = {1: CameraFaults(corrupt_ratio=1.0), 2: CameraFaults(drop_ratio=0.5)}
-    async with SimServer([H264], 3, faults=faults, seed=1) as server:
+    async with SimServer([SAMPLE_576], 3, faults=faults, seed=1) as server:
         clean = await RawClient.play(server.url(3))
         corrupt = await RawClient.play(server.url(1))
         lossy = await RawClient.play(server.url(2))
@@ -248,7 +243,7 @@ async def test_corrupt_and_drop_faults_reach_the_wire() -> None:
 
 
 async def test_slow_viewer_drops_to_keyframe_without_stalling_others() -> None:
-    async with SimServer([H264_1080], 1, max_write_buffer=64 * 1024, send_buffer_bytes=16 * 1024) as server:
+    async with SimServer([SAMPLE_1080], 1, max_write_buffer=64 * 1024, send_buffer_bytes=16 * 1024) as server:
         stalled = await RawClient.play(server.url(1), rcvbuf=4096)  # then never reads again
         healthy = await RawClient.play(server.url(1))
         received: list[RtpPacket] = []
@@ -276,7 +271,7 @@ async def test_slow_viewer_drops_to_keyframe_without_stalling_others() -> None:
 
 
 async def test_lifecycle_and_urls() -> None:
-    server = SimServer([H264], 3)
+    server = SimServer([SAMPLE_576], 3)
     await server.start()
     assert server.port > 0
     assert server.urls() == [f"rtsp://127.0.0.1:{server.port}/cam/{i}" for i in (1, 2, 3)]
@@ -291,15 +286,15 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         SimServer([], 1)
     with pytest.raises(ValueError):
-        SimServer([H264], 0)
+        SimServer([SAMPLE_576], 0)
     with pytest.raises(ValueError):
-        SimServer([H264], 1, username="a")
+        SimServer([SAMPLE_576], 1, username="a")
 
 
 async def test_run_sim_prints_urls_and_stops_on_ctrl_c() -> None:
     code = (
         "import sys; from pathlib import Path; from vigil.sim.cli import run_sim; "
-        f"run_sim([Path({str(H265)!r})], 2, '127.0.0.1', 0, None, None)"
+        f"run_sim([Path({str(SAMPLE_H265)!r})], 2, '127.0.0.1', 0, None, None)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, env=env)
@@ -345,7 +340,7 @@ async def test_rtcp_sender_reports_pair_rtp_time_with_wallclock(sim: SimServer) 
 
 async def test_set_faults_at_run_time_and_port_in_use() -> None:
     shared = CameraFaults()
-    async with SimServer([H264], 2, faults={1: shared, 2: shared}) as server:
+    async with SimServer([SAMPLE_576], 2, faults={1: shared, 2: shared}) as server:
         server.set_offline(1)
         assert not shared.offline  # the caller's object is not mutated
         code, _, err = await ffprobe(server.url(1))
@@ -356,4 +351,4 @@ async def test_set_faults_at_run_time_and_port_in_use() -> None:
             await asyncio.wait_for(client.reader.read(1), 1.5)
         await client.close()
         with pytest.raises(OSError):
-            await SimServer([H264], 1, port=server.port).start()
+            await SimServer([SAMPLE_576], 1, port=server.port).start()

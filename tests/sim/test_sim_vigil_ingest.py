@@ -8,6 +8,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from tests.media import SAMPLE_576, SAMPLE_H265
 
 from vigil.domain.media import AccessUnit, Codec
 from vigil.ingest.errors import AuthFailed, StreamNotFound
@@ -16,11 +17,6 @@ from vigil.ingest.rtsp import RtspSource
 from vigil.protocols.rtp.packetize import split_avcc
 from vigil.sim import SimServer
 
-MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
-H264 = MEDIA / "campus_576p10_h264.mp4"
-H265 = MEDIA / "campus_576p25_h265.mp4"
 PARAMETER_TYPES = {Codec.H264: {7, 8}, Codec.H265: {32, 33, 34}}
 
 
@@ -60,7 +56,7 @@ async def ingest(url: str, count: int, transport: str, **credentials: str) -> li
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
-@pytest.mark.parametrize("path", [H264, H265], ids=["h264", "h265"])
+@pytest.mark.parametrize("path", [SAMPLE_576, SAMPLE_H265], ids=["h264", "h265"])
 async def test_ingest_receives_the_files_pictures_in_order(path: Path, transport: str) -> None:
     file_units = list(iter_file_units(path))
     codec = file_units[0].track.codec
@@ -78,7 +74,7 @@ async def test_ingest_receives_the_files_pictures_in_order(path: Path, transport
 
 
 async def test_ingest_sees_auth_failure_and_offline_camera() -> None:
-    async with SimServer([H264], 2, username="admin", password="s3cret") as sim:
+    async with SimServer([SAMPLE_576], 2, username="admin", password="s3cret") as sim:
         with pytest.raises(AuthFailed):
             await ingest(sim.url(1), 5, "tcp", username="admin", password="wrong")
         assert len(await ingest(sim.url(1), 5, "tcp", username="admin", password="s3cret")) == 5

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import av
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from tests.media import MEDIA
 
 from vigil.domain.media import Codec
 from vigil.protocols.h26x import (
@@ -34,10 +34,6 @@ from vigil.protocols.h26x import (
 )
 from vigil.protocols.h26x.bits import BitReader
 from vigil.protocols.h26x.nal import add_emulation_prevention
-
-MEDIA = Path(__file__).resolve().parents[3] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 
 
 def _extradata(name: str) -> bytes:

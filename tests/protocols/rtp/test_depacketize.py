@@ -10,6 +10,7 @@ import av
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.media import MEDIA
 
 from vigil.domain.media import AccessUnit, Codec
 from vigil.protocols.h26x import nal_type, split_avcc
@@ -19,10 +20,6 @@ from vigil.protocols.rtsp.message import InterleavedFrame, RtspParser
 from vigil.protocols.sdp import SessionDescription
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-# CI keeps ../shared beside the clone; worktrees on the dev box use the shared checkout's copy.
-MEDIA = Path(__file__).resolve().parents[3].parent / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 
 
 def sdp_parameter_sets(name: str) -> tuple[bytes, ...]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.media import MEDIA
 
 from vigil.domain.media import Codec
 from vigil.ingest.file import iter_file_units
@@ -20,11 +19,6 @@ from vigil.protocols.rtp.packetize import (
     packetize_h265,
     split_avcc,
 )
-
-# CI has ../shared beside the clone; a worktree under /work/wt finds it at /work/shared.
-MEDIA = Path(__file__).resolve().parents[3] / ".." / "shared" / "media"
-if not MEDIA.is_dir():
-    MEDIA = Path("/work/shared/media")
 
 
 def depacketize_h264(payloads: list[bytes]) -> list[bytes]:

@@ -177,8 +177,20 @@ def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
     return head + body
 
 
+class _HasCSeq:
+    """The CSeq accessor requests and responses share."""
+
+    __slots__ = ()
+    headers: Headers
+
+    @property
+    def cseq(self) -> int | None:
+        """The CSeq header as an int, or None when absent or not a number."""
+        return _cseq(self.headers)
+
+
 @dataclass(slots=True)
-class RtspRequest:
+class RtspRequest(_HasCSeq):
     """One RTSP request; ``uri`` is ``*`` or an absolute ``rtsp://`` URL."""
 
     method: str
@@ -186,11 +198,6 @@ class RtspRequest:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = RTSP_VERSION
-
-    @property
-    def cseq(self) -> int | None:
-        """The CSeq header as an int, or None when absent or not a number."""
-        return _cseq(self.headers)
 
     def serialize(self) -> bytes:
         """Wire bytes; adds Content-Length when there is a body and none is set."""
@@ -200,7 +207,7 @@ class RtspRequest:
 
 
 @dataclass(slots=True)
-class RtspResponse:
+class RtspResponse(_HasCSeq):
     """One RTSP response."""
 
     status: int
@@ -208,11 +215,6 @@ class RtspResponse:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = RTSP_VERSION
-
-    @property
-    def cseq(self) -> int | None:
-        """The CSeq header as an int, or None when absent or not a number."""
-        return _cseq(self.headers)
 
     def serialize(self) -> bytes:
         """Wire bytes; adds Content-Length when there is a body and none is set."""

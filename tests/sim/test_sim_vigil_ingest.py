@@ -32,7 +32,9 @@ async def ingest(url: str, count: int, transport: str, **credentials: str) -> li
     done = asyncio.Event()
 
     def publish(unit: AccessUnit) -> None:
-        units.append(unit)
+        # One socket read may carry several pictures: keep exactly the first ``count``.
+        if len(units) < count:
+            units.append(unit)
         if len(units) >= count:
             done.set()
 

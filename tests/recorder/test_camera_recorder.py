@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import random
 from pathlib import Path
 
 from sqlalchemy import select
@@ -20,9 +21,12 @@ from vigil.streams.hub import StreamHub
 START = 1_700_000_000.0
 
 
-async def feed(hub: StreamHub, units: int, *, start: float = START, every: int = 10) -> int:
+async def feed(hub: StreamHub, units: int, *, start: float = START, every: int = 10, jitter: float = 0.0) -> int:
     n = 0
+    rng = random.Random(7)
     for au in itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=start), units):
+        # Arrival time = media time + up to `jitter` s of network/read-batching delay.
+        au.wallclock += rng.uniform(0, jitter)
         hub.publish(au)
         n += 1
         if n % every == 0:
@@ -59,6 +63,26 @@ async def test_records_contiguous_chained_segments(db: Database, tmp_path: Path)
         assert (row.codec, row.width, row.height, row.status) == ("h264", 768, 576, "complete")
     assert rows[-1].end_us == int((START + 20) * 1_000_000)
     assert ffprobe_frame_count(volumes.resolve(rows[1].volume, rows[1].path)) == rows[1].frames
+
+
+async def test_back_to_back_segments_follow_the_media_clock_despite_arrival_jitter(
+    db: Database, tmp_path: Path
+) -> None:
+    settings = StorageSettings(segment_seconds=4.0, fragment_seconds=1.0)
+    volumes = Volumes([tmp_path / "v"])
+    hub = StreamHub("cam")
+    index = SqlIndex(db)
+    rec = CameraRecorder(8, hub, index, volumes, settings, index)
+    await rec.start()
+    await asyncio.wait_for(feed(hub, 200, jitter=0.1), 30)
+    await asyncio.wait_for(rec.close(), 30)
+    async with db.session() as s:
+        rows = list((await s.execute(select(Segment).order_by(Segment.start_us))).scalars())
+    assert len(rows) == 5
+    for prev, row in itertools.pairwise(rows):
+        assert row.start_us == prev.end_us  # no false hole or overlap from arrival jitter
+    # and the media clock stays anchored to arrival time
+    assert abs(rows[-1].end_us - int((START + 20) * 1_000_000)) < 200_000
 
 
 async def test_reconnect_gap_starts_new_segment_and_chain_continues(db: Database, tmp_path: Path) -> None:

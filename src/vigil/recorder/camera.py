@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vigil.domain.errors import StorageFull
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, VideoTrack
 from vigil.recorder.index import SegmentRecord, chain_next
 from vigil.recorder.segmenter import Action, CloseSegment, OpenSegment, Segmenter, WriteFragment
 from vigil.recorder.volumes import segment_rel_path
@@ -46,6 +46,8 @@ BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 #: Writing out a full queue (a minute of pictures) takes far less than this on a working disk.
 CLOSE_TIMEOUT = 30.0
+#: A continuing segment follows the previous one on the media clock unless it is this far from arrival time.
+MAX_CLOCK_DRIFT_US = 1_000_000
 
 
 class SegmentIndex(Protocol):
@@ -96,6 +98,8 @@ class CameraRecorder:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._file: SegmentFile | None = None
+        #: (end_us, end_dts, track) of the last finished segment, for back-to-back timing.
+        self._last_end: tuple[int, int, VideoTrack] | None = None
         self._volume = ""
         self._chain: str | None = None
         #: True while writing is stopped because no volume has room.
@@ -190,12 +194,12 @@ class CameraRecorder:
         except StorageFull as exc:
             await self._stop_for_disk(str(exc))
             return
-        start_us = int(first.wallclock * 1_000_000)
+        start_us = self._continued_start(first)
         root = self._volumes.root(volume)
         for attempt in range(10):
             path = root / segment_rel_path(self.camera_id, start_us + attempt)
             try:
-                self._file = await asyncio.to_thread(SegmentFile.create, path, first.track, first)
+                self._file = await asyncio.to_thread(SegmentFile.create, path, first.track, first, start_us)
             except FileExistsError:
                 continue
             except OSError as exc:
@@ -206,6 +210,23 @@ class CameraRecorder:
             self._volume = volume
             return
         raise RuntimeError(f"{self._prefix}: segment files for {start_us} already exist")
+
+    def _continued_start(self, first: AccessUnit) -> int:
+        """Start time of a segment: where the previous one ended when the stream simply goes on.
+
+        Arrival times jitter by up to one socket read (tens of ms), so timing a cut by arrival
+        would open a false hole or overlap between back-to-back segments. Within one continuous
+        stream the media clock decides; it is re-anchored to the wall clock after any break, and
+        whenever the two drift apart by more than :data:`MAX_CLOCK_DRIFT_US` (a camera clock is
+        not a reference clock).
+        """
+        arrival_us = int(first.wallclock * 1_000_000)
+        last = self._last_end
+        if last is None or last[2] is not first.track or first.dts < last[1]:
+            return arrival_us
+        end_us, end_dts, track = last
+        continued = end_us + (first.dts - end_dts) * 1_000_000 // track.clock_rate
+        return continued if abs(continued - arrival_us) <= MAX_CLOCK_DRIFT_US else arrival_us
 
     async def _write(self, action: WriteFragment) -> None:
         seg = self._file
@@ -229,6 +250,7 @@ class CameraRecorder:
             await asyncio.to_thread(seg.discard)
             return
         done = await asyncio.to_thread(seg.finish)
+        self._last_end = (done.end_us, seg.end_dts, seg.track)
         assert self._chain is not None
         chain = chain_next(self._chain, done.sha256)
         record = SegmentRecord(

@@ -50,9 +50,10 @@ class SegmentFile:
         self._file: int | None = None
 
     @classmethod
-    def create(cls, path: Path, track: VideoTrack, first: AccessUnit) -> SegmentFile:
+    def create(cls, path: Path, track: VideoTrack, first: AccessUnit, start_us: int | None = None) -> SegmentFile:
         """Create the file (never overwriting one) and write the init segment."""
-        seg = cls(path, track, int(first.wallclock * 1_000_000), first.dts)
+        start = int(first.wallclock * 1_000_000) if start_us is None else start_us
+        seg = cls(path, track, start, first.dts)
         path.parent.mkdir(parents=True, exist_ok=True)
         seg._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:

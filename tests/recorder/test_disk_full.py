@@ -43,7 +43,8 @@ async def test_enospc_stops_with_alarm_and_resumes(db: Database, small_volume: P
     index = SqlIndex(db)
     hub = StreamHub("cam")
     settings = StorageSettings(segment_seconds=2.0, fragment_seconds=0.5)
-    rec = CameraRecorder(4, hub, index, volumes, settings, index, retry_seconds=0)
+    now = [0.0]  # the recorder's clock: no retry happens until the test moves it past retry_seconds
+    rec = CameraRecorder(4, hub, index, volumes, settings, index, retry_seconds=60, clock=lambda: now[0])
     await rec.start()
     units = iter_file_units(SAMPLE_1080, loop=True, start_wallclock=1_700_000_000.0)
 
@@ -74,6 +75,7 @@ async def test_enospc_stops_with_alarm_and_resumes(db: Database, small_volume: P
     for row in rows[:-1]:
         (small_volume / row.path).unlink()
     segments_before = rec.segments_written
+    now[0] += 61
     await asyncio.wait_for(feed_until(lambda: not rec.stopped, 500), 60)
     await asyncio.wait_for(feed_until(lambda: rec.open_segment_start_us is not None, 500), 60)
     for _ in range(30):

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -82,8 +83,11 @@ class CameraRecorder:
         *,
         queue_units: int = QUEUE_SECONDS * QUEUE_FPS,
         retry_seconds: float = RETRY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.camera_id = camera_id
+        #: Paces disk-full retries (monotonic seconds; tests pass a fake).
+        self._clock = clock
         self._hub = hub
         self._index = index
         self._volumes = volumes
@@ -286,22 +290,23 @@ class CameraRecorder:
         self._segmenter = self._new_segmenter()
         if self.stopped:
             return
-        self.stopped = True
-        self._next_retry = time.monotonic() + self._retry_seconds
+        self._next_retry = self._clock() + self._retry_seconds
         self._log.error("%s: recording stopped: %s", self._prefix, reason)
         at = now_us()
         await self._event("disk_full", "alarm", reason, at)
         await self._event("recording_stopped", "alarm", reason, at)
+        # Flipped only once the alarms are stored: whoever sees `stopped` also finds why.
+        self.stopped = True
 
     async def _try_resume(self) -> bool:
-        if time.monotonic() < self._next_retry:
+        if self._clock() < self._next_retry:
             return False
-        self._next_retry = time.monotonic() + self._retry_seconds
+        self._next_retry = self._clock() + self._retry_seconds
         if not await asyncio.to_thread(self._volumes.has_room):
             return False
-        self.stopped = False
         self._log.warning("%s: space available again; recording resumes", self._prefix)
         await self._event("recording_resumed", "info", "space available on a recording volume", now_us())
+        self.stopped = False
         return True
 
     async def _event(self, kind: str, level: str, reason: str, at_us: int) -> None:

@@ -71,7 +71,18 @@ def stream_parse(data: bytes, chunk: int) -> list[SipMessage]:
 
 def test_there_are_samples_of_every_gb_method() -> None:
     methods = {m.method for m in map(parse, SAMPLES) if isinstance(m, SipRequest)}
-    assert methods == {"REGISTER", "MESSAGE", "INVITE", "ACK", "BYE", "SUBSCRIBE", "INFO", "OPTIONS"}
+    assert methods == {
+        "REGISTER",
+        "MESSAGE",
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "INFO",
+        "OPTIONS",
+    }
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

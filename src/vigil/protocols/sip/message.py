@@ -35,6 +35,7 @@ from datetime import datetime, tzinfo
 __all__ = [
     "BRANCH_MAGIC",
     "MAX_BODY_BYTES",
+    "MAX_CSEQ",
     "MAX_HEADER_BYTES",
     "REASONS",
     "SIP_VERSION",

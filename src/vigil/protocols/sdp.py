@@ -5,13 +5,19 @@ A description is kept as its ordered ``type=value`` lines (session part, then on
 everything Vigil needs (media lines, ``c=``, ``a=rtpmap``, ``a=fmtp``, ``a=control``,
 ``a=framerate``) is read through typed accessors. :func:`video_description` and
 :meth:`SessionDescription.build` build descriptions for the camera simulator.
+
+GB/T 28181 INVITE descriptions (Annex G) add non-RFC lines — ``y=`` (SSRC), ``f=`` (media
+format), ``u=<channel>:0`` for history — and ``a=setup``/``a=connection``/``a=downloadspeed``;
+they are read through the ``gb_*`` accessors and built by :func:`gb_description`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vigil.domain.media import VIDEO_CLOCK_RATE, Codec
@@ -21,6 +27,7 @@ MAX_SDP_BYTES = 64 * 1024
 MAX_MEDIA_SECTIONS = 64
 
 _LINE = re.compile(r"([a-z])=(.*)")
+_DIRECTIONS = frozenset({"sendonly", "recvonly", "sendrecv", "inactive"})
 _ENCODINGS = {"H264": Codec.H264, "H265": Codec.H265, "HEVC": Codec.H265}
 
 
@@ -144,6 +151,36 @@ class MediaDescription:
                     params[name.strip().lower()] = val.strip() if sep else ""
             return params
         return {}
+
+    @property
+    def direction(self) -> str | None:
+        """``sendonly``, ``recvonly``, ``sendrecv`` or ``inactive`` when the section states one."""
+        return next((value for kind, value in self.lines if kind == "a" and value in _DIRECTIONS), None)
+
+    @property
+    def gb_transport(self) -> GbTransport | None:
+        """GB/T 28181 media transport as this description's author states it; None for TCP without ``a=setup``."""
+        if self.proto.upper() == "RTP/AVP":
+            return GbTransport.UDP
+        if self.proto.upper() == "TCP/RTP/AVP":
+            setup = (self.attribute("setup") or "").strip().lower()
+            return {"active": GbTransport.TCP_ACTIVE, "passive": GbTransport.TCP_PASSIVE}.get(setup)
+        return None
+
+    @property
+    def gb_download_speed(self) -> int | None:
+        """``a=downloadspeed`` (any letter case, as some peers send it), or None."""
+        for kind, value in self.lines:
+            attr, sep, rest = value.partition(":")
+            if kind == "a" and sep and attr.lower() == "downloadspeed" and _is_number(rest.strip()):
+                return int(rest.strip())
+        return None
+
+    @property
+    def gb_filesize(self) -> int | None:
+        """``a=filesize`` of a Download answer in bytes, or None."""
+        value = self.attribute("filesize")
+        return int(value.strip()) if value is not None and _is_number(value.strip()) else None
 
     def video_format(self) -> VideoFormat | None:
         """The first H.264/H.265 payload of a video section, or None if it carries neither."""
@@ -297,6 +334,48 @@ class SessionDescription:
         """Session-level ``a=control`` (aggregate control URL), if any."""
         return self.attribute("control")
 
+    @property
+    def uri(self) -> str | None:
+        """``u=``; in GB/T 28181 history INVITEs ``<channel id>:<n>`` (or a recording URL)."""
+        return _first(self.lines, "u")
+
+    @property
+    def timing(self) -> tuple[int, int]:
+        """``t=<start> <stop>`` (UNIX seconds in GB/T 28181 history INVITEs; ``(0, 0)`` for live)."""
+        value = _first(self.lines, "t")
+        parts = value.split() if value else []
+        if len(parts) != 2 or not all(_is_number(part) for part in parts):
+            raise SdpError(f"malformed t= line {value!r}")
+        return int(parts[0]), int(parts[1])
+
+    def _gb_line(self, kind: str) -> str | None:
+        # GB/T 28181 puts y= and f= after the media lines; accept them at session level too.
+        found = _first(self.lines, kind)
+        for section in self.media:
+            if found is not None:
+                break
+            found = _first(section.lines, kind)
+        return found
+
+    @property
+    def gb_ssrc(self) -> str | None:
+        """GB/T 28181 ``y=`` as written (10 decimal digits, first digit 0 live / 1 history), or None."""
+        value = self._gb_line("y")
+        return value.strip() if value is not None else None
+
+    @property
+    def gb_ssrc_value(self) -> int | None:
+        """``y=`` as the RTP SSRC number, or None when absent or not 1–10 decimal digits."""
+        value = self.gb_ssrc
+        if value is None or not _is_number(value) or len(value) > 10 or int(value) >= 1 << 32:
+            return None
+        return int(value)
+
+    @property
+    def gb_media_format(self) -> str | None:
+        """GB/T 28181 ``f=v/codec/res/fps/rc/kbps a/codec/kbps/rate`` as written, or None."""
+        return self._gb_line("f")
+
     @classmethod
     def build(
         cls,
@@ -372,3 +451,67 @@ def resolve_control(control: str | None, base: str) -> str:
     if base.endswith("/"):
         return base + control.lstrip("/")
     return base + "/" + control.lstrip("/")
+
+
+class GbTransport(enum.Enum):
+    """GB/T 28181 media transport, from the point of view of the SDP's author (Annex D, RFC 4145).
+
+    ``TCP_PASSIVE``: "I listen on the m= port"; ``TCP_ACTIVE``: "I will connect to yours".
+    """
+
+    UDP = "UDP"
+    TCP_ACTIVE = "TCP-ACTIVE"
+    TCP_PASSIVE = "TCP-PASSIVE"
+
+
+#: Session names of GB/T 28181 INVITEs (s=): live view, playback, download.
+GB_SESSION_NAMES = ("Play", "Playback", "Download")
+#: Payloads WVP offers in a live INVITE, in its order: PS first, then elementary streams.
+GB_OFFER_PAYLOADS: tuple[tuple[int, str], ...] = ((96, "PS"), (98, "H264"), (97, "MPEG4"), (99, "H265"))
+
+
+def gb_description(
+    *,
+    session_name: str,
+    owner_id: str,
+    address: str,
+    port: int,
+    transport: GbTransport,
+    ssrc: str,
+    direction: str = "recvonly",
+    payloads: Sequence[tuple[int, str]] = GB_OFFER_PAYLOADS,
+    uri: str | None = None,
+    start: int = 0,
+    stop: int = 0,
+    download_speed: int | None = None,
+    media_format: str | None = None,
+) -> SessionDescription:
+    """A GB/T 28181 INVITE offer or answer (line order as WVP and devices write it).
+
+    ``owner_id`` is the author's own GB ID (o=, STD22 9.2.3 g); ``uri`` is ``<channel>:0`` for
+    Playback/Download; ``start``/``stop`` UNIX seconds for history; ``ssrc`` the 10-digit y=.
+    """
+    if session_name not in GB_SESSION_NAMES:
+        raise SdpError(f"GB/T 28181 session name must be one of {GB_SESSION_NAMES}, not {session_name!r}")
+    if not (_is_number(ssrc) and len(ssrc) == 10):
+        raise SdpError(f"GB/T 28181 SSRC must be 10 decimal digits, not {ssrc!r}")
+    if direction not in _DIRECTIONS or not payloads or not 0 <= port < 65536:
+        raise SdpError(f"bad GB/T 28181 media: direction {direction!r}, port {port}, payloads {list(payloads)}")
+    lines = [("v", "0"), ("o", f"{owner_id} 0 0 IN IP4 {address}"), ("s", session_name)]
+    if uri is not None:
+        lines.append(("u", uri))
+    lines += [("c", f"IN IP4 {address}"), ("t", f"{start} {stop}")]
+    proto = "RTP/AVP" if transport is GbTransport.UDP else "TCP/RTP/AVP"
+    # m= lists the formats in ascending order; the rtpmaps follow ``payloads`` (WVP writes 96, 98, 97, 99).
+    formats = " ".join(str(pt) for pt in sorted({pt for pt, _ in payloads}))
+    media = [("m", f"video {port} {proto} {formats}"), ("a", direction)]
+    media += [("a", f"rtpmap:{pt} {encoding}/{VIDEO_CLOCK_RATE}") for pt, encoding in payloads]
+    if transport is not GbTransport.UDP:
+        media.append(("a", "setup:active" if transport is GbTransport.TCP_ACTIVE else "setup:passive"))
+        media.append(("a", "connection:new"))
+    if download_speed is not None:
+        media.append(("a", f"downloadspeed:{download_speed}"))
+    media.append(("y", ssrc))
+    if media_format is not None:
+        media.append(("f", media_format))
+    return SessionDescription(lines=lines, media=[MediaDescription(media)])

@@ -11,8 +11,9 @@ private streams (0xBD, 0xBF), padding and everything else by their length. A vid
 0 (allowed for video, ISO/IEC 13818-1 §2.4.3.7) runs until the next system start code, which
 H.264/H.265 data cannot contain (emulation prevention keeps ``00 00 01`` + byte ≥ 0xB9 out of it).
 Bytes that are not a start code where one must be are garbage: the layer resynchronises on the next
-pack header, system header, PSM or video PES and counts the skipped bytes. Zero and 0xFF stuffing
-between packets is skipped silently.
+pack header, system header, PSM or video PES and counts the skipped bytes (the packets around them
+are intact, so the picture in progress is kept). Zero and 0xFF stuffing between packets is skipped
+silently.
 
 The *video layer* cuts the elementary stream into NAL units and groups them into access units. Real
 devices put a pack header on some frames only, split a frame over many PES packets with the PTS on
@@ -27,8 +28,8 @@ The codec comes from the PSM stream type (0x1B H.264, 0x24 H.265); without a PSM
 the first parameter set or delimiter NAL. A change of SPS/PPS(/VPS) gives units a new
 :class:`~vigil.domain.media.VideoTrack`.
 
-Damage handling: garbage inside the stream, a loss the caller reports (:meth:`PsDemuxer.data_lost`),
-a PES or picture over the named limits, or a NAL with the forbidden bit drops the picture in
+Damage handling: a loss the caller reports (:meth:`PsDemuxer.data_lost`), a malformed PES header, a
+stream cut inside a packet, a picture over the named limit, or a NAL with the forbidden bit drops the picture in
 progress (counted in ``corrupt``) and nothing more is emitted until a keyframe arrives complete —
 what leaves here always decodes. The demuxer also starts in that waiting state.
 
@@ -74,10 +75,11 @@ MAX_GARBAGE = 4 * 1024 * 1024
 MAX_TIMESTAMP_JUMP = 10 * VIDEO_CLOCK_RATE
 #: Frame interval assumed before two timestamps have been seen (25 fps).
 DEFAULT_FRAME_INTERVAL = VIDEO_CLOCK_RATE // 25
-#: A PES header cannot be longer than this (9 fixed bytes + 255 header data bytes).
-MAX_PES_HEADER = 9 + 255
+#: A PES header cannot be longer than this (start code, length, 3 flag bytes, 255 header data bytes).
+MAX_PES_HEADER = 6 + 3 + 255
 
 _PREFIX = b"\x00\x00\x01"
+_UNBOUNDED = -1
 _HALF = TIMESTAMP_MODULUS >> 1
 _STUFFING = b"\x00\xff"
 
@@ -210,8 +212,11 @@ class _VideoLayer:
             self.codec_from_psm = self.codec_from_psm or from_psm
             return
         if self.codec is not None:
-            self.lose(f"video codec changed from {self.codec} to {codec}")
+            # A PSM sits between packets, so the picture before it is whole; parameter sets are not carried over.
+            self.end_of_frame()
+            self._reset_picture()
             self._params.clear()
+            self._waiting_keyframe = True
         self.codec = codec
         self.codec_from_psm = from_psm
 
@@ -257,12 +262,12 @@ class _VideoLayer:
         self._finish()
 
     def lose(self, reason: str) -> None:
-        """Drop the picture in progress and wait for a keyframe."""
+        """Drop the picture in progress (if any) and wait for a keyframe."""
+        if self._nals or self._in_nal:
+            self._broken = True
         self._tail.clear()
         self._in_nal = False
         self._scan_from = 0
-        if self._nals or self._vcl or self._size:
-            self._broken = True
         self._waiting_keyframe = True
         self._d.last_error = reason
         if self._broken:
@@ -339,6 +344,9 @@ class _VideoLayer:
             return
         else:
             self._emit()
+        self._reset_picture()
+
+    def _reset_picture(self) -> None:
         self._nals = []
         self._size = 0
         self._vcl = self._key = self._broken = False
@@ -391,7 +399,8 @@ class PsDemuxer:
         self._max_garbage = max_garbage
         self._buf = bytearray()
         self._ended = False
-        self._unbounded = False  # inside a length-0 video PES
+        # Video PES payload still to come: None outside one, _UNBOUNDED in a length-0 PES, else a byte count.
+        self._video_left: int | None = None
         self._garbage_run = 0
         self._garbage_dirty = False
         self._not_ps = False
@@ -472,34 +481,39 @@ class PsDemuxer:
             raise PsError(f"no program stream start code in {self._max_garbage} bytes: not an MPEG-PS stream")
 
     def end_of_frame(self) -> None:
-        """The caller knows a picture ended here (RTP marker bit or timestamp change): emit it now."""
-        if self._unbounded:
+        """The caller knows a picture ended here (RTP marker bit or timestamp change): emit it now.
+
+        Ignored while a bounded PES or another packet is only partly received: the picture is not whole.
+        """
+        if self._video_left == _UNBOUNDED:
             self._video.payload(self._buf)
             self._buf.clear()
-            self._unbounded = False
-        if not self._buf.strip(_STUFFING):
+            self._video_left = None
+        if self._video_left is None and not self._buf.strip(_STUFFING):
             self._video.end_of_frame()
 
     def data_lost(self, reason: str = "input lost") -> None:
         """The caller lost bytes here (RTP sequence gap): drop the picture in progress, resync, await a keyframe."""
         self._buf.clear()
-        self._unbounded = False
+        self._video_left = None
         self._garbage_run = 0
         self._garbage_dirty = False
         self._video.lose(reason)
 
     def end_of_stream(self) -> None:
-        """No more input: emit the last picture (a packet cut off at the end is dropped and counted)."""
+        """No more input: emit the last picture (one cut off inside a packet is dropped and counted)."""
         if self._ended:
             return
-        if self._unbounded:
+        if self._video_left == _UNBOUNDED:
             self._video.payload(self._buf)
             self._buf.clear()
-            self._unbounded = False
-        if self._buf.strip(_STUFFING):
-            self.skipped_bytes += len(self._buf)
-            self._video.lose(f"stream ends inside a packet ({len(self._buf)} bytes left)")
+            self._video_left = None
+        if self._video_left is not None or (len(self._buf) >= 4 and is_video_stream(self._buf[3])):
+            self._video.lose(f"stream ends inside a video packet ({len(self._buf)} bytes left)")
+        elif self._buf.strip(_STUFFING) or self._garbage_dirty:  # a cut-off packet or the tail of a garbage run
+            self.skipped_bytes += self._garbage_run + len(self._buf)
         self._buf.clear()
+        self._video_left = None
         self._video.end_of_frame()
         self._ended = True
 
@@ -514,9 +528,9 @@ class PsDemuxer:
         n = len(buf)
         pos = 0
         while True:
-            if self._unbounded:
-                pos = self._unbounded_payload(buf, pos, n)
-                if self._unbounded:
+            if self._video_left is not None:
+                pos = self._video_payload(buf, pos, n)
+                if self._video_left is not None:
                     break
             if n - pos < 4:
                 break
@@ -549,7 +563,12 @@ class PsDemuxer:
             hit = buf.find(_PREFIX, search)
             if hit < 0 or hit + 3 >= n:
                 break
-            if buf[hit + 3] in _RESYNC_IDS:
+            stream_id = buf[hit + 3]
+            if stream_id in _RESYNC_IDS:
+                found = hit
+                break
+            # After mere stuffing (zeros before a start code) any packet may follow: there is nothing to resync.
+            if stream_id >= PROGRAM_END and not self._garbage_dirty and not buf[pos:hit].strip(_STUFFING):
                 found = hit
                 break
             search = hit + 1
@@ -566,10 +585,12 @@ class PsDemuxer:
         return found
 
     def _end_garbage(self) -> None:
+        # Garbage between whole packets is vendor junk or a cut-off start: the packets around it are
+        # intact, so the picture in progress is kept. Lost bytes come with their own signal (data_lost).
         if self._garbage_dirty:
             self.skipped_bytes += self._garbage_run
             self.resyncs += 1
-            self._video.lose(f"{self._garbage_run} bytes of garbage between packets")
+            self.last_error = f"{self._garbage_run} bytes of garbage between packets"
         self._garbage_run = 0
         self._garbage_dirty = False
 
@@ -593,8 +614,8 @@ class PsDemuxer:
             return 0
         length = buf[pos + 4] << 8 | buf[pos + 5]
         video = is_video_stream(stream_id) and self._video_id in (None, stream_id)
-        if length == 0 and video:
-            return self._unbounded_start(buf, pos, n, stream_id)
+        if video:
+            return self._video_start(buf, pos, n, stream_id, length)
         size = 6 + length
         if n - pos < size:
             return 0
@@ -603,18 +624,11 @@ class PsDemuxer:
         elif stream_id == SYSTEM_HEADER or stream_id in _NO_PES_HEADER:
             if stream_id != SYSTEM_HEADER:
                 self.ignored_pes += 1
-        elif video or is_audio_stream(stream_id):
+        elif is_audio_stream(stream_id):
             self.pes_packets += 1
             header = self._pes_header(buf, pos, pos + size)
             if header is None:
                 self.bad_pes += 1
-                if video:
-                    self._video.lose(f"malformed PES header for stream 0x{stream_id:02X}")
-            elif video:
-                self._select_video(stream_id)
-                start, pts, dts = header
-                self._video.pes_start(pts, dts)
-                self._video.payload(memoryview(buf)[start : pos + size])
             else:
                 start, pts, _ = header
                 self._audio(stream_id, pts, bytes(buf[start : pos + size]))
@@ -623,23 +637,36 @@ class PsDemuxer:
             self.ignored_pes += 1
         return size
 
-    def _unbounded_start(self, buf: bytearray, pos: int, n: int, stream_id: int) -> int:
-        header = self._pes_header(buf, pos, n)
+    def _video_start(self, buf: bytearray, pos: int, n: int, stream_id: int, length: int) -> int:
+        """The header of a video PES; its payload is then passed on as it arrives (no PES is buffered whole)."""
+        end = n if length == 0 else min(n, pos + 6 + length)
+        header = self._pes_header(buf, pos, end)
         if header is None:
-            if n - pos < 6 + MAX_PES_HEADER:
+            whole = length and n >= pos + 6 + length
+            if not whole and n - pos < MAX_PES_HEADER:
                 return 0  # the header may still be arriving
+            self.pes_packets += 1
             self.bad_pes += 1
             self._video.lose(f"malformed PES header for stream 0x{stream_id:02X}")
-            return 6
+            return 6 + length if whole else 6
         self.pes_packets += 1
         self._select_video(stream_id)
         start, pts, dts = header
         self._video.pes_start(pts, dts)
-        self._unbounded = True
+        self._video_left = _UNBOUNDED if length == 0 else pos + 6 + length - start
         return start - pos
 
-    def _unbounded_payload(self, buf: bytearray, pos: int, n: int) -> int:
-        """Pass video bytes on up to the next system start code; return the new position."""
+    def _video_payload(self, buf: bytearray, pos: int, n: int) -> int:
+        """Pass video PES payload on: the rest of a bounded PES, or up to the next system start code."""
+        left = self._video_left
+        assert left is not None
+        if left >= 0:
+            stop = min(n, pos + left)
+            if stop > pos:
+                self._video.payload(memoryview(buf)[pos:stop])
+            left -= stop - pos
+            self._video_left = left if left else None
+            return stop
         search = pos
         while True:
             hit = buf.find(_PREFIX, search)
@@ -649,7 +676,7 @@ class PsDemuxer:
                 break
             if buf[hit + 3] >= PROGRAM_END:
                 stop = hit
-                self._unbounded = False
+                self._video_left = None
                 break
             search = hit + 1
         if stop > pos:

@@ -107,12 +107,14 @@ def pes_timestamps(pts: int | None, dts: int | None) -> tuple[int, bytes]:
     return 0xC0, encode_timestamp(_PTS_WITH_DTS, pts) + encode_timestamp(_DTS, dts)
 
 
-def build_pack_header(scr: int, mux_rate: int = DEFAULT_MUX_RATE) -> bytes:
-    """An MPEG-2 pack header (14 bytes, no stuffing) with ``scr`` in 90 kHz (extension 0)."""
+def build_pack_header(scr: int, mux_rate: int = DEFAULT_MUX_RATE, scr_ext: int = 0) -> bytes:
+    """An MPEG-2 pack header (14 bytes, no stuffing): ``scr`` in 90 kHz, ``scr_ext`` in 27 MHz ticks (9 bits)."""
     if not 0 < mux_rate < 1 << 22:
         raise PsError(f"program_mux_rate {mux_rate} does not fit 22 bits")
+    if not 0 <= scr_ext < 1 << 9:
+        raise PsError(f"SCR extension {scr_ext} does not fit 9 bits")
     scr %= TIMESTAMP_MODULUS
-    ext = 0
+    ext = scr_ext
     return START_CODE_PREFIX + bytes(
         [
             PACK_HEADER,
@@ -130,20 +132,16 @@ def build_pack_header(scr: int, mux_rate: int = DEFAULT_MUX_RATE) -> bytes:
     )
 
 
-def parse_pack_scr(data: bytes | bytearray | memoryview, pos: int = 0) -> int:
-    """The 33-bit SCR base of the MPEG-2 pack header starting at ``pos`` (at its start code)."""
+def parse_pack_header(data: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int, int]:
+    """``(scr, scr_ext, mux_rate)`` of the MPEG-2 pack header at ``pos`` (at its start code); markers unchecked."""
     if pos + PACK_HEADER_LENGTH > len(data):
         raise PsError(f"pack header at byte {pos} runs past the end ({len(data)} bytes)")
-    b = data[pos + 4 : pos + 9]
-    return (
-        ((b[0] >> 3) & 0x07) << 30
-        | (b[0] & 0x03) << 28
-        | b[1] << 20
-        | (b[2] >> 3) << 15
-        | (b[2] & 0x03) << 13
-        | (b[3] << 5)
-        | (b[4] >> 3)
-    )
+    b = data[pos + 4 : pos + 13]
+    scr = (b[0] >> 3 & 0x07) << 30 | (b[0] & 0x03) << 28 | b[1] << 20 | (b[2] >> 3) << 15 | (b[2] & 0x03) << 13
+    scr |= b[3] << 5 | b[4] >> 3
+    ext = (b[4] & 0x03) << 7 | b[5] >> 1
+    mux_rate = (b[6] << 16 | b[7] << 8 | b[8]) >> 2
+    return scr, ext, mux_rate
 
 
 def build_system_header(streams: list[tuple[int, int, int]], mux_rate: int = DEFAULT_MUX_RATE) -> bytes:

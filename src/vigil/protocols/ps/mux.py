@@ -6,8 +6,8 @@ pack, a codec change and every ``psm_interval``-th pack add a system header and 
 follows as Annex B in PES packets of at most ``max_pes_payload`` bytes, the first one carrying PTS
 (and DTS when it differs) and data_alignment_indicator.
 
-In-band data: an access unit delimiter is put first unless the unit starts with one (receivers such
-as ZLMediaKit split pictures on it), and a keyframe without in-band parameter sets gets the track's,
+In-band data: exactly one access unit delimiter is put first (receivers such as ZLMediaKit split
+pictures on it), and a keyframe without in-band parameter sets gets the track's,
 because a PS receiver has no SDP or MP4 sample entry to take them from. :class:`PsDemuxer` drops the
 delimiter again, so units in that normal form (keyframes carry their parameter sets, no delimiter)
 survive a mux → demux round trip unchanged.
@@ -87,14 +87,14 @@ class PsMuxer:
             nals = split_avcc(unit.data)
         except H26xError as exc:
             raise PsError(f"access unit data is not 4-byte AVCC: {exc}") from exc
-        if not nals:
-            raise PsError("access unit holds no NAL units")
-        kinds = {_nal_type(codec, nal) for nal in nals}
-        if unit.keyframe and not kinds & _PARAMETER_SET_TYPES[codec]:
-            nals = [*unit.track.parameter_sets, *nals]
         aud = _AUD[codec]
-        if _nal_type(codec, nals[0]) != _nal_type(codec, aud):
-            nals = [aud, *nals]
+        aud_type = _nal_type(codec, aud)
+        nals = [nal for nal in nals if _nal_type(codec, nal) != aud_type]  # one delimiter, first
+        if not nals:
+            raise PsError("access unit holds no NAL units besides delimiters")
+        if unit.keyframe and not {_nal_type(codec, nal) for nal in nals} & _PARAMETER_SET_TYPES[codec]:
+            nals = [*unit.track.parameter_sets, *nals]
+        nals = [aud, *nals]
         if codec is not self._codec:
             if self._codec is not None:
                 self._psm_version = (self._psm_version + 1) & 0x1F

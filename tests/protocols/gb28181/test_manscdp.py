@@ -843,3 +843,12 @@ def test_status_variants_from_devices() -> None:
         xml = CATALOG_2016.replace("<Status>ON</Status>", f"<Status>{text}</Status>")
         msg = parse_manscdp(body(xml), tz=BEIJING)
         assert isinstance(msg, CatalogResponse) and msg.items[0].status is status
+
+
+def test_gb2312_body_that_is_accidentally_valid_utf8_keeps_its_declaration() -> None:
+    # Found by hypothesis: "谆" in GB2312 is D7 BB, which is also valid UTF-8 (U+05FB).
+    from vigil.protocols.gb28181.charset import decode_body
+
+    raw = '<?xml version="1.0" encoding="GB2312"?>\r\n<Notify><DeviceID>谆</DeviceID></Notify>'.encode("gb2312")
+    decoded = decode_body(raw)
+    assert decoded.charset is Charset.GB2312 and "谆" in decoded.text

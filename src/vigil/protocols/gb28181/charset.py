@@ -4,9 +4,12 @@ GB/T 28181-2022 6.10 mandates GB 18030; devices in the field declare ``GB2312`` 
 or ``UTF-8``, and some declare one and send the other. Decoding rule, in order:
 
 1. A UTF-8 byte-order mark means UTF-8.
-2. Bytes that are valid UTF-8 *and* contain multi-byte sequences are UTF-8, whatever the declaration
-   says: GB-encoded Chinese is almost never valid UTF-8 beyond a character or two, while UTF-8 bytes
-   always "decode" as GB 18030 into mojibake, so strict GB decoding cannot detect that mismatch.
+2. Bytes that are valid UTF-8 *and* read as UTF-8 like Chinese text does are UTF-8, whatever the
+   declaration says. "Like Chinese text" means at least :data:`MIN_UTF8_EVIDENCE` non-ASCII characters,
+   all from three-byte sequences (U+0800 and up): a GB-encoded string forms a valid two-byte UTF-8
+   sequence easily (one hanzi can), but chance chains of three-byte sequences are vanishingly rare,
+   while UTF-8 bytes read in GBK/GB 18030 decode without error as mojibake. A GB body that is only
+   accidentally valid UTF-8 therefore keeps its declared charset.
 3. Otherwise the declared charset, then the caller's per-peer hint, then UTF-8, then GB 18030; the first
    that decodes strictly wins. GB2312 and GBK are decoded with the ``gb18030`` codec (a superset).
 
@@ -89,21 +92,38 @@ def decode_body(body: bytes, hint: Charset | None = None) -> DecodedText:
     declared = declared_charset(body)
     as_utf8 = _decode(body, Charset.UTF_8)
     if as_utf8 is not None:
-        if not body.isascii():
+        if not body.isascii() and (declared in (None, Charset.UTF_8) or _reads_as_utf8_text(as_utf8)):
             return DecodedText(_strip_declaration(as_utf8), Charset.UTF_8)
-        # Pure ASCII reads the same in every candidate: report what the peer says it speaks.
-        return DecodedText(_strip_declaration(as_utf8), declared or hint or Charset.UTF_8)
+        if body.isascii():
+            # Pure ASCII reads the same in every candidate: report what the peer says it speaks.
+            return DecodedText(_strip_declaration(as_utf8), declared or hint or Charset.UTF_8)
     tried: list[Charset] = []
-    for candidate in (declared, hint, Charset.GB18030):
+    for candidate in (declared, hint):
         if candidate is None or candidate is Charset.UTF_8 or candidate in tried:
             continue
         tried.append(candidate)
         text = _decode(body, candidate)
         if text is not None:
             return DecodedText(_strip_declaration(text), candidate)
+    if as_utf8 is not None:
+        # The declared/hinted GB charset does not fit but UTF-8 does: the peer declared the wrong one.
+        return DecodedText(_strip_declaration(as_utf8), Charset.UTF_8)
+    text = _decode(body, Charset.GB18030)
+    if text is not None:
+        return DecodedText(_strip_declaration(text), Charset.GB18030)
     raise ManscdpError(
         f"MANSCDP body is neither UTF-8 nor GB 18030 (declared {declared.value if declared else 'nothing'})"
     )
+
+
+#: Non-ASCII characters a GB-declared body must show before its valid UTF-8 reading is believed.
+MIN_UTF8_EVIDENCE = 2
+
+
+def _reads_as_utf8_text(text: str) -> bool:
+    """Whether a valid UTF-8 reading looks like real text rather than GB bytes that happen to be valid."""
+    wide = [c for c in text if ord(c) > 0x7F]
+    return len(wide) >= MIN_UTF8_EVIDENCE and all(ord(c) >= 0x800 for c in wide)
 
 
 def _require(text: str | None, name: str) -> str:

@@ -22,9 +22,7 @@ from vigil.storage.db import Database
 
 # CI shares two cores with the services and the browser: generation speed and per-example time vary a lot
 # there, so neither is a failure. What the fuzz tests assert (only documented errors, round trips) is kept.
-settings.register_profile(
-    "vigil", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
+settings.register_profile("vigil", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("vigil")
 
 PG_URL = os.environ.get("VIGIL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

@@ -13,6 +13,7 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from vigil.protocols.gb28181.manscdp import (
     CatalogItem,
@@ -193,8 +194,8 @@ class UdpPlatform(asyncio.DatagramProtocol):
         return str(host), int(port)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # The selector loop's UDP transport does not subclass DatagramTransport, though it is one.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         assert self.transport is not None

@@ -233,6 +233,23 @@ def test_stop_unregisters_with_expires_zero() -> None:
     assert link.platform.keepalives == []
 
 
+def test_stop_while_registering_still_unregisters() -> None:
+    link = Link(make_device(), TinyPlatform(password="secret"))
+    link.device.start(0.0)
+    [(unauthenticated, _)] = link.device.datagrams_to_send(0.0)
+    [challenge] = link.platform.handle(unauthenticated, DEVICE_ADDR, 0.0)
+    link.deliver(challenge)
+    [(authorised, _)] = link.device.datagrams_to_send(0.0)
+    link.device.stop(0.0)  # the authorised REGISTER is still on its way and will be accepted
+    for reply in link.platform.handle(authorised, DEVICE_ADDR, 0.0):
+        link.deliver(reply)
+    assert DEVICE in link.platform.bindings
+    link.advance(100.0)
+    assert link.device.state is DeviceState.STOPPED
+    assert link.platform.unregistered == [DEVICE]
+    assert link.platform.bindings == {}
+
+
 def test_stop_before_registering_sends_nothing() -> None:
     device = make_device()
     device.stop(0.0)

@@ -352,7 +352,9 @@ class GbDevice:
             return
         self._refresh_at = self._keepalive_at = self._retry_at = None
         self._round_challenges = 0
-        if self.state is DeviceState.REGISTERED:
+        in_flight = any(o.purpose is _Purpose.REGISTER for o in self._client.values())
+        # A REGISTER still in flight may yet be accepted: unregister then too, so no binding outlives us.
+        if self.state is DeviceState.REGISTERED or in_flight:
             self.state = DeviceState.UNREGISTERING
             self._send_register(now, expires=0, purpose=_Purpose.UNREGISTER)
             return

@@ -1,0 +1,769 @@
+"""One simulated GB/T 28181 device (an NVR with channels), sans-I/O in the aioquic style.
+
+Theory of operation: the device is fed messages and the current monotonic time, and asked what to
+send and when to wake next — it owns no socket and no timer:
+
+* ``start(now)`` begins registering; ``stop(now)`` unregisters (REGISTER ``Expires: 0``);
+* ``receive_datagram(data, addr, now)`` (UDP) / ``receive_data(data, now)`` (TCP) /
+  ``receive_message(message, addr, now)`` (already parsed, e.g. by a runner demultiplexing a
+  shared socket) feed what the platform sent;
+* ``datagrams_to_send(now)`` → ``(bytes, address)`` pairs; ``get_timer()`` / ``handle_timer(now)``;
+* ``next_event()`` → :class:`Registered`, :class:`RegistrationFailed`, :class:`Unregistered`,
+  :class:`QueryAnswered` for the runner's log and stats.
+
+Registration (GB/T 28181 §9.1, digest §2.1): REGISTER without credentials → 401 → REGISTER with
+``Authorization`` (:class:`DigestClient`) → 200. A 403, or a second non-stale 401 for the same
+credentials, is final: the device gives up with the reason (:attr:`GbDevice.failure_reason`). A
+stale 401 is retried with the new nonce. Anything else (timeout, 5xx) is retried after
+``retry_s``. The binding is refreshed at ``refresh_fraction`` of the granted expiry, reusing the
+held nonce (one round trip when the platform still accepts it; a 401 then starts a fresh round).
+
+While registered, a Keepalive MESSAGE goes out every ``keepalive_s``; ``keepalive_misses``
+consecutive unanswered (or refused) keepalives mean the platform lost us: register afresh.
+
+Queries (MESSAGE with a MANSCDP ``Query``) are answered 200 OK at once, then by new MESSAGEs to the
+platform: Catalog in pages of ``page_size`` items (Annex M: same SN, ``SumNum`` = total, each page
+sent only after the previous one's final response or timeout), DeviceInfo, DeviceStatus. A query for
+an ID that is neither the device nor one of its channels, and any CmdType not simulated, is answered
+200 and then ignored; a body that is not MANSCDP at all earns 400.
+
+Bad bytes never raise from :meth:`GbDevice.receive_datagram` / :meth:`GbDevice.receive_message`:
+they are counted in :attr:`DeviceStats.bad_messages` (and answered 4xx when a request head is
+readable). :meth:`GbDevice.receive_data` raises :class:`SipError` only when the TCP framing is
+lost, after which the connection must be closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.errors import ManscdpError
+from vigil.protocols.gb28181.manscdp import (
+    MAX_SN,
+    CatalogInfo,
+    CatalogItem,
+    CatalogQuery,
+    CatalogResponse,
+    DeviceInfoQuery,
+    DeviceInfoResponse,
+    DeviceStatusQuery,
+    DeviceStatusResponse,
+    GbVersion,
+    ItemStatus,
+    Keepalive,
+    Message,
+    Result,
+    decode_manscdp,
+    encode_manscdp,
+)
+from vigil.protocols.sip.digest import DigestClient
+from vigil.protocols.sip.message import (
+    Address,
+    IdGenerator,
+    SipError,
+    SipRequest,
+    SipResponse,
+    SipStreamParser,
+    Via,
+    make_request,
+    make_response,
+    parse_datagram,
+)
+from vigil.protocols.sip.transaction import (
+    ClientTransaction,
+    ResponseReceived,
+    ServerTransaction,
+    TransactionTimeout,
+    client_key,
+    server_key,
+)
+
+__all__ = [
+    "BEIJING",
+    "MANSCDP_CONTENT_TYPE",
+    "DeviceConfig",
+    "DeviceEvent",
+    "DeviceState",
+    "DeviceStats",
+    "GbDevice",
+    "QueryAnswered",
+    "Registered",
+    "RegistrationFailed",
+    "Unregistered",
+    "channel_id",
+    "device_id",
+]
+
+#: GB/T 28181 times are Beijing local time without a zone (A.1, §9.10.3).
+BEIJING = timezone(timedelta(hours=8), "CST")
+MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
+#: Annex E type codes: the simulated device is an NVR (118), its channels are cameras (131).
+DEVICE_TYPE = "118"
+CHANNEL_TYPE = "131"
+_SERIALS = 1_000_000
+#: 401s (stale nonces) tolerated in one REGISTER round before backing off.
+MAX_CHALLENGES = 4
+_USER_AGENT = "Vigil-GB28181-Sim"
+
+#: (host, port).
+HostPort = tuple[str, int]
+
+
+def device_id(domain: str, serial: int) -> str:
+    """A 20-digit NVR ID: 10-digit domain + type 118 + network 0 + 6-digit serial (1…999999)."""
+    if len(domain) != 10 or not domain.isdigit():
+        raise ValueError(f"domain must be 10 digits, got {domain!r}")
+    if not 1 <= serial < _SERIALS:
+        raise ValueError(f"device serial must be 1…{_SERIALS - 1}, got {serial}")
+    return f"{domain}{DEVICE_TYPE}0{serial:06d}"
+
+
+def channel_id(device: str, index: int, channels_per_device: int) -> str:
+    """The ID of channel ``index`` (0-based) of ``device``: same domain and network, type 131.
+
+    Serials are ``(device serial - 1) * channels_per_device + index + 1``, so devices numbered 1…N
+    with the same channel count never share a channel ID while N × channels < 10⁶.
+    """
+    if len(device) != 20 or not device.isdigit():
+        raise ValueError(f"device ID must be 20 digits, got {device!r}")
+    if not 0 <= index < channels_per_device:
+        raise ValueError(f"channel index {index} outside 0…{channels_per_device - 1}")
+    serial = ((int(device[14:]) - 1) * channels_per_device + index + 1) % _SERIALS
+    return f"{device[:10]}{CHANNEL_TYPE}{device[13]}{serial:06d}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceConfig:
+    """Who the device is, where its platform is, and how it behaves; times in seconds."""
+
+    device_id: str
+    password: str
+    platform_id: str
+    #: SIP domain / digest realm (the platform ID's first 10 digits unless configured otherwise).
+    domain: str
+    platform_address: HostPort
+    #: The address the device advertises in Via/Contact (the runner's socket).
+    local_address: HostPort
+    transport: str = "UDP"
+    channels: int = 4
+    page_size: int = 20
+    expires_s: int = 3600
+    refresh_fraction: float = 0.8
+    keepalive_s: float = 60.0
+    keepalive_misses: int = 3
+    retry_s: float = 60.0
+    charset: Charset = Charset.GB2312
+    version: GbVersion = GbVersion.V2022
+    name: str = "Vigil sim NVR"
+    manufacturer: str = "Vigil"
+    model: str = "SIM-NVR"
+    firmware: str = "1.0"
+    longitude: float = 116.397
+    latitude: float = 39.909
+
+    def __post_init__(self) -> None:
+        if len(self.device_id) != 20 or not self.device_id.isdigit():
+            raise ValueError(f"device_id must be 20 digits, got {self.device_id!r}")
+        if self.transport not in ("UDP", "TCP"):
+            raise ValueError(f"transport must be UDP or TCP, got {self.transport!r}")
+        if self.channels < 0 or self.page_size < 1:
+            raise ValueError("channels must be ≥ 0 and page_size ≥ 1")
+        if self.expires_s < 1 or not 0 < self.refresh_fraction < 1:
+            raise ValueError("expires_s must be ≥ 1 and refresh_fraction in (0, 1)")
+        if self.keepalive_s <= 0 or self.keepalive_misses < 1 or self.retry_s <= 0:
+            raise ValueError("keepalive_s and retry_s must be > 0, keepalive_misses ≥ 1")
+
+
+class DeviceState(enum.Enum):
+    IDLE = "idle"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    #: Waiting ``retry_s`` after a failure that may pass (timeout, 5xx, platform offline).
+    BACKOFF = "backoff"
+    #: Refused for good (403, wrong credentials): nothing more is sent.
+    FAILED = "failed"
+    UNREGISTERING = "unregistering"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The platform accepted the binding for ``expires`` seconds (also after each refresh)."""
+
+    expires: int
+    refresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationFailed:
+    """A REGISTER round failed; ``final`` means the device gave up (else it retries after ``retry_s``)."""
+
+    reason: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unregistered:
+    """``stop()`` finished: the platform answered the Expires 0 REGISTER (``reason`` says how)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAnswered:
+    """A query's response messages were all sent (``messages`` pages for Catalog)."""
+
+    cmd_type: str
+    sn: int
+    messages: int
+
+
+DeviceEvent = Registered | RegistrationFailed | Unregistered | QueryAnswered
+
+
+@dataclass(slots=True)
+class DeviceStats:
+    """Counters since construction."""
+
+    registrations: int = 0
+    registration_failures: int = 0
+    keepalives_sent: int = 0
+    keepalives_failed: int = 0
+    queries_answered: int = 0
+    queries_ignored: int = 0
+    bad_messages: int = 0
+
+
+class _Purpose(enum.Enum):
+    REGISTER = "register"
+    UNREGISTER = "unregister"
+    KEEPALIVE = "keepalive"
+    RESPONSE = "response"
+
+
+@dataclass(slots=True)
+class _Chain:
+    """The serial MESSAGEs answering one query (Annex M: next page after the previous one's final response)."""
+
+    cmd_type: str
+    sn: int
+    pending: deque[Message]
+    sent: int = 0
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    transaction: ClientTransaction
+    purpose: _Purpose
+    chain: _Chain | None = None
+
+
+@dataclass(slots=True)
+class _Channel:
+    device_id: str
+    name: str
+    longitude: float
+    latitude: float
+
+
+@dataclass(slots=True)
+class _Outbox:
+    events: deque[DeviceEvent] = field(default_factory=deque)
+    datagrams: deque[tuple[bytes, HostPort]] = field(default_factory=deque)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class GbDevice:
+    """A GB/T 28181 device: registers, keeps alive, answers Catalog/DeviceInfo/DeviceStatus queries."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        *,
+        random_bytes: Callable[[int], bytes],
+        wallclock: Callable[[], datetime] = _utc_now,
+        tz: tzinfo = BEIJING,
+    ) -> None:
+        self.config = config
+        self.stats = DeviceStats()
+        self.state = DeviceState.IDLE
+        #: Why the last registration round failed (set while BACKOFF or FAILED).
+        self.failure_reason: str | None = None
+        self._random = random_bytes
+        self._ids = IdGenerator(random_bytes)
+        self._wallclock = wallclock
+        self._tz = tz
+        self._reliable = config.transport == "TCP"
+        self._digest = DigestClient(username=config.device_id, password=config.password, random_bytes=random_bytes)
+        self._register_call_id = self._ids.call_id(config.local_address[0])
+        self._register_tag = self._ids.tag()
+        self._cseq = 0
+        self._sn = 0
+        #: 401s seen in the current REGISTER round; the first may answer a pre-emptive (stale-held) nonce.
+        self._round_challenges = 0
+        self._client: dict[tuple[str, str], _Outgoing] = {}
+        self._server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._out = _Outbox()
+        self._refresh_at: float | None = None
+        self._keepalive_at: float | None = None
+        self._retry_at: float | None = None
+        self._keepalive_misses = 0
+        self._stream = SipStreamParser()
+        self._channels = [
+            _Channel(
+                cid,
+                f"{config.name} CH{i + 1}",
+                round(config.longitude + ((int(cid[14:]) * 37) % 1000) * 1e-4, 6),
+                round(config.latitude + ((int(cid[14:]) * 53) % 1000) * 1e-4, 6),
+            )
+            for i, cid in enumerate(channel_id(config.device_id, i, config.channels) for i in range(config.channels))
+        ]
+        self._channel_by_id = {ch.device_id: ch for ch in self._channels}
+
+    # --- public API ---------------------------------------------------------------------------------
+
+    @property
+    def device_id(self) -> str:
+        """The device's 20-digit ID."""
+        return self.config.device_id
+
+    @property
+    def channel_ids(self) -> list[str]:
+        """The channels' 20-digit IDs, in catalog order."""
+        return [ch.device_id for ch in self._channels]
+
+    def start(self, now: float) -> None:
+        """Begin registering (once; a stopped device stays stopped)."""
+        if self.state is DeviceState.IDLE:
+            self._register(now, refresh=False)
+
+    def stop(self, now: float) -> None:
+        """Unregister (REGISTER Expires 0) if registered; otherwise stop at once."""
+        if self.state in (DeviceState.STOPPED, DeviceState.UNREGISTERING):
+            return
+        self._refresh_at = self._keepalive_at = self._retry_at = None
+        self._round_challenges = 0
+        in_flight = any(o.purpose is _Purpose.REGISTER for o in self._client.values())
+        # A REGISTER still in flight may yet be accepted: unregister then too, so no binding outlives us.
+        if self.state is DeviceState.REGISTERED or in_flight:
+            self.state = DeviceState.UNREGISTERING
+            self._send_register(now, expires=0, purpose=_Purpose.UNREGISTER)
+            return
+        self.state = DeviceState.STOPPED
+        self._client.clear()
+        self._out.events.append(Unregistered("was not registered"))
+
+    def receive_datagram(self, data: bytes, addr: HostPort, now: float) -> None:
+        """One UDP datagram from ``addr``; never raises (bad input is counted and answered 4xx where possible)."""
+        try:
+            message = parse_datagram(data)
+        except SipError as exc:
+            self._bad(exc, addr)
+            return
+        if message is not None:
+            self.receive_message(message, addr, now)
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Bytes from the TCP connection; raises :class:`SipError` when the framing is lost (close it)."""
+        self._stream.feed(data)
+        while True:
+            try:
+                message = self._stream.next_message()
+            except SipError as exc:
+                self._bad(exc, self.config.platform_address)
+                if self._stream.broken:
+                    raise
+                continue
+            if message is None:
+                return
+            self.receive_message(message, self.config.platform_address, now)
+
+    def receive_message(self, message: SipRequest | SipResponse, addr: HostPort, now: float) -> None:
+        """One parsed message from ``addr``; never raises."""
+        try:
+            if isinstance(message, SipResponse):
+                self._on_response(message, now)
+            else:
+                self._on_request(message, addr, now)
+        except SipError as exc:
+            self._bad(exc, addr)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, HostPort]]:
+        """Wire bytes due now and where to send them (the platform, or a request's source for responses)."""
+        out = list(self._out.datagrams)
+        self._out.datagrams.clear()
+        platform = self.config.platform_address
+        for outgoing in self._client.values():
+            out.extend((data, platform) for data in outgoing.transaction.datagrams_to_send(now))
+        return out
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called, or None."""
+        timers = [t for t in (self._refresh_at, self._keepalive_at, self._retry_at) if t is not None]
+        timers.extend(t for o in self._client.values() if (t := o.transaction.get_timer()) is not None)
+        timers.extend(t for s in self._server.values() if (t := s.get_timer()) is not None)
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now``: retransmits, timeouts, refresh, keepalive, retry."""
+        for key, outgoing in list(self._client.items()):
+            outgoing.transaction.handle_timer(now)
+            self._drain(key, outgoing, now)
+        for skey, server in list(self._server.items()):
+            server.handle_timer(now)
+            if server.terminated:
+                del self._server[skey]
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            self._register(now, refresh=False)
+        if self._refresh_at is not None and now >= self._refresh_at:
+            self._refresh_at = None
+            self._register(now, refresh=True)
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            self._keepalive_at = now + self.config.keepalive_s
+            self._send_keepalive(now)
+
+    def next_event(self) -> DeviceEvent | None:
+        """The next event for the runner, or None."""
+        return self._out.events.popleft() if self._out.events else None
+
+    # --- registration -------------------------------------------------------------------------------
+
+    def _register(self, now: float, *, refresh: bool) -> None:
+        if not refresh:
+            self.state = DeviceState.REGISTERING
+        self._round_challenges = 0
+        self._send_register(now, expires=self.config.expires_s, purpose=_Purpose.REGISTER)
+
+    def _send_register(self, now: float, *, expires: int, purpose: _Purpose) -> None:
+        c = self.config
+        self._cseq += 1
+        contact = Address(f"sip:{c.device_id}@{_hostport(c.local_address)}")
+        me = Address(f"sip:{c.device_id}@{c.domain}")
+        request = make_request(
+            "REGISTER",
+            f"sip:{c.platform_id}@{c.domain}",
+            via=self._via(),
+            from_address=me.with_param("tag", self._register_tag),
+            to_address=me,
+            call_id=self._register_call_id,
+            cseq=self._cseq,
+            contact=contact,
+            extra=[("User-Agent", _USER_AGENT), ("Expires", str(expires))],
+        )
+        # Reuse a held nonce (refresh, unregister, the answer to a 401): one round trip when it is still good.
+        self._digest.authorize(request)
+        self._send(request, now, purpose)
+
+    def _on_register_response(self, response: SipResponse, purpose: _Purpose, now: float) -> None:
+        status = response.status
+        if status < 200:
+            return
+        if purpose is _Purpose.UNREGISTER:
+            if status in (401, 407) and self._round_challenges == 0 and self._accept(response):
+                self._round_challenges += 1
+                self._send_register(now, expires=0, purpose=_Purpose.UNREGISTER)
+                return
+            self._finish_stop(f"{status} {response.reason}".strip())
+            return
+        if self.state not in (DeviceState.REGISTERING, DeviceState.REGISTERED):
+            return
+        if 200 <= status < 300:
+            self._digest.succeeded()
+            expires = self._granted_expires(response)
+            refresh = self.state is DeviceState.REGISTERED
+            self.state = DeviceState.REGISTERED
+            self.failure_reason = None
+            self._keepalive_misses = 0
+            self.stats.registrations += 1
+            self._refresh_at = now + expires * self.config.refresh_fraction
+            if not refresh or self._keepalive_at is None:
+                self._keepalive_at = now + self.config.keepalive_s
+            self._out.events.append(Registered(expires, refresh))
+            return
+        if status in (401, 407):
+            self._round_challenges += 1
+            if self._round_challenges > MAX_CHALLENGES:
+                self._fail(f"{status} challenged {MAX_CHALLENGES} times in a row", final=False)
+                return
+            if self._accept(response):
+                self._send_register(now, expires=self.config.expires_s, purpose=_Purpose.REGISTER)
+                return
+            self._fail(f"{status} credentials refused", final=True)
+            return
+        self._fail(f"{status} {response.reason}".strip(), final=status == 403)
+
+    def _accept(self, response: SipResponse) -> bool:
+        """Take a challenge; a pre-emptive answer on an old nonce refused outright starts a fresh round."""
+        try:
+            if self._digest.accept_challenge(response):
+                return True
+            if self._round_challenges > 1:
+                return False
+            # Our first request this round carried credentials for a nonce the platform no longer knows
+            # (it restarted): that is not a refusal of the password yet.
+            c = self.config
+            self._digest = DigestClient(username=c.device_id, password=c.password, random_bytes=self._random)
+            return self._digest.accept_challenge(response)
+        except SipError as exc:
+            self.stats.bad_messages += 1
+            self.failure_reason = exc.reason
+            return False
+
+    def _granted_expires(self, response: SipResponse) -> int:
+        ours = f"sip:{self.config.device_id}@"
+        try:
+            for contact in response.contacts:
+                if contact.uri.startswith(ours) and contact.expires is not None:
+                    return max(1, contact.expires)
+            granted = response.expires
+        except SipError:
+            granted = None
+        return max(1, granted) if granted is not None else self.config.expires_s
+
+    def _fail(self, reason: str, *, final: bool) -> None:
+        self.stats.registration_failures += 1
+        self.failure_reason = reason
+        self._refresh_at = self._keepalive_at = None
+        if final:
+            self.state = DeviceState.FAILED
+            self._retry_at = None
+        else:
+            self.state = DeviceState.BACKOFF
+            self._retry_at = None  # set by the caller with the time at hand
+        self._out.events.append(RegistrationFailed(reason, final))
+
+    def _finish_stop(self, reason: str) -> None:
+        self.state = DeviceState.STOPPED
+        self._client = {k: o for k, o in self._client.items() if o.purpose is _Purpose.UNREGISTER}
+        self._out.events.append(Unregistered(reason))
+
+    # --- keepalive and query answers ---------------------------------------------------------------
+
+    def _send_keepalive(self, now: float) -> None:
+        self.stats.keepalives_sent += 1
+        self._send_manscdp(Keepalive(sn=self._next_sn(), device_id=self.config.device_id), now, _Purpose.KEEPALIVE)
+
+    def _on_keepalive_result(self, ok: bool, now: float) -> None:
+        if ok:
+            self._keepalive_misses = 0
+            return
+        self.stats.keepalives_failed += 1
+        self._keepalive_misses += 1
+        if self._keepalive_misses >= self.config.keepalive_misses and self.state is DeviceState.REGISTERED:
+            # The platform has lost us (§9.6: offline after 3 misses); register afresh.
+            self._keepalive_misses = 0
+            self._refresh_at = self._keepalive_at = None
+            self._register(now, refresh=False)
+
+    def _send_manscdp(self, message: Message, now: float, purpose: _Purpose, chain: _Chain | None = None) -> None:
+        c = self.config
+        body = encode_manscdp(message, tz=self._tz, charset=c.charset, version=c.version)
+        request = make_request(
+            "MESSAGE",
+            f"sip:{c.platform_id}@{_hostport(c.platform_address)}",
+            via=self._via(),
+            from_address=Address(f"sip:{c.device_id}@{c.domain}", params=(("tag", self._ids.tag()),)),
+            to_address=Address(f"sip:{c.platform_id}@{c.domain}"),
+            call_id=self._ids.call_id(c.local_address[0]),
+            cseq=1,
+            extra=[("User-Agent", _USER_AGENT)],
+            body=body,
+            content_type=MANSCDP_CONTENT_TYPE,
+        )
+        self._send(request, now, purpose, chain)
+
+    def _answer_query(self, message: Message, now: float) -> None:
+        if isinstance(message, CatalogQuery):
+            pages = self._catalog_pages(message.device_id, message.sn)
+            self._start_chain(_Chain("Catalog", message.sn, deque(pages)), now)
+        elif isinstance(message, DeviceInfoQuery):
+            info = DeviceInfoResponse(
+                sn=message.sn,
+                device_id=message.device_id,
+                result=Result.OK,
+                device_name=self._name_of(message.device_id),
+                manufacturer=self.config.manufacturer,
+                model=self.config.model,
+                firmware=self.config.firmware,
+                channel=len(self._channels) if message.device_id == self.device_id else 1,
+            )
+            self._start_chain(_Chain("DeviceInfo", message.sn, deque([info])), now)
+        elif isinstance(message, DeviceStatusQuery):
+            status = DeviceStatusResponse(
+                sn=message.sn,
+                device_id=message.device_id,
+                result=Result.OK,
+                online=True,
+                status=Result.OK,
+                encode=ItemStatus.ON,
+                record=ItemStatus.OFF,
+                device_time=self._wallclock().astimezone(self._tz),
+            )
+            self._start_chain(_Chain("DeviceStatus", message.sn, deque([status])), now)
+
+    def _catalog_pages(self, target: str, sn: int) -> list[Message]:
+        channels = self._channels if target == self.device_id else [self._channel_by_id[target]]
+        items = [self._catalog_item(ch) for ch in channels]
+        if not items:
+            return [CatalogResponse(sn=sn, device_id=target, sum_num=0)]
+        size = self.config.page_size
+        return [
+            CatalogResponse(sn=sn, device_id=target, sum_num=len(items), items=tuple(items[i : i + size]))
+            for i in range(0, len(items), size)
+        ]
+
+    def _catalog_item(self, channel: _Channel) -> CatalogItem:
+        c = self.config
+        return CatalogItem(
+            device_id=channel.device_id,
+            name=channel.name,
+            manufacturer=c.manufacturer,
+            model=c.model,
+            owner="Owner",
+            civil_code=c.device_id[:6],
+            address="Vigil simulator",
+            parental=0,
+            parent_id=c.device_id,
+            safety_way=0,
+            register_way=1,
+            secrecy=0,
+            status=ItemStatus.ON,
+            longitude=channel.longitude,
+            latitude=channel.latitude,
+            info=CatalogInfo(ptz_type=3),
+        )
+
+    def _name_of(self, target: str) -> str:
+        channel = self._channel_by_id.get(target)
+        return channel.name if channel is not None else self.config.name
+
+    def _start_chain(self, chain: _Chain, now: float) -> None:
+        first = chain.pending.popleft()
+        chain.sent = 1
+        self._send_manscdp(first, now, _Purpose.RESPONSE, chain)
+
+    def _continue_chain(self, chain: _Chain, now: float) -> None:
+        if not chain.pending:
+            self.stats.queries_answered += 1
+            self._out.events.append(QueryAnswered(chain.cmd_type, chain.sn, chain.sent))
+            return
+        chain.sent += 1
+        self._send_manscdp(chain.pending.popleft(), now, _Purpose.RESPONSE, chain)
+
+    # --- message plumbing ---------------------------------------------------------------------------
+
+    def _on_request(self, request: SipRequest, addr: HostPort, now: float) -> None:
+        if request.method == "ACK":
+            return  # ACKs for our stateless INVITE refusals
+        if request.method == "INVITE":
+            # Media sessions are not simulated yet; INVITE needs its own transaction kind, so answer statelessly.
+            self._out.datagrams.append((make_response(request, 488, to_tag=self._ids.tag()).serialize(), addr))
+            return
+        key = server_key(request)
+        existing = self._server.get(key)
+        if existing is not None:
+            existing.receive_request(request, now)
+            self._out.datagrams.extend((data, addr) for data in existing.datagrams_to_send(now))
+            return
+        server = ServerTransaction(request, now, reliable=self._reliable)
+        self._server[key] = server
+        status, query = self._classify(request)
+        server.send_response(make_response(request, status, to_tag=self._ids.tag()), now)
+        self._out.datagrams.extend((data, addr) for data in server.datagrams_to_send(now))
+        if server.terminated:
+            del self._server[key]
+        if query is not None:
+            self._answer_query(query, now)
+
+    def _classify(self, request: SipRequest) -> tuple[int, Message | None]:
+        """The status to answer a request with, and the query to answer afterwards (if any)."""
+        if request.method in ("OPTIONS", "BYE", "NOTIFY", "INFO"):
+            return 200 if request.method == "OPTIONS" else 481, None
+        if request.method != "MESSAGE":
+            return 501, None
+        if self.state in (DeviceState.STOPPED, DeviceState.FAILED):
+            return 480, None
+        try:
+            message = decode_manscdp(request.body, tz=self._tz, charset=self.config.charset).message
+        except ManscdpError:
+            self.stats.bad_messages += 1
+            return 400, None
+        if isinstance(message, CatalogQuery | DeviceInfoQuery | DeviceStatusQuery) and (
+            message.device_id == self.device_id or message.device_id in self._channel_by_id
+        ):
+            return 200, message
+        self.stats.queries_ignored += 1
+        return 200, None
+
+    def _on_response(self, response: SipResponse, now: float) -> None:
+        key = client_key(response)
+        outgoing = self._client.get(key)
+        if outgoing is None:
+            return  # a late retransmission, or not ours
+        outgoing.transaction.receive_response(response, now)
+        self._drain(key, outgoing, now)
+
+    def _drain(self, key: tuple[str, str], outgoing: _Outgoing, now: float) -> None:
+        """Hand the transaction's events to their purpose; forget it once terminated."""
+        while (event := outgoing.transaction.next_event()) is not None:
+            if isinstance(event, ResponseReceived):
+                if event.response.status >= 200:
+                    self._on_final(outgoing, event.response, now)
+            elif isinstance(event, TransactionTimeout):
+                self._on_final(outgoing, None, now)
+        if outgoing.transaction.terminated:
+            self._client.pop(key, None)
+
+    def _on_final(self, outgoing: _Outgoing, response: SipResponse | None, now: float) -> None:
+        purpose = outgoing.purpose
+        if purpose in (_Purpose.REGISTER, _Purpose.UNREGISTER):
+            if response is not None:
+                self._on_register_response(response, purpose, now)
+            elif purpose is _Purpose.UNREGISTER:
+                self._finish_stop("timeout")
+            elif self.state in (DeviceState.REGISTERING, DeviceState.REGISTERED):
+                self._fail("408 no answer from the platform", final=False)
+            if self.state is DeviceState.BACKOFF and self._retry_at is None:
+                self._retry_at = now + self.config.retry_s
+        elif purpose is _Purpose.KEEPALIVE:
+            self._on_keepalive_result(response is not None and 200 <= response.status < 300, now)
+        elif outgoing.chain is not None and self.state not in (DeviceState.STOPPED, DeviceState.FAILED):
+            self._continue_chain(outgoing.chain, now)
+
+    def _send(self, request: SipRequest, now: float, purpose: _Purpose, chain: _Chain | None = None) -> None:
+        transaction = ClientTransaction(request, now, reliable=self._reliable)
+        self._client[transaction.key] = _Outgoing(transaction, purpose, chain)
+
+    def _via(self) -> Via:
+        host, port = self.config.local_address
+        params: tuple[tuple[str, str | None], ...] = (("branch", self._ids.branch()),)
+        if not self._reliable:
+            params = (("rport", None), *params)
+        return Via(self.config.transport, host, port, params)
+
+    def _next_sn(self) -> int:
+        self._sn = self._sn % MAX_SN + 1
+        return self._sn
+
+    def _bad(self, exc: SipError, addr: HostPort) -> None:
+        self.stats.bad_messages += 1
+        head = exc.head
+        if isinstance(head, SipRequest) and head.method != "ACK":
+            # A head that cannot even be echoed back is dropped: that is all we can do.
+            with contextlib.suppress(SipError):
+                self._out.datagrams.append((make_response(head, exc.status, exc.reason[:80]).serialize(), addr))
+
+
+def _hostport(address: HostPort) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

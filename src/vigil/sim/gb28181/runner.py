@@ -1,0 +1,441 @@
+"""Drives many :class:`~vigil.sim.gb28181.device.GbDevice` state machines over real sockets.
+
+Theory of operation:
+
+* UDP: one shared socket for every device. Each device advertises the same host:port in its Via
+  and Contact but its own device ID in From/Contact/Request-URI, so a datagram is routed by the
+  device ID it names (a request's Request-URI user, else its To user; a response's From user).
+  One socket and one parse per datagram is what lets one process simulate thousands of devices.
+* TCP: one connection per device (GB/T 28181 §9.1.1 f: the device keeps it for all signalling);
+  the device frames its own stream. A lost connection is counted; reconnecting is not simulated yet.
+* Timers: one ``loop.call_at`` handle for the earliest device timer, over a heap of
+  ``(when, device)`` entries (stale entries are skipped on pop), so idle devices cost nothing.
+* Device starts are spread ``start_interval_s`` apart so a large fleet does not flood the platform.
+
+``close()`` unregisters every registered device (REGISTER Expires 0) and waits, bounded by
+``close_timeout_s``, for the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.sip.message import SipError, SipMessage, SipRequest, SipUri, parse_datagram
+from vigil.sim.gb28181.device import (
+    DeviceConfig,
+    DeviceState,
+    GbDevice,
+    HostPort,
+    RegistrationFailed,
+    device_id,
+)
+
+__all__ = ["DEFAULT_PLATFORM_ID", "GbSimOptions", "GbSimRunner", "GbSimStats", "parse_hostport", "run_gb_sim"]
+
+log = logging.getLogger(__name__)
+
+#: WVP's default platform ID (docs/gb28181 §1).
+DEFAULT_PLATFORM_ID = "34020000002000000001"
+_STATS_LOG_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GbSimOptions:
+    """The fleet: how many devices, how they behave, where the platform is; times in seconds."""
+
+    platform_address: HostPort
+    password: str
+    devices: int = 1
+    channels: int = 4
+    transport: str = "UDP"
+    platform_id: str = DEFAULT_PLATFORM_ID
+    #: SIP domain / digest realm; default the platform ID's first 10 digits.
+    domain: str | None = None
+    #: 10-digit prefix of the device IDs; default the domain.
+    device_domain: str | None = None
+    first_serial: int = 1
+    page_size: int = 20
+    expires_s: int = 3600
+    keepalive_s: float = 60.0
+    retry_s: float = 60.0
+    charset: Charset = Charset.GB2312
+    bind_host: str = "0.0.0.0"
+    start_interval_s: float = 0.0
+    close_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.devices < 1 or self.channels < 0:
+            raise ValueError("devices must be ≥ 1 and channels ≥ 0")
+        if (self.first_serial + self.devices - 1) * max(self.channels, 1) >= 1_000_000:
+            raise ValueError("devices × channels must stay below 10⁶ so channel IDs stay unique")
+        if self.transport not in ("UDP", "TCP"):
+            raise ValueError(f"transport must be UDP or TCP, got {self.transport!r}")
+
+    def realm(self) -> str:
+        """The SIP domain in use."""
+        return self.domain or self.platform_id[:10]
+
+
+@dataclass(frozen=True, slots=True)
+class GbSimStats:
+    """Fleet counters: states now, totals since start."""
+
+    devices: int
+    registered: int
+    failed: int
+    registrations: int
+    keepalives_sent: int
+    keepalives_failed: int
+    queries_answered: int
+    bad_messages: int
+    connections_lost: int
+    last_failure: str | None
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, runner: GbSimRunner) -> None:
+        self._runner = runner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self._runner._on_datagram(data, (str(addr[0]), int(str(addr[1]))))
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, runner: GbSimRunner) -> None:
+        self._runner = runner
+        self.index: int | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.index is not None:
+            self._runner._on_stream(self.index, data, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._runner._on_connection_lost(self)
+
+
+class GbSimRunner:
+    """N simulated GB/T 28181 devices registered to one platform; ``start()`` / ``close()``."""
+
+    def __init__(self, options: GbSimOptions, *, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        self.options = options
+        self._random = random_bytes
+        self._devices: list[GbDevice] = []
+        self._by_id: dict[str, int] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: list[_TcpProtocol] = []
+        self._heap: list[tuple[float, int]] = []
+        self._scheduled: dict[int, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._starts: list[asyncio.TimerHandle] = []
+        self._stats_task: asyncio.Task[None] | None = None
+        self._unroutable = 0
+        self._connections_lost = 0
+        self._closing = False
+        self._last_failure: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Set whenever a device reports an event (registered, failed, unregistered…).
+        self._changed = asyncio.Event()
+
+    @property
+    def devices(self) -> list[GbDevice]:
+        """The simulated devices, in serial order."""
+        return list(self._devices)
+
+    async def start(self) -> None:
+        """Open the socket(s), build the devices and schedule their registration."""
+        loop = self._loop = asyncio.get_running_loop()
+        o = self.options
+        ids = [device_id(o.device_domain or o.realm(), o.first_serial + i) for i in range(o.devices)]
+        if o.transport == "UDP":
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(o.bind_host, 0), family=socket.AF_INET
+            )
+            self._udp = transport
+            local = (_advertised_host(o.bind_host, o.platform_address), transport.get_extra_info("sockname")[1])
+            for dev_id in ids:
+                self._add_device(dev_id, local)
+        else:
+            for dev_id in ids:
+                _, protocol = await loop.create_connection(lambda: _TcpProtocol(self), *o.platform_address)
+                assert protocol.transport is not None
+                sockname = protocol.transport.get_extra_info("sockname")
+                protocol.index = len(self._devices)
+                self._tcp.append(protocol)
+                self._add_device(dev_id, (str(sockname[0]), int(sockname[1])))
+        t0 = loop.time()
+        for index in range(len(self._devices)):
+            self._starts.append(loop.call_at(t0 + index * o.start_interval_s, self._start_device, index))
+        self._stats_task = asyncio.create_task(self._log_stats(), name="gbsim-stats")
+        log.info(
+            "gbsim: %d devices × %d channels over %s → %s:%d (platform %s)",
+            o.devices,
+            o.channels,
+            o.transport,
+            *o.platform_address,
+            o.platform_id,
+        )
+
+    async def close(self) -> None:
+        """Unregister every device (bounded by ``close_timeout_s``), then close the sockets."""
+        if self._closing:
+            return
+        self._closing = True
+        for handle in self._starts:
+            handle.cancel()
+        loop = asyncio.get_running_loop()
+        for index, device in enumerate(self._devices):
+            device.stop(loop.time())
+            self._service(index)
+        try:
+            await asyncio.wait_for(
+                self._until(lambda: all(d.state is DeviceState.STOPPED for d in self._devices)),
+                self.options.close_timeout_s,
+            )
+        except TimeoutError:
+            waiting = sum(d.state is not DeviceState.STOPPED for d in self._devices)
+            log.warning("gbsim: %d devices got no answer to their unregistration", waiting)
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        for protocol in self._tcp:
+            if protocol.transport is not None:
+                protocol.transport.close()
+        log.info("gbsim: closed; %s", self.stats())
+
+    def stats(self) -> GbSimStats:
+        """Counters over the whole fleet."""
+        s = [d.stats for d in self._devices]
+        return GbSimStats(
+            devices=len(self._devices),
+            registered=sum(d.state is DeviceState.REGISTERED for d in self._devices),
+            failed=sum(d.state is DeviceState.FAILED for d in self._devices),
+            registrations=sum(x.registrations for x in s),
+            keepalives_sent=sum(x.keepalives_sent for x in s),
+            keepalives_failed=sum(x.keepalives_failed for x in s),
+            queries_answered=sum(x.queries_answered for x in s),
+            bad_messages=sum(x.bad_messages for x in s) + self._unroutable,
+            connections_lost=self._connections_lost,
+            last_failure=self._last_failure,
+        )
+
+    async def wait_settled(self) -> GbSimStats:
+        """Wait until every device is registered or has given up (bound it with ``asyncio.timeout``)."""
+        settled = (DeviceState.REGISTERED, DeviceState.FAILED)
+        await self._until(lambda: all(d.state in settled for d in self._devices))
+        return self.stats()
+
+    # --- plumbing -------------------------------------------------------------------------------------
+
+    def _add_device(self, dev_id: str, local: HostPort) -> None:
+        o = self.options
+        config = DeviceConfig(
+            device_id=dev_id,
+            password=o.password,
+            platform_id=o.platform_id,
+            domain=o.realm(),
+            platform_address=o.platform_address,
+            local_address=local,
+            transport=o.transport,
+            channels=o.channels,
+            page_size=o.page_size,
+            expires_s=o.expires_s,
+            keepalive_s=o.keepalive_s,
+            retry_s=o.retry_s,
+            charset=o.charset,
+        )
+        self._by_id[dev_id] = len(self._devices)
+        self._devices.append(GbDevice(config, random_bytes=self._random))
+
+    def _start_device(self, index: int) -> None:
+        assert self._loop is not None
+        self._devices[index].start(self._loop.time())
+        self._service(index)
+
+    async def _until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _on_datagram(self, data: bytes, addr: HostPort) -> None:
+        try:
+            message = parse_datagram(data)
+        except SipError:
+            self._unroutable += 1
+            return
+        if message is None:
+            return
+        index = self._route(message)
+        if index is None:
+            self._unroutable += 1
+            return
+        assert self._loop is not None
+        self._devices[index].receive_message(message, addr, self._loop.time())
+        self._service(index)
+
+    def _route(self, message: SipMessage) -> int | None:
+        try:
+            if isinstance(message, SipRequest):
+                user = SipUri.parse(message.uri).user or message.to_address.user
+            else:
+                user = message.from_address.user
+        except SipError:
+            return None
+        return self._by_id.get(user) if user is not None else None
+
+    def _on_stream(self, index: int, data: bytes, protocol: _TcpProtocol) -> None:
+        assert self._loop is not None
+        try:
+            self._devices[index].receive_data(data, self._loop.time())
+        except SipError as exc:
+            log.warning("gbsim %s: closing the connection, framing lost: %s", self._devices[index].device_id, exc)
+            if protocol.transport is not None:
+                protocol.transport.close()
+        self._service(index)
+
+    def _on_connection_lost(self, protocol: _TcpProtocol) -> None:
+        if not self._closing:
+            self._connections_lost += 1
+
+    def _service(self, index: int) -> None:
+        """Send what the device has queued, note its events, and (re)schedule its timer."""
+        assert self._loop is not None
+        device = self._devices[index]
+        now = self._loop.time()
+        out = device.datagrams_to_send(now)
+        if out:
+            if self._udp is not None:
+                for data, addr in out:
+                    self._udp.sendto(data, addr)
+            else:
+                transport = self._tcp[index].transport
+                if transport is not None and not transport.is_closing():
+                    transport.write(b"".join(data for data, _ in out))
+        while (event := device.next_event()) is not None:
+            self._changed.set()
+            if isinstance(event, RegistrationFailed):
+                self._last_failure = f"{device.device_id}: {event.reason}"
+        when = device.get_timer()
+        if when is not None and self._scheduled.get(index) != when:
+            self._scheduled[index] = when
+            heapq.heappush(self._heap, (when, index))
+            self._arm()
+
+    def _arm(self) -> None:
+        assert self._loop is not None
+        if not self._heap:
+            return
+        first = self._heap[0][0]
+        if self._timer_at is not None and self._timer_at <= first:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = first
+        self._timer = self._loop.call_at(first, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self._loop is not None
+        self._timer = self._timer_at = None
+        now = self._loop.time()
+        while self._heap and self._heap[0][0] <= now:
+            when, index = heapq.heappop(self._heap)
+            if self._scheduled.get(index) != when:
+                continue  # superseded by a later reschedule
+            del self._scheduled[index]
+            self._devices[index].handle_timer(now)
+            self._service(index)
+        self._arm()
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(_STATS_LOG_INTERVAL_S)
+            log.info("gbsim: %s", self.stats())
+
+
+def _advertised_host(bind_host: str, platform: HostPort) -> str:
+    """The local IP the platform can reach us at: the bound one, or the route's source for a wildcard bind."""
+    if bind_host not in ("0.0.0.0", ""):
+        return bind_host
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(platform)  # no packet is sent; this only picks the outgoing interface
+        return str(probe.getsockname()[0])
+
+
+def parse_hostport(text: str, default_port: int = 5060) -> HostPort:
+    """``host[:port]`` → (host, port); raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host, int(port)
+
+
+def run_gb_sim(
+    platform: str,
+    devices: int,
+    channels: int,
+    password: str,
+    transport: str,
+    *,
+    platform_id: str = DEFAULT_PLATFORM_ID,
+    domain: str | None = None,
+    page_size: int = 20,
+    keepalive_s: float = 60.0,
+    expires_s: int = 3600,
+    charset: str = "GB2312",
+    start_interval_s: float = 0.005,
+) -> None:
+    """Run ``devices`` simulated GB/T 28181 devices against ``platform`` (host:port) until Ctrl-C."""
+    options = GbSimOptions(
+        platform_address=parse_hostport(platform),
+        password=password,
+        devices=devices,
+        channels=channels,
+        transport=transport.upper(),
+        platform_id=platform_id,
+        domain=domain,
+        page_size=page_size,
+        keepalive_s=keepalive_s,
+        expires_s=expires_s,
+        charset=Charset(charset.upper()),
+        start_interval_s=start_interval_s,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(options))
+
+
+async def _serve(options: GbSimOptions) -> None:
+    runner = GbSimRunner(options)
+    await runner.start()
+    try:
+        print(f"vigil sim --gb28181: {options.devices} devices over {options.transport}", flush=True)
+        while True:
+            await asyncio.sleep(5.0)
+            s = runner.stats()
+            print(
+                f"registered {s.registered}/{s.devices}, failed {s.failed}, keepalives {s.keepalives_sent}, "
+                f"queries answered {s.queries_answered}"
+                + (f", last failure: {s.last_failure}" if s.last_failure else ""),
+                flush=True,
+            )
+            sys.stdout.flush()
+    finally:
+        await runner.close()

@@ -190,7 +190,8 @@ class Registrar:
             return await self._message(request, peer)
         if request.method == "ACK":
             return None
-        return make_response(request, 405 if request.method in ("INVITE", "SUBSCRIBE", "NOTIFY", "INFO") else 501)
+        status = 405 if request.method in ("INVITE", "SUBSCRIBE", "NOTIFY", "INFO") else 501
+        return make_response(request, status, to_tag=self._to_tag(request))
 
     # --- REGISTER ---------------------------------------------------------------------------------
 
@@ -199,7 +200,7 @@ class Registrar:
         version = request.gb_version
 
         def answer(status: int, reason: str | None = None) -> SipResponse:
-            response = make_response(request, status, reason, to_tag=self._digest_tag(request))
+            response = make_response(request, status, reason, to_tag=self._to_tag(request))
             if version is not None:
                 response.headers["X-GB-Ver"] = version
             return response
@@ -252,8 +253,8 @@ class Registrar:
         await self._registered(device_id, record, peer, now, expires, version or "")
         return response
 
-    def _digest_tag(self, request: SipRequest) -> str:
-        # A stable To tag per Call-ID and CSeq keeps retransmitted answers identical.
+    def _to_tag(self, request: SipRequest) -> str:
+        # RFC 3261 §8.2.6.2: final responses carry a To tag; stable per Call-ID and CSeq so retransmissions match.
         key = f"{request.call_id}|{request.headers.get('CSeq', '')}".encode()
         return hashlib.blake2s(key, digest_size=4).hexdigest()
 
@@ -313,19 +314,19 @@ class Registrar:
         try:
             device_id = request.from_address.user
         except SipError as exc:
-            return make_response(request, 400, exc.reason[:80])
+            return make_response(request, 400, exc.reason[:80], to_tag=self._to_tag(request))
         device = self._devices.get(device_id or "")
         if device is None:
             # Not registered (or expired): a non-2xx makes the device register again.
-            return make_response(request, 403, "Not registered")
+            return make_response(request, 403, "Not registered", to_tag=self._to_tag(request))
         try:
             decoded = decode_manscdp(request.body, tz=BEIJING, charset=device.charset)
         except ManscdpError as exc:
             log.info("gb device %s: unreadable MANSCDP body: %s", device_id, exc)
-            return make_response(request, 400, "Bad MANSCDP body")
+            return make_response(request, 400, "Bad MANSCDP body", to_tag=self._to_tag(request))
         if isinstance(decoded.message, Keepalive):
             await self._keepalive(device, peer, now)
-        return make_response(request, 200)
+        return make_response(request, 200, to_tag=self._to_tag(request))
 
     async def _keepalive(self, device: RegisteredDevice, peer: SipPeer, now: datetime) -> None:
         async with self._lock:

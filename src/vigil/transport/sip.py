@@ -251,6 +251,8 @@ class SipServer:
             log.exception("sip: handler failed on %s from %s", request.method, peer)
             response = make_response(request, 500) if request.method != "ACK" else None
         if response is None:
+            if transaction is not None:  # unanswered: a Trying transaction has no timer and would never end
+                self._transactions.pop(server_key(request), None)
             return
         try:
             wire = response.serialize()

@@ -11,7 +11,7 @@ need_pkgs=()
 want=(ffmpeg)
 if [[ $DEV == 1 ]]; then
   want+=(chromium fonts-noto-cjk gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-         gstreamer1.0-plugins-bad gir1.2-gst-rtsp-server-1.0 python3-gi)
+         gstreamer1.0-plugins-bad gir1.2-gst-rtsp-server-1.0 python3-gi sip-tester)
 fi
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")

@@ -34,3 +34,13 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cfg.write_text("server:\n  port: 9000\n")
     monkeypatch.setenv("VIGIL_SERVER__PORT", "9100")
     assert load_settings(cfg).server.port == 9100
+
+
+def test_gb28181_domain_defaults_to_platform_id_prefix(tmp_path: Path) -> None:
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text('gb28181:\n  platform_id: "41010500002000000001"\n')
+    gb = load_settings(cfg).gb28181
+    assert not gb.enabled
+    assert gb.domain == "4101050000"
+    with pytest.raises(ValidationError, match="platform_id"):
+        load_settings(None, gb28181={"platform_id": "123"})

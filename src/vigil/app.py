@@ -2,7 +2,7 @@
 
 Read top to bottom it is the table of contents of the system:
 storage → access → (simulated cameras) → hubs → camera pipelines (ingest → hub → recorder)
-→ retention → API (live, recordings, management) → console.
+→ retention → (GB/T 28181 registrar) → API (live, recordings, management) → console.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -23,12 +24,15 @@ from vigil.access import Access, build_access
 from vigil.access.users import ensure_first_admin
 from vigil.api.app import create_api, write_openapi
 from vigil.api.contracts import CameraGate
+from vigil.api.routers.gb import build_gb_router
 from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
 from vigil.api.schemas.system import VolumeInfo
 from vigil.demo import seed_demo
 from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
+from vigil.gb28181.registrar import Registrar
+from vigil.gb28181.store import DbDeviceStore
 from vigil.health.node import NodeHeartbeat
 from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
@@ -43,6 +47,7 @@ from vigil.settings import Settings
 from vigil.sim.server import SimServer
 from vigil.storage.db import Database
 from vigil.streams.hub import HubRegistry, StreamHub
+from vigil.transport.sip import SipServer
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,15 @@ def build_recorder_factory(settings: Settings, db: Database, volumes: Volumes) -
     return factory
 
 
+def build_gb28181(settings: Settings, db: Database, access: Access) -> tuple[Registrar, SipServer] | None:
+    """The GB/T 28181 registrar behind its SIP server, when ``gb28181.enabled``."""
+    gb = settings.gb28181
+    if not gb.enabled:
+        return None
+    registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
+    return registrar, SipServer(registrar, host=gb.host, port=gb.port)
+
+
 class _ApiStatus:
     """Adapts the runtime's pipeline status to the API's CameraStatus model."""
 
@@ -135,7 +149,7 @@ def write_full_openapi(path: Path) -> None:
         def recordings(gate: CameraGate) -> APIRouter:
             return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
 
-        write_openapi(path, [recordings])
+        write_openapi(path, [recordings, build_gb_router(db)])
 
 
 class _ApiServer(uvicorn.Server):
@@ -201,6 +215,14 @@ class Vigil:
         await retention.start()
         self._closers.append(retention.close)
 
+        gb = build_gb28181(settings, db, access)
+        if gb is not None:
+            registrar, sip = gb
+            await registrar.start()
+            self._closers.append(registrar.close)
+            await sip.start()
+            self._closers.append(sip.close)
+
         await self._serve(self.build_api(db, access, pipelines, volumes))
 
     def build_api(self, db: Database, access: Access, pipelines: CameraPipelines, volumes: Volumes) -> FastAPI:
@@ -221,6 +243,7 @@ class Vigil:
                     exports_dir=self.settings.data_dir / "exports",
                     open_segment_start=pipelines.open_segment_start,
                 ),
+                build_gb_router(db),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -81,6 +81,46 @@ class SimSettings(_Section):
     )
 
 
+class Gb28181Settings(_Section):
+    enabled: bool = Field(False, description="Run the GB/T 28181 SIP server so devices can register to this node.")
+    host: str = Field("0.0.0.0", description="Address the SIP server listens on (UDP and TCP).")
+    port: int = Field(5060, ge=0, le=65535, description="SIP port, UDP and TCP; 0 picks a free one (tests).")
+    platform_id: str = Field(
+        "34020000002000000001",
+        pattern=r"^\d{20}$",
+        description="This platform's 20-digit GB/T 28181 ID (type code 200 = central signalling server).",
+    )
+    domain: str = Field(
+        "",
+        pattern=r"^(\d{10})?$",
+        description="SIP domain and digest realm; empty means the first 10 digits of platform_id.",
+    )
+    password: str | None = Field(
+        None,
+        description="Platform-wide device password, used for admitted devices without their own password.",
+    )
+    keepalive_timeout_count: int = Field(
+        3, ge=1, le=100, description="Missed keepalives (at the device's interval) before it is marked offline."
+    )
+    register_expires_max: int = Field(
+        3600,
+        ge=60,
+        le=7 * 86400,
+        description="Longest registration accepted, in seconds; a longer Expires is shortened to this.",
+    )
+    charset: str = Field(
+        "GB2312",
+        pattern="^(GB2312|GBK|GB18030|UTF-8)$",
+        description="MANSCDP charset assumed for new devices until they show their own.",
+    )
+
+    @model_validator(mode="after")
+    def _default_domain(self) -> Gb28181Settings:
+        if not self.domain:
+            self.domain = self.platform_id[:10]
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid")
 
@@ -91,6 +131,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    gb28181: Gb28181Settings = Field(default_factory=Gb28181Settings)
 
     @classmethod
     def settings_customise_sources(

@@ -171,3 +171,47 @@ class Export(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     created_by: Mapped[str] = mapped_column(String(64))
     created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class GbDevice(Base):
+    """A GB/T 28181 device (IPC, NVR, lower platform) known to the SIP registrar.
+
+    A device that registers without a row (or with ``admitted`` False) is refused with 403 and
+    recorded as pending, so an admin can admit it; only admitted devices go online.
+    """
+
+    __tablename__ = "gb_devices"
+    device_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    #: The device's own digest password, encrypted at rest (access/secrets.py); empty = the global one.
+    password_enc: Mapped[str] = mapped_column(Text, default="")
+    admitted: Mapped[bool] = mapped_column(Boolean, default=False)
+    transport: Mapped[str] = mapped_column(String(3), default="udp")
+    #: Where later requests go (Via received/rport, else the packet source), ``host:port``.
+    remote_address: Mapped[str] = mapped_column(String(100), default="")
+    last_register_us: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    expires_us: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_keepalive_us: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    keepalive_interval_s: Mapped[int | None] = mapped_column(Integer, default=None)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    manufacturer: Mapped[str] = mapped_column(String(100), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    firmware: Mapped[str] = mapped_column(String(100), default="")
+    charset: Mapped[str] = mapped_column(String(16), default="GB2312")
+    #: ``X-GB-Ver`` of the last REGISTER (2.0 = 2016, 3.0 = 2022); empty when the device sent none.
+    gb_version: Mapped[str] = mapped_column(String(8), default="")
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class GbDeviceEvent(Base):
+    """A timestamped state change of one GB/T 28181 device (registered, online, offline, unauthorised)."""
+
+    __tablename__ = "gb_device_events"
+    __table_args__ = (Index("ix_gb_device_events_device_at", "device_id", "at_us"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: Not a foreign key: an unauthorised device's events are kept even if its pending row is deleted.
+    device_id: Mapped[str] = mapped_column(String(20))
+    at_us: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16), default="info")
+    reason: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,348 @@
+"""GB/T 28181 registrar: devices REGISTER with digest auth and stay online by Keepalive (STD22 9.1, 9.6).
+
+Theory of operation: :class:`Registrar` is the :class:`~vigil.transport.sip.SipRequestHandler`
+behind the SIP transport.
+
+* REGISTER: the device ID is the From user. A device without an admitted ``gb_devices`` row is
+  refused with 403, an alarm-level ``unauthorised_device`` event (at most one per device per
+  :data:`UNAUTHORISED_EVENT_INTERVAL_S`, so a looping device does not flood) and a pending row
+  an admin can admit. Admitted devices go through :class:`DigestServer` (realm = SIP domain,
+  the device's own password else the platform-wide one). ``Expires: 0`` unregisters. The final
+  200 OK carries ``Date`` in Beijing time (9.10.3) and echoes ``X-GB-Ver`` (Annex I).
+* MESSAGE from a registered device: 200 OK with no body (9.5.2); a Keepalive refreshes liveness.
+* Liveness is the pure :func:`~vigil.gb28181.liveness.offline_cause`, evaluated every
+  ``check_interval_s`` and at once when a device's TCP connection closes.
+
+Online state lives in memory (one entry per registered device) and is mirrored to the database;
+at start the rows still marked online are loaded back, so a restart does not drop devices whose
+keepalives continue (TCP ones are offline: their connection is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+
+from vigil.gb28181.liveness import DeviceLiveness, offline_cause
+from vigil.gb28181.store import AUTH_FAILED, OFFLINE, ONLINE, UNAUTHORISED, DeviceRecord, DeviceStore
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.errors import ManscdpError
+from vigil.protocols.gb28181.manscdp import Keepalive, decode_manscdp
+from vigil.protocols.sip.digest import DigestOutcome, DigestServer
+from vigil.protocols.sip.message import SipError, SipRequest, SipResponse, format_gb_date, make_response
+from vigil.settings import Gb28181Settings
+from vigil.transport.sip import SipPeer
+
+__all__ = ["BEIJING", "UNAUTHORISED_EVENT_INTERVAL_S", "RegisteredDevice", "Registrar"]
+
+log = logging.getLogger(__name__)
+
+#: China Standard Time (no DST): GB/T 28181 Date headers and MANSCDP times are in it.
+BEIJING = timezone(timedelta(hours=8), "CST")
+#: At most one unauthorised-device (or failed-auth) event per device in this many seconds.
+UNAUTHORISED_EVENT_INTERVAL_S = 300
+#: Rate-limit memory bound (distinct refused device IDs remembered).
+_MAX_RATE_KEYS = 10_000
+
+
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _is_gb_id(value: str | None) -> bool:
+    return value is not None and len(value) == 20 and value.isascii() and value.isdigit()
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    """A device currently registered: where it is and what liveness knows about it."""
+
+    device_id: str
+    peer: SipPeer
+    charset: Charset
+    liveness: DeviceLiveness
+
+
+class Registrar:
+    """REGISTER + Keepalive handling and device liveness; ``start`` / ``close`` like every component."""
+
+    def __init__(
+        self,
+        settings: Gb28181Settings,
+        store: DeviceStore,
+        *,
+        clock: Callable[[], datetime],
+        nonce_secret: bytes | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        check_interval_s: float = 5.0,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._digest = DigestServer(
+            realm=settings.domain, secret=nonce_secret or random_bytes(32), random_bytes=random_bytes
+        )
+        self._check_interval_s = check_interval_s
+        self._devices: dict[str, RegisteredDevice] = {}
+        self._last_refusal: dict[str, datetime] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def devices(self) -> dict[str, RegisteredDevice]:
+        """Registered devices by ID (a copy)."""
+        return dict(self._devices)
+
+    async def start(self) -> None:
+        """Reload devices still marked online, then run the periodic liveness check."""
+        now = self._clock()
+        for record in await self._store.online_devices():
+            restored = self._restore(record)
+            if restored is None:
+                await self._store.set_offline(record.device_id)
+                await self._store.event(record.device_id, OFFLINE, "warning", "platform restarted", _us(now))
+            else:
+                self._devices[record.device_id] = restored
+        await self.check_liveness()
+        self._task = asyncio.create_task(self._run(), name="gb-registrar-liveness")
+
+    async def close(self) -> None:
+        """Stop the liveness task (devices stay registered in the database until they expire)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _restore(self, record: DeviceRecord) -> RegisteredDevice | None:
+        if record.transport != "udp" or record.last_register_us is None or record.expires_us is None:
+            return None
+        host, _, port = record.remote_address.rpartition(":")
+        if not host or not port.isdigit():
+            return None
+        return RegisteredDevice(
+            record.device_id,
+            SipPeer("udp", host, int(port)),
+            _charset(record.charset),
+            DeviceLiveness(
+                registered_at=_from_us(record.last_register_us),
+                expires_at=_from_us(record.expires_us),
+                last_keepalive=_from_us(record.last_keepalive_us) if record.last_keepalive_us else None,
+                keepalive_interval_s=record.keepalive_interval_s,
+            ),
+        )
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_interval_s)
+            try:
+                await self.check_liveness()
+            except Exception:
+                log.exception("gb: liveness check failed")
+
+    async def check_liveness(self) -> None:
+        """Mark offline every registered device the liveness policy says is gone."""
+        now = self._clock()
+        count = self._settings.keepalive_timeout_count
+        async with self._lock:
+            gone = [
+                (device, cause)
+                for device in self._devices.values()
+                if (cause := offline_cause(device.liveness, now, keepalive_timeout_count=count)) is not None
+            ]
+            for device, cause in gone:
+                await self._go_offline(device.device_id, cause.value, now)
+
+    async def _go_offline(self, device_id: str, reason: str, now: datetime) -> None:
+        if self._devices.pop(device_id, None) is None:
+            return
+        log.info("gb device %s: offline (%s)", device_id, reason)
+        await self._store.set_offline(device_id)
+        await self._store.event(device_id, OFFLINE, "warning", reason, _us(now))
+
+    # --- SipRequestHandler ------------------------------------------------------------------------
+
+    async def connection_closed(self, peer: SipPeer) -> None:
+        """A TCP connection closed: devices registered over it are offline now (STD22 9.1.1 f)."""
+        async with self._lock:
+            for device in list(self._devices.values()):
+                if device.peer == peer:
+                    self._devices[device.device_id] = replace(
+                        device, liveness=replace(device.liveness, connection_open=False)
+                    )
+        await self.check_liveness()
+
+    async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
+        """Answer one request from a device."""
+        if request.method == "REGISTER":
+            return await self._register(request, peer)
+        if request.method == "MESSAGE":
+            return await self._message(request, peer)
+        if request.method == "ACK":
+            return None
+        status = 405 if request.method in ("INVITE", "SUBSCRIBE", "NOTIFY", "INFO") else 501
+        return make_response(request, status, to_tag=self._to_tag(request))
+
+    # --- REGISTER ---------------------------------------------------------------------------------
+
+    async def _register(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+        now = self._clock()
+        version = request.gb_version
+
+        def answer(status: int, reason: str | None = None) -> SipResponse:
+            response = make_response(request, status, reason, to_tag=self._to_tag(request))
+            if version is not None:
+                response.headers["X-GB-Ver"] = version
+            return response
+
+        try:
+            device_id = request.from_address.user
+            expires = request.expires
+            if expires is None:
+                contacts = request.contacts
+                expires = contacts[0].expires if contacts else None
+        except SipError as exc:
+            return answer(400, exc.reason[:80])
+        if not _is_gb_id(device_id):
+            return answer(400, "From user is not a 20-digit device ID")
+        assert device_id is not None
+        if expires is None:
+            return answer(400, "Missing Expires")
+        if expires < 0:
+            return answer(400, "Bad Expires")
+        expires = min(expires, self._settings.register_expires_max)
+
+        record = await self._store.device(device_id)
+        if record is None or not record.admitted:
+            await self._refuse_unadmitted(device_id, peer, now, known=record is not None)
+            return answer(403, "Device not admitted")
+
+        verdict = self._digest.verify(
+            request, now=now.timestamp(), password=record.password, fallback_password=self._settings.password
+        )
+        if verdict.outcome is not DigestOutcome.ACCEPTED:
+            response = answer(verdict.status)
+            if verdict.www_authenticate is not None:
+                response.headers["WWW-Authenticate"] = verdict.www_authenticate
+            if verdict.outcome is DigestOutcome.FORBIDDEN and self._rate_ok(f"auth:{device_id}", now):
+                await self._store.event(
+                    device_id, AUTH_FAILED, "warning", f"{verdict.reason} from {peer.host}:{peer.port}", _us(now)
+                )
+            return response
+
+        response = answer(200)
+        response.headers["Date"] = format_gb_date(now, BEIJING)
+        if expires == 0:
+            async with self._lock:
+                await self._go_offline(device_id, "unregistered", now)
+            response.headers["Expires"] = "0"
+            return response
+        for contact in request.headers.get_all("Contact"):
+            response.headers.add("Contact", contact)
+        response.headers["Expires"] = str(expires)
+        await self._registered(device_id, record, peer, now, expires, version or "")
+        return response
+
+    def _to_tag(self, request: SipRequest) -> str:
+        # RFC 3261 §8.2.6.2: final responses carry a To tag; stable per Call-ID and CSeq so retransmissions match.
+        key = f"{request.call_id}|{request.headers.get('CSeq', '')}".encode()
+        return hashlib.blake2s(key, digest_size=4).hexdigest()
+
+    async def _registered(
+        self, device_id: str, record: DeviceRecord, peer: SipPeer, now: datetime, expires: int, version: str
+    ) -> None:
+        expires_at = now + timedelta(seconds=expires)
+        async with self._lock:
+            was_online = device_id in self._devices
+            self._devices[device_id] = RegisteredDevice(
+                device_id,
+                peer,
+                _charset(record.charset),
+                DeviceLiveness(
+                    registered_at=now,
+                    expires_at=expires_at,
+                    last_keepalive=None,
+                    keepalive_interval_s=record.keepalive_interval_s,
+                ),
+            )
+            await self._store.registered(
+                device_id,
+                transport=peer.transport,
+                remote_address=f"{peer.host}:{peer.port}",
+                at_us=_us(now),
+                expires_us=_us(expires_at),
+                gb_version=version,
+            )
+            if not was_online:
+                log.info("gb device %s: online via %s (expires in %d s)", device_id, peer, expires)
+                await self._store.event(device_id, ONLINE, "info", f"registered via {peer} for {expires} s", _us(now))
+
+    async def _refuse_unadmitted(self, device_id: str, peer: SipPeer, now: datetime, *, known: bool) -> None:
+        address = f"{peer.host}:{peer.port}"
+        if not self._rate_ok(f"unadmitted:{device_id}", now):
+            return
+        await self._store.add_pending(device_id, transport=peer.transport, remote_address=address, at_us=_us(now))
+        what = "pending admission" if known else "not pre-registered"
+        await self._store.event(
+            device_id, UNAUTHORISED, "alarm", f"unauthorised device {device_id} from {peer} ({what})", _us(now)
+        )
+
+    def _rate_ok(self, key: str, now: datetime) -> bool:
+        last = self._last_refusal.get(key)
+        if last is not None and now - last < timedelta(seconds=UNAUTHORISED_EVENT_INTERVAL_S):
+            return False
+        if len(self._last_refusal) >= _MAX_RATE_KEYS:
+            oldest = min(self._last_refusal, key=self._last_refusal.__getitem__)
+            del self._last_refusal[oldest]
+        self._last_refusal[key] = now
+        return True
+
+    # --- MESSAGE ----------------------------------------------------------------------------------
+
+    async def _message(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+        now = self._clock()
+        try:
+            device_id = request.from_address.user
+        except SipError as exc:
+            return make_response(request, 400, exc.reason[:80], to_tag=self._to_tag(request))
+        device = self._devices.get(device_id or "")
+        if device is None:
+            # Not registered (or expired): a non-2xx makes the device register again.
+            return make_response(request, 403, "Not registered", to_tag=self._to_tag(request))
+        try:
+            decoded = decode_manscdp(request.body, tz=BEIJING, charset=device.charset)
+        except ManscdpError as exc:
+            log.info("gb device %s: unreadable MANSCDP body: %s", device_id, exc)
+            return make_response(request, 400, "Bad MANSCDP body", to_tag=self._to_tag(request))
+        if isinstance(decoded.message, Keepalive):
+            await self._keepalive(device, peer, now)
+        return make_response(request, 200, to_tag=self._to_tag(request))
+
+    async def _keepalive(self, device: RegisteredDevice, peer: SipPeer, now: datetime) -> None:
+        async with self._lock:
+            current = self._devices.get(device.device_id)
+            if current is None:
+                return
+            # A keepalive from a changed address (NAT rebinding) moves the device there (UDP only).
+            moved = peer if peer.transport == current.peer.transport == "udp" else current.peer
+            self._devices[device.device_id] = replace(
+                current, peer=moved, liveness=replace(current.liveness, last_keepalive=now)
+            )
+        await self._store.keepalive(device.device_id, remote_address=f"{moved.host}:{moved.port}", at_us=_us(now))
+
+
+def _charset(text: str) -> Charset:
+    try:
+        return Charset(text)
+    except ValueError:
+        return Charset.GB2312

@@ -1,0 +1,326 @@
+"""asyncio SIP server transport: one UDP endpoint and one TCP listener feeding :mod:`vigil.protocols.sip`.
+
+Theory of operation: the transport owns the sockets and nothing else. Every parsed request is
+handed to a :class:`SipRequestHandler` together with the :class:`SipPeer` it came from; the
+handler's response (if any) goes back the way the request came — over UDP to the packet's
+source address (devices behind NAT are only reachable there, RFC 3581 style), over TCP on the
+same connection (GB/T 28181 9.1.1 f). Bytes that do not parse are answered with the status
+:class:`SipError` names (400/413/505/513) when the head could be read and it was a request;
+otherwise they are dropped. Either way the error is counted and logged at most every
+:data:`ERROR_LOG_INTERVAL_S` seconds. A TCP stream whose framing is lost is closed.
+
+UDP retransmissions of a request already answered get the same response again from a
+:class:`ServerTransaction` (RFC 3261 §17.2.2) rather than a second trip to the handler.
+
+Bounds: at most :data:`MAX_TCP_CONNECTIONS` connections, :data:`MAX_INFLIGHT` requests being
+handled, :data:`MAX_TRANSACTIONS` remembered UDP transactions; beyond them new work is refused
+(503 for requests) and counted. ``close()`` cancels and awaits everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vigil.protocols.sip.message import (
+    SipError,
+    SipRequest,
+    SipResponse,
+    SipStreamParser,
+    make_response,
+    parse_datagram,
+)
+from vigil.protocols.sip.transaction import ServerTransaction, server_key
+
+__all__ = [
+    "ERROR_LOG_INTERVAL_S",
+    "MAX_INFLIGHT",
+    "MAX_TCP_CONNECTIONS",
+    "MAX_TRANSACTIONS",
+    "SipPeer",
+    "SipRequestHandler",
+    "SipServer",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_TCP_CONNECTIONS = 4096
+MAX_INFLIGHT = 1024
+MAX_TRANSACTIONS = 16384
+ERROR_LOG_INTERVAL_S = 10.0
+#: How often retransmission timers of UDP server transactions are serviced.
+_TIMER_TICK_S = 0.5
+_READ_CHUNK = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class SipPeer:
+    """Where a request came from: ``transport`` is ``udp`` or ``tcp``; a TCP peer is one connection."""
+
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.host}:{self.port}"
+
+
+class SipRequestHandler(Protocol):
+    """What the transport calls: a response for each request (None = send nothing), and TCP closes."""
+
+    async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None: ...
+
+    async def connection_closed(self, peer: SipPeer) -> None: ...
+
+
+class _ErrorTally:
+    """Counts bad input and logs one aggregated line per interval, never one per packet."""
+
+    def __init__(self, what: str, clock: Callable[[], float]) -> None:
+        self._what = what
+        self._clock = clock
+        self._count = 0
+        self._last = ""
+        self._since = clock()
+
+    def add(self, detail: str) -> None:
+        self._count += 1
+        self._last = detail
+        now = self._clock()
+        if now - self._since >= ERROR_LOG_INTERVAL_S:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        if self._count:
+            log.warning(
+                "sip: %d %s in the last %.0f s, last: %s", self._count, self._what, now - self._since, self._last
+            )
+        self._count = 0
+        self._since = now
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: SipServer) -> None:
+        self._server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        host, port = str(addr[0]), int(str(addr[1]))
+        self._server._datagram(data, SipPeer("udp", host, port))
+
+    def error_received(self, exc: Exception) -> None:
+        self._server._errors.add(f"UDP socket error {exc}")
+
+
+class SipServer:
+    """SIP over UDP and TCP on one host/port; ``start`` binds, ``close`` stops everything it started."""
+
+    def __init__(
+        self,
+        handler: SipRequestHandler,
+        *,
+        host: str,
+        port: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._clock = clock
+        self._errors = _ErrorTally("bad SIP messages", clock)
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: dict[SipPeer, asyncio.StreamWriter] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transactions: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self.udp_port = 0
+        self.tcp_port = 0
+        #: Requests refused because a bound was reached.
+        self.refused = 0
+
+    async def start(self) -> None:
+        """Bind UDP then TCP; with port 0 the TCP listener takes the UDP endpoint's port when it is free."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self._host, self._port))
+        self._udp = transport
+        self.udp_port = int(transport.get_extra_info("sockname")[1])
+        try:
+            self._tcp = await asyncio.start_server(self._serve_tcp, self._host, self.udp_port)
+        except OSError:
+            if self._port:
+                raise
+            self._tcp = await asyncio.start_server(self._serve_tcp, self._host, 0)
+        self.tcp_port = int(self._tcp.sockets[0].getsockname()[1])
+        self._timer = asyncio.create_task(self._run_timers(), name="sip-timers")
+        log.info("sip: listening on %s udp/%d tcp/%d", self._host, self.udp_port, self.tcp_port)
+
+    async def close(self) -> None:
+        """Close sockets and connections; cancel and await every task this server started."""
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._udp is not None:
+            self._udp.close()
+        for writer in list(self._connections.values()):
+            writer.close()
+        tasks = [*self._tasks, *([self._timer] if self._timer else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._tcp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tcp.wait_closed(), 2)
+        self._tasks.clear()
+        self._connections.clear()
+        self._transactions.clear()
+        self._errors.flush()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> bool:
+        if len(self._tasks) >= MAX_INFLIGHT + len(self._connections):
+            coro.close()
+            return False
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    # --- UDP --------------------------------------------------------------------------------------
+
+    def _datagram(self, data: bytes, peer: SipPeer) -> None:
+        try:
+            message = parse_datagram(data)
+        except SipError as exc:
+            self._errors.add(f"{exc.reason} from {peer}")
+            if isinstance(exc.head, SipRequest):
+                self._send_udp(make_response(exc.head, exc.status).serialize(), peer)
+            return
+        if message is None or isinstance(message, SipResponse):
+            return  # CRLF keep-alive, or a response: this server sends no requests yet
+        now = self._clock()
+        key = server_key(message)
+        known = self._transactions.get(key)
+        if known is not None:
+            known.receive_request(message, now)
+            for wire in known.datagrams_to_send(now):
+                self._send_udp(wire, peer)
+            return
+        if message.method == "ACK":
+            self._spawn(self._handle(message, peer, None), "sip-ack")
+            return
+        if len(self._transactions) >= MAX_TRANSACTIONS:
+            self._refuse(message, peer)
+            return
+        transaction = self._transactions[key] = ServerTransaction(message, now)
+        if not self._spawn(self._handle(message, peer, transaction), "sip-udp-request"):
+            del self._transactions[key]
+            self._refuse(message, peer)
+
+    def _refuse(self, request: SipRequest, peer: SipPeer) -> None:
+        self.refused += 1
+        self._errors.add(f"overloaded, refused {request.method} from {peer}")
+        self._send_udp(make_response(request, 503).serialize(), peer)
+
+    def _send_udp(self, wire: bytes, peer: SipPeer) -> None:
+        if self._udp is not None and not self._udp.is_closing():
+            self._udp.sendto(wire, (peer.host, peer.port))
+
+    async def _run_timers(self) -> None:
+        while True:
+            await asyncio.sleep(_TIMER_TICK_S)
+            now = self._clock()
+            for key, transaction in list(self._transactions.items()):
+                timer = transaction.get_timer()
+                if timer is not None and timer <= now:
+                    transaction.handle_timer(now)
+                if transaction.terminated:
+                    del self._transactions[key]
+
+    # --- both -------------------------------------------------------------------------------------
+
+    async def _handle(self, request: SipRequest, peer: SipPeer, transaction: ServerTransaction | None) -> None:
+        try:
+            response = await self._handler.handle_request(request, peer)
+        except Exception:
+            log.exception("sip: handler failed on %s from %s", request.method, peer)
+            response = make_response(request, 500) if request.method != "ACK" else None
+        if response is None:
+            if transaction is not None:  # unanswered: a Trying transaction has no timer and would never end
+                self._transactions.pop(server_key(request), None)
+            return
+        try:
+            wire = response.serialize()
+        except SipError as exc:
+            log.error("sip: cannot serialise the %d answering %s from %s: %s", response.status, request, peer, exc)
+            return
+        if peer.transport == "tcp":
+            writer = self._connections.get(peer)
+            if writer is not None and not writer.is_closing():
+                writer.write(wire)
+            return
+        if transaction is not None:
+            now = self._clock()
+            transaction.send_response(response, now)
+            for out in transaction.datagrams_to_send(now):
+                self._send_udp(out, peer)
+        else:
+            self._send_udp(wire, peer)
+
+    # --- TCP --------------------------------------------------------------------------------------
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = writer.get_extra_info("peername")
+        peer = SipPeer("tcp", str(addr[0]), int(addr[1]))
+        if len(self._connections) >= MAX_TCP_CONNECTIONS:
+            self.refused += 1
+            self._errors.add(f"too many TCP connections, refused {peer}")
+            writer.close()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # so close() cancels connection handlers too
+        self._connections[peer] = writer
+        parser = SipStreamParser()
+        try:
+            while not parser.broken:
+                data = await reader.read(_READ_CHUNK)
+                if not data:
+                    break
+                parser.feed(data)
+                await self._drain_stream(parser, peer, writer)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._connections.pop(peer, None)
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+            with contextlib.suppress(Exception):
+                await self._handler.connection_closed(peer)
+
+    async def _drain_stream(self, parser: SipStreamParser, peer: SipPeer, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                message = parser.next_message()
+            except SipError as exc:
+                self._errors.add(f"{exc.reason} from {peer}")
+                if isinstance(exc.head, SipRequest):
+                    writer.write(make_response(exc.head, exc.status).serialize())
+                if parser.broken:
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await writer.drain()
+                    return
+                continue
+            if message is None:
+                return
+            if isinstance(message, SipRequest):
+                # One request at a time per connection keeps responses in order and bounds the work a peer causes.
+                await self._handle(message, peer, None)
+                with contextlib.suppress(ConnectionError, OSError):
+                    await writer.drain()

@@ -1,0 +1,40 @@
+"""GB/T 28181 device list and admission: node-wide admins only, admission audited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apikit import REGION_A, build_api
+
+from vigil.api.routers.gb import build_gb_router
+from vigil.storage.db import Database
+from vigil.storage.models import GbDevice
+
+PENDING = "34020000001320000099"
+
+
+async def test_admin_lists_and_admits_a_pending_device(db: Database, tmp_path: Path) -> None:
+    api, _app = await build_api(db, tmp_path, extra_routers=[build_gb_router(db)])
+    async with db.session() as session:
+        session.add(GbDevice(device_id=PENDING, remote_address="10.0.0.9:5060", created_us=1))
+    await api.add_user("scoped", "admin", REGION_A)
+    await api.add_user("op", "operator")
+    async with api.client, await api.as_user("root") as root:
+        devices = (await root.get("/api/gb/devices")).json()
+        assert [(d["device_id"], d["admitted"], d["online"], d["remote_address"]) for d in devices] == [
+            (PENDING, False, False, "10.0.0.9:5060")
+        ]
+        r = await root.post(f"/api/gb/devices/{PENDING}/admit")
+        assert r.status_code == 200 and r.json()["admitted"] is True
+        assert (await root.post("/api/gb/devices/34020000001320000098/admit")).status_code == 404
+        async with await api.as_user("op") as op:
+            assert (await op.get("/api/gb/devices")).status_code == 403
+        async with await api.as_user("scoped") as scoped:
+            assert (await scoped.post(f"/api/gb/devices/{PENDING}/admit")).status_code == 403
+    async with db.session() as session:
+        row = await session.get(GbDevice, PENDING)
+        assert row is not None and row.admitted
+    allowed = [(r.username, r.target) for r in await api.audit_rows(action="gb_device.admit", allowed=True)]
+    assert allowed == [("root", f"gb:{PENDING}")]
+    denied = [r.username for r in await api.audit_rows(allowed=False) if r.action.startswith("gb_device.")]
+    assert denied == ["op", "scoped"]

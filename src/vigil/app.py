@@ -173,6 +173,8 @@ class Vigil:
         self.db: Database | None = None
         self.pipelines: CameraPipelines | None = None
         self.sim: SimServer | None = None
+        #: The GB/T 28181 SIP server, when enabled (its ports are known once started).
+        self.sip: SipServer | None = None
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -222,6 +224,7 @@ class Vigil:
             self._closers.append(registrar.close)
             await sip.start()
             self._closers.append(sip.close)
+            self.sip = sip
 
         await self._serve(self.build_api(db, access, pipelines, volumes))
 

@@ -63,18 +63,29 @@ def run(
 
 @app.command()
 def sim(
-    cameras: Annotated[int, typer.Option("--cameras", "-n", help="How many cameras to serve.")] = 4,
+    cameras: Annotated[int, typer.Option("--cameras", "-n", help="How many cameras (or GB/T 28181 devices).")] = 4,
     file: Annotated[list[Path] | None, typer.Option("--file", "-f", help="Video file(s) to loop (MP4/MKV).")] = None,
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="RTSP port.")] = 8554,
     username: Annotated[str | None, typer.Option(help="Require these credentials (Digest/Basic).")] = None,
-    password: Annotated[str | None, typer.Option(help="Password for --username.")] = None,
+    password: Annotated[str | None, typer.Option(help="Password for --username, or the GB devices' password.")] = None,
+    gb28181: Annotated[
+        str | None,
+        typer.Option("--gb28181", help="Instead: simulate GB/T 28181 devices registering to this platform HOST:PORT."),
+    ] = None,
+    channels: Annotated[int, typer.Option(help="Channels per GB/T 28181 device.")] = 4,
+    transport: Annotated[str, typer.Option(help="GB/T 28181 SIP transport: UDP or TCP.")] = "UDP",
 ) -> None:
-    """Serve N simulated RTSP cameras looping video files (demos, tests, load tests)."""
+    """Serve N simulated RTSP cameras looping video files, or N GB/T 28181 devices (demos, tests, load tests)."""
+    _logging(False)
+    if gb28181 is not None:
+        from vigil.sim.gb28181 import run_gb_sim
+
+        run_gb_sim(gb28181, cameras, channels, password or "", transport.upper())
+        return
     from vigil.app import DEMO_MEDIA
     from vigil.sim.cli import run_sim
 
-    _logging(False)
     run_sim(file or [DEMO_MEDIA], cameras, host, port, username, password)
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import importlib
-from pathlib import Path
-
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -332,17 +328,3 @@ def test_fuzzed_bytes_only_ever_raise_rtsp_error(chunks: list[bytes], auth: bool
             conn.data_to_send()
             events(conn)
         conn.handle_timer(now + 100)
-
-
-@pytest.mark.parametrize(
-    "module", ["vigil.protocols.rtsp.server", "vigil.protocols.rtp.packetize", "vigil.protocols.rtp.sender_report"]
-)
-def test_protocol_modules_stay_sans_io(module: str) -> None:
-    source = Path(importlib.import_module(module).__file__ or "").read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert not imported & {"asyncio", "socket", "selectors", "logging", "threading", "time"}

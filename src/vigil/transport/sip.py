@@ -279,8 +279,8 @@ class SipServer:
         while True:
             await asyncio.sleep(self._tick)
             now = self._clock()
-            for key, outgoing in list(self._outgoing.items()):
-                self._service_outgoing(key, outgoing, now)
+            for out_key, outgoing in list(self._outgoing.items()):
+                self._service_outgoing(out_key, outgoing, now)
             for key, transaction in list(self._transactions.items()):
                 timer = transaction.get_timer()
                 if timer is not None and timer <= now:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.conftest import node_settings
 from vigil.app import Vigil
@@ -16,7 +17,7 @@ from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
 PASSWORD = "gb-secret-1"
 
 
-def options(sip_port: int) -> GbSimOptions:
+def options(sip_port: int, transport: str) -> GbSimOptions:
     # 3 channels in pages of 2: the catalog needs two MESSAGEs with one SN (Annex M).
     return GbSimOptions(
         platform_address=("127.0.0.1", sip_port),
@@ -24,18 +25,20 @@ def options(sip_port: int) -> GbSimOptions:
         devices=1,
         channels=3,
         page_size=2,
+        transport=transport,
         bind_host="127.0.0.1",
     )
 
 
-async def test_registered_device_channels_become_cameras(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+async def test_registered_device_channels_become_cameras(tmp_path: Path, transport: str) -> None:
     vigil = Vigil(
         node_settings(tmp_path, sim={"cameras": 0}, gb28181={"enabled": True, "port": 0, "password": PASSWORD})
     )
     await vigil.start()
     try:
         assert vigil.sip is not None
-        refused = GbSimRunner(options(vigil.sip.udp_port))
+        refused = GbSimRunner(options(vigil.sip.udp_port, transport))
         await refused.start()
         async with asyncio.timeout(20):
             await refused.wait_settled()
@@ -48,12 +51,14 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path) -> None
             device_id = device["device_id"]
             assert (await admin.post(f"/api/gb/devices/{device_id}/admit")).status_code == 200
 
-            runner = GbSimRunner(options(vigil.sip.udp_port))
+            runner = GbSimRunner(options(vigil.sip.udp_port, transport))
             await runner.start()
             try:
                 async with asyncio.timeout(20):
                     await runner.wait_settled()
                 assert runner.stats().registered == 1
+                (online,) = (await admin.get("/api/gb/devices")).json()
+                assert online["online"] and online["transport"] == transport.lower()
                 (sim,) = runner.devices
                 channels = sim.channel_ids
 

@@ -184,6 +184,9 @@ class CatalogSync:
         except (TimeoutError, ConnectionError) as exc:
             self._waiters.pop(key, None)
             raise CatalogError(f"device {device_id} did not take the catalog query: {exc}") from exc
+        except BaseException:
+            self._waiters.pop(key, None)  # cancelled (API client gone, shutdown): nobody waits any more
+            raise
         if not 200 <= response.status < 300:
             self._waiters.pop(key, None)
             raise CatalogError(f"device {device_id} answered the catalog query {response.status} {response.reason}")

@@ -31,6 +31,8 @@ from vigil.api.schemas.system import VolumeInfo
 from vigil.demo import seed_demo
 from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
+from vigil.gb28181.catalog import CatalogSync
+from vigil.gb28181.catalog_store import DbCatalogStore
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.store import DbDeviceStore
 from vigil.health.node import NodeHeartbeat
@@ -96,13 +98,16 @@ def build_recorder_factory(settings: Settings, db: Database, volumes: Volumes) -
     return factory
 
 
-def build_gb28181(settings: Settings, db: Database, access: Access) -> tuple[Registrar, SipServer] | None:
-    """The GB/T 28181 registrar behind its SIP server, when ``gb28181.enabled``."""
+def build_gb28181(settings: Settings, db: Database, access: Access) -> tuple[Registrar, SipServer, CatalogSync] | None:
+    """The GB/T 28181 registrar behind its SIP server, and the catalog sync, when ``gb28181.enabled``."""
     gb = settings.gb28181
     if not gb.enabled:
         return None
     registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
-    return registrar, SipServer(registrar, host=gb.host, port=gb.port)
+    sip = SipServer(registrar, host=gb.host, port=gb.port)
+    catalog = CatalogSync(gb, sip, registrar, DbCatalogStore(db, domain=gb.domain), wallclock=lambda: datetime.now(UTC))
+    registrar.set_listener(catalog)
+    return registrar, sip, catalog
 
 
 class _ApiStatus:
@@ -175,6 +180,8 @@ class Vigil:
         self.sim: SimServer | None = None
         #: The GB/T 28181 SIP server, when enabled (its ports are known once started).
         self.sip: SipServer | None = None
+        #: Catalog queries and their cameras, when GB/T 28181 is enabled.
+        self.gb_catalog: CatalogSync | None = None
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -219,12 +226,14 @@ class Vigil:
 
         gb = build_gb28181(settings, db, access)
         if gb is not None:
-            registrar, sip = gb
+            registrar, sip, catalog = gb
+            await catalog.start()
+            self._closers.append(catalog.close)
             await registrar.start()
             self._closers.append(registrar.close)
             await sip.start()
             self._closers.append(sip.close)
-            self.sip = sip
+            self.sip, self.gb_catalog = sip, catalog
 
         await self._serve(self.build_api(db, access, pipelines, volumes))
 
@@ -246,7 +255,7 @@ class Vigil:
                     exports_dir=self.settings.data_dir / "exports",
                     open_segment_start=pipelines.open_segment_start,
                 ),
-                build_gb_router(db),
+                build_gb_router(db, self.gb_catalog),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
         )

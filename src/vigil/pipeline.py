@@ -29,6 +29,8 @@ from vigil.streams.hub import HubRegistry, StreamHub
 
 log = logging.getLogger(__name__)
 
+#: The only ``cameras.source_kind`` with an ingest today; other kinds (``gb28181``) get no pipeline.
+RTSP_SOURCE_KIND = "rtsp"
 #: How often bitrate/fps are sampled for the console.
 METER_SECONDS = 2.0
 
@@ -89,6 +91,8 @@ class CameraPipelines:
         self._decrypt = decrypt
         self._pipelines: dict[int, _Pipeline] = {}
         self._disabled_since: dict[int, int] = {}
+        #: Cameras whose source kind has no ingest (camera id → source kind).
+        self._no_ingest: dict[int, str] = {}
         self._lock = asyncio.Lock()
         self._meter_task: asyncio.Task[None] | None = None
 
@@ -114,6 +118,14 @@ class CameraPipelines:
             async with self._db.session() as session:
                 row = await session.get(Camera, camera_id)
             current = self._pipelines.get(camera_id)
+            if row is not None and row.source_kind != RTSP_SOURCE_KIND:
+                # Only RTSP has an ingest yet; a GB/T 28181 camera's media needs INVITE (not built).
+                if current is not None:
+                    await self._stop(camera_id)
+                self._no_ingest[camera_id] = row.source_kind
+                self._disabled_since.setdefault(camera_id, row.updated_us)
+                return
+            self._no_ingest.pop(camera_id, None)
             if row is None or not row.enabled:
                 if current is not None:
                     await self._stop(camera_id)
@@ -168,7 +180,9 @@ class CameraPipelines:
         pipeline = self._pipelines.get(camera_id)
         if pipeline is None:
             since = self._disabled_since.get(camera_id, 0)
-            return PipelineStatus(CameraState.DISABLED, since, "", StreamHealth(0, 0, 0, 0, ""), False, 0)
+            kind = self._no_ingest.get(camera_id)
+            reason = f"no ingest for {kind} cameras yet" if kind is not None else ""
+            return PipelineStatus(CameraState.DISABLED, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
         view = pipeline.supervisor.status()
         recorder = pipeline.recorder
         recording = recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None

@@ -1,4 +1,4 @@
-"""The composition root starts the registrar only when gb28181.enabled."""
+"""The composition root starts the registrar (with its SIP server and catalog sync) only when gb28181.enabled."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ async def test_registrar_is_built_only_when_enabled(tmp_path: Path) -> None:
         on = Settings(data_dir=tmp_path, gb28181={"enabled": True, "host": "127.0.0.1", "port": 0})
         built = build_gb28181(on, db, build_access(db, on))
         assert built is not None
-        registrar, sip = built
+        registrar, sip, catalog = built
+        await catalog.start()
         await registrar.start()
         await sip.start()
         try:
@@ -26,5 +27,6 @@ async def test_registrar_is_built_only_when_enabled(tmp_path: Path) -> None:
         finally:
             await sip.close()
             await registrar.close()
+            await catalog.close()
     finally:
         await db.close()

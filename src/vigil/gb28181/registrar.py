@@ -9,7 +9,9 @@ behind the SIP transport.
   an admin can admit. Admitted devices go through :class:`DigestServer` (realm = SIP domain,
   the device's own password else the platform-wide one). ``Expires: 0`` unregisters. The final
   200 OK carries ``Date`` in Beijing time (9.10.3) and echoes ``X-GB-Ver`` (Annex I).
-* MESSAGE from a registered device: 200 OK with no body (9.5.2); a Keepalive refreshes liveness.
+* MESSAGE from a registered device: 200 OK with no body (9.5.2); a Keepalive refreshes liveness;
+  Catalog response pages go to the :class:`DeviceListener` (catalog sync), which also hears when a
+  device comes online.
 * Liveness is the pure :func:`~vigil.gb28181.liveness.offline_cause`, evaluated every
   ``check_interval_s`` and at once when a device's TCP connection closes.
 
@@ -28,18 +30,19 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Protocol
 
 from vigil.gb28181.liveness import DeviceLiveness, offline_cause
 from vigil.gb28181.store import AUTH_FAILED, OFFLINE, ONLINE, UNAUTHORISED, DeviceRecord, DeviceStore
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.errors import ManscdpError
-from vigil.protocols.gb28181.manscdp import Keepalive, decode_manscdp
+from vigil.protocols.gb28181.manscdp import CatalogResponse, Keepalive, decode_manscdp
 from vigil.protocols.sip.digest import DigestOutcome, DigestServer
 from vigil.protocols.sip.message import SipError, SipRequest, SipResponse, format_gb_date, make_response
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
-__all__ = ["BEIJING", "UNAUTHORISED_EVENT_INTERVAL_S", "RegisteredDevice", "Registrar"]
+__all__ = ["BEIJING", "UNAUTHORISED_EVENT_INTERVAL_S", "DeviceListener", "RegisteredDevice", "Registrar"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,14 @@ class RegisteredDevice:
     liveness: DeviceLiveness
 
 
+class DeviceListener(Protocol):
+    """Who hears about devices beyond registration (catalog sync); both calls must return at once."""
+
+    def device_online(self, device_id: str) -> None: ...
+
+    def catalog_response(self, device_id: str, response: CatalogResponse) -> None: ...
+
+
 class Registrar:
     """REGISTER + Keepalive handling and device liveness; ``start`` / ``close`` like every component."""
 
@@ -97,6 +108,15 @@ class Registrar:
         self._last_refusal: dict[str, datetime] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._listener: DeviceListener | None = None
+
+    def set_listener(self, listener: DeviceListener) -> None:
+        """Attach the catalog sync (built after the SIP server, which needs this registrar first)."""
+        self._listener = listener
+
+    def registered(self, device_id: str) -> RegisteredDevice | None:
+        """The registered device with this ID, or None."""
+        return self._devices.get(device_id)
 
     @property
     def devices(self) -> dict[str, RegisteredDevice]:
@@ -286,6 +306,8 @@ class Registrar:
             if not was_online:
                 log.info("gb device %s: online via %s (expires in %d s)", device_id, peer, expires)
                 await self._store.event(device_id, ONLINE, "info", f"registered via {peer} for {expires} s", _us(now))
+                if self._listener is not None:
+                    self._listener.device_online(device_id)
 
     async def _refuse_unadmitted(self, device_id: str, peer: SipPeer, now: datetime, *, known: bool) -> None:
         address = f"{peer.host}:{peer.port}"
@@ -326,6 +348,8 @@ class Registrar:
             return make_response(request, 400, "Bad MANSCDP body", to_tag=self._to_tag(request))
         if isinstance(decoded.message, Keepalive):
             await self._keepalive(device, peer, now)
+        elif isinstance(decoded.message, CatalogResponse) and self._listener is not None:
+            self._listener.catalog_response(device.device_id, decoded.message)
         return make_response(request, 200, to_tag=self._to_tag(request))
 
     async def _keepalive(self, device: RegisteredDevice, peer: SipPeer, now: datetime) -> None:

@@ -12,6 +12,12 @@ otherwise they are dropped. Either way the error is counted and logged at most e
 UDP retransmissions of a request already answered get the same response again from a
 :class:`ServerTransaction` (RFC 3261 §17.2.2) rather than a second trip to the handler.
 
+Requests *to* a peer (``send_request``: Catalog queries, later INVITE's relatives) run in a
+:class:`ClientTransaction`: over UDP it is sent to the peer's address and retransmitted on the
+server's timer tick until a final response or Timer F; over TCP it goes on the peer's open
+connection once. Responses are matched by top Via branch + CSeq method (§17.1.3); provisional
+ones are absorbed, the final one resolves the caller's await.
+
 Bounds: at most :data:`MAX_TCP_CONNECTIONS` connections, :data:`MAX_INFLIGHT` requests being
 handled, :data:`MAX_TRANSACTIONS` remembered UDP transactions; beyond them new work is refused
 (503 for requests) and counted. ``close()`` cancels and awaits everything it started.
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -35,15 +42,25 @@ from vigil.protocols.sip.message import (
     make_response,
     parse_datagram,
 )
-from vigil.protocols.sip.transaction import ServerTransaction, server_key
+from vigil.protocols.sip.transaction import (
+    T1,
+    ClientTransaction,
+    ResponseReceived,
+    ServerTransaction,
+    TransactionTimeout,
+    client_key,
+    server_key,
+)
 
 __all__ = [
     "ERROR_LOG_INTERVAL_S",
     "MAX_INFLIGHT",
     "MAX_TCP_CONNECTIONS",
     "MAX_TRANSACTIONS",
+    "PeerUnreachable",
     "SipPeer",
     "SipRequestHandler",
+    "SipRequestTimeout",
     "SipServer",
 ]
 
@@ -68,6 +85,21 @@ class SipPeer:
 
     def __str__(self) -> str:
         return f"{self.transport}:{self.host}:{self.port}"
+
+
+class SipRequestTimeout(TimeoutError):
+    """No final response to a request we sent before Timer F (64·T1) fired: treat as 408."""
+
+
+class PeerUnreachable(ConnectionError):
+    """The request cannot be sent: no open TCP connection to the peer, or the server is closed."""
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    transaction: ClientTransaction
+    peer: SipPeer
+    future: asyncio.Future[SipResponse]
 
 
 class SipRequestHandler(Protocol):
@@ -127,8 +159,13 @@ class SipServer:
         host: str,
         port: int,
         clock: Callable[[], float] = time.monotonic,
+        t1: float = T1,
     ) -> None:
         self._handler = handler
+        self._t1 = t1
+        # The tick must be finer than T1 or the first retransmission comes late.
+        self._tick = min(_TIMER_TICK_S, t1 / 2)
+        self._outgoing: dict[tuple[str, str], _Outgoing] = {}
         self._host = host
         self._port = port
         self._clock = clock
@@ -180,6 +217,10 @@ class SipServer:
         self._tasks.clear()
         self._connections.clear()
         self._transactions.clear()
+        for outgoing in self._outgoing.values():
+            if not outgoing.future.done():
+                outgoing.future.set_exception(PeerUnreachable("SIP server closed"))
+        self._outgoing.clear()
         self._errors.flush()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> bool:
@@ -201,8 +242,11 @@ class SipServer:
             if isinstance(exc.head, SipRequest):
                 self._send_udp(make_response(exc.head, exc.status).serialize(), peer)
             return
-        if message is None or isinstance(message, SipResponse):
-            return  # CRLF keep-alive, or a response: this server sends no requests yet
+        if message is None:
+            return  # CRLF keep-alive
+        if isinstance(message, SipResponse):
+            self._response(message, peer)
+            return
         now = self._clock()
         key = server_key(message)
         known = self._transactions.get(key)
@@ -233,14 +277,99 @@ class SipServer:
 
     async def _run_timers(self) -> None:
         while True:
-            await asyncio.sleep(_TIMER_TICK_S)
+            await asyncio.sleep(self._tick)
             now = self._clock()
+            for out_key, outgoing in list(self._outgoing.items()):
+                self._service_outgoing(out_key, outgoing, now)
             for key, transaction in list(self._transactions.items()):
                 timer = transaction.get_timer()
                 if timer is not None and timer <= now:
                     transaction.handle_timer(now)
                 if transaction.terminated:
                     del self._transactions[key]
+
+    # --- requests we send --------------------------------------------------------------------------
+
+    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+        """Send a non-INVITE request to ``peer`` and return its final response.
+
+        Raises :class:`SipRequestTimeout` when none came before Timer F, :class:`PeerUnreachable`
+        when a TCP peer has no open connection (or the server closes meanwhile), and
+        :class:`~vigil.protocols.sip.message.SipError` when the request cannot be serialised.
+        """
+        reliable = peer.transport == "tcp"
+        now = self._clock()
+        transaction = ClientTransaction(request, now, reliable=reliable, t1=self._t1)
+        if transaction.key in self._outgoing:
+            raise ValueError(f"a request with branch {transaction.key[0]} is already in flight")
+        writer = self._connections.get(peer) if reliable else None
+        if reliable and (writer is None or writer.is_closing()):
+            raise PeerUnreachable(f"no open TCP connection to {peer}")
+        if not reliable and (self._udp is None or self._udp.is_closing()):
+            raise PeerUnreachable("SIP server is not running")
+        future: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        outgoing = self._outgoing[transaction.key] = _Outgoing(transaction, peer, future)
+        self._service_outgoing(transaction.key, outgoing, now)
+        try:
+            return await future
+        finally:
+            self._outgoing.pop(transaction.key, None)
+
+    def _response(self, response: SipResponse, peer: SipPeer) -> None:
+        try:
+            key = client_key(response)
+        except SipError as exc:
+            self._errors.add(f"unmatchable response ({exc.reason}) from {peer}")
+            return
+        outgoing = self._outgoing.get(key)
+        if outgoing is None:
+            return  # a retransmitted final response after we finished, or not ours
+        now = self._clock()
+        outgoing.transaction.receive_response(response, now)
+        self._service_outgoing(key, outgoing, now)
+
+    def _service_outgoing(self, key: tuple[str, str], outgoing: _Outgoing, now: float) -> None:
+        """Fire due timers, put due bytes on the wire, resolve the caller on a final response or timeout."""
+        transaction = outgoing.transaction
+        timer = transaction.get_timer()
+        if timer is not None and timer <= now:
+            transaction.handle_timer(now)
+        for wire in transaction.datagrams_to_send(now):
+            if outgoing.peer.transport == "tcp":
+                writer = self._connections.get(outgoing.peer)
+                if writer is None or writer.is_closing():
+                    self._settle(outgoing, PeerUnreachable(f"TCP connection to {outgoing.peer} closed"))
+                    break
+                writer.write(wire)
+            else:
+                self._send_udp(wire, outgoing.peer)
+        while (event := transaction.next_event()) is not None:
+            if isinstance(event, ResponseReceived) and event.response.status >= 200:
+                self._settle(outgoing, event.response)
+            elif isinstance(event, TransactionTimeout):
+                self._settle(outgoing, SipRequestTimeout(f"no final response from {outgoing.peer}"))
+        if transaction.terminated or outgoing.future.done():
+            # Completed (absorbing retransmitted finals for T4) needs no more of us: late copies are dropped.
+            self._outgoing.pop(key, None)
+
+    @staticmethod
+    def _settle(outgoing: _Outgoing, result: SipResponse | Exception) -> None:
+        if outgoing.future.done():
+            return
+        if isinstance(result, Exception):
+            outgoing.future.set_exception(result)
+        else:
+            outgoing.future.set_result(result)
+
+    def local_host(self, peer: SipPeer) -> str:
+        """The address of ours ``peer`` reaches us at (for Via/From), even when bound to a wildcard address."""
+        if self._host not in ("0.0.0.0", "::", ""):
+            return self._host
+        family = socket.AF_INET6 if ":" in peer.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            # connect() on a UDP socket sends nothing; it only asks the kernel which source address routes there.
+            probe.connect((peer.host, peer.port or 9))
+            return str(probe.getsockname()[0])
 
     # --- both -------------------------------------------------------------------------------------
 
@@ -299,6 +428,9 @@ class SipServer:
         finally:
             self._connections.pop(peer, None)
             writer.close()
+            for outgoing in list(self._outgoing.values()):
+                if outgoing.peer == peer:
+                    self._settle(outgoing, PeerUnreachable(f"TCP connection to {peer} closed"))
             if task is not None:
                 self._tasks.discard(task)
             with contextlib.suppress(Exception):
@@ -319,7 +451,9 @@ class SipServer:
                 continue
             if message is None:
                 return
-            if isinstance(message, SipRequest):
+            if isinstance(message, SipResponse):
+                self._response(message, peer)
+            elif isinstance(message, SipRequest):
                 # One request at a time per connection keeps responses in order and bounds the work a peer causes.
                 await self._handle(message, peer, None)
                 with contextlib.suppress(ConnectionError, OSError):

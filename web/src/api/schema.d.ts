@@ -426,6 +426,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/devices/{device_id}/catalog": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Query Gb Catalog
+         * @description Query the device's catalog now and wait until its channels are written as cameras.
+         */
+        post: operations["query_gb_catalog_api_gb_devices__device_id__catalog_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/locks/{lock_id}": {
         parameters: {
             query?: never;
@@ -701,6 +721,11 @@ export interface components {
             retention_days?: number | null;
             /** Rtsp Url */
             rtsp_url: string;
+            /**
+             * Source Kind
+             * @default rtsp
+             */
+            source_kind?: string;
             status: components["schemas"]["CameraStatus"];
             /**
              * Username
@@ -858,6 +883,34 @@ export interface components {
             end_us: number;
             /** Start Us */
             start_us: number;
+        };
+        /**
+         * GbCatalogOut
+         * @description One catalog query's outcome: what the device listed and what Vigil made of it.
+         */
+        GbCatalogOut: {
+            /** Cameras Created */
+            cameras_created: number;
+            /** Cameras Updated */
+            cameras_updated: number;
+            /** Complete */
+            complete: boolean;
+            /** Device Id */
+            device_id: string;
+            /** Items */
+            items: number;
+            /** Outcome */
+            outcome: string;
+            /** Pages */
+            pages: number;
+            /** Regions Created */
+            regions_created: number;
+            /** Skipped */
+            skipped: number;
+            /** Sn */
+            sn: number;
+            /** Sum Num */
+            sum_num: number;
         };
         /**
          * GbDeviceOut
@@ -2695,6 +2748,73 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbDeviceOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    query_gb_catalog_api_gb_devices__device_id__catalog_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbCatalogOut"];
                 };
             };
             /** @description Not logged in or session expired */

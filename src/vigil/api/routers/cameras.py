@@ -50,6 +50,7 @@ def camera_out(ctx: ApiContext, cam: Camera) -> CameraOut:
     return CameraOut(
         id=cam.id,
         gb_id=cam.gb_id,
+        source_kind=cam.source_kind,
         name=cam.name,
         rtsp_url=cam.rtsp_url,
         username=cam.username,

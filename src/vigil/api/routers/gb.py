@@ -1,6 +1,9 @@
-"""GB/T 28181 devices: the registrar's view for admins (who is online, who waits to be admitted)."""
+"""GB/T 28181 devices: the registrar's view for admins (who is online, who waits to be admitted), and
+re-querying a device's catalog (its channels become cameras)."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
@@ -9,7 +12,8 @@ from sqlalchemy import select
 from vigil.api.context import ApiContext, Authed, Ctx
 from vigil.api.contracts import Principal
 from vigil.api.errors import ERROR_RESPONSES
-from vigil.domain.errors import Forbidden, NotFound
+from vigil.domain.errors import Conflict, Forbidden, NotFound
+from vigil.gb28181.catalog import CatalogError, CatalogResult
 from vigil.storage.db import Database
 from vigil.storage.models import GbDevice
 
@@ -28,6 +32,30 @@ class GbDeviceOut(BaseModel):
     expires_us: int | None
     last_keepalive_us: int | None
     gb_version: str
+
+
+class GbCatalogOut(BaseModel):
+    """One catalog query's outcome: what the device listed and what Vigil made of it."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str
+    sn: int
+    #: False when pages stopped arriving before ``sum_num`` items (what arrived was still written).
+    complete: bool
+    outcome: str
+    sum_num: int
+    items: int
+    pages: int
+    cameras_created: int
+    cameras_updated: int
+    regions_created: int
+    skipped: int
+
+
+class CatalogQuerier(Protocol):
+    """The catalog sync, as the API uses it."""
+
+    async def query(self, device_id: str, *, wait_s: float | None = None) -> CatalogResult: ...
 
 
 def _out(row: GbDevice) -> GbDeviceOut:
@@ -53,8 +81,11 @@ async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str
         raise Forbidden("only node-wide administrators manage GB/T 28181 devices")
 
 
-def build_gb_router(db: Database) -> APIRouter:
-    """``/api/gb/devices`` (list) and ``/api/gb/devices/{device_id}/admit``; admins only, audited."""
+def build_gb_router(db: Database, catalog: CatalogQuerier | None = None) -> APIRouter:
+    """``/api/gb/devices`` (list), ``…/{device_id}/admit`` and ``…/{device_id}/catalog``; admins only, audited.
+
+    ``catalog`` is None when GB/T 28181 is disabled: the catalog route then answers 409.
+    """
     router = APIRouter(prefix="/api/gb", tags=["gb28181"], responses=ERROR_RESPONSES)
 
     @router.get("/devices", response_model=list[GbDeviceOut])
@@ -77,5 +108,42 @@ def build_gb_router(db: Database) -> APIRouter:
             out = _out(row)
         await ctx.access.gate.audit(principal, "gb_device.admit", f"gb:{device_id}", True)
         return out
+
+    @router.post("/devices/{device_id}/catalog", response_model=GbCatalogOut)
+    async def query_gb_catalog(device_id: str, principal: Authed, ctx: Ctx) -> GbCatalogOut:
+        """Query the device's catalog now and wait until its channels are written as cameras."""
+        target = f"gb:{device_id}"
+        await _require_node_admin(ctx, principal, "gb_device.catalog", target)
+        async with db.session() as session:
+            if await session.get(GbDevice, device_id) is None:
+                raise NotFound(f"no GB device {device_id}")
+        if catalog is None:
+            raise Conflict("GB/T 28181 is not enabled on this node")
+        try:
+            result = await catalog.query(device_id)
+        except CatalogError as exc:
+            await ctx.access.gate.audit(principal, "gb_device.catalog", target, False, str(exc)[:200])
+            raise Conflict(str(exc)) from exc
+        applied = result.applied
+        await ctx.access.gate.audit(
+            principal,
+            "gb_device.catalog",
+            target,
+            True,
+            f"SN {result.sn}: {result.items} items, {applied.cameras_created} cameras created",
+        )
+        return GbCatalogOut(
+            device_id=result.device_id,
+            sn=result.sn,
+            complete=result.complete,
+            outcome=result.outcome,
+            sum_num=result.sum_num,
+            items=result.items,
+            pages=result.pages,
+            cameras_created=applied.cameras_created,
+            cameras_updated=applied.cameras_updated,
+            regions_created=applied.regions_created,
+            skipped=applied.skipped,
+        )
 
     return router

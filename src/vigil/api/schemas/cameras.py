@@ -54,6 +54,8 @@ class _CameraFields(BaseModel):
 class CameraOut(_CameraFields):
     id: int
     gb_id: str
+    #: Where media comes from: ``rtsp`` (pulled from ``rtsp_url``) or ``gb28181`` (a channel of a GB device).
+    source_kind: str = "rtsp"
     has_password: bool
     status: CameraStatus
 

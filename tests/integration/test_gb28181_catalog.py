@@ -83,6 +83,11 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path, transpo
                 assert result["pages"] == 2
                 assert result["cameras_created"] == 0 and result["cameras_updated"] == 3
                 assert len(await gb_cameras()) == 3
+
+                # An operator renames a GB channel and sets its retention: no RTSP URL is demanded of it.
+                r = await admin.patch(f"/api/cameras/{cams[0]['id']}", json={"name": "东门球机", "retention_days": 60})
+                assert r.status_code == 200, r.text
+                assert r.json()["name"] == "东门球机" and r.json()["rtsp_url"] == ""
             finally:
                 await runner.close()
 

@@ -387,7 +387,9 @@ async def update_camera(camera_id: int, body: CameraPatch, principal: Authed, ct
             if cam is None:
                 raise NotFound(f"camera {camera_id} not found")
             try:
-                spec = CameraIn.model_validate({**_fields_of(cam), "password": None, **changes})
+                spec = CameraIn.model_validate(
+                    {**_fields_of(cam), "password": None, **changes}, context={"source_kind": cam.source_kind}
+                )
             except ValidationError as exc:
                 raise invalid_from(exc) from exc
             errors = await _reference_errors(tx.session, principal, spec)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from vigil.domain.camera import CameraCategory, CameraState, Definition, PtzType
 from vigil.domain.errors import Invalid
@@ -92,7 +92,9 @@ class CameraIn(_CameraFields):
 
     @field_validator("rtsp_url")
     @classmethod
-    def _rtsp_url(cls, value: str) -> str:
+    def _rtsp_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value and (info.context or {}).get("source_kind", "rtsp") != "rtsp":
+            return value  # a GB/T 28181 channel: media comes over SIP/RTP, there is no URL to pull
         try:
             parts = urlsplit(value)
             port = parts.port

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from vigil.domain.errors import Invalid, NotFound
+from vigil.events.camera_events import add_camera_event
 from vigil.recorder import index
 from vigil.recorder.index import SegmentRecord
 from vigil.recorder.integrity import EVENT_KINDS
@@ -38,11 +39,11 @@ async def test_segment_lookups(db_any: Database) -> None:
 
 async def test_events_runs_and_locks(db_any: Database) -> None:
     async with db_any.session() as s:
-        await index.add_camera_event(s, 1, "offline", "warning", "", at_us=1 * S)
-        await index.add_camera_event(s, 1, "online", "info", "", at_us=2 * S)
-        await index.add_camera_event(s, 1, "bitrate_low", "info", "", at_us=3 * S)
-        await index.add_camera_event(s, 1, "offline", "warning", "", at_us=11 * S)
-        await index.add_camera_event(s, 2, "offline", "warning", "", at_us=12 * S)
+        await add_camera_event(s, 1, "offline", "warning", "", at_us=1 * S)
+        await add_camera_event(s, 1, "online", "info", "", at_us=2 * S)
+        await add_camera_event(s, 1, "bitrate_low", "info", "", at_us=3 * S)
+        await add_camera_event(s, 1, "offline", "warning", "", at_us=11 * S)
+        await add_camera_event(s, 2, "offline", "warning", "", at_us=12 * S)
         s.add(NodeRun(started_us=0, last_alive_us=5 * S))
         s.add(NodeRun(started_us=100 * S, last_alive_us=101 * S))
     async with db_any.session() as s:

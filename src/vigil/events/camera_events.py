@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from vigil.storage.db import Database
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vigil.storage.db import Database, now_us
 from vigil.storage.models import CameraEvent
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,14 @@ RECORDING_STOPPED = "recording_stopped"
 RECORDING_RESUMED = "recording_resumed"
 
 
+async def add_camera_event(
+    session: AsyncSession, camera_id: int | None, kind: str, level: str, reason: str, at_us: int | None = None
+) -> None:
+    """Add one CameraEvent row in the caller's transaction (the only place such rows are made)."""
+    at = now_us() if at_us is None else at_us
+    session.add(CameraEvent(camera_id=camera_id, at_us=at, kind=kind, level=level, reason=reason))
+
+
 class DbEventSink:
     """Writes each camera event as a row; alarm-level events are also logged at ERROR for the operator."""
 
@@ -30,4 +40,4 @@ class DbEventSink:
         if level == "alarm":
             log.error("camera %s: %s %s", camera_id, kind, reason)
         async with self._db.session() as session:
-            session.add(CameraEvent(camera_id=camera_id, at_us=at_us, kind=kind, level=level, reason=reason))
+            await add_camera_event(session, camera_id, kind, level, reason, at_us)

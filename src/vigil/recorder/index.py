@@ -14,6 +14,7 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vigil.domain.errors import Invalid, NotFound
+from vigil.events.camera_events import add_camera_event
 from vigil.storage.db import Database, now_us
 from vigil.storage.models import CameraEvent, EvidenceLock, NodeRun, Segment
 
@@ -156,16 +157,6 @@ async def segment_camera_ids(session: AsyncSession) -> list[int]:
 
 
 # -- camera events ----------------------------------------------------------------------------
-
-
-async def add_camera_event(
-    session: AsyncSession, camera_id: int | None, kind: str, level: str, reason: str, at_us: int | None = None
-) -> None:
-    session.add(
-        CameraEvent(
-            camera_id=camera_id, at_us=now_us() if at_us is None else at_us, kind=kind, level=level, reason=reason
-        )
-    )
 
 
 async def events_for_integrity(

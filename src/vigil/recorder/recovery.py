@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vigil.domain.errors import VigilError
+from vigil.events.camera_events import add_camera_event
 from vigil.protocols.mp4.errors import Mp4Error
 from vigil.protocols.mp4.reader import parse_init, scan
 from vigil.recorder import index
@@ -126,7 +127,7 @@ async def recover(volumes: Volumes, db: Database) -> RecoveryReport:
                 continue
             async with db.session() as session:
                 await index.delete_segments(session, [row.id])
-                await index.add_camera_event(
+                await add_camera_event(
                     session, row.camera_id, "segment_missing", "alarm", f"segment file {row.path} on {volume} is gone"
                 )
             report.missing.append(row.path)
@@ -137,7 +138,7 @@ async def recover(volumes: Volumes, db: Database) -> RecoveryReport:
             salvage = await asyncio.to_thread(_salvage, path)
             async with db.session() as session:
                 if salvage is None:
-                    await index.add_camera_event(
+                    await add_camera_event(
                         session, camera_id, "segment_discarded", "warning", f"{rel}: no complete fragment; deleted"
                     )
                     report.discarded.append(rel)
@@ -161,7 +162,7 @@ async def recover(volumes: Volumes, db: Database) -> RecoveryReport:
                         status="recovered",
                     ),
                 )
-                await index.add_camera_event(
+                await add_camera_event(
                     session,
                     camera_id,
                     "segment_recovered",

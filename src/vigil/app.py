@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import select
 
 from vigil import __version__
 from vigil.access import Access, build_access
@@ -32,14 +33,18 @@ from vigil.demo import seed_demo
 from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.catalog import CatalogSync
-from vigil.gb28181.catalog_store import DbCatalogStore
+from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
+from vigil.gb28181.media import Gb28181Source, RegisteredOwners
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.store import DbDeviceStore
 from vigil.health.node import NodeHeartbeat
+from vigil.ingest.errors import Unreachable
 from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.live.router import LiveRegistry, build_live_router
-from vigil.pipeline import CameraPipelines, Recording
+from vigil.pipeline import GB28181_SOURCE_KIND, RTSP_SOURCE_KIND, CameraPipelines, Recording
+from vigil.protocols.gb28181.manscdp import CatalogItem
+from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
 from vigil.recorder.recovery import recover
@@ -48,6 +53,7 @@ from vigil.recorder.volumes import Volumes
 from vigil.settings import Settings
 from vigil.sim.server import SimServer
 from vigil.storage.db import Database
+from vigil.storage.models import Camera
 from vigil.streams.hub import HubRegistry, StreamHub
 from vigil.transport.sip import SipServer
 
@@ -71,10 +77,30 @@ def build_sim(settings: Settings) -> SimServer | None:
     return SimServer(settings.sim.media or [DEMO_MEDIA], settings.sim.cameras, port=settings.sim.port)
 
 
-def build_source_factory(settings: Settings) -> Callable[[SourceSpec, Callable[[AccessUnit], None]], Source]:
+def build_source_factory(
+    settings: Settings, gb: tuple[Registrar, SipServer, CatalogSync] | None = None
+) -> Callable[[SourceSpec, Callable[[AccessUnit], None]], Source]:
+    """Sources by camera kind: RTSP always; GB/T 28181 (INVITE over ``gb``'s SIP server) when it is given."""
     ingest = settings.ingest
+    owners = RegisteredOwners(gb[0], gb[2]) if gb is not None else None
+    # One allocator per node: live SSRCs are unique within the SIP domain.
+    ssrcs = SsrcAllocator(settings.gb28181.domain or settings.gb28181.platform_id[:10])
 
     def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
+        if spec.kind == GB28181_SOURCE_KIND:
+            if gb is None or owners is None:
+                raise Unreachable("GB/T 28181 is not enabled on this node")
+            return Gb28181Source(
+                spec.camera_id,
+                spec.channel_id,
+                publish,
+                settings=settings.gb28181,
+                sip=gb[1],
+                owners=owners,
+                ssrcs=ssrcs,
+                connect_timeout=ingest.connect_timeout_seconds,
+                read_timeout=ingest.read_timeout_seconds,
+            )
         return RtspSource(
             spec.camera_id,
             spec.url,
@@ -98,14 +124,46 @@ def build_recorder_factory(settings: Settings, db: Database, volumes: Volumes) -
     return factory
 
 
-def build_gb28181(settings: Settings, db: Database, access: Access) -> tuple[Registrar, SipServer, CatalogSync] | None:
-    """The GB/T 28181 registrar behind its SIP server, and the catalog sync, when ``gb28181.enabled``."""
+class _CatalogThenPipelines:
+    """Writes a catalog, then has the pipelines pick up the channel cameras it created or changed."""
+
+    def __init__(self, inner: CatalogSink, db: Database, changed: Callable[[int], Awaitable[None]] | None) -> None:
+        self._inner = inner
+        self._db = db
+        self._changed = changed
+
+    async def apply_catalog(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
+        """The inner sink's write, then one ``camera_changed`` per GB camera among the items."""
+        applied = await self._inner.apply_catalog(device_id, items, at_us)
+        if self._changed is not None and (applied.cameras_created or applied.cameras_updated):
+            ids = [item.device_id for item in items]
+            async with self._db.session() as session:
+                rows = await session.scalars(
+                    select(Camera.id).where(Camera.gb_id.in_(ids), Camera.source_kind == GB28181_SOURCE_KIND)
+                )
+                camera_ids = list(rows)
+            for camera_id in camera_ids:
+                await self._changed(camera_id)
+        return applied
+
+
+def build_gb28181(
+    settings: Settings,
+    db: Database,
+    access: Access,
+    camera_changed: Callable[[int], Awaitable[None]] | None = None,
+) -> tuple[Registrar, SipServer, CatalogSync] | None:
+    """The GB/T 28181 registrar behind its SIP server, and the catalog sync, when ``gb28181.enabled``.
+
+    ``camera_changed`` hears about every channel camera a catalog creates or updates (the pipelines).
+    """
     gb = settings.gb28181
     if not gb.enabled:
         return None
     registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
     sip = SipServer(registrar, host=gb.host, port=gb.port)
-    catalog = CatalogSync(gb, sip, registrar, DbCatalogStore(db, domain=gb.domain), wallclock=lambda: datetime.now(UTC))
+    sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
+    catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
     registrar.set_listener(catalog)
     return registrar, sip, catalog
 
@@ -208,14 +266,18 @@ class Vigil:
             self._closers.append(self.sim.close)
             await seed_demo(db, self.sim.urls(), access.secrets)
 
+        # Built (not started) before the pipelines: GB/T 28181 cameras' sources INVITE over its SIP server.
+        gb = build_gb28181(settings, db, access, self._camera_changed)
+        kinds = frozenset({RTSP_SOURCE_KIND, GB28181_SOURCE_KIND} if gb is not None else {RTSP_SOURCE_KIND})
         pipelines = self.pipelines = CameraPipelines(
             db,
             self.hubs,
-            build_source_factory(settings),
+            build_source_factory(settings, gb),
             build_recorder_factory(settings, db, volumes),
             DbEventSink(db),
             settings.ingest,
             access.secrets.decrypt,
+            source_kinds=kinds,
         )
         await pipelines.start()
         self._closers.append(pipelines.close)
@@ -224,7 +286,6 @@ class Vigil:
         await retention.start()
         self._closers.append(retention.close)
 
-        gb = build_gb28181(settings, db, access)
         if gb is not None:
             registrar, sip, catalog = gb
             await catalog.start()
@@ -236,6 +297,10 @@ class Vigil:
             self.sip, self.gb_catalog = sip, catalog
 
         await self._serve(self.build_api(db, access, pipelines, volumes))
+
+    async def _camera_changed(self, camera_id: int) -> None:
+        if self.pipelines is not None:
+            await self.pipelines.camera_changed(camera_id)
 
     def build_api(self, db: Database, access: Access, pipelines: CameraPipelines, volumes: Volumes) -> FastAPI:
         gate = access.gate
@@ -269,8 +334,6 @@ class Vigil:
             path.write_text(created + "\n", encoding="utf-8")
             return created
         if path.exists():
-            from sqlalchemy import select
-
             from vigil.storage.models import User
 
             async with db.session() as session:

@@ -29,8 +29,9 @@ from vigil.streams.hub import HubRegistry, StreamHub
 
 log = logging.getLogger(__name__)
 
-#: The only ``cameras.source_kind`` with an ingest today; other kinds (``gb28181``) get no pipeline.
+#: ``cameras.source_kind`` values; a kind gets a pipeline only when the node was built with its ingest.
 RTSP_SOURCE_KIND = "rtsp"
+GB28181_SOURCE_KIND = "gb28181"
 #: How often bitrate/fps are sampled for the console.
 METER_SECONDS = 2.0
 
@@ -81,6 +82,8 @@ class CameraPipelines:
         events: DbEventSink,
         settings: IngestSettings,
         decrypt: Decrypt,
+        *,
+        source_kinds: frozenset[str] = frozenset({RTSP_SOURCE_KIND}),
     ) -> None:
         self._db = db
         self._hubs = hubs
@@ -89,6 +92,8 @@ class CameraPipelines:
         self._events = events
         self._settings = settings
         self._decrypt = decrypt
+        #: Kinds the source factory can build (``gb28181`` only when the SIP server runs).
+        self._source_kinds = source_kinds
         self._pipelines: dict[int, _Pipeline] = {}
         self._disabled_since: dict[int, int] = {}
         #: Cameras whose source kind has no ingest (camera id → source kind).
@@ -118,8 +123,8 @@ class CameraPipelines:
             async with self._db.session() as session:
                 row = await session.get(Camera, camera_id)
             current = self._pipelines.get(camera_id)
-            if row is not None and row.source_kind != RTSP_SOURCE_KIND:
-                # Only RTSP has an ingest yet; a GB/T 28181 camera's media needs INVITE (not built).
+            if row is not None and row.source_kind not in self._source_kinds:
+                # No ingest for this kind on this node (GB/T 28181 disabled): shown as disabled with the reason.
                 if current is not None:
                     await self._stop(camera_id)
                 self._no_ingest[camera_id] = row.source_kind
@@ -144,6 +149,8 @@ class CameraPipelines:
                 username=row.username,
                 password=self._decrypt(row.password_enc) if row.password_enc else "",
                 transport=self._settings.transport,
+                kind=row.source_kind,
+                channel_id=row.gb_id if row.source_kind == GB28181_SOURCE_KIND else "",
             )
             if current is not None and current.spec == spec:
                 return

@@ -113,6 +113,8 @@ class CatalogSync:
         self._assembler = CatalogAssembler(timeout=assembly_timeout_s)
         self._sn = int.from_bytes(random_bytes(2), "big")
         self._waiters: dict[tuple[str, int], _Waiters] = {}
+        #: Channel ID → the device whose catalog listed it (in memory: refilled by each catalog query).
+        self._channel_owner: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
 
@@ -213,6 +215,10 @@ class CatalogSync:
             content_type=MANSCDP_CONTENT_TYPE,
         )
 
+    def listed_by(self, channel_id: str) -> str | None:
+        """The device whose catalog (since this node started) listed ``channel_id``, or None."""
+        return self._channel_owner.get(channel_id)
+
     # --- pages in ----------------------------------------------------------------------------------
 
     def catalog_response(self, device_id: str, response: CatalogResponse) -> None:
@@ -221,6 +227,8 @@ class CatalogSync:
             # Vigil queries devices by their own ID; a page about another ID is not ours to write.
             log.info("gb device %s: catalog page for %s ignored", device_id, response.device_id)
             return
+        for item in response.items:
+            self._channel_owner[item.device_id] = device_id
         assembled = self._assembler.receive(response, self._monotonic())
         if assembled is not None:
             self._spawn(self._apply(device_id, assembled), f"gb-catalog-apply-{device_id}")

@@ -50,6 +50,10 @@ class SourceSpec:
     username: str = ""
     password: str = ""
     transport: str = "tcp"
+    #: ``cameras.source_kind``: ``rtsp`` (``url`` is used) or ``gb28181`` (``channel_id`` is used).
+    kind: str = "rtsp"
+    #: The GB/T 28181 channel ID of a ``gb28181`` camera.
+    channel_id: str = ""
 
 
 SourceFactory = Callable[[SourceSpec, Callable[[AccessUnit], None]], Source]

@@ -39,6 +39,7 @@ from vigil.protocols.sip.message import (
     SipRequest,
     SipResponse,
     SipStreamParser,
+    make_request,
     make_response,
     parse_datagram,
 )
@@ -166,6 +167,9 @@ class SipServer:
         # The tick must be finer than T1 or the first retransmission comes late.
         self._tick = min(_TIMER_TICK_S, t1 / 2)
         self._outgoing: dict[tuple[str, str], _Outgoing] = {}
+        #: INVITEs awaiting their final response, by (branch, "INVITE"), and what a 1xx to them does.
+        self._invites: dict[tuple[str, str], asyncio.Future[SipResponse]] = {}
+        self._invite_provisional: dict[tuple[str, str], Callable[[], None]] = {}
         self._host = host
         self._port = port
         self._clock = clock
@@ -221,6 +225,9 @@ class SipServer:
             if not outgoing.future.done():
                 outgoing.future.set_exception(PeerUnreachable("SIP server closed"))
         self._outgoing.clear()
+        for future in self._invites.values():
+            if not future.done():
+                future.set_exception(PeerUnreachable("SIP server closed"))
         self._errors.flush()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> bool:
@@ -315,11 +322,92 @@ class SipServer:
         finally:
             self._outgoing.pop(transaction.key, None)
 
+    async def send_invite(self, request: SipRequest, peer: SipPeer, *, wait_s: float | None = None) -> SipResponse:
+        """Send an INVITE and return its final response (RFC 3261 §17.1.1, simplified).
+
+        Over UDP the INVITE is retransmitted from T1, doubling, until any response arrives (Timer A);
+        no final response within ``wait_s`` (default Timer B, 64·T1) raises :class:`SipRequestTimeout`.
+        A non-2xx final is ACKed here (same branch); the ACK for a 2xx is the caller's (a dialog request).
+        """
+        if request.method != "INVITE":
+            raise ValueError(f"send_invite sends INVITEs, not {request.method}")
+        key = client_key(request)
+        if key in self._invites:
+            raise ValueError(f"an INVITE with branch {key[0]} is already in flight")
+        wire = request.serialize()
+        future: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        self._invites[key] = future
+        provisional = False
+
+        def on_provisional() -> None:
+            nonlocal provisional
+            provisional = True
+
+        self._invite_provisional[key] = on_provisional
+        limit = 64 * self._t1 if wait_s is None else wait_s
+        try:
+            async with asyncio.timeout(limit):
+                self._send_raw(wire, peer)
+                interval = self._t1
+                while not future.done():
+                    done, _ = await asyncio.wait({future}, timeout=interval)
+                    if done:
+                        break
+                    if peer.transport != "tcp" and not provisional:
+                        self._send_raw(wire, peer)
+                        interval *= 2
+                response = future.result()
+        except TimeoutError:
+            raise SipRequestTimeout(f"no final response to INVITE from {peer}") from None
+        finally:
+            self._invites.pop(key, None)
+            self._invite_provisional.pop(key, None)
+        if response.status >= 300:
+            self._send_raw(self._invite_ack(request, response).serialize(), peer)
+        return response
+
+    def send_stateless(self, request: SipRequest, peer: SipPeer) -> None:
+        """Put a request on the wire once, expecting no response (the ACK for a 2xx); raise PeerUnreachable."""
+        self._send_raw(request.serialize(), peer)
+
+    def _send_raw(self, wire: bytes, peer: SipPeer) -> None:
+        if peer.transport == "tcp":
+            writer = self._connections.get(peer)
+            if writer is None or writer.is_closing():
+                raise PeerUnreachable(f"no open TCP connection to {peer}")
+            writer.write(wire)
+            return
+        if self._udp is None or self._udp.is_closing():
+            raise PeerUnreachable("SIP server is not running")
+        self._udp.sendto(wire, (peer.host, peer.port))
+
+    @staticmethod
+    def _invite_ack(invite: SipRequest, response: SipResponse) -> SipRequest:
+        """The ACK for a non-2xx final to ``invite``: same Request-URI, top Via, From, Call-ID; To from the response."""
+        return make_request(
+            "ACK",
+            invite.uri,
+            via=invite.top_via,
+            from_address=invite.from_address,
+            to_address=response.to_address,
+            call_id=invite.call_id,
+            cseq=invite.cseq.number,
+        )
+
     def _response(self, response: SipResponse, peer: SipPeer) -> None:
         try:
             key = client_key(response)
         except SipError as exc:
             self._errors.add(f"unmatchable response ({exc.reason}) from {peer}")
+            return
+        invite = self._invites.get(key)
+        if invite is not None:
+            if response.status < 200:
+                callback = self._invite_provisional.get(key)
+                if callback is not None:
+                    callback()
+            elif not invite.done():
+                invite.set_result(response)
             return
         outgoing = self._outgoing.get(key)
         if outgoing is None:

@@ -62,6 +62,7 @@ from vigil.protocols.gb28181.manscdp import (
     decode_manscdp,
     encode_manscdp,
 )
+from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.digest import DigestClient
 from vigil.protocols.sip.message import (
     Address,
@@ -70,6 +71,7 @@ from vigil.protocols.sip.message import (
     SipRequest,
     SipResponse,
     SipStreamParser,
+    SipUri,
     Via,
     make_request,
     make_response,
@@ -92,6 +94,8 @@ __all__ = [
     "DeviceState",
     "DeviceStats",
     "GbDevice",
+    "MediaRequested",
+    "MediaStopped",
     "QueryAnswered",
     "Registered",
     "RegistrationFailed",
@@ -224,7 +228,24 @@ class QueryAnswered:
     messages: int
 
 
-DeviceEvent = Registered | RegistrationFailed | Unregistered | QueryAnswered
+@dataclass(frozen=True, slots=True)
+class MediaRequested:
+    """A platform INVITEd a channel and got our 200 OK: stream PS over RTP (UDP) with ``ssrc`` to host:port."""
+
+    call_id: str
+    channel_id: str
+    ssrc: int
+    address: HostPort
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStopped:
+    """The platform ended a media session (BYE): stop streaming it."""
+
+    call_id: str
+
+
+DeviceEvent = Registered | RegistrationFailed | Unregistered | QueryAnswered | MediaRequested | MediaStopped
 
 
 @dataclass(slots=True)
@@ -328,6 +349,8 @@ class GbDevice:
             for i, cid in enumerate(channel_id(config.device_id, i, config.channels) for i in range(config.channels))
         ]
         self._channel_by_id = {ch.device_id: ch for ch in self._channels}
+        #: Media sessions by Call-ID: the 200 OK we sent (re-sent to a retransmitted INVITE).
+        self._sessions: dict[str, bytes] = {}
 
     # --- public API ---------------------------------------------------------------------------------
 
@@ -666,8 +689,13 @@ class GbDevice:
         if request.method == "ACK":
             return  # ACKs for our stateless INVITE refusals
         if request.method == "INVITE":
-            # Media sessions are not simulated yet; INVITE needs its own transaction kind, so answer statelessly.
-            self._out.datagrams.append((make_response(request, 488, to_tag=self._ids.tag()).serialize(), addr))
+            # Answered statelessly (no INVITE server transaction): a retransmitted INVITE gets the same answer.
+            self._out.datagrams.append((self._answer_invite(request), addr))
+            return
+        if request.method == "BYE" and request.call_id in self._sessions:
+            del self._sessions[request.call_id]
+            self._out.events.append(MediaStopped(request.call_id))
+            self._out.datagrams.append((make_response(request, 200, to_tag=self._ids.tag()).serialize(), addr))
             return
         key = server_key(request)
         existing = self._server.get(key)
@@ -684,6 +712,46 @@ class GbDevice:
             del self._server[key]
         if query is not None:
             self._answer_query(query, now)
+
+    def _answer_invite(self, request: SipRequest) -> bytes:
+        """200 OK with our SDP for a live UDP PS offer on one of our channels; 404/488 otherwise."""
+        known = self._sessions.get(request.call_id)
+        if known is not None:
+            return known
+        target = SipUri.parse(request.uri).user if request.uri.startswith("sip:") else None
+        if target not in self._channel_by_id or self.state is not DeviceState.REGISTERED:
+            return make_response(request, 404, to_tag=self._ids.tag()).serialize()
+        try:
+            offer = SessionDescription.parse(request.body)
+            media = offer.media[0]
+            host = media.connection or offer.connection
+            ssrc = offer.gb_ssrc
+            ssrc_value = offer.gb_ssrc_value
+            ok = media.proto == "RTP/AVP" and "96" in media.formats and host is not None and ssrc is not None
+        except (SdpError, IndexError, ValueError):
+            ok = False
+        if not ok or ssrc is None or ssrc_value is None or host is None:
+            return make_response(request, 488, to_tag=self._ids.tag()).serialize()
+        address = host.split()[-1]
+        local_host = self.config.local_address[0]
+        answer = gb_description(
+            session_name="Play",
+            owner_id=target,
+            address=local_host,
+            port=self.config.local_address[1],
+            transport=GbTransport.UDP,
+            ssrc=ssrc,
+            direction="sendonly",
+            payloads=((96, "PS"),),
+        )
+        response = make_response(
+            request, 200, to_tag=self._ids.tag(), body=answer.serialize(), content_type="APPLICATION/SDP"
+        )
+        response.headers["Contact"] = f"<sip:{target}@{local_host}:{self.config.local_address[1]}>"
+        wire = response.serialize()
+        self._sessions[request.call_id] = wire
+        self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port)))
+        return wire
 
     def _classify(self, request: SipRequest) -> tuple[int, Message | None]:
         """The status to answer a request with, and the query to answer afterwards (if any)."""

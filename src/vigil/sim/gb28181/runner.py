@@ -27,14 +27,20 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from vigil.domain.media import VIDEO_CLOCK_RATE
+from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.ps import PsMuxer, PsRtpPacketizer
 from vigil.protocols.sip.message import SipError, SipMessage, SipRequest, SipUri, parse_datagram
 from vigil.sim.gb28181.device import (
     DeviceConfig,
     DeviceState,
     GbDevice,
     HostPort,
+    MediaRequested,
+    MediaStopped,
     RegistrationFailed,
     device_id,
 )
@@ -46,6 +52,8 @@ log = logging.getLogger(__name__)
 #: WVP's default platform ID (docs/gb28181 §1).
 DEFAULT_PLATFORM_ID = "34020000002000000001"
 _STATS_LOG_INTERVAL_S = 30.0
+#: What INVITEd channels stream unless ``GbSimOptions.media`` says otherwise.
+DEFAULT_MEDIA = Path(__file__).parents[2] / "assets" / "media" / "campus_576p10_h264.mp4"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +79,8 @@ class GbSimOptions:
     bind_host: str = "0.0.0.0"
     start_interval_s: float = 0.0
     close_timeout_s: float = 5.0
+    #: What an INVITEd channel streams (looped, paced in real time); None: the vendored campus clip.
+    media: Path | None = None
 
     def __post_init__(self) -> None:
         if self.devices < 1 or self.channels < 0:
@@ -150,6 +160,11 @@ class GbSimRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Set whenever a device reports an event (registered, failed, unregistered…).
         self._changed = asyncio.Event()
+        #: Media sessions being streamed, by Call-ID.
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        #: Sessions ever started and ended by BYE (for tests and the stats line).
+        self.streams_started = 0
+        self.streams_stopped = 0
 
     @property
     def devices(self) -> list[GbDevice]:
@@ -211,6 +226,12 @@ class GbSimRunner:
             log.warning("gbsim: %d devices got no answer to their unregistration", waiting)
         if self._stats_task is not None:
             self._stats_task.cancel()
+        streams = list(self._streams.values())
+        for task in streams:
+            task.cancel()
+        for task in streams:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._timer is not None:
             self._timer.cancel()
         if self._udp is not None:
@@ -261,8 +282,11 @@ class GbSimRunner:
             retry_s=o.retry_s,
             charset=o.charset,
         )
-        self._by_id[dev_id] = len(self._devices)
-        self._devices.append(GbDevice(config, random_bytes=self._random))
+        device = GbDevice(config, random_bytes=self._random)
+        # INVITE and in-dialog requests are addressed to a channel, not to its device.
+        for routed in (dev_id, *device.channel_ids):
+            self._by_id[routed] = len(self._devices)
+        self._devices.append(device)
 
     def _start_device(self, index: int) -> None:
         assert self._loop is not None
@@ -332,6 +356,10 @@ class GbSimRunner:
             self._changed.set()
             if isinstance(event, RegistrationFailed):
                 self._last_failure = f"{device.device_id}: {event.reason}"
+            elif isinstance(event, MediaRequested):
+                self._start_stream(event)
+            elif isinstance(event, MediaStopped):
+                self._stop_stream(event.call_id)
         when = device.get_timer()
         if when is not None and self._scheduled.get(index) != when:
             self._scheduled[index] = when
@@ -362,6 +390,49 @@ class GbSimRunner:
             self._devices[index].handle_timer(now)
             self._service(index)
         self._arm()
+
+    @property
+    def streaming(self) -> int:
+        """Media sessions streaming now."""
+        return len(self._streams)
+
+    def _start_stream(self, event: MediaRequested) -> None:
+        if event.call_id in self._streams:
+            return
+        self.streams_started += 1
+        task = asyncio.create_task(self._stream(event), name=f"gbsim-media-{event.channel_id}")
+        self._streams[event.call_id] = task
+        task.add_done_callback(lambda _: self._streams.pop(event.call_id, None))
+
+    def _stop_stream(self, call_id: str) -> None:
+        task = self._streams.pop(call_id, None)
+        if task is not None:
+            self.streams_stopped += 1
+            task.cancel()
+
+    async def _stream(self, event: MediaRequested) -> None:
+        """The channel's PS over RTP/UDP to the offer's address, paced in real time, until BYE or close."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=event.address)
+        muxer = PsMuxer()
+        packetizer = PsRtpPacketizer(event.ssrc)
+        start = loop.time()
+        first_dts: int | None = None
+        units = iter_file_units(self.options.media or DEFAULT_MEDIA, loop=True)
+        try:
+            while True:
+                # Demuxing is blocking work: one unit at a time off the loop thread.
+                unit = await asyncio.to_thread(next, units)
+                if first_dts is None:
+                    first_dts = unit.dts
+                due = start + (unit.dts - first_dts) / VIDEO_CLOCK_RATE
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                for packet in packetizer.packetize(muxer.mux(unit), unit.pts):
+                    transport.sendto(packet)
+        finally:
+            transport.close()
 
     async def _log_stats(self) -> None:
         while True:

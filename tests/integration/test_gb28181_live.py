@@ -1,0 +1,102 @@
+"""GB/T 28181 live video on a whole node: an admitted simulated device's channel is INVITEd, its PS/RTP stream
+brings the camera online and gets recorded; disabling the camera sends BYE and the device stops streaming."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from tests.integration.conftest import node_settings
+from vigil.app import Vigil
+from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
+from vigil.storage.models import Segment
+
+PASSWORD = "gb-secret-1"
+MEDIA = Path(__file__).parents[2] / "src" / "vigil" / "assets" / "media" / "campus_576p10_h264.mp4"
+
+
+def options(sip_port: int) -> GbSimOptions:
+    return GbSimOptions(
+        platform_address=("127.0.0.1", sip_port),
+        password=PASSWORD,
+        devices=1,
+        channels=1,
+        transport="UDP",
+        bind_host="127.0.0.1",
+        media=MEDIA,
+    )
+
+
+async def test_gb_channel_streams_records_and_stops_on_disable(tmp_path: Path) -> None:
+    vigil = Vigil(
+        node_settings(
+            tmp_path,
+            sim={"cameras": 0},
+            gb28181={"enabled": True, "port": 0, "password": PASSWORD},
+        )
+    )
+    await vigil.start()
+    try:
+        assert vigil.sip is not None
+        refused = GbSimRunner(options(vigil.sip.udp_port))
+        await refused.start()
+        async with asyncio.timeout(20):
+            await refused.wait_settled()
+        await refused.close()
+
+        async with httpx.AsyncClient(base_url=vigil.url.rstrip("/"), timeout=40) as admin:
+            r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
+            assert r.status_code == 200, r.text
+            (device,) = (await admin.get("/api/gb/devices")).json()
+            assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
+
+            runner = GbSimRunner(options(vigil.sip.udp_port))
+            await runner.start()
+            try:
+                async with asyncio.timeout(20):
+                    await runner.wait_settled()
+
+                async def gb_camera() -> dict[str, Any] | None:
+                    cams = (await admin.get("/api/cameras")).json()
+                    found = [c for c in cams if c["source_kind"] == "gb28181"]
+                    return found[0] if found else None
+
+                async with asyncio.timeout(30):
+                    while (cam := await gb_camera()) is None or cam["status"]["state"] != "online":  # noqa: ASYNC110
+                        await asyncio.sleep(0.2)
+                assert cam["gb_id"] == runner.devices[0].channel_ids[0]
+                async with asyncio.timeout(15):  # stream health is sampled every 2 s
+                    while (cam := await gb_camera()) is None or cam["status"]["width"] is None:  # noqa: ASYNC110
+                        await asyncio.sleep(0.2)
+                assert cam["status"]["codec"] and (cam["status"]["width"], cam["status"]["height"]) == (768, 576)
+                assert runner.streaming == 1
+
+                async def segments() -> int:
+                    assert vigil.db is not None
+                    async with vigil.db.session() as session:
+                        count = await session.scalar(
+                            select(func.count()).select_from(Segment).where(Segment.camera_id == cam["id"])
+                        )
+                    return int(count or 0)
+
+                async with asyncio.timeout(30):
+                    while await segments() == 0:  # noqa: ASYNC110 - a segment closes ~2 s in
+                        await asyncio.sleep(0.3)
+
+                r = await admin.patch(f"/api/cameras/{cam['id']}", json={"enabled": False})
+                assert r.status_code == 200, r.text
+                async with asyncio.timeout(10):
+                    while runner.streaming:  # noqa: ASYNC110 - waiting for the BYE to reach the simulator
+                        await asyncio.sleep(0.1)
+                assert runner.streams_stopped == 1
+                state = (await admin.get(f"/api/cameras/{cam['id']}")).json()["status"]["state"]
+                assert state == "disabled"
+            finally:
+                await runner.close()
+    finally:
+        await vigil.close()
+    assert vigil.pipelines is not None and vigil.pipelines.running() == []

@@ -1,0 +1,164 @@
+"""Gb28181Source against a fake SIP transport: INVITE shape, error mapping, media in, BYE and SSRC release."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from pathlib import Path
+
+import pytest
+
+from vigil.domain.media import AccessUnit
+from vigil.gb28181.media import Gb28181Source
+from vigil.ingest.errors import ProtocolFailure, StreamNotFound, StreamTimeout, Unreachable
+from vigil.ingest.file import iter_file_units
+from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.ps import PsMuxer, PsRtpPacketizer
+from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
+from vigil.protocols.sip.message import SipRequest, SipResponse, make_response
+from vigil.settings import Gb28181Settings
+from vigil.transport.sip import SipPeer, SipRequestTimeout
+
+DEVICE = "34020000001180000001"
+CHANNEL = "34020000001310000001"
+PEER = SipPeer("udp", "127.0.0.1", 5999)
+MEDIA = Path(__file__).parents[2] / "src" / "vigil" / "assets" / "media" / "campus_576p10_h264.mp4"
+
+
+class FakeSip:
+    """Answers INVITE with ``status`` (200 carries an SDP answer echoing y=), records everything sent."""
+
+    udp_port = 5060
+    tcp_port = 5060
+
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+        self.invites: list[SipRequest] = []
+        self.stateless: list[SipRequest] = []
+        self.requests: list[SipRequest] = []
+
+    async def send_invite(self, request: SipRequest, peer: SipPeer, *, wait_s: float | None = None) -> SipResponse:
+        self.invites.append(request)
+        if self.status is None:
+            raise SipRequestTimeout("no answer")
+        if self.status != 200:
+            return make_response(request, self.status, to_tag="dev")
+        offer = SessionDescription.parse(request.body)
+        answer = gb_description(
+            session_name="Play",
+            owner_id=CHANNEL,
+            address="127.0.0.1",
+            port=6000,
+            transport=GbTransport.UDP,
+            ssrc=offer.gb_ssrc or "",
+            direction="sendonly",
+            payloads=((96, "PS"),),
+        )
+        return make_response(request, 200, to_tag="dev", body=answer.serialize(), content_type="APPLICATION/SDP")
+
+    def send_stateless(self, request: SipRequest, peer: SipPeer) -> None:
+        self.stateless.append(request)
+
+    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+        self.requests.append(request)
+        return make_response(request, 200)
+
+    def local_host(self, peer: SipPeer) -> str:
+        return "127.0.0.1"
+
+
+class Owners:
+    def __init__(self, known: bool = True) -> None:
+        self.known = known
+
+    def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None:
+        return (DEVICE, PEER) if self.known and channel_id == CHANNEL else None
+
+
+def source(
+    sip: FakeSip, ssrcs: SsrcAllocator, units: list[AccessUnit], *, known: bool = True, read_timeout: float = 0.5
+) -> Gb28181Source:
+    return Gb28181Source(
+        1,
+        CHANNEL,
+        units.append,
+        settings=Gb28181Settings(),
+        sip=sip,
+        owners=Owners(known),
+        ssrcs=ssrcs,
+        connect_timeout=0.5,
+        read_timeout=read_timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(None, StreamTimeout), (404, StreamNotFound), (488, ProtocolFailure), (503, ProtocolFailure)]
+)
+async def test_failed_invite_raises_typed_error(status: int | None, error: type[Exception]) -> None:
+    sip, ssrcs = FakeSip(status), SsrcAllocator("3402000000")
+    src = source(sip, ssrcs, [])
+    with pytest.raises(error):
+        await asyncio.wait_for(src.run(), 5)
+    await src.close()
+    assert ssrcs.in_use(history=False) == 0
+    assert sip.requests == []  # no dialog, no BYE
+
+
+async def test_unknown_channel_is_unreachable() -> None:
+    sip = FakeSip(200)
+    src = source(sip, SsrcAllocator("3402000000"), [], known=False)
+    with pytest.raises(Unreachable):
+        await asyncio.wait_for(src.run(), 5)
+    assert sip.invites == []
+
+
+async def test_invite_shape_and_no_media_times_out_then_bye() -> None:
+    sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
+    src = source(sip, ssrcs, [])
+    with pytest.raises(StreamTimeout):
+        await asyncio.wait_for(src.run(), 5)
+    (invite,) = sip.invites
+    assert invite.uri == f"sip:{CHANNEL}@127.0.0.1:5999"
+    offer = SessionDescription.parse(invite.body)
+    assert offer.session_name == "Play" and offer.uri is None
+    (media,) = offer.media
+    assert media.proto == "RTP/AVP" and media.formats == ["96"] and media.direction == "recvonly"
+    assert media.rtpmap(96) is not None and offer.gb_ssrc is not None and offer.gb_ssrc.startswith("0")
+    assert invite.headers["Subject"] == f"{CHANNEL}:{offer.gb_ssrc},{Gb28181Settings().platform_id}:0"
+    (ack,) = sip.stateless
+    assert ack.method == "ACK" and ack.cseq.number == invite.cseq.number and ack.call_id == invite.call_id
+    assert ssrcs.in_use(history=False) == 1
+    await src.close()
+    (bye,) = sip.requests
+    assert bye.method == "BYE" and bye.call_id == invite.call_id and bye.to_address.tag == "dev"
+    assert ssrcs.in_use(history=False) == 0
+
+
+async def test_ps_over_rtp_becomes_access_units() -> None:
+    sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
+    units: list[AccessUnit] = []
+    src = source(sip, ssrcs, units, read_timeout=5.0)
+    task = asyncio.create_task(src.run())
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    offer = SessionDescription.parse(sip.invites[0].body)
+    ssrc = offer.gb_ssrc_value
+    assert ssrc is not None
+    muxer, packetizer = PsMuxer(), PsRtpPacketizer(ssrc)
+    sent = list(itertools.islice(iter_file_units(MEDIA), 25))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for unit in sent:
+            for packet in packetizer.packetize(muxer.mux(unit), unit.pts):
+                out.sendto(packet, ("127.0.0.1", offer.media[0].port))
+            await asyncio.sleep(0.002)
+    async with asyncio.timeout(5):
+        while len(units) < len(sent) - 1:  # noqa: ASYNC110 - the last picture closes on the next one
+            await asyncio.sleep(0.01)
+    assert units[0].keyframe and units[0].track.width == 768
+    assert [u.pts for u in units] == [u.pts for u in sent[: len(units)]]
+    assert src.corrupt == 0
+    await src.close()
+    await asyncio.wait_for(task, 5)
+    assert [r.method for r in sip.requests] == ["BYE"]

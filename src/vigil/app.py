@@ -13,6 +13,7 @@ import logging
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
+from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.store import DbDeviceStore
@@ -77,12 +79,23 @@ def build_sim(settings: Settings) -> SimServer | None:
     return SimServer(settings.sim.media or [DEMO_MEDIA], settings.sim.cameras, port=settings.sim.port)
 
 
+@dataclass(frozen=True, slots=True)
+class GbRuntime:
+    """The GB/T 28181 parts of a node, built together because they answer on one SIP port."""
+
+    registrar: Registrar
+    sip: SipServer
+    #: The SIP server's handler: routes in-dialog requests and upper platforms' requests away from the registrar.
+    dispatcher: SipDispatcher
+    catalog: CatalogSync
+
+
 def build_source_factory(
-    settings: Settings, gb: tuple[Registrar, SipServer, CatalogSync] | None = None
+    settings: Settings, gb: GbRuntime | None = None
 ) -> Callable[[SourceSpec, Callable[[AccessUnit], None]], Source]:
     """Sources by camera kind: RTSP always; GB/T 28181 (INVITE over ``gb``'s SIP server) when it is given."""
     ingest = settings.ingest
-    owners = RegisteredOwners(gb[0], gb[2]) if gb is not None else None
+    owners = RegisteredOwners(gb.registrar, gb.catalog) if gb is not None else None
     # One allocator per node: live SSRCs are unique within the SIP domain.
     ssrcs = SsrcAllocator(settings.gb28181.domain or settings.gb28181.platform_id[:10])
 
@@ -95,7 +108,7 @@ def build_source_factory(
                 spec.channel_id,
                 publish,
                 settings=settings.gb28181,
-                sip=gb[1],
+                sip=gb.sip,
                 owners=owners,
                 ssrcs=ssrcs,
                 connect_timeout=ingest.connect_timeout_seconds,
@@ -152,7 +165,7 @@ def build_gb28181(
     db: Database,
     access: Access,
     camera_changed: Callable[[int], Awaitable[None]] | None = None,
-) -> tuple[Registrar, SipServer, CatalogSync] | None:
+) -> GbRuntime | None:
     """The GB/T 28181 registrar behind its SIP server, and the catalog sync, when ``gb28181.enabled``.
 
     ``camera_changed`` hears about every channel camera a catalog creates or updates (the pipelines).
@@ -161,11 +174,12 @@ def build_gb28181(
     if not gb.enabled:
         return None
     registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
-    sip = SipServer(registrar, host=gb.host, port=gb.port)
+    dispatcher = SipDispatcher(registrar)
+    sip = SipServer(dispatcher, host=gb.host, port=gb.port)
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
     registrar.set_listener(catalog)
-    return registrar, sip, catalog
+    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog)
 
 
 class _ApiStatus:
@@ -240,6 +254,8 @@ class Vigil:
         self.sip: SipServer | None = None
         #: Catalog queries and their cameras, when GB/T 28181 is enabled.
         self.gb_catalog: CatalogSync | None = None
+        #: All the GB/T 28181 parts, when enabled.
+        self.gb: GbRuntime | None = None
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -287,14 +303,14 @@ class Vigil:
         self._closers.append(retention.close)
 
         if gb is not None:
-            registrar, sip, catalog = gb
-            await catalog.start()
-            self._closers.append(catalog.close)
-            await registrar.start()
-            self._closers.append(registrar.close)
-            await sip.start()
-            self._closers.append(sip.close)
-            self.sip, self.gb_catalog = sip, catalog
+            await gb.catalog.start()
+            self._closers.append(gb.catalog.close)
+            await gb.registrar.start()
+            self._closers.append(gb.registrar.close)
+            await gb.sip.start()
+            self._closers.append(gb.sip.close)
+            self.gb = gb
+            self.sip, self.gb_catalog = gb.sip, gb.catalog
 
         await self._serve(self.build_api(db, access, pipelines, volumes))
 

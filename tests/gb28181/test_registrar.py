@@ -16,9 +16,9 @@ from sqlalchemy import select
 from tests.conftest import sqlite_database
 from tests.helpers import eventually
 from vigil.access.secrets import SecretBox
-from vigil.gb28181.registrar import BEIJING, Registrar
+from vigil.gb28181.registrar import BEIJING, RegisteredDevice, Registrar
 from vigil.gb28181.store import DbDeviceStore
-from vigil.protocols.gb28181.manscdp import Keepalive, encode_manscdp
+from vigil.protocols.gb28181.manscdp import AlarmNotify, DeviceInfoResponse, Keepalive, Result, encode_manscdp
 from vigil.protocols.sip.digest import DigestClient
 from vigil.protocols.sip.message import (
     Address,
@@ -407,3 +407,24 @@ async def test_restart_restores_udp_devices_that_are_still_alive(
         assert again.devices[DEVICE].peer.port == device.local_port
     finally:
         await again.close()
+
+
+async def test_other_messages_reach_the_handler_registered_for_their_kind(
+    platform: Platform, devices: list[Device]
+) -> None:
+    heard: list[tuple[str, object]] = []
+
+    async def on_alarm(device: RegisteredDevice, message: object, request: SipRequest) -> None:
+        heard.append((device.device_id, message))
+
+    platform.registrar.on_message(AlarmNotify, on_alarm)
+    device = await open_device(platform, devices)
+    await device.register()
+    alarm = AlarmNotify(sn=7, device_id=DEVICE, priority=1, method=5, time=datetime(2026, 11, 21, 12, tzinfo=BEIJING))
+    response = await device.send(device.request("MESSAGE", body=encode_manscdp(alarm, tz=BEIJING)))
+    assert response.status == 200
+    assert [(who, m.sn) for who, m in heard if isinstance(m, AlarmNotify)] == [(DEVICE, 7)]
+    # A kind nobody asked for is still answered 200 (the device must not retry forever) and heard by no one.
+    info = DeviceInfoResponse(sn=8, device_id=DEVICE, result=Result.OK)
+    assert (await device.send(device.request("MESSAGE", body=encode_manscdp(info, tz=BEIJING)))).status == 200
+    assert len(heard) == 1

@@ -18,7 +18,7 @@ async def test_registrar_is_built_only_when_enabled(tmp_path: Path) -> None:
         on = Settings(data_dir=tmp_path, gb28181={"enabled": True, "host": "127.0.0.1", "port": 0})
         built = build_gb28181(on, db, build_access(db, on))
         assert built is not None
-        registrar, sip, catalog = built
+        registrar, sip, catalog = built.registrar, built.sip, built.catalog
         await catalog.start()
         await registrar.start()
         await sip.start()

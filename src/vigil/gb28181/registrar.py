@@ -27,10 +27,10 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from vigil.gb28181.liveness import DeviceLiveness, offline_cause
 from vigil.gb28181.store import AUTH_FAILED, OFFLINE, ONLINE, UNAUTHORISED, DeviceRecord, DeviceStore
@@ -84,6 +84,11 @@ class DeviceListener(Protocol):
     def catalog_response(self, device_id: str, response: CatalogResponse) -> None: ...
 
 
+#: Hears one kind of MANSCDP message from a registered device (an alarm, a position, a query answer).
+#: It is awaited before the device gets its 200 OK, so it must be quick; longer work goes in a task.
+MessageHandler = Callable[[RegisteredDevice, Any, SipRequest], Awaitable[None]]
+
+
 class Registrar:
     """REGISTER + Keepalive handling and device liveness; ``start`` / ``close`` like every component."""
 
@@ -109,10 +114,15 @@ class Registrar:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._listener: DeviceListener | None = None
+        self._handlers: dict[type, MessageHandler] = {}
 
     def set_listener(self, listener: DeviceListener) -> None:
         """Attach the catalog sync (built after the SIP server, which needs this registrar first)."""
         self._listener = listener
+
+    def on_message(self, kind: type, handler: MessageHandler) -> None:
+        """Have ``handler`` hear every ``kind`` message (e.g. ``AlarmNotify``) from registered devices."""
+        self._handlers[kind] = handler
 
     def registered(self, device_id: str) -> RegisteredDevice | None:
         """The registered device with this ID, or None."""
@@ -350,6 +360,10 @@ class Registrar:
             await self._keepalive(device, peer, now)
         elif isinstance(decoded.message, CatalogResponse) and self._listener is not None:
             self._listener.catalog_response(device.device_id, decoded.message)
+        else:
+            handler = self._handlers.get(type(decoded.message))
+            if handler is not None:
+                await handler(device, decoded.message, request)
         return make_response(request, 200, to_tag=self._to_tag(request))
 
     async def _keepalive(self, device: RegisteredDevice, peer: SipPeer, now: datetime) -> None:

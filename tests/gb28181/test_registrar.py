@@ -428,3 +428,40 @@ async def test_other_messages_reach_the_handler_registered_for_their_kind(
     info = DeviceInfoResponse(sn=8, device_id=DEVICE, result=Result.OK)
     assert (await device.send(device.request("MESSAGE", body=encode_manscdp(info, tz=BEIJING)))).status == 200
     assert len(heard) == 1
+
+
+async def test_forget_drops_a_registration_until_the_device_registers_again(
+    platform: Platform, devices: list[Device]
+) -> None:
+    device = await open_device(platform, devices)
+    await device.register()
+    await platform.registrar.forget(DEVICE, "changed by an administrator")
+    assert DEVICE not in platform.registrar.devices
+    assert [(e.kind, e.reason) for e in await events(platform.db, DEVICE)][-1] == (
+        "offline",
+        "changed by an administrator",
+    )
+    assert (await device.keepalive(3)).status == 403
+    await device.register()
+    assert DEVICE in platform.registrar.devices
+
+
+async def test_hostile_or_unknown_manscdp_is_answered_and_the_registrar_keeps_serving(
+    platform: Platform, devices: list[Device]
+) -> None:
+    device = await open_device(platform, devices)
+    await device.register()
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+        b"<Notify><CmdType>Keepalive</CmdType><SN>1</SN><DeviceID>&lol2;</DeviceID></Notify>"
+    )
+    external = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b"<Notify><CmdType>Keepalive</CmdType><SN>1</SN><DeviceID>&xxe;</DeviceID></Notify>"
+    )
+    for body in (bomb, external, b"<Notify><CmdType>Keepalive</CmdType>", b"\xff\xfe not xml"):
+        response = await device.send(device.request("MESSAGE", body=body))
+        assert response.status == 400, body
+    unknown = f"<Notify><CmdType>Teleport</CmdType><SN>5</SN><DeviceID>{DEVICE}</DeviceID></Notify>".encode()
+    assert (await device.send(device.request("MESSAGE", body=unknown))).status == 200
+    assert (await device.keepalive(6)).status == 200

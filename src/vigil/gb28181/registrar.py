@@ -193,6 +193,12 @@ class Registrar:
             for device, cause in gone:
                 await self._go_offline(device.device_id, cause.value, now)
 
+    async def forget(self, device_id: str, reason: str) -> None:
+        """An admin removed or changed the device: drop its registration now, so it must REGISTER (and
+        authenticate against what is stored now) again before anything it sends is accepted."""
+        async with self._lock:
+            await self._go_offline(device_id, reason, self._clock())
+
     async def _go_offline(self, device_id: str, reason: str, now: datetime) -> None:
         if self._devices.pop(device_id, None) is None:
             return

@@ -399,11 +399,41 @@ export interface paths {
          */
         get: operations["list_gb_devices_api_gb_devices_get"];
         put?: never;
-        post?: never;
+        /**
+         * Add Gb Device
+         * @description Pre-register (admit) a device, optionally with its own password and charset.
+         */
+        post: operations["add_gb_device_api_gb_devices_post"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/gb/devices/{device_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Gb Device
+         * @description Forget a device: it is dropped now, and its next REGISTER is refused as unknown (and alarmed).
+         *     Its channels stay as cameras (with their recordings) until an admin deletes them.
+         */
+        delete: operations["delete_gb_device_api_gb_devices__device_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change Gb Device
+         * @description Rename, set or clear its own password, or change its charset; a new password or charset takes
+         *     effect at once: the device is dropped and must register again.
+         */
+        patch: operations["change_gb_device_api_gb_devices__device_id__patch"];
         trace?: never;
     };
     "/api/gb/devices/{device_id}/admit": {
@@ -913,22 +943,59 @@ export interface components {
             sum_num: number;
         };
         /**
+         * GbDeviceIn
+         * @description A device pre-registered by an admin: it may REGISTER from now on (with this password, if given).
+         */
+        GbDeviceIn: {
+            /**
+             * Charset
+             * @default GB2312
+             * @enum {string}
+             */
+            charset?: "GB2312" | "GBK" | "GB18030" | "UTF-8";
+            /**
+             * Device Id
+             * @description The device's 20-digit GB/T 28181 ID.
+             */
+            device_id: string;
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+            /**
+             * Password
+             * @description Its own digest password; empty = the platform-wide one.
+             */
+            password?: string | null;
+        };
+        /**
          * GbDeviceOut
          * @description One GB/T 28181 device as the registrar knows it.
          */
         GbDeviceOut: {
             /** Admitted */
             admitted: boolean;
+            /** Charset */
+            charset: string;
             /** Device Id */
             device_id: string;
             /** Expires Us */
             expires_us: number | null;
+            /** Firmware */
+            firmware: string;
             /** Gb Version */
             gb_version: string;
+            /** Has Password */
+            has_password: boolean;
             /** Last Keepalive Us */
             last_keepalive_us: number | null;
             /** Last Register Us */
             last_register_us: number | null;
+            /** Manufacturer */
+            manufacturer: string;
+            /** Model */
+            model: string;
             /** Name */
             name: string;
             /** Online */
@@ -937,6 +1004,18 @@ export interface components {
             remote_address: string;
             /** Transport */
             transport: string;
+        };
+        /**
+         * GbDevicePatch
+         * @description Fields to change; absent fields stay. ``password: ""`` clears the device's own password.
+         */
+        GbDevicePatch: {
+            /** Charset */
+            charset?: ("GB2312" | "GBK" | "GB18030" | "UTF-8") | null;
+            /** Name */
+            name?: string | null;
+            /** Password */
+            password?: string | null;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -2681,6 +2760,211 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbDeviceOut"][];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    add_gb_device_api_gb_devices_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GbDeviceIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    delete_gb_device_api_gb_devices__device_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    change_gb_device_api_gb_devices__device_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GbDevicePatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceOut"];
                 };
             };
             /** @description Not logged in or session expired */

@@ -1,12 +1,13 @@
-"""GB/T 28181 devices: the registrar's view for admins (who is online, who waits to be admitted), and
-re-querying a device's catalog (its channels become cameras)."""
+"""GB/T 28181 devices: the registrar's view for admins (who is online, who waits to be admitted),
+pre-registering a device with its own password and charset, and re-querying a device's catalog
+(its channels become cameras)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from vigil.api.context import ApiContext, Authed, Ctx
@@ -32,6 +33,36 @@ class GbDeviceOut(BaseModel):
     expires_us: int | None
     last_keepalive_us: int | None
     gb_version: str
+    charset: str
+    #: True when the device has its own digest password (else the platform-wide one applies).
+    has_password: bool
+    manufacturer: str
+    model: str
+    firmware: str
+
+
+Charset = Literal["GB2312", "GBK", "GB18030", "UTF-8"]
+
+
+class GbDeviceIn(BaseModel):
+    """A device pre-registered by an admin: it may REGISTER from now on (with this password, if given)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(pattern=r"^\d{20}$", description="The device's 20-digit GB/T 28181 ID.")
+    name: str = Field("", max_length=100)
+    password: str | None = Field(
+        None, min_length=1, max_length=128, description="Its own digest password; empty = the platform-wide one."
+    )
+    charset: Charset = "GB2312"
+
+
+class GbDevicePatch(BaseModel):
+    """Fields to change; absent fields stay. ``password: ""`` clears the device's own password."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=100)
+    password: str | None = Field(None, max_length=128)
+    charset: Charset | None = None
 
 
 class GbCatalogOut(BaseModel):
@@ -58,6 +89,12 @@ class CatalogQuerier(Protocol):
     async def query(self, device_id: str, *, wait_s: float | None = None) -> CatalogResult: ...
 
 
+class RegistrationDropper(Protocol):
+    """The registrar, as the API uses it: a removed or re-keyed device must register again."""
+
+    async def forget(self, device_id: str, reason: str) -> None: ...
+
+
 def _out(row: GbDevice) -> GbDeviceOut:
     return GbDeviceOut(
         device_id=row.device_id,
@@ -70,6 +107,11 @@ def _out(row: GbDevice) -> GbDeviceOut:
         expires_us=row.expires_us,
         last_keepalive_us=row.last_keepalive_us,
         gb_version=row.gb_version,
+        charset=row.charset,
+        has_password=bool(row.password_enc),
+        manufacturer=row.manufacturer,
+        model=row.model,
+        firmware=row.firmware,
     )
 
 
@@ -81,10 +123,14 @@ async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str
         raise Forbidden("only node-wide administrators manage GB/T 28181 devices")
 
 
-def build_gb_router(db: Database, catalog: CatalogQuerier | None = None) -> APIRouter:
-    """``/api/gb/devices`` (list), ``…/{device_id}/admit`` and ``…/{device_id}/catalog``; admins only, audited.
+def build_gb_router(
+    db: Database, catalog: CatalogQuerier | None = None, registrar: RegistrationDropper | None = None
+) -> APIRouter:
+    """``/api/gb/devices`` (list, pre-register, change, delete), ``…/{device_id}/admit`` and
+    ``…/{device_id}/catalog``; node-wide admins only, audited.
 
-    ``catalog`` is None when GB/T 28181 is disabled: the catalog route then answers 409.
+    ``catalog`` and ``registrar`` are None when GB/T 28181 is disabled: the catalog route then answers
+    409, and device rows are still managed (so devices can be prepared before the SIP server is enabled).
     """
     router = APIRouter(prefix="/api/gb", tags=["gb28181"], responses=ERROR_RESPONSES)
 
@@ -95,6 +141,71 @@ def build_gb_router(db: Database, catalog: CatalogQuerier | None = None) -> APIR
         async with db.session() as session:
             rows = await session.scalars(select(GbDevice).order_by(GbDevice.device_id))
             return [_out(row) for row in rows]
+
+    @router.post("/devices", response_model=GbDeviceOut, status_code=201)
+    async def add_gb_device(spec: GbDeviceIn, principal: Authed, ctx: Ctx) -> GbDeviceOut:
+        """Pre-register (admit) a device, optionally with its own password and charset."""
+        target = f"gb:{spec.device_id}"
+        await _require_node_admin(ctx, principal, "gb_device.add", target)
+        async with db.session() as session:
+            if await session.get(GbDevice, spec.device_id) is not None:
+                await ctx.access.gate.audit(principal, "gb_device.add", target, False, "already known")
+                raise Conflict(f"GB device {spec.device_id} is already known (a pending one is admitted with /admit)")
+            row = GbDevice(
+                device_id=spec.device_id,
+                name=spec.name,
+                password_enc=ctx.access.secrets.encrypt(spec.password) if spec.password else "",
+                admitted=True,
+                charset=spec.charset,
+                created_us=ctx.access.clock(),
+            )
+            session.add(row)
+            await session.flush()
+            out = _out(row)
+        await ctx.access.gate.audit(principal, "gb_device.add", target, True)
+        return out
+
+    @router.patch("/devices/{device_id}", response_model=GbDeviceOut)
+    async def change_gb_device(device_id: str, patch: GbDevicePatch, principal: Authed, ctx: Ctx) -> GbDeviceOut:
+        """Rename, set or clear its own password, or change its charset; a new password or charset takes
+        effect at once: the device is dropped and must register again."""
+        target = f"gb:{device_id}"
+        await _require_node_admin(ctx, principal, "gb_device.change", target)
+        changed: list[str] = []
+        async with db.session() as session:
+            row = await session.get(GbDevice, device_id)
+            if row is None:
+                raise NotFound(f"no GB device {device_id}")
+            if patch.name is not None and patch.name != row.name:
+                row.name = patch.name
+                changed.append("name")
+            if patch.password is not None:
+                row.password_enc = ctx.access.secrets.encrypt(patch.password) if patch.password else ""
+                changed.append("password")
+            if patch.charset is not None and patch.charset != row.charset:
+                row.charset = patch.charset
+                changed.append("charset")
+            out = _out(row)
+        if registrar is not None and {"password", "charset"} & set(changed):
+            await registrar.forget(device_id, "changed by an administrator")
+        await ctx.access.gate.audit(principal, "gb_device.change", target, True, ", ".join(changed) or "nothing")
+        return out
+
+    @router.delete("/devices/{device_id}", status_code=204)
+    async def delete_gb_device(device_id: str, principal: Authed, ctx: Ctx) -> Response:
+        """Forget a device: it is dropped now, and its next REGISTER is refused as unknown (and alarmed).
+        Its channels stay as cameras (with their recordings) until an admin deletes them."""
+        target = f"gb:{device_id}"
+        await _require_node_admin(ctx, principal, "gb_device.delete", target)
+        async with db.session() as session:
+            row = await session.get(GbDevice, device_id)
+            if row is None:
+                raise NotFound(f"no GB device {device_id}")
+            await session.delete(row)
+        if registrar is not None:
+            await registrar.forget(device_id, "deleted by an administrator")
+        await ctx.access.gate.audit(principal, "gb_device.delete", target, True)
+        return Response(status_code=204)
 
     @router.post("/devices/{device_id}/admit", response_model=GbDeviceOut)
     async def admit_gb_device(device_id: str, principal: Authed, ctx: Ctx) -> GbDeviceOut:

@@ -1,4 +1,5 @@
-"""SIPp (Debian ``sip-tester``) plays a GB/T 28181 device against the registrar: digest REGISTER, then Keepalive."""
+"""SIPp (Debian ``sip-tester``) plays GB/T 28181 devices against the registrar: digest REGISTER, then Keepalive;
+one device over UDP and TCP, and a load of many devices registering at once."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from vigil.transport.sip import SipServer
 SCENARIO = Path(__file__).parent / "sipp" / "gb_register_keepalive.xml"
 DEVICE = "34020000001320000001"
 PASSWORD = "global-secret"
+#: The load: this many devices (IDs ...1320010000 onwards), this many new registrations per second.
+LOAD_DEVICES = 300
+LOAD_RATE = 100
 SIPP = shutil.which("sipp")
 if SIPP is None:  # a missing peer must fail loudly, not skip (scripts/setup.sh --dev installs it)
     raise RuntimeError("sipp not found: install the Debian package sip-tester (scripts/setup.sh --dev)")
@@ -31,6 +35,7 @@ async def registrar(tmp_path: Path) -> AsyncIterator[tuple[Registrar, SipServer]
     db = await sqlite_database(tmp_path)
     async with db.session() as session:
         session.add(GbDevice(device_id=DEVICE, admitted=True, created_us=0))
+        session.add_all(GbDevice(device_id=device, admitted=True, created_us=0) for device in load_devices())
     settings = Gb28181Settings(host="127.0.0.1", port=0, password=PASSWORD)
     box = SecretBox(tmp_path / "secret.key")
     registrar = Registrar(settings, DbDeviceStore(db, box.decrypt), clock=lambda: datetime.now(UTC))
@@ -45,8 +50,18 @@ async def registrar(tmp_path: Path) -> AsyncIterator[tuple[Registrar, SipServer]
         await db.close()
 
 
-async def run_sipp(port: int, transport: str, tmp_path: Path) -> tuple[int, str]:
+def load_devices() -> list[str]:
+    return [f"340200000013200{10000 + n:05d}" for n in range(LOAD_DEVICES)]
+
+
+async def run_sipp(
+    port: int, transport: str, tmp_path: Path, devices: list[str], *, rate: int = 10, password: str = PASSWORD
+) -> tuple[int, str]:
+    """One SIPp call per device (ID and digest credentials from an injection file); its exit code and errors."""
     assert SIPP is not None
+    injection = tmp_path / "devices.csv"
+    lines = ["SEQUENTIAL"] + [f"{d};[authentication username={d} password={password}]" for d in devices]
+    injection.write_text("\n".join(lines) + "\n", encoding="ascii")
     proc = await asyncio.create_subprocess_exec(
         SIPP,
         f"127.0.0.1:{port}",
@@ -56,17 +71,16 @@ async def run_sipp(port: int, transport: str, tmp_path: Path) -> tuple[int, str]
         "u1" if transport == "udp" else "t1",
         "-i",
         "127.0.0.1",
+        "-inf",
+        str(injection),
         "-m",
-        "1",
-        "-key",
-        "device",
-        DEVICE,
-        "-au",
-        DEVICE,
-        "-ap",
-        PASSWORD,
+        str(len(devices)),
+        "-r",
+        str(rate),
+        "-l",
+        str(len(devices)),
         "-timeout",
-        "15s",
+        "60s",
         "-timeout_error",
         "-nostdin",
         "-trace_err",
@@ -76,7 +90,7 @@ async def run_sipp(port: int, transport: str, tmp_path: Path) -> tuple[int, str]
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    _, err = await asyncio.wait_for(proc.communicate(), 90)
     errors = tmp_path / "sipp_errors.log"
     detail = err.decode(errors="replace") + (errors.read_text(errors="replace") if errors.exists() else "")
     assert proc.returncode is not None
@@ -89,9 +103,33 @@ async def test_sipp_device_registers_with_digest_and_keeps_alive(
 ) -> None:
     reg, server = registrar
     port = server.udp_port if transport == "udp" else server.tcp_port
-    rc, detail = await run_sipp(port, transport, tmp_path)
+    rc, detail = await run_sipp(port, transport, tmp_path, [DEVICE])
     assert rc == 0, detail
     if transport == "udp":
         # SIPp keeps no TCP connection open after the call, so only a UDP device stays registered.
         device = reg.devices[DEVICE]
         assert device.liveness.last_keepalive is not None
+
+
+async def test_sipp_load_of_devices_all_register_and_stay_online(
+    registrar: tuple[Registrar, SipServer], tmp_path: Path
+) -> None:
+    reg, server = registrar
+    devices = load_devices()
+    rc, detail = await run_sipp(server.udp_port, "udp", tmp_path, devices, rate=LOAD_RATE)
+    assert rc == 0, detail  # every call completed: challenged, registered, keepalive answered 200
+    online = reg.devices
+    assert set(devices) <= set(online)
+    assert all(online[d].liveness.last_keepalive is not None for d in devices)
+    await reg.check_liveness()
+    assert set(devices) <= set(reg.devices)  # no false offline right after the storm
+
+
+async def test_sipp_device_with_a_wrong_password_is_refused(
+    registrar: tuple[Registrar, SipServer], tmp_path: Path
+) -> None:
+    reg, server = registrar
+    rc, detail = await run_sipp(server.udp_port, "udp", tmp_path, [DEVICE], password="wrong")
+    # The scenario expects 200 to the authorised REGISTER; the registrar answered 403 instead.
+    assert rc != 0 and "SIP/2.0 403" in detail, detail
+    assert DEVICE not in reg.devices

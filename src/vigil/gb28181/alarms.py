@@ -106,6 +106,7 @@ class GbAlarms:
         wallclock: Callable[[], datetime],
         random_bytes: Callable[[int], bytes] = os.urandom,
         subscribe_delay_s: float = SUBSCRIBE_DELAY_S,
+        refresh_fraction: float = REFRESH_FRACTION,
     ) -> None:
         self._settings = settings
         self._sender = sender
@@ -116,6 +117,7 @@ class GbAlarms:
         self._ids = IdGenerator(random_bytes)
         self._sn = int.from_bytes(random_bytes(2), "big")
         self._subscribe_delay_s = subscribe_delay_s
+        self._refresh_fraction = refresh_fraction
         #: Subscriptions by device ID, and the same by Call-ID for in-dialog requests.
         self._subscriptions: dict[str, AlarmSubscription] = {}
         self._by_call_id: dict[str, AlarmSubscription] = {}
@@ -276,7 +278,7 @@ class GbAlarms:
         )
 
     async def _refresh_later(self, subscription: AlarmSubscription) -> None:
-        await asyncio.sleep(subscription.expires * REFRESH_FRACTION)
+        await asyncio.sleep(subscription.expires * self._refresh_fraction)
         if self._subscriptions.get(subscription.device_id) is not subscription:
             return
         try:

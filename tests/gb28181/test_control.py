@@ -120,6 +120,7 @@ def control(sender: Sender, *, owned: dict[str, str] | None = None, **settings: 
         (PtzAction.IRIS_OPEN, 9, None, FocusIris(iris=Iris.OPEN, iris_speed=9), None),
         (PtzAction.IRIS_CLOSE, 9, None, FocusIris(iris=Iris.CLOSE, iris_speed=9), None),
         (PtzAction.STOP, 128, None, STOP, "A50F0100000000B5"),
+        (PtzAction.FI_STOP, 128, None, FocusIris(), "A50F0140000000F5"),
         (PtzAction.PRESET_CALL, 128, 5, Preset(PresetAction.CALL, 5), "A50F01820005003C"),
         (PtzAction.PRESET_SET, 128, 255, Preset(PresetAction.SET, 255), None),
         (PtzAction.PRESET_DELETE, 128, 1, Preset(PresetAction.DELETE, 1), None),

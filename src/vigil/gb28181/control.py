@@ -96,7 +96,10 @@ class PtzAction(enum.StrEnum):
     FOCUS_FAR = "focus-far"
     IRIS_OPEN = "iris-open"
     IRIS_CLOSE = "iris-close"
+    #: Stops pan, tilt and zoom (and a running cruise or scan).
     STOP = "stop"
+    #: Stops focus and iris (the FI stop, 0x40; A.3.3).
+    FI_STOP = "fi-stop"
     PRESET_SET = "preset-set"
     PRESET_CALL = "preset-call"
     PRESET_DELETE = "preset-delete"
@@ -145,6 +148,8 @@ def ptz_instruction(action: PtzAction, *, speed: int, preset: int | None = None,
         return PtzMove(zoom=Zoom.IN if action is PtzAction.ZOOM_IN else Zoom.OUT, zoom_speed=zoom_speed)
     if action in (PtzAction.FOCUS_NEAR, PtzAction.FOCUS_FAR):
         return FocusIris(focus=Focus.NEAR if action is PtzAction.FOCUS_NEAR else Focus.FAR, focus_speed=speed)
+    if action is PtzAction.FI_STOP:
+        return FocusIris()
     if action in (PtzAction.IRIS_OPEN, PtzAction.IRIS_CLOSE):
         return FocusIris(iris=Iris.OPEN if action is PtzAction.IRIS_OPEN else Iris.CLOSE, iris_speed=speed)
     if action in _PRESETS:

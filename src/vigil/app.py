@@ -37,7 +37,7 @@ from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.alarms import GbAlarms
 from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
-from vigil.gb28181.control import DeviceControl
+from vigil.gb28181.control import GbControl
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners
 from vigil.gb28181.positions import GbPositions
@@ -100,7 +100,7 @@ class GbRuntime:
     dispatcher: SipDispatcher
     catalog: CatalogSync
     #: PTZ and ResetAlarm to devices.
-    control: DeviceControl
+    control: GbControl
     #: Device alarms (MESSAGE and subscription NOTIFY) recorded and answered; alarm subscriptions.
     alarms: GbAlarms
     #: MobilePosition reports stored.
@@ -211,7 +211,7 @@ def build_gb28181(
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
     reports = DbReportStore(db)
-    control = DeviceControl(gb, sip, registrar, RegisteredOwners(registrar, catalog))
+    control = GbControl(gb, sip, registrar, RegisteredOwners(registrar, catalog))
     alarms = GbAlarms(gb, sip, registrar, dispatcher, reports, wallclock=lambda: datetime.now(UTC))
     positions = GbPositions(reports, wallclock=lambda: datetime.now(UTC))
     registrar.set_listener(_DeviceListeners(catalog, alarms))

@@ -1,4 +1,4 @@
-"""DeviceControl against a fake SIP sender: console actions → PTZCmd, the MESSAGE it sends, and every answer."""
+"""GbControl against a fake SIP sender: console actions → PTZCmd, the MESSAGE it sends, and every answer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from vigil.gb28181.control import (
     CONTROL_PRIORITY,
     ControlError,
-    DeviceControl,
     DeviceNoAnswer,
     DeviceOffline,
+    GbControl,
     PtzAction,
     ptz_instruction,
 )
@@ -90,8 +90,8 @@ class Owners:
         return (device, PEER) if device is not None else None
 
 
-def control(sender: Sender, *, owned: dict[str, str] | None = None, **settings: float) -> DeviceControl:
-    return DeviceControl(
+def control(sender: Sender, *, owned: dict[str, str] | None = None, **settings: float) -> GbControl:
+    return GbControl(
         Gb28181Settings(enabled=True, **settings),
         sender,
         Directory(Charset.GB18030),

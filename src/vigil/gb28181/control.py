@@ -1,6 +1,6 @@
 """Device control: PTZ and ResetAlarm as MANSCDP ``DeviceControl`` MESSAGEs to the device that serves a channel.
 
-Theory of operation: :class:`DeviceControl` finds the registered device that owns the target (for
+Theory of operation: :class:`GbControl` finds the registered device that owns the target (for
 a channel through :class:`~vigil.gb28181.media.ChannelOwners`, the same lookup live video uses),
 encodes ``<Control><CmdType>DeviceControl</CmdType>`` in that device's charset and sends it as a SIP
 MESSAGE (STD22 A.2.3.1, 9.3). The device's SIP answer is the result: PTZ has no MANSCDP Response
@@ -23,8 +23,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
-from vigil.protocols.gb28181.manscdp import MAX_SN, AlarmReset, ControlCommand, Message, PtzControl, encode_manscdp
-from vigil.protocols.gb28181.manscdp import DeviceControl as DeviceControlMessage
+from vigil.protocols.gb28181.manscdp import (
+    MAX_SN,
+    AlarmReset,
+    ControlCommand,
+    DeviceControl,
+    Message,
+    PtzControl,
+    encode_manscdp,
+)
 from vigil.protocols.gb28181.ptz import (
     STOP,
     CruiseStart,
@@ -50,9 +57,9 @@ __all__ = [
     "CONTROL_PRIORITY",
     "ControlAnswer",
     "ControlError",
-    "DeviceControl",
     "DeviceNoAnswer",
     "DeviceOffline",
+    "GbControl",
     "PtzAction",
     "manscdp_message",
     "ptz_instruction",
@@ -238,7 +245,7 @@ def manscdp_message(
     )
 
 
-class DeviceControl:
+class GbControl:
     """Sends DeviceControl commands (PTZ, ResetAlarm) and reports the device's SIP answer."""
 
     def __init__(
@@ -282,7 +289,7 @@ class DeviceControl:
         self, device: RegisteredDevice, target_id: str, command: ControlCommand, priority: int | None
     ) -> ControlAnswer:
         self._sn = self._sn % MAX_SN + 1
-        message = DeviceControlMessage(sn=self._sn, device_id=target_id, command=command, control_priority=priority)
+        message = DeviceControl(sn=self._sn, device_id=target_id, command=command, control_priority=priority)
         try:
             request = manscdp_message(self._settings, self._sender, self._ids, device, message, target_id=target_id)
         except SipError as exc:

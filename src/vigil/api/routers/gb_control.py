@@ -34,7 +34,7 @@ RTSP_PTZ_MESSAGE = "PTZ needs a GB/T 28181 channel (ONVIF not yet supported)"
 
 
 class Controller(Protocol):
-    """The device control runtime (``vigil.gb28181.control.DeviceControl``), as the API uses it."""
+    """The device control runtime (``vigil.gb28181.control.GbControl``), as the API uses it."""
 
     async def ptz(self, channel_id: str, instruction: PtzInstruction) -> ControlAnswer: ...
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime
 
 import pytest
 
 from tests.helpers import eventually
+from vigil.gb28181 import alarms as alarms_module
 from vigil.gb28181.alarms import ALARM_EVENT, GbAlarms, SubscribeError
 from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.liveness import DeviceLiveness
@@ -282,3 +284,20 @@ def make_request_stub() -> SipRequest:
         call_id="alarm-1",
         cseq=1,
     )
+
+
+async def test_a_flood_is_bounded_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Stuck(Sink):
+        """A database that never answers: every alarm stays in flight."""
+
+        async def record_alarm(self, alarm: AlarmRecord, received_us: int) -> int:
+            await asyncio.Event().wait()
+            return 0
+
+    monkeypatch.setattr(alarms_module, "MAX_PENDING", 3)
+    gb = alarms(Sender(), Stuck(), Dialogs())
+    device = Directory().devices[DEVICE]
+    for sn in range(5):
+        await gb.on_alarm_message(device, alarm(sn=sn), make_request_stub())
+    assert gb.dropped == 2
+    await gb.close()  # cancels the three in flight

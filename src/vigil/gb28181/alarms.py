@@ -69,6 +69,9 @@ REFRESH_FRACTION = 0.8
 #: Pause between a device coming online and the SUBSCRIBE (it gets its 200 to REGISTER first).
 SUBSCRIBE_DELAY_S = 1.0
 _UNSUBSCRIBE_TIMEOUT_S = 2.0
+#: Alarms being written/answered at once; beyond it new ones are dropped (counted, logged every 10 s).
+MAX_PENDING = 1000
+_DROP_LOG_INTERVAL_S = 10.0
 
 
 class DialogRoutes(Protocol):
@@ -124,6 +127,9 @@ class GbAlarms:
         self._refreshers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Alarms dropped because MAX_PENDING were in flight (a device flooding, or a stuck database).
+        self.dropped = 0
+        self._dropped_logged_at = 0.0
 
     @property
     def subscriptions(self) -> dict[str, AlarmSubscription]:
@@ -340,7 +346,11 @@ class GbAlarms:
             return make_response(request, 481)
         if request.method != "NOTIFY":
             return make_response(request, 405)
-        if subscription.dialog.call_id and not subscription.dialog.accept_remote_cseq(request):
+        try:
+            in_order = not subscription.dialog.call_id or subscription.dialog.accept_remote_cseq(request)
+        except SipError as exc:
+            return make_response(request, 400, exc.reason[:80])
+        if not in_order:
             return make_response(request, 500, "CSeq out of order")
         state = request.headers.get("Subscription-State", "") or ""
         device = self._directory.registered(subscription.device_id)
@@ -358,6 +368,14 @@ class GbAlarms:
         return make_response(request, 200)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        if len(self._tasks) >= MAX_PENDING:
+            coro.close()
+            self.dropped += 1
+            now = asyncio.get_running_loop().time()
+            if now - self._dropped_logged_at >= _DROP_LOG_INTERVAL_S:
+                self._dropped_logged_at = now
+                log.warning("gb: %d alarms dropped so far, %d still being written", self.dropped, len(self._tasks))
+            return
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -22,6 +22,9 @@ __all__ = ["GbPositions"]
 
 log = logging.getLogger(__name__)
 
+#: Position writes in flight at once; beyond it reports are dropped (counted in ``GbPositions.dropped``).
+MAX_PENDING = 1000
+
 
 class GbPositions:
     """Position reports in, stored; ``start`` / ``close`` like every component."""
@@ -30,8 +33,9 @@ class GbPositions:
         self._sink = sink
         self._wallclock = wallclock
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Reports received since start (positions, not messages).
+        #: Reports received since start (positions, not messages), and those dropped under overload.
         self.received = 0
+        self.dropped = 0
 
     async def start(self) -> None:
         """Nothing runs until a device reports."""
@@ -52,6 +56,10 @@ class GbPositions:
             return
         records = positions_from_notify(device.device_id, message)
         self.received += len(records)
+        if len(self._tasks) >= MAX_PENDING:
+            # Positions are superseded by the next report: dropping under overload loses little.
+            self.dropped += len(records)
+            return
         received_us = int(self._wallclock().timestamp() * 1_000_000)
         task = asyncio.create_task(self._store(device.device_id, records, received_us), name="gb-positions")
         self._tasks.add(task)

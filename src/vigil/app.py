@@ -27,17 +27,22 @@ from vigil.access.users import ensure_first_admin
 from vigil.api.app import create_api, write_openapi
 from vigil.api.contracts import CameraGate
 from vigil.api.routers.gb import build_gb_router
+from vigil.api.routers.gb_control import build_gb_control_router
 from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
 from vigil.api.schemas.system import VolumeInfo
 from vigil.demo import seed_demo
 from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
+from vigil.gb28181.alarms import GbAlarms
 from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
+from vigil.gb28181.control import GbControl
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners
+from vigil.gb28181.positions import GbPositions
 from vigil.gb28181.registrar import Registrar
+from vigil.gb28181.report_store import DbReportStore
 from vigil.gb28181.store import DbDeviceStore
 from vigil.health.node import NodeHeartbeat
 from vigil.ingest.errors import Unreachable
@@ -45,7 +50,13 @@ from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.live.router import LiveRegistry, build_live_router
 from vigil.pipeline import GB28181_SOURCE_KIND, RTSP_SOURCE_KIND, CameraPipelines, Recording
-from vigil.protocols.gb28181.manscdp import CatalogItem
+from vigil.protocols.gb28181.manscdp import (
+    AlarmNotify,
+    CatalogItem,
+    CatalogResponse,
+    MobilePositionNotify,
+    ResultResponse,
+)
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
@@ -88,6 +99,27 @@ class GbRuntime:
     #: The SIP server's handler: routes in-dialog requests and upper platforms' requests away from the registrar.
     dispatcher: SipDispatcher
     catalog: CatalogSync
+    #: PTZ and ResetAlarm to devices.
+    control: GbControl
+    #: Device alarms (MESSAGE and subscription NOTIFY) recorded and answered; alarm subscriptions.
+    alarms: GbAlarms
+    #: MobilePosition reports stored.
+    positions: GbPositions
+
+
+class _DeviceListeners:
+    """The registrar's one listener, fanned out: catalog sync hears everything, alarms hear who came online."""
+
+    def __init__(self, catalog: CatalogSync, alarms: GbAlarms) -> None:
+        self._catalog = catalog
+        self._alarms = alarms
+
+    def device_online(self, device_id: str) -> None:
+        self._catalog.device_online(device_id)
+        self._alarms.device_online(device_id)
+
+    def catalog_response(self, device_id: str, response: CatalogResponse) -> None:
+        self._catalog.catalog_response(device_id, response)
 
 
 def build_source_factory(
@@ -178,8 +210,23 @@ def build_gb28181(
     sip = SipServer(dispatcher, host=gb.host, port=gb.port)
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
-    registrar.set_listener(catalog)
-    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog)
+    reports = DbReportStore(db)
+    control = GbControl(gb, sip, registrar, RegisteredOwners(registrar, catalog))
+    alarms = GbAlarms(gb, sip, registrar, dispatcher, reports, wallclock=lambda: datetime.now(UTC))
+    positions = GbPositions(reports, wallclock=lambda: datetime.now(UTC))
+    registrar.set_listener(_DeviceListeners(catalog, alarms))
+    registrar.on_message(AlarmNotify, alarms.on_alarm_message)
+    registrar.on_message(ResultResponse, alarms.on_result_response)
+    registrar.on_message(MobilePositionNotify, positions.on_position_message)
+    return GbRuntime(
+        registrar=registrar,
+        sip=sip,
+        dispatcher=dispatcher,
+        catalog=catalog,
+        control=control,
+        alarms=alarms,
+        positions=positions,
+    )
 
 
 class _ApiStatus:
@@ -226,7 +273,7 @@ def write_full_openapi(path: Path) -> None:
         def recordings(gate: CameraGate) -> APIRouter:
             return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
 
-        write_openapi(path, [recordings, build_gb_router(db)])
+        write_openapi(path, [recordings, build_gb_router(db), build_gb_control_router(db)])
 
 
 class _ApiServer(uvicorn.Server):
@@ -305,10 +352,15 @@ class Vigil:
         if gb is not None:
             await gb.catalog.start()
             self._closers.append(gb.catalog.close)
+            await gb.positions.start()
+            self._closers.append(gb.positions.close)
+            await gb.alarms.start()
             await gb.registrar.start()
             self._closers.append(gb.registrar.close)
             await gb.sip.start()
             self._closers.append(gb.sip.close)
+            # Closed before the SIP server (closers run in reverse): it unsubscribes over it.
+            self._closers.append(gb.alarms.close)
             self.gb = gb
             self.sip, self.gb_catalog = gb.sip, gb.catalog
 
@@ -337,6 +389,7 @@ class Vigil:
                     open_segment_start=pipelines.open_segment_start,
                 ),
                 build_gb_router(db, self.gb_catalog, self.gb.registrar if self.gb is not None else None),
+                build_gb_control_router(db, self.gb.control if self.gb is not None else None),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
         )

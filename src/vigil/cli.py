@@ -75,13 +75,28 @@ def sim(
     ] = None,
     channels: Annotated[int, typer.Option(help="Channels per GB/T 28181 device.")] = 4,
     transport: Annotated[str, typer.Option(help="GB/T 28181 SIP transport: UDP or TCP.")] = "UDP",
+    alarm_every: Annotated[
+        float | None,
+        typer.Option("--alarm-every", min=0.1, help="GB/T 28181: raise an alarm every SECONDS (devices in turn)."),
+    ] = None,
+    ptz_channels: Annotated[
+        int, typer.Option("--ptz-channels", min=0, help="GB/T 28181: first N channels per device are PTZ domes.")
+    ] = 0,
 ) -> None:
     """Serve N simulated RTSP cameras looping video files, or N GB/T 28181 devices (demos, tests, load tests)."""
     _logging(False)
     if gb28181 is not None:
         from vigil.sim.gb28181 import run_gb_sim
 
-        run_gb_sim(gb28181, cameras, channels, password or "", transport.upper())
+        run_gb_sim(
+            gb28181,
+            cameras,
+            channels,
+            password or "",
+            transport.upper(),
+            alarm_every_s=alarm_every,
+            ptz_channels=ptz_channels,
+        )
         return
     from vigil.app import DEMO_MEDIA
     from vigil.sim.cli import run_sim

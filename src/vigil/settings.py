@@ -113,6 +113,18 @@ class Gb28181Settings(_Section):
         pattern="^(GB2312|GBK|GB18030|UTF-8)$",
         description="MANSCDP charset assumed for new devices until they show their own.",
     )
+    subscribe_alarms: bool = Field(
+        True, description="SUBSCRIBE to each device's alarms (MANSCDP Query CmdType Alarm) when it comes online."
+    )
+    alarm_subscribe_expires: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description="Alarm subscription lifetime asked for, in seconds; refreshed at 80% of what the device grants.",
+    )
+    control_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="How long a device may take to answer a DeviceControl (PTZ, ResetAlarm)."
+    )
 
     @model_validator(mode="after")
     def _default_domain(self) -> Gb28181Settings:

@@ -59,11 +59,11 @@ def test_secret_from_another_key_is_a_clear_error(tmp_path: Path) -> None:
     ("role", "allowed"),
     [
         ("viewer", {"view", "live"}),
-        ("operator", {"view", "live", "playback", "export", "lock"}),
-        ("admin", {"view", "live", "playback", "export", "lock", "edit", "delete"}),
+        ("operator", {"view", "live", "playback", "export", "lock", "ptz", "alarm"}),
+        ("admin", {"view", "live", "playback", "export", "lock", "ptz", "alarm", "edit", "delete"}),
         ("intruder", set()),
     ],
 )
 def test_role_table(role: str, allowed: set[str]) -> None:
-    actions = ("view", "live", "playback", "export", "lock", "edit", "delete")
+    actions = ("view", "live", "playback", "export", "lock", "ptz", "alarm", "edit", "delete")
     assert {a for a in actions if allows(role, a)} == allowed  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ class Role(StrEnum):
 
 
 _VIEWER: frozenset[CameraAction] = frozenset({"view", "live"})
-_OPERATOR: frozenset[CameraAction] = _VIEWER | {"playback", "export", "lock"}
+#: Operators also steer cameras (``ptz``) and reset device alarms (``alarm``).
+_OPERATOR: frozenset[CameraAction] = _VIEWER | {"playback", "export", "lock", "ptz", "alarm"}
 _ADMIN: frozenset[CameraAction] = frozenset(get_args(CameraAction))
 
 ROLE_ACTIONS: dict[Role, frozenset[CameraAction]] = {

@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 from starlette.requests import HTTPConnection
 
 #: What may be done to a camera; roles map to sets of these (access/roles.py).
-CameraAction = Literal["view", "live", "playback", "export", "lock", "edit", "delete"]
+CameraAction = Literal["view", "live", "playback", "export", "lock", "ptz", "alarm", "edit", "delete"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ ENABLED = "enabled"
 DISK_FULL = "disk_full"
 RECORDING_STOPPED = "recording_stopped"
 RECORDING_RESUMED = "recording_resumed"
+#: A GB/T 28181 device reported an alarm on this camera's channel (details in ``gb_alarms``).
+GB_ALARM = "gb_alarm"
 
 
 async def add_camera_event(

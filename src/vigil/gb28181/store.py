@@ -19,6 +19,8 @@ ONLINE = "online"
 OFFLINE = "offline"
 UNAUTHORISED = "unauthorised_device"
 AUTH_FAILED = "auth_failed"
+#: An alarm the device reported about itself (channel alarms go to the camera's events).
+ALARM = "alarm"
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,3 +215,56 @@ class GbDeviceEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     level: Mapped[str] = mapped_column(String(16), default="info")
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class GbAlarm(Base):
+    """One alarm a GB/T 28181 device reported (Notify/Alarm, A.2.5.3), as the device described it.
+
+    ``source_id`` is the DeviceID the alarm names (a channel or the device itself); ``camera_id`` is the
+    camera with that GB ID when one exists (alarm scope follows the camera's region), else None
+    (a device-level alarm, visible to node-wide users only).
+    """
+
+    __tablename__ = "gb_alarms"
+    __table_args__ = (Index("ix_gb_alarms_camera_received", "camera_id", "received_us"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The registered device that sent it.
+    device_id: Mapped[str] = mapped_column(String(20), index=True)
+    source_id: Mapped[str] = mapped_column(String(20))
+    camera_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: 1 (highest) … 4.
+    priority: Mapped[int] = mapped_column(Integer)
+    #: 1 phone, 2 device, 3 SMS, 4 GPS, 5 video analysis, 6 device fault, 7 other.
+    method: Mapped[int] = mapped_column(Integer)
+    alarm_type: Mapped[int | None] = mapped_column(Integer, default=None)
+    event_type: Mapped[int | None] = mapped_column(Integer, default=None)
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: The device's AlarmTime, and when Vigil received it.
+    alarm_us: Mapped[int] = mapped_column(BigInteger)
+    received_us: Mapped[int] = mapped_column(BigInteger, index=True)
+    longitude: Mapped[float | None] = mapped_column(Float, default=None)
+    latitude: Mapped[float | None] = mapped_column(Float, default=None)
+    #: When an operator sent ResetAlarm (AlarmCmd) for it, and who.
+    reset_us: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    reset_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class GbPosition(Base):
+    """One reported position of a mobile channel or device (MobilePosition, A.2.5.6); a bounded history per source."""
+
+    __tablename__ = "gb_positions"
+    __table_args__ = (Index("ix_gb_positions_source_at", "source_id", "at_us"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(20))
+    source_id: Mapped[str] = mapped_column(String(20))
+    camera_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
+    #: When the device captured the position (its Time / CaptureTime), and when Vigil received it.
+    at_us: Mapped[int] = mapped_column(BigInteger)
+    received_us: Mapped[int] = mapped_column(BigInteger)
+    longitude: Mapped[float] = mapped_column(Float)
+    latitude: Mapped[float] = mapped_column(Float)
+    #: km/h, degrees from north, metres.
+    speed: Mapped[float | None] = mapped_column(Float, default=None)
+    direction: Mapped[float | None] = mapped_column(Float, default=None)
+    altitude: Mapped[float | None] = mapped_column(Float, default=None)
+    height: Mapped[float | None] = mapped_column(Float, default=None)

@@ -12,6 +12,7 @@ from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.errors import ForbiddenXmlError, ManscdpError
 from vigil.protocols.gb28181.manscdp import (
     AlarmNotify,
+    AlarmQuery,
     AlarmReset,
     AlarmStatus,
     BroadcastNotify,
@@ -525,6 +526,26 @@ def test_subscription_answer_is_a_result_response() -> None:
     )
 
 
+def test_alarm_subscription_query() -> None:
+    xml = (
+        "<Query><CmdType>Alarm</CmdType><SN>5</SN><DeviceID>34020000001180000001</DeviceID>"
+        "<StartAlarmPriority>1</StartAlarmPriority><EndAlarmPriority>4</EndAlarmPriority>"
+        "<AlarmMethod>1/2/5</AlarmMethod><StartAlarmTime>2026-11-21T00:00:00</StartAlarmTime></Query>"
+    )
+    msg = parse_manscdp(body(xml), tz=BEIJING)
+    assert msg == AlarmQuery(
+        sn=5,
+        device_id="34020000001180000001",
+        start_priority=1,
+        end_priority=4,
+        alarm_method="1/2/5",
+        start_time=t("2026-11-21T00:00:00"),
+    )
+    raw = encode_manscdp(msg, tz=BEIJING)
+    assert b"<Query>" in raw and b"<StartAlarmPriority>1</StartAlarmPriority>" in raw
+    assert b"<EndAlarmTime>" not in raw  # absent filters are left out, not sent empty
+
+
 def test_mobile_position_both_layouts() -> None:
     flat = parse_manscdp(body(POSITION_2016), tz=BEIJING)
     assert flat == MobilePositionNotify(
@@ -568,6 +589,7 @@ def test_round_trip_every_sample_in_every_charset(name: str, charset: Charset) -
         DeviceInfoQuery(sn=2, device_id="34020000001320000001"),
         DeviceStatusQuery(sn=3, device_id="34020000001320000001"),
         MobilePositionQuery(sn=4, device_id="34020000001380000001", interval=5),
+        AlarmQuery(sn=4, device_id="34020000001180000001", end_priority=4, alarm_type="2"),
         MediaStatusNotify(sn=5, device_id="34020000001320000001"),
         BroadcastNotify(sn=6, source_id="34020000002000000001", target_id="34020000001370000001"),
         CatalogResponse(sn=7, device_id="34020000001180000001", sum_num=0),

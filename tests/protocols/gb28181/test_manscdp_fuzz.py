@@ -39,6 +39,11 @@ SEEDS = [
     "<Info><PTZType>1</PTZType></Info></Item></DeviceList></Response>".encode("gb2312"),
     b"<Control><CmdType>DeviceControl</CmdType><SN>11</SN><DeviceID>34020000001320000001</DeviceID>"
     b"<PTZCmd>A50F010180000036</PTZCmd><Info><ControlPriority>5</ControlPriority></Info></Control>",
+    # An alarm subscription body as WVP's alarmSubscribe writes it.
+    b'<?xml version="1.0" encoding="GB2312"?>\r\n<Query><CmdType>Alarm</CmdType><SN>5</SN>'
+    b"<DeviceID>34020000001180000001</DeviceID><StartAlarmPriority>1</StartAlarmPriority>"
+    b"<EndAlarmPriority>4</EndAlarmPriority><AlarmMethod>0</AlarmMethod>"
+    b"<StartAlarmTime>2026-11-21T00:00:00</StartAlarmTime></Query>",
 ]
 
 
@@ -54,6 +59,7 @@ def _parses_or_manscdp_error(data: bytes) -> None:
 @example(SEEDS[0])
 @example(SEEDS[1])
 @example(SEEDS[2])
+@example(SEEDS[3])
 def test_random_bytes(data: bytes) -> None:
     _parses_or_manscdp_error(data)
 
@@ -105,6 +111,10 @@ TAGS = [
     "RecordCmd",
     "Time",
     "CaptureTime",
+    "StartAlarmPriority",
+    "EndAlarmPriority",
+    "StartAlarmTime",
+    "AlarmType",
 ]
 CMD_TYPES = [
     "Keepalive",

@@ -70,6 +70,9 @@ class TinyPlatform:
     device_infos: list[DeviceInfoResponse] = field(default_factory=list)
     device_statuses: list[DeviceStatusResponse] = field(default_factory=list)
     responses: list[SipResponse] = field(default_factory=list)
+    #: Other MANSCDP bodies devices sent by MESSAGE (alarms, positions, Results), and NOTIFY requests.
+    reports: list[Message] = field(default_factory=list)
+    notifies: list[SipRequest] = field(default_factory=list)
     #: Drop (do not answer) requests whose method is in here, to test timeouts.
     mute: set[str] = field(default_factory=set)
 
@@ -97,6 +100,9 @@ class TinyPlatform:
         if message.method == "MESSAGE":
             self._message(message, now)
             return [make_response(message, 200, to_tag=self.ids.tag()).serialize()]
+        if message.method == "NOTIFY":
+            self.notifies.append(message)
+            return [make_response(message, 200).serialize()]
         return [make_response(message, 405, to_tag=self.ids.tag()).serialize()]
 
     def _register(self, request: SipRequest, addr: HostPort, now: float) -> SipResponse:
@@ -135,6 +141,8 @@ class TinyPlatform:
             self.device_infos.append(message)
         elif isinstance(message, DeviceStatusResponse):
             self.device_statuses.append(message)
+        else:
+            self.reports.append(message)
 
     def query(
         self,

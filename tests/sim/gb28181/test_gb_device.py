@@ -4,20 +4,42 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from functools import partial
 
 import pytest
 from tests.sim.gb28181.platform import DOMAIN, PLATFORM_ID, TinyPlatform
 
 from vigil.protocols.gb28181.charset import Charset
-from vigil.protocols.gb28181.manscdp import CatalogQuery, DeviceInfoQuery, DeviceStatusQuery, ItemStatus
-from vigil.protocols.sip.message import SipRequest, SipResponse, parse_datagram
+from vigil.protocols.gb28181.manscdp import (
+    AlarmNotify,
+    AlarmQuery,
+    AlarmReset,
+    CatalogQuery,
+    DeviceControl,
+    DeviceInfoQuery,
+    DeviceStatusQuery,
+    ItemStatus,
+    MobilePositionNotify,
+    PositionStyle,
+    PtzControl,
+    Result,
+    ResultResponse,
+    encode_manscdp,
+    parse_manscdp,
+)
+from vigil.protocols.gb28181.ptz import Pan, PtzCmd, PtzMove
+from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, parse_datagram
 from vigil.sim.gb28181.device import (
+    BEIJING,
+    AlarmAcknowledged,
+    ControlReceived,
     DeviceConfig,
     DeviceState,
     GbDevice,
     QueryAnswered,
     Registered,
     RegistrationFailed,
+    Subscribed,
     Unregistered,
     channel_id,
     device_id,
@@ -265,3 +287,147 @@ def test_channel_ids_are_unique_across_devices_and_keep_the_domain() -> None:
         channel_id(DEVICE, 16, 16)
     with pytest.raises(ValueError):
         make_device(transport="SCTP")
+
+
+# --- device control, alarms, positions, alarm subscription ------------------------------------------
+
+
+def answered(link: Link) -> list[int]:
+    """Statuses the device answered the platform's requests with."""
+    return [r.status for r in link.platform.responses]
+
+
+def test_device_control_is_kept_decoded_and_reset_alarm_gets_its_result() -> None:
+    link = started(channels=2)
+    channel = link.device.channel_ids[1]
+    move = PtzControl(cmd=PtzCmd(PtzMove(pan=Pan.RIGHT, pan_speed=0x80)))
+    link.deliver(link.platform.query(DEVICE, partial(DeviceControl, command=move), target_id=channel))
+    link.deliver(link.platform.query(DEVICE, partial(DeviceControl, command=AlarmReset(alarm_method="5"))))
+    link.pump()
+    assert [(c.target_id, c.command) for c in link.device.controls] == [
+        (channel, move),
+        (DEVICE, AlarmReset(alarm_method="5")),
+    ]
+    assert answered(link) == [200, 200]
+    assert [e for e in link.events if isinstance(e, ControlReceived)] == list(link.device.controls)
+    # PTZ has no Response; ResetAlarm's comes as a MESSAGE with the request's SN (9.3.1 table 1).
+    (result,) = link.platform.reports
+    assert isinstance(result, ResultResponse) and result.cmd_type == "DeviceControl" and result.result is Result.OK
+    assert result.sn == link.device.controls[1].sn
+    assert link.device.stats.controls_received == 2
+
+
+def test_control_for_someone_else_is_ignored() -> None:
+    link = started(channels=1)
+    command = PtzControl(cmd=PtzCmd(PtzMove()))
+    link.deliver(link.platform.query(DEVICE, partial(DeviceControl, command=command), target_id=device_id(DOMAIN, 9)))
+    link.pump()
+    assert list(link.device.controls) == [] and link.device.stats.queries_ignored == 1
+
+
+def test_alarm_by_message_and_the_platforms_response() -> None:
+    link = started(channels=1)
+    sn = link.device.raise_alarm(link.now, priority=2, method=5, alarm_type=6, description="区域入侵")
+    link.pump()
+    (alarm,) = link.platform.reports
+    assert isinstance(alarm, AlarmNotify) and alarm.sn == sn
+    assert (alarm.device_id, alarm.priority, alarm.method, alarm.alarm_type, alarm.description) == (
+        link.device.channel_ids[0],
+        2,
+        5,
+        6,
+        "区域入侵",
+    )
+    reply = partial(ResultResponse, cmd_type="Alarm", result=Result.OK)
+    link.deliver(link.platform.query(DEVICE, lambda sn, device_id: reply(sn=alarm.sn, device_id=device_id)))
+    link.pump()
+    assert link.device.alarm_responses == {sn: Result.OK}
+    assert AlarmAcknowledged(sn, Result.OK) in link.events
+
+
+def test_alarm_needs_registration() -> None:
+    device = make_device()
+    with pytest.raises(RuntimeError, match="not registered"):
+        device.raise_alarm(0.0)
+
+
+def subscribe(link: TinyPlatform, *, expires: int, call_id: str, to_tag: str | None, cseq: int, body: bytes) -> bytes:
+    return make_request(
+        "SUBSCRIBE",
+        f"sip:{DEVICE}@127.0.0.1:5062",
+        via=Via("UDP", "127.0.0.1", 5060, (("branch", f"z9hG4bK-{call_id}-{cseq}"),)),
+        from_address=Address(f"sip:{PLATFORM_ID}@{DOMAIN}", params=(("tag", "plat"),)),
+        to_address=Address(f"sip:{DEVICE}@{DOMAIN}", params=(("tag", to_tag),) if to_tag else ()),
+        call_id=call_id,
+        cseq=cseq,
+        contact=Address(f"sip:{PLATFORM_ID}@127.0.0.1:5060"),
+        extra=(("Event", "presence"), ("Expires", str(expires))),
+        body=body,
+        content_type="Application/MANSCDP+xml",
+    ).serialize()
+
+
+def test_alarm_subscription_accepted_notified_refreshed_and_ended() -> None:
+    link = started(channels=1)
+    query = encode_manscdp(AlarmQuery(sn=5, device_id=DEVICE, start_priority=1, end_priority=4), tz=BEIJING)
+    with pytest.raises(RuntimeError, match="no alarm subscription"):
+        link.device.raise_alarm(link.now, notify=True)
+    link.deliver(subscribe(link.platform, expires=600, call_id="sub-1", to_tag=None, cseq=1, body=query))
+    ((data, _addr),) = link.device.datagrams_to_send(link.now)
+    ok = parse_datagram(data)
+    assert isinstance(ok, SipResponse) and ok.status == 200 and ok.expires == 600
+    assert ok.headers["Contact"] == f"<sip:{DEVICE}@127.0.0.1:5062>" and ok.to_address.tag
+    assert parse_manscdp(ok.body, tz=BEIJING) == ResultResponse(
+        cmd_type="Alarm", sn=5, device_id=DEVICE, result=Result.OK
+    )
+    assert link.device.alarm_subscribed
+
+    link.device.raise_alarm(link.now, target=DEVICE, method=2, alarm_type=1, notify=True)
+    link.pump()
+    (notify,) = link.platform.notifies
+    assert (
+        notify.call_id == "sub-1" and notify.to_address.tag == "plat" and notify.from_address.tag == ok.to_address.tag
+    )
+    assert notify.headers["Event"] == "presence" and notify.headers["Subscription-State"] == "active;expires=600"
+    sent = parse_manscdp(notify.body, tz=BEIJING)
+    assert isinstance(sent, AlarmNotify) and (sent.device_id, sent.method) == (DEVICE, 2)
+
+    tag = ok.to_address.tag
+    link.deliver(subscribe(link.platform, expires=300, call_id="sub-1", to_tag=tag, cseq=2, body=query))
+    link.deliver(subscribe(link.platform, expires=300, call_id="other", to_tag="x", cseq=1, body=query))
+    link.deliver(subscribe(link.platform, expires=0, call_id="sub-1", to_tag=tag, cseq=3, body=query))
+    link.pump()
+    assert answered(link)[-3:] == [200, 481, 200]
+    assert [e for e in link.events if isinstance(e, Subscribed)] == [
+        Subscribed("Alarm", 600, False),
+        Subscribed("Alarm", 300, True),
+        Subscribed("Alarm", 0, True),
+    ]
+    assert not link.device.alarm_subscribed
+
+
+def test_subscribe_for_other_reports_or_without_expires_is_refused() -> None:
+    link = started(channels=1)
+    catalog = encode_manscdp(CatalogQuery(sn=1, device_id=DEVICE), tz=BEIJING)
+    link.deliver(subscribe(link.platform, expires=600, call_id="c", to_tag=None, cseq=1, body=catalog))
+    no_expires = subscribe(link.platform, expires=600, call_id="d", to_tag=None, cseq=1, body=catalog)
+    link.deliver(no_expires.replace(b"Expires: 600\r\n", b""))
+    link.pump()
+    assert answered(link) == [489, 400]
+    assert not link.device.alarm_subscribed
+
+
+@pytest.mark.parametrize("style", [PositionStyle.FLAT, PositionStyle.LIST])
+def test_positions_in_both_layouts(style: PositionStyle) -> None:
+    link = started(channels=1)
+    link.device.send_position(link.now, longitude=117.25, latitude=31.85, speed=40.0, style=style)
+    link.pump()
+    (report,) = link.platform.reports
+    assert isinstance(report, MobilePositionNotify) and report.style is style
+    (position,) = report.positions
+    assert (position.device_id, position.longitude, position.latitude, position.speed) == (
+        link.device.channel_ids[0],
+        117.25,
+        31.85,
+        40.0,
+    )

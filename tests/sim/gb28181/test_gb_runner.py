@@ -8,7 +8,7 @@ from collections.abc import Callable
 from tests.helpers import eventually
 from tests.sim.gb28181.platform import DOMAIN, PLATFORM_ID, TcpPlatform, TinyPlatform, UdpPlatform
 
-from vigil.protocols.gb28181.manscdp import CatalogQuery, DeviceInfoQuery
+from vigil.protocols.gb28181.manscdp import AlarmNotify, CatalogQuery, DeviceInfoQuery
 from vigil.sim.gb28181.device import DeviceState
 from vigil.sim.gb28181.runner import GbSimOptions, GbSimRunner, parse_hostport
 
@@ -130,3 +130,20 @@ async def test_two_hundred_udp_devices_register_concurrently() -> None:
 def test_parse_hostport() -> None:
     assert parse_hostport("10.0.0.1:5061") == ("10.0.0.1", 5061)
     assert parse_hostport("sip.example") == ("sip.example", 5060)
+
+
+async def test_alarm_every_raises_alarms_on_registered_devices() -> None:
+    platform = TinyPlatform(password="secret")
+    udp = await UdpPlatform.open(platform)
+    runner = GbSimRunner(options(udp.address, devices=2, channels=1, alarm_every_s=0.05))
+    try:
+        await runner.start()
+        async with asyncio.timeout(WAIT_S):
+            await runner.wait_settled()
+        expected = {d.channel_ids[0] for d in runner.devices}
+        # In turn: each registered device raises one on its first channel.
+        await until(lambda: {r.device_id for r in platform.reports if isinstance(r, AlarmNotify)} == expected)
+    finally:
+        await runner.close()
+        udp.close()
+    assert all(d.stats.alarms_sent >= 1 for d in runner.devices)

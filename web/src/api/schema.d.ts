@@ -287,6 +287,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cameras/{camera_id}/ptz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Camera Ptz
+         * @description Move, zoom, focus, iris, presets, cruise or scan (operators and admins); audited with the answer.
+         */
+        post: operations["camera_ptz_api_cameras__camera_id__ptz_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/cameras/{camera_id}/recordings": {
         parameters: {
             query?: never;
@@ -386,6 +406,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/alarms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Gb Alarms
+         * @description Device alarms in the caller's scope, newest first (received time).
+         */
+        get: operations["list_gb_alarms_api_gb_alarms_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/gb/alarms/{alarm_id}/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reset Gb Alarm
+         * @description Send ResetAlarm (AlarmCmd) to the device (operators and admins): a device alarm (method 2) is
+         *     raised again only after its reset (STD22 A.2.5.3).
+         */
+        post: operations["reset_gb_alarm_api_gb_alarms__alarm_id__reset_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/gb/devices": {
         parameters: {
             query?: never;
@@ -470,6 +531,26 @@ export interface paths {
          * @description Query the device's catalog now and wait until its channels are written as cameras.
          */
         post: operations["query_gb_catalog_api_gb_devices__device_id__catalog_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/gb/positions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Camera Positions
+         * @description The positions a camera's device reported, newest first (its latest also moved the camera).
+         */
+        get: operations["camera_positions_api_gb_positions_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -613,6 +694,19 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AlarmResetOut
+         * @description The device's answer to ResetAlarm; the alarm is marked reset when it accepted.
+         */
+        AlarmResetOut: {
+            /** Accepted */
+            accepted: boolean;
+            alarm: components["schemas"]["GbAlarmOut"];
+            /** Reason */
+            reason: string;
+            /** Status */
+            status: number;
+        };
         /** AuditRowOut */
         AuditRowOut: {
             /** Action */
@@ -915,6 +1009,54 @@ export interface components {
             start_us: number;
         };
         /**
+         * GbAlarmOut
+         * @description One device alarm as the device reported it (priority 1 highest … 4).
+         */
+        GbAlarmOut: {
+            /** Alarm Type */
+            alarm_type: number | null;
+            /** Alarm Us */
+            alarm_us: number;
+            /** Camera Id */
+            camera_id: number | null;
+            /** Description */
+            description: string;
+            /** Device Id */
+            device_id: string;
+            /** Event Type */
+            event_type: number | null;
+            /** Id */
+            id: number;
+            /** Latitude */
+            latitude: number | null;
+            /** Longitude */
+            longitude: number | null;
+            /** Method */
+            method: number;
+            /** Method Name */
+            method_name: string;
+            /** Priority */
+            priority: number;
+            /** Received Us */
+            received_us: number;
+            /** Reset By */
+            reset_by: string;
+            /** Reset Us */
+            reset_us: number | null;
+            /** Source Id */
+            source_id: string;
+        };
+        /**
+         * GbAlarmPage
+         * @description A page of alarms, newest first, and how many match in all.
+         */
+        GbAlarmPage: {
+            /** Items */
+            items: components["schemas"]["GbAlarmOut"][];
+            /** Total */
+            total: number;
+        };
+        /**
          * GbCatalogOut
          * @description One catalog query's outcome: what the device listed and what Vigil made of it.
          */
@@ -1017,6 +1159,41 @@ export interface components {
             /** Password */
             password?: string | null;
         };
+        /**
+         * GbPositionOut
+         * @description One reported position (WGS-84); speed km/h, direction degrees from north, altitude/height metres.
+         */
+        GbPositionOut: {
+            /** Altitude */
+            altitude: number | null;
+            /** At Us */
+            at_us: number;
+            /** Direction */
+            direction: number | null;
+            /** Height */
+            height: number | null;
+            /** Latitude */
+            latitude: number;
+            /** Longitude */
+            longitude: number;
+            /** Received Us */
+            received_us: number;
+            /** Speed */
+            speed: number | null;
+        };
+        /**
+         * GbPositionsOut
+         * @description A camera's latest position and its recent history, newest first.
+         */
+        GbPositionsOut: {
+            /** Camera Id */
+            camera_id: number;
+            /** History */
+            history: components["schemas"]["GbPositionOut"][];
+            latest: components["schemas"]["GbPositionOut"] | null;
+            /** Source Id */
+            source_id: string;
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -1118,6 +1295,57 @@ export interface components {
             new_password: string;
             /** Old Password */
             old_password: string;
+        };
+        /**
+         * PtzAction
+         * @description What the console's PTZ pad asks for (press = move, release = ``stop``).
+         * @enum {string}
+         */
+        PtzAction: "up" | "down" | "left" | "right" | "up-left" | "up-right" | "down-left" | "down-right" | "zoom-in" | "zoom-out" | "focus-near" | "focus-far" | "iris-open" | "iris-close" | "stop" | "fi-stop" | "preset-set" | "preset-call" | "preset-delete" | "cruise-start" | "cruise-stop" | "scan-start" | "scan-stop";
+        /**
+         * PtzIn
+         * @description One PTZ command: a move is sent on press and ``stop`` on release.
+         */
+        PtzIn: {
+            action: components["schemas"]["PtzAction"];
+            /**
+             * Group
+             * @description Cruise or scan group, for cruise-start/scan-start.
+             * @default 1
+             */
+            group?: number;
+            /**
+             * Preset
+             * @description Preset number, for preset-set/-call/-delete.
+             */
+            preset?: number | null;
+            /**
+             * Speed
+             * @description Pan/tilt/focus/iris speed; zoom uses it scaled to 1-15.
+             * @default 128
+             */
+            speed?: number;
+        };
+        /**
+         * PtzOut
+         * @description What the device answered to the PTZ command (PTZ has no MANSCDP Response: the SIP answer is all).
+         */
+        PtzOut: {
+            /** Accepted */
+            accepted: boolean;
+            action: components["schemas"]["PtzAction"];
+            /** Camera Id */
+            camera_id: number;
+            /** Channel Id */
+            channel_id: string;
+            /** Device Id */
+            device_id: string;
+            /** Ptz Cmd */
+            ptz_cmd: string;
+            /** Reason */
+            reason: string;
+            /** Status */
+            status: number;
         };
         /**
          * PtzType
@@ -2378,6 +2606,77 @@ export interface operations {
             };
         };
     };
+    camera_ptz_api_cameras__camera_id__ptz_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                camera_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PtzIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PtzOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     recordings_api_cameras__camera_id__recordings_get: {
         parameters: {
             query: {
@@ -2744,6 +3043,147 @@ export interface operations {
             };
         };
     };
+    list_gb_alarms_api_gb_alarms_get: {
+        parameters: {
+            query?: {
+                /** @description Only this camera's alarms */
+                camera_id?: number | null;
+                /** @description Received at or after */
+                from_us?: number;
+                /** @description Received before */
+                to_us?: number | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbAlarmPage"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    reset_gb_alarm_api_gb_alarms__alarm_id__reset_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                alarm_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlarmResetOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     list_gb_devices_api_gb_devices_get: {
         parameters: {
             query?: never;
@@ -3099,6 +3539,75 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbCatalogOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    camera_positions_api_gb_positions_get: {
+        parameters: {
+            query: {
+                /** @description The camera (a mobile GB/T 28181 channel) */
+                camera_id: number;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbPositionsOut"];
                 };
             };
             /** @description Not logged in or session expired */

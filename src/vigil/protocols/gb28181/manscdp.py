@@ -751,6 +751,33 @@ RESULT_CMD_TYPES = frozenset({"DeviceControl", "Alarm", "Broadcast", "DeviceConf
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmQuery:
+    """Alarm query or subscription body (A.2.4.6): every filter optional; priorities 1 (highest) … 4."""
+
+    ROOT: ClassVar[Root] = Root.QUERY
+    CMD_TYPE: ClassVar[str] = "Alarm"
+    sn: int
+    device_id: str
+    start_priority: int | None = None
+    end_priority: int | None = None
+    #: One method or several run together, e.g. "1/2/5" (A.2.4.6 allows a "/" list).
+    alarm_method: str | None = None
+    alarm_type: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+_ALARM_QUERY_SPEC = (
+    _F("StartAlarmPriority", "start_priority", _INT),
+    _F("EndAlarmPriority", "end_priority", _INT),
+    _F("AlarmMethod", "alarm_method"),
+    _F("AlarmType", "alarm_type"),
+    _F("StartAlarmTime", "start_time", _TIME),
+    _F("EndAlarmTime", "end_time", _TIME),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MobilePositionQuery:
     """Position query/subscription body (A.2.4.9); ``interval`` in seconds, default 5."""
 
@@ -855,6 +882,7 @@ Message = (
     | DeviceControl
     | AlarmNotify
     | ResultResponse
+    | AlarmQuery
     | MobilePositionQuery
     | MobilePositionNotify
     | MediaStatusNotify
@@ -1102,6 +1130,10 @@ def _parse_result(el: ET.Element, tz: tzinfo) -> ResultResponse:
     return ResultResponse(cmd_type=cmd_type, sn=_sn(el), device_id=_device_id(el), result=_RESULT.parse(result, tz))
 
 
+def _parse_alarm_query(el: ET.Element, tz: tzinfo) -> AlarmQuery:
+    return AlarmQuery(sn=_sn(el), device_id=_device_id(el), **_read(el, _ALARM_QUERY_SPEC, tz, "Alarm query"))
+
+
 def _parse_position_query(el: ET.Element, tz: tzinfo) -> MobilePositionQuery:
     values = _read(el, (_F("Interval", "interval", _INT),), tz, "MobilePosition")
     return MobilePositionQuery(sn=_sn(el), device_id=_device_id(el), **values)
@@ -1152,6 +1184,7 @@ _PARSERS: dict[tuple[str, str], Callable[[ET.Element, tzinfo], Message]] = {
     ("response", "recordinfo"): _parse_record_response,
     ("control", "devicecontrol"): _parse_device_control,
     ("notify", "alarm"): _parse_alarm,
+    ("query", "alarm"): _parse_alarm_query,
     ("query", "mobileposition"): _parse_position_query,
     ("notify", "mobileposition"): _parse_position_notify,
     ("notify", "mediastatus"): _parse_media_status,
@@ -1328,6 +1361,11 @@ def _w_result(root: ET.Element, m: Any, tz: tzinfo, _v: GbVersion) -> None:
     _put(root, "Result", m.result.value)
 
 
+def _w_alarm_query(root: ET.Element, m: Any, tz: tzinfo, _v: GbVersion) -> None:
+    _put(root, "DeviceID", m.device_id)
+    _write(root, m, _ALARM_QUERY_SPEC, tz)
+
+
 def _w_position_query(root: ET.Element, m: Any, tz: tzinfo, _v: GbVersion) -> None:
     _put(root, "DeviceID", m.device_id)
     _put(root, "Interval", None if m.interval is None else str(m.interval))
@@ -1371,6 +1409,7 @@ _BODY_WRITERS: dict[type, Callable[[ET.Element, Any, tzinfo, GbVersion], None]] 
     DeviceControl: _w_device_control,
     AlarmNotify: _w_alarm,
     ResultResponse: _w_result,
+    AlarmQuery: _w_alarm_query,
     MobilePositionQuery: _w_position_query,
     MobilePositionNotify: _w_position_notify,
     MediaStatusNotify: _w_media_status,
@@ -1383,6 +1422,7 @@ __all__ = [
     "MAX_LIST_ITEMS",
     "RESULT_CMD_TYPES",
     "AlarmNotify",
+    "AlarmQuery",
     "AlarmReset",
     "AlarmStatus",
     "BroadcastNotify",

@@ -27,6 +27,14 @@ sent only after the previous one's final response or timeout), DeviceInfo, Devic
 an ID that is neither the device nor one of its channels, and any CmdType not simulated, is answered
 200 and then ignored; a body that is not MANSCDP at all earns 400.
 
+Control and reports: a DeviceControl MESSAGE for us or a channel is answered 200 and kept in
+:attr:`GbDevice.controls` (decoded, e.g. the PTZCmd); ResetAlarm also gets its ``Result`` OK Response
+(9.3.1 table 1), PTZ none. :meth:`GbDevice.raise_alarm` sends an Alarm notify by MESSAGE (the
+platform's later ``Response`` lands in :attr:`GbDevice.alarm_responses`) or, with ``notify``, as a
+NOTIFY in the platform's alarm subscription; a SUBSCRIBE with a ``Query`` CmdType Alarm body for us
+is accepted (200 with Expires and a Result OK body), refreshed in its dialog, ended by Expires 0.
+:meth:`GbDevice.send_position` sends MobilePosition in the 2016 flat or 2022 list layout.
+
 Bad bytes never raise from :meth:`GbDevice.receive_datagram` / :meth:`GbDevice.receive_message`:
 they are counted in :attr:`DeviceStats.bad_messages` (and answered 4xx when a request head is
 readable). :meth:`GbDevice.receive_data` raises :class:`SipError` only when the TCP framing is
@@ -46,10 +54,15 @@ from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.errors import ManscdpError
 from vigil.protocols.gb28181.manscdp import (
     MAX_SN,
+    AlarmNotify,
+    AlarmQuery,
+    AlarmReset,
     CatalogInfo,
     CatalogItem,
     CatalogQuery,
     CatalogResponse,
+    ControlCommand,
+    DeviceControl,
     DeviceInfoQuery,
     DeviceInfoResponse,
     DeviceStatusQuery,
@@ -58,11 +71,16 @@ from vigil.protocols.gb28181.manscdp import (
     ItemStatus,
     Keepalive,
     Message,
+    MobilePosition,
+    MobilePositionNotify,
+    PositionStyle,
     Result,
+    ResultResponse,
     decode_manscdp,
     encode_manscdp,
 )
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
+from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.digest import DigestClient
 from vigil.protocols.sip.message import (
     Address,
@@ -89,6 +107,8 @@ from vigil.protocols.sip.transaction import (
 __all__ = [
     "BEIJING",
     "MANSCDP_CONTENT_TYPE",
+    "AlarmAcknowledged",
+    "ControlReceived",
     "DeviceConfig",
     "DeviceEvent",
     "DeviceState",
@@ -99,6 +119,7 @@ __all__ = [
     "QueryAnswered",
     "Registered",
     "RegistrationFailed",
+    "Subscribed",
     "Unregistered",
     "channel_id",
     "device_id",
@@ -170,6 +191,10 @@ class DeviceConfig:
     firmware: str = "1.0"
     longitude: float = 116.397
     latitude: float = 39.909
+    #: The first ``ptz_channels`` channels are PTZ domes (catalog PTZType 1); the others fixed bullets (3).
+    ptz_channels: int = 0
+    #: Most recent DeviceControl commands kept for inspection (:attr:`GbDevice.controls`).
+    control_history: int = 100
 
     def __post_init__(self) -> None:
         if len(self.device_id) != 20 or not self.device_id.isdigit():
@@ -245,7 +270,43 @@ class MediaStopped:
     call_id: str
 
 
-DeviceEvent = Registered | RegistrationFailed | Unregistered | QueryAnswered | MediaRequested | MediaStopped
+@dataclass(frozen=True, slots=True)
+class ControlReceived:
+    """The platform sent a DeviceControl (PTZ, ResetAlarm, ...) for ``target_id``, answered 200 OK."""
+
+    target_id: str
+    sn: int
+    command: ControlCommand
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmAcknowledged:
+    """The platform's ``<Response><CmdType>Alarm</CmdType>`` to our alarm ``sn`` arrived (STD22 9.4.2)."""
+
+    sn: int
+    result: Result
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """The platform subscribed (``expires`` > 0), refreshed, or unsubscribed (0) to our ``cmd_type`` reports."""
+
+    cmd_type: str
+    expires: int
+    refresh: bool
+
+
+DeviceEvent = (
+    Registered
+    | RegistrationFailed
+    | Unregistered
+    | QueryAnswered
+    | MediaRequested
+    | MediaStopped
+    | ControlReceived
+    | AlarmAcknowledged
+    | Subscribed
+)
 
 
 @dataclass(slots=True)
@@ -259,6 +320,10 @@ class DeviceStats:
     queries_answered: int = 0
     queries_ignored: int = 0
     bad_messages: int = 0
+    controls_received: int = 0
+    alarms_sent: int = 0
+    alarms_acknowledged: int = 0
+    positions_sent: int = 0
 
 
 class _Purpose(enum.Enum):
@@ -266,6 +331,8 @@ class _Purpose(enum.Enum):
     UNREGISTER = "unregister"
     KEEPALIVE = "keepalive"
     RESPONSE = "response"
+    #: An alarm or position we raised: its final response needs nothing more.
+    REPORT = "report"
 
 
 @dataclass(slots=True)
@@ -291,6 +358,14 @@ class _Channel:
     name: str
     longitude: float
     latitude: float
+
+
+@dataclass(slots=True)
+class _Subscription:
+    """An alarm subscription the platform holds on us (we are the notifier)."""
+
+    dialog: Dialog
+    expires: int
 
 
 @dataclass(slots=True)
@@ -348,6 +423,12 @@ class GbDevice:
             )
             for i, cid in enumerate(channel_id(config.device_id, i, config.channels) for i in range(config.channels))
         ]
+        self._ptz_ids = {ch.device_id for ch in self._channels[: config.ptz_channels]}
+        #: DeviceControl commands received, oldest first (bounded by ``control_history``).
+        self.controls: deque[ControlReceived] = deque(maxlen=config.control_history)
+        #: SNs of our alarms the platform answered with a Response, and the Result it gave.
+        self.alarm_responses: dict[int, Result] = {}
+        self._alarm_subscription: _Subscription | None = None
         self._channel_by_id = {ch.device_id: ch for ch in self._channels}
         #: Media sessions by Call-ID: the 200 OK we sent (re-sent to a retransmitted INVITE).
         self._sessions: dict[str, bytes] = {}
@@ -363,6 +444,92 @@ class GbDevice:
     def channel_ids(self) -> list[str]:
         """The channels' 20-digit IDs, in catalog order."""
         return [ch.device_id for ch in self._channels]
+
+    @property
+    def alarm_subscribed(self) -> bool:
+        """True while the platform holds an alarm subscription on us."""
+        return self._alarm_subscription is not None
+
+    def raise_alarm(
+        self,
+        now: float,
+        *,
+        target: str | None = None,
+        priority: int = 1,
+        method: int = 5,
+        alarm_type: int | None = 2,
+        description: str = "simulated alarm",
+        event_type: int | None = None,
+        notify: bool = False,
+    ) -> int:
+        """Report an alarm of ``target`` (default the first channel, else the device) and return its SN.
+
+        By MESSAGE (STD22 9.4.2: the platform answers 200 then a Response), or with ``notify`` as a
+        NOTIFY in the platform's alarm subscription (raises RuntimeError when there is none).
+        """
+        if self.state is not DeviceState.REGISTERED:
+            raise RuntimeError(f"device {self.device_id} is not registered ({self.state.value})")
+        source = target or (self._channels[0].device_id if self._channels else self.device_id)
+        channel = self._channel_by_id.get(source)
+        alarm = AlarmNotify(
+            sn=self._next_sn(),
+            device_id=source,
+            priority=priority,
+            method=method,
+            time=self._wallclock().astimezone(self._tz).replace(microsecond=0),
+            description=description,
+            longitude=channel.longitude if channel else self.config.longitude,
+            latitude=channel.latitude if channel else self.config.latitude,
+            alarm_type=alarm_type,
+            event_type=event_type,
+        )
+        self.stats.alarms_sent += 1
+        if notify:
+            subscription = self._alarm_subscription
+            if subscription is None:
+                raise RuntimeError("the platform holds no alarm subscription")
+            c = self.config
+            request = subscription.dialog.make_request(
+                "NOTIFY",
+                via=self._via(),
+                contact=Address(f"sip:{c.device_id}@{_hostport(c.local_address)}"),
+                extra=[("Event", "presence"), ("Subscription-State", f"active;expires={subscription.expires}")],
+                body=encode_manscdp(alarm, tz=self._tz, charset=c.charset, version=c.version),
+                content_type=MANSCDP_CONTENT_TYPE,
+            )
+            self._send(request, now, _Purpose.REPORT)
+        else:
+            self._send_manscdp(alarm, now, _Purpose.REPORT)
+        return alarm.sn
+
+    def send_position(
+        self,
+        now: float,
+        *,
+        longitude: float,
+        latitude: float,
+        target: str | None = None,
+        speed: float | None = None,
+        direction: float | None = None,
+        style: PositionStyle = PositionStyle.FLAT,
+    ) -> int:
+        """Report ``target``'s position (default the first channel) in 2016 flat or 2022 list style; return the SN."""
+        source = target or (self._channels[0].device_id if self._channels else self.device_id)
+        at = self._wallclock().astimezone(self._tz).replace(microsecond=0)
+        position = MobilePosition(
+            device_id=source, time=at, longitude=longitude, latitude=latitude, speed=speed, direction=direction
+        )
+        flat = style is PositionStyle.FLAT
+        notify = MobilePositionNotify(
+            sn=self._next_sn(),
+            device_id=source if flat else self.device_id,
+            positions=(position,),
+            style=style,
+            time=None if flat else at,
+        )
+        self.stats.positions_sent += 1
+        self._send_manscdp(notify, now, _Purpose.REPORT)
+        return notify.sn
 
     def start(self, now: float) -> None:
         """Begin registering (once; a stopped device stays stopped)."""
@@ -621,6 +788,11 @@ class GbDevice:
                 channel=len(self._channels) if message.device_id == self.device_id else 1,
             )
             self._start_chain(_Chain("DeviceInfo", message.sn, deque([info])), now)
+        elif isinstance(message, DeviceControl):
+            reply = ResultResponse(
+                cmd_type="DeviceControl", sn=message.sn, device_id=message.device_id, result=Result.OK
+            )
+            self._start_chain(_Chain("DeviceControl", message.sn, deque([reply])), now)
         elif isinstance(message, DeviceStatusQuery):
             status = DeviceStatusResponse(
                 sn=message.sn,
@@ -663,7 +835,7 @@ class GbDevice:
             status=ItemStatus.ON,
             longitude=channel.longitude,
             latitude=channel.latitude,
-            info=CatalogInfo(ptz_type=3),
+            info=CatalogInfo(ptz_type=1 if channel.device_id in self._ptz_ids else 3),
         )
 
     def _name_of(self, target: str) -> str:
@@ -705,13 +877,56 @@ class GbDevice:
             return
         server = ServerTransaction(request, now, reliable=self._reliable)
         self._server[key] = server
-        status, query = self._classify(request)
-        server.send_response(make_response(request, status, to_tag=self._ids.tag()), now)
+        if request.method == "SUBSCRIBE":
+            response = self._answer_subscribe(request)
+            query = None
+        else:
+            status, query = self._classify(request)
+            response = make_response(request, status, to_tag=self._ids.tag())
+        server.send_response(response, now)
         self._out.datagrams.extend((data, addr) for data in server.datagrams_to_send(now))
         if server.terminated:
             del self._server[key]
         if query is not None:
             self._answer_query(query, now)
+
+    def _answer_subscribe(self, request: SipRequest) -> SipResponse:
+        """Accept an alarm subscription (Query CmdType Alarm for us) with its Expires; refuse others."""
+        to_tag = request.to_address.tag
+        try:
+            message = decode_manscdp(request.body, tz=self._tz, charset=self.config.charset).message
+        except ManscdpError:
+            self.stats.bad_messages += 1
+            return make_response(request, 400, to_tag=self._ids.tag())
+        expires = request.expires
+        if expires is None:
+            return make_response(request, 400, "Missing Expires", to_tag=self._ids.tag())
+        if not isinstance(message, AlarmQuery) or message.device_id != self.device_id:
+            return make_response(request, 489, "Bad Event", to_tag=self._ids.tag())
+        current = self._alarm_subscription
+        if to_tag is not None and (current is None or current.dialog.call_id != request.call_id):
+            return make_response(request, 481)  # a refresh of a subscription we do not hold
+        refresh = current is not None and to_tag is not None
+        c = self.config
+        if expires == 0:
+            self._alarm_subscription = None
+        elif refresh and current is not None:
+            current.expires = expires
+        else:
+            to_tag = self._ids.tag()
+            self._alarm_subscription = _Subscription(Dialog.as_uas(request, to_tag), expires)
+        self._out.events.append(Subscribed("Alarm", expires, refresh))
+        reply = ResultResponse(cmd_type="Alarm", sn=message.sn, device_id=self.device_id, result=Result.OK)
+        response = make_response(
+            request,
+            200,
+            to_tag=to_tag,
+            body=encode_manscdp(reply, tz=self._tz, charset=c.charset, version=c.version),
+            content_type=MANSCDP_CONTENT_TYPE,
+        )
+        response.headers["Expires"] = str(expires)
+        response.headers["Contact"] = f"<sip:{c.device_id}@{_hostport(c.local_address)}>"
+        return response
 
     def _answer_invite(self, request: SipRequest) -> bytes:
         """200 OK with our SDP for a live UDP PS offer on one of our channels; 404/488 otherwise."""
@@ -766,10 +981,22 @@ class GbDevice:
         except ManscdpError:
             self.stats.bad_messages += 1
             return 400, None
-        if isinstance(message, CatalogQuery | DeviceInfoQuery | DeviceStatusQuery) and (
-            message.device_id == self.device_id or message.device_id in self._channel_by_id
-        ):
+        addressed = getattr(message, "device_id", None)
+        ours = addressed is not None and (addressed == self.device_id or addressed in self._channel_by_id)
+        if isinstance(message, CatalogQuery | DeviceInfoQuery | DeviceStatusQuery) and ours:
             return 200, message
+        if isinstance(message, DeviceControl) and ours:
+            self.stats.controls_received += 1
+            received = ControlReceived(message.device_id, message.sn, message.command)
+            self.controls.append(received)
+            self._out.events.append(received)
+            # Commands with a Response (9.3.1 table 1): answer Result OK after the 200. PTZ has none.
+            return 200, message if isinstance(message.command, AlarmReset) else None
+        if isinstance(message, ResultResponse) and message.cmd_type == "Alarm":
+            self.stats.alarms_acknowledged += 1
+            self.alarm_responses[message.sn] = message.result
+            self._out.events.append(AlarmAcknowledged(message.sn, message.result))
+            return 200, None
         self.stats.queries_ignored += 1
         return 200, None
 

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vigil.domain.media import VIDEO_CLOCK_RATE
 from vigil.ingest.file import iter_file_units
@@ -81,6 +82,10 @@ class GbSimOptions:
     close_timeout_s: float = 5.0
     #: What an INVITEd channel streams (looped, paced in real time); None: the vendored campus clip.
     media: Path | None = None
+    #: The first N channels of each device are PTZ domes in the catalog.
+    ptz_channels: int = 0
+    #: Raise an alarm every this many seconds, on registered devices in turn; None: never.
+    alarm_every_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.devices < 1 or self.channels < 0:
@@ -89,6 +94,8 @@ class GbSimOptions:
             raise ValueError("devices × channels must stay below 10⁶ so channel IDs stay unique")
         if self.transport not in ("UDP", "TCP"):
             raise ValueError(f"transport must be UDP or TCP, got {self.transport!r}")
+        if self.alarm_every_s is not None and self.alarm_every_s <= 0:
+            raise ValueError("alarm_every_s must be > 0")
 
     def realm(self) -> str:
         """The SIP domain in use."""
@@ -153,6 +160,7 @@ class GbSimRunner:
         self._timer_at: float | None = None
         self._starts: list[asyncio.TimerHandle] = []
         self._stats_task: asyncio.Task[None] | None = None
+        self._alarm_task: asyncio.Task[None] | None = None
         self._unroutable = 0
         self._connections_lost = 0
         self._closing = False
@@ -196,6 +204,8 @@ class GbSimRunner:
         for index in range(len(self._devices)):
             self._starts.append(loop.call_at(t0 + index * o.start_interval_s, self._start_device, index))
         self._stats_task = asyncio.create_task(self._log_stats(), name="gbsim-stats")
+        if o.alarm_every_s is not None:
+            self._alarm_task = asyncio.create_task(self._alarm_loop(o.alarm_every_s), name="gbsim-alarms")
         log.info(
             "gbsim: %d devices × %d channels over %s → %s:%d (platform %s)",
             o.devices,
@@ -224,8 +234,9 @@ class GbSimRunner:
         except TimeoutError:
             waiting = sum(d.state is not DeviceState.STOPPED for d in self._devices)
             log.warning("gbsim: %d devices got no answer to their unregistration", waiting)
-        if self._stats_task is not None:
-            self._stats_task.cancel()
+        for task in (self._stats_task, self._alarm_task):
+            if task is not None:
+                task.cancel()
         streams = list(self._streams.values())
         for task in streams:
             task.cancel()
@@ -257,6 +268,32 @@ class GbSimRunner:
             last_failure=self._last_failure,
         )
 
+    def raise_alarm(self, device_index: int = 0, **alarm: Any) -> int:
+        """Have device ``device_index`` raise an alarm now (see :meth:`GbDevice.raise_alarm`); return its SN."""
+        assert self._loop is not None
+        sn = self._devices[device_index].raise_alarm(self._loop.time(), **alarm)
+        self._service(device_index)
+        return sn
+
+    def send_position(self, device_index: int = 0, **position: Any) -> int:
+        """Have device ``device_index`` report a position now (see :meth:`GbDevice.send_position`)."""
+        assert self._loop is not None
+        sn = self._devices[device_index].send_position(self._loop.time(), **position)
+        self._service(device_index)
+        return sn
+
+    async def _alarm_loop(self, every_s: float) -> None:
+        turn = 0
+        while True:
+            await asyncio.sleep(every_s)
+            registered = [i for i, d in enumerate(self._devices) if d.state is DeviceState.REGISTERED]
+            if not registered:
+                continue
+            index = registered[turn % len(registered)]
+            turn += 1
+            sn = self.raise_alarm(index, description="periodic simulated alarm")
+            log.info("gbsim %s: raised alarm SN %d", self._devices[index].device_id, sn)
+
     async def wait_settled(self) -> GbSimStats:
         """Wait until every device is registered or has given up (bound it with ``asyncio.timeout``)."""
         settled = (DeviceState.REGISTERED, DeviceState.FAILED)
@@ -281,6 +318,7 @@ class GbSimRunner:
             keepalive_s=o.keepalive_s,
             retry_s=o.retry_s,
             charset=o.charset,
+            ptz_channels=o.ptz_channels,
         )
         device = GbDevice(config, random_bytes=self._random)
         # INVITE and in-dialog requests are addressed to a channel, not to its device.
@@ -473,6 +511,8 @@ def run_gb_sim(
     expires_s: int = 3600,
     charset: str = "GB2312",
     start_interval_s: float = 0.005,
+    alarm_every_s: float | None = None,
+    ptz_channels: int = 0,
 ) -> None:
     """Run ``devices`` simulated GB/T 28181 devices against ``platform`` (host:port) until Ctrl-C."""
     options = GbSimOptions(
@@ -488,6 +528,8 @@ def run_gb_sim(
         expires_s=expires_s,
         charset=Charset(charset.upper()),
         start_interval_s=start_interval_s,
+        alarm_every_s=alarm_every_s,
+        ptz_channels=ptz_channels,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(options))

@@ -1,0 +1,313 @@
+"""Device control: PTZ and ResetAlarm as MANSCDP ``DeviceControl`` MESSAGEs to the device that serves a channel.
+
+Theory of operation: :class:`GbControl` finds the registered device that owns the target (for
+a channel through :class:`~vigil.gb28181.media.ChannelOwners`, the same lookup live video uses),
+encodes ``<Control><CmdType>DeviceControl</CmdType>`` in that device's charset and sends it as a SIP
+MESSAGE (STD22 A.2.3.1, 9.3). The device's SIP answer is the result: PTZ has no MANSCDP Response
+(9.3.1 table 1), so a 2xx means "taken"; ResetAlarm's Response (``Result`` OK/ERROR) arrives later
+as a MESSAGE of its own and is only logged by whoever hears it.
+
+:func:`ptz_instruction` turns a console action (``up-left`` at speed 128, ``preset-call`` 5, …)
+into a :mod:`vigil.protocols.gb28181.ptz` instruction; it is pure and validates the numbers.
+:func:`manscdp_message` builds the out-of-dialog MESSAGE every GB part of Vigil sends to a device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.protocols.gb28181.manscdp import (
+    MAX_SN,
+    AlarmReset,
+    ControlCommand,
+    DeviceControl,
+    Message,
+    PtzControl,
+    encode_manscdp,
+)
+from vigil.protocols.gb28181.ptz import (
+    STOP,
+    CruiseStart,
+    Focus,
+    FocusIris,
+    Iris,
+    Pan,
+    Preset,
+    PresetAction,
+    PtzCmd,
+    PtzInstruction,
+    PtzMove,
+    Scan,
+    ScanAction,
+    Tilt,
+    Zoom,
+)
+from vigil.protocols.sip.message import Address, IdGenerator, SipError, SipRequest, SipResponse, Via, make_request
+from vigil.settings import Gb28181Settings
+from vigil.transport.sip import SipPeer
+
+__all__ = [
+    "CONTROL_PRIORITY",
+    "ControlAnswer",
+    "ControlError",
+    "DeviceNoAnswer",
+    "DeviceOffline",
+    "GbControl",
+    "PtzAction",
+    "manscdp_message",
+    "ptz_instruction",
+]
+
+log = logging.getLogger(__name__)
+
+MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
+#: ``Info/ControlPriority`` sent with PTZ (WVP sends 5; devices arbitrate between platforms with it).
+CONTROL_PRIORITY = 5
+#: Zoom speed is a nibble (0-15); the console's one speed (1-255) is scaled into it.
+_ZOOM_MAX = 0xF
+
+
+class ControlError(Exception):
+    """A control command could not be delivered; the message says why, for the operator."""
+
+
+class DeviceOffline(ControlError):
+    """No registered device serves the target."""
+
+
+class DeviceNoAnswer(ControlError):
+    """The device did not answer the MESSAGE (timeout, connection gone)."""
+
+
+class PtzAction(enum.StrEnum):
+    """What the console's PTZ pad asks for (press = move, release = ``stop``)."""
+
+    UP = "up"
+    DOWN = "down"
+    LEFT = "left"
+    RIGHT = "right"
+    UP_LEFT = "up-left"
+    UP_RIGHT = "up-right"
+    DOWN_LEFT = "down-left"
+    DOWN_RIGHT = "down-right"
+    ZOOM_IN = "zoom-in"
+    ZOOM_OUT = "zoom-out"
+    FOCUS_NEAR = "focus-near"
+    FOCUS_FAR = "focus-far"
+    IRIS_OPEN = "iris-open"
+    IRIS_CLOSE = "iris-close"
+    #: Stops pan, tilt and zoom (and a running cruise or scan).
+    STOP = "stop"
+    #: Stops focus and iris (the FI stop, 0x40; A.3.3).
+    FI_STOP = "fi-stop"
+    PRESET_SET = "preset-set"
+    PRESET_CALL = "preset-call"
+    PRESET_DELETE = "preset-delete"
+    CRUISE_START = "cruise-start"
+    CRUISE_STOP = "cruise-stop"
+    SCAN_START = "scan-start"
+    SCAN_STOP = "scan-stop"
+
+
+#: Actions that need a preset number.
+PRESET_ACTIONS = frozenset({PtzAction.PRESET_SET, PtzAction.PRESET_CALL, PtzAction.PRESET_DELETE})
+
+_MOVES: dict[PtzAction, tuple[Pan | None, Tilt | None]] = {
+    PtzAction.UP: (None, Tilt.UP),
+    PtzAction.DOWN: (None, Tilt.DOWN),
+    PtzAction.LEFT: (Pan.LEFT, None),
+    PtzAction.RIGHT: (Pan.RIGHT, None),
+    PtzAction.UP_LEFT: (Pan.LEFT, Tilt.UP),
+    PtzAction.UP_RIGHT: (Pan.RIGHT, Tilt.UP),
+    PtzAction.DOWN_LEFT: (Pan.LEFT, Tilt.DOWN),
+    PtzAction.DOWN_RIGHT: (Pan.RIGHT, Tilt.DOWN),
+}
+_PRESETS = {
+    PtzAction.PRESET_SET: PresetAction.SET,
+    PtzAction.PRESET_CALL: PresetAction.CALL,
+    PtzAction.PRESET_DELETE: PresetAction.DELETE,
+}
+
+
+def ptz_instruction(action: PtzAction, *, speed: int, preset: int | None = None, group: int = 1) -> PtzInstruction:
+    """The A.3 instruction for one console action; raise ValueError naming the bad field.
+
+    ``speed`` 1-255 drives pan and tilt as given and zoom scaled to 1-15; ``preset`` 1-255 is needed
+    by the preset actions; ``group`` 0-255 picks the cruise or scan group. Stopping a cruise or a scan
+    is the PTZ stop (A.3.5, A.3.6).
+    """
+    if not 1 <= speed <= 0xFF:
+        raise ValueError(f"speed must be 1..255, got {speed}")
+    if not 0 <= group <= 0xFF:
+        raise ValueError(f"group must be 0..255, got {group}")
+    if action in _MOVES:
+        pan, tilt = _MOVES[action]
+        return PtzMove(pan=pan, tilt=tilt, pan_speed=speed if pan else 0, tilt_speed=speed if tilt else 0, zoom_speed=0)
+    if action in (PtzAction.ZOOM_IN, PtzAction.ZOOM_OUT):
+        zoom_speed = max(1, speed * _ZOOM_MAX // 0xFF)
+        return PtzMove(zoom=Zoom.IN if action is PtzAction.ZOOM_IN else Zoom.OUT, zoom_speed=zoom_speed)
+    if action in (PtzAction.FOCUS_NEAR, PtzAction.FOCUS_FAR):
+        return FocusIris(focus=Focus.NEAR if action is PtzAction.FOCUS_NEAR else Focus.FAR, focus_speed=speed)
+    if action is PtzAction.FI_STOP:
+        return FocusIris()
+    if action in (PtzAction.IRIS_OPEN, PtzAction.IRIS_CLOSE):
+        return FocusIris(iris=Iris.OPEN if action is PtzAction.IRIS_OPEN else Iris.CLOSE, iris_speed=speed)
+    if action in _PRESETS:
+        if preset is None:
+            raise ValueError(f"preset is required for {action.value}")
+        if not 1 <= preset <= 0xFF:
+            raise ValueError(f"preset must be 1..255, got {preset}")
+        return Preset(_PRESETS[action], preset)
+    if action is PtzAction.CRUISE_START:
+        return CruiseStart(group)
+    if action is PtzAction.SCAN_START:
+        return Scan(ScanAction.START, group)
+    return STOP  # stop, cruise-stop, scan-stop
+
+
+@dataclass(frozen=True, slots=True)
+class ControlAnswer:
+    """How the device answered one DeviceControl MESSAGE."""
+
+    device_id: str
+    target_id: str
+    sn: int
+    status: int
+    reason: str
+
+    @property
+    def accepted(self) -> bool:
+        """True for a 2xx (the device took the command)."""
+        return 200 <= self.status < 300
+
+
+class RequestSender(Protocol):
+    """The SIP transport, as far as sending requests goes."""
+
+    udp_port: int
+    tcp_port: int
+
+    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse: ...
+
+    def local_host(self, peer: SipPeer) -> str: ...
+
+
+class DeviceDirectory(Protocol):
+    """Who is registered, and where."""
+
+    def registered(self, device_id: str) -> RegisteredDevice | None: ...
+
+
+class ChannelOwners(Protocol):
+    """Which registered device serves a channel."""
+
+    def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None: ...
+
+
+def manscdp_message(
+    settings: Gb28181Settings,
+    sender: RequestSender,
+    ids: IdGenerator,
+    device: RegisteredDevice,
+    message: Message,
+    *,
+    target_id: str | None = None,
+) -> SipRequest:
+    """A new MESSAGE from this platform to ``device`` carrying ``message`` in the device's charset.
+
+    ``target_id`` (a channel) goes in the Request-URI and To; default the device itself.
+    """
+    peer = device.peer
+    target = target_id or device.device_id
+    host = sender.local_host(peer)
+    tcp = peer.transport == "tcp"
+    params: tuple[tuple[str, str | None], ...] = (("branch", ids.branch()),)
+    if not tcp:
+        params = (("rport", None), *params)
+    domain = settings.domain
+    return make_request(
+        "MESSAGE",
+        f"sip:{target}@{peer.host}:{peer.port}",
+        via=Via("TCP" if tcp else "UDP", host, sender.tcp_port if tcp else sender.udp_port, params),
+        from_address=Address(f"sip:{settings.platform_id}@{domain}", params=(("tag", ids.tag()),)),
+        to_address=Address(f"sip:{target}@{domain}"),
+        call_id=ids.call_id(host),
+        cseq=1,
+        body=encode_manscdp(message, tz=BEIJING, charset=device.charset),
+        content_type=MANSCDP_CONTENT_TYPE,
+    )
+
+
+class GbControl:
+    """Sends DeviceControl commands (PTZ, ResetAlarm) and reports the device's SIP answer."""
+
+    def __init__(
+        self,
+        settings: Gb28181Settings,
+        sender: RequestSender,
+        directory: DeviceDirectory,
+        owners: ChannelOwners,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._settings = settings
+        self._sender = sender
+        self._directory = directory
+        self._owners = owners
+        self._ids = IdGenerator(random_bytes)
+        self._sn = int.from_bytes(random_bytes(2), "big")
+
+    async def ptz(self, channel_id: str, instruction: PtzInstruction) -> ControlAnswer:
+        """Send one PTZCmd to the device serving ``channel_id``; raise :class:`ControlError`."""
+        owner = self._owners.owner_of(channel_id)
+        device = self._directory.registered(owner[0]) if owner is not None else None
+        if device is None:
+            raise DeviceOffline(f"no registered device serves channel {channel_id}")
+        return await self._send(device, channel_id, PtzControl(cmd=PtzCmd(instruction)), CONTROL_PRIORITY)
+
+    async def reset_alarm(
+        self, device_id: str, target_id: str, *, alarm_method: int | None = None, alarm_type: int | None = None
+    ) -> ControlAnswer:
+        """Send ``AlarmCmd ResetAlarm`` for ``target_id`` (a channel or the device) to ``device_id``."""
+        device = self._directory.registered(device_id)
+        if device is None:
+            raise DeviceOffline(f"device {device_id} is not registered")
+        command = AlarmReset(
+            alarm_method=None if alarm_method is None else str(alarm_method),
+            alarm_type=None if alarm_type is None else str(alarm_type),
+        )
+        return await self._send(device, target_id, command, None)
+
+    async def _send(
+        self, device: RegisteredDevice, target_id: str, command: ControlCommand, priority: int | None
+    ) -> ControlAnswer:
+        self._sn = self._sn % MAX_SN + 1
+        message = DeviceControl(sn=self._sn, device_id=target_id, command=command, control_priority=priority)
+        try:
+            request = manscdp_message(self._settings, self._sender, self._ids, device, message, target_id=target_id)
+        except SipError as exc:
+            raise ControlError(f"cannot address device {device.device_id}: {exc}") from exc
+        try:
+            async with asyncio.timeout(self._settings.control_timeout_s):
+                response = await self._sender.send_request(request, device.peer)
+        except (TimeoutError, ConnectionError) as exc:
+            raise DeviceNoAnswer(
+                f"device {device.device_id} did not answer the DeviceControl for {target_id}: {exc or 'timeout'}"
+            ) from exc
+        answer = ControlAnswer(device.device_id, target_id, message.sn, response.status, response.reason)
+        if not answer.accepted:
+            log.info(
+                "gb device %s: DeviceControl for %s refused %d %s",
+                device.device_id,
+                target_id,
+                response.status,
+                response.reason,
+            )
+        return answer

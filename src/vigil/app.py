@@ -2,7 +2,7 @@
 
 Read top to bottom it is the table of contents of the system:
 storage → access → (simulated cameras) → hubs → camera pipelines (ingest → hub → recorder)
-→ retention → (GB/T 28181 registrar) → API (live, recordings, management) → console.
+→ retention → (GB/T 28181 registrar, cascade to upper platforms) → API (live, recordings, management) → console.
 """
 
 from __future__ import annotations
@@ -27,12 +27,17 @@ from vigil.access.users import ensure_first_admin
 from vigil.api.app import create_api, write_openapi
 from vigil.api.contracts import CameraGate
 from vigil.api.routers.gb import build_gb_router
+from vigil.api.routers.gb_uppers import build_gb_uppers_router
 from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
 from vigil.api.schemas.system import VolumeInfo
 from vigil.demo import seed_demo
 from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
+from vigil.gb28181.cascade.config import LocalPlatform
+from vigil.gb28181.cascade.handler import CameraRuntime
+from vigil.gb28181.cascade.service import Cascade
+from vigil.gb28181.cascade.store import DbCascadeStore
 from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.dispatch import SipDispatcher
@@ -88,6 +93,8 @@ class GbRuntime:
     #: The SIP server's handler: routes in-dialog requests and upper platforms' requests away from the registrar.
     dispatcher: SipDispatcher
     catalog: CatalogSync
+    #: Registration to upper platforms and answering them (Vigil as a lower platform).
+    cascade: Cascade
 
 
 def build_source_factory(
@@ -165,10 +172,12 @@ def build_gb28181(
     db: Database,
     access: Access,
     camera_changed: Callable[[int], Awaitable[None]] | None = None,
+    cameras: CameraRuntime | None = None,
 ) -> GbRuntime | None:
-    """The GB/T 28181 registrar behind its SIP server, and the catalog sync, when ``gb28181.enabled``.
+    """The GB/T 28181 registrar behind its SIP server, the catalog sync and the cascade, when ``gb28181.enabled``.
 
-    ``camera_changed`` hears about every channel camera a catalog creates or updates (the pipelines).
+    ``camera_changed`` hears about every channel camera a catalog creates or updates (the pipelines);
+    ``cameras`` is the node's camera runtime the cascade answers and relays from.
     """
     gb = settings.gb28181
     if not gb.enabled:
@@ -179,7 +188,46 @@ def build_gb28181(
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
     registrar.set_listener(catalog)
-    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog)
+    cascade = Cascade(
+        DbCascadeStore(db, access.secrets.decrypt),
+        sip,
+        dispatcher,
+        access.audit,
+        cameras if cameras is not None else _NoCameras(),
+        LocalPlatform(platform_id=gb.platform_id, domain=gb.domain, firmware=__version__),
+    )
+    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog, cascade=cascade)
+
+
+class _NoCameras:
+    """A node without a camera runtime (tools, tests of signalling alone): nothing streams."""
+
+    def online(self, camera_id: int) -> bool:
+        return False
+
+    def recording(self, camera_id: int) -> bool:
+        return False
+
+    def hub(self, camera_id: int) -> StreamHub:
+        return StreamHub(str(camera_id))
+
+
+class _NodeCameras:
+    """The cascade's view of the node's cameras: pipeline state and hubs (pipelines are built later)."""
+
+    def __init__(self, node: Vigil) -> None:
+        self._node = node
+
+    def online(self, camera_id: int) -> bool:
+        pipelines = self._node.pipelines
+        return pipelines is not None and pipelines.status(camera_id).state == "online"
+
+    def recording(self, camera_id: int) -> bool:
+        pipelines = self._node.pipelines
+        return pipelines is not None and pipelines.status(camera_id).recording
+
+    def hub(self, camera_id: int) -> StreamHub:
+        return self._node.hubs.get(str(camera_id))
 
 
 class _ApiStatus:
@@ -226,7 +274,7 @@ def write_full_openapi(path: Path) -> None:
         def recordings(gate: CameraGate) -> APIRouter:
             return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
 
-        write_openapi(path, [recordings, build_gb_router(db)])
+        write_openapi(path, [recordings, build_gb_router(db), build_gb_uppers_router(db)])
 
 
 class _ApiServer(uvicorn.Server):
@@ -283,7 +331,7 @@ class Vigil:
             await seed_demo(db, self.sim.urls(), access.secrets)
 
         # Built (not started) before the pipelines: GB/T 28181 cameras' sources INVITE over its SIP server.
-        gb = build_gb28181(settings, db, access, self._camera_changed)
+        gb = build_gb28181(settings, db, access, self._camera_changed, _NodeCameras(self))
         kinds = frozenset({RTSP_SOURCE_KIND, GB28181_SOURCE_KIND} if gb is not None else {RTSP_SOURCE_KIND})
         pipelines = self.pipelines = CameraPipelines(
             db,
@@ -309,6 +357,9 @@ class Vigil:
             self._closers.append(gb.registrar.close)
             await gb.sip.start()
             self._closers.append(gb.sip.close)
+            # After the SIP server: registering upward needs its socket; closed first, so we unregister.
+            await gb.cascade.start()
+            self._closers.append(gb.cascade.close)
             self.gb = gb
             self.sip, self.gb_catalog = gb.sip, gb.catalog
 
@@ -337,6 +388,11 @@ class Vigil:
                     open_segment_start=pipelines.open_segment_start,
                 ),
                 build_gb_router(db, self.gb_catalog),
+                build_gb_uppers_router(
+                    db,
+                    self.gb.cascade if self.gb is not None else None,
+                    own_platform_id=self.settings.gb28181.platform_id,
+                ),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
         )

@@ -1,0 +1,324 @@
+"""UpperHandler: an upper platform's queries and live INVITEs, with fakes for the node and real UDP media."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.gb28181.cascade.conftest import BEIJING_TZ
+from tests.helpers import eventually
+from tests.media import SAMPLE_576
+from vigil.access.audit import AuditEntry
+from vigil.domain.media import AccessUnit
+from vigil.gb28181.cascade.client import UpperClient, UpperStatus
+from vigil.gb28181.cascade.config import LocalPlatform, UpperConfig
+from vigil.gb28181.cascade.handler import UpperHandler
+from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view
+from vigil.gb28181.cascade.store import RecordedRange
+from vigil.ingest.file import iter_file_units
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.manscdp import (
+    CatalogQuery,
+    CatalogResponse,
+    DeviceControl,
+    Message,
+    PtzControl,
+    encode_manscdp,
+    parse_manscdp,
+)
+from vigil.protocols.gb28181.ptz import decode_ptz_cmd
+from vigil.protocols.ps import PsRtpReceiver
+from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
+from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request, make_response
+from vigil.streams.hub import StreamHub
+from vigil.transport.sip import SipPeer
+
+UPPER_ID = "11000000002000000001"
+OUR_ID = "32010200002000000001"
+SHARED = "32010201001320000001"
+UNSHARED = "32010201001320000002"
+UPPER = SipPeer("udp", "127.0.0.1", 5060)
+ids = IdGenerator(os.urandom)
+
+
+@dataclass
+class FakeSip:
+    """Our SIP server as the client sees it: records what we send to the upper platform, answers 200."""
+
+    sent: list[SipRequest] = field(default_factory=list)
+    udp_port: int = 5070
+    tcp_port: int = 5070
+
+    def local_host(self, peer: SipPeer) -> str:
+        return "127.0.0.1"
+
+    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+        self.sent.append(request)
+        return make_response(request, 200, to_tag="up")
+
+    def messages(self) -> list[Message]:
+        return [parse_manscdp(r.body, tz=BEIJING_TZ) for r in self.sent if r.method == "MESSAGE"]
+
+
+@dataclass
+class FakeStore:
+    view: SharedView
+
+    async def uppers(self) -> list[UpperConfig]:
+        return []
+
+    async def upper(self, upper_id: int) -> UpperConfig | None:
+        return None
+
+    async def shared(self, upper_id: int) -> SharedView:
+        return self.view
+
+    async def event(self, upper_id: int, kind: str, reason: str, at_us: int) -> None:
+        pass
+
+    async def recordings(self, camera_id: int, start_us: int, end_us: int) -> list[RecordedRange]:
+        return []
+
+
+@dataclass
+class FakeAudit:
+    entries: list[AuditEntry] = field(default_factory=list)
+
+    async def record(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)
+
+
+@dataclass
+class FakeCameras:
+    hubs: dict[int, StreamHub] = field(default_factory=dict)
+    streaming: set[int] = field(default_factory=lambda: {1})
+
+    def online(self, camera_id: int) -> bool:
+        return camera_id in self.streaming
+
+    def recording(self, camera_id: int) -> bool:
+        return False
+
+    def hub(self, camera_id: int) -> StreamHub:
+        return self.hubs.setdefault(camera_id, StreamHub(str(camera_id)))
+
+
+@dataclass
+class Rig:
+    sip: FakeSip
+    audit: FakeAudit
+    cameras: FakeCameras
+    handler: UpperHandler
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    regions = {"32010201": RegionNode("32010201", "Street", None)}
+    cameras = [
+        SharedCamera(camera_id=1, gb_id=SHARED, name="Gate", region_code="32010201"),
+        SharedCamera(camera_id=2, gb_id=UNSHARED, name="Yard", region_code="32010201"),
+    ]
+    view = shared_view(camera_ids=[1], region_codes=[], regions=regions, cameras=cameras)
+    config = UpperConfig(
+        id=1,
+        platform_id=UPPER_ID,
+        domain=UPPER_ID[:10],
+        host=UPPER.host,
+        port=UPPER.port,
+        transport="udp",
+        password="x",
+        register_expires_s=3600,
+        keepalive_interval_s=60,
+        charset=Charset.GB2312,
+    )
+
+    async def on_state(status: UpperStatus) -> None:
+        pass
+
+    sip = FakeSip()
+    client = UpperClient(
+        config,
+        LocalPlatform(platform_id=OUR_ID, domain=OUR_ID[:10]),
+        sip,
+        UPPER,
+        on_state=on_state,
+        wallclock_us=lambda: 0,
+    )
+    audit, node = FakeAudit(), FakeCameras()
+    handler = UpperHandler(client, FakeStore(view), audit, node, page_size=1)
+    yield Rig(sip, audit, node, handler)
+    await handler.close()
+
+
+def request_from_upper(method: str, target: str, *, body: bytes = b"", content_type: str | None = None) -> SipRequest:
+    return make_request(
+        method,
+        f"sip:{target}@127.0.0.1:5070",
+        via=Via("UDP", UPPER.host, UPPER.port, (("branch", ids.branch()),)),
+        from_address=Address(f"sip:{UPPER_ID}@{UPPER_ID[:10]}", params=(("tag", ids.tag()),)),
+        to_address=Address(f"sip:{target}@{OUR_ID[:10]}"),
+        call_id=ids.call_id(UPPER.host),
+        cseq=1,
+        contact=Address(f"sip:{UPPER_ID}@{UPPER.host}:{UPPER.port}"),
+        body=body,
+        content_type=content_type,
+    )
+
+
+def manscdp(message: Message) -> SipRequest:
+    body = encode_manscdp(message, tz=BEIJING_TZ, charset=Charset.GB2312)
+    return request_from_upper("MESSAGE", OUR_ID, body=body, content_type="Application/MANSCDP+xml")
+
+
+def invite(channel: str, port: int, *, transport: GbTransport = GbTransport.UDP) -> SipRequest:
+    offer = gb_description(
+        session_name="Play",
+        owner_id=UPPER_ID,
+        address="127.0.0.1",
+        port=port,
+        transport=transport,
+        ssrc="0100000042",
+        payloads=((96, "PS"),),
+    )
+    request = request_from_upper("INVITE", channel, body=offer.serialize(), content_type="APPLICATION/SDP")
+    request.headers["Subject"] = f"{channel}:0100000042,{UPPER_ID}:0"
+    return request
+
+
+def in_dialog(method: str, invite_request: SipRequest, response: SipResponse) -> SipRequest:
+    return make_request(
+        method,
+        invite_request.uri,
+        via=Via("UDP", UPPER.host, UPPER.port, (("branch", ids.branch()),)),
+        from_address=invite_request.from_address,
+        to_address=response.to_address,
+        call_id=invite_request.call_id,
+        cseq=1 if method == "ACK" else 2,
+    )
+
+
+async def test_catalog_query_is_answered_in_pages_and_audited(rig: Rig) -> None:
+    response = await rig.handler.handle_request(manscdp(CatalogQuery(sn=77, device_id=OUR_ID)), UPPER)
+    assert response is not None and response.status == 200
+    await eventually(lambda: len(rig.sip.messages()) == 2)  # the region, then the one shared camera
+    pages = rig.sip.messages()
+    assert all(isinstance(p, CatalogResponse) and p.sn == 77 and p.sum_num == 2 for p in pages)
+    listed = [i.device_id for p in pages if isinstance(p, CatalogResponse) for i in p.items]
+    assert listed == ["32010201", SHARED]
+    assert all(r.to_address.user == UPPER_ID and r.from_address.user == OUR_ID for r in rig.sip.sent)
+    (entry,) = rig.audit.entries
+    assert (entry.username, entry.action, entry.allowed) == (f"gb:{UPPER_ID}", "gb_upper.catalog", True)
+
+
+async def test_unshared_invite_is_404_and_audited_as_denied(rig: Rig) -> None:
+    response = await rig.handler.handle_request(invite(UNSHARED, 40000), UPPER)
+    assert response is not None and response.status == 404
+    assert rig.handler.sessions == 0
+    (entry,) = rig.audit.entries
+    assert (entry.action, entry.target, entry.allowed) == ("gb_upper.invite", f"gb:{UNSHARED}", False)
+
+
+async def test_control_of_a_shared_channel_is_refused_and_audited(rig: Rig) -> None:
+    control = DeviceControl(sn=3, device_id=SHARED, command=PtzControl(cmd=decode_ptz_cmd("A50F0100000000B5")))
+    response = await rig.handler.handle_request(manscdp(control), UPPER)
+    assert response is not None and response.status == 403
+    assert rig.audit.entries[-1].action == "gb_upper.control" and not rig.audit.entries[-1].allowed
+
+
+async def test_requests_from_another_host_are_refused(rig: Rig) -> None:
+    stranger = SipPeer("udp", "127.0.0.9", 5060)
+    response = await rig.handler.handle_request(manscdp(CatalogQuery(sn=1, device_id=OUR_ID)), stranger)
+    assert response is not None and response.status == 403
+    assert rig.sip.sent == [] and not rig.audit.entries[-1].allowed
+
+
+async def test_offers_we_cannot_serve_are_refused(rig: Rig) -> None:
+    tcp = await rig.handler.handle_request(invite(SHARED, 40000, transport=GbTransport.TCP_PASSIVE), UPPER)
+    assert tcp is not None and tcp.status == 488
+    rig.cameras.streaming.clear()
+    offline = await rig.handler.handle_request(invite(SHARED, 40000), UPPER)
+    assert offline is not None and offline.status == 480
+    assert rig.handler.sessions == 0
+
+
+async def test_live_invite_relays_ps_over_rtp_until_bye(rig: Rig) -> None:
+    receiver_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver_sock.bind(("127.0.0.1", 0))
+    receiver_sock.setblocking(False)
+    port = receiver_sock.getsockname()[1]
+    request = invite(SHARED, port)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200, response
+    answer = SessionDescription.parse(response.body)
+    assert answer.gb_ssrc == "0100000042" and answer.media[0].direction == "sendonly"
+    assert answer.media[0].proto == "RTP/AVP" and answer.media[0].port > 0
+    assert rig.handler.sessions == 1
+
+    hub = rig.cameras.hub(1)
+    assert hub.readers() == []  # nothing is sent before the ACK
+    ack = await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    assert ack is None
+    assert len(hub.readers()) == 1
+
+    units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=0.0), 12))
+    receiver = PsRtpReceiver(ssrc=int("0100000042"))
+    got: list[AccessUnit] = []
+
+    def drain(expected: int) -> bool:
+        while True:
+            try:
+                packet = receiver_sock.recv(65536)
+            except BlockingIOError:
+                break
+            receiver.receive_packet(packet)
+        while (event := receiver.next_event()) is not None:
+            if isinstance(event, AccessUnit):
+                got.append(event)
+        return len(got) >= expected
+
+    relay = next(iter(rig.handler._sessions.values())).relay
+    for n, unit in enumerate(units, 1):
+        hub.publish(unit)  # one picture at a time, as a camera sends them (a burst would overflow the socket)
+        await eventually(lambda n=n: relay.units_sent == n)
+        await eventually(lambda n=n: drain(n - 1))  # a picture closes when the next one starts
+    assert [u.pts for u in got] == [u.pts for u in units[: len(got)]]
+    assert receiver.lost == 0
+
+    bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
+    assert bye is not None and bye.status == 200
+    assert rig.handler.sessions == 0 and hub.readers() == []
+    actions = [(e.action, e.allowed) for e in rig.audit.entries]
+    assert actions == [("gb_upper.invite", True), ("gb_upper.ack", True), ("gb_upper.bye", True)]
+    receiver_sock.close()
+
+
+async def test_stream_end_sends_bye_upward(rig: Rig) -> None:
+    request = invite(SHARED, 40002)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    rig.cameras.hub(1).close()  # the camera was disabled or removed
+    await eventually(lambda: any(r.method == "BYE" for r in rig.sip.sent))
+    bye = next(r for r in rig.sip.sent if r.method == "BYE")
+    assert bye.call_id == request.call_id and bye.from_address.tag == response.to_address.tag
+    assert rig.handler.sessions == 0
+
+
+async def test_unacked_session_is_dropped(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vigil.gb28181.cascade.handler.ACK_TIMEOUT_S", 0.05)
+    response = await rig.handler.handle_request(invite(SHARED, 40004), UPPER)
+    assert response is not None and response.status == 200
+    await eventually(lambda: rig.handler.sessions == 0)
+    assert rig.cameras.hub(1).readers() == []
+
+
+async def test_unknown_bye_is_481(rig: Rig) -> None:
+    request = invite(SHARED, 40006)
+    fake = make_response(request, 200, to_tag="nope")
+    response = await rig.handler.handle_request(in_dialog("BYE", request, fake), UPPER)
+    assert response is not None and response.status == 481

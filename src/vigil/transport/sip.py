@@ -265,6 +265,12 @@ class SipServer:
         if message.method == "ACK":
             self._spawn(self._handle(message, peer, None), "sip-ack")
             return
+        if message.method == "INVITE":
+            # No INVITE server transaction here: the handler answers once per Call-ID (a retransmission
+            # gets the same answer or, while the first is still being worked on, none).
+            if not self._spawn(self._handle(message, peer, None), "sip-invite"):
+                self._refuse(message, peer)
+            return
         if len(self._transactions) >= MAX_TRANSACTIONS:
             self._refuse(message, peer)
             return

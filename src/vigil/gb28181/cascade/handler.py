@@ -113,6 +113,7 @@ class UpperHandler:
         self._page_size = page_size
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: dict[str, _Session] = {}
+        self._inviting: set[str] = set()
         self.answers_sent = 0
 
     @property
@@ -234,10 +235,19 @@ class UpperHandler:
 
     # --- media sessions ----------------------------------------------------------------------------
 
-    async def _invite(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+    async def _invite(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
         known = self._sessions.get(request.call_id)
         if known is not None:
             return known.response  # a retransmitted INVITE
+        if request.call_id in self._inviting:
+            return None  # retransmitted while the first copy is still being answered
+        self._inviting.add(request.call_id)
+        try:
+            return await self._answer_invite(request, peer)
+        finally:
+            self._inviting.discard(request.call_id)
+
+    async def _answer_invite(self, request: SipRequest, peer: SipPeer) -> SipResponse:
         channel = _channel_of(request) or "-"
         view = await self._store.shared(self.upper_id)
         camera = view.camera(channel)

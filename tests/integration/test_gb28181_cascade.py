@@ -1,0 +1,226 @@
+"""Vigil-to-Vigil cascade over real sockets: node B (lower, RTSP sim cameras) registers to node A (upper)
+exactly as a device would; A's catalog lists exactly what B shares and A streams it live through B's relay;
+an unshared channel is refused; B follows A through a restart; B going away takes its cameras offline on A."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from tests.integration.conftest import node_settings
+from vigil.access.secrets import SecretBox
+from vigil.app import Vigil
+from vigil.gb28181.media import Gb28181Source
+from vigil.ingest.errors import StreamNotFound
+from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.settings import Settings
+from vigil.storage.models import AuditRow, GbDevice, Segment
+from vigil.transport.sip import SipPeer
+
+A_ID = "34020000002000000001"
+B_ID = "32010200002000000001"
+PASSWORD = "cascade-secret"
+SHARED = ["32010201001320000001", "32010201001320000002"]
+UNSHARED = "32010201001320000003"
+
+
+def settings_a(data: Path, sip_port: int = 0) -> Settings:
+    return node_settings(
+        data,
+        sim={"cameras": 0},
+        gb28181={"enabled": True, "host": "127.0.0.1", "port": sip_port, "platform_id": A_ID},
+    )
+
+
+def settings_b(data: Path) -> Settings:
+    return node_settings(
+        data,
+        sim={"cameras": 3},
+        gb28181={"enabled": True, "host": "127.0.0.1", "port": 0, "platform_id": B_ID},
+    )
+
+
+@asynccontextmanager
+async def login(node: Vigil) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=node.url.rstrip("/"), timeout=20) as client:
+        r = await client.post("/api/auth/login", json={"username": "admin", "password": node.first_admin_password})
+        assert r.status_code == 200, r.text
+        yield client
+
+
+async def admit_lower_platform(node: Vigil, data: Path) -> None:
+    """A knows B's platform ID and password in advance, as an admin would enter them for a lower platform."""
+    assert node.db is not None
+    box = SecretBox.in_data_dir(data)
+    async with node.db.session() as session:
+        session.add(
+            GbDevice(device_id=B_ID, name="Lower B", admitted=True, password_enc=box.encrypt(PASSWORD), created_us=1)
+        )
+
+
+async def until(predicate: Any, within: float, what: str) -> Any:
+    """Poll an async predicate until it returns something truthy; fail saying ``what`` otherwise."""
+    try:
+        async with asyncio.timeout(within):
+            while not (value := await predicate()):  # noqa: ASYNC110 - polling another node over HTTP
+                await asyncio.sleep(0.2)
+            return value
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    a = Vigil(settings_a(tmp_path / "a"))
+    b = Vigil(settings_b(tmp_path / "b"))
+    state: dict[str, Any] = {"a": a, "b": b}
+    try:
+        await a.start()
+        await admit_lower_platform(a, tmp_path / "a")
+        await b.start()
+        yield state
+    finally:
+        for key in ("b", "a"):
+            await state[key].close()
+
+
+async def gb_cameras(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    return [c for c in (await client.get("/api/cameras")).json() if c["source_kind"] == "gb28181"]
+
+
+async def test_vigil_cascades_to_vigil(nodes: dict[str, Any], tmp_path: Path) -> None:
+    a: Vigil = nodes["a"]
+    b: Vigil = nodes["b"]
+    assert a.sip is not None and b.sip is not None
+    a_port = a.sip.udp_port
+    async with login(b) as admin_b, login(a) as admin_a:
+        cams_b = {c["gb_id"]: c["id"] for c in (await admin_b.get("/api/cameras")).json()}
+        assert set(cams_b) == {*SHARED, UNSHARED}
+        body = {
+            "platform_id": A_ID,
+            "domain": A_ID[:10],
+            "host": "127.0.0.1",
+            "port": a_port,
+            "password": PASSWORD,
+            "keepalive_interval_s": 1,
+            "enabled": False,  # share first, then enable: A reads the catalog as soon as B registers
+        }
+        r = await admin_b.post("/api/gb/uppers", json=body)
+        assert r.status_code == 201, r.text
+        upper = r.json()["id"]
+        r = await admin_b.put(f"/api/gb/uppers/{upper}/shares", json={"camera_ids": [cams_b[g] for g in SHARED]})
+        assert r.status_code == 200, r.text
+        assert (await admin_b.patch(f"/api/gb/uppers/{upper}", json={"enabled": True})).status_code == 200
+
+        async def b_state() -> str:
+            return str((await admin_b.get(f"/api/gb/uppers/{upper}")).json()["status"]["state"])
+
+        await until(lambda: _eq(b_state(), "registered"), 20, "B registered at A")
+        devices = (await admin_a.get("/api/gb/devices")).json()
+        assert [(d["device_id"], d["online"]) for d in devices] == [(B_ID, True)]
+
+        # A's catalog of B lists exactly the shared cameras, which become gb28181 cameras on A.
+        async def listed() -> list[str]:
+            return sorted(c["gb_id"] for c in await gb_cameras(admin_a))
+
+        assert await until(lambda: _eq(listed(), SHARED), 20, "the shared cameras on A") is True
+        r = await admin_a.post(f"/api/gb/devices/{B_ID}/catalog")
+        assert r.status_code == 200 and r.json()["complete"] and r.json()["cameras_created"] == 0
+        assert sorted(c["gb_id"] for c in await gb_cameras(admin_a)) == SHARED
+
+        # A streams them live through B's relay, records them.
+        async def all_online() -> bool:
+            cams = await gb_cameras(admin_a)
+            return len(cams) == 2 and all(c["status"]["state"] == "online" and c["status"]["width"] for c in cams)
+
+        await until(all_online, 40, "A's cascaded cameras online with video")
+        cams_a = await gb_cameras(admin_a)
+        assert {(c["status"]["width"], c["status"]["height"]) for c in cams_a} == {(768, 576)}
+
+        async def segments() -> int:
+            assert a.db is not None
+            async with a.db.session() as session:
+                ids = [c["id"] for c in cams_a]
+                count = await session.scalar(
+                    select(func.count()).select_from(Segment).where(Segment.camera_id.in_(ids))
+                )
+            return int(count or 0)
+
+        await until(segments, 30, "segments recorded on A from the relayed stream")
+
+        # An unshared channel is refused: A's own INVITE code path gets B's 404.
+        assert a.gb is not None
+        b_peer = SipPeer("udp", "127.0.0.1", b.sip.udp_port)
+
+        class BOwns:
+            def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None:
+                return B_ID, b_peer
+
+        source = Gb28181Source(
+            999,
+            UNSHARED,
+            lambda unit: None,
+            settings=a.settings.gb28181,
+            sip=a.gb.sip,
+            owners=BOwns(),
+            ssrcs=SsrcAllocator(A_ID[:10]),
+        )
+        with pytest.raises(StreamNotFound):
+            await source.run()
+        await source.close()
+
+        assert b.db is not None
+        async with b.db.session() as session:
+            rows = (await session.scalars(select(AuditRow).where(AuditRow.username == f"gb:{A_ID}"))).all()
+        seen = {(r.action, r.target, r.allowed) for r in rows}
+        assert ("gb_upper.catalog", f"gb:{B_ID}", True) in seen
+        assert ("gb_upper.invite", f"gb:{UNSHARED}", False) in seen
+        assert all(("gb_upper.invite", f"gb:{g}", True) in seen for g in SHARED)
+
+    # A restarts (same data, same SIP port): B notices, goes offline, and registers again by itself.
+    await a.close()
+    async with login(b) as admin_b:
+
+        async def b_status() -> dict[str, Any]:
+            return dict((await admin_b.get(f"/api/gb/uppers/{upper}")).json()["status"])
+
+        offline = await until(lambda: _status_is(b_status(), "offline"), 30, "B offline while A is down")
+        assert "keepalive" in offline["reason"] or "regist" in offline["reason"]
+        a = nodes["a"] = Vigil(settings_a(tmp_path / "a", a_port))
+        await a.start()
+        await until(lambda: _status_is(b_status(), "registered"), 60, "B registered again after A's restart")
+        events = (await admin_b.get(f"/api/gb/uppers/{upper}/events")).json()
+        kinds = [e["kind"] for e in reversed(events)]
+        assert kinds[:3] == ["registered", "offline", "registered"]
+
+    async with login(a) as admin_a:
+        await until(lambda: _eq(_online_devices(admin_a), [B_ID]), 20, "B online at A after its restart")
+
+        # B goes away (it unregisters on the way out): A marks it offline and its cameras stop.
+        await b.close()
+        await until(lambda: _eq(_online_devices(admin_a), []), 20, "B offline at A")
+
+        async def none_online() -> bool:
+            return all(c["status"]["state"] != "online" for c in await gb_cameras(admin_a))
+
+        await until(none_online, 20, "A's cascaded cameras no longer online")
+
+
+async def _online_devices(client: httpx.AsyncClient) -> list[str]:
+    return [d["device_id"] for d in (await client.get("/api/gb/devices")).json() if d["online"]]
+
+
+async def _eq(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def _status_is(status: Any, state: str) -> dict[str, Any] | None:
+    value = await status
+    return value if value["state"] == state else None

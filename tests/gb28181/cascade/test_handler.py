@@ -322,3 +322,35 @@ async def test_unknown_bye_is_481(rig: Rig) -> None:
     fake = make_response(request, 200, to_tag="nope")
     response = await rig.handler.handle_request(in_dialog("BYE", request, fake), UPPER)
     assert response is not None and response.status == 481
+
+
+HOSTILE_BODIES = [
+    b"",
+    b"<Query><CmdType>Catalog</CmdType>",  # truncated
+    b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+    b"<Query><CmdType>Catalog</CmdType><SN>1</SN><DeviceID>&b;</DeviceID></Query>",  # entity expansion
+    b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY x SYSTEM "file:///etc/passwd">]><Query><CmdType>&x;</CmdType></Query>',
+    b"<Query><CmdType>Catalog</CmdType><SN>x</SN><DeviceID>1</DeviceID></Query>",  # bad SN
+    b"<Query><CmdType>NoSuchThing</CmdType><SN>1</SN><DeviceID>32010200002000000001</DeviceID></Query>",
+    b"\xff\xfe\x00garbage",
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+async def test_hostile_messages_get_a_clear_answer(rig: Rig, body: bytes) -> None:
+    request = request_from_upper("MESSAGE", OUR_ID, body=body, content_type="Application/MANSCDP+xml")
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status in (200, 400)
+    assert rig.audit.entries and rig.audit.entries[-1].allowed is False
+    assert rig.handler.tasks_in_flight == 0 and rig.sip.sent == []  # no answer to a query that was not one
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"v=0\r\n", b"not sdp at all", b"v=0\r\no=x 0 0 IN IP4 1.2.3.4\r\ns=Play\r\nm=video abc RTP/AVP 96\r\n"],
+)
+async def test_hostile_invites_get_a_clear_answer(rig: Rig, body: bytes) -> None:
+    request = request_from_upper("INVITE", SHARED, body=body, content_type="APPLICATION/SDP")
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and 400 <= response.status < 500
+    assert rig.handler.sessions == 0 and rig.cameras.hub(1).readers() == []

@@ -121,6 +121,11 @@ class UpperHandler:
         return self.client.config.id
 
     @property
+    def tasks_in_flight(self) -> int:
+        """Answers (and upward BYEs) still being sent."""
+        return len(self._tasks)
+
+    @property
     def sessions(self) -> int:
         """Live sessions being relayed (or awaiting their ACK)."""
         return len(self._sessions)

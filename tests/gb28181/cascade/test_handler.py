@@ -150,7 +150,7 @@ async def rig() -> AsyncIterator[Rig]:
         wallclock_us=lambda: 0,
     )
     audit, node = FakeAudit(), FakeCameras()
-    handler = UpperHandler(client, FakeStore(view), audit, node, page_size=1)
+    handler = UpperHandler(client, FakeStore(view), audit, node, page_size=1, relay_idle_timeout_s=0.3)
     yield Rig(sip, audit, node, handler)
     await handler.close()
 
@@ -307,6 +307,15 @@ async def test_stream_end_sends_bye_upward(rig: Rig) -> None:
     bye = next(r for r in rig.sip.sent if r.method == "BYE")
     assert bye.call_id == request.call_id and bye.from_address.tag == response.to_address.tag
     assert rig.handler.sessions == 0
+
+
+async def test_silent_camera_ends_the_session_with_bye(rig: Rig) -> None:
+    request = invite(SHARED, 40008)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    await eventually(lambda: any(r.method == "BYE" for r in rig.sip.sent))
+    assert rig.handler.sessions == 0 and rig.cameras.hub(1).readers() == []
 
 
 async def test_unacked_session_is_dropped(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,8 @@ refused 403: the From header alone proves nothing.
   PS on RTP/UDP, the offer's ``y=`` SSRC echoed) and a :class:`~.relay.MediaRelay` that starts
   on the ACK; a channel not shared gets 404, a camera not streaming 480, an offer we cannot serve
   (TCP, Playback, no ``y=``) 488/400. No ACK within :data:`ACK_TIMEOUT_S` ends the session.
-* BYE ends the session and releases the hub reader; the stream ending sends BYE upward.
+* BYE ends the session and releases the hub reader; the stream ending (camera removed or disabled, or
+  no picture for the relay's idle timeout) sends BYE upward.
 
 Every request, allowed or refused, writes one audit row with the upper platform as the actor
 (``gb:<platform id>``) and its address as the source.
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 from vigil.access.audit import AuditEntry
 from vigil.gb28181.cascade.answers import catalog_pages, device_info, device_status, record_info_pages
 from vigil.gb28181.cascade.client import BEIJING, UpperClient
-from vigil.gb28181.cascade.relay import MediaRelay
+from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, MediaRelay
 from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
 from vigil.protocols.gb28181.errors import ManscdpError, SsrcError
@@ -103,8 +104,10 @@ class UpperHandler:
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_bytes: Callable[[int], bytes] = os.urandom,
         page_size: int | None = None,
+        relay_idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.client = client
+        self._relay_idle_timeout = relay_idle_timeout_s
         self._store = store
         self._audit = audit
         self._cameras = cameras
@@ -291,6 +294,7 @@ class UpperHandler:
             destination=destination,
             ssrc=ssrc.value,
             on_end=lambda why: self._stream_ended(call_id, why),
+            idle_timeout_s=self._relay_idle_timeout,
         )
         local = self.client.via().host
         try:

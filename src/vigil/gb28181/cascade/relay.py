@@ -4,8 +4,9 @@ The relay is one more hub reader (bounded queue, counted drops: a slow network n
 or the recorder). It starts at the hub's cached keyframe, muxes every access unit as one PS pack
 (:class:`~vigil.protocols.ps.PsMuxer`, Annex C.1) and sends it as RTP packets with the session's
 SSRC (:class:`~vigil.protocols.ps.PsRtpPacketizer`) from its own UDP socket to the address the
-upper platform put in its SDP. It ends on :meth:`MediaRelay.close` (BYE, upper offline) or when
-the hub ends (the camera was removed or disabled), which it reports through ``on_end`` once.
+upper platform put in its SDP. It ends on :meth:`MediaRelay.close` (BYE, upper offline), or when
+the hub ends (the camera was removed or disabled) or stays silent for ``idle_timeout_s`` (the camera
+went offline), which it reports through ``on_end`` once.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from collections.abc import Callable
 from vigil.protocols.ps import PsError, PsMuxer, PsRtpPacketizer
 from vigil.streams.hub import Reader, StreamHub
 
-__all__ = ["RELAY_QUEUE_UNITS", "MediaRelay"]
+__all__ = ["IDLE_TIMEOUT_S", "RELAY_QUEUE_UNITS", "MediaRelay"]
 
 log = logging.getLogger(__name__)
 
 #: Reader queue of a relay: about 4 s at 30 fps before units are dropped (to the next keyframe).
 RELAY_QUEUE_UNITS = 128
+#: No picture from the hub for this long means the camera's stream is gone: the session ends (BYE).
+IDLE_TIMEOUT_S = 15.0
 
 
 class MediaRelay:
@@ -37,8 +40,10 @@ class MediaRelay:
         destination: tuple[str, int],
         ssrc: int,
         on_end: Callable[[str], None],
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.name = name
+        self._idle_timeout = idle_timeout_s
         self.destination = destination
         self._hub = hub
         self._packetizer = PsRtpPacketizer(ssrc)
@@ -88,7 +93,11 @@ class MediaRelay:
         why = "stream ended"
         try:
             while True:
-                unit = await reader.get()
+                try:
+                    unit = await asyncio.wait_for(reader.get(), self._idle_timeout)
+                except TimeoutError:
+                    why = f"no video for {self._idle_timeout:.0f} s"
+                    break
                 if unit is None:
                     break
                 try:

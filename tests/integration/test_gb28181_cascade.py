@@ -91,6 +91,29 @@ async def nodes(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             await state[key].close()
 
 
+async def configure_upper(admin_b: httpx.AsyncClient, a_port: int, transport: str) -> int:
+    """On B: A as upper platform, two cameras shared with it, then enabled; returns the upper's ID."""
+    cams_b = {c["gb_id"]: c["id"] for c in (await admin_b.get("/api/cameras")).json()}
+    assert set(cams_b) == {*SHARED, UNSHARED}
+    body = {
+        "platform_id": A_ID,
+        "domain": A_ID[:10],
+        "host": "127.0.0.1",
+        "port": a_port,
+        "transport": transport,
+        "password": PASSWORD,
+        "keepalive_interval_s": 1,
+        "enabled": False,  # share first, then enable: A reads the catalog as soon as B registers
+    }
+    r = await admin_b.post("/api/gb/uppers", json=body)
+    assert r.status_code == 201, r.text
+    upper = int(r.json()["id"])
+    r = await admin_b.put(f"/api/gb/uppers/{upper}/shares", json={"camera_ids": [cams_b[g] for g in SHARED]})
+    assert r.status_code == 200, r.text
+    assert (await admin_b.patch(f"/api/gb/uppers/{upper}", json={"enabled": True})).status_code == 200
+    return upper
+
+
 async def gb_cameras(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return [c for c in (await client.get("/api/cameras")).json() if c["source_kind"] == "gb28181"]
 
@@ -101,23 +124,7 @@ async def test_vigil_cascades_to_vigil(nodes: dict[str, Any], tmp_path: Path) ->
     assert a.sip is not None and b.sip is not None
     a_port = a.sip.udp_port
     async with login(b) as admin_b, login(a) as admin_a:
-        cams_b = {c["gb_id"]: c["id"] for c in (await admin_b.get("/api/cameras")).json()}
-        assert set(cams_b) == {*SHARED, UNSHARED}
-        body = {
-            "platform_id": A_ID,
-            "domain": A_ID[:10],
-            "host": "127.0.0.1",
-            "port": a_port,
-            "password": PASSWORD,
-            "keepalive_interval_s": 1,
-            "enabled": False,  # share first, then enable: A reads the catalog as soon as B registers
-        }
-        r = await admin_b.post("/api/gb/uppers", json=body)
-        assert r.status_code == 201, r.text
-        upper = r.json()["id"]
-        r = await admin_b.put(f"/api/gb/uppers/{upper}/shares", json={"camera_ids": [cams_b[g] for g in SHARED]})
-        assert r.status_code == 200, r.text
-        assert (await admin_b.patch(f"/api/gb/uppers/{upper}", json={"enabled": True})).status_code == 200
+        upper = await configure_upper(admin_b, a_port, "udp")
 
         async def b_state() -> str:
             return str((await admin_b.get(f"/api/gb/uppers/{upper}")).json()["status"]["state"])
@@ -224,3 +231,38 @@ async def _eq(value: Any, expected: Any) -> bool:
 async def _status_is(status: Any, state: str) -> dict[str, Any] | None:
     value = await status
     return value if value["state"] == state else None
+
+
+async def test_cascade_signalling_over_tcp(nodes: dict[str, Any]) -> None:
+    a: Vigil = nodes["a"]
+    assert a.sip is not None
+    async with login(nodes["b"]) as admin_b, login(a) as admin_a:
+        upper = await configure_upper(admin_b, a.sip.tcp_port, "tcp")
+
+        async def b_state() -> str:
+            return str((await admin_b.get(f"/api/gb/uppers/{upper}")).json()["status"]["state"])
+
+        await until(lambda: _eq(b_state(), "registered"), 20, "B registered at A over TCP")
+        (device,) = (await admin_a.get("/api/gb/devices")).json()
+        assert (device["device_id"], device["online"], device["transport"]) == (B_ID, True, "tcp")
+
+        # A's catalog query and its INVITEs come back over B's connection; the media still flows over UDP.
+        async def all_online() -> bool:
+            cams = await gb_cameras(admin_a)
+            ok = [c for c in cams if c["status"]["state"] == "online" and c["status"]["width"]]
+            return sorted(c["gb_id"] for c in cams) == SHARED and len(ok) == 2
+
+        await until(all_online, 40, "A's cascaded cameras online over TCP signalling")
+        # Keepalives keep going over the one connection: still registered several intervals later.
+        before = (await admin_a.get("/api/gb/devices")).json()[0]["last_keepalive_us"]
+        await until(lambda: _later((await_json(admin_a, "/api/gb/devices")), before), 10, "a newer keepalive over TCP")
+        assert await b_state() == "registered"
+
+
+async def await_json(client: httpx.AsyncClient, path: str) -> Any:
+    return (await client.get(path)).json()
+
+
+async def _later(devices: Any, before: int | None) -> bool:
+    latest = (await devices)[0]["last_keepalive_us"]
+    return latest is not None and (before is None or latest > before)

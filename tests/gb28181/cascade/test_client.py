@@ -88,6 +88,8 @@ class FakeUpper:
     keepalives: int = 0
     registers_ok: int = 0
     granted: int = 3600
+    tcp_open: bool = False
+    connects: int = 0
     udp_port: int = 5062
     tcp_port: int = 5062
     digest: DigestServer = field(init=False)
@@ -95,12 +97,24 @@ class FakeUpper:
     def __post_init__(self) -> None:
         self.digest = DigestServer(realm=UPPER_DOMAIN, secret=b"s" * 32, random_bytes=os.urandom)
 
+    async def connect(self, host: str, port: int) -> SipPeer:
+        self.connects += 1
+        if self.down is not None:
+            raise PeerUnreachable("connection refused")
+        self.tcp_open = True
+        return SipPeer("tcp", host, port)
+
+    def connected(self, peer: SipPeer) -> bool:
+        return peer.transport != "tcp" or self.tcp_open
+
     def local_host(self, peer: SipPeer) -> str:
         return "192.0.2.20"
 
     async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse:
-        assert peer == PEER
+        assert (peer.host, peer.port) == (PEER.host, PEER.port)
         self.requests.append(request)
+        if peer.transport == "tcp" and not self.tcp_open:
+            raise PeerUnreachable(f"no open TCP connection to {peer}")
         if self.down is not None:
             raise self.down
         if request.method == "REGISTER":
@@ -161,11 +175,12 @@ async def make_rig() -> AsyncIterator[Callable[..., Rig]]:
         async def on_state(status: UpperStatus) -> None:
             states.append(status)
 
+        transport = str(overrides.get("transport", "udp"))
         client = UpperClient(
             config(**overrides),
             LocalPlatform(platform_id=OUR_ID, domain=OUR_DOMAIN),
             upper,
-            PEER,
+            SipPeer(transport, PEER.host, PEER.port),
             on_state=on_state,
             wallclock_us=clock.wallclock_us,
             monotonic=clock.monotonic,
@@ -290,3 +305,22 @@ async def test_close_unregisters(make_rig: Callable[..., Rig]) -> None:
     assert last.method == "REGISTER" and last.headers["Expires"] == "0"
     assert rig.client.status.state is UpperState.STOPPED
     assert rig.states[-1].state is UpperState.STOPPED
+
+
+async def test_over_tcp_it_connects_and_reconnects_after_the_connection_drops(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(transport="tcp", keepalive_interval_s=10)
+    await start(rig)
+    assert rig.client.status.state is UpperState.REGISTERED
+    assert rig.upper.connects == 1 and rig.client.peer.transport == "tcp"
+    via = rig.upper.requests[0].top_via
+    assert via.transport == "TCP" and via.port == rig.upper.tcp_port
+    await rig.clock.advance(20)
+    assert rig.upper.keepalives == 2 and rig.upper.connects == 1  # one connection carries everything
+
+    rig.upper.tcp_open = False  # the upper platform (or the network) dropped the connection
+    await rig.clock.advance(30)
+    assert rig.client.status.state is UpperState.OFFLINE
+    assert "no open TCP connection" in rig.client.status.reason
+    await rig.clock.advance(1)
+    assert rig.upper.connects == 2
+    assert rig.client.status.state is UpperState.REGISTERED

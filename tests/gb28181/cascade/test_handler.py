@@ -54,6 +54,12 @@ class FakeSip:
     udp_port: int = 5070
     tcp_port: int = 5070
 
+    async def connect(self, host: str, port: int) -> SipPeer:
+        raise AssertionError("UDP only")
+
+    def connected(self, peer: SipPeer) -> bool:
+        return True
+
     def local_host(self, peer: SipPeer) -> str:
         return "127.0.0.1"
 

@@ -2,6 +2,8 @@
 
 Theory of operation (STD22 9.1, 9.6; WVP as lower platform, docs/gb28181.md §4):
 
+* Over TCP the client opens the connection itself (and again before any REGISTER round once it is
+  gone); every request, and the upper platform's requests to us, use it (STD22 9.1.1 f).
 * ``registering`` (start) → REGISTER ``sip:<upper>@<host:port>``, From/To ``sip:<us>@<our domain>``,
   Expires from the config. A 401/407 is answered with :class:`DigestClient` (username = our platform
   ID) and the request sent again, at most :data:`MAX_CHALLENGES` times a round. 2xx → ``registered``.
@@ -81,6 +83,10 @@ class RequestSender(Protocol):
     async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse: ...
 
     def local_host(self, peer: SipPeer) -> str: ...
+
+    async def connect(self, host: str, port: int) -> SipPeer: ...
+
+    def connected(self, peer: SipPeer) -> bool: ...
 
 
 class UpperState(enum.StrEnum):
@@ -258,6 +264,12 @@ class UpperClient:
 
     async def _register_round(self, expires: int) -> int | str:
         """One REGISTER round; the granted expiry (s) on success, else why it failed."""
+        if self.peer.transport == "tcp" and not self._sender.connected(self.peer):
+            # GB/T 28181 9.1.1 f: over TCP everything goes on one connection we keep; (re)open it first.
+            try:
+                self.peer = await self._sender.connect(self.peer.host, self.peer.port)
+            except (ConnectionError, TimeoutError) as exc:
+                return _why(exc)
         if not self._call_id:
             self._call_id = self._ids.call_id(self._local_host())
         challenges = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import socket
@@ -32,7 +33,7 @@ from vigil.protocols.gb28181.manscdp import (
     parse_manscdp,
 )
 from vigil.protocols.gb28181.ptz import decode_ptz_cmd
-from vigil.protocols.ps import PsRtpReceiver
+from vigil.protocols.ps import PsRtpReceiver, Rfc4571Decoder
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
 from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request, make_response
 from vigil.streams.hub import StreamHub
@@ -244,8 +245,14 @@ async def test_requests_from_another_host_are_refused(rig: Rig) -> None:
 
 
 async def test_offers_we_cannot_serve_are_refused(rig: Rig) -> None:
-    tcp = await rig.handler.handle_request(invite(SHARED, 40000, transport=GbTransport.TCP_PASSIVE), UPPER)
-    assert tcp is not None and tcp.status == 488
+    playback = invite(SHARED, 40000)
+    playback.body = playback.body.replace(b"s=Play", b"s=Playback")
+    refused = await rig.handler.handle_request(playback, UPPER)
+    assert refused is not None and refused.status == 488
+    no_ps = invite(SHARED, 40000)
+    no_ps.body = no_ps.body.replace(b"RTP/AVP 96", b"RTP/AVP 98").replace(b"rtpmap:96 PS", b"rtpmap:98 H264")
+    refused = await rig.handler.handle_request(no_ps, UPPER)
+    assert refused is not None and refused.status == 488
     rig.cameras.streaming.clear()
     offline = await rig.handler.handle_request(invite(SHARED, 40000), UPPER)
     assert offline is not None and offline.status == 480
@@ -369,3 +376,71 @@ async def test_hostile_invites_get_a_clear_answer(rig: Rig, body: bytes) -> None
     response = await rig.handler.handle_request(request, UPPER)
     assert response is not None and 400 <= response.status < 500
     assert rig.handler.sessions == 0 and rig.cameras.hub(1).readers() == []
+
+
+async def relay_over_tcp(rig: Rig, reader: asyncio.StreamReader) -> list[AccessUnit]:
+    """Publish pictures into the hub one at a time; decode what arrives RFC 4571-framed on ``reader``."""
+    units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=0.0), 8))
+    framing, receiver = Rfc4571Decoder(), PsRtpReceiver(ssrc=int("0100000042"))
+    got: list[AccessUnit] = []
+    hub = rig.cameras.hub(1)
+    for n, unit in enumerate(units, 1):
+        hub.publish(unit)
+        while len(got) < n - 1:
+            framing.receive_data(await asyncio.wait_for(reader.read(65536), 5))
+            while (packet := framing.next_packet()) is not None:
+                receiver.receive_packet(packet)
+            while (event := receiver.next_event()) is not None:
+                if isinstance(event, AccessUnit):
+                    got.append(event)
+    assert [u.pts for u in got] == [u.pts for u in units[: len(got)]] and len(got) >= len(units) - 1
+    return got
+
+
+async def test_tcp_offer_passive_we_connect_and_frame_rfc4571(rig: Rig) -> None:
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.put_nowait((reader, writer))  # the test owns the connection from here
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = invite(SHARED, port, transport=GbTransport.TCP_PASSIVE)
+        response = await rig.handler.handle_request(request, UPPER)
+        assert response is not None and response.status == 200
+        answer = SessionDescription.parse(response.body).media[0]
+        assert answer.proto == "TCP/RTP/AVP" and answer.gb_transport is GbTransport.TCP_ACTIVE
+        assert accepted.empty()  # we connect only once ACKed
+        await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+        reader, writer = await asyncio.wait_for(accepted.get(), 5)
+        try:
+            await relay_over_tcp(rig, reader)
+            bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
+            assert bye is not None and bye.status == 200 and rig.cameras.hub(1).readers() == []
+            await asyncio.wait_for(reader.read(), 5)  # what is still in flight, then EOF: BYE closed it
+            assert reader.at_eof()
+        finally:
+            writer.close()
+    finally:
+        server.close()
+
+
+async def test_tcp_offer_active_we_listen_and_they_connect(rig: Rig) -> None:
+    request = invite(SHARED, 9, transport=GbTransport.TCP_ACTIVE)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    answer = SessionDescription.parse(response.body).media[0]
+    assert answer.gb_transport is GbTransport.TCP_PASSIVE and answer.port > 0
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    reader, writer = await asyncio.open_connection("127.0.0.1", answer.port)
+    try:
+        await relay_over_tcp(rig, reader)
+        # The upper platform hangs up the media connection: the session ends (the send fails, or the
+        # silence that follows outlasts the idle timeout) and BYE goes upward.
+        writer.close()
+        rig.cameras.hub(1).publish(next(iter_file_units(SAMPLE_576, start_wallclock=0.0)))
+        await eventually(lambda: any(r.method == "BYE" for r in rig.sip.sent))
+        assert rig.handler.sessions == 0
+    finally:
+        writer.close()

@@ -8,9 +8,10 @@ refused 403: the From header alone proves nothing.
   sent serially in a task (:mod:`.answers`; Annex M: next page after the previous one's answer).
   DeviceControl (PTZ) is not relayed yet: 403 for a shared channel, 404 for any other.
 * INVITE ``s=Play`` for a shared channel whose camera is online: 200 OK with our SDP (``sendonly``,
-  PS on RTP/UDP, the offer's ``y=`` SSRC echoed) and a :class:`~.relay.MediaRelay` that starts
-  on the ACK; a channel not shared gets 404, a camera not streaming 480, an offer we cannot serve
-  (TCP, Playback, no ``y=``) 488/400. No ACK within :data:`ACK_TIMEOUT_S` ends the session.
+  PS over RTP on UDP, or on TCP with the opposite ``a=setup`` to the offer's, the offer's ``y=``
+  SSRC echoed) and a :class:`~.relay.MediaRelay` that starts on the ACK; a channel not shared gets
+  404, a camera not streaming 480, an offer we cannot serve (Playback, no PS, no ``y=``) 488/400.
+  No ACK within :data:`ACK_TIMEOUT_S` ends the session.
 * BYE ends the session and releases the hub reader; the stream ending (camera removed or disabled, or
   no picture for the relay's idle timeout) sends BYE upward.
 
@@ -282,10 +283,17 @@ class UpperHandler:
             return make_response(request, 480, "Temporarily Unavailable", to_tag=self._ids.tag())
         connection = media.connection or offer.connection or ""
         destination = (connection.split()[-1] if connection else peer.host, media.port)
-        return await self._open_session(request, peer, camera, ssrc, destination)
+        transport = _answer_transport(media.gb_transport)
+        return await self._open_session(request, peer, camera, ssrc, destination, transport)
 
     async def _open_session(
-        self, request: SipRequest, peer: SipPeer, camera: SharedCamera, ssrc: Ssrc, destination: tuple[str, int]
+        self,
+        request: SipRequest,
+        peer: SipPeer,
+        camera: SharedCamera,
+        ssrc: Ssrc,
+        destination: tuple[str, int],
+        transport: GbTransport,
     ) -> SipResponse:
         call_id, channel = request.call_id, camera.gb_id
         relay = MediaRelay(
@@ -294,6 +302,7 @@ class UpperHandler:
             destination=destination,
             ssrc=ssrc.value,
             on_end=lambda why: self._stream_ended(call_id, why),
+            transport=transport,
             idle_timeout_s=self._relay_idle_timeout,
         )
         local = self.client.via().host
@@ -308,7 +317,7 @@ class UpperHandler:
             owner_id=channel,
             address=local,
             port=port,
-            transport=GbTransport.UDP,
+            transport=transport,
             ssrc=ssrc.text,
             direction="sendonly",
             payloads=((96, "PS"),),
@@ -325,7 +334,10 @@ class UpperHandler:
         session.ack_timer = asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, self._ack_missing, call_id)
         self._sessions[call_id] = session
         log.info("cascade: %s: live %s → %s:%d ssrc %s", self.client.config.label, channel, *destination, ssrc.text)
-        await self._record(peer, "gb_upper.invite", channel, True, f"live to {destination[0]}:{destination[1]}")
+        where = f"live {transport.value} to {destination[0]}:{destination[1]}"
+        if transport is GbTransport.TCP_PASSIVE:
+            where = f"live TCP, listening on {port}"
+        await self._record(peer, "gb_upper.invite", channel, True, where)
         return response
 
     async def _ack(self, request: SipRequest, peer: SipPeer) -> None:
@@ -434,12 +446,21 @@ def _channel_of(request: SipRequest) -> str | None:
     return first or None
 
 
+def _answer_transport(offer: GbTransport | None) -> GbTransport:
+    """Our side of the media transport: UDP for UDP; over TCP we connect when the upper listens, and the
+    other way round (RFC 4145). TCP without ``a=setup`` means the upper listens: between servers the
+    receiver is the server (STD22 Annex D)."""
+    if offer is GbTransport.UDP:
+        return GbTransport.UDP
+    return GbTransport.TCP_PASSIVE if offer is GbTransport.TCP_ACTIVE else GbTransport.TCP_ACTIVE
+
+
 def _unsupported(offer: SessionDescription) -> str | None:
     if offer.session_name != "Play":
         return f"s={offer.session_name} not supported (live Play only)"
     media = offer.media[0]
-    if media.proto != "RTP/AVP":
-        return f"{media.proto} not supported (RTP over UDP only)"
+    if media.proto.upper() not in ("RTP/AVP", "TCP/RTP/AVP"):
+        return f"{media.proto} not supported (RTP/AVP over UDP or TCP only)"
     if "96" not in media.formats:
         return "the offer does not accept PS (payload 96)"
     return None

@@ -38,6 +38,7 @@ from vigil.protocols.gb28181.manscdp import (
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "camera_item",
     "catalog_items",
     "catalog_pages",
     "device_info",
@@ -56,7 +57,7 @@ OnlineCheck = Callable[[int], bool]
 def catalog_items(view: SharedView, local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
     """Region nodes (parents first) then cameras, as catalog items."""
     items = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if is_region_code(r.code)]
-    items.extend(_camera_item(camera, view, local, online) for camera in view.cameras)
+    items.extend(camera_item(camera, view, local, online) for camera in view.cameras)
     return items
 
 
@@ -74,7 +75,8 @@ def _civil_code(camera: SharedCamera, view: SharedView, fallback: str) -> str:
     return fallback
 
 
-def _camera_item(camera: SharedCamera, view: SharedView, local: LocalPlatform, online: OnlineCheck) -> CatalogItem:
+def camera_item(camera: SharedCamera, view: SharedView, local: LocalPlatform, online: OnlineCheck) -> CatalogItem:
+    """One shared camera as a catalog item (channel ID = its ``gb_id``; ON while it streams)."""
     on = camera.enabled and online(camera.camera_id)
     ptz = int(camera.ptz_type) if camera.ptz_type.isdigit() and camera.ptz_type != "0" else None
     return CatalogItem(
@@ -123,7 +125,7 @@ def catalog_pages(
         return list(paged(query.sn, target, catalog_items(view, local, online), page_size))
     camera = view.camera(target)
     if camera is not None:
-        return list(paged(query.sn, target, [_camera_item(camera, view, local, online)], page_size))
+        return list(paged(query.sn, target, [camera_item(camera, view, local, online)], page_size))
     return [ResultResponse(cmd_type="Catalog", sn=query.sn, device_id=target, result=Result.ERROR)]
 
 

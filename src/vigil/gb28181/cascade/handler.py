@@ -12,6 +12,7 @@ refused 403: the From header alone proves nothing.
   SSRC echoed) and a :class:`~.relay.MediaRelay` that starts on the ACK; a channel not shared gets
   404, a camera not streaming 480, an offer we cannot serve (Playback, no PS, no ``y=``) 488/400.
   No ACK within :data:`ACK_TIMEOUT_S` ends the session.
+* SUBSCRIBE (``Event: Catalog``) is accepted and changes are NOTIFYed (:mod:`.subscriptions`).
 * BYE ends the session and releases the hub reader; the stream ending (camera removed or disabled, or
   no picture for the relay's idle timeout) sends BYE upward.
 
@@ -32,11 +33,18 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from vigil.access.audit import AuditEntry
-from vigil.gb28181.cascade.answers import catalog_pages, device_info, device_status, record_info_pages
+from vigil.gb28181.cascade.answers import (
+    DEFAULT_PAGE_SIZE,
+    catalog_pages,
+    device_info,
+    device_status,
+    record_info_pages,
+)
 from vigil.gb28181.cascade.client import BEIJING, UpperClient
 from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, MediaRelay
 from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
+from vigil.gb28181.cascade.subscriptions import DEFAULT_POLL_S, CatalogSubscriptions
 from vigil.protocols.gb28181.errors import ManscdpError, SsrcError
 from vigil.protocols.gb28181.manscdp import (
     CatalogQuery,
@@ -106,9 +114,18 @@ class UpperHandler:
         random_bytes: Callable[[int], bytes] = os.urandom,
         page_size: int | None = None,
         relay_idle_timeout_s: float = IDLE_TIMEOUT_S,
+        notify_poll_s: float = DEFAULT_POLL_S,
     ) -> None:
         self.client = client
         self._relay_idle_timeout = relay_idle_timeout_s
+        self.subscriptions = CatalogSubscriptions(
+            client,
+            lambda: store.shared(client.config.id),
+            cameras.online,
+            poll_s=notify_poll_s,
+            page_size=page_size or DEFAULT_PAGE_SIZE,
+            random_bytes=random_bytes,
+        )
         self._store = store
         self._audit = audit
         self._cameras = cameras
@@ -150,6 +167,10 @@ class UpperHandler:
             return None
         if method == "BYE":
             return await self._bye(request, peer)
+        if method == "SUBSCRIBE":
+            response, detail = await self.subscriptions.subscribe(request)
+            await self._record(peer, "gb_upper.subscribe", "catalog", response.status < 300, detail)
+            return response
         if method == "OPTIONS":
             await self._record(peer, "gb_upper.options", "-", True)
             return make_response(request, 200, to_tag=self._ids.tag())
@@ -392,9 +413,14 @@ class UpperHandler:
             log.info("cascade: %s: %s stopped: %s", self.client.config.label, session.channel_id, reason)
             await self._end(session)
 
+    async def upper_lost(self, reason: str) -> None:
+        """The upper platform went offline: stop relaying to it and drop its subscriptions (WVP does too)."""
+        await self.stop_sessions(reason)
+        await self.subscriptions.close()
+
     async def close(self) -> None:
-        """Stop every session and answer task."""
-        await self.stop_sessions("closing")
+        """Stop every session, subscription and answer task."""
+        await self.upper_lost("closing")
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -109,7 +109,7 @@ class Cascade:
         async def on_state(status: UpperStatus) -> None:
             await self._store.event(config.id, status.state.value, status.reason, status.since_us)
             if status.state is UpperState.OFFLINE and holder:
-                await holder[0].stop_sessions(status.reason)
+                await holder[0].upper_lost(status.reason)
 
         client = UpperClient(
             config,

@@ -36,6 +36,8 @@ from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.cascade.config import LocalPlatform
 from vigil.gb28181.cascade.handler import CameraRuntime
+from vigil.gb28181.cascade.recorded import RecordedUnits
+from vigil.gb28181.cascade.relay import UnitSource
 from vigil.gb28181.cascade.service import Cascade
 from vigil.gb28181.cascade.store import DbCascadeStore
 from vigil.gb28181.catalog import CatalogSync
@@ -50,6 +52,7 @@ from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.live.router import LiveRegistry, build_live_router
 from vigil.pipeline import GB28181_SOURCE_KIND, RTSP_SOURCE_KIND, CameraPipelines, Recording
+from vigil.playback.source import SqlPlaybackIndex
 from vigil.protocols.gb28181.manscdp import CatalogItem
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.recorder.camera import CameraRecorder
@@ -211,6 +214,17 @@ class _NoCameras:
     def hub(self, camera_id: int) -> StreamHub:
         return StreamHub(str(camera_id))
 
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+        return _NoUnits()
+
+
+class _NoUnits:
+    async def get(self) -> AccessUnit | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
 
 class _NodeCameras:
     """The cascade's view of the node's cameras: pipeline state and hubs (pipelines are built later)."""
@@ -228,6 +242,12 @@ class _NodeCameras:
 
     def hub(self, camera_id: int) -> StreamHub:
         return self._node.hubs.get(str(camera_id))
+
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+        node = self._node
+        if node.db is None or node.volumes is None:
+            return _NoUnits()
+        return RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(node.db), node.volumes)
 
 
 class _ApiStatus:
@@ -297,6 +317,8 @@ class Vigil:
         self.first_admin_password: str | None = None
         self.db: Database | None = None
         self.pipelines: CameraPipelines | None = None
+        #: The recording volumes (the cascade plays recordings back from them).
+        self.volumes: Volumes | None = None
         self.sim: SimServer | None = None
         #: The GB/T 28181 SIP server, when enabled (its ports are known once started).
         self.sip: SipServer | None = None
@@ -316,7 +338,7 @@ class Vigil:
         access = build_access(db, settings)
         self.first_admin_password = await self._first_admin(db)
 
-        volumes = Volumes(settings.recording_volumes)
+        volumes = self.volumes = Volumes(settings.recording_volumes)
         report = await recover(volumes, db)
         log.info("recording index checked against disk: %s", report)
 

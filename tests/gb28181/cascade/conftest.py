@@ -12,11 +12,16 @@ from vigil.access.audit import AuditEntry
 from vigil.gb28181.cascade.client import BEIJING, UpperClient, UpperStatus
 from vigil.gb28181.cascade.config import LocalPlatform, UpperConfig
 from vigil.gb28181.cascade.handler import UpperHandler
+from vigil.gb28181.cascade.recorded import RecordedUnits
+from vigil.gb28181.cascade.relay import UnitSource
 from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view
 from vigil.gb28181.cascade.store import RecordedRange
+from vigil.playback.source import SqlPlaybackIndex
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import Message, parse_manscdp
 from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request, make_response
+from vigil.recorder.volumes import Volumes
+from vigil.storage.db import Database
 from vigil.streams.hub import StreamHub
 from vigil.transport.sip import SipPeer
 
@@ -58,6 +63,7 @@ class FakeSip:
 @dataclass
 class FakeStore:
     view: SharedView
+    ranges: list[RecordedRange] = field(default_factory=list)
 
     async def uppers(self) -> list[UpperConfig]:
         return []
@@ -72,7 +78,7 @@ class FakeStore:
         pass
 
     async def recordings(self, camera_id: int, start_us: int, end_us: int) -> list[RecordedRange]:
-        return []
+        return [r for r in self.ranges if r.start_us < end_us and r.end_us > start_us]
 
 
 @dataclass
@@ -87,6 +93,8 @@ class FakeAudit:
 class FakeCameras:
     hubs: dict[int, StreamHub] = field(default_factory=dict)
     streaming: set[int] = field(default_factory=lambda: {1})
+    #: (database, volumes) holding recordings, for playback tests.
+    archive: tuple[Database, Volumes] | None = None
 
     def online(self, camera_id: int) -> bool:
         return camera_id in self.streaming
@@ -96,6 +104,11 @@ class FakeCameras:
 
     def hub(self, camera_id: int) -> StreamHub:
         return self.hubs.setdefault(camera_id, StreamHub(str(camera_id)))
+
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+        assert self.archive is not None, "this test has no recordings"
+        db, volumes = self.archive
+        return RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(db), volumes)
 
 
 @dataclass

@@ -10,8 +10,12 @@ refused 403: the From header alone proves nothing.
 * INVITE ``s=Play`` for a shared channel whose camera is online: 200 OK with our SDP (``sendonly``,
   PS over RTP on UDP, or on TCP with the opposite ``a=setup`` to the offer's, the offer's ``y=``
   SSRC echoed) and a :class:`~.relay.MediaRelay` that starts on the ACK; a channel not shared gets
-  404, a camera not streaming 480, an offer we cannot serve (Playback, no PS, no ``y=``) 488/400.
+  404, a camera not streaming 480, an offer we cannot serve (Download, no PS, no ``y=``) 488/400.
   No ACK within :data:`ACK_TIMEOUT_S` ends the session.
+* INVITE ``s=Playback`` (``t=`` start/stop) for a shared channel with recordings in that range: the
+  same, reading Vigil's own recording in real time; at its end MediaStatus 121 goes up and the
+  upper platform BYEs (or we do after :data:`ACK_TIMEOUT_S`). MANSRTSP (pause/seek/speed) is not
+  supported: INFO gets 501.
 * SUBSCRIBE (``Event: Catalog``) is accepted and changes are NOTIFYed (:mod:`.subscriptions`).
 * BYE ends the session and releases the hub reader; the stream ending (camera removed or disabled, or
   no picture for the relay's idle timeout) sends BYE upward.
@@ -41,7 +45,7 @@ from vigil.gb28181.cascade.answers import (
     record_info_pages,
 )
 from vigil.gb28181.cascade.client import BEIJING, UpperClient
-from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, MediaRelay
+from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, STREAM_ENDED, MediaRelay, UnitSource, live
 from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
 from vigil.gb28181.cascade.subscriptions import DEFAULT_POLL_S, CatalogSubscriptions
@@ -51,6 +55,7 @@ from vigil.protocols.gb28181.manscdp import (
     DeviceControl,
     DeviceInfoQuery,
     DeviceStatusQuery,
+    MediaStatusNotify,
     Message,
     RecordInfoQuery,
     decode_manscdp,
@@ -88,6 +93,8 @@ class CameraRuntime(Protocol):
 
     def hub(self, camera_id: int) -> StreamHub: ...
 
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource: ...
+
 
 @dataclass(slots=True)
 class _Session:
@@ -96,6 +103,7 @@ class _Session:
     dialog: Dialog
     relay: MediaRelay
     response: SipResponse
+    playback: bool = False
     acked: bool = False
     ack_timer: asyncio.TimerHandle | None = None
 
@@ -299,13 +307,26 @@ class UpperHandler:
         except (SsrcError, ValueError):
             await self._record(peer, "gb_upper.invite", channel, False, "no valid y= SSRC in the offer")
             return make_response(request, 400, "Missing y= SSRC", to_tag=self._ids.tag())
-        if not camera.enabled or not self._cameras.online(camera.camera_id):
+        playback: tuple[int, int] | None = None
+        if offer.session_name == "Playback":
+            try:
+                start, stop = offer.timing
+            except SdpError:
+                start = stop = 0
+            if not 0 < start < stop:
+                await self._record(peer, "gb_upper.invite", channel, False, "playback without a t= range")
+                return make_response(request, 400, "Playback needs t=start stop", to_tag=self._ids.tag())
+            playback = (start * 1_000_000, stop * 1_000_000)
+            if not await self._store.recordings(camera.camera_id, *playback):
+                await self._record(peer, "gb_upper.invite", channel, False, f"playback {start}-{stop}: no recording")
+                return make_response(request, 404, "No recording in that range", to_tag=self._ids.tag())
+        elif not camera.enabled or not self._cameras.online(camera.camera_id):
             await self._record(peer, "gb_upper.invite", channel, False, "camera not streaming")
             return make_response(request, 480, "Temporarily Unavailable", to_tag=self._ids.tag())
         connection = media.connection or offer.connection or ""
         destination = (connection.split()[-1] if connection else peer.host, media.port)
         transport = _answer_transport(media.gb_transport)
-        return await self._open_session(request, peer, camera, ssrc, destination, transport)
+        return await self._open_session(request, peer, camera, ssrc, destination, transport, playback)
 
     async def _open_session(
         self,
@@ -315,11 +336,22 @@ class UpperHandler:
         ssrc: Ssrc,
         destination: tuple[str, int],
         transport: GbTransport,
+        playback: tuple[int, int] | None,
     ) -> SipResponse:
         call_id, channel = request.call_id, camera.gb_id
+        name = f"{self.client.config.platform_id}-{call_id[:16]}"
+        camera_id = camera.camera_id
+        if playback is None:
+            units = live(self._cameras.hub(camera_id), name)
+        else:
+            start_us, end_us = playback
+
+            def units() -> UnitSource:
+                return self._cameras.recorded(camera_id, start_us, end_us)
+
         relay = MediaRelay(
-            self._cameras.hub(camera.camera_id),
-            name=f"{self.client.config.platform_id}-{call_id[:16]}",
+            units,
+            name=name,
             destination=destination,
             ssrc=ssrc.value,
             on_end=lambda why: self._stream_ended(call_id, why),
@@ -334,7 +366,7 @@ class UpperHandler:
             return make_response(request, 500, "Media unavailable", to_tag=self._ids.tag())
         tag = self._ids.tag()
         answer = gb_description(
-            session_name="Play",
+            session_name="Play" if playback is None else "Playback",
             owner_id=channel,
             address=local,
             port=port,
@@ -342,6 +374,9 @@ class UpperHandler:
             ssrc=ssrc.text,
             direction="sendonly",
             payloads=((96, "PS"),),
+            uri=None if playback is None else f"{channel}:0",
+            start=0 if playback is None else playback[0] // 1_000_000,
+            stop=0 if playback is None else playback[1] // 1_000_000,
         )
         response = make_response(request, 200, to_tag=tag, body=answer.serialize(), content_type=SDP_CONTENT_TYPE)
         response.headers["Contact"] = f"<sip:{channel}@{local}:{self.client.via().port}>"
@@ -351,13 +386,14 @@ class UpperHandler:
             await relay.close()
             await self._record(peer, "gb_upper.invite", channel, False, f"bad INVITE: {exc.reason}")
             return make_response(request, 400, exc.reason[:80], to_tag=tag)
-        session = _Session(call_id, channel, dialog, relay, response)
+        session = _Session(call_id, channel, dialog, relay, response, playback=playback is not None)
         session.ack_timer = asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, self._ack_missing, call_id)
         self._sessions[call_id] = session
-        log.info("cascade: %s: live %s → %s:%d ssrc %s", self.client.config.label, channel, *destination, ssrc.text)
-        where = f"live {transport.value} to {destination[0]}:{destination[1]}"
+        what = "live" if playback is None else f"playback {playback[0] // 1_000_000}-{playback[1] // 1_000_000}"
+        log.info("cascade: %s: %s %s → %s:%d ssrc %s", self.client.config.label, what, channel, *destination, ssrc.text)
+        where = f"{what} {transport.value} to {destination[0]}:{destination[1]}"
         if transport is GbTransport.TCP_PASSIVE:
-            where = f"live TCP, listening on {port}"
+            where = f"{what} TCP, listening on {port}"
         await self._record(peer, "gb_upper.invite", channel, True, where)
         return response
 
@@ -389,10 +425,28 @@ class UpperHandler:
             self._spawn(self._end(session), "cascade-ack-timeout")
 
     def _stream_ended(self, call_id: str, why: str) -> None:
+        if why == STREAM_ENDED and call_id in self._sessions and self._sessions[call_id].playback:
+            # The recording is played out: say so (MediaStatus 121, A.2.5.4) and let the upper BYE;
+            # should it not, the session is ended from here after ACK_TIMEOUT_S.
+            finished = self._sessions[call_id]
+            log.info("cascade: %s: playback of %s finished", self.client.config.label, finished.channel_id)
+            self._spawn(self._media_status(finished), "cascade-media-status")
+            asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, self._end_if_open, call_id)
+            return
         session = self._sessions.pop(call_id, None)
         if session is not None:
             log.info("cascade: %s: %s ended (%s): BYE", self.client.config.label, session.channel_id, why)
             self._spawn(self._bye_upward(session), "cascade-bye")
+
+    def _end_if_open(self, call_id: str) -> None:
+        session = self._sessions.pop(call_id, None)
+        if session is not None:
+            self._spawn(self._bye_upward(session), "cascade-bye")
+
+    async def _media_status(self, session: _Session) -> None:
+        message = MediaStatusNotify(sn=self.client.next_sn(), device_id=session.channel_id)
+        with contextlib.suppress(TimeoutError, ConnectionError, SipError):
+            await self.client.send_manscdp(message)
 
     async def _bye_upward(self, session: _Session) -> None:
         await self._end(session)
@@ -482,8 +536,8 @@ def _answer_transport(offer: GbTransport | None) -> GbTransport:
 
 
 def _unsupported(offer: SessionDescription) -> str | None:
-    if offer.session_name != "Play":
-        return f"s={offer.session_name} not supported (live Play only)"
+    if offer.session_name not in ("Play", "Playback"):
+        return f"s={offer.session_name} not supported (Play and Playback only)"
     media = offer.media[0]
     if media.proto.upper() not in ("RTP/AVP", "TCP/RTP/AVP"):
         return f"{media.proto} not supported (RTP/AVP over UDP or TCP only)"

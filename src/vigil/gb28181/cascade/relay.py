@@ -1,7 +1,8 @@
-"""One live stream relayed to an upper platform: hub access units → PS packs → RTP over UDP or TCP.
+"""One stream relayed to an upper platform: access units → PS packs → RTP over UDP or TCP.
 
-The relay is one more hub reader (bounded queue, counted drops: a slow network never stalls ingest
-or the recorder). It starts at the hub's cached keyframe, muxes every access unit as one PS pack
+Live, the relay is one more hub reader (bounded queue, counted drops: a slow network never stalls
+ingest or the recorder) starting at the hub's cached keyframe; for playback it reads Vigil's own
+recording (:class:`~.recorded.RecordedUnits`). It muxes every access unit as one PS pack
 (:class:`~vigil.protocols.ps.PsMuxer`, Annex C.1) and sends it as RTP packets with the session's
 SSRC (:class:`~vigil.protocols.ps.PsRtpPacketizer`) to the address the upper platform put in its SDP:
 
@@ -22,12 +23,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
+from vigil.domain.media import AccessUnit
 from vigil.protocols.ps import PsError, PsMuxer, PsRtpPacketizer, frame_rfc4571
 from vigil.protocols.sdp import GbTransport
-from vigil.streams.hub import Reader, StreamHub
+from vigil.streams.hub import StreamHub
 
-__all__ = ["CONNECT_TIMEOUT_S", "IDLE_TIMEOUT_S", "RELAY_QUEUE_UNITS", "MediaRelay"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "IDLE_TIMEOUT_S",
+    "RELAY_QUEUE_UNITS",
+    "STREAM_ENDED",
+    "MediaRelay",
+    "UnitSource",
+    "live",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +48,31 @@ RELAY_QUEUE_UNITS = 128
 IDLE_TIMEOUT_S = 15.0
 #: How long a TCP media connection may take to open (ours) or arrive (theirs).
 CONNECT_TIMEOUT_S = 10.0
+#: ``on_end``'s reason when the source ran out (hub closed, recording played out).
+STREAM_ENDED = "stream ended"
 #: The m= port of an answer that will connect rather than listen (RFC 4145 §4.1: the discard port).
 ACTIVE_PORT = 9
 
 
+class UnitSource(Protocol):
+    """Where a relay's pictures come from: a hub reader (live) or :class:`~.recorded.RecordedUnits`."""
+
+    async def get(self) -> AccessUnit | None: ...
+
+    def close(self) -> None: ...
+
+
+def live(hub: StreamHub, name: str) -> Callable[[], UnitSource]:
+    """A relay source factory: a new bounded reader of ``hub`` (subscribed when the relay starts)."""
+    return lambda: hub.subscribe(f"cascade-{name}", RELAY_QUEUE_UNITS)
+
+
 class MediaRelay:
-    """Relays ``hub`` as PS/RTP to ``destination`` with ``ssrc``; ``open`` → ``start`` → ``close``."""
+    """Relays pictures from ``units()`` as PS/RTP to ``destination`` with ``ssrc``; ``open`` → ``start`` → ``close``."""
 
     def __init__(
         self,
-        hub: StreamHub,
+        units: Callable[[], UnitSource],
         *,
         name: str,
         destination: tuple[str, int],
@@ -61,7 +87,7 @@ class MediaRelay:
         self.transport = transport
         self._idle_timeout = idle_timeout_s
         self._connect_timeout = connect_timeout_s
-        self._hub = hub
+        self._units = units
         self._packetizer = PsRtpPacketizer(ssrc)
         self._muxer = PsMuxer()
         self._on_end = on_end
@@ -69,7 +95,7 @@ class MediaRelay:
         self._server: asyncio.Server | None = None
         self._accepted: asyncio.Future[asyncio.StreamWriter] | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._reader: Reader | None = None
+        self._reader: UnitSource | None = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
         self._ended = False
@@ -81,11 +107,6 @@ class MediaRelay:
     @property
     def ssrc(self) -> int:
         return self._packetizer.ssrc
-
-    @property
-    def dropped(self) -> int:
-        """Units the hub dropped for this relay (its queue was full)."""
-        return self._reader.dropped if self._reader is not None else 0
 
     async def open(self, local_host: str) -> int:
         """Prepare the sending side on ``local_host``; return the port for the SDP answer's m= line."""
@@ -116,7 +137,7 @@ class MediaRelay:
     def start(self) -> None:
         """Begin relaying (on the upper platform's ACK); idempotent."""
         if self._task is None and self._opened and not self._ended:
-            self._reader = self._hub.subscribe(f"cascade-{self.name}", RELAY_QUEUE_UNITS)
+            self._reader = self._units()
             self._task = asyncio.create_task(self._run(), name=f"cascade-relay-{self.name}")
 
     @property
@@ -143,7 +164,7 @@ class MediaRelay:
     async def _run(self) -> None:
         reader = self._reader
         assert reader is not None
-        why = "stream ended"
+        why = STREAM_ENDED
         try:
             if self.transport is not GbTransport.UDP:
                 problem = await self._connect()

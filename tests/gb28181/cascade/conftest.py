@@ -127,8 +127,8 @@ class Rig:
         )
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
+def build_rig() -> Rig:
+    """A handler for one upper platform, camera 1 shared (streaming), camera 2 not; everything else faked."""
     regions = {"32010201": RegionNode("32010201", "Street", None)}
     cameras = [
         SharedCamera(camera_id=1, gb_id=SHARED, name="Gate", region_code="32010201"),
@@ -163,8 +163,14 @@ async def rig() -> AsyncIterator[Rig]:
     audit, node = FakeAudit(), FakeCameras()
     store = FakeStore(view)
     handler = UpperHandler(client, store, audit, node, page_size=1, relay_idle_timeout_s=0.3, notify_poll_s=0.05)
-    yield Rig(sip, audit, node, handler, store, regions, cameras)
-    await handler.close()
+    return Rig(sip, audit, node, handler, store, regions, cameras)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    built = build_rig()
+    yield built
+    await built.handler.close()
 
 
 def request_from_upper(method: str, target: str, *, body: bytes = b"", content_type: str | None = None) -> SipRequest:

@@ -324,8 +324,12 @@ class UpperHandler:
             await self._record(peer, "gb_upper.invite", channel, False, "camera not streaming")
             return make_response(request, 480, "Temporarily Unavailable", to_tag=self._ids.tag())
         connection = media.connection or offer.connection or ""
-        destination = (connection.split()[-1] if connection else peer.host, media.port)
+        destination = (connection.split()[-1] if connection.split() else peer.host, media.port)
         transport = _answer_transport(media.gb_transport)
+        problem = _bad_destination(destination, transport)
+        if problem is not None:
+            await self._record(peer, "gb_upper.invite", channel, False, problem)
+            return make_response(request, 488, "Not Acceptable Here", to_tag=self._ids.tag())
         return await self._open_session(request, peer, camera, ssrc, destination, transport, playback)
 
     async def _open_session(
@@ -361,7 +365,7 @@ class UpperHandler:
         local = self.client.via().host
         try:
             port = await relay.open(local)
-        except OSError as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             await self._record(peer, "gb_upper.invite", channel, False, f"cannot open media socket: {exc}")
             return make_response(request, 500, "Media unavailable", to_tag=self._ids.tag())
         tag = self._ids.tag()
@@ -533,6 +537,18 @@ def _answer_transport(offer: GbTransport | None) -> GbTransport:
     if offer is GbTransport.UDP:
         return GbTransport.UDP
     return GbTransport.TCP_PASSIVE if offer is GbTransport.TCP_ACTIVE else GbTransport.TCP_ACTIVE
+
+
+def _bad_destination(destination: tuple[str, int], transport: GbTransport) -> str | None:
+    """Why the offer's c=/m= cannot be sent to (an IP literal and a real port are required), or None."""
+    host, port = destination
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"c= address {host[:60]!r} is not an IP address"
+    if transport is not GbTransport.TCP_PASSIVE and not 0 < port < 65536:
+        return f"m= port {port} cannot be sent to"
+    return None
 
 
 def _unsupported(offer: SessionDescription) -> str | None:

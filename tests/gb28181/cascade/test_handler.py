@@ -156,7 +156,7 @@ async def test_live_invite_relays_ps_over_rtp_until_bye(rig: Rig) -> None:
                 got.append(event)
         return len(got) >= expected
 
-    relay = next(iter(rig.handler._sessions.values())).relay
+    (relay,) = rig.handler.media.relays()
     for n, unit in enumerate(units, 1):
         hub.publish(unit)  # one picture at a time, as a camera sends them (a burst would overflow the socket)
         await eventually(lambda n=n: relay.units_sent == n)
@@ -194,7 +194,7 @@ async def test_silent_camera_ends_the_session_with_bye(rig: Rig) -> None:
 
 
 async def test_unacked_session_is_dropped(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vigil.gb28181.cascade.handler.ACK_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("vigil.gb28181.cascade.sessions.ACK_TIMEOUT_S", 0.05)
     response = await rig.handler.handle_request(invite(SHARED, 40004), UPPER)
     assert response is not None and response.status == 200
     await eventually(lambda: rig.handler.sessions == 0)

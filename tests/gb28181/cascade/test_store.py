@@ -43,7 +43,7 @@ async def test_store(db: Database, tmp_path: Path) -> None:
         session.add(Region(code="3202", name="Other city", parent_code="32"))
         await session.flush()
         cams = [camera(1, "3201"), camera(2, "3201"), camera(3, "3202")]
-        session.add_all(cams)
+        session.add_all([*cams, camera(4, "32"), camera(5, "3202")])  # 4 and 5 are not shared
         upper = GbUpper(
             platform_id="11000000002000000001",
             domain="1100000000",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["RegionNode", "SharedCamera", "SharedView", "shared_view"]
+__all__ = ["RegionNode", "SharedCamera", "SharedView", "shared_view", "subtree"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +57,13 @@ def shared_view(
     cameras: Iterable[SharedCamera],
 ) -> SharedView:
     """Resolve shares against the region tree and the camera list; unknown codes/IDs are ignored."""
-    children: dict[str | None, list[str]] = {}
-    for node in regions.values():
-        children.setdefault(node.parent_code, []).append(node.code)
-    subtree: set[str] = set()
-    stack = [c for c in region_codes if c in regions]
-    while stack:
-        top = stack.pop()
-        if top in subtree:
-            continue  # a cycle in bad data must not loop forever
-        subtree.add(top)
-        stack.extend(children.get(top, ()))
+    subtree_codes = set(subtree(regions, region_codes))
     wanted_ids = set(camera_ids)
     shared = sorted(
-        (c for c in cameras if c.camera_id in wanted_ids or c.region_code in subtree),
+        (c for c in cameras if c.camera_id in wanted_ids or c.region_code in subtree_codes),
         key=lambda c: c.gb_id,
     )
-    listed = set(subtree)
+    listed = set(subtree_codes)
     for camera in shared:
         code: str | None = camera.region_code
         while code is not None and code in regions and code not in listed:
@@ -82,6 +72,22 @@ def shared_view(
     # Parents first (shorter civil codes, then by code) so a receiver can attach each node as it reads it.
     nodes = sorted((regions[code] for code in listed if code in regions), key=lambda n: (_depth(n, regions), n.code))
     return SharedView(tuple(shared), tuple(nodes), {c.gb_id: c for c in shared})
+
+
+def subtree(regions: Mapping[str, RegionNode], roots: Iterable[str]) -> list[str]:
+    """The codes of ``roots`` and every region below them (unknown roots ignored), sorted."""
+    children: dict[str | None, list[str]] = {}
+    for node in regions.values():
+        children.setdefault(node.parent_code, []).append(node.code)
+    found: set[str] = set()
+    stack = [c for c in roots if c in regions]
+    while stack:
+        top = stack.pop()
+        if top in found:
+            continue  # a cycle in bad data must not loop forever
+        found.add(top)
+        stack.extend(children.get(top, ()))
+    return sorted(found)
 
 
 def _depth(node: RegionNode, regions: Mapping[str, RegionNode]) -> int:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from vigil.gb28181.cascade.config import UpperConfig
-from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view
+from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view, subtree
 from vigil.protocols.gb28181.charset import Charset
 from vigil.recorder.index import segments_between
 from vigil.storage.db import Database
@@ -62,6 +62,8 @@ def upper_config(row: GbUpper, decrypt: Callable[[str], str]) -> UpperConfig:
     )
 
 
+#: IDs per IN (...) clause (PostgreSQL and SQLite bind-parameter limits).
+_IN_CHUNK = 5000
 #: Segments closer than this are one recorded range (the recorder cuts segments back to back).
 _MERGE_GAP_US = 1_500_000
 
@@ -91,6 +93,14 @@ class DbCascadeStore:
             if not shares:
                 return SharedView()
             regions = {r.code: RegionNode(r.code, r.name, r.parent_code) for r in await session.scalars(select(Region))}
+            camera_ids = [s.camera_id for s in shares if s.camera_id is not None]
+            codes = subtree(regions, [s.region_code for s in shares if s.region_code is not None])
+            # Only the candidates are read: a node may hold far more cameras than it shares.
+            rows: dict[int, Camera] = {}
+            for start in range(0, max(len(camera_ids), len(codes)), _IN_CHUNK):
+                ids_part, codes_part = camera_ids[start : start + _IN_CHUNK], codes[start : start + _IN_CHUNK]
+                query = select(Camera).where(or_(Camera.id.in_(ids_part), Camera.region_code.in_(codes_part)))
+                rows.update((row.id, row) for row in await session.scalars(query))
             cameras = [
                 SharedCamera(
                     camera_id=c.id,
@@ -103,7 +113,7 @@ class DbCascadeStore:
                     ptz_type=c.ptz_type,
                     enabled=c.enabled,
                 )
-                for c in await session.scalars(select(Camera))
+                for c in rows.values()
             ]
         return shared_view(
             camera_ids=[s.camera_id for s in shares if s.camera_id is not None],

@@ -5,8 +5,10 @@ an unshared channel is refused; B follows A through a restart; B going away take
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,21 @@ from tests.integration.conftest import node_settings
 from vigil.access.secrets import SecretBox
 from vigil.app import Vigil
 from vigil.gb28181.media import Gb28181Source
+from vigil.gb28181.registrar import BEIJING
 from vigil.ingest.errors import StreamNotFound
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.manscdp import (
+    DeviceInfoQuery,
+    DeviceInfoResponse,
+    DeviceStatusQuery,
+    DeviceStatusResponse,
+    RecordInfoQuery,
+    RecordInfoResponse,
+    Result,
+    encode_manscdp,
+)
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.sip.message import Address, IdGenerator, Via, make_request
 from vigil.settings import Settings
 from vigil.storage.models import AuditRow, GbDevice, Segment
 from vigil.transport.sip import SipPeer
@@ -114,6 +129,30 @@ async def configure_upper(admin_b: httpx.AsyncClient, a_port: int, transport: st
     return upper
 
 
+async def query_b(a: Vigil, b_peer: SipPeer, query: Any, answers: asyncio.Queue[Any]) -> Any:
+    """Send a MANSCDP query from A to B and return B's answer MESSAGE (heard by A's registrar)."""
+    assert a.gb is not None and a.sip is not None
+    ids = IdGenerator(os.urandom)
+    request = make_request(
+        "MESSAGE",
+        f"sip:{B_ID}@127.0.0.1:{b_peer.port}",
+        via=Via("UDP", "127.0.0.1", a.sip.udp_port, (("rport", None), ("branch", ids.branch()))),
+        from_address=Address(f"sip:{A_ID}@{A_ID[:10]}", params=(("tag", ids.tag()),)),
+        to_address=Address(f"sip:{B_ID}@{B_ID[:10]}"),
+        call_id=ids.call_id("127.0.0.1"),
+        cseq=1,
+        body=encode_manscdp(query, tz=BEIJING, charset=Charset.GB2312),
+        content_type="Application/MANSCDP+xml",
+    )
+    response = await a.sip.send_request(request, b_peer)
+    assert response.status == 200, response
+    async with asyncio.timeout(10):
+        while True:
+            answer = await answers.get()
+            if answer.sn == query.sn:
+                return answer
+
+
 async def gb_cameras(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return [c for c in (await client.get("/api/cameras")).json() if c["source_kind"] == "gb28181"]
 
@@ -162,9 +201,42 @@ async def test_vigil_cascades_to_vigil(nodes: dict[str, Any], tmp_path: Path) ->
 
         await until(segments, 30, "segments recorded on A from the relayed stream")
 
-        # An unshared channel is refused: A's own INVITE code path gets B's 404.
         assert a.gb is not None
+        # A's queries to B (sent on A's SIP server, answers heard through A's registrar) cover what is shared.
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def heard(device: Any, message: Any, request: Any) -> None:
+            answers.put_nowait(message)
+
+        for kind in (DeviceInfoResponse, DeviceStatusResponse, RecordInfoResponse):
+            a.gb.registrar.on_message(kind, heard)
+        now = datetime.now(UTC)
         b_peer = SipPeer("udp", "127.0.0.1", b.sip.udp_port)
+        info = await query_b(a, b_peer, DeviceInfoQuery(sn=501, device_id=B_ID), answers)
+        assert isinstance(info, DeviceInfoResponse) and info.result is Result.OK and info.channel == 2
+        status = await query_b(a, b_peer, DeviceStatusQuery(sn=502, device_id=SHARED[0]), answers)
+        assert isinstance(status, DeviceStatusResponse) and status.online is True
+        refused = await query_b(a, b_peer, DeviceStatusQuery(sn=503, device_id=UNSHARED), answers)
+        assert isinstance(refused, DeviceStatusResponse) and refused.result is Result.ERROR
+
+        async def recorded_on_b() -> Any:
+            query = RecordInfoQuery(
+                sn=504, device_id=SHARED[0], start_time=now - timedelta(hours=1), end_time=now + timedelta(hours=1)
+            )
+            answer = await query_b(a, b_peer, query, answers)
+            return answer if isinstance(answer, RecordInfoResponse) and answer.sum_num > 0 else None
+
+        records = await until(recorded_on_b, 30, "B's RecordInfo listing its own recording")
+        assert records.items[0].device_id == SHARED[0] and records.items[0].start_time is not None
+        hidden = await query_b(
+            a,
+            b_peer,
+            RecordInfoQuery(sn=505, device_id=UNSHARED, start_time=now - timedelta(hours=1), end_time=now),
+            answers,
+        )
+        assert isinstance(hidden, RecordInfoResponse) and hidden.sum_num == 0
+
+        # An unshared channel is refused: A's own INVITE code path gets B's 404.
 
         class BOwns:
             def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None:

@@ -324,3 +324,20 @@ async def test_over_tcp_it_connects_and_reconnects_after_the_connection_drops(ma
     await rig.clock.advance(1)
     assert rig.upper.connects == 2
     assert rig.client.status.state is UpperState.REGISTERED
+
+
+async def test_a_lost_tcp_connection_means_offline_at_once(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(transport="tcp", keepalive_interval_s=60)
+    await start(rig)
+    assert rig.client.status.state is UpperState.REGISTERED
+    rig.client.connection_lost(SipPeer("tcp", PEER.host, 40000))  # someone else's connection: ignored
+    await rig.clock.advance(0)
+    assert rig.client.status.state is UpperState.REGISTERED
+
+    rig.upper.tcp_open = False
+    rig.client.connection_lost(rig.client.peer)
+    await rig.clock.advance(0)  # no keepalive had to fail first
+    assert rig.client.status.state is UpperState.OFFLINE
+    assert "connection" in rig.client.status.reason and rig.upper.keepalives == 0
+    await rig.clock.advance(1)
+    assert rig.upper.connects == 2 and rig.client.status.state is UpperState.REGISTERED

@@ -3,7 +3,8 @@
 Theory of operation (STD22 9.1, 9.6; WVP as lower platform, docs/gb28181.md §4):
 
 * Over TCP the client opens the connection itself (and again before any REGISTER round once it is
-  gone); every request, and the upper platform's requests to us, use it (STD22 9.1.1 f).
+  gone); every request, and the upper platform's requests to us, use it (STD22 9.1.1 f). Losing
+  it means ``offline`` at once (no need to wait for keepalives to fail), then reconnecting.
 * ``registering`` (start) → REGISTER ``sip:<upper>@<host:port>``, From/To ``sip:<us>@<our domain>``,
   Expires from the config. A 401/407 is answered with :class:`DigestClient` (username = our platform
   ID) and the request sent again, at most :data:`MAX_CHALLENGES` times a round. 2xx → ``registered``.
@@ -144,6 +145,8 @@ class UpperClient:
         self._cseq = 0
         self._sn = 0
         self._task: asyncio.Task[None] | None = None
+        #: Set when our TCP connection to the upper platform closes: no need to wait for 3 keepalives.
+        self._lost = asyncio.Event()
         self.status = UpperStatus(UpperState.REGISTERING, wallclock_us(), "starting")
         self.registrations = 0
         self.keepalives_sent = 0
@@ -213,6 +216,26 @@ class UpperClient:
             self._call_id = ""  # a fresh registration: new Call-ID, as after a restart
             await self._sleep(self._backoff(1))
 
+    def connection_lost(self, peer: SipPeer) -> None:
+        """A TCP connection closed; when it was ours to the upper platform we go offline and reconnect."""
+        if self.peer.transport == "tcp" and peer == self.peer:
+            self._lost.set()
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True (at once) when the connection to the upper platform is lost meanwhile."""
+        if self._lost.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({sleeper, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, lost):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return self._lost.is_set()
+
     def _backoff(self, failures: int) -> float:
         return float(min(self._backoff_max, self._backoff_initial * 2 ** max(0, failures - 1)))
 
@@ -223,8 +246,10 @@ class UpperClient:
         refresh_at = now + max(1.0, expires * REFRESH_FRACTION)
         keepalive_at = now + interval
         misses = 0
+        self._lost.clear()
         while True:
-            await self._sleep(max(0.0, min(refresh_at, keepalive_at) - self._monotonic()))
+            if await self._pause(max(0.0, min(refresh_at, keepalive_at) - self._monotonic())):
+                return "the TCP connection to the upper platform was lost"
             now = self._monotonic()
             if now >= refresh_at:
                 outcome = await self._register_round(self.config.register_expires_s)

@@ -150,7 +150,8 @@ class UpperHandler:
         return make_response(request, 501, to_tag=self._ids.tag())
 
     async def connection_closed(self, peer: SipPeer) -> None:
-        """Nothing to do: the client notices a lost upper platform by its keepalives."""
+        """A TCP connection closed: if it was ours to the upper platform, the client reconnects."""
+        self.client.connection_lost(peer)
 
     def _from_upper(self, peer: SipPeer) -> bool:
         try:

@@ -2,7 +2,7 @@
 
 Read top to bottom it is the table of contents of the system:
 storage → access → (simulated cameras) → hubs → camera pipelines (ingest → hub → recorder)
-→ retention → (GB/T 28181 registrar) → API (live, recordings, management) → console.
+→ retention → (GB/T 28181 registrar, cascade to upper platforms) → API (live, recordings, management) → console.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from vigil.api.app import create_api, write_openapi
 from vigil.api.contracts import CameraGate
 from vigil.api.routers.gb import build_gb_router
 from vigil.api.routers.gb_control import build_gb_control_router
+from vigil.api.routers.gb_uppers import build_gb_uppers_router
 from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
 from vigil.api.schemas.system import VolumeInfo
@@ -35,6 +36,12 @@ from vigil.demo import seed_demo
 from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.alarms import GbAlarms
+from vigil.gb28181.cascade.config import LocalPlatform
+from vigil.gb28181.cascade.handler import CameraRuntime
+from vigil.gb28181.cascade.recorded import RecordedUnits
+from vigil.gb28181.cascade.relay import UnitSource
+from vigil.gb28181.cascade.service import Cascade
+from vigil.gb28181.cascade.store import DbCascadeStore
 from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.control import GbControl
@@ -50,6 +57,7 @@ from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.live.router import LiveRegistry, build_live_router
 from vigil.pipeline import GB28181_SOURCE_KIND, RTSP_SOURCE_KIND, CameraPipelines, Recording
+from vigil.playback.source import SqlPlaybackIndex
 from vigil.protocols.gb28181.manscdp import (
     AlarmNotify,
     CatalogItem,
@@ -105,6 +113,8 @@ class GbRuntime:
     alarms: GbAlarms
     #: MobilePosition reports stored.
     positions: GbPositions
+    #: Registration to upper platforms and answering them (Vigil as a lower platform).
+    cascade: Cascade
 
 
 class _DeviceListeners:
@@ -197,10 +207,12 @@ def build_gb28181(
     db: Database,
     access: Access,
     camera_changed: Callable[[int], Awaitable[None]] | None = None,
+    cameras: CameraRuntime | None = None,
 ) -> GbRuntime | None:
-    """The GB/T 28181 registrar behind its SIP server, and the catalog sync, when ``gb28181.enabled``.
+    """The GB/T 28181 registrar behind its SIP server, the catalog sync and the cascade, when ``gb28181.enabled``.
 
-    ``camera_changed`` hears about every channel camera a catalog creates or updates (the pipelines).
+    ``camera_changed`` hears about every channel camera a catalog creates or updates (the pipelines);
+    ``cameras`` is the node's camera runtime the cascade answers and relays from.
     """
     gb = settings.gb28181
     if not gb.enabled:
@@ -218,6 +230,14 @@ def build_gb28181(
     registrar.on_message(AlarmNotify, alarms.on_alarm_message)
     registrar.on_message(ResultResponse, alarms.on_result_response)
     registrar.on_message(MobilePositionNotify, positions.on_position_message)
+    cascade = Cascade(
+        DbCascadeStore(db, access.secrets.decrypt),
+        sip,
+        dispatcher,
+        access.audit,
+        cameras if cameras is not None else _NoCameras(),
+        LocalPlatform(platform_id=gb.platform_id, domain=gb.domain, firmware=__version__),
+    )
     return GbRuntime(
         registrar=registrar,
         sip=sip,
@@ -226,7 +246,56 @@ def build_gb28181(
         control=control,
         alarms=alarms,
         positions=positions,
+        cascade=cascade,
     )
+
+
+class _NoCameras:
+    """A node without a camera runtime (tools, tests of signalling alone): nothing streams."""
+
+    def online(self, camera_id: int) -> bool:
+        return False
+
+    def recording(self, camera_id: int) -> bool:
+        return False
+
+    def hub(self, camera_id: int) -> StreamHub:
+        return StreamHub(str(camera_id))
+
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+        return _NoUnits()
+
+
+class _NoUnits:
+    async def get(self) -> AccessUnit | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class _NodeCameras:
+    """The cascade's view of the node's cameras: pipeline state and hubs (pipelines are built later)."""
+
+    def __init__(self, node: Vigil) -> None:
+        self._node = node
+
+    def online(self, camera_id: int) -> bool:
+        pipelines = self._node.pipelines
+        return pipelines is not None and pipelines.status(camera_id).state == "online"
+
+    def recording(self, camera_id: int) -> bool:
+        pipelines = self._node.pipelines
+        return pipelines is not None and pipelines.status(camera_id).recording
+
+    def hub(self, camera_id: int) -> StreamHub:
+        return self._node.hubs.get(str(camera_id))
+
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+        node = self._node
+        if node.db is None or node.volumes is None:
+            return _NoUnits()
+        return RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(node.db), node.volumes)
 
 
 class _ApiStatus:
@@ -273,7 +342,7 @@ def write_full_openapi(path: Path) -> None:
         def recordings(gate: CameraGate) -> APIRouter:
             return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
 
-        write_openapi(path, [recordings, build_gb_router(db), build_gb_control_router(db)])
+        write_openapi(path, [recordings, build_gb_router(db), build_gb_control_router(db), build_gb_uppers_router(db)])
 
 
 class _ApiServer(uvicorn.Server):
@@ -296,6 +365,8 @@ class Vigil:
         self.first_admin_password: str | None = None
         self.db: Database | None = None
         self.pipelines: CameraPipelines | None = None
+        #: The recording volumes (the cascade plays recordings back from them).
+        self.volumes: Volumes | None = None
         self.sim: SimServer | None = None
         #: The GB/T 28181 SIP server, when enabled (its ports are known once started).
         self.sip: SipServer | None = None
@@ -315,7 +386,7 @@ class Vigil:
         access = build_access(db, settings)
         self.first_admin_password = await self._first_admin(db)
 
-        volumes = Volumes(settings.recording_volumes)
+        volumes = self.volumes = Volumes(settings.recording_volumes)
         report = await recover(volumes, db)
         log.info("recording index checked against disk: %s", report)
 
@@ -330,7 +401,7 @@ class Vigil:
             await seed_demo(db, self.sim.urls(), access.secrets)
 
         # Built (not started) before the pipelines: GB/T 28181 cameras' sources INVITE over its SIP server.
-        gb = build_gb28181(settings, db, access, self._camera_changed)
+        gb = build_gb28181(settings, db, access, self._camera_changed, _NodeCameras(self))
         kinds = frozenset({RTSP_SOURCE_KIND, GB28181_SOURCE_KIND} if gb is not None else {RTSP_SOURCE_KIND})
         pipelines = self.pipelines = CameraPipelines(
             db,
@@ -359,6 +430,9 @@ class Vigil:
             self._closers.append(gb.registrar.close)
             await gb.sip.start()
             self._closers.append(gb.sip.close)
+            # After the SIP server: registering upward needs its socket; closed first, so we unregister.
+            await gb.cascade.start()
+            self._closers.append(gb.cascade.close)
             # Closed before the SIP server (closers run in reverse): it unsubscribes over it.
             self._closers.append(gb.alarms.close)
             self.gb = gb
@@ -390,6 +464,11 @@ class Vigil:
                 ),
                 build_gb_router(db, self.gb_catalog, self.gb.registrar if self.gb is not None else None),
                 build_gb_control_router(db, self.gb.control if self.gb is not None else None),
+                build_gb_uppers_router(
+                    db,
+                    self.gb.cascade if self.gb is not None else None,
+                    own_platform_id=self.settings.gb28181.platform_id,
+                ),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
         )

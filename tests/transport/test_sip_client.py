@@ -7,6 +7,7 @@ import os
 from typing import cast
 
 import pytest
+from tests.helpers import eventually
 
 from vigil.protocols.sip.message import (
     Address,
@@ -164,3 +165,57 @@ async def test_tcp_close_fails_the_pending_request() -> None:
 async def test_local_host_for_wildcard_bind() -> None:
     server = SipServer(Answering(), host="0.0.0.0", port=0)
     assert server.local_host(SipPeer("udp", "127.0.0.1", 5060)) == "127.0.0.1"
+
+
+class Recording(Answering):
+    """Answers 200 and remembers who asked over which connection."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, SipPeer]] = []
+        self.closed: list[SipPeer] = []
+
+    async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
+        self.seen.append((request.method, peer))
+        return await super().handle_request(request, peer)
+
+    async def connection_closed(self, peer: SipPeer) -> None:
+        self.closed.append(peer)
+
+
+async def test_connect_opens_a_tcp_connection_used_both_ways() -> None:
+    upper_handler, lower_handler = Recording(), Recording()
+    upper = SipServer(upper_handler, host="127.0.0.1", port=0)
+    lower = SipServer(lower_handler, host="127.0.0.1", port=0)
+    await upper.start()
+    await lower.start()
+    try:
+        peer = await lower.connect("127.0.0.1", upper.tcp_port)
+        assert peer == SipPeer("tcp", "127.0.0.1", upper.tcp_port) and lower.connected(peer)
+        response = await asyncio.wait_for(lower.send_request(message("TCP"), peer), WAIT)
+        assert response.status == 200
+        ((_, seen_at_upper),) = upper_handler.seen
+        assert seen_at_upper.transport == "tcp"
+        # The upper platform answers back over the same connection; the lower's handler hears it.
+        response = await asyncio.wait_for(upper.send_request(message("TCP"), seen_at_upper), WAIT)
+        assert response.status == 200 and lower_handler.seen == [("MESSAGE", peer)]
+        await upper.close()
+        await eventually(lambda: not lower.connected(peer) and lower_handler.closed == [peer])
+        with pytest.raises(PeerUnreachable):
+            await lower.send_request(message("TCP"), peer)
+    finally:
+        await lower.close()
+        await upper.close()
+
+
+async def test_connect_to_nothing_is_unreachable() -> None:
+    lower = SipServer(Answering(), host="127.0.0.1", port=0)
+    await lower.start()
+    probe = SipServer(Answering(), host="127.0.0.1", port=0)
+    await probe.start()
+    port = probe.tcp_port
+    await probe.close()  # a port nobody listens on any more
+    try:
+        with pytest.raises(PeerUnreachable):
+            await lower.connect("127.0.0.1", port)
+    finally:
+        await lower.close()

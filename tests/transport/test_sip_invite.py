@@ -116,3 +116,40 @@ async def test_only_invites() -> None:
     )
     with pytest.raises(ValueError, match="INVITE"):
         await server.send_invite(bye, SipPeer("udp", "127.0.0.1", 9))
+
+
+class Callee:
+    """Answers every INVITE 200 (an upper platform INVITEs us when we are a lower platform)."""
+
+    def __init__(self) -> None:
+        self.invites: list[SipRequest] = []
+
+    async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
+        self.invites.append(request)
+        return make_response(request, 200, to_tag="callee")
+
+    async def connection_closed(self, peer: SipPeer) -> None:
+        return None
+
+
+async def test_incoming_invite_over_udp_reaches_the_handler() -> None:
+    callee = Callee()
+    server = SipServer(callee, host="127.0.0.1", port=0)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    answers: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Caller(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+            answers.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Caller, remote_addr=("127.0.0.1", server.udp_port))
+    try:
+        transport.sendto(invite(server.udp_port).serialize())
+        response = parse_datagram(await asyncio.wait_for(answers.get(), 5))
+        assert isinstance(response, SipResponse) and response.status == 200
+        assert response.to_address.tag == "callee" and response.call_id == "call-1"
+        assert [r.method for r in callee.invites] == ["INVITE"]
+    finally:
+        transport.close()
+        await server.close()

@@ -268,3 +268,54 @@ class GbPosition(Base):
     direction: Mapped[float | None] = mapped_column(Float, default=None)
     altitude: Mapped[float | None] = mapped_column(Float, default=None)
     height: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class GbUpper(Base):
+    """An upper GB/T 28181 platform this node registers to as a lower platform (cascade)."""
+
+    __tablename__ = "gb_uppers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The upper platform's 20-digit ID (To of our REGISTER; From user of its requests to us).
+    platform_id: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    #: Its SIP domain / digest realm (10 digits usually).
+    domain: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer, default=5060)
+    #: "udp" or "tcp".
+    transport: Mapped[str] = mapped_column(String(3), default="udp")
+    #: Our digest password at the upper platform, encrypted at rest (access/secrets.py).
+    password_enc: Mapped[str] = mapped_column(Text, default="")
+    register_expires_s: Mapped[int] = mapped_column(Integer, default=3600)
+    keepalive_interval_s: Mapped[int] = mapped_column(Integer, default=60)
+    charset: Mapped[str] = mapped_column(String(16), default="GB2312")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class GbUpperShare(Base):
+    """One camera, or one region (its whole subtree), shared with an upper platform."""
+
+    __tablename__ = "gb_upper_shares"
+    __table_args__ = (
+        Index("ux_gb_upper_shares_camera", "upper_id", "camera_id", unique=True),
+        Index("ux_gb_upper_shares_region", "upper_id", "region_code", unique=True),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    upper_id: Mapped[int] = mapped_column(ForeignKey("gb_uppers.id", ondelete="CASCADE"), index=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), default=None)
+    region_code: Mapped[str | None] = mapped_column(ForeignKey("regions.code", ondelete="CASCADE"), default=None)
+
+
+class GbUpperEvent(Base):
+    """A timestamped state change of our registration at an upper platform (registered, offline)."""
+
+    __tablename__ = "gb_upper_events"
+    __table_args__ = (Index("ix_gb_upper_events_upper_at", "upper_id", "at_us"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: Not a foreign key: the history outlives a deleted upper platform.
+    upper_id: Mapped[int] = mapped_column(Integer)
+    at_us: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")

@@ -12,6 +12,9 @@ otherwise they are dropped. Either way the error is counted and logged at most e
 UDP retransmissions of a request already answered get the same response again from a
 :class:`ServerTransaction` (RFC 3261 §17.2.2) rather than a second trip to the handler.
 
+``connect`` opens a TCP connection of our own (to an upper platform we register to); it is then served
+exactly like an accepted one.
+
 Requests *to* a peer (``send_request``: Catalog queries, later INVITE's relatives) run in a
 :class:`ClientTransaction`: over UDP it is sent to the peer's address and retransmitted on the
 server's timer tick until a final response or Timer F; over TCP it goes on the peer's open
@@ -265,6 +268,12 @@ class SipServer:
         if message.method == "ACK":
             self._spawn(self._handle(message, peer, None), "sip-ack")
             return
+        if message.method == "INVITE":
+            # No INVITE server transaction here: the handler answers once per Call-ID (a retransmission
+            # gets the same answer or, while the first is still being worked on, none).
+            if not self._spawn(self._handle(message, peer, None), "sip-invite"):
+                self._refuse(message, peer)
+            return
         if len(self._transactions) >= MAX_TRANSACTIONS:
             self._refuse(message, peer)
             return
@@ -491,6 +500,36 @@ class SipServer:
 
     # --- TCP --------------------------------------------------------------------------------------
 
+    async def connect(self, host: str, port: int, *, within_s: float = 5.0) -> SipPeer:
+        """Open a TCP connection to a peer (an upper platform we register to) and serve it like an accepted one.
+
+        Requests to the returned peer go over this connection; requests arriving on it reach the handler.
+        Raises :class:`PeerUnreachable` when it cannot be opened.
+        """
+        if self._tcp is None:
+            raise PeerUnreachable("SIP server is not running")
+        if len(self._connections) >= MAX_TCP_CONNECTIONS:
+            raise PeerUnreachable("too many TCP connections")
+        try:
+            async with asyncio.timeout(within_s):
+                reader, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as exc:
+            raise PeerUnreachable(f"cannot connect to {host}:{port} over TCP: {exc}") from exc
+        addr = writer.get_extra_info("peername")
+        peer = SipPeer("tcp", str(addr[0]), int(addr[1]))
+        self._connections[peer] = writer
+        task = asyncio.create_task(self._run_connection(reader, writer, peer), name=f"sip-tcp-{peer}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return peer
+
+    def connected(self, peer: SipPeer) -> bool:
+        """Whether a TCP peer's connection is open (UDP peers always are)."""
+        if peer.transport != "tcp":
+            return True
+        writer = self._connections.get(peer)
+        return writer is not None and not writer.is_closing()
+
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
         peer = SipPeer("tcp", str(addr[0]), int(addr[1]))
@@ -503,6 +542,14 @@ class SipServer:
         if task is not None:
             self._tasks.add(task)  # so close() cancels connection handlers too
         self._connections[peer] = writer
+        try:
+            await self._run_connection(reader, writer, peer)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _run_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: SipPeer) -> None:
+        """Read SIP messages from one connection (accepted or opened by us) until it closes."""
         parser = SipStreamParser()
         try:
             while not parser.broken:
@@ -519,8 +566,6 @@ class SipServer:
             for outgoing in list(self._outgoing.values()):
                 if outgoing.peer == peer:
                     self._settle(outgoing, PeerUnreachable(f"TCP connection to {peer} closed"))
-            if task is not None:
-                self._tasks.discard(task)
             with contextlib.suppress(Exception):
                 await self._handler.connection_closed(peer)
 

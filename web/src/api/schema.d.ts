@@ -557,6 +557,96 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/uppers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Gb Uppers
+         * @description Every configured upper platform with its registration status.
+         */
+        get: operations["list_gb_uppers_api_gb_uppers_get"];
+        put?: never;
+        /**
+         * Create Gb Upper
+         * @description Add an upper platform; when enabled, this node starts registering to it.
+         */
+        post: operations["create_gb_upper_api_gb_uppers_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/gb/uppers/{upper_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Gb Upper */
+        get: operations["get_gb_upper_api_gb_uppers__upper_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete Gb Upper
+         * @description Remove an upper platform (we unregister from it) and its shares.
+         */
+        delete: operations["delete_gb_upper_api_gb_uppers__upper_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Update Gb Upper
+         * @description Change an upper platform; the client re-registers with the new settings.
+         */
+        patch: operations["update_gb_upper_api_gb_uppers__upper_id__patch"];
+        trace?: never;
+    };
+    "/api/gb/uppers/{upper_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Gb Upper Events
+         * @description Registration history (registered / offline with reasons), newest first.
+         */
+        get: operations["list_gb_upper_events_api_gb_uppers__upper_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/gb/uppers/{upper_id}/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Gb Upper Shares */
+        get: operations["get_gb_upper_shares_api_gb_uppers__upper_id__shares_get"];
+        /**
+         * Put Gb Upper Shares
+         * @description Replace what the upper platform sees (a region shares its whole subtree).
+         */
+        put: operations["put_gb_upper_shares_api_gb_uppers__upper_id__shares_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/locks/{lock_id}": {
         parameters: {
             query?: never;
@@ -1193,6 +1283,170 @@ export interface components {
             latest: components["schemas"]["GbPositionOut"] | null;
             /** Source Id */
             source_id: string;
+        };
+        /**
+         * GbSharesIn
+         * @description What the upper platform sees: these cameras, and every camera in these regions' subtrees.
+         */
+        GbSharesIn: {
+            /** Camera Ids */
+            camera_ids?: number[];
+            /** Region Codes */
+            region_codes?: string[];
+        };
+        /** GbSharesOut */
+        GbSharesOut: {
+            /** Camera Ids */
+            camera_ids: number[];
+            /** Region Codes */
+            region_codes: string[];
+        };
+        /** GbUpperEventOut */
+        GbUpperEventOut: {
+            /** At Us */
+            at_us: number;
+            /** Kind */
+            kind: string;
+            /** Reason */
+            reason: string;
+        };
+        /**
+         * GbUpperIn
+         * @description A new upper platform.
+         */
+        GbUpperIn: {
+            /**
+             * Charset
+             * @default GB2312
+             * @enum {string}
+             */
+            charset?: "GB2312" | "GBK" | "GB18030" | "UTF-8";
+            /**
+             * Domain
+             * @description Its SIP domain; empty = the first 10 digits of its ID.
+             * @default
+             */
+            domain?: string;
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled?: boolean;
+            /**
+             * Host
+             * @description Its SIP address (IP or host name).
+             */
+            host: string;
+            /**
+             * Keepalive Interval S
+             * @description Seconds between our Keepalives.
+             * @default 60
+             */
+            keepalive_interval_s?: number;
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+            /**
+             * Password
+             * @description Our digest password there; stored encrypted.
+             * @default
+             */
+            password?: string;
+            /**
+             * Platform Id
+             * @description The upper platform's 20-digit GB/T 28181 ID.
+             */
+            platform_id: string;
+            /**
+             * Port
+             * @default 5060
+             */
+            port?: number;
+            /**
+             * Register Expires S
+             * @description Expires asked in our REGISTER.
+             * @default 3600
+             */
+            register_expires_s?: number;
+            /**
+             * Transport
+             * @default udp
+             * @enum {string}
+             */
+            transport?: "udp" | "tcp";
+        };
+        /** GbUpperOut */
+        GbUpperOut: {
+            /** Charset */
+            charset: string;
+            /** Created Us */
+            created_us: number;
+            /** Domain */
+            domain: string;
+            /** Enabled */
+            enabled: boolean;
+            /** Has Password */
+            has_password: boolean;
+            /** Host */
+            host: string;
+            /** Id */
+            id: number;
+            /** Keepalive Interval S */
+            keepalive_interval_s: number;
+            /** Name */
+            name: string;
+            /** Platform Id */
+            platform_id: string;
+            /** Port */
+            port: number;
+            /** Register Expires S */
+            register_expires_s: number;
+            status: components["schemas"]["GbUpperStatusOut"];
+            /** Transport */
+            transport: string;
+            /** Updated Us */
+            updated_us: number;
+        };
+        /**
+         * GbUpperPatch
+         * @description Fields to change; ``password`` replaces the stored one (an empty string clears it).
+         */
+        GbUpperPatch: {
+            /** Charset */
+            charset?: ("GB2312" | "GBK" | "GB18030" | "UTF-8") | null;
+            /** Domain */
+            domain?: string | null;
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Host */
+            host?: string | null;
+            /** Keepalive Interval S */
+            keepalive_interval_s?: number | null;
+            /** Name */
+            name?: string | null;
+            /** Password */
+            password?: string | null;
+            /** Port */
+            port?: number | null;
+            /** Register Expires S */
+            register_expires_s?: number | null;
+            /** Transport */
+            transport?: ("udp" | "tcp") | null;
+        };
+        /**
+         * GbUpperStatusOut
+         * @description Our registration there: ``registered``, ``registering``, ``offline``, ``disabled`` or ``inactive``
+         *     (GB/T 28181 is off on this node), since when (UNIX µs; None when not running) and why.
+         */
+        GbUpperStatusOut: {
+            /** Reason */
+            reason: string;
+            /** Since Us */
+            since_us: number | null;
+            /** State */
+            state: string;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -3608,6 +3862,550 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbPositionsOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_gb_uppers_api_gb_uppers_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbUpperOut"][];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    create_gb_upper_api_gb_uppers_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GbUpperIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbUpperOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    get_gb_upper_api_gb_uppers__upper_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upper_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbUpperOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    delete_gb_upper_api_gb_uppers__upper_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upper_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    update_gb_upper_api_gb_uppers__upper_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upper_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GbUpperPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbUpperOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_gb_upper_events_api_gb_uppers__upper_id__events_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                upper_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbUpperEventOut"][];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    get_gb_upper_shares_api_gb_uppers__upper_id__shares_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upper_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbSharesOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    put_gb_upper_shares_api_gb_uppers__upper_id__shares_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                upper_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GbSharesIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbSharesOut"];
                 };
             };
             /** @description Not logged in or session expired */

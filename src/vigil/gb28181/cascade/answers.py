@@ -1,0 +1,238 @@
+"""The MANSCDP answers a lower platform gives its upper platform, built from what is shared (pure).
+
+* Catalog (A.2.6.4, Annex M): the region nodes then the shared cameras, in pages of ``page_size``
+  items that all carry the query's SN and ``SumNum`` = the grand total; nothing shared → one
+  message with ``SumNum`` 0. Our channel IDs are the cameras' ``gb_id``. A query for one shared
+  camera lists just it; a query for anything else not ours is answered ``Result ERROR``.
+* DeviceInfo / DeviceStatus for the platform (our ID) or one shared channel; ``Result ERROR`` for
+  a channel not shared, exactly as for one that does not exist (the upper learns nothing more).
+* RecordInfo from Vigil's own recording index, one item per recorded stretch; not shared → ``SumNum`` 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
+
+from vigil.domain.ids import is_region_code
+from vigil.gb28181.cascade.config import LocalPlatform
+from vigil.gb28181.cascade.shares import SharedCamera, SharedView
+from vigil.gb28181.cascade.store import RecordedRange
+from vigil.protocols.gb28181.manscdp import (
+    CatalogInfo,
+    CatalogItem,
+    CatalogQuery,
+    CatalogResponse,
+    DeviceInfoQuery,
+    DeviceInfoResponse,
+    DeviceStatusQuery,
+    DeviceStatusResponse,
+    ItemStatus,
+    Message,
+    RecordInfoQuery,
+    RecordInfoResponse,
+    RecordItem,
+    Result,
+    ResultResponse,
+)
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "camera_item",
+    "catalog_items",
+    "catalog_pages",
+    "device_info",
+    "device_status",
+    "paged",
+    "record_info_pages",
+]
+
+#: Items per Catalog/RecordInfo message: small enough for one UDP datagram with GB2312 names.
+DEFAULT_PAGE_SIZE = 8
+
+#: Whether a camera is streaming right now (its channel is ON in the catalog).
+OnlineCheck = Callable[[int], bool]
+
+
+def catalog_items(view: SharedView, local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
+    """Region nodes (parents first) then cameras, as catalog items."""
+    items = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if is_region_code(r.code)]
+    items.extend(camera_item(camera, view, local, online) for camera in view.cameras)
+    return items
+
+
+def _civil_code(camera: SharedCamera, view: SharedView, fallback: str) -> str:
+    """The camera's region when it is a civil code, else the nearest civil-code ancestor, else ``fallback``."""
+    regions = {r.code: r for r in view.regions}
+    code: str | None = camera.region_code
+    seen: set[str] = set()
+    while code is not None and code not in seen:
+        if is_region_code(code):
+            return code
+        seen.add(code)
+        node = regions.get(code)
+        code = node.parent_code if node is not None else None
+    return fallback
+
+
+def camera_item(camera: SharedCamera, view: SharedView, local: LocalPlatform, online: OnlineCheck) -> CatalogItem:
+    """One shared camera as a catalog item (channel ID = its ``gb_id``; ON while it streams)."""
+    on = camera.enabled and online(camera.camera_id)
+    ptz = int(camera.ptz_type) if camera.ptz_type.isdigit() and camera.ptz_type != "0" else None
+    return CatalogItem(
+        device_id=camera.gb_id,
+        name=camera.name,
+        manufacturer=local.manufacturer,
+        model="camera",
+        owner="Owner",
+        civil_code=_civil_code(camera, view, local.domain[:6]),
+        address=camera.address or camera.name,
+        parental=0,
+        parent_id=local.platform_id,
+        safety_way=0,
+        register_way=1,
+        secrecy=0,
+        status=ItemStatus.ON if on else ItemStatus.OFF,
+        longitude=camera.longitude,
+        latitude=camera.latitude,
+        info=CatalogInfo(ptz_type=ptz) if ptz is not None else None,
+    )
+
+
+def paged(sn: int, device_id: str, items: Sequence[CatalogItem], page_size: int) -> list[CatalogResponse]:
+    """Annex M pages: same SN, ``SumNum`` = total; one empty message when there is nothing."""
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    if not items:
+        return [CatalogResponse(sn=sn, device_id=device_id, sum_num=0)]
+    return [
+        CatalogResponse(sn=sn, device_id=device_id, sum_num=len(items), items=tuple(items[i : i + page_size]))
+        for i in range(0, len(items), page_size)
+    ]
+
+
+def catalog_pages(
+    query: CatalogQuery,
+    view: SharedView,
+    local: LocalPlatform,
+    online: OnlineCheck,
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> list[Message]:
+    """The messages answering a Catalog query (see the module docstring)."""
+    target = query.device_id
+    if target == local.platform_id:
+        return list(paged(query.sn, target, catalog_items(view, local, online), page_size))
+    camera = view.camera(target)
+    if camera is not None:
+        return list(paged(query.sn, target, [camera_item(camera, view, local, online)], page_size))
+    return [ResultResponse(cmd_type="Catalog", sn=query.sn, device_id=target, result=Result.ERROR)]
+
+
+def device_info(query: DeviceInfoQuery, view: SharedView, local: LocalPlatform) -> DeviceInfoResponse:
+    """The platform's own description, or a shared channel's; ``Result ERROR`` for anything else."""
+    target = query.device_id
+    if target == local.platform_id:
+        return DeviceInfoResponse(
+            sn=query.sn,
+            device_id=target,
+            result=Result.OK,
+            device_name=local.name,
+            manufacturer=local.manufacturer,
+            model=local.model,
+            firmware=local.firmware,
+            channel=len(view.cameras),
+        )
+    camera = view.camera(target)
+    if camera is None:
+        return DeviceInfoResponse(sn=query.sn, device_id=target, result=Result.ERROR)
+    return DeviceInfoResponse(
+        sn=query.sn,
+        device_id=target,
+        result=Result.OK,
+        device_name=camera.name,
+        manufacturer=local.manufacturer,
+        model="camera",
+        firmware=local.firmware,
+        channel=1,
+    )
+
+
+def device_status(
+    query: DeviceStatusQuery,
+    view: SharedView,
+    local: LocalPlatform,
+    online: OnlineCheck,
+    *,
+    recording: OnlineCheck,
+    now: datetime,
+    tz: tzinfo,
+) -> DeviceStatusResponse:
+    """ONLINE/OFFLINE of the platform (always online while it answers) or of a shared channel."""
+    target = query.device_id
+    if target == local.platform_id:
+        return DeviceStatusResponse(
+            sn=query.sn,
+            device_id=target,
+            result=Result.OK,
+            online=True,
+            status=Result.OK,
+            device_time=now.astimezone(tz),
+        )
+    camera = view.camera(target)
+    if camera is None:
+        return DeviceStatusResponse(sn=query.sn, device_id=target, result=Result.ERROR, reason="not found")
+    on = camera.enabled and online(camera.camera_id)
+    return DeviceStatusResponse(
+        sn=query.sn,
+        device_id=target,
+        result=Result.OK,
+        online=on,
+        status=Result.OK if on else Result.ERROR,
+        reason=None if on else "camera offline",
+        encode=ItemStatus.ON if on else ItemStatus.OFF,
+        record=ItemStatus.ON if recording(camera.camera_id) else ItemStatus.OFF,
+        device_time=now.astimezone(tz),
+    )
+
+
+def record_info_pages(
+    query: RecordInfoQuery,
+    view: SharedView,
+    ranges: Sequence[RecordedRange],
+    *,
+    tz: tzinfo,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> list[RecordInfoResponse]:
+    """Recorded stretches of a shared channel as RecordInfo pages (Annex M); not shared → ``SumNum`` 0."""
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    target = query.device_id
+    camera = view.camera(target)
+    if camera is None or not ranges:
+        name = camera.name if camera is not None else None
+        return [RecordInfoResponse(sn=query.sn, device_id=target, sum_num=0, name=name)]
+    items = [
+        RecordItem(
+            device_id=target,
+            name=camera.name,
+            file_path=f"vigil/{camera.gb_id}/{r.start_us // 1_000_000}",
+            address=camera.address or None,
+            start_time=_local(r.start_us, tz),
+            end_time=_local(r.end_us, tz),
+            secrecy=0,
+            type="time",
+            file_size=r.bytes,
+        )
+        for r in ranges
+    ]
+    return [
+        RecordInfoResponse(
+            sn=query.sn, device_id=target, sum_num=len(items), name=camera.name, items=tuple(items[i : i + page_size])
+        )
+        for i in range(0, len(items), page_size)
+    ]
+
+
+def _local(us: int, tz: tzinfo) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC).astimezone(tz)

@@ -1,0 +1,139 @@
+"""Vigil's own recording of a camera as a stream of access units, paced in real time (cascade playback).
+
+An upper platform's ``s=Playback`` INVITE asks for [start, end) of a channel. :class:`RecordedUnits`
+finds the segment holding ``start`` (or the next one), plays from the keyframe at or before it, and
+walks on segment by segment until ``end`` or the end of the recording, releasing each picture when
+its recorded time comes (relative to the first one), so the upper platform receives it as if live.
+Output timestamps run on one 90 kHz timeline across segments; gaps in the recording are skipped.
+Segment files are parsed off the event loop. ``get`` returns None at the end (the handler then sends
+MediaStatus 121); a damaged or vanished segment is skipped with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from vigil.domain.errors import VigilError
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
+from vigil.playback.source import LoadedSegment, PlaybackIndex, SegmentFiles, SegmentRef, load_segment, to_unit
+from vigil.protocols.mp4.errors import Mp4Error
+
+__all__ = ["RecordedUnits"]
+
+log = logging.getLogger(__name__)
+
+_US_PER_TICK = 1_000_000 / VIDEO_CLOCK_RATE
+#: Pictures further apart than this are on either side of a hole in the recording.
+_GAP_US = 1_000_000
+
+
+class RecordedUnits:
+    """The pictures of ``camera_id`` recorded in [start_us, end_us), in real time; ``get`` / ``close``."""
+
+    def __init__(
+        self,
+        camera_id: int,
+        start_us: int,
+        end_us: int,
+        index: PlaybackIndex,
+        files: SegmentFiles,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.camera_id = camera_id
+        self.start_us = start_us
+        self.end_us = end_us
+        self._index = index
+        self._files = files
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._segment: LoadedSegment | None = None
+        self._position = 0
+        self._closed = False
+        self._started = False
+        #: Pacing anchor: the first picture's recorded time and when it was released.
+        self._first_wall_us: int | None = None
+        self._released_at = 0.0
+        #: Output timeline: the next picture's DTS and the recorded time it corresponds to.
+        self._out_dts = 0
+        self._last_wall_us: int | None = None
+        self.units = 0
+        self.segments_read = 0
+
+    def close(self) -> None:
+        """Stop: ``get`` returns None from now on."""
+        self._closed = True
+
+    async def get(self) -> AccessUnit | None:
+        """The next picture when its time comes; None at the end of the range or the recording."""
+        while not self._closed:
+            segment = await self._current()
+            if segment is None:
+                return None
+            if self._position >= len(segment.samples):
+                self._segment = await self._next_after(segment.ref)
+                continue
+            sample = segment.samples[self._position]
+            self._position += 1
+            if sample.wall_us >= self.end_us:
+                return None
+            gap = sample.wall_us - self._last_wall_us if self._last_wall_us is not None else 0
+            if not 0 <= gap < _GAP_US:
+                self._first_wall_us = None  # a hole in the recording is skipped, not waited out
+            await self._wait_for(sample.wall_us)
+            if self._last_wall_us is not None:
+                # Across a hole the timeline moves on by one frame (40 ms), not by the hole.
+                self._out_dts += int(gap / _US_PER_TICK) if 0 < gap < _GAP_US else 3600
+            self._last_wall_us = sample.wall_us
+            self.units += 1
+            return to_unit(segment.track, sample, self._out_dts)
+        return None
+
+    async def _current(self) -> LoadedSegment | None:
+        if self._segment is None and not self._started:
+            self._started = True
+            ref = await self._index.segment_at(self.camera_id, self.start_us)
+            self._segment = await self._load(ref)
+            if self._segment is not None:
+                self._position = self._segment.keyframe_at_or_before(self.start_us)
+        return self._segment
+
+    async def _next_after(self, ref: SegmentRef) -> LoadedSegment | None:
+        while not self._closed:
+            following = await self._index.segment_after(self.camera_id, ref.start_us)
+            if following is None or following.start_us >= self.end_us:
+                return None
+            loaded = await self._load(following)
+            if loaded is not None:
+                # After a gap the next segment may not open on a keyframe of ours: start at its first one.
+                self._position = loaded.keyframe_at_or_before(following.start_us)
+                return loaded
+            ref = following
+        return None
+
+    async def _load(self, ref: SegmentRef | None) -> LoadedSegment | None:
+        if ref is None or ref.start_us >= self.end_us:
+            return None
+        try:
+            path: Path = self._files.resolve(ref.volume, ref.path)
+            data = await asyncio.to_thread(path.read_bytes)
+            loaded = await asyncio.to_thread(load_segment, ref, data)
+        except (OSError, Mp4Error, VigilError) as exc:
+            log.warning("cascade playback: camera %d segment %d unreadable, skipped: %s", self.camera_id, ref.id, exc)
+            return None
+        self.segments_read += 1
+        return loaded
+
+    async def _wait_for(self, wall_us: int) -> None:
+        now = self._monotonic()
+        if self._first_wall_us is None:
+            self._first_wall_us, self._released_at = wall_us, now
+            return
+        due = self._released_at + (wall_us - self._first_wall_us) / 1_000_000
+        if due > now:
+            await self._sleep(due - now)

@@ -1,0 +1,188 @@
+"""Shared fakes and values for the cascade tests: the node around an UpperHandler, requests from an upper."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from vigil.access.audit import AuditEntry
+from vigil.gb28181.cascade.client import BEIJING, UpperClient, UpperStatus
+from vigil.gb28181.cascade.config import LocalPlatform, UpperConfig
+from vigil.gb28181.cascade.handler import UpperHandler
+from vigil.gb28181.cascade.recorded import RecordedUnits
+from vigil.gb28181.cascade.relay import UnitSource
+from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view
+from vigil.gb28181.cascade.store import RecordedRange
+from vigil.playback.source import SqlPlaybackIndex
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.manscdp import Message, parse_manscdp
+from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request, make_response
+from vigil.recorder.volumes import Volumes
+from vigil.storage.db import Database
+from vigil.streams.hub import StreamHub
+from vigil.transport.sip import SipPeer
+
+BEIJING_TZ = BEIJING
+
+UPPER_ID = "11000000002000000001"
+OUR_ID = "32010200002000000001"
+SHARED = "32010201001320000001"
+UNSHARED = "32010201001320000002"
+UPPER = SipPeer("udp", "127.0.0.1", 5060)
+ids = IdGenerator(os.urandom)
+
+
+@dataclass
+class FakeSip:
+    """Our SIP server as the client sees it: records what we send to the upper platform, answers 200."""
+
+    sent: list[SipRequest] = field(default_factory=list)
+    udp_port: int = 5070
+    tcp_port: int = 5070
+
+    async def connect(self, host: str, port: int) -> SipPeer:
+        raise AssertionError("UDP only")
+
+    def connected(self, peer: SipPeer) -> bool:
+        return True
+
+    def local_host(self, peer: SipPeer) -> str:
+        return "127.0.0.1"
+
+    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+        self.sent.append(request)
+        return make_response(request, 200, to_tag="up")
+
+    def messages(self) -> list[Message]:
+        return [parse_manscdp(r.body, tz=BEIJING_TZ) for r in self.sent if r.method == "MESSAGE"]
+
+
+@dataclass
+class FakeStore:
+    view: SharedView
+    ranges: list[RecordedRange] = field(default_factory=list)
+
+    async def uppers(self) -> list[UpperConfig]:
+        return []
+
+    async def upper(self, upper_id: int) -> UpperConfig | None:
+        return None
+
+    async def shared(self, upper_id: int) -> SharedView:
+        return self.view
+
+    async def event(self, upper_id: int, kind: str, reason: str, at_us: int) -> None:
+        pass
+
+    async def recordings(self, camera_id: int, start_us: int, end_us: int) -> list[RecordedRange]:
+        return [r for r in self.ranges if r.start_us < end_us and r.end_us > start_us]
+
+
+@dataclass
+class FakeAudit:
+    entries: list[AuditEntry] = field(default_factory=list)
+
+    async def record(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)
+
+
+@dataclass
+class FakeCameras:
+    hubs: dict[int, StreamHub] = field(default_factory=dict)
+    streaming: set[int] = field(default_factory=lambda: {1})
+    #: (database, volumes) holding recordings, for playback tests.
+    archive: tuple[Database, Volumes] | None = None
+
+    def online(self, camera_id: int) -> bool:
+        return camera_id in self.streaming
+
+    def recording(self, camera_id: int) -> bool:
+        return False
+
+    def hub(self, camera_id: int) -> StreamHub:
+        return self.hubs.setdefault(camera_id, StreamHub(str(camera_id)))
+
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+        assert self.archive is not None, "this test has no recordings"
+        db, volumes = self.archive
+        return RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(db), volumes)
+
+
+@dataclass
+class Rig:
+    sip: FakeSip
+    audit: FakeAudit
+    cameras: FakeCameras
+    handler: UpperHandler
+    store: FakeStore
+    regions: dict[str, RegionNode]
+    all_cameras: list[SharedCamera]
+
+    def share(self, *camera_ids: int) -> None:
+        self.store.view = shared_view(
+            camera_ids=camera_ids, region_codes=[], regions=self.regions, cameras=self.all_cameras
+        )
+
+
+def build_rig() -> Rig:
+    """A handler for one upper platform, camera 1 shared (streaming), camera 2 not; everything else faked."""
+    regions = {"32010201": RegionNode("32010201", "Street", None)}
+    cameras = [
+        SharedCamera(camera_id=1, gb_id=SHARED, name="Gate", region_code="32010201"),
+        SharedCamera(camera_id=2, gb_id=UNSHARED, name="Yard", region_code="32010201"),
+    ]
+    view = shared_view(camera_ids=[1], region_codes=[], regions=regions, cameras=cameras)
+    config = UpperConfig(
+        id=1,
+        platform_id=UPPER_ID,
+        domain=UPPER_ID[:10],
+        host=UPPER.host,
+        port=UPPER.port,
+        transport="udp",
+        password="x",
+        register_expires_s=3600,
+        keepalive_interval_s=60,
+        charset=Charset.GB2312,
+    )
+
+    async def on_state(status: UpperStatus) -> None:
+        pass
+
+    sip = FakeSip()
+    client = UpperClient(
+        config,
+        LocalPlatform(platform_id=OUR_ID, domain=OUR_ID[:10]),
+        sip,
+        UPPER,
+        on_state=on_state,
+        wallclock_us=lambda: 0,
+    )
+    audit, node = FakeAudit(), FakeCameras()
+    store = FakeStore(view)
+    handler = UpperHandler(client, store, audit, node, page_size=1, relay_idle_timeout_s=0.3, notify_poll_s=0.05)
+    return Rig(sip, audit, node, handler, store, regions, cameras)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    built = build_rig()
+    yield built
+    await built.handler.close()
+
+
+def request_from_upper(method: str, target: str, *, body: bytes = b"", content_type: str | None = None) -> SipRequest:
+    return make_request(
+        method,
+        f"sip:{target}@127.0.0.1:5070",
+        via=Via("UDP", UPPER.host, UPPER.port, (("branch", ids.branch()),)),
+        from_address=Address(f"sip:{UPPER_ID}@{UPPER_ID[:10]}", params=(("tag", ids.tag()),)),
+        to_address=Address(f"sip:{target}@{OUR_ID[:10]}"),
+        call_id=ids.call_id(UPPER.host),
+        cseq=1,
+        contact=Address(f"sip:{UPPER_ID}@{UPPER.host}:{UPPER.port}"),
+        body=body,
+        content_type=content_type,
+    )

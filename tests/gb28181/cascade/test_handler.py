@@ -1,0 +1,308 @@
+"""UpperHandler: an upper platform's queries and live INVITEs, with fakes for the node and real UDP media."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+
+import pytest
+
+from tests.gb28181.cascade.conftest import (
+    BEIJING_TZ,
+    OUR_ID,
+    SHARED,
+    UNSHARED,
+    UPPER,
+    UPPER_ID,
+    Rig,
+    ids,
+    request_from_upper,
+)
+from tests.helpers import eventually
+from tests.media import SAMPLE_576
+from vigil.domain.media import AccessUnit
+from vigil.ingest.file import iter_file_units
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.manscdp import (
+    CatalogQuery,
+    CatalogResponse,
+    DeviceControl,
+    Message,
+    PtzControl,
+    encode_manscdp,
+)
+from vigil.protocols.gb28181.ptz import decode_ptz_cmd
+from vigil.protocols.ps import PsRtpReceiver, Rfc4571Decoder
+from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
+from vigil.protocols.sip.message import SipRequest, SipResponse, Via, make_request, make_response
+from vigil.transport.sip import SipPeer
+
+
+def manscdp(message: Message) -> SipRequest:
+    body = encode_manscdp(message, tz=BEIJING_TZ, charset=Charset.GB2312)
+    return request_from_upper("MESSAGE", OUR_ID, body=body, content_type="Application/MANSCDP+xml")
+
+
+def invite(channel: str, port: int, *, transport: GbTransport = GbTransport.UDP) -> SipRequest:
+    offer = gb_description(
+        session_name="Play",
+        owner_id=UPPER_ID,
+        address="127.0.0.1",
+        port=port,
+        transport=transport,
+        ssrc="0100000042",
+        payloads=((96, "PS"),),
+    )
+    request = request_from_upper("INVITE", channel, body=offer.serialize(), content_type="APPLICATION/SDP")
+    request.headers["Subject"] = f"{channel}:0100000042,{UPPER_ID}:0"
+    return request
+
+
+def in_dialog(method: str, invite_request: SipRequest, response: SipResponse) -> SipRequest:
+    return make_request(
+        method,
+        invite_request.uri,
+        via=Via("UDP", UPPER.host, UPPER.port, (("branch", ids.branch()),)),
+        from_address=invite_request.from_address,
+        to_address=response.to_address,
+        call_id=invite_request.call_id,
+        cseq=1 if method == "ACK" else 2,
+    )
+
+
+async def test_catalog_query_is_answered_in_pages_and_audited(rig: Rig) -> None:
+    response = await rig.handler.handle_request(manscdp(CatalogQuery(sn=77, device_id=OUR_ID)), UPPER)
+    assert response is not None and response.status == 200
+    await eventually(lambda: len(rig.sip.messages()) == 2)  # the region, then the one shared camera
+    pages = rig.sip.messages()
+    assert all(isinstance(p, CatalogResponse) and p.sn == 77 and p.sum_num == 2 for p in pages)
+    listed = [i.device_id for p in pages if isinstance(p, CatalogResponse) for i in p.items]
+    assert listed == ["32010201", SHARED]
+    assert all(r.to_address.user == UPPER_ID and r.from_address.user == OUR_ID for r in rig.sip.sent)
+    (entry,) = rig.audit.entries
+    assert (entry.username, entry.action, entry.allowed) == (f"gb:{UPPER_ID}", "gb_upper.catalog", True)
+
+
+async def test_unshared_invite_is_404_and_audited_as_denied(rig: Rig) -> None:
+    response = await rig.handler.handle_request(invite(UNSHARED, 40000), UPPER)
+    assert response is not None and response.status == 404
+    assert rig.handler.sessions == 0
+    (entry,) = rig.audit.entries
+    assert (entry.action, entry.target, entry.allowed) == ("gb_upper.invite", f"gb:{UNSHARED}", False)
+
+
+async def test_control_of_a_shared_channel_is_refused_and_audited(rig: Rig) -> None:
+    control = DeviceControl(sn=3, device_id=SHARED, command=PtzControl(cmd=decode_ptz_cmd("A50F0100000000B5")))
+    response = await rig.handler.handle_request(manscdp(control), UPPER)
+    assert response is not None and response.status == 403
+    assert rig.audit.entries[-1].action == "gb_upper.control" and not rig.audit.entries[-1].allowed
+
+
+async def test_requests_from_another_host_are_refused(rig: Rig) -> None:
+    stranger = SipPeer("udp", "127.0.0.9", 5060)
+    response = await rig.handler.handle_request(manscdp(CatalogQuery(sn=1, device_id=OUR_ID)), stranger)
+    assert response is not None and response.status == 403
+    assert rig.sip.sent == [] and not rig.audit.entries[-1].allowed
+
+
+async def test_offers_we_cannot_serve_are_refused(rig: Rig) -> None:
+    download = invite(SHARED, 40000)
+    download.body = download.body.replace(b"s=Play", b"s=Download")
+    refused = await rig.handler.handle_request(download, UPPER)
+    assert refused is not None and refused.status == 488
+    no_ps = invite(SHARED, 40000)
+    no_ps.body = no_ps.body.replace(b"RTP/AVP 96", b"RTP/AVP 98").replace(b"rtpmap:96 PS", b"rtpmap:98 H264")
+    refused = await rig.handler.handle_request(no_ps, UPPER)
+    assert refused is not None and refused.status == 488
+    rig.cameras.streaming.clear()
+    offline = await rig.handler.handle_request(invite(SHARED, 40000), UPPER)
+    assert offline is not None and offline.status == 480
+    assert rig.handler.sessions == 0
+
+
+async def test_live_invite_relays_ps_over_rtp_until_bye(rig: Rig) -> None:
+    receiver_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver_sock.bind(("127.0.0.1", 0))
+    receiver_sock.setblocking(False)
+    port = receiver_sock.getsockname()[1]
+    request = invite(SHARED, port)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200, response
+    answer = SessionDescription.parse(response.body)
+    assert answer.gb_ssrc == "0100000042" and answer.media[0].direction == "sendonly"
+    assert answer.media[0].proto == "RTP/AVP" and answer.media[0].port > 0
+    assert rig.handler.sessions == 1
+
+    hub = rig.cameras.hub(1)
+    assert hub.readers() == []  # nothing is sent before the ACK
+    ack = await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    assert ack is None
+    assert len(hub.readers()) == 1
+
+    units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=0.0), 12))
+    receiver = PsRtpReceiver(ssrc=int("0100000042"))
+    got: list[AccessUnit] = []
+
+    def drain(expected: int) -> bool:
+        while True:
+            try:
+                packet = receiver_sock.recv(65536)
+            except BlockingIOError:
+                break
+            receiver.receive_packet(packet)
+        while (event := receiver.next_event()) is not None:
+            if isinstance(event, AccessUnit):
+                got.append(event)
+        return len(got) >= expected
+
+    (relay,) = rig.handler.media.relays()
+    for n, unit in enumerate(units, 1):
+        hub.publish(unit)  # one picture at a time, as a camera sends them (a burst would overflow the socket)
+        await eventually(lambda n=n: relay.units_sent == n)
+        await eventually(lambda n=n: drain(n - 1))  # a picture closes when the next one starts
+    assert [u.pts for u in got] == [u.pts for u in units[: len(got)]]
+    assert receiver.lost == 0
+
+    bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
+    assert bye is not None and bye.status == 200
+    assert rig.handler.sessions == 0 and hub.readers() == []
+    actions = [(e.action, e.allowed) for e in rig.audit.entries]
+    assert actions == [("gb_upper.invite", True), ("gb_upper.ack", True), ("gb_upper.bye", True)]
+    receiver_sock.close()
+
+
+async def test_stream_end_sends_bye_upward(rig: Rig) -> None:
+    request = invite(SHARED, 40002)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    rig.cameras.hub(1).close()  # the camera was disabled or removed
+    await eventually(lambda: any(r.method == "BYE" for r in rig.sip.sent))
+    bye = next(r for r in rig.sip.sent if r.method == "BYE")
+    assert bye.call_id == request.call_id and bye.from_address.tag == response.to_address.tag
+    assert rig.handler.sessions == 0
+
+
+async def test_silent_camera_ends_the_session_with_bye(rig: Rig) -> None:
+    request = invite(SHARED, 40008)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    await eventually(lambda: any(r.method == "BYE" for r in rig.sip.sent))
+    assert rig.handler.sessions == 0 and rig.cameras.hub(1).readers() == []
+
+
+async def test_unacked_session_is_dropped(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vigil.gb28181.cascade.sessions.ACK_TIMEOUT_S", 0.05)
+    response = await rig.handler.handle_request(invite(SHARED, 40004), UPPER)
+    assert response is not None and response.status == 200
+    await eventually(lambda: rig.handler.sessions == 0)
+    assert rig.cameras.hub(1).readers() == []
+
+
+async def test_unknown_bye_is_481(rig: Rig) -> None:
+    request = invite(SHARED, 40006)
+    fake = make_response(request, 200, to_tag="nope")
+    response = await rig.handler.handle_request(in_dialog("BYE", request, fake), UPPER)
+    assert response is not None and response.status == 481
+
+
+HOSTILE_BODIES = [
+    b"",
+    b"<Query><CmdType>Catalog</CmdType>",  # truncated
+    b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+    b"<Query><CmdType>Catalog</CmdType><SN>1</SN><DeviceID>&b;</DeviceID></Query>",  # entity expansion
+    b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY x SYSTEM "file:///etc/passwd">]><Query><CmdType>&x;</CmdType></Query>',
+    b"<Query><CmdType>Catalog</CmdType><SN>x</SN><DeviceID>1</DeviceID></Query>",  # bad SN
+    b"<Query><CmdType>NoSuchThing</CmdType><SN>1</SN><DeviceID>32010200002000000001</DeviceID></Query>",
+    b"\xff\xfe\x00garbage",
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+async def test_hostile_messages_get_a_clear_answer(rig: Rig, body: bytes) -> None:
+    request = request_from_upper("MESSAGE", OUR_ID, body=body, content_type="Application/MANSCDP+xml")
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status in (200, 400)
+    assert rig.audit.entries and rig.audit.entries[-1].allowed is False
+    assert rig.handler.tasks_in_flight == 0 and rig.sip.sent == []  # no answer to a query that was not one
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"v=0\r\n", b"not sdp at all", b"v=0\r\no=x 0 0 IN IP4 1.2.3.4\r\ns=Play\r\nm=video abc RTP/AVP 96\r\n"],
+)
+async def test_hostile_invites_get_a_clear_answer(rig: Rig, body: bytes) -> None:
+    request = request_from_upper("INVITE", SHARED, body=body, content_type="APPLICATION/SDP")
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and 400 <= response.status < 500
+    assert rig.handler.sessions == 0 and rig.cameras.hub(1).readers() == []
+
+
+async def relay_over_tcp(rig: Rig, reader: asyncio.StreamReader) -> list[AccessUnit]:
+    """Publish pictures into the hub one at a time; decode what arrives RFC 4571-framed on ``reader``."""
+    units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=0.0), 8))
+    framing, receiver = Rfc4571Decoder(), PsRtpReceiver(ssrc=int("0100000042"))
+    got: list[AccessUnit] = []
+    hub = rig.cameras.hub(1)
+    for n, unit in enumerate(units, 1):
+        hub.publish(unit)
+        while len(got) < n - 1:
+            framing.receive_data(await asyncio.wait_for(reader.read(65536), 5))
+            while (packet := framing.next_packet()) is not None:
+                receiver.receive_packet(packet)
+            while (event := receiver.next_event()) is not None:
+                if isinstance(event, AccessUnit):
+                    got.append(event)
+    assert [u.pts for u in got] == [u.pts for u in units[: len(got)]] and len(got) >= len(units) - 1
+    return got
+
+
+async def test_tcp_offer_passive_we_connect_and_frame_rfc4571(rig: Rig) -> None:
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.put_nowait((reader, writer))  # the test owns the connection from here
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = invite(SHARED, port, transport=GbTransport.TCP_PASSIVE)
+        response = await rig.handler.handle_request(request, UPPER)
+        assert response is not None and response.status == 200
+        answer = SessionDescription.parse(response.body).media[0]
+        assert answer.proto == "TCP/RTP/AVP" and answer.gb_transport is GbTransport.TCP_ACTIVE
+        assert accepted.empty()  # we connect only once ACKed
+        await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+        reader, writer = await asyncio.wait_for(accepted.get(), 5)
+        try:
+            await relay_over_tcp(rig, reader)
+            bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
+            assert bye is not None and bye.status == 200 and rig.cameras.hub(1).readers() == []
+            await asyncio.wait_for(reader.read(), 5)  # what is still in flight, then EOF: BYE closed it
+            assert reader.at_eof()
+        finally:
+            writer.close()
+    finally:
+        server.close()
+
+
+async def test_tcp_offer_active_we_listen_and_they_connect(rig: Rig) -> None:
+    request = invite(SHARED, 9, transport=GbTransport.TCP_ACTIVE)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    answer = SessionDescription.parse(response.body).media[0]
+    assert answer.gb_transport is GbTransport.TCP_PASSIVE and answer.port > 0
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    reader, writer = await asyncio.open_connection("127.0.0.1", answer.port)
+    try:
+        await relay_over_tcp(rig, reader)
+        # The upper platform hangs up the media connection: the session ends (the send fails, or the
+        # silence that follows outlasts the idle timeout) and BYE goes upward.
+        writer.close()
+        rig.cameras.hub(1).publish(next(iter_file_units(SAMPLE_576, start_wallclock=0.0)))
+        await eventually(lambda: any(r.method == "BYE" for r in rig.sip.sent))
+        assert rig.handler.sessions == 0
+    finally:
+        writer.close()

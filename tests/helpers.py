@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 5.0, interval: float = 0.005) -> None:
-    """Wait until ``predicate()`` holds, failing the test after ``within`` seconds."""
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]], within: float = 5.0, interval: float = 0.005
+) -> None:
+    """Wait until ``predicate()`` holds (it may be async: e.g. a database read), failing after ``within`` seconds."""
+
+    async def holds() -> bool:
+        result = predicate()
+        return await result if inspect.isawaitable(result) else bool(result)
 
     async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110 - polling state owned by the code under test
+        while not await holds():  # noqa: ASYNC110 - polling state owned by the code under test
             await asyncio.sleep(interval)
 
     await asyncio.wait_for(poll(), within)

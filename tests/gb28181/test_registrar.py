@@ -351,7 +351,14 @@ async def test_tcp_register_keepalive_and_connection_close(platform: Platform, d
     await device.close()
     devices.remove(device)
     await eventually(lambda: DEVICE not in platform.registrar.devices, within=WAIT)
-    assert [(e.kind, e.reason) for e in await events(platform.db, DEVICE)][-1] == ("offline", "TCP connection closed")
+
+    async def offline_recorded() -> bool:  # the event is written just after the device leaves the registry
+        return [(e.kind, e.reason) for e in await events(platform.db, DEVICE)][-1] == (
+            "offline",
+            "TCP connection closed",
+        )
+
+    await eventually(offline_recorded, within=WAIT)
 
 
 async def test_malformed_datagram_gets_400_and_the_endpoint_keeps_working(

@@ -237,6 +237,7 @@ def build_gb28181(
         access.audit,
         cameras if cameras is not None else _NoCameras(),
         LocalPlatform(platform_id=gb.platform_id, domain=gb.domain, firmware=__version__),
+        control=control,
     )
     return GbRuntime(
         registrar=registrar,

@@ -20,7 +20,7 @@ from vigil.gb28181.control import (
 from vigil.gb28181.liveness import DeviceLiveness
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
 from vigil.protocols.gb28181.charset import Charset
-from vigil.protocols.gb28181.manscdp import AlarmReset, PtzControl, decode_manscdp
+from vigil.protocols.gb28181.manscdp import AlarmReset, IFrameControl, PtzControl, decode_manscdp
 from vigil.protocols.gb28181.manscdp import DeviceControl as ControlMessage
 from vigil.protocols.gb28181.ptz import (
     STOP,
@@ -228,3 +228,25 @@ async def test_reset_alarm_carries_method_and_type() -> None:
 async def test_reset_alarm_for_an_unregistered_device() -> None:
     with pytest.raises(ControlError, match="is not registered"):
         await control(Sender()).reset_alarm("34020000001180000009", CHANNEL)
+
+
+async def test_relay_forwards_the_upper_command_with_its_priority_or_ours() -> None:
+    sender = Sender()
+    device_control = control(sender)
+    move = PtzControl(cmd=PtzCmd(PtzMove(zoom=Zoom.IN, zoom_speed=3)))
+    answer = await device_control.relay(CHANNEL, move, 2)
+    assert answer.accepted and answer.device_id == DEVICE
+    await device_control.relay(CHANNEL, move)
+    await device_control.relay(CHANNEL, IFrameControl())
+    sent = [decode_manscdp(request.body, tz=BEIJING).message for request, _peer in sender.sent]
+    assert [(m.command, m.control_priority) for m in sent if isinstance(m, ControlMessage)] == [
+        (move, 2),
+        (move, CONTROL_PRIORITY),
+        (IFrameControl(), None),
+    ]
+    assert all(request.to_address.user == CHANNEL for request, _peer in sender.sent)
+
+
+async def test_relay_to_a_channel_nobody_serves_is_offline() -> None:
+    with pytest.raises(DeviceOffline):
+        await control(Sender(), owned={}).relay(CHANNEL, PtzControl(cmd=PtzCmd(STOP)))

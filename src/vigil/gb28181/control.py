@@ -272,6 +272,19 @@ class GbControl:
             raise DeviceOffline(f"no registered device serves channel {channel_id}")
         return await self._send(device, channel_id, PtzControl(cmd=PtzCmd(instruction)), CONTROL_PRIORITY)
 
+    async def relay(self, channel_id: str, command: ControlCommand, priority: int | None = None) -> ControlAnswer:
+        """Forward a command an upper platform sent for ``channel_id`` to the device serving it (cascade).
+
+        PTZ goes with the upper's ``ControlPriority`` (ours when it sent none); raise :class:`ControlError`.
+        """
+        owner = self._owners.owner_of(channel_id)
+        device = self._directory.registered(owner[0]) if owner is not None else None
+        if device is None:
+            raise DeviceOffline(f"no registered device serves channel {channel_id}")
+        if isinstance(command, PtzControl) and priority is None:
+            priority = CONTROL_PRIORITY
+        return await self._send(device, channel_id, command, priority)
+
     async def reset_alarm(
         self, device_id: str, target_id: str, *, alarm_method: int | None = None, alarm_type: int | None = None
     ) -> ControlAnswer:

@@ -16,9 +16,10 @@ from vigil.gb28181.cascade.recorded import RecordedUnits
 from vigil.gb28181.cascade.relay import UnitSource
 from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view
 from vigil.gb28181.cascade.store import RecordedRange
+from vigil.gb28181.control import ControlAnswer, ControlError
 from vigil.playback.source import SqlPlaybackIndex
 from vigil.protocols.gb28181.charset import Charset
-from vigil.protocols.gb28181.manscdp import Message, parse_manscdp
+from vigil.protocols.gb28181.manscdp import ControlCommand, Message, parse_manscdp
 from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request, make_response
 from vigil.recorder.volumes import Volumes
 from vigil.storage.db import Database
@@ -31,6 +32,10 @@ UPPER_ID = "11000000002000000001"
 OUR_ID = "32010200002000000001"
 SHARED = "32010201001320000001"
 UNSHARED = "32010201001320000002"
+#: A camera fed by RTSP (not a GB/T 28181 channel): no control path to relay to.
+RTSP_CAMERA = "32010201001320000003"
+#: The device that serves SHARED, as the fake device control reports it.
+DEVICE = "32010200001180000001"
 UPPER = SipPeer("udp", "127.0.0.1", 5060)
 ids = IdGenerator(os.urandom)
 
@@ -112,6 +117,22 @@ class FakeCameras:
 
 
 @dataclass
+class FakeControl:
+    """Device control as the handler relays through it: records commands, answers ``status`` or raises."""
+
+    status: int = 200
+    error: ControlError | None = None
+    relayed: list[tuple[str, ControlCommand, int | None]] = field(default_factory=list)
+
+    async def relay(self, channel_id: str, command: ControlCommand, priority: int | None = None) -> ControlAnswer:
+        self.relayed.append((channel_id, command, priority))
+        if self.error is not None:
+            raise self.error
+        reason = "OK" if self.status == 200 else "Busy Here"
+        return ControlAnswer(DEVICE, channel_id, len(self.relayed), self.status, reason)
+
+
+@dataclass
 class Rig:
     sip: FakeSip
     audit: FakeAudit
@@ -120,6 +141,7 @@ class Rig:
     store: FakeStore
     regions: dict[str, RegionNode]
     all_cameras: list[SharedCamera]
+    control: FakeControl
 
     def share(self, *camera_ids: int) -> None:
         self.store.view = shared_view(
@@ -131,8 +153,9 @@ def build_rig() -> Rig:
     """A handler for one upper platform, camera 1 shared (streaming), camera 2 not; everything else faked."""
     regions = {"32010201": RegionNode("32010201", "Street", None)}
     cameras = [
-        SharedCamera(camera_id=1, gb_id=SHARED, name="Gate", region_code="32010201"),
-        SharedCamera(camera_id=2, gb_id=UNSHARED, name="Yard", region_code="32010201"),
+        SharedCamera(camera_id=1, gb_id=SHARED, name="Gate", region_code="32010201", gb_channel=True),
+        SharedCamera(camera_id=2, gb_id=UNSHARED, name="Yard", region_code="32010201", gb_channel=True),
+        SharedCamera(camera_id=3, gb_id=RTSP_CAMERA, name="Lobby", region_code="32010201"),
     ]
     view = shared_view(camera_ids=[1], region_codes=[], regions=regions, cameras=cameras)
     config = UpperConfig(
@@ -162,8 +185,11 @@ def build_rig() -> Rig:
     )
     audit, node = FakeAudit(), FakeCameras()
     store = FakeStore(view)
-    handler = UpperHandler(client, store, audit, node, page_size=1, relay_idle_timeout_s=0.3, notify_poll_s=0.05)
-    return Rig(sip, audit, node, handler, store, regions, cameras)
+    control = FakeControl()
+    handler = UpperHandler(
+        client, store, audit, node, control=control, page_size=1, relay_idle_timeout_s=0.3, notify_poll_s=0.05
+    )
+    return Rig(sip, audit, node, handler, store, regions, cameras, control)
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ import pytest
 
 from tests.gb28181.cascade.conftest import (
     BEIJING_TZ,
+    DEVICE,
     OUR_ID,
+    RTSP_CAMERA,
     SHARED,
     UNSHARED,
     UPPER,
@@ -22,14 +24,21 @@ from tests.gb28181.cascade.conftest import (
 from tests.helpers import eventually
 from tests.media import SAMPLE_576
 from vigil.domain.media import AccessUnit
+from vigil.gb28181.control import DeviceNoAnswer
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
+    AlarmReset,
     CatalogQuery,
     CatalogResponse,
     DeviceControl,
+    IFrameControl,
     Message,
     PtzControl,
+    RecordControl,
+    Result,
+    ResultResponse,
+    TeleBoot,
     encode_manscdp,
 )
 from vigil.protocols.gb28181.ptz import decode_ptz_cmd
@@ -92,11 +101,86 @@ async def test_unshared_invite_is_404_and_audited_as_denied(rig: Rig) -> None:
     assert (entry.action, entry.target, entry.allowed) == ("gb_upper.invite", f"gb:{UNSHARED}", False)
 
 
-async def test_control_of_a_shared_channel_is_refused_and_audited(rig: Rig) -> None:
-    control = DeviceControl(sn=3, device_id=SHARED, command=PtzControl(cmd=decode_ptz_cmd("A50F0100000000B5")))
-    response = await rig.handler.handle_request(manscdp(control), UPPER)
-    assert response is not None and response.status == 403
-    assert rig.audit.entries[-1].action == "gb_upper.control" and not rig.audit.entries[-1].allowed
+def ptz(sn: int, channel: str, cmd: str = "A50F0100000000B5", priority: int | None = None) -> DeviceControl:
+    return DeviceControl(
+        sn=sn, device_id=channel, command=PtzControl(cmd=decode_ptz_cmd(cmd)), control_priority=priority
+    )
+
+
+async def results(rig: Rig, count: int) -> list[tuple[int, str, Result]]:
+    """The DeviceControl Responses sent up, once ``count`` of them have been."""
+
+    def sent() -> list[tuple[int, str, Result]]:
+        return [
+            (m.sn, m.device_id, m.result)
+            for m in rig.sip.messages()
+            if isinstance(m, ResultResponse) and m.cmd_type == "DeviceControl"
+        ]
+
+    await eventually(lambda: len(sent()) >= count)
+    return sent()
+
+
+async def test_ptz_for_a_shared_gb_channel_is_relayed_to_its_device_and_answered(rig: Rig) -> None:
+    response = await rig.handler.handle_request(manscdp(ptz(3, SHARED, "A50F010180000036", priority=2)), UPPER)
+    assert response is not None and response.status == 200
+    assert await results(rig, 1) == [(3, SHARED, Result.OK)]
+    ((channel, command, priority),) = rig.control.relayed
+    assert (channel, priority) == (SHARED, 2)
+    assert isinstance(command, PtzControl) and command.cmd.to_hex() == "A50F010180000036"
+    entry = rig.audit.entries[-1]
+    assert (entry.username, entry.action, entry.target, entry.allowed) == (
+        f"gb:{UPPER_ID}",
+        "gb_upper.control",
+        f"gb:{SHARED}",
+        True,
+    )
+    assert "PTZCmd=A50F010180000036" in entry.detail and DEVICE in entry.detail
+
+
+async def test_iframe_is_relayed_too(rig: Rig) -> None:
+    message = DeviceControl(sn=4, device_id=SHARED, command=IFrameControl())
+    response = await rig.handler.handle_request(manscdp(message), UPPER)
+    assert response is not None and response.status == 200
+    assert await results(rig, 1) == [(4, SHARED, Result.OK)]
+    assert [c for _ch, c, _p in rig.control.relayed] == [IFrameControl()]
+
+
+async def test_the_device_refusing_or_not_answering_is_an_error_result(rig: Rig) -> None:
+    rig.control.status = 486
+    await rig.handler.handle_request(manscdp(ptz(5, SHARED)), UPPER)
+    assert await results(rig, 1) == [(5, SHARED, Result.ERROR)]
+    assert not rig.audit.entries[-1].allowed and "486" in rig.audit.entries[-1].detail
+    rig.control.error = DeviceNoAnswer("device went quiet")
+    await rig.handler.handle_request(manscdp(ptz(6, SHARED)), UPPER)
+    assert (await results(rig, 2))[-1] == (6, SHARED, Result.ERROR)
+    assert "device went quiet" in rig.audit.entries[-1].detail
+
+
+async def test_ptz_for_a_shared_rtsp_camera_is_an_error_result_without_relaying(rig: Rig) -> None:
+    rig.share(1, 3)
+    response = await rig.handler.handle_request(manscdp(ptz(7, RTSP_CAMERA)), UPPER)
+    assert response is not None and response.status == 200
+    assert await results(rig, 1) == [(7, RTSP_CAMERA, Result.ERROR)]
+    assert rig.control.relayed == []
+    entry = rig.audit.entries[-1]
+    assert (entry.target, entry.allowed) == (f"gb:{RTSP_CAMERA}", False) and "not a GB/T 28181" in entry.detail
+
+
+async def test_commands_a_platform_does_not_relay_are_an_error_result(rig: Rig) -> None:
+    for sn, command in enumerate((TeleBoot(), RecordControl(record=True), AlarmReset()), start=10):
+        await rig.handler.handle_request(manscdp(DeviceControl(sn=sn, device_id=SHARED, command=command)), UPPER)
+    assert await results(rig, 3) == [(sn, SHARED, Result.ERROR) for sn in (10, 11, 12)]
+    assert rig.control.relayed == []
+    assert all(not e.allowed and "not relayed" in e.detail for e in rig.audit.entries[-3:])
+
+
+async def test_control_of_an_unshared_channel_is_404_and_audited(rig: Rig) -> None:
+    response = await rig.handler.handle_request(manscdp(ptz(8, UNSHARED)), UPPER)
+    assert response is not None and response.status == 404
+    assert rig.control.relayed == [] and rig.sip.sent == []
+    entry = rig.audit.entries[-1]
+    assert (entry.action, entry.target, entry.allowed) == ("gb_upper.control", f"gb:{UNSHARED}", False)
 
 
 async def test_requests_from_another_host_are_refused(rig: Rig) -> None:

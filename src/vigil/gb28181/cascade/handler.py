@@ -6,7 +6,12 @@ refused 403: the From header alone proves nothing.
 
 * MESSAGE with a MANSCDP query: 200 OK at once (9.5.2), then the answer as our own MESSAGE(s),
   sent serially in a task (:mod:`.answers`; Annex M: next page after the previous one's answer).
-  DeviceControl (PTZ) is not relayed yet: 403 for a shared channel, 404 for any other.
+  DeviceControl for a shared channel (PTZ, IFrame; :data:`RELAYED_CONTROLS`): 200 OK at once, then the
+  command goes to the device serving that channel (:meth:`~vigil.gb28181.control.GbControl.relay`)
+  and its answer comes back up as a ``DeviceControl`` Response, ``Result`` OK when the device took it
+  (2xx), ERROR otherwise: the device refused or did not answer, the camera is not a GB/T 28181
+  channel (RTSP: no PTZ path), or the command is one a platform does not relay for another's
+  channel (TeleBoot, Record, Guard, ResetAlarm). A channel not shared: 404 as for one that does not exist.
 * INVITE / ACK / BYE: live and playback sessions (:mod:`.sessions`), relayed from the hub or
   from Vigil's recording (:mod:`.relay`). MANSRTSP INFO (pause/seek/speed) is not supported: 501.
 * SUBSCRIBE (``Event: Catalog``) is accepted and changes are NOTIFYed (:mod:`.subscriptions`).
@@ -37,22 +42,29 @@ from vigil.gb28181.cascade.answers import (
 from vigil.gb28181.cascade.client import BEIJING, UpperClient
 from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S
 from vigil.gb28181.cascade.sessions import CameraRuntime, MediaSessions
+from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
 from vigil.gb28181.cascade.subscriptions import DEFAULT_POLL_S, CatalogSubscriptions
+from vigil.gb28181.control import ControlAnswer, ControlError
 from vigil.protocols.gb28181.errors import ManscdpError
 from vigil.protocols.gb28181.manscdp import (
     CatalogQuery,
+    ControlCommand,
     DeviceControl,
     DeviceInfoQuery,
     DeviceStatusQuery,
+    IFrameControl,
     Message,
+    PtzControl,
     RecordInfoQuery,
+    Result,
+    ResultResponse,
     decode_manscdp,
 )
 from vigil.protocols.sip.message import IdGenerator, SipError, SipRequest, SipResponse, make_response
 from vigil.transport.sip import SipPeer
 
-__all__ = ["Auditor", "CameraRuntime", "UpperHandler"]
+__all__ = ["RELAYED_CONTROLS", "Auditor", "CameraRuntime", "ChannelControl", "UpperHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +78,17 @@ class Auditor(Protocol):
     async def record(self, entry: AuditEntry) -> None: ...
 
 
+#: DeviceControl commands relayed to the device serving a shared channel. They act on that channel
+#: alone; TeleBoot, Record, Guard and ResetAlarm would act on the device or on Vigil's own duties.
+RELAYED_CONTROLS = (PtzControl, IFrameControl)
+
+
+class ChannelControl(Protocol):
+    """Device control (``vigil.gb28181.control.GbControl``), as far as relaying goes."""
+
+    async def relay(self, channel_id: str, command: ControlCommand, priority: int | None = None) -> ControlAnswer: ...
+
+
 class UpperHandler:
     """Answers one upper platform (the ``SipRequestHandler`` registered for its ID)."""
 
@@ -76,6 +99,7 @@ class UpperHandler:
         audit: Auditor,
         cameras: CameraRuntime,
         *,
+        control: ChannelControl | None = None,
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_bytes: Callable[[int], bytes] = os.urandom,
         page_size: int | None = None,
@@ -94,6 +118,7 @@ class UpperHandler:
         self._store = store
         self._audit = audit
         self._cameras = cameras
+        self._control = control
         self._wallclock = wallclock
         self._ids = IdGenerator(random_bytes)
         self._page_size = page_size
@@ -188,11 +213,14 @@ class UpperHandler:
                 return make_response(request, 503, "Busy")
             return make_response(request, 200, to_tag=self._ids.tag())
         if isinstance(message, DeviceControl):
-            view = await self._store.shared(self.upper_id)
-            shared = view.camera(target) is not None
-            detail = "control relay not supported" if shared else "not shared"
-            await self._record(peer, "gb_upper.control", target, False, detail)
-            return make_response(request, 403 if shared else 404, to_tag=self._ids.tag())
+            camera = (await self._store.shared(self.upper_id)).camera(target)
+            if camera is None:
+                await self._record(peer, "gb_upper.control", target, False, f"SN {message.sn}: not shared")
+                return make_response(request, 404, to_tag=self._ids.tag())
+            if not self._spawn(self._relay_control(message, camera, peer), f"cascade-control-{message.sn}"):
+                await self._record(peer, "gb_upper.control", target, False, f"SN {message.sn}: busy")
+                return make_response(request, 503, "Busy")
+            return make_response(request, 200, to_tag=self._ids.tag())
         await self._record(peer, "gb_upper.message", target, False, f"{kind} not supported")
         return make_response(request, 200, to_tag=self._ids.tag())
 
@@ -235,6 +263,37 @@ class UpperHandler:
             self.answers_sent += 1
             if response.status >= 300:
                 log.info("cascade: %s: answer refused %d", self.client.config.label, response.status)
+
+    async def _relay_control(self, message: DeviceControl, camera: SharedCamera, peer: SipPeer) -> None:
+        """Forward one DeviceControl to the channel's device; audit and answer the upper with the result."""
+        command = message.command
+        what = f"SN {message.sn} {_control_text(command)}"
+        accepted = False
+        if not isinstance(command, RELAYED_CONTROLS):
+            detail = f"{what}: not relayed for a shared channel"
+        elif not camera.gb_channel:
+            detail = f"{what}: not a GB/T 28181 channel, no control path"
+        elif self._control is None:
+            detail = f"{what}: device control unavailable"
+        else:
+            try:
+                answer = await self._control.relay(camera.gb_id, command, message.control_priority)
+            except ControlError as exc:
+                detail = f"{what}: {exc}"
+            else:
+                accepted = answer.accepted
+                detail = f"{what}: device {answer.device_id} answered {answer.status} {answer.reason}"
+        await self._record(peer, "gb_upper.control", camera.gb_id, accepted, detail[:500])
+        result = ResultResponse(
+            cmd_type="DeviceControl",
+            sn=message.sn,
+            device_id=camera.gb_id,
+            result=Result.OK if accepted else Result.ERROR,
+        )
+        try:
+            await self.client.send_manscdp(result)
+        except (TimeoutError, ConnectionError, SipError) as exc:
+            log.info("cascade: %s: control result unacknowledged: %s", self.client.config.label, exc)
 
     # --- media sessions ----------------------------------------------------------------------------
 
@@ -282,6 +341,13 @@ class UpperHandler:
             await self._audit.record(entry)
         except Exception:
             log.exception("cascade: %s: audit write failed for %s", self.client.config.label, action)
+
+
+def _control_text(command: ControlCommand) -> str:
+    """The command as the audit shows it (the PTZCmd in hex, as the standard writes it)."""
+    if isinstance(command, PtzControl):
+        return f"PTZCmd={command.cmd.to_hex()}"
+    return type(command).__name__
 
 
 def _us(moment: datetime) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from vigil.gb28181.cascade.client import RequestSender, UpperClient, UpperState, UpperStatus
 from vigil.gb28181.cascade.config import LocalPlatform, UpperConfig
-from vigil.gb28181.cascade.handler import Auditor, CameraRuntime, UpperHandler
+from vigil.gb28181.cascade.handler import Auditor, CameraRuntime, ChannelControl, UpperHandler
 from vigil.gb28181.cascade.store import CascadeStore
 from vigil.storage.db import now_us
 from vigil.transport.sip import SipPeer, SipRequestHandler
@@ -53,6 +53,7 @@ class Cascade:
         cameras: CameraRuntime,
         local: LocalPlatform,
         *,
+        control: ChannelControl | None = None,
         wallclock_us: Callable[[], int] = now_us,
         client_options: dict[str, Any] | None = None,
     ) -> None:
@@ -61,6 +62,7 @@ class Cascade:
         self._router = router
         self._audit = audit
         self._cameras = cameras
+        self._control = control
         self.local = local
         self._wallclock_us = wallclock_us
         self._client_options = client_options or {}
@@ -120,7 +122,7 @@ class Cascade:
             wallclock_us=self._wallclock_us,
             **self._client_options,
         )
-        handler = UpperHandler(client, self._store, self._audit, self._cameras)
+        handler = UpperHandler(client, self._store, self._audit, self._cameras, control=self._control)
         holder.append(handler)
         self._uppers[config.id] = _Upper(client, handler)
         self._router.add_platform(config.platform_id, handler)

@@ -34,6 +34,8 @@ class SharedCamera:
     longitude: float | None = None
     ptz_type: str = "0"
     enabled: bool = True
+    #: A GB/T 28181 channel of a device registered here: control commands can be relayed to that device.
+    gb_channel: bool = False
 
 
 @dataclass(frozen=True, slots=True)

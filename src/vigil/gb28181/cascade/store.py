@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 
 from vigil.gb28181.cascade.config import UpperConfig
 from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view, subtree
+from vigil.pipeline import GB28181_SOURCE_KIND
 from vigil.protocols.gb28181.charset import Charset
 from vigil.recorder.index import segments_between
 from vigil.storage.db import Database
@@ -112,6 +113,7 @@ class DbCascadeStore:
                     longitude=c.longitude,
                     ptz_type=c.ptz_type,
                     enabled=c.enabled,
+                    gb_channel=c.source_kind == GB28181_SOURCE_KIND,
                 )
                 for c in rows.values()
             ]

@@ -1,6 +1,7 @@
 """Vigil-to-Vigil cascade over real sockets: node B (lower, RTSP sim cameras) registers to node A (upper)
 exactly as a device would; A's catalog lists exactly what B shares and A streams it live through B's relay;
-an unshared channel is refused; B follows A through a restart; B going away takes its cameras offline on A."""
+an unshared channel is refused; B follows A through a restart; B going away takes its cameras offline on A;
+A's PTZ on a camera B shares reaches the GB device behind B."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from tests.helpers import eventually
 from tests.integration.conftest import node_settings
 from vigil.access.secrets import SecretBox
 from vigil.app import Vigil
@@ -28,14 +30,18 @@ from vigil.protocols.gb28181.manscdp import (
     DeviceInfoResponse,
     DeviceStatusQuery,
     DeviceStatusResponse,
+    PtzControl,
     RecordInfoQuery,
     RecordInfoResponse,
     Result,
     encode_manscdp,
 )
+from vigil.protocols.gb28181.ptz import Pan, PtzMove, Tilt
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.protocols.sip.message import Address, IdGenerator, Via, make_request
 from vigil.settings import Settings
+from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
+from vigil.sim.gb28181 import device_id as sim_device_id
 from vigil.storage.models import AuditRow, GbDevice, Segment
 from vigil.transport.sip import SipPeer
 
@@ -338,3 +344,95 @@ async def await_json(client: httpx.AsyncClient, path: str) -> Any:
 async def _later(devices: Any, before: int | None) -> bool:
     latest = (await devices)[0]["last_keepalive_us"]
     return latest is not None and (before is None or latest > before)
+
+
+DEVICE_PASSWORD = "device-secret"
+
+
+async def test_ptz_from_the_upper_reaches_the_device_behind_the_lower(tmp_path: Path) -> None:
+    """A's console PTZ on a camera B shares travels A → B (cascade DeviceControl) → the GB device behind B."""
+    a = Vigil(settings_a(tmp_path / "a"))
+    b = Vigil(
+        node_settings(
+            tmp_path / "b",
+            sim={"cameras": 0},
+            gb28181={
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": 0,
+                "platform_id": B_ID,
+                "password": DEVICE_PASSWORD,
+            },
+        )
+    )
+    runner: GbSimRunner | None = None
+    try:
+        await a.start()
+        await admit_lower_platform(a, tmp_path / "a")
+        await b.start()
+        assert a.sip is not None and b.sip is not None and b.db is not None
+        sim_id = sim_device_id(B_ID[:10], 1)
+        async with b.db.session() as session:
+            session.add(GbDevice(device_id=sim_id, admitted=True, created_us=1))
+        runner = GbSimRunner(
+            GbSimOptions(
+                platform_address=("127.0.0.1", b.sip.udp_port),
+                password=DEVICE_PASSWORD,
+                platform_id=B_ID,
+                channels=1,
+                ptz_channels=1,
+                bind_host="127.0.0.1",
+            )
+        )
+        await runner.start()
+        device = runner.devices[0]
+        (dome,) = device.channel_ids
+        async with login(b) as admin_b, login(a) as admin_a:
+
+            async def on_b() -> list[dict[str, Any]]:
+                return [c for c in await gb_cameras(admin_b) if c["gb_id"] == dome]
+
+            (cam_b,) = await until(on_b, 30, "the device's dome catalogued on B")
+            body = {
+                "platform_id": A_ID,
+                "domain": A_ID[:10],
+                "host": "127.0.0.1",
+                "port": a.sip.udp_port,
+                "transport": "udp",
+                "password": PASSWORD,
+                "keepalive_interval_s": 1,
+                "enabled": False,
+            }
+            r = await admin_b.post("/api/gb/uppers", json=body)
+            assert r.status_code == 201, r.text
+            upper = int(r.json()["id"])
+            r = await admin_b.put(f"/api/gb/uppers/{upper}/shares", json={"camera_ids": [cam_b["id"]]})
+            assert r.status_code == 200, r.text
+            assert (await admin_b.patch(f"/api/gb/uppers/{upper}", json={"enabled": True})).status_code == 200
+
+            async def on_a() -> list[dict[str, Any]]:
+                return [c for c in await gb_cameras(admin_a) if c["gb_id"] == dome]
+
+            (cam_a,) = await until(on_a, 30, "the dome catalogued on A through B")
+            r = await admin_a.post(f"/api/cameras/{cam_a['id']}/ptz", json={"action": "up-left", "speed": 100})
+            assert r.status_code == 200, r.text
+            assert r.json()["accepted"] is True and r.json()["device_id"] == B_ID
+            await eventually(lambda: any(isinstance(c.command, PtzControl) for c in device.controls), within=10)
+            relayed = [(c.target_id, c.command) for c in device.controls if isinstance(c.command, PtzControl)]
+            moved = PtzMove(pan=Pan.LEFT, tilt=Tilt.UP, pan_speed=100, tilt_speed=100)
+            assert [(t, c.cmd.instruction) for t, c in relayed] == [(dome, moved)]
+
+            async def audited() -> list[AuditRow]:
+                assert b.db is not None
+                async with b.db.session() as session:
+                    query = select(AuditRow).where(AuditRow.action == "gb_upper.control")
+                    return list((await session.scalars(query)).all())
+
+            (row,) = await until(audited, 10, "B's audit row for the relayed control")
+            assert (row.username, row.target, row.allowed) == (f"gb:{A_ID}", f"gb:{dome}", True)
+            assert "PTZCmd=A50F010A64640087" in row.detail and sim_id in row.detail
+    finally:
+        if runner is not None:
+            await runner.close()
+        await b.close()
+        await a.close()

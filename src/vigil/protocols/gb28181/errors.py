@@ -21,3 +21,7 @@ class PtzError(Gb28181Error):
 
 class SsrcError(Gb28181Error):
     """An SSRC text that breaks the Annex G ``y=`` rules, or an allocator with no free sequence left."""
+
+
+class MansrtspError(Gb28181Error):
+    """A MANSRTSP body (Annex B playback control) that is malformed or outside its limits (answer 400)."""

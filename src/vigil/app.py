@@ -39,7 +39,7 @@ from vigil.gb28181.alarms import GbAlarms
 from vigil.gb28181.cascade.config import LocalPlatform
 from vigil.gb28181.cascade.handler import CameraRuntime
 from vigil.gb28181.cascade.recorded import RecordedUnits
-from vigil.gb28181.cascade.relay import UnitSource
+from vigil.gb28181.cascade.relay import PlaybackSource
 from vigil.gb28181.cascade.service import Cascade
 from vigil.gb28181.cascade.store import DbCascadeStore
 from vigil.gb28181.catalog import CatalogSync
@@ -263,7 +263,7 @@ class _NoCameras:
     def hub(self, camera_id: int) -> StreamHub:
         return StreamHub(str(camera_id))
 
-    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> PlaybackSource:
         return _NoUnits()
 
 
@@ -272,6 +272,18 @@ class _NoUnits:
         return None
 
     def close(self) -> None:
+        pass
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    def set_scale(self, scale: float) -> None:
+        pass
+
+    def seek(self, at_us: int) -> None:
         pass
 
 
@@ -292,7 +304,7 @@ class _NodeCameras:
     def hub(self, camera_id: int) -> StreamHub:
         return self._node.hubs.get(str(camera_id))
 
-    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> PlaybackSource:
         node = self._node
         if node.db is None or node.volumes is None:
             return _NoUnits()

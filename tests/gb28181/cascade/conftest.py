@@ -13,7 +13,6 @@ from vigil.gb28181.cascade.client import BEIJING, UpperClient, UpperStatus
 from vigil.gb28181.cascade.config import LocalPlatform, UpperConfig
 from vigil.gb28181.cascade.handler import UpperHandler
 from vigil.gb28181.cascade.recorded import RecordedUnits
-from vigil.gb28181.cascade.relay import UnitSource
 from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view
 from vigil.gb28181.cascade.store import RecordedRange
 from vigil.gb28181.control import ControlAnswer, ControlError
@@ -100,6 +99,8 @@ class FakeCameras:
     streaming: set[int] = field(default_factory=lambda: {1})
     #: (database, volumes) holding recordings, for playback tests.
     archive: tuple[Database, Volumes] | None = None
+    #: The recordings handed out for playback sessions, in order.
+    played: list[RecordedUnits] = field(default_factory=list)
 
     def online(self, camera_id: int) -> bool:
         return camera_id in self.streaming
@@ -110,10 +111,12 @@ class FakeCameras:
     def hub(self, camera_id: int) -> StreamHub:
         return self.hubs.setdefault(camera_id, StreamHub(str(camera_id)))
 
-    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> RecordedUnits:
         assert self.archive is not None, "this test has no recordings"
         db, volumes = self.archive
-        return RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(db), volumes)
+        units = RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(db), volumes)
+        self.played.append(units)
+        return units
 
 
 @dataclass

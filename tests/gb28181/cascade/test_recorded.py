@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import socket
 from typing import Any
 
+import pytest
+
 from tests.gb28181.cascade.conftest import SHARED, UPPER, UPPER_ID, Rig, request_from_upper
-from tests.gb28181.cascade.test_handler import in_dialog
+from tests.gb28181.cascade.test_handler import in_dialog, invite
 from tests.helpers import eventually
 from tests.playback.conftest import CAMERA, SECOND_US, START_US, archive
 from vigil.domain.media import AccessUnit
@@ -21,6 +24,8 @@ from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
 __all__ = ["archive"]  # the recorded archive fixture of the playback tests
 
 SECOND = 1_000_000
+PAUSE = b"PAUSE RTSP/1.0\r\nCSeq: 3\r\nPauseTime: now\r\n"
+SEEK_18 = b"PLAY RTSP/1.0\r\nCSeq: 5\r\nRange: npt=18-\r\n"
 
 
 class FakeClock:
@@ -138,3 +143,177 @@ async def test_playback_without_recording_is_404(rig: Rig) -> None:
     response = await rig.handler.handle_request(playback_invite(40010, 1_700_000_000, 1_700_000_100), UPPER)
     assert response is not None and response.status == 404
     assert not rig.audit.entries[-1].allowed and "no recording" in rig.audit.entries[-1].detail
+
+
+def recording(archive: Any, clock: FakeClock, start_us: int, end_us: int) -> RecordedUnits:
+    return RecordedUnits(
+        CAMERA, start_us, end_us, SqlPlaybackIndex(archive.db), archive.volumes, monotonic=clock, sleep=clock.sleep
+    )
+
+
+async def test_scale_releases_pictures_faster_with_the_recorded_timestamps(archive: Any) -> None:
+    clock = FakeClock()
+    units = recording(archive, clock, START_US, START_US + 20 * SECOND)
+    units.set_scale(4.0)
+    got = await drain(units)
+    assert len(got) == 200
+    assert 4.5 <= clock.now <= 5.5  # 20 s of recording at 4x
+    assert 19 * 90_000 <= got[-1].dts - got[0].dts <= 20 * 90_000  # still the recording's own timeline
+
+
+async def test_speeds_outside_the_standard_are_refused(archive: Any) -> None:
+    units = recording(archive, FakeClock(), START_US, START_US + 20 * SECOND)
+    for scale in (0.1, 8.0, -1.0):
+        with pytest.raises(ValueError, match="not served"):
+            units.set_scale(scale)
+    assert units.scale == 1.0
+
+
+async def test_pause_holds_pictures_and_resume_paces_afresh(archive: Any) -> None:
+    clock = FakeClock()
+    units = recording(archive, clock, START_US, START_US + 20 * SECOND)
+    first = [await units.get() for _ in range(10)]
+    assert all(u is not None for u in first)
+    units.pause()
+    held = asyncio.create_task(units.get())
+    for _ in range(20):
+        await asyncio.sleep(0)  # let the task run as far as it can: it must stop at the pause
+    assert units.paused and not held.done()
+    clock.now += 100.0  # a long pause
+    units.resume()
+    assert await held is not None  # the next picture goes out at once...
+    before = clock.now
+    rest = [await units.get() for _ in range(10)]
+    assert all(u is not None for u in rest)
+    assert 0.9 <= clock.now - before <= 1.1  # ...and the ones after it are paced again, not burst out
+
+
+async def test_seek_continues_from_the_keyframe_at_or_before_the_position(archive: Any) -> None:
+    clock = FakeClock()
+    units = recording(archive, clock, START_US, START_US + 20 * SECOND)
+    first = await units.get()
+    assert first is not None
+    units.seek(START_US + 11 * SECOND)
+    after = await drain(units)
+    assert after[0].keyframe and abs(after[0].wallclock - (START_US + 10 * SECOND) / SECOND) < 0.05
+    assert len(after) == 100  # 10 s to 20 s at 10 fps
+    assert after[0].dts > first.dts  # one output timeline across the seek
+    with pytest.raises(ValueError, match="outside"):
+        units.seek(START_US + 20 * SECOND)
+
+
+async def test_close_ends_a_paused_playback(archive: Any) -> None:
+    units = recording(archive, FakeClock(), START_US, START_US + 20 * SECOND)
+    units.pause()
+    held = asyncio.create_task(units.get())
+    await asyncio.sleep(0)
+    units.close()
+    assert await held is None
+
+
+def info(invite_request: Any, response: Any, body: bytes) -> Any:
+    request = in_dialog("INFO", invite_request, response)
+    request.body = body
+    request.headers["Content-Type"] = "Application/MANSRTSP"
+    return request
+
+
+def udp_receiver() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
+
+
+async def test_mansrtsp_info_pauses_speeds_up_and_seeks_the_playback(rig: Rig, archive: Any) -> None:
+    rig.cameras.archive = (archive.db, archive.volumes)
+    rig.store.ranges = [RecordedRange(START_US, START_US + 20 * SECOND, 1)]
+    sock = udp_receiver()
+    start_s = START_US // SECOND
+    request = playback_invite(sock.getsockname()[1], start_s, start_s + 20)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200, response
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+    (source,) = rig.cameras.played
+
+    paused = await rig.handler.handle_request(info(request, response, PAUSE), UPPER)
+    assert paused is not None and paused.status == 200
+    assert paused.body == b"RTSP/1.0 200 OK\r\nCSeq: 3\r\n\r\n"
+    assert paused.headers["Content-Type"] == "Application/MANSRTSP"
+    assert source.paused
+    faster = await rig.handler.handle_request(
+        info(request, response, b"PLAY RTSP/1.0\r\nCSeq: 4\r\nScale: 4\r\n"), UPPER
+    )
+    assert faster is not None and faster.status == 200 and source.scale == 4.0 and not source.paused
+    seek = await rig.handler.handle_request(info(request, response, SEEK_18), UPPER)
+    assert seek is not None and seek.status == 200
+
+    receiver = PsRtpReceiver(ssrc=1100000042)
+    got: list[AccessUnit] = []
+
+    def received() -> bool:
+        while True:
+            try:
+                receiver.receive_packet(sock.recv(65536))
+            except BlockingIOError:
+                break
+        while (event := receiver.next_event()) is not None:
+            if isinstance(event, AccessUnit):
+                got.append(event)
+        return any(isinstance(m, MediaStatusNotify) for m in rig.sip.messages())
+
+    await eventually(received, within=15)
+    # The last 2 s (20 pictures from the keyframe at 18 s) and the few sent before the seek: the 18 s
+    # in between (180 pictures) were skipped.
+    assert 20 <= source.units < 40 and 20 <= len(got) <= source.units
+    assert got[-20].keyframe
+    ended = await rig.handler.handle_request(info(request, response, PAUSE), UPPER)
+    assert ended is not None and ended.status == 488
+    details = [(e.detail, e.allowed) for e in rig.audit.entries if e.action == "gb_upper.info"]
+    assert details == [
+        ("PAUSE", True),
+        ("PLAY scale 4", True),
+        ("PLAY from 18 s", True),
+        ("PAUSE: playback has ended", False),
+    ]
+    sock.close()
+
+
+async def test_mansrtsp_info_that_cannot_be_served_is_refused(rig: Rig, archive: Any) -> None:
+    rig.cameras.archive = (archive.db, archive.volumes)
+    rig.store.ranges = [RecordedRange(START_US, START_US + 20 * SECOND, 1)]
+    sock = udp_receiver()
+    start_s = START_US // SECOND
+    request = playback_invite(sock.getsockname()[1], start_s, start_s + 20)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    (source,) = rig.cameras.played
+    cases = [
+        (b"PLAY RTSP/1.0\r\nCSeq: 1\r\nScale: 8\r\n", 488),
+        (b"PLAY RTSP/1.0\r\nCSeq: 2\r\nScale: -1\r\n", 488),
+        (b"PLAY RTSP/1.0\r\nCSeq: 3\r\nRange: npt=25-\r\n", 488),
+        (b"TEARDOWN RTSP/1.0\r\nCSeq: 4\r\n", 488),
+        (b"PLAY RTSP/1.0\r\nScale: 2\r\n", 400),
+        (b"\xff\xfe", 400),
+    ]
+    for body, status in cases:
+        answer = await rig.handler.handle_request(info(request, response, body), UPPER)
+        assert answer is not None and (answer.status, body) == (status, body)
+    assert source.scale == 1.0 and not source.paused  # nothing refused was applied
+    assert [e.allowed for e in rig.audit.entries if e.action == "gb_upper.info"] == [False] * len(cases)
+    stranger = info(request, response, PAUSE)
+    stranger.headers["Call-ID"] = "not-a-session"
+    unknown = await rig.handler.handle_request(stranger, UPPER)
+    assert unknown is not None and unknown.status == 481
+    await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
+    sock.close()
+
+
+async def test_mansrtsp_info_on_a_live_session_is_refused(rig: Rig) -> None:
+    live_request = invite(SHARED, 40020)
+    response = await rig.handler.handle_request(live_request, UPPER)
+    assert response is not None and response.status == 200
+    answer = await rig.handler.handle_request(info(live_request, response, PAUSE), UPPER)
+    assert answer is not None and answer.status == 488
+    assert rig.audit.entries[-1].detail == "PAUSE: not a playback session"

@@ -13,7 +13,7 @@ refused 403: the From header alone proves nothing.
   channel (RTSP: no PTZ path), or the command is one a platform does not relay for another's
   channel (TeleBoot, Record, Guard, ResetAlarm). A channel not shared: 404 as for one that does not exist.
 * INVITE / ACK / BYE: live and playback sessions (:mod:`.sessions`), relayed from the hub or
-  from Vigil's recording (:mod:`.relay`). MANSRTSP INFO (pause/seek/speed) is not supported: 501.
+  from Vigil's recording (:mod:`.relay`); MANSRTSP INFO pauses, resumes, seeks and speeds up playback.
 * SUBSCRIBE (``Event: Catalog``) is accepted and changes are NOTIFYed (:mod:`.subscriptions`).
 
 Every request, allowed or refused, writes one audit row with the upper platform as the actor
@@ -164,6 +164,8 @@ class UpperHandler:
             return None
         if method == "BYE":
             return await self.media.bye(request, peer)
+        if method == "INFO":
+            return await self.media.info(request, peer)
         if method == "SUBSCRIBE":
             response, detail = await self.subscriptions.subscribe(request)
             await self._record(peer, "gb_upper.subscribe", "catalog", response.status < 300, detail)

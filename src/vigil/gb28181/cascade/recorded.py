@@ -7,6 +7,13 @@ its recorded time comes (relative to the first one), so the upper platform recei
 Output timestamps run on one 90 kHz timeline across segments; gaps in the recording are skipped.
 Segment files are parsed off the event loop. ``get`` returns None at the end (the handler then sends
 MediaStatus 121); a damaged or vanished segment is skipped with a log line.
+
+The upper platform steers it (MANSRTSP INFO): :meth:`~RecordedUnits.pause` holds ``get`` until
+:meth:`~RecordedUnits.resume`; :meth:`~RecordedUnits.set_scale` releases pictures ``scale`` times as
+fast (timestamps stay the recorded ones: the receiver plays them at the pace they come);
+:meth:`~RecordedUnits.seek` continues from the keyframe at or before a new position. Each of these
+re-anchors the pacing on the next picture, which goes out at once; the output timeline moves on by
+one frame across a seek, as across a hole.
 """
 
 from __future__ import annotations
@@ -22,13 +29,16 @@ from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
 from vigil.playback.source import LoadedSegment, PlaybackIndex, SegmentFiles, SegmentRef, load_segment, to_unit
 from vigil.protocols.mp4.errors import Mp4Error
 
-__all__ = ["RecordedUnits"]
+__all__ = ["MAX_SCALE", "MIN_SCALE", "RecordedUnits"]
 
 log = logging.getLogger(__name__)
 
 _US_PER_TICK = 1_000_000 / VIDEO_CLOCK_RATE
 #: Pictures further apart than this are on either side of a hole in the recording.
 _GAP_US = 1_000_000
+#: Playback speeds served: the standard's 0.25 … 4 (B.2.7); reverse play is not.
+MIN_SCALE = 0.25
+MAX_SCALE = 4.0
 
 
 class RecordedUnits:
@@ -64,14 +74,55 @@ class RecordedUnits:
         self._last_wall_us: int | None = None
         self.units = 0
         self.segments_read = 0
+        self._running = asyncio.Event()
+        self._running.set()
+        self._scale = 1.0
+        self._seek_to: int | None = None
 
     def close(self) -> None:
         """Stop: ``get`` returns None from now on."""
         self._closed = True
+        self._running.set()  # a paused get wakes up and ends
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    @property
+    def scale(self) -> float:
+        return self._scale
+
+    def pause(self) -> None:
+        """Hold the pictures back until :meth:`resume` (the one being waited for still goes out)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Carry on after :meth:`pause`, paced afresh from the next picture."""
+        if not self._running.is_set():
+            self._first_wall_us = None
+            self._running.set()
+
+    def set_scale(self, scale: float) -> None:
+        """Release pictures ``scale`` times as fast as recorded; raise ValueError outside 0.25 … 4."""
+        if not MIN_SCALE <= scale <= MAX_SCALE:
+            raise ValueError(f"scale {scale:g} not served ({MIN_SCALE:g} … {MAX_SCALE:g})")
+        self._scale = scale
+        self._first_wall_us = None
+
+    def seek(self, at_us: int) -> None:
+        """Continue from ``at_us`` (UNIX µs) within the range; raise ValueError outside it."""
+        if not self.start_us <= at_us < self.end_us:
+            raise ValueError(f"position {at_us} outside the played range {self.start_us}-{self.end_us}")
+        self._seek_to = at_us
 
     async def get(self) -> AccessUnit | None:
         """The next picture when its time comes; None at the end of the range or the recording."""
         while not self._closed:
+            if not self._running.is_set():
+                await self._running.wait()
+                continue
+            if self._seek_to is not None:
+                await self._seek()
             segment = await self._current()
             if segment is None:
                 return None
@@ -93,6 +144,15 @@ class RecordedUnits:
             self.units += 1
             return to_unit(segment.track, sample, self._out_dts)
         return None
+
+    async def _seek(self) -> None:
+        at_us, self._seek_to = self._seek_to, None
+        assert at_us is not None
+        self._started = True
+        self._first_wall_us = None
+        self._segment = await self._load(await self._index.segment_at(self.camera_id, at_us))
+        if self._segment is not None:
+            self._position = self._segment.keyframe_at_or_before(at_us)
 
     async def _current(self) -> LoadedSegment | None:
         if self._segment is None and not self._started:
@@ -134,6 +194,6 @@ class RecordedUnits:
         if self._first_wall_us is None:
             self._first_wall_us, self._released_at = wall_us, now
             return
-        due = self._released_at + (wall_us - self._first_wall_us) / 1_000_000
+        due = self._released_at + (wall_us - self._first_wall_us) / 1_000_000 / self._scale
         if due > now:
             await self._sleep(due - now)

@@ -13,7 +13,8 @@ SSRC (:class:`~vigil.protocols.ps.PsRtpPacketizer`) to the address the upper pla
   answering, put our port in the answer's m= line, and send on the first connection it opens.
 
 It ends on :meth:`MediaRelay.close` (BYE, upper offline), or when the hub ends (the camera was
-removed or disabled), stays silent for ``idle_timeout_s`` (the camera went offline), or the TCP
+removed or disabled), stays silent for ``idle_timeout_s`` (the camera went offline; None for playback,
+which may be paused), or the TCP
 connection cannot be made or is lost; those it reports through ``on_end`` once.
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "RELAY_QUEUE_UNITS",
     "STREAM_ENDED",
     "MediaRelay",
+    "PlaybackSource",
     "UnitSource",
     "live",
 ]
@@ -62,6 +64,19 @@ class UnitSource(Protocol):
     def close(self) -> None: ...
 
 
+class PlaybackSource(UnitSource, Protocol):
+    """A recording being played back, steered by the upper platform (MANSRTSP INFO); see
+    :class:`~.recorded.RecordedUnits`. ``set_scale`` and ``seek`` raise ValueError for what they cannot do."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def set_scale(self, scale: float) -> None: ...
+
+    def seek(self, at_us: int) -> None: ...
+
+
 def live(hub: StreamHub, name: str) -> Callable[[], UnitSource]:
     """A relay source factory: a new bounded reader of ``hub`` (subscribed when the relay starts)."""
     return lambda: hub.subscribe(f"cascade-{name}", RELAY_QUEUE_UNITS)
@@ -79,7 +94,7 @@ class MediaRelay:
         ssrc: int,
         on_end: Callable[[str], None],
         transport: GbTransport = GbTransport.UDP,
-        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        idle_timeout_s: float | None = IDLE_TIMEOUT_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self.name = name
@@ -173,9 +188,10 @@ class MediaRelay:
                     return
             while True:
                 try:
+                    # No idle limit for playback (None): a paused recording is silent on purpose.
                     unit = await asyncio.wait_for(reader.get(), self._idle_timeout)
                 except TimeoutError:
-                    why = f"no video for {self._idle_timeout:.0f} s"
+                    why = f"no video for {self._idle_timeout or 0:.0f} s"
                     break
                 if unit is None:
                     break

@@ -9,6 +9,11 @@
 * INVITE ``s=Playback`` (``t=`` start/stop) for a shared channel with recordings in that range: the
   same, reading Vigil's own recording in real time; at its end MediaStatus 121 goes up and the
   upper platform BYEs (or we do after :data:`ACK_TIMEOUT_S`).
+* INFO (MANSRTSP, Annex B) on a playback session: PAUSE, PLAY (resume), ``Scale`` 0.25 … 4 and
+  ``Range: npt=<s>-`` (seconds from the playback range's start) steer the recording being relayed;
+  200 OK with ``RTSP/1.0 200 OK`` in the body. A live session, TEARDOWN (BYE is the way), reverse
+  or out-of-range speeds and positions outside the range get 488; a malformed body 400; an unknown
+  dialog 481.
 * BYE ends the session and releases the hub reader; the stream ending (camera removed or disabled,
   or no picture for the relay's idle timeout, or the TCP media connection lost) sends BYE upward.
 
@@ -26,11 +31,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vigil.gb28181.cascade.client import UpperClient
-from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, STREAM_ENDED, MediaRelay, UnitSource, live
+from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, STREAM_ENDED, MediaRelay, PlaybackSource, UnitSource, live
 from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
-from vigil.protocols.gb28181.errors import SsrcError
+from vigil.protocols.gb28181.errors import MansrtspError, SsrcError
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify
+from vigil.protocols.gb28181.mansrtsp import MansrtspMethod, MansrtspRequest, mansrtsp_response, parse_mansrtsp
 from vigil.protocols.gb28181.ssrc import Ssrc, parse_ssrc
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
@@ -45,6 +51,7 @@ log = logging.getLogger(__name__)
 #: A session whose 200 OK is not ACKed within this many seconds is dropped.
 ACK_TIMEOUT_S = 10.0
 SDP_CONTENT_TYPE = "APPLICATION/SDP"
+MANSRTSP_CONTENT_TYPE = "Application/MANSRTSP"
 
 #: Writes one audit row: (peer, action, target, allowed, detail).
 Record = Callable[[SipPeer, str, str, bool, str], Awaitable[None]]
@@ -61,7 +68,7 @@ class CameraRuntime(Protocol):
 
     def hub(self, camera_id: int) -> StreamHub: ...
 
-    def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource: ...
+    def recorded(self, camera_id: int, start_us: int, end_us: int) -> PlaybackSource: ...
 
 
 @dataclass(slots=True)
@@ -72,6 +79,9 @@ class _Session:
     relay: MediaRelay
     response: SipResponse
     playback: bool = False
+    #: The recording being played back and its range (UNIX µs), for MANSRTSP INFO.
+    source: PlaybackSource | None = None
+    played: tuple[int, int] = (0, 0)
     acked: bool = False
     ack_timer: asyncio.TimerHandle | None = None
 
@@ -186,13 +196,15 @@ class MediaSessions:
         call_id, channel = request.call_id, camera.gb_id
         name = f"{self.client.config.platform_id}-{call_id[:16]}"
         camera_id = camera.camera_id
+        source: PlaybackSource | None = None
         if playback is None:
             units = live(self._cameras.hub(camera_id), name)
         else:
-            start_us, end_us = playback
+            source = self._cameras.recorded(camera_id, *playback)
+            recording = source
 
             def units() -> UnitSource:
-                return self._cameras.recorded(camera_id, start_us, end_us)
+                return recording
 
         relay = MediaRelay(
             units,
@@ -201,12 +213,14 @@ class MediaSessions:
             ssrc=ssrc.value,
             on_end=lambda why: self._stream_ended(call_id, why),
             transport=transport,
-            idle_timeout_s=self._relay_idle_timeout,
+            idle_timeout_s=self._relay_idle_timeout if playback is None else None,
         )
         local = self.client.via().host
         try:
             port = await relay.open(local)
         except (OSError, ValueError, OverflowError) as exc:
+            if source is not None:
+                source.close()
             await self._record(peer, "gb_upper.invite", channel, False, f"cannot open media socket: {exc}")
             return make_response(request, 500, "Media unavailable", to_tag=self._ids.tag())
         tag = self._ids.tag()
@@ -231,7 +245,9 @@ class MediaSessions:
             await relay.close()
             await self._record(peer, "gb_upper.invite", channel, False, f"bad INVITE: {exc.reason}")
             return make_response(request, 400, exc.reason[:80], to_tag=tag)
-        session = _Session(call_id, channel, dialog, relay, response, playback=playback is not None)
+        session = _Session(call_id, channel, dialog, relay, response, playback=playback is not None, source=source)
+        if playback is not None:
+            session.played = playback
         session.ack_timer = asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, self._ack_missing, call_id)
         self._sessions[call_id] = session
         what = "live" if playback is None else f"playback {playback[0] // 1_000_000}-{playback[1] // 1_000_000}"
@@ -264,6 +280,53 @@ class MediaSessions:
             peer, "gb_upper.bye", session.channel_id, True, f"{session.relay.units_sent} pictures relayed"
         )
         return make_response(request, 200)
+
+    async def info(self, request: SipRequest, peer: SipPeer) -> SipResponse:
+        """MANSRTSP playback control in the dialog: pause, resume, speed, seek."""
+        session = self._sessions.get(request.call_id)
+        if session is None:
+            await self._record(peer, "gb_upper.info", "-", False, "no such session")
+            return make_response(request, 481, "Call/Transaction Does Not Exist")
+        channel = session.channel_id
+        try:
+            control = parse_mansrtsp(request.body)
+        except MansrtspError as exc:
+            await self._record(peer, "gb_upper.info", channel, False, f"bad MANSRTSP: {exc}"[:200])
+            return make_response(request, 400, "Bad MANSRTSP body")
+        what = _describe(control)
+        problem = self._steer(session, control)
+        if problem is not None:
+            await self._record(peer, "gb_upper.info", channel, False, f"{what}: {problem}")
+            return make_response(request, 488, "Not Acceptable Here")
+        await self._record(peer, "gb_upper.info", channel, True, what)
+        return make_response(request, 200, body=mansrtsp_response(control.cseq), content_type=MANSRTSP_CONTENT_TYPE)
+
+    @staticmethod
+    def _steer(session: _Session, control: MansrtspRequest) -> str | None:
+        """Apply ``control`` to the session's playback; why not, when it cannot be."""
+        source = session.source
+        if source is None:
+            return "not a playback session"
+        if session.acked and not session.relay.running:
+            return "playback has ended"
+        if control.method is MansrtspMethod.TEARDOWN:
+            return "TEARDOWN not supported, end the session with BYE"
+        if control.method is MansrtspMethod.PAUSE:
+            source.pause()
+            return None
+        start_us, end_us = session.played
+        at_us = None if control.range_start is None else start_us + int(control.range_start * 1_000_000)
+        if at_us is not None and not start_us <= at_us < end_us:
+            return f"position {control.range_start:g} s outside the {(end_us - start_us) // 1_000_000} s played"
+        if control.scale is not None:
+            try:
+                source.set_scale(control.scale)
+            except ValueError as exc:
+                return str(exc)
+        if at_us is not None:
+            source.seek(at_us)
+        source.resume()
+        return None
 
     def _ack_missing(self, call_id: str) -> None:
         session = self._sessions.pop(call_id, None)
@@ -305,6 +368,8 @@ class MediaSessions:
         if session.ack_timer is not None:
             session.ack_timer.cancel()
         await session.relay.close()
+        if session.source is not None:
+            session.source.close()  # a relay that never started never read it
 
     async def stop_all(self, reason: str) -> None:
         """End every session without signalling (the upper platform is unreachable)."""
@@ -313,6 +378,16 @@ class MediaSessions:
         for session in sessions:
             log.info("cascade: %s: %s stopped: %s", self.client.config.label, session.channel_id, reason)
             await self._end(session)
+
+
+def _describe(control: MansrtspRequest) -> str:
+    """The request as the audit shows it: ``PAUSE``, ``PLAY``, ``PLAY scale 2 from 30 s``."""
+    parts = [control.method.value]
+    if control.scale is not None:
+        parts.append(f"scale {control.scale:g}")
+    if control.range_start is not None:
+        parts.append(f"from {control.range_start:g} s")
+    return " ".join(parts)
 
 
 def _channel_of(request: SipRequest) -> str | None:

@@ -9,6 +9,8 @@ declare module 'vue-router' {
     nav?: boolean
     order?: number
     admin?: boolean
+    /** Node-wide admins only (an admin scoped to a region may not). */
+    nodeAdmin?: boolean
     operator?: boolean
     public?: boolean
   }
@@ -52,6 +54,12 @@ const routes: RouteRecordRaw[] = [
         component: () => import('./features/audit/AuditPage.vue'),
         meta: { nav: true, order: 6, admin: true },
       },
+      {
+        path: '/uppers',
+        name: 'uppers',
+        component: () => import('./features/uppers/UppersPage.vue'),
+        meta: { nav: true, order: 7, admin: true, nodeAdmin: true },
+      },
     ],
   },
   { path: '/:pathMatch(.*)*', redirect: '/live' },
@@ -68,6 +76,7 @@ router.beforeEach(async (to) => {
   if (!session.user) return { path: '/login', query: to.fullPath !== '/' ? { next: to.fullPath } : {} }
   if (mustChange) return '/login'
   if (to.meta.admin && !session.isAdmin) return '/live'
+  if (to.meta.nodeAdmin && !session.isNodeAdmin) return '/live'
   if (to.meta.operator && !session.canPlayback) return '/live'
   return true
 })

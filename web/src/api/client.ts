@@ -9,7 +9,7 @@ import { ElMessage } from 'element-plus'
 import type { paths } from './schema'
 import { i18n } from '../i18n'
 
-export type Method = 'get' | 'post' | 'patch' | 'delete'
+export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete'
 
 /** Paths that define `method`. */
 export type PathsWith<M extends Method> = {
@@ -157,6 +157,7 @@ async function call<P extends PathsWith<M>, M extends Method>(
 export const api = {
   get: <P extends PathsWith<'get'>>(path: P, opts?: CallOptions<Op<P, 'get'>>) => call('get', path, opts),
   post: <P extends PathsWith<'post'>>(path: P, opts?: CallOptions<Op<P, 'post'>>) => call('post', path, opts),
+  put: <P extends PathsWith<'put'>>(path: P, opts?: CallOptions<Op<P, 'put'>>) => call('put', path, opts),
   patch: <P extends PathsWith<'patch'>>(path: P, opts?: CallOptions<Op<P, 'patch'>>) => call('patch', path, opts),
   del: <P extends PathsWith<'delete'>>(path: P, opts?: CallOptions<Op<P, 'delete'>>) => call('delete', path, opts),
 }

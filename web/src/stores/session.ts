@@ -10,6 +10,8 @@ export const useSession = defineStore('session', () => {
   const checked = ref(false)
 
   const isAdmin = computed(() => user.value?.role === 'admin')
+  /** An admin without a region scope: may manage what belongs to the whole node (upper platforms). */
+  const isNodeAdmin = computed(() => isAdmin.value && !user.value?.region_code)
   /** operator and admin may play back and export; viewers only watch live. */
   const canPlayback = computed(() => user.value?.role === 'admin' || user.value?.role === 'operator')
 
@@ -42,5 +44,5 @@ export const useSession = defineStore('session', () => {
     user.value = null
   }
 
-  return { user, checked, isAdmin, canPlayback, refresh, login, logout, forget }
+  return { user, checked, isAdmin, isNodeAdmin, canPlayback, refresh, login, logout, forget }
 })

@@ -303,6 +303,7 @@ const en: Messages = {
     enableHint: 'Share first, then enable',
     enabledNow: 'Enabled: registering',
     disabledNow: 'Disabled: unregistered',
+    since: 'Since',
     stateTitle: 'State',
     reason: 'Reason',
     state: {

@@ -301,6 +301,7 @@ const zhCN = {
     enableHint: '建议先配置共享，再启用',
     enabledNow: '已启用，正在注册',
     disabledNow: '已停用，已注销',
+    since: '起始时间',
     stateTitle: '状态',
     reason: '原因',
     state: {

@@ -280,7 +280,7 @@ class _NoUnits:
     def resume(self) -> None:
         pass
 
-    def set_scale(self, scale: float) -> None:
+    def set_scale(self, scale: float, *, limit: float = 4.0) -> None:
         pass
 
     def seek(self, at_us: int) -> None:

@@ -191,9 +191,9 @@ async def test_requests_from_another_host_are_refused(rig: Rig) -> None:
 
 
 async def test_offers_we_cannot_serve_are_refused(rig: Rig) -> None:
-    download = invite(SHARED, 40000)
-    download.body = download.body.replace(b"s=Play", b"s=Download")
-    refused = await rig.handler.handle_request(download, UPPER)
+    talk = invite(SHARED, 40000)
+    talk.body = talk.body.replace(b"s=Play", b"s=Talk")
+    refused = await rig.handler.handle_request(talk, UPPER)
     assert refused is not None and refused.status == 488
     no_ps = invite(SHARED, 40000)
     no_ps.body = no_ps.body.replace(b"RTP/AVP 96", b"RTP/AVP 98").replace(b"rtpmap:96 PS", b"rtpmap:98 H264")

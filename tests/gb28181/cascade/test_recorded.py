@@ -14,7 +14,7 @@ from tests.gb28181.cascade.test_handler import in_dialog, invite
 from tests.helpers import eventually
 from tests.playback.conftest import CAMERA, SECOND_US, START_US, archive
 from vigil.domain.media import AccessUnit
-from vigil.gb28181.cascade.recorded import RecordedUnits
+from vigil.gb28181.cascade.recorded import MAX_DOWNLOAD_SPEED, RecordedUnits
 from vigil.gb28181.cascade.store import RecordedRange
 from vigil.playback.source import SqlPlaybackIndex
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify
@@ -82,9 +82,12 @@ async def test_range_before_any_recording_is_empty(archive: Any) -> None:
     assert await drain(units) == []
 
 
-def playback_invite(port: int, start_s: int, stop_s: int) -> Any:
+def playback_invite(
+    port: int, start_s: int, stop_s: int, *, session_name: str = "Playback", download_speed: int | None = None
+) -> Any:
     offer = gb_description(
-        session_name="Playback",
+        session_name=session_name,
+        download_speed=download_speed,
         owner_id=UPPER_ID,
         address="127.0.0.1",
         port=port,
@@ -317,3 +320,61 @@ async def test_mansrtsp_info_on_a_live_session_is_refused(rig: Rig) -> None:
     answer = await rig.handler.handle_request(info(live_request, response, PAUSE), UPPER)
     assert answer is not None and answer.status == 488
     assert rig.audit.entries[-1].detail == "PAUSE: not a playback session"
+
+
+async def test_download_sends_the_range_at_its_speed_then_media_status(rig: Rig, archive: Any) -> None:
+    rig.cameras.archive = (archive.db, archive.volumes)
+    rig.store.ranges = [RecordedRange(START_US, START_US + 20 * SECOND, 1)]
+    sock = udp_receiver()
+    start_s = START_US // SECOND
+    request = playback_invite(sock.getsockname()[1], start_s, start_s + 20, session_name="Download", download_speed=4)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200, response
+    answer = SessionDescription.parse(response.body)
+    assert answer.session_name == "Download" and answer.timing == (start_s, start_s + 20)
+    assert answer.media[0].gb_download_speed == 4 and answer.uri == f"{SHARED}:0"
+    (source,) = rig.cameras.played
+    assert source.scale == 4.0
+    await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
+
+    receiver = PsRtpReceiver(ssrc=1100000042)
+    got: list[AccessUnit] = []
+
+    def received() -> bool:
+        while True:
+            try:
+                receiver.receive_packet(sock.recv(65536))
+            except BlockingIOError:
+                break
+        while (event := receiver.next_event()) is not None:
+            if isinstance(event, AccessUnit):
+                got.append(event)
+        return any(isinstance(m, MediaStatusNotify) for m in rig.sip.messages())
+
+    await eventually(received, within=20)
+    assert source.units == 200 and len(got) >= 195  # the whole 20 s at 10 fps (UDP on loopback)
+    status = next(m for m in rig.sip.messages() if isinstance(m, MediaStatusNotify))
+    assert status.notify_type == "121" and status.device_id == SHARED
+    bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
+    assert bye is not None and bye.status == 200 and rig.handler.sessions == 0
+    details = [e.detail for e in rig.audit.entries if e.action == "gb_upper.invite"]
+    assert details == [f"download {start_s}-{start_s + 20} x4 UDP to 127.0.0.1:{sock.getsockname()[1]}"]
+    sock.close()
+
+
+async def test_download_speed_is_capped_and_defaults_to_real_time(rig: Rig, archive: Any) -> None:
+    rig.cameras.archive = (archive.db, archive.volumes)
+    rig.store.ranges = [RecordedRange(START_US, START_US + 20 * SECOND, 1)]
+    start_s = START_US // SECOND
+    fast = playback_invite(40030, start_s, start_s + 20, session_name="Download", download_speed=64)
+    response = await rig.handler.handle_request(fast, UPPER)
+    assert response is not None and response.status == 200
+    assert SessionDescription.parse(response.body).media[0].gb_download_speed == MAX_DOWNLOAD_SPEED
+    plain = playback_invite(40032, start_s, start_s + 20, session_name="Download")
+    response = await rig.handler.handle_request(plain, UPPER)
+    assert response is not None and response.status == 200
+    assert [units.scale for units in rig.cameras.played] == [float(MAX_DOWNLOAD_SPEED), 1.0]
+    no_range = playback_invite(40034, start_s, start_s + 20, session_name="Download")
+    no_range.body = no_range.body.replace(f"t={start_s} {start_s + 20}".encode(), b"t=0 0")
+    refused = await rig.handler.handle_request(no_range, UPPER)
+    assert refused is not None and refused.status == 400

@@ -29,7 +29,7 @@ from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
 from vigil.playback.source import LoadedSegment, PlaybackIndex, SegmentFiles, SegmentRef, load_segment, to_unit
 from vigil.protocols.mp4.errors import Mp4Error
 
-__all__ = ["MAX_SCALE", "MIN_SCALE", "RecordedUnits"]
+__all__ = ["MAX_DOWNLOAD_SPEED", "MAX_SCALE", "MIN_SCALE", "RecordedUnits"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ _GAP_US = 1_000_000
 #: Playback speeds served: the standard's 0.25 … 4 (B.2.7); reverse play is not.
 MIN_SCALE = 0.25
 MAX_SCALE = 4.0
+#: The fastest a Download (``a=downloadspeed``) is served: reading segment files this much faster than
+#: real time stays well within a disk's and a link's means for one camera's stream.
+MAX_DOWNLOAD_SPEED = 16
 
 
 class RecordedUnits:
@@ -102,10 +105,11 @@ class RecordedUnits:
             self._first_wall_us = None
             self._running.set()
 
-    def set_scale(self, scale: float) -> None:
-        """Release pictures ``scale`` times as fast as recorded; raise ValueError outside 0.25 … 4."""
-        if not MIN_SCALE <= scale <= MAX_SCALE:
-            raise ValueError(f"scale {scale:g} not served ({MIN_SCALE:g} … {MAX_SCALE:g})")
+    def set_scale(self, scale: float, *, limit: float = MAX_SCALE) -> None:
+        """Release pictures ``scale`` times as fast as recorded; raise ValueError outside 0.25 … ``limit``
+        (4 for playback speeds; a Download asks up to :data:`MAX_DOWNLOAD_SPEED`)."""
+        if not MIN_SCALE <= scale <= limit:
+            raise ValueError(f"scale {scale:g} not served ({MIN_SCALE:g} … {limit:g})")
         self._scale = scale
         self._first_wall_us = None
 

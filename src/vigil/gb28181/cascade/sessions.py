@@ -3,12 +3,15 @@
 * INVITE ``s=Play`` for a shared channel whose camera is online: 200 OK with our SDP (``sendonly``,
   PS over RTP on UDP, or on TCP with the opposite ``a=setup`` to the offer's, the offer's ``y=``
   SSRC echoed) and a :class:`~.relay.MediaRelay` that starts on the ACK; a channel not shared gets
-  404, a camera not streaming 480, an offer we cannot serve (Download, no PS, no ``y=``, a
+  404, a camera not streaming 480, an offer we cannot serve (Talk, no PS, no ``y=``, a
   destination that is not an IP address and port) 488/400. No ACK within :data:`ACK_TIMEOUT_S`
   ends the session.
 * INVITE ``s=Playback`` (``t=`` start/stop) for a shared channel with recordings in that range: the
   same, reading Vigil's own recording in real time; at its end MediaStatus 121 goes up and the
   upper platform BYEs (or we do after :data:`ACK_TIMEOUT_S`).
+* INVITE ``s=Download``: the same as Playback, sent ``a=downloadspeed`` times as fast as recorded
+  (1 … :data:`~.recorded.MAX_DOWNLOAD_SPEED`, 1 when the offer names none), the speed echoed in the
+  answer; MediaStatus 121 when the range is sent.
 * INFO (MANSRTSP, Annex B) on a playback session: PAUSE, PLAY (resume), ``Scale`` 0.25 … 4 and
   ``Range: npt=<s>-`` (seconds from the playback range's start) steer the recording being relayed;
   200 OK with ``RTSP/1.0 200 OK`` in the body. A live session, TEARDOWN (BYE is the way), reverse
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vigil.gb28181.cascade.client import UpperClient
+from vigil.gb28181.cascade.recorded import MAX_DOWNLOAD_SPEED
 from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, STREAM_ENDED, MediaRelay, PlaybackSource, UnitSource, live
 from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
@@ -159,14 +163,18 @@ class MediaSessions:
             await self._record(peer, "gb_upper.invite", channel, False, "no valid y= SSRC in the offer")
             return make_response(request, 400, "Missing y= SSRC", to_tag=self._ids.tag())
         playback: tuple[int, int] | None = None
-        if offer.session_name == "Playback":
+        download_speed: int | None = None
+        if offer.session_name == "Download":
+            download_speed = max(1, min(media.gb_download_speed or 1, MAX_DOWNLOAD_SPEED))
+        if offer.session_name in ("Playback", "Download"):
             try:
                 start, stop = offer.timing
             except SdpError:
                 start = stop = 0
             if not 0 < start < stop:
-                await self._record(peer, "gb_upper.invite", channel, False, "playback without a t= range")
-                return make_response(request, 400, "Playback needs t=start stop", to_tag=self._ids.tag())
+                what = offer.session_name.lower()
+                await self._record(peer, "gb_upper.invite", channel, False, f"{what} without a t= range")
+                return make_response(request, 400, f"{offer.session_name} needs t=start stop", to_tag=self._ids.tag())
             playback = (start * 1_000_000, stop * 1_000_000)
             if not await self._store.recordings(camera.camera_id, *playback):
                 await self._record(peer, "gb_upper.invite", channel, False, f"playback {start}-{stop}: no recording")
@@ -181,7 +189,7 @@ class MediaSessions:
         if problem is not None:
             await self._record(peer, "gb_upper.invite", channel, False, problem)
             return make_response(request, 488, "Not Acceptable Here", to_tag=self._ids.tag())
-        return await self._open_session(request, peer, camera, ssrc, destination, transport, playback)
+        return await self._open_session(request, peer, camera, ssrc, destination, transport, playback, download_speed)
 
     async def _open_session(
         self,
@@ -192,6 +200,7 @@ class MediaSessions:
         destination: tuple[str, int],
         transport: GbTransport,
         playback: tuple[int, int] | None,
+        download_speed: int | None = None,
     ) -> SipResponse:
         call_id, channel = request.call_id, camera.gb_id
         name = f"{self.client.config.platform_id}-{call_id[:16]}"
@@ -201,6 +210,8 @@ class MediaSessions:
             units = live(self._cameras.hub(camera_id), name)
         else:
             source = self._cameras.recorded(camera_id, *playback)
+            if download_speed is not None:
+                source.set_scale(download_speed, limit=MAX_DOWNLOAD_SPEED)
             recording = source
 
             def units() -> UnitSource:
@@ -224,8 +235,9 @@ class MediaSessions:
             await self._record(peer, "gb_upper.invite", channel, False, f"cannot open media socket: {exc}")
             return make_response(request, 500, "Media unavailable", to_tag=self._ids.tag())
         tag = self._ids.tag()
+        session_name = "Play" if playback is None else "Playback" if download_speed is None else "Download"
         answer = gb_description(
-            session_name="Play" if playback is None else "Playback",
+            session_name=session_name,
             owner_id=channel,
             address=local,
             port=port,
@@ -236,6 +248,7 @@ class MediaSessions:
             uri=None if playback is None else f"{channel}:0",
             start=0 if playback is None else playback[0] // 1_000_000,
             stop=0 if playback is None else playback[1] // 1_000_000,
+            download_speed=download_speed,
         )
         response = make_response(request, 200, to_tag=tag, body=answer.serialize(), content_type=SDP_CONTENT_TYPE)
         response.headers["Contact"] = f"<sip:{channel}@{local}:{self.client.via().port}>"
@@ -250,7 +263,13 @@ class MediaSessions:
             session.played = playback
         session.ack_timer = asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, self._ack_missing, call_id)
         self._sessions[call_id] = session
-        what = "live" if playback is None else f"playback {playback[0] // 1_000_000}-{playback[1] // 1_000_000}"
+        what = (
+            "live"
+            if playback is None
+            else f"{session_name.lower()} {playback[0] // 1_000_000}-{playback[1] // 1_000_000}"
+        )
+        if download_speed is not None:
+            what += f" x{download_speed}"
         log.info("cascade: %s: %s %s → %s:%d ssrc %s", self.client.config.label, what, channel, *destination, ssrc.text)
         where = f"{what} {transport.value} to {destination[0]}:{destination[1]}"
         if transport is GbTransport.TCP_PASSIVE:
@@ -425,8 +444,8 @@ def _bad_destination(destination: tuple[str, int], transport: GbTransport) -> st
 
 
 def _unsupported(offer: SessionDescription) -> str | None:
-    if offer.session_name not in ("Play", "Playback"):
-        return f"s={offer.session_name} not supported (Play and Playback only)"
+    if offer.session_name not in ("Play", "Playback", "Download"):
+        return f"s={offer.session_name} not supported (Play, Playback and Download only)"
     media = offer.media[0]
     if media.proto.upper() not in ("RTP/AVP", "TCP/RTP/AVP"):
         return f"{media.proto} not supported (RTP/AVP over UDP or TCP only)"

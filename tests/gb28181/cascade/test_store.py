@@ -43,6 +43,7 @@ async def test_store(db: Database, tmp_path: Path) -> None:
         session.add(Region(code="3202", name="Other city", parent_code="32"))
         await session.flush()
         cams = [camera(1, "3201"), camera(2, "3201"), camera(3, "3202")]
+        cams[1].source_kind = "gb28181"  # a device's channel: control can be relayed to it
         session.add_all([*cams, camera(4, "32"), camera(5, "3202")])  # 4 and 5 are not shared
         upper = GbUpper(
             platform_id="11000000002000000001",
@@ -70,6 +71,7 @@ async def test_store(db: Database, tmp_path: Path) -> None:
     view = await store.shared(config.id)
     assert [c.gb_id for c in view.cameras] == [c.gb_id for c in cams]
     assert [r.code for r in view.regions] == ["32", "3201", "3202"]
+    assert [c.gb_channel for c in view.cameras] == [False, True, False]
     assert (await store.shared(config.id + 1)).cameras == ()
 
     ranges = await store.recordings(cams[0].id, 0, 200_000_000)

@@ -20,6 +20,9 @@ ENABLED = "enabled"
 DISK_FULL = "disk_full"
 RECORDING_STOPPED = "recording_stopped"
 RECORDING_RESUMED = "recording_resumed"
+#: The recording plan (or a live-only mode) stops recording / the plan starts it again.
+NOT_SCHEDULED = "not_scheduled"
+SCHEDULED = "scheduled"
 
 
 async def add_camera_event(

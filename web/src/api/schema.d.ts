@@ -771,7 +771,7 @@ export interface components {
          * @description Connection state of a camera's ingest, as shown to operators.
          * @enum {string}
          */
-        CameraState: "disabled" | "connecting" | "online" | "reconnecting" | "offline";
+        CameraState: "disabled" | "idle" | "connecting" | "online" | "reconnecting" | "offline";
         /**
          * CameraStatus
          * @description Live state of a camera's ingest, from the runtime (``None`` = not known yet).

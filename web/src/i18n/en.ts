@@ -13,7 +13,7 @@ const en: Messages = {
   },
   header: { language: 'Language', logout: 'Log out', loggedOut: 'Logged out' },
   role: { admin: 'Administrator', operator: 'Operator', viewer: 'Viewer' },
-  state: { online: 'Online', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', disabled: 'Disabled' },
+  state: { online: 'Online', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', disabled: 'Disabled', idle: 'Idle (on demand)' },
   cause: {
     camera_offline: 'Camera offline',
     vigil_stopped: 'Platform stopped',
@@ -21,6 +21,7 @@ const en: Messages = {
     disabled: 'Disabled',
     stream_error: 'Stream error',
     retention: 'Deleted by retention',
+    not_scheduled: 'Not scheduled',
     unknown: 'Unknown',
   },
   category: { '1': 'Class 1', '2': 'Class 2', '3': 'Class 3' },

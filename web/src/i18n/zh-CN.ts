@@ -11,7 +11,7 @@ const zhCN = {
   },
   header: { language: '语言', logout: '退出登录', loggedOut: '已退出登录' },
   role: { admin: '管理员', operator: '操作员', viewer: '查看员' },
-  state: { online: '在线', connecting: '连接中', reconnecting: '重连中', offline: '离线', disabled: '已停用' },
+  state: { online: '在线', connecting: '连接中', reconnecting: '重连中', offline: '离线', disabled: '已停用', idle: '待机（按需拉流）' },
   cause: {
     camera_offline: '设备离线',
     vigil_stopped: '平台停止',
@@ -19,6 +19,7 @@ const zhCN = {
     disabled: '已停用',
     stream_error: '码流异常',
     retention: '超期删除',
+    not_scheduled: '非计划时段',
     unknown: '未知',
   },
   category: { '1': '一类', '2': '二类', '3': '三类' },

@@ -108,7 +108,8 @@ async def test_plan_starts_and_stops_recording_at_its_edges() -> None:
     clock.now = FakeClock("2026-11-16 18:00:00").now
     assert [(c.camera_id, c.want) for c in await reconciler.reconcile()] == [(1, IDLE)]
     assert await reconciler.reconcile() == []  # nothing left to correct
-    assert target.applied == [(2, RECORDING), (1, RECORDING), (1, IDLE)]
+    # Camera 1 was applied idle on first sight (the pipelines announce it is not scheduled) without a correction.
+    assert target.applied == [(1, IDLE), (2, RECORDING), (1, RECORDING), (1, IDLE)]
 
 
 async def test_viewer_starts_an_idle_camera_and_grace_stops_it() -> None:
@@ -132,7 +133,7 @@ async def test_viewer_starts_an_idle_camera_and_grace_stops_it() -> None:
     clock.advance(1)
     assert sleep.release_all() == [pytest.approx(GRACE, abs=1)]
     await eventually(lambda: target.actual(1) == IDLE)
-    assert target.applied == [(1, STREAM_ONLY), (1, IDLE)]
+    assert target.applied == [(1, IDLE), (1, STREAM_ONLY), (1, IDLE)]
     await reconciler.close()
 
 

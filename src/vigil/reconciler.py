@@ -124,6 +124,7 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.corrections = 0
 
     async def start(self) -> None:
@@ -131,6 +132,7 @@ class Reconciler:
         self._task = asyncio.create_task(self._loop(), name="reconciler")
 
     async def close(self) -> None:
+        self._closed = True
         tasks = [*self._timers, *([self._task] if self._task is not None else [])]
         for task in tasks:
             task.cancel()
@@ -160,6 +162,9 @@ class Reconciler:
                 self._check_later(camera_id, self._grace.total_seconds() + _GRACE_MARGIN_SECONDS)
 
     def _check_later(self, camera_id: int, delay: float) -> None:
+        if self._closed:
+            return  # shutting down: the pipelines close every stream anyway
+
         async def check() -> None:
             await self._sleep(delay)
             await self.reconcile([camera_id])
@@ -176,6 +181,8 @@ class Reconciler:
     async def reconcile(self, camera_ids: Iterable[int] | None = None) -> list[Correction]:
         """Bring the given cameras (all when None) in line with what they want now; returns what changed."""
         async with self._lock:
+            if self._closed:
+                return []
             now = self._clock()
             policies = self._target.policies()
             ids = sorted(set(policies) | set(self._applied)) if camera_ids is None else list(camera_ids)
@@ -201,18 +208,29 @@ class Reconciler:
                 applied = self._applied.get(camera_id)
                 self._applied[camera_id] = want
                 if had == want:
+                    if applied is None:
+                        # First sight (start-up, a new or re-enabled camera): the pipelines settle even when
+                        # nothing changes, e.g. announce that an idle camera is not scheduled to record.
+                        await self._apply_quietly(camera_id, want)
                     continue
                 lost = applied is not None and had != applied
                 correction = Correction(camera_id, had, want, applied if lost else None)
-                try:
-                    await self._target.apply(camera_id, want)
-                except Exception:
-                    log.exception("camera %s: could not apply %s", camera_id, _describe(want))
+                if not await self._apply_quietly(camera_id, want):
                     continue
                 self.corrections += 1
                 out.append(correction)
                 _log_correction(correction)
             return out
+
+    async def _apply_quietly(self, camera_id: int, want: Want) -> bool:
+        """Apply, logging (not raising) a failure: the next pass tries again. True if it worked."""
+        try:
+            await self._target.apply(camera_id, want)
+        except Exception:
+            log.exception("camera %s: could not apply %s", camera_id, _describe(want))
+            self._applied.pop(camera_id, None)
+            return False
+        return True
 
     async def _loop(self) -> None:
         while True:

@@ -219,7 +219,8 @@ class Reconciler:
                     continue
                 self.corrections += 1
                 out.append(correction)
-                _log_correction(correction)
+                # First sight is start-up (one line per camera would flood the log; the pipelines log a summary).
+                _log_correction(correction, level=logging.DEBUG if applied is None else logging.INFO)
             return out
 
     async def _apply_quietly(self, camera_id: int, want: Want) -> bool:
@@ -250,7 +251,7 @@ def _describe(want: Want) -> str:
     return "recorder without stream" if want.record else "idle"
 
 
-def _log_correction(c: Correction) -> None:
+def _log_correction(c: Correction, *, level: int) -> None:
     if c.expected is not None:
         log.warning(
             "camera %s: %s was lost (found %s); restored: %s",
@@ -261,7 +262,7 @@ def _log_correction(c: Correction) -> None:
         )
 
     else:
-        log.info("camera %s: %s -> %s", c.camera_id, _describe(c.had), _describe(c.want))
+        log.log(level, "camera %s: %s -> %s", c.camera_id, _describe(c.had), _describe(c.want))
 
 
 def _utc_now() -> datetime:

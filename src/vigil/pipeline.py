@@ -29,7 +29,7 @@ from sqlalchemy import select
 from vigil.domain.camera import CameraState
 from vigil.domain.errors import Invalid
 from vigil.domain.recording_plan import RecordingMode, RecordingPlan, parse_plan
-from vigil.events.camera_events import DISABLED, NOT_SCHEDULED, SCHEDULED, DbEventSink
+from vigil.events.camera_events import DISABLED, ENABLED, NOT_SCHEDULED, SCHEDULED, DbEventSink
 from vigil.health.stream import StreamHealth
 from vigil.ingest.supervisor import CameraSupervisor, SourceFactory, SourceSpec
 from vigil.reconciler import IDLE, CameraPolicy, Reconciler, Want
@@ -195,12 +195,13 @@ class CameraPipelines:
                 return
             self._no_ingest.pop(camera_id, None)
             if row is None or not row.enabled:
-                self._runnable.pop(camera_id, None)
+                was_runnable = self._runnable.pop(camera_id, None) is not None
                 self._idle_since.pop(camera_id, None)
                 if current is not None:
                     await self._stop(camera_id)
-                    if row is not None:
-                        await self._events.camera_event(camera_id, DISABLED, "info", "disabled by user", now_us())
+                if row is not None and (current is not None or was_runnable):
+                    # Also for an idle on-demand camera: the integrity view must say "disabled", not "not scheduled".
+                    await self._events.camera_event(camera_id, DISABLED, "info", "disabled by user", now_us())
                 if row is None:
                     self._hubs.remove(str(camera_id))
                     self._disabled_since.pop(camera_id, None)
@@ -208,7 +209,9 @@ class CameraPipelines:
                 else:
                     self._disabled_since.setdefault(camera_id, row.updated_us)
                 return
-            self._disabled_since.pop(camera_id, None)
+            if self._disabled_since.pop(camera_id, None) is not None and row.enabled:
+                # Ends the "disabled" gap cause even for a camera that stays idle (no "online" to end it).
+                await self._events.camera_event(camera_id, ENABLED, "info", "enabled by user", now_us())
             spec = SourceSpec(
                 camera_id=row.id,
                 url=row.rtsp_url,
@@ -285,7 +288,7 @@ class CameraPipelines:
             del self._pipelines[camera_id]
         if want.record != self._scheduled.get(camera_id, True):
             self._scheduled[camera_id] = want.record
-            kind, reason = (SCHEDULED, "recording plan starts") if want.record else (NOT_SCHEDULED, _why_not(runnable))
+            kind, reason = (SCHEDULED, _why(runnable)) if want.record else (NOT_SCHEDULED, _why_not(runnable))
             await self._events.camera_event(camera_id, kind, "info", reason, now_us())
 
     async def _stop(self, camera_id: int) -> None:
@@ -341,6 +344,12 @@ class CameraPipelines:
             for pipeline in list(self._pipelines.values()):
                 if pipeline.supervisor is not None:
                     pipeline.supervisor.meter.sample(now)
+
+
+def _why(runnable: _Runnable) -> str:
+    if runnable.policy.mode is RecordingMode.PLAN:
+        return f"inside the recording plan ({runnable.policy.plan})"
+    return "recording always"
 
 
 def _why_not(runnable: _Runnable) -> str:

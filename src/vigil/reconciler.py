@@ -192,6 +192,7 @@ class Reconciler:
                 if policy is None:
                     # Disabled, deleted or without ingest: the pipelines stopped it themselves.
                     self._applied.pop(camera_id, None)
+                    self._released_at.pop(camera_id, None)
                     continue
                 released = self._released_at.get(camera_id)
                 want = wanted(

@@ -13,7 +13,7 @@ const en: Messages = {
   },
   header: { language: 'Language', logout: 'Log out', loggedOut: 'Logged out' },
   role: { admin: 'Administrator', operator: 'Operator', viewer: 'Viewer' },
-  state: { online: 'Online', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', disabled: 'Disabled', idle: 'Idle (on demand)' },
+  state: { online: 'Online', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', disabled: 'Disabled', idle: 'Idle' },
   cause: {
     camera_offline: 'Camera offline',
     vigil_stopped: 'Platform stopped',
@@ -33,7 +33,7 @@ const en: Messages = {
     plan: 'Records inside the plan (node time zone); outside it the stream opens only while someone watches.',
     never: 'Never recorded; the stream opens while someone watches and closes shortly after (GB/T 28181: BYE).',
   },
-  weekday: { '1': 'Mon', '2': 'Tue', '3': 'Wed', '4': 'Thu', '5': 'Fri', '6': 'Sat', '7': 'Sun' },
+  weekday: { '1': 'Mon', '2': 'Tue', '3': 'Wed', '4': 'Thu', '5': 'Fri', '6': 'Sat', '7': 'Sun', sep: ',' },
   common: {
     search: 'Search',
     refresh: 'Refresh',

@@ -11,7 +11,7 @@ const zhCN = {
   },
   header: { language: '语言', logout: '退出登录', loggedOut: '已退出登录' },
   role: { admin: '管理员', operator: '操作员', viewer: '查看员' },
-  state: { online: '在线', connecting: '连接中', reconnecting: '重连中', offline: '离线', disabled: '已停用', idle: '待机（按需拉流）' },
+  state: { online: '在线', connecting: '连接中', reconnecting: '重连中', offline: '离线', disabled: '已停用', idle: '待机' },
   cause: {
     camera_offline: '设备离线',
     vigil_stopped: '平台停止',
@@ -31,7 +31,7 @@ const zhCN = {
     plan: '计划时段内录像（按本节点时区）；其余时间仅在有人观看时拉流。',
     never: '不录像；有人观看时拉流，无人观看片刻后断开（GB/T 28181 发送 BYE）。',
   },
-  weekday: { '1': '一', '2': '二', '3': '三', '4': '四', '5': '五', '6': '六', '7': '日' },
+  weekday: { '1': '一', '2': '二', '3': '三', '4': '四', '5': '五', '6': '六', '7': '日', sep: '、' },
   common: {
     search: '搜索',
     refresh: '刷新',

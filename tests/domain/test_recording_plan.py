@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from vigil.domain.recording_plan import PlanError, format_plan, make_plan, parse_plan, parse_time
 
@@ -119,3 +121,32 @@ def test_text_form_round_trips() -> None:
     assert parse_plan("  ") == make_plan([])
     assert format_plan(NIGHTS) == "Fri 22:00-24:00; Sat 00:00-06:00"
     assert parse_time("24:00") == 1440
+
+
+@given(st.text(alphabet="MonTuesWdhFrSatu0123456789:-;, \t", max_size=60) | st.text(max_size=60))
+@example("Mon-Sun 00:00-24:00; ")
+@example("Mon-, 08:00-09:00")
+@example("- 08:00-09:00")
+@example(";;; Mon 9:00-10:00")
+@example("²-3 08:00-09:00")
+@example("Mon ٠٨:٠٠-09:00")
+def test_any_text_parses_or_raises_plan_error(text: str) -> None:
+    try:
+        plan = parse_plan(text)
+    except PlanError:
+        return
+    assert parse_plan(format_plan(plan)) == plan
+
+
+@given(
+    st.lists(
+        st.tuples(st.sets(st.integers(1, 7), min_size=1), st.integers(0, 1439), st.integers(1, 1440)),
+        max_size=6,
+    )
+)
+def test_valid_plans_round_trip_through_text(entries: list[tuple[set[int], int, int]]) -> None:
+    try:
+        plan = make_plan(entries)
+    except PlanError:
+        return
+    assert parse_plan(format_plan(plan)) == plan

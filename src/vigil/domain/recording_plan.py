@@ -25,8 +25,9 @@ from vigil.domain.errors import Invalid
 MINUTES_PER_DAY = 24 * 60
 #: Entries one plan may hold (7 days × a few shifts; more is a typo or an attack on the validator).
 MAX_ENTRIES = 64
+_DIGITS = frozenset("1234567")
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+_TIME = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
 
 
 class RecordingMode(StrEnum):
@@ -138,7 +139,7 @@ def _parse_days(text: str, where: str) -> set[int]:
     names = {name.lower(): i + 1 for i, name in enumerate(WEEKDAY_NAMES)}
     for part in text.split(","):
         bounds = [b.strip().lower() for b in part.split("-")]
-        if len(bounds) > 2 or any(b not in names and not (b.isdigit() and 1 <= int(b) <= 7) for b in bounds):
+        if len(bounds) > 2 or any(b not in names and b not in _DIGITS for b in bounds):
             raise PlanError(f"{where}: weekdays are Mon..Sun or 1..7, e.g. Mon-Fri or Sat,Sun; got {part.strip()!r}")
         first, last = (names.get(b) or int(b) for b in (bounds[0], bounds[-1]))
         if last < first:

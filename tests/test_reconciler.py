@@ -211,3 +211,24 @@ async def test_loop_ticks_on_minute_boundaries() -> None:
     sleep.release_all()
     await eventually(lambda: target.actual(1) == RECORDING)
     await reconciler.close()
+
+
+async def test_cameras_are_applied_side_by_side() -> None:
+    # Stopping many GB channels at a plan's end must not send their BYEs one after another.
+    clock = FakeClock("2026-11-16 09:00:00")
+    reconciler, target = make({1: CameraPolicy(), 2: CameraPolicy(), 3: CameraPolicy()}, clock)
+    in_flight: set[int] = set()
+    all_started = asyncio.Event()
+    apply = target.apply
+
+    async def slow(camera_id: int, want: Want) -> None:
+        in_flight.add(camera_id)
+        if len(in_flight) == 3:
+            all_started.set()
+        await all_started.wait()  # returns only once every camera's apply has begun
+        await apply(camera_id, want)
+
+    target.apply = slow  # type: ignore[method-assign]
+    changes = await asyncio.wait_for(reconciler.reconcile(), 5)
+    assert [c.camera_id for c in changes] == [1, 2, 3]
+    assert all(target.actual(c) == RECORDING for c in (1, 2, 3))

@@ -141,7 +141,9 @@ class CameraPipelines:
         self._scheduled: dict[int, bool] = {}
         #: Cameras whose source kind has no ingest (camera id → source kind).
         self._no_ingest: dict[int, str] = {}
-        self._lock = asyncio.Lock()
+        #: One lock per camera: a row change and the reconciler never act on the same camera at once,
+        #: while different cameras start and stop side by side.
+        self._locks: dict[int, asyncio.Lock] = {}
         self._meter_task: asyncio.Task[None] | None = None
         self.reconciler = Reconciler(
             self,
@@ -166,8 +168,7 @@ class CameraPipelines:
             self._meter_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._meter_task
-        async with self._lock:
-            await asyncio.gather(*(self._stop(cid) for cid in list(self._pipelines)))
+        await asyncio.gather(*(self._stop_locked(cid) for cid in list(self._pipelines)))
 
     async def camera_changed(self, camera_id: int) -> None:
         """Bring the camera's pipeline in line with its row (start, restart on change, stop, or remove)."""
@@ -179,9 +180,19 @@ class CameraPipelines:
         """Hold the camera's stream while inside (a live viewer): an idle camera starts at once."""
         return self.reconciler.watching(camera_id)
 
+    def _lock(self, camera_id: int) -> asyncio.Lock:
+        lock = self._locks.get(camera_id)
+        if lock is None:
+            lock = self._locks[camera_id] = asyncio.Lock()
+        return lock
+
+    async def _stop_locked(self, camera_id: int) -> None:
+        async with self._lock(camera_id):
+            await self._stop(camera_id)
+
     async def _load(self, camera_id: int) -> None:
         """Read the row: forget, stop or restart the pipeline as it says (starting is the reconciler's)."""
-        async with self._lock:
+        async with self._lock(camera_id):
             async with self._db.session() as session:
                 row = await session.get(Camera, camera_id)
             current = self._pipelines.get(camera_id)
@@ -237,7 +248,7 @@ class CameraPipelines:
         return self._actual(camera_id)
 
     async def apply(self, camera_id: int, want: Want) -> None:
-        async with self._lock:
+        async with self._lock(camera_id):
             await self._apply(camera_id, want)
 
     def _actual(self, camera_id: int) -> Want:

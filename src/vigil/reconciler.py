@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: After a grace period ends, check a little later so the elapsed time is surely past it.
 _GRACE_MARGIN_SECONDS = 0.25
+#: Cameras started or stopped at once in one pass (each may wait on its device: a GB/T 28181 INVITE or BYE).
+MAX_PARALLEL_APPLIES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ class Reconciler:
         #: What was last applied per camera; a difference from ``actual`` that we did not make is a loss.
         self._applied: dict[int, Want] = {}
         self._lock = asyncio.Lock()
+        self._parallel = asyncio.Semaphore(MAX_PARALLEL_APPLIES)
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -186,7 +189,8 @@ class Reconciler:
             now = self._clock()
             policies = self._target.policies()
             ids = sorted(set(policies) | set(self._applied)) if camera_ids is None else list(camera_ids)
-            out: list[Correction] = []
+            # (camera, want, the correction to report or None for a quiet first-sight apply)
+            todo: list[tuple[int, Want, Correction | None, bool]] = []
             for camera_id in ids:
                 policy = policies.get(camera_id)
                 if policy is None:
@@ -212,22 +216,29 @@ class Reconciler:
                     if applied is None:
                         # First sight (start-up, a new or re-enabled camera): the pipelines settle even when
                         # nothing changes, e.g. announce that an idle camera is not scheduled to record.
-                        await self._apply_quietly(camera_id, want)
+                        todo.append((camera_id, want, None, True))
                     continue
                 lost = applied is not None and had != applied
-                correction = Correction(camera_id, had, want, applied if lost else None)
-                if not await self._apply_quietly(camera_id, want):
+                todo.append(
+                    (camera_id, want, Correction(camera_id, had, want, applied if lost else None), applied is None)
+                )
+            # Cameras are independent: a plan ending for hundreds of GB channels sends their BYEs side by side.
+            done = await asyncio.gather(*(self._apply_quietly(camera_id, want) for camera_id, want, _, _ in todo))
+            out: list[Correction] = []
+            for (_, _, correction, first), ok in zip(todo, done, strict=True):
+                if not ok or correction is None:
                     continue
                 self.corrections += 1
                 out.append(correction)
                 # First sight is start-up (one line per camera would flood the log; the pipelines log a summary).
-                _log_correction(correction, level=logging.DEBUG if applied is None else logging.INFO)
+                _log_correction(correction, level=logging.DEBUG if first else logging.INFO)
             return out
 
     async def _apply_quietly(self, camera_id: int, want: Want) -> bool:
         """Apply, logging (not raising) a failure: the next pass tries again. True if it worked."""
         try:
-            await self._target.apply(camera_id, want)
+            async with self._parallel:
+                await self._target.apply(camera_id, want)
         except Exception:
             log.exception("camera %s: could not apply %s", camera_id, _describe(want))
             self._applied.pop(camera_id, None)

@@ -263,6 +263,11 @@ class CameraPipelines:
         runnable = self._runnable.get(camera_id)
         if runnable is None:
             return
+        if want.record != self._scheduled.get(camera_id, True):
+            # Announced before the recorder stops, so the last segment's end already lies in "not scheduled".
+            self._scheduled[camera_id] = want.record
+            kind, reason = (SCHEDULED, _why(runnable)) if want.record else (NOT_SCHEDULED, _why_not(runnable))
+            await self._events.camera_event(camera_id, kind, "info", reason, now_us())
         pipeline = self._pipelines.get(camera_id)
         if pipeline is None:
             pipeline = self._pipelines[camera_id] = _Pipeline(runnable.spec)
@@ -297,10 +302,6 @@ class CameraPipelines:
         pipeline.record = want.record
         if pipeline.supervisor is None and pipeline.recorder is None:
             del self._pipelines[camera_id]
-        if want.record != self._scheduled.get(camera_id, True):
-            self._scheduled[camera_id] = want.record
-            kind, reason = (SCHEDULED, _why(runnable)) if want.record else (NOT_SCHEDULED, _why_not(runnable))
-            await self._events.camera_event(camera_id, kind, "info", reason, now_us())
 
     async def _stop(self, camera_id: int) -> None:
         pipeline = self._pipelines.pop(camera_id, None)

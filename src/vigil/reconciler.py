@@ -189,7 +189,7 @@ class Reconciler:
             now = self._clock()
             policies = self._target.policies()
             ids = sorted(set(policies) | set(self._applied)) if camera_ids is None else list(camera_ids)
-            # (camera, want, the correction to report or None for a quiet first-sight apply)
+            # (camera, want, the correction to report (None: a quiet first-sight apply), first sight?)
             todo: list[tuple[int, Want, Correction | None, bool]] = []
             for camera_id in ids:
                 policy = policies.get(camera_id)

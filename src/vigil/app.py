@@ -412,6 +412,7 @@ class Vigil:
             settings.ingest,
             access.secrets.decrypt,
             source_kinds=kinds,
+            zone=settings.zone,
         )
         await pipelines.start()
         self._closers.append(pipelines.close)
@@ -454,7 +455,7 @@ class Vigil:
             volumes_info=_VolumesInfo(volumes),
             access=access,
             extra_routers=[
-                build_live_router(self.hubs, gate, registry=self.live),
+                build_live_router(self.hubs, gate, registry=self.live, demand=pipelines),
                 build_recordings_router(
                     db,
                     volumes,

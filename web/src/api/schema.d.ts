@@ -885,6 +885,10 @@ export interface components {
             password?: string | null;
             /** @default 0 */
             ptz_type?: components["schemas"]["PtzType"];
+            /** @default always */
+            recording_mode?: components["schemas"]["RecordingMode"];
+            /** Recording Plan */
+            recording_plan?: components["schemas"]["PlanRange"][];
             /** Region Code */
             region_code: string;
             /** Retention Days */
@@ -929,6 +933,10 @@ export interface components {
             name: string;
             /** @default 0 */
             ptz_type?: components["schemas"]["PtzType"];
+            /** @default always */
+            recording_mode?: components["schemas"]["RecordingMode"];
+            /** Recording Plan */
+            recording_plan?: components["schemas"]["PlanRange"][];
             /** Region Code */
             region_code: string;
             /** Retention Days */
@@ -971,6 +979,9 @@ export interface components {
             /** Password */
             password?: string | null;
             ptz_type?: components["schemas"]["PtzType"] | null;
+            recording_mode?: components["schemas"]["RecordingMode"] | null;
+            /** Recording Plan */
+            recording_plan?: components["schemas"]["PlanRange"][] | null;
             /** Region Code */
             region_code?: string | null;
             /** Retention Days */
@@ -985,7 +996,7 @@ export interface components {
          * @description Connection state of a camera's ingest, as shown to operators.
          * @enum {string}
          */
-        CameraState: "disabled" | "connecting" | "online" | "reconnecting" | "offline";
+        CameraState: "disabled" | "idle" | "connecting" | "online" | "reconnecting" | "offline";
         /**
          * CameraStatus
          * @description Live state of a camera's ingest, from the runtime (``None`` = not known yet).
@@ -1551,6 +1562,36 @@ export interface components {
             old_password: string;
         };
         /**
+         * PlanRange
+         * @description One recording-plan entry: record on ``weekdays`` (1 = Monday … 7 = Sunday) from ``start`` to ``end``.
+         *
+         *     Times are ``HH:MM`` in the node's time zone (setting ``timezone``); ``end`` may be ``24:00``. A range
+         *     never crosses midnight: write a night shift as two entries.
+         */
+        PlanRange: {
+            /**
+             * End
+             * @example 18:00
+             */
+            end: string;
+            /**
+             * Start
+             * @example 08:00
+             */
+            start: string;
+            /**
+             * Weekdays
+             * @example [
+             *       1,
+             *       2,
+             *       3,
+             *       4,
+             *       5
+             *     ]
+             */
+            weekdays: number[];
+        };
+        /**
          * PtzAction
          * @description What the console's PTZ pad asks for (press = move, release = ``stop``).
          * @enum {string}
@@ -1626,6 +1667,12 @@ export interface components {
             /** Start Us */
             start_us: number;
         };
+        /**
+         * RecordingMode
+         * @description ``always`` records around the clock; ``plan`` records inside its plan; ``never`` is live view only.
+         * @enum {string}
+         */
+        RecordingMode: "always" | "plan" | "never";
         /** RecordingsOut */
         RecordingsOut: {
             /** Gaps */

@@ -88,6 +88,8 @@ class GbRuntime:
     #: The SIP server's handler: routes in-dialog requests and upper platforms' requests away from the registrar.
     dispatcher: SipDispatcher
     catalog: CatalogSync
+    #: Live/history SSRCs of this node's media sessions (unique within the SIP domain; a leak shows here).
+    ssrcs: SsrcAllocator
 
 
 def build_source_factory(
@@ -96,8 +98,6 @@ def build_source_factory(
     """Sources by camera kind: RTSP always; GB/T 28181 (INVITE over ``gb``'s SIP server) when it is given."""
     ingest = settings.ingest
     owners = RegisteredOwners(gb.registrar, gb.catalog) if gb is not None else None
-    # One allocator per node: live SSRCs are unique within the SIP domain.
-    ssrcs = SsrcAllocator(settings.gb28181.domain or settings.gb28181.platform_id[:10])
 
     def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
         if spec.kind == GB28181_SOURCE_KIND:
@@ -110,7 +110,8 @@ def build_source_factory(
                 settings=settings.gb28181,
                 sip=gb.sip,
                 owners=owners,
-                ssrcs=ssrcs,
+                ssrcs=gb.ssrcs,
+                dialogs=gb.dispatcher,
                 connect_timeout=ingest.connect_timeout_seconds,
                 read_timeout=ingest.read_timeout_seconds,
             )
@@ -179,7 +180,9 @@ def build_gb28181(
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
     registrar.set_listener(catalog)
-    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog)
+    # One allocator per node: live SSRCs are unique within the SIP domain.
+    ssrcs = SsrcAllocator(gb.domain or gb.platform_id[:10])
+    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog, ssrcs=ssrcs)
 
 
 class _ApiStatus:
@@ -282,8 +285,19 @@ class Vigil:
             self._closers.append(self.sim.close)
             await seed_demo(db, self.sim.urls(), access.secrets)
 
-        # Built (not started) before the pipelines: GB/T 28181 cameras' sources INVITE over its SIP server.
+        # Started before the pipelines (and so closed after them): GB/T 28181 cameras' sources INVITE over
+        # its SIP server, and their BYEs on shutdown must still reach the devices.
         gb = build_gb28181(settings, db, access, self._camera_changed)
+        if gb is not None:
+            await gb.catalog.start()
+            self._closers.append(gb.catalog.close)
+            await gb.registrar.start()
+            self._closers.append(gb.registrar.close)
+            await gb.sip.start()
+            self._closers.append(gb.sip.close)
+            self.gb = gb
+            self.sip, self.gb_catalog = gb.sip, gb.catalog
+
         kinds = frozenset({RTSP_SOURCE_KIND, GB28181_SOURCE_KIND} if gb is not None else {RTSP_SOURCE_KIND})
         pipelines = self.pipelines = CameraPipelines(
             db,
@@ -301,16 +315,6 @@ class Vigil:
         retention = RetentionRunner(db, volumes, settings.storage)
         await retention.start()
         self._closers.append(retention.close)
-
-        if gb is not None:
-            await gb.catalog.start()
-            self._closers.append(gb.catalog.close)
-            await gb.registrar.start()
-            self._closers.append(gb.registrar.close)
-            await gb.sip.start()
-            self._closers.append(gb.sip.close)
-            self.gb = gb
-            self.sip, self.gb_catalog = gb.sip, gb.catalog
 
         await self._serve(self.build_api(db, access, pipelines, volumes))
 

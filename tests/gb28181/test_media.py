@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from vigil.domain.media import AccessUnit
+from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.media import Gb28181Source
-from vigil.ingest.errors import ProtocolFailure, StreamNotFound, StreamTimeout, Unreachable
+from vigil.ingest.errors import ProtocolFailure, StreamEnded, StreamNotFound, StreamTimeout, Unreachable
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.protocols.ps import PsMuxer, PsRtpPacketizer
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
-from vigil.protocols.sip.message import SipRequest, SipResponse, make_response
+from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, make_response
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer, SipRequestTimeout
 
@@ -77,7 +78,13 @@ class Owners:
 
 
 def source(
-    sip: FakeSip, ssrcs: SsrcAllocator, units: list[AccessUnit], *, known: bool = True, read_timeout: float = 0.5
+    sip: FakeSip,
+    ssrcs: SsrcAllocator,
+    units: list[AccessUnit],
+    *,
+    known: bool = True,
+    read_timeout: float = 0.5,
+    dialogs: Dialogs | None = None,
 ) -> Gb28181Source:
     return Gb28181Source(
         1,
@@ -87,6 +94,7 @@ def source(
         sip=sip,
         owners=Owners(known),
         ssrcs=ssrcs,
+        dialogs=dialogs,
         connect_timeout=0.5,
         read_timeout=read_timeout,
     )
@@ -128,7 +136,6 @@ async def test_invite_shape_and_no_media_times_out_then_bye() -> None:
     assert invite.headers["Subject"] == f"{CHANNEL}:{offer.gb_ssrc},{Gb28181Settings().platform_id}:0"
     (ack,) = sip.stateless
     assert ack.method == "ACK" and ack.cseq.number == invite.cseq.number and ack.call_id == invite.call_id
-    assert ssrcs.in_use(history=False) == 1
     await src.close()
     (bye,) = sip.requests
     assert bye.method == "BYE" and bye.call_id == invite.call_id and bye.to_address.tag == "dev"
@@ -162,3 +169,70 @@ async def test_ps_over_rtp_becomes_access_units() -> None:
     await src.close()
     await asyncio.wait_for(task, 5)
     assert [r.method for r in sip.requests] == ["BYE"]
+
+
+class Dialogs:
+    """Records the dialog routes a source adds and removes (the SipDispatcher's part)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, DialogHandler] = {}
+        self.added = 0
+
+    def add_dialog(self, call_id: str, handler: DialogHandler) -> None:
+        self.routes[call_id] = handler
+        self.added += 1
+
+    def remove_dialog(self, call_id: str) -> None:
+        self.routes.pop(call_id, None)
+
+
+def in_dialog(invite: SipRequest, method: str) -> SipRequest:
+    """A request the device sends inside the INVITE's dialog."""
+    return make_request(
+        method,
+        f"sip:{Gb28181Settings().platform_id}@127.0.0.1:5060",
+        via=Via("UDP", "127.0.0.1", 5999, (("branch", f"z9hG4bK-{method}"),)),
+        from_address=Address(invite.to_address.uri, params=(("tag", "dev"),)),
+        to_address=invite.from_address,
+        call_id=invite.call_id,
+        cseq=7,
+    )
+
+
+async def test_device_bye_is_answered_and_ends_the_source_without_leaks() -> None:
+    sip, ssrcs, dialogs = FakeSip(200), SsrcAllocator("3402000000"), Dialogs()
+    src = source(sip, ssrcs, [], read_timeout=30.0, dialogs=dialogs)
+    task = asyncio.create_task(src.run())
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    (invite,) = sip.invites
+    handler = dialogs.routes[invite.call_id]
+    info = await handler.handle_in_dialog(in_dialog(invite, "INFO"), PEER)
+    assert info is not None and info.status == 200 and not task.done()
+    response = await handler.handle_in_dialog(in_dialog(invite, "BYE"), PEER)
+    assert response is not None and response.status == 200
+    with pytest.raises(StreamEnded, match="hung up"):
+        await asyncio.wait_for(task, 5)
+    assert sip.requests == []  # the device ended the dialog: no BYE back
+    assert dialogs.routes == {} and dialogs.added == 1
+    assert ssrcs.in_use(history=False) == 0
+    await src.close()  # the supervisor may still close it: nothing more happens
+    assert sip.requests == []
+
+
+async def test_a_failed_run_frees_everything_without_close() -> None:
+    sip, ssrcs, dialogs = FakeSip(200), SsrcAllocator("3402000000"), Dialogs()
+    src = source(sip, ssrcs, [], read_timeout=0.3, dialogs=dialogs)
+    with pytest.raises(StreamTimeout, match="no media"):
+        await asyncio.wait_for(src.run(), 5)
+    # The supervisor drops a failed source without closing it: run() itself BYEs and frees.
+    assert [r.method for r in sip.requests] == ["BYE"]
+    assert dialogs.routes == {} and ssrcs.in_use(history=False) == 0
+
+
+async def test_refused_invite_unroutes_its_dialog() -> None:
+    sip, ssrcs, dialogs = FakeSip(486), SsrcAllocator("3402000000"), Dialogs()
+    with pytest.raises(ProtocolFailure):
+        await asyncio.wait_for(source(sip, ssrcs, [], dialogs=dialogs).run(), 5)
+    assert dialogs.added == 1 and dialogs.routes == {} and ssrcs.in_use(history=False) == 0

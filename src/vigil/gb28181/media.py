@@ -21,18 +21,35 @@ from collections.abc import Callable
 from typing import Protocol
 
 from vigil.domain.media import AccessUnit
+from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.registrar import RegisteredDevice
-from vigil.ingest.errors import ProtocolFailure, SourceError, StreamNotFound, StreamTimeout, Unreachable
+from vigil.ingest.errors import (
+    ProtocolFailure,
+    SourceError,
+    StreamEnded,
+    StreamNotFound,
+    StreamTimeout,
+    Unreachable,
+)
 from vigil.protocols.gb28181.errors import SsrcError
 from vigil.protocols.gb28181.ssrc import Ssrc, SsrcAllocator, resolve_answered_ssrc
 from vigil.protocols.ps import PsError, PsRtpReceiver
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
-from vigil.protocols.sip.message import Address, IdGenerator, SipError, SipRequest, SipResponse, Via, make_request
+from vigil.protocols.sip.message import (
+    Address,
+    IdGenerator,
+    SipError,
+    SipRequest,
+    SipResponse,
+    Via,
+    make_request,
+    make_response,
+)
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
-__all__ = ["ChannelOwners", "Gb28181Source", "InviteSender", "RegisteredOwners"]
+__all__ = ["ChannelOwners", "DialogRoutes", "Gb28181Source", "InviteSender", "RegisteredOwners"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +80,14 @@ class ChannelOwners(Protocol):
     def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None: ...
 
 
+class DialogRoutes(Protocol):
+    """The SIP dispatcher, as far as routing a media dialog's in-dialog requests (the device's BYE) goes."""
+
+    def add_dialog(self, call_id: str, handler: DialogHandler) -> None: ...
+
+    def remove_dialog(self, call_id: str) -> None: ...
+
+
 class _Media(asyncio.DatagramProtocol):
     def __init__(self, on_packet: Callable[[bytes], None]) -> None:
         self._on_packet = on_packet
@@ -84,6 +109,7 @@ class Gb28181Source:
         sip: InviteSender,
         owners: ChannelOwners,
         ssrcs: SsrcAllocator,
+        dialogs: DialogRoutes | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 5.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
@@ -95,6 +121,9 @@ class Gb28181Source:
         self._sip = sip
         self._owners = owners
         self._ssrcs = ssrcs
+        self._dialogs = dialogs
+        self._call_id: str | None = None
+        self._hung_up = False
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._ids = IdGenerator(random_bytes)
@@ -117,7 +146,18 @@ class Gb28181Source:
         return self._corrupt + extra
 
     async def run(self) -> None:
-        """INVITE, then publish until failure (raising a SourceError) or :meth:`close`."""
+        """INVITE, then publish until failure (raising a SourceError) or :meth:`close`.
+
+        Whatever ends it, the dialog is BYE'd (unless the device hung up), unrouted, and the SSRC
+        and sockets are freed before it returns or raises: the supervisor drops a failed source
+        without closing it.
+        """
+        try:
+            await self._play()
+        finally:
+            await self._teardown()
+
+    async def _play(self) -> None:
         owner = self._owners.owner_of(self.channel_id)
         if owner is None:
             raise Unreachable(f"no registered device serves channel {self.channel_id}")
@@ -134,10 +174,14 @@ class Gb28181Source:
             raise ProtocolFailure(str(exc)) from exc
         self._receiver = PsRtpReceiver(ssrc=self._ssrc.value)
         invite = self._invite(device_id, peer, local, port, self._ssrc)
+        if self._dialogs is not None:
+            # Routed before the INVITE goes out: a device may hang up right after its 200 OK.
+            self._call_id = invite.call_id
+            self._dialogs.add_dialog(invite.call_id, self)
         try:
             response = await self._sip.send_invite(invite, peer, wait_s=self._connect_timeout)
         except TimeoutError as exc:
-            raise StreamTimeout(f"device {device_id} did not answer the INVITE for {self.channel_id}") from exc
+            raise StreamTimeout(f"device {device_id} did not answer the INVITE for {self.channel_id}: {exc}") from exc
         except ConnectionError as exc:
             raise Unreachable(f"device {device_id}: {exc}") from exc
         if response.status in (404, 480):
@@ -150,12 +194,34 @@ class Gb28181Source:
             raise ProtocolFailure(f"device {device_id}: bad 200 OK to INVITE: {exc}") from exc
         # ACK first, whatever the answer holds: an unACKed 200 keeps being retransmitted.
         self._sip.send_stateless(self._dialog.make_ack(invite.cseq.number, via=self._via(peer)), peer)
+        if self._hung_up:
+            self._dialog = None  # its BYE overtook the 200 OK on our side; _watch raises why
         self._adopt_answer(response)
         self._last_packet = time.monotonic()
         self._log.info(
             "camera %s: gb channel %s playing, ssrc %s udp/%d", self.camera_id, self.channel_id, self._ssrc.text, port
         )
         await self._watch()
+
+    async def handle_in_dialog(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
+        """The device's requests inside the media dialog: BYE ends the stream; INFO/MESSAGE are acknowledged."""
+        if request.method == "ACK":
+            return None
+        if request.method == "BYE":
+            # The device ended the dialog: it wants no BYE back, and run() ends saying why.
+            self._hung_up = True
+            self._dialog = None
+            if not self._closed.is_set():
+                self._fail(StreamEnded(f"device hung up channel {self.channel_id} (BYE)"))
+            return make_response(request, 200)
+        if request.method in ("INFO", "MESSAGE"):
+            return make_response(request, 200)
+        return make_response(request, 405)
+
+    def _fail(self, failure: SourceError) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._closed.set()
 
     def _adopt_answer(self, response: SipResponse) -> None:
         assert self._ssrc is not None and self._receiver is not None
@@ -188,8 +254,7 @@ class Gb28181Source:
         try:
             receiver.receive_packet(data, time.time(), now)
         except PsError as exc:
-            self._failure = ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}")
-            self._closed.set()
+            self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
             return
         if receiver.packets != before:
             self._last_packet = now
@@ -200,20 +265,27 @@ class Gb28181Source:
     async def close(self) -> None:
         """BYE the device (if a dialog exists), free the SSRC and the socket; ``run`` then returns."""
         self._closed.set()
-        dialog, peer = self._dialog, self._peer
-        self._dialog = None
-        if dialog is not None and peer is not None:
-            bye = dialog.make_request("BYE", via=self._via(peer))
-            try:
-                await asyncio.wait_for(self._sip.send_request(bye, peer), _BYE_TIMEOUT_S)
-            except (TimeoutError, ConnectionError, SipError) as exc:
-                self._log.info("camera %s: BYE to %s unanswered: %s", self.camera_id, peer, exc)
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        """Idempotent: each resource is taken before the first await, so close() and run() never free one twice."""
+        dialog, peer, call_id = self._dialog, self._peer, self._call_id
+        self._dialog = self._call_id = None
         if self._ssrc is not None:
             self._ssrcs.release(self._ssrc)
             self._ssrc = None
         if self._media is not None:
             self._media.close()
             self._media = None
+        if dialog is not None and peer is not None:
+            bye = dialog.make_request("BYE", via=self._via(peer))
+            try:
+                await asyncio.wait_for(self._sip.send_request(bye, peer), _BYE_TIMEOUT_S)
+            except (TimeoutError, ConnectionError, SipError) as exc:
+                self._log.info("camera %s: BYE to %s unanswered: %s", self.camera_id, peer, exc)
+        # Unrouted after our BYE is answered, so a BYE crossing ours still finds us.
+        if call_id is not None and self._dialogs is not None:
+            self._dialogs.remove_dialog(call_id)
 
     def _via(self, peer: SipPeer) -> Via:
         tcp = peer.transport == "tcp"

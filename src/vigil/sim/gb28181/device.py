@@ -63,6 +63,7 @@ from vigil.protocols.gb28181.manscdp import (
     encode_manscdp,
 )
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
+from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.digest import DigestClient
 from vigil.protocols.sip.message import (
     Address,
@@ -266,6 +267,15 @@ class _Purpose(enum.Enum):
     UNREGISTER = "unregister"
     KEEPALIVE = "keepalive"
     RESPONSE = "response"
+    BYE = "bye"
+
+
+@dataclass(slots=True)
+class _Session:
+    """A media session we accepted: the 200 OK (re-sent to a retransmitted INVITE) and its dialog (for our BYE)."""
+
+    answer: bytes
+    dialog: Dialog
 
 
 @dataclass(slots=True)
@@ -349,8 +359,8 @@ class GbDevice:
             for i, cid in enumerate(channel_id(config.device_id, i, config.channels) for i in range(config.channels))
         ]
         self._channel_by_id = {ch.device_id: ch for ch in self._channels}
-        #: Media sessions by Call-ID: the 200 OK we sent (re-sent to a retransmitted INVITE).
-        self._sessions: dict[str, bytes] = {}
+        #: Media sessions by Call-ID.
+        self._sessions: dict[str, _Session] = {}
 
     # --- public API ---------------------------------------------------------------------------------
 
@@ -384,6 +394,20 @@ class GbDevice:
         self.state = DeviceState.STOPPED
         self._client.clear()
         self._out.events.append(Unregistered("was not registered"))
+
+    @property
+    def sessions(self) -> list[str]:
+        """Call-IDs of the media sessions open now."""
+        return list(self._sessions)
+
+    def hang_up(self, call_id: str, now: float) -> bool:
+        """End a media session from our side: BYE in its dialog, and :class:`MediaStopped`; False if unknown."""
+        session = self._sessions.pop(call_id, None)
+        if session is None:
+            return False
+        self._send(session.dialog.make_request("BYE", via=self._via()), now, _Purpose.BYE)
+        self._out.events.append(MediaStopped(call_id))
+        return True
 
     def receive_datagram(self, data: bytes, addr: HostPort, now: float) -> None:
         """One UDP datagram from ``addr``; never raises (bad input is counted and answered 4xx where possible)."""
@@ -717,7 +741,7 @@ class GbDevice:
         """200 OK with our SDP for a live UDP PS offer on one of our channels; 404/488 otherwise."""
         known = self._sessions.get(request.call_id)
         if known is not None:
-            return known
+            return known.answer
         target = SipUri.parse(request.uri).user if request.uri.startswith("sip:") else None
         if target not in self._channel_by_id or self.state is not DeviceState.REGISTERED:
             return make_response(request, 404, to_tag=self._ids.tag()).serialize()
@@ -744,12 +768,11 @@ class GbDevice:
             direction="sendonly",
             payloads=((96, "PS"),),
         )
-        response = make_response(
-            request, 200, to_tag=self._ids.tag(), body=answer.serialize(), content_type="APPLICATION/SDP"
-        )
+        tag = self._ids.tag()
+        response = make_response(request, 200, to_tag=tag, body=answer.serialize(), content_type="APPLICATION/SDP")
         response.headers["Contact"] = f"<sip:{target}@{local_host}:{self.config.local_address[1]}>"
         wire = response.serialize()
-        self._sessions[request.call_id] = wire
+        self._sessions[request.call_id] = _Session(wire, Dialog.as_uas(request, tag))
         self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port)))
         return wire
 

@@ -396,6 +396,24 @@ class GbSimRunner:
         """Media sessions streaming now."""
         return len(self._streams)
 
+    def hang_up(self, call_id: str | None = None) -> bool:
+        """The device ends a media session (``call_id``, or the only one): BYE to the platform, streaming stops."""
+        assert self._loop is not None
+        for index, device in enumerate(self._devices):
+            sessions = device.sessions
+            target = call_id if call_id is not None else (sessions[0] if len(sessions) == 1 else None)
+            if target is not None and device.hang_up(target, self._loop.time()):
+                self._service(index)
+                return True
+        return False
+
+    def mute(self, call_id: str | None = None) -> bool:
+        """Stop sending a session's media (``call_id``, or every one) without ending it: a stalled device."""
+        muted = [c for c in self._streams if call_id is None or c == call_id]
+        for muted_id in muted:
+            self._streams.pop(muted_id).cancel()
+        return bool(muted)
+
     def _start_stream(self, event: MediaRequested) -> None:
         if event.call_id in self._streams:
             return

@@ -236,3 +236,48 @@ async def test_refused_invite_unroutes_its_dialog() -> None:
     with pytest.raises(ProtocolFailure):
         await asyncio.wait_for(source(sip, ssrcs, [], dialogs=dialogs).run(), 5)
     assert dialogs.added == 1 and dialogs.routes == {} and ssrcs.in_use(history=False) == 0
+
+
+async def test_wrong_ssrc_and_strangers_are_dropped_and_counted_never_demuxed() -> None:
+    sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
+    units: list[AccessUnit] = []
+    src = source(sip, ssrcs, units, read_timeout=5.0)
+    task = asyncio.create_task(src.run())
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    offer = SessionDescription.parse(sip.invites[0].body)
+    ssrc, port = offer.gb_ssrc_value, offer.media[0].port
+    assert ssrc is not None
+    sent = list(itertools.islice(iter_file_units(MEDIA), 8))
+    good, muxer = PsRtpPacketizer(ssrc), PsMuxer()
+    # Interlopers send the same pictures (valid PS, right SSRC from the wrong address or the device's address
+    # with another SSRC): were any fed to the demuxer, the sequence gaps would drop pictures.
+    other_ssrc, other_muxer = PsRtpPacketizer(ssrc + 1), PsMuxer()
+    stranger_muxer, stranger = PsMuxer(), PsRtpPacketizer(ssrc, sequence=5000)
+    dropped = 0
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as device,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other_port,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other_host,
+    ):
+        device.bind(("127.0.0.1", 0))
+        other_host.bind(("127.0.0.2", 0))  # loopback answers on all of 127/8: a host the device is not
+        for unit in sent:
+            for packet in good.packetize(muxer.mux(unit), unit.pts):
+                device.sendto(packet, ("127.0.0.1", port))
+            # Each picture's first packet (its pack header) only: a whole keyframe from three senders at once
+            # would overflow the socket's receive buffer, and kernel drops would make the count unknowable.
+            device.sendto(other_ssrc.packetize(other_muxer.mux(unit), unit.pts)[0], ("127.0.0.1", port))
+            first = stranger.packetize(stranger_muxer.mux(unit), unit.pts)[0]
+            other_port.sendto(first, ("127.0.0.1", port))
+            other_host.sendto(first, ("127.0.0.1", port))
+            dropped += 3
+            await asyncio.sleep(0.02)  # pacing, not sync: a burst would overflow the receive buffer
+        async with asyncio.timeout(5):
+            while len(units) < len(sent) - 1 or src.corrupt < dropped:  # noqa: ASYNC110 - packets in flight
+                await asyncio.sleep(0.01)
+    assert [u.pts for u in units] == [u.pts for u in sent[: len(units)]]
+    assert src.corrupt == dropped
+    await src.close()
+    await asyncio.wait_for(task, 5)

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.dispatch import DialogHandler
+from vigil.gb28181.media_guard import MediaGuard
 from vigil.gb28181.registrar import RegisteredDevice
 from vigil.ingest.errors import (
     ProtocolFailure,
@@ -89,11 +90,11 @@ class DialogRoutes(Protocol):
 
 
 class _Media(asyncio.DatagramProtocol):
-    def __init__(self, on_packet: Callable[[bytes], None]) -> None:
+    def __init__(self, on_packet: Callable[[bytes, tuple[str, int] | None], None]) -> None:
         self._on_packet = on_packet
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._on_packet(data)
+        self._on_packet(data, (str(addr[0]), int(str(addr[1]))))
 
 
 class Gb28181Source:
@@ -128,6 +129,7 @@ class Gb28181Source:
         self._read_timeout = read_timeout
         self._ids = IdGenerator(random_bytes)
         self._receiver: PsRtpReceiver | None = None
+        self._guard: MediaGuard | None = None
         self._media: asyncio.DatagramTransport | None = None
         self._ssrc: Ssrc | None = None
         self._dialog: Dialog | None = None
@@ -140,9 +142,11 @@ class Gb28181Source:
 
     @property
     def corrupt(self) -> int:
-        """RTP packets lost or malformed plus pictures the demuxer dropped."""
-        receiver = self._receiver
-        extra = receiver.lost + receiver.malformed if receiver is not None else 0
+        """RTP packets lost, malformed, of another SSRC or from an unexpected address."""
+        receiver, guard = self._receiver, self._guard
+        extra = receiver.lost + receiver.malformed + receiver.wrong_payload_type if receiver is not None else 0
+        if guard is not None:
+            extra += guard.wrong_ssrc + guard.foreign
         return self._corrupt + extra
 
     async def run(self) -> None:
@@ -173,6 +177,9 @@ class Gb28181Source:
         except SsrcError as exc:
             raise ProtocolFailure(str(exc)) from exc
         self._receiver = PsRtpReceiver(ssrc=self._ssrc.value)
+        self._guard = MediaGuard(
+            f"camera {self.camera_id} channel {self.channel_id}", ssrc=self._ssrc.value, hosts={peer.host}
+        )
         invite = self._invite(device_id, peer, local, port, self._ssrc)
         if self._dialogs is not None:
             # Routed before the INVITE goes out: a device may hang up right after its 200 OK.
@@ -235,6 +242,11 @@ class Gb28181Source:
         if answered != self._ssrc:
             # WVP tolerates a device choosing its own SSRC ("下级自定义了ssrc"): expect that on the media.
             self._receiver.ssrc = answered.value
+            if self._guard is not None:
+                self._guard.ssrc = answered.value
+        host = _answer_host(answer)
+        if host is not None and self._guard is not None:
+            self._guard.allow_host(host)
 
     async def _watch(self) -> None:
         while not self._closed.is_set():
@@ -245,10 +257,12 @@ class Gb28181Source:
             if not self._closed.is_set() and time.monotonic() - self._last_packet > self._read_timeout:
                 raise StreamTimeout(f"no media from channel {self.channel_id} for {self._read_timeout:.0f} s")
 
-    def _on_packet(self, data: bytes) -> None:
-        receiver = self._receiver
-        if receiver is None or self._failure is not None:
+    def _on_packet(self, data: bytes, addr: tuple[str, int] | None) -> None:
+        receiver, guard = self._receiver, self._guard
+        if receiver is None or guard is None or self._failure is not None:
             return
+        if not guard.admit(data, addr):
+            return  # never to the demuxer: a stray packet would corrupt a picture
         now = time.monotonic()
         before = receiver.packets
         try:
@@ -277,6 +291,8 @@ class Gb28181Source:
         if self._media is not None:
             self._media.close()
             self._media = None
+        if self._guard is not None:
+            self._guard.flush()
         if dialog is not None and peer is not None:
             bye = dialog.make_request("BYE", via=self._via(peer))
             try:
@@ -320,6 +336,13 @@ class Gb28181Source:
             body=sdp.serialize(),
             content_type=SDP_CONTENT_TYPE,
         )
+
+
+def _answer_host(answer: SessionDescription) -> str | None:
+    """The address in the answer's ``c=`` (media level first), or None."""
+    media = answer.media[0] if answer.media else None
+    connection = (media.connection if media is not None else None) or answer.connection
+    return connection.split()[-1] if connection else None
 
 
 class DeviceRegistry(Protocol):

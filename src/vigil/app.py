@@ -36,7 +36,7 @@ from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.dispatch import SipDispatcher
-from vigil.gb28181.media import Gb28181Source, RegisteredOwners
+from vigil.gb28181.media import Gb28181Source, RegisteredOwners, TransportResolver, media_transport
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.store import DbDeviceStore
 from vigil.health.node import NodeHeartbeat
@@ -47,6 +47,7 @@ from vigil.live.router import LiveRegistry, build_live_router
 from vigil.pipeline import GB28181_SOURCE_KIND, RTSP_SOURCE_KIND, CameraPipelines, Recording
 from vigil.protocols.gb28181.manscdp import CatalogItem
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.sdp import GbTransport
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
 from vigil.recorder.recovery import recover
@@ -90,6 +91,8 @@ class GbRuntime:
     catalog: CatalogSync
     #: Live/history SSRCs of this node's media sessions (unique within the SIP domain; a leak shows here).
     ssrcs: SsrcAllocator
+    #: The live media transport to offer a device: its own setting, else ``gb28181.media_transport``.
+    media_transport: TransportResolver
 
 
 def build_source_factory(
@@ -112,6 +115,7 @@ def build_source_factory(
                 owners=owners,
                 ssrcs=gb.ssrcs,
                 dialogs=gb.dispatcher,
+                transport_of=gb.media_transport,
                 connect_timeout=ingest.connect_timeout_seconds,
                 read_timeout=ingest.read_timeout_seconds,
             )
@@ -174,7 +178,8 @@ def build_gb28181(
     gb = settings.gb28181
     if not gb.enabled:
         return None
-    registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
+    store = DbDeviceStore(db, access.secrets.decrypt)
+    registrar = Registrar(gb, store, clock=lambda: datetime.now(UTC))
     dispatcher = SipDispatcher(registrar)
     sip = SipServer(dispatcher, host=gb.host, port=gb.port)
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
@@ -182,7 +187,19 @@ def build_gb28181(
     registrar.set_listener(catalog)
     # One allocator per node: live SSRCs are unique within the SIP domain.
     ssrcs = SsrcAllocator(gb.domain or gb.platform_id[:10])
-    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog, ssrcs=ssrcs)
+
+    async def transport_of(device_id: str) -> GbTransport:
+        # Read at each INVITE, so an admin's change applies from the next (re)connection.
+        return media_transport(await store.media_transport(device_id) or gb.media_transport)
+
+    return GbRuntime(
+        registrar=registrar,
+        sip=sip,
+        dispatcher=dispatcher,
+        catalog=catalog,
+        ssrcs=ssrcs,
+        media_transport=transport_of,
+    )
 
 
 class _ApiStatus:

@@ -113,6 +113,14 @@ class Gb28181Settings(_Section):
         pattern="^(GB2312|GBK|GB18030|UTF-8)$",
         description="MANSCDP charset assumed for new devices until they show their own.",
     )
+    media_transport: str = Field(
+        "udp",
+        pattern="^(udp|tcp-passive|tcp-active)$",
+        description=(
+            "How live media is asked of devices without their own setting: udp (RTP/AVP), tcp-passive (Vigil "
+            "listens, the device connects) or tcp-active (Vigil connects to the device); RFC 4571 framing on TCP."
+        ),
+    )
 
     @model_validator(mode="after")
     def _default_domain(self) -> Gb28181Settings:

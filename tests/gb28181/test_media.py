@@ -15,7 +15,7 @@ from vigil.gb28181.media import Gb28181Source
 from vigil.ingest.errors import ProtocolFailure, StreamEnded, StreamNotFound, StreamTimeout, Unreachable
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
-from vigil.protocols.ps import PsMuxer, PsRtpPacketizer
+from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, frame_rfc4571
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
 from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, make_response
 from vigil.settings import Gb28181Settings
@@ -33,8 +33,9 @@ class FakeSip:
     udp_port = 5060
     tcp_port = 5060
 
-    def __init__(self, status: int | None) -> None:
+    def __init__(self, status: int | None, answer: GbTransport = GbTransport.UDP, port: int = 6000) -> None:
         self.status = status
+        self.answer, self.port = answer, port
         self.invites: list[SipRequest] = []
         self.stateless: list[SipRequest] = []
         self.requests: list[SipRequest] = []
@@ -50,8 +51,8 @@ class FakeSip:
             session_name="Play",
             owner_id=CHANNEL,
             address="127.0.0.1",
-            port=6000,
-            transport=GbTransport.UDP,
+            port=self.port,
+            transport=self.answer,
             ssrc=offer.gb_ssrc or "",
             direction="sendonly",
             payloads=((96, "PS"),),
@@ -85,12 +86,13 @@ def source(
     known: bool = True,
     read_timeout: float = 0.5,
     dialogs: Dialogs | None = None,
+    transport: str = "udp",
 ) -> Gb28181Source:
     return Gb28181Source(
         1,
         CHANNEL,
         units.append,
-        settings=Gb28181Settings(),
+        settings=Gb28181Settings(media_transport=transport),
         sip=sip,
         owners=Owners(known),
         ssrcs=ssrcs,
@@ -281,3 +283,108 @@ async def test_wrong_ssrc_and_strangers_are_dropped_and_counted_never_demuxed() 
     assert src.corrupt == dropped
     await src.close()
     await asyncio.wait_for(task, 5)
+
+
+async def started(sip: FakeSip) -> SessionDescription:
+    """The offer, once the session is up (ACKed)."""
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    return SessionDescription.parse(sip.invites[0].body)
+
+
+def framed_units(ssrc: int, count: int) -> tuple[list[AccessUnit], bytes]:
+    muxer, packetizer = PsMuxer(), PsRtpPacketizer(ssrc)
+    units = list(itertools.islice(iter_file_units(MEDIA), count))
+    wire = b"".join(
+        frame_rfc4571(packet) for unit in units for packet in packetizer.packetize(muxer.mux(unit), unit.pts)
+    )
+    return units, wire
+
+
+async def test_tcp_passive_offer_listens_refuses_strangers_and_reads_rfc4571() -> None:
+    sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_ACTIVE, port=9), SsrcAllocator("3402000000")
+    units: list[AccessUnit] = []
+    src = source(sip, ssrcs, units, read_timeout=5.0, transport="tcp-passive")
+    task = asyncio.create_task(src.run())
+    offer = await started(sip)
+    (media,) = offer.media
+    # The offer as WVP writes TCP-passive (digest §3.2): we listen on m=, the device connects.
+    assert media.proto == "TCP/RTP/AVP" and media.attribute("setup") == "passive"
+    assert media.attribute("connection") == "new" and media.gb_transport is GbTransport.TCP_PASSIVE
+    assert offer.gb_ssrc_value is not None
+    sent, wire = framed_units(offer.gb_ssrc_value, 10)
+    stranger_reader, stranger = await asyncio.open_connection("127.0.0.1", media.port, local_addr=("127.0.0.2", 0))
+    assert await stranger_reader.read() == b""  # closed on us: not the device's host
+    _, device = await asyncio.open_connection("127.0.0.1", media.port)
+    for cut in range(0, len(wire), 999):  # TCP cuts the stream anywhere
+        device.write(wire[cut : cut + 999])
+    await device.drain()
+    async with asyncio.timeout(5):
+        while len(units) < len(sent) - 1:  # noqa: ASYNC110 - the last picture closes on the next one
+            await asyncio.sleep(0.01)
+    assert [u.pts for u in units] == [u.pts for u in sent[: len(units)]]
+    assert src.corrupt == 1  # the stranger's connection
+    device.close()  # the device drops the connection: the stream has ended
+    with pytest.raises(StreamEnded, match="TCP media connection"):
+        await asyncio.wait_for(task, 5)
+    stranger.close()
+    assert ssrcs.in_use(history=False) == 0 and [r.method for r in sip.requests] == ["BYE"]
+
+
+async def test_tcp_active_offer_connects_to_the_answered_port() -> None:
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put((reader, writer))
+
+    device = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = int(device.sockets[0].getsockname()[1])
+    sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_PASSIVE, port=port), SsrcAllocator("3402000000")
+    units: list[AccessUnit] = []
+    src = source(sip, ssrcs, units, read_timeout=5.0, transport="tcp-active")
+    task = asyncio.create_task(src.run())
+    offer = await started(sip)
+    (media,) = offer.media
+    assert media.proto == "TCP/RTP/AVP" and media.attribute("setup") == "active" and media.port == 9
+    reader, writer = await asyncio.wait_for(accepted.get(), 5)
+    assert offer.gb_ssrc_value is not None
+    sent, wire = framed_units(offer.gb_ssrc_value, 6)
+    writer.write(wire)
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while len(units) < len(sent) - 1:  # noqa: ASYNC110 - the last picture closes on the next one
+            await asyncio.sleep(0.01)
+    assert src.corrupt == 0
+    await src.close()
+    await asyncio.wait_for(task, 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # we closed the media connection
+    writer.close()
+    device.close()
+    assert ssrcs.in_use(history=False) == 0
+
+
+@pytest.mark.parametrize(
+    ("offer", "answer", "match"),
+    [
+        ("tcp-passive", GbTransport.UDP, "RTP/AVP to a TCP-PASSIVE offer"),
+        ("udp", GbTransport.TCP_ACTIVE, "TCP/RTP/AVP to a UDP offer"),
+        ("tcp-active", GbTransport.TCP_ACTIVE, "a=setup:active to our a=setup:active"),
+    ],
+)
+async def test_an_answer_that_does_not_fit_the_offer_fails_clearly(offer: str, answer: GbTransport, match: str) -> None:
+    sip, ssrcs = FakeSip(200, answer=answer), SsrcAllocator("3402000000")
+    with pytest.raises(ProtocolFailure, match=match):
+        await asyncio.wait_for(source(sip, ssrcs, [], transport=offer).run(), 5)
+    assert ssrcs.in_use(history=False) == 0 and [r.method for r in sip.requests] == ["BYE"]
+
+
+async def test_tcp_active_to_a_closed_port_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])  # bound, never listening: connections are refused
+        sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_PASSIVE, port=port), SsrcAllocator("3402000000")
+        src = source(sip, ssrcs, [], transport="tcp-active")
+        with pytest.raises(Unreachable, match="TCP media"):
+            await asyncio.wait_for(src.run(), 10)
+    assert ssrcs.in_use(history=False) == 0 and [r.method for r in sip.requests] == ["BYE"]

@@ -67,3 +67,10 @@ def test_drops_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) ->
     assert lines[0].startswith("camera 3 channel X: dropped 1 RTP packets")
     assert "dropped 500 RTP packets (total 500 wrong SSRC, 1 from unexpected addresses)" in lines[1]
     assert "10.0.0.6:1" in lines[1]
+
+
+def test_tcp_connections_from_other_hosts_are_refused() -> None:
+    guard = MediaGuard("cam", ssrc=42, hosts={"10.0.0.5"})
+    assert guard.admit_connection(("10.0.0.5", 40000))
+    assert not guard.admit_connection(("10.0.0.6", 40000))
+    assert guard.foreign == 1 and guard.latched is None

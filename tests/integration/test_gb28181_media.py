@@ -1,5 +1,6 @@
-"""GB/T 28181 live media robustness on a whole node: a device that hangs up (BYE) or goes silent ends the
-source with a clear reason, the supervisor re-INVITEs, and no dialog, SSRC or session is left behind."""
+"""GB/T 28181 live media on a whole node: a channel streams and records over UDP, TCP-passive and TCP-active
+(per-device API setting or node default); a device that hangs up (BYE) or goes silent ends the source with a
+clear reason, the supervisor re-INVITEs, and no dialog, SSRC, socket or session is left behind."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from tests.integration.conftest import node_settings
 from vigil.app import GbRuntime, Vigil
+from vigil.protocols.sdp import GbTransport
 from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
 from vigil.sim.gb28181.device import device_id
 from vigil.storage.models import CameraEvent, GbDevice, Segment
@@ -69,11 +72,15 @@ async def until(check: Callable[[], bool | Awaitable[bool]], within: float) -> N
 
 
 @asynccontextmanager
-async def live_channel(tmp_path: Path, **node: Any) -> AsyncIterator[Live]:
-    """A node with one admitted simulated device whose one channel is online as a camera."""
-    vigil = Vigil(
-        node_settings(tmp_path, sim={"cameras": 0}, gb28181={"enabled": True, "port": 0, "password": PASSWORD}, **node)
-    )
+async def live_channel(
+    tmp_path: Path, *, device_transport: str | None = None, node_transport: str = "udp"
+) -> AsyncIterator[Live]:
+    """A node with one admitted simulated device whose one channel is online as a camera.
+
+    ``device_transport`` is set on the device through the API; ``node_transport`` is the node's default.
+    """
+    gb_settings = {"enabled": True, "port": 0, "password": PASSWORD, "media_transport": node_transport}
+    vigil = Vigil(node_settings(tmp_path, sim={"cameras": 0}, gb28181=gb_settings))
     await vigil.start()
     runner: GbSimRunner | None = None
     try:
@@ -86,13 +93,17 @@ async def live_channel(tmp_path: Path, **node: Any) -> AsyncIterator[Live]:
             bind_host="127.0.0.1",
             media=MEDIA,
         )
+        dev_id = device_id(options.realm(), 1)
         async with vigil.db.session() as session:
-            session.add(GbDevice(device_id=device_id(options.realm(), 1), admitted=True, created_us=time.time_ns()))
-        runner = GbSimRunner(options)
-        await runner.start()
+            session.add(GbDevice(device_id=dev_id, admitted=True, created_us=time.time_ns()))
         async with httpx.AsyncClient(base_url=vigil.url.rstrip("/"), timeout=30) as admin:
             r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
             assert r.status_code == 200, r.text
+            if device_transport is not None:
+                r = await admin.patch(f"/api/gb/devices/{dev_id}", json={"media_transport": device_transport})
+                assert r.status_code == 200 and r.json()["media_transport"] == device_transport, r.text
+            runner = GbSimRunner(options)
+            await runner.start()
             found: list[dict[str, Any]] = []
 
             async def online() -> bool:
@@ -152,4 +163,35 @@ async def test_device_hangup_and_silence_end_the_source_and_it_reconnects(tmp_pa
 
         await until(back_again, 20)
         assert live.gb.dispatcher.open_dialogs == 1 and live.gb.ssrcs.in_use(history=False) == 1
+    assert_nothing_left(live)
+
+
+@pytest.mark.parametrize(
+    ("device_transport", "node_transport", "device_role"),
+    [
+        (None, "udp", GbTransport.UDP),
+        ("tcp-passive", "udp", GbTransport.TCP_ACTIVE),  # Vigil listens, the device connects
+        (None, "tcp-active", GbTransport.TCP_PASSIVE),  # the node's default: Vigil connects to the device
+    ],
+)
+async def test_channel_streams_and_records_over_each_transport(
+    tmp_path: Path, device_transport: str | None, node_transport: str, device_role: GbTransport
+) -> None:
+    async with live_channel(tmp_path, device_transport=device_transport, node_transport=node_transport) as live:
+        assert live.runner.stream_transports == [device_role]
+
+        async def measured() -> bool:
+            status = (await live.camera())["status"]
+            return status["width"] is not None  # stream health is sampled every 2 s
+
+        await until(measured, 15)
+        status = (await live.camera())["status"]
+        assert (status["width"], status["height"]) == (768, 576) and status["fps"] > 0
+
+        async def recorded() -> bool:
+            return await live.segments() > 0
+
+        await until(recorded, 30)
+        assert (await live.camera())["status"]["corrupt_packets"] == 0
+        assert await live.offline_reasons() == []
     assert_nothing_left(live)

@@ -6,8 +6,8 @@ never fed to it: one stray packet in a program stream corrupts a picture.
 
 * Address (UDP only): a packet must come from a host the device is known by — where it registered
   (its SIP peer) or the ``c=`` of its SDP answer — and, once the first packet with the right SSRC
-  has arrived, from that same host:port ("latching", as symmetric-RTP media servers do). A TCP
-  session's peer is its connection, so no address check applies there.
+  has arrived, from that same host:port ("latching", as symmetric-RTP media servers do). Over TCP
+  the check is made once, on the connection (:meth:`MediaGuard.admit_connection`).
 * SSRC: the one the INVITE negotiated (``y=``, or the device's own in its answer), checked on the
   RTP header's bytes 8–11 before the packet is parsed.
 
@@ -42,7 +42,7 @@ class MediaGuard:
     ) -> None:
         self._what = what
         self._ssrc = ssrc.to_bytes(4, "big")
-        #: None: no address check (TCP).
+        #: None: no address check at all. Packets without an address (TCP) are never address-checked.
         self._hosts = hosts
         self._clock = clock
         self.latched: tuple[str, int] | None = None
@@ -65,6 +65,12 @@ class MediaGuard:
         """Also accept media from ``host`` (the device's answer names where it sends from)."""
         if self._hosts is not None:
             self._hosts.add(host)
+
+    def admit_connection(self, addr: tuple[str, int]) -> bool:
+        """Whether a TCP media connection from ``addr`` may be the device's (counted and logged when not)."""
+        if self._hosts is None or addr[0] in self._hosts:
+            return True
+        return self._drop("foreign", f"TCP connection from {addr[0]}:{addr[1]}, not the device")
 
     def admit(self, packet: bytes | memoryview, addr: tuple[str, int] | None = None) -> bool:
         """True when ``packet`` (from ``addr``, for UDP) may go to the demuxer; False when dropped (and counted).

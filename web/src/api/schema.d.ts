@@ -406,6 +406,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/devices/{device_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Update Gb Device
+         * @description Change a device's settings: its live media transport (used from the next INVITE on).
+         */
+        patch: operations["update_gb_device_api_gb_devices__device_id__patch"];
+        trace?: never;
+    };
     "/api/gb/devices/{device_id}/admit": {
         parameters: {
             query?: never;
@@ -929,6 +949,8 @@ export interface components {
             last_keepalive_us: number | null;
             /** Last Register Us */
             last_register_us: number | null;
+            /** Media Transport */
+            media_transport: ("udp" | "tcp-passive" | "tcp-active") | null;
             /** Name */
             name: string;
             /** Online */
@@ -937,6 +959,17 @@ export interface components {
             remote_address: string;
             /** Transport */
             transport: string;
+        };
+        /**
+         * GbDevicePatch
+         * @description What an admin may change on a device (fields left out stay as they are).
+         */
+        GbDevicePatch: {
+            /**
+             * Media Transport
+             * @description udp, tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects); null = the node's gb28181.media_transport setting.
+             */
+            media_transport?: ("udp" | "tcp-passive" | "tcp-active") | null;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -2681,6 +2714,77 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbDeviceOut"][];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    update_gb_device_api_gb_devices__device_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GbDevicePatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceOut"];
                 };
             };
             /** @description Not logged in or session expired */

@@ -3,10 +3,10 @@ re-querying a device's catalog (its channels become cameras)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol, cast, get_args
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from vigil.api.context import ApiContext, Authed, Ctx
@@ -16,6 +16,8 @@ from vigil.domain.errors import Conflict, Forbidden, NotFound
 from vigil.gb28181.catalog import CatalogError, CatalogResult
 from vigil.storage.db import Database
 from vigil.storage.models import GbDevice
+
+MediaTransportName = Literal["udp", "tcp-passive", "tcp-active"]
 
 
 class GbDeviceOut(BaseModel):
@@ -32,6 +34,21 @@ class GbDeviceOut(BaseModel):
     expires_us: int | None
     last_keepalive_us: int | None
     gb_version: str
+    #: Live media transport asked of this device; None = the node's ``gb28181.media_transport``.
+    media_transport: MediaTransportName | None
+
+
+class GbDevicePatch(BaseModel):
+    """What an admin may change on a device (fields left out stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+    media_transport: MediaTransportName | None = Field(
+        None,
+        description=(
+            "udp, tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects); "
+            "null = the node's gb28181.media_transport setting."
+        ),
+    )
 
 
 class GbCatalogOut(BaseModel):
@@ -70,7 +87,12 @@ def _out(row: GbDevice) -> GbDeviceOut:
         expires_us=row.expires_us,
         last_keepalive_us=row.last_keepalive_us,
         gb_version=row.gb_version,
+        media_transport=_transport_name(row.media_transport),
     )
+
+
+def _transport_name(value: str | None) -> MediaTransportName | None:
+    return cast(MediaTransportName, value) if value in get_args(MediaTransportName) else None
 
 
 async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str, target: str) -> None:
@@ -82,7 +104,8 @@ async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str
 
 
 def build_gb_router(db: Database, catalog: CatalogQuerier | None = None) -> APIRouter:
-    """``/api/gb/devices`` (list), ``…/{device_id}/admit`` and ``…/{device_id}/catalog``; admins only, audited.
+    """``/api/gb/devices`` (list), ``…/{device_id}`` (PATCH settings), ``…/{device_id}/admit`` and
+    ``…/{device_id}/catalog``; admins only, audited.
 
     ``catalog`` is None when GB/T 28181 is disabled: the catalog route then answers 409.
     """
@@ -107,6 +130,24 @@ def build_gb_router(db: Database, catalog: CatalogQuerier | None = None) -> APIR
             row.admitted = True
             out = _out(row)
         await ctx.access.gate.audit(principal, "gb_device.admit", f"gb:{device_id}", True)
+        return out
+
+    @router.patch("/devices/{device_id}", response_model=GbDeviceOut)
+    async def update_gb_device(device_id: str, body: GbDevicePatch, principal: Authed, ctx: Ctx) -> GbDeviceOut:
+        """Change a device's settings: its live media transport (used from the next INVITE on)."""
+        target = f"gb:{device_id}"
+        await _require_node_admin(ctx, principal, "gb_device.update", target)
+        async with db.session() as session:
+            row = await session.get(GbDevice, device_id)
+            if row is None:
+                raise NotFound(f"no GB device {device_id}")
+            before = row.media_transport
+            if "media_transport" in body.model_fields_set:
+                row.media_transport = body.media_transport
+            out = _out(row)
+        await ctx.access.gate.audit(
+            principal, "gb_device.update", target, True, f"media_transport {before} → {out.media_transport}"
+        )
         return out
 
     @router.post("/devices/{device_id}/catalog", response_model=GbCatalogOut)

@@ -231,12 +231,17 @@ class QueryAnswered:
 
 @dataclass(frozen=True, slots=True)
 class MediaRequested:
-    """A platform INVITEd a channel and got our 200 OK: stream PS over RTP (UDP) with ``ssrc`` to host:port."""
+    """A platform INVITEd a channel and got our 200 OK: stream PS over RTP with ``ssrc``.
+
+    ``transport`` is our role: UDP to ``address``; TCP_ACTIVE: connect to ``address``; TCP_PASSIVE: wait
+    for the platform on the listener the runner opened for this Call-ID. RFC 4571 framing on TCP.
+    """
 
     call_id: str
     channel_id: str
     ssrc: int
     address: HostPort
+    transport: GbTransport = GbTransport.UDP
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,18 +318,32 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: What we answer to each offered transport (the offerer's a=setup role → ours).
+_ANSWER_ROLE = {
+    GbTransport.UDP: GbTransport.UDP,
+    GbTransport.TCP_PASSIVE: GbTransport.TCP_ACTIVE,
+    GbTransport.TCP_ACTIVE: GbTransport.TCP_PASSIVE,
+}
+
+
 class GbDevice:
-    """A GB/T 28181 device: registers, keeps alive, answers Catalog/DeviceInfo/DeviceStatus queries."""
+    """A GB/T 28181 device: registers, keeps alive, answers Catalog/DeviceInfo/DeviceStatus queries and INVITEs.
+
+    ``media_listener`` opens a TCP listener for one session's media (by Call-ID) and returns its port,
+    for offers that want us to listen (``a=setup:active``); without it such offers are refused 488.
+    """
 
     def __init__(
         self,
         config: DeviceConfig,
         *,
         random_bytes: Callable[[int], bytes],
+        media_listener: Callable[[str], int] | None = None,
         wallclock: Callable[[], datetime] = _utc_now,
         tz: tzinfo = BEIJING,
     ) -> None:
         self.config = config
+        self._media_listener = media_listener
         self.stats = DeviceStats()
         self.state = DeviceState.IDLE
         #: Why the last registration round failed (set while BACKOFF or FAILED).
@@ -751,19 +770,30 @@ class GbDevice:
             host = media.connection or offer.connection
             ssrc = offer.gb_ssrc
             ssrc_value = offer.gb_ssrc_value
-            ok = media.proto == "RTP/AVP" and "96" in media.formats and host is not None and ssrc is not None
+            offered = media.gb_transport
+            ok = offered is not None and "96" in media.formats and host is not None and ssrc is not None
         except (SdpError, IndexError, ValueError):
-            ok = False
-        if not ok or ssrc is None or ssrc_value is None or host is None:
+            ok, offered = False, None
+        # Our role is the opposite of the offerer's a=setup (RFC 4145; Annex D): it listens → we connect.
+        ours = _ANSWER_ROLE.get(offered) if offered is not None else None
+        if ours is GbTransport.TCP_PASSIVE and self._media_listener is None:
+            ok = False  # nothing can listen for us
+        if not ok or ours is None or ssrc is None or ssrc_value is None or host is None:
             return make_response(request, 488, to_tag=self._ids.tag()).serialize()
         address = host.split()[-1]
         local_host = self.config.local_address[0]
+        port = self.config.local_address[1]
+        if ours is GbTransport.TCP_PASSIVE:
+            assert self._media_listener is not None
+            port = self._media_listener(request.call_id)
+        elif ours is GbTransport.TCP_ACTIVE:
+            port = 9  # RFC 4145 §4.1: the connecting side names the discard port
         answer = gb_description(
             session_name="Play",
             owner_id=target,
             address=local_host,
-            port=self.config.local_address[1],
-            transport=GbTransport.UDP,
+            port=port,
+            transport=ours,
             ssrc=ssrc,
             direction="sendonly",
             payloads=((96, "PS"),),
@@ -773,7 +803,7 @@ class GbDevice:
         response.headers["Contact"] = f"<sip:{target}@{local_host}:{self.config.local_address[1]}>"
         wire = response.serialize()
         self._sessions[request.call_id] = _Session(wire, Dialog.as_uas(request, tag))
-        self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port)))
+        self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port), ours))
         return wire
 
     def _classify(self, request: SipRequest) -> tuple[int, Message | None]:

@@ -66,6 +66,7 @@ from vigil.protocols.sip.message import (
     make_response,
 )
 from vigil.settings import Gb28181Settings
+from vigil.transport.media_udp import TickedUdpSocket
 from vigil.transport.sip import SipPeer
 
 __all__ = [
@@ -90,7 +91,8 @@ _ACTIVE_PORT = 9
 #: GB/T 28181-2022 Annex D: a TCP media connection is attempted at least 3 times, at least 1 s apart.
 _CONNECT_ATTEMPTS = 3
 _CONNECT_RETRY_S = 1.0
-_READ_CHUNK = 65536
+#: Receive buffer asked for a UDP media socket (see _open_media).
+UDP_RECEIVE_BUFFER = 4 << 20
 
 #: Setting / API names of the live media transports, as our offer's ``a=setup`` states Vigil's role
 #: (WVP's TCP-PASSIVE = the platform listens, TCP-ACTIVE = the platform connects; digest §3.2).
@@ -141,14 +143,6 @@ class DialogRoutes(Protocol):
     def remove_dialog(self, call_id: str) -> None: ...
 
 
-class _Media(asyncio.DatagramProtocol):
-    def __init__(self, on_packet: Callable[[bytes, tuple[str, int] | None], None]) -> None:
-        self._on_packet = on_packet
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._on_packet(data, (str(addr[0]), int(str(addr[1]))))
-
-
 class _TcpMedia(asyncio.Protocol):
     """One RFC 4571 media connection (either direction) feeding the source packet by packet."""
 
@@ -167,8 +161,9 @@ class _TcpMedia(asyncio.Protocol):
         if decoder is None:
             return
         decoder.receive_data(data)
+        now, wallclock = time.monotonic(), time.time()  # once per read, not per packet
         while (packet := decoder.next_packet()) is not None:
-            self._source._on_packet(packet, None)
+            self._source._on_packet(packet, None, now, wallclock)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._decoder is not None:
@@ -211,7 +206,7 @@ class Gb28181Source:
         self._ids = IdGenerator(random_bytes)
         self._receiver: PsRtpReceiver | None = None
         self._guard: MediaGuard | None = None
-        self._media: asyncio.BaseTransport | None = None
+        self._media: TickedUdpSocket | None = None
         self._listener: asyncio.Server | None = None
         self._tcp: _TcpMedia | None = None
         self._decoder: Rfc4571Decoder | None = None
@@ -312,9 +307,11 @@ class Gb28181Source:
         """Open what the offer names (UDP socket, TCP listener, or nothing when we connect); the m= port."""
         loop = asyncio.get_running_loop()
         if transport is GbTransport.UDP:
-            media, _ = await loop.create_datagram_endpoint(lambda: _Media(self._on_packet), local_addr=(local, 0))
-            self._media = media
-            return int(media.get_extra_info("sockname")[1])
+            # Read on the RTSP media beat, not per datagram (see vigil.transport.media_udp). The buffer holds a
+            # tick's packets: a 1080p keyframe alone is 100-300 datagrams sent back to back, more than the
+            # default 208 KiB holds (~90 at their kernel size), and one lost packet costs the whole GOP.
+            self._media = TickedUdpSocket(local, self._on_packet, receive_buffer=UDP_RECEIVE_BUFFER)
+            return self._media.port
         if transport is GbTransport.TCP_PASSIVE:
             self._listener = await loop.create_server(lambda: _TcpMedia(self), local, 0)
             return int(self._listener.sockets[0].getsockname()[1])
@@ -430,22 +427,27 @@ class Gb28181Source:
                     )
                 raise StreamTimeout(f"no media from channel {self.channel_id} for {self._read_timeout:.0f} s")
 
-    def _on_packet(self, data: bytes, addr: tuple[str, int] | None) -> None:
+    def _on_packet(
+        self, data: bytes | memoryview, addr: tuple[str, int] | None, now: float | None = None, wallclock: float = 0.0
+    ) -> None:
         receiver, guard = self._receiver, self._guard
         if receiver is None or guard is None or self._failure is not None:
             return
         if not guard.admit(data, addr):
             return  # never to the demuxer: a stray packet would corrupt a picture
-        now = time.monotonic()
+        if now is None:
+            now, wallclock = time.monotonic(), time.time()
         before = receiver.packets
         try:
-            receiver.receive_packet(data, time.time(), now)
+            receiver.receive_packet(data, wallclock, now)
         except PsError as exc:
             self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
             return
         if receiver.packets != before:
             self._last_packet = now
-        while (event := receiver.next_event()) is not None:
+        events = receiver.demuxer.events  # read directly: this runs per packet, and is empty for most
+        while events:
+            event = events.popleft()
             if isinstance(event, AccessUnit):
                 self._publish(event)
 

@@ -191,3 +191,27 @@ def test_fuzzed_tcp_bytes_never_raise_and_stay_bounded(data: bytes, cuts: list[i
             receiver.receive_packet(packet)
     receiver.end_of_stream()
     list(iter(receiver.next_event, None))
+
+
+def test_header_extras_and_reused_buffers_give_the_same_pictures(units: list[AccessUnit]) -> None:
+    """The plain-header fast path, the full parser (CSRC, extension, padding) and views into one reused
+    receive buffer (as the UDP reader hands them) all yield the same pictures."""
+    plain = [p for frame in send(units) for p in frame]
+    dressed = []
+    for packet in plain:
+        rtp = RtpPacket.parse(packet)
+        rtp.csrc, rtp.extension, rtp.padding = (7,), (0xBEDE, b"\x00\x00\x00\x00"), 3
+        dressed.append(rtp.serialize())
+    expected = [fingerprint(u) for u in units]
+    assert [fingerprint(u) for u in receive(plain)[0]] == expected
+    assert [fingerprint(u) for u in receive(dressed)[0]] == expected
+    buffer = bytearray(65536)
+    view = memoryview(buffer)
+    receiver = PsRtpReceiver(ssrc=SSRC)
+    got: list[AccessUnit] = []
+    for packet in plain:
+        buffer[: len(packet)] = packet
+        receiver.receive_packet(view[: len(packet)])
+        buffer[: len(packet)] = bytes(len(packet))  # the next datagram overwrites it
+        got += [e for e in iter(receiver.next_event, None) if isinstance(e, AccessUnit)]
+    assert [fingerprint(u) for u in got] == expected

@@ -91,13 +91,16 @@ class NoCatalog:
 @dataclass
 class Window:
     cpu_percent_per_stream: float
+    #: The kernel's share of it (system time: socket reads, wake-ups).
+    system_percent_per_stream: float
     fps_per_stream: float
     corrupt: int
 
 
-def cpu_seconds() -> float:
+def cpu_seconds() -> tuple[float, float]:
+    """(user + system, system) CPU seconds of this process."""
     times = psutil.Process().cpu_times()
-    return float(times.user + times.system)
+    return float(times.user + times.system), float(times.system)
 
 
 async def measure(
@@ -125,7 +128,12 @@ async def measure(
         for task in tasks:
             await asyncio.wait_for(task, 10)  # re-raises a source that failed during the window
     elapsed, n = t1 - t0, len(sources)
-    return Window(100.0 * (cpu1 - cpu0) / elapsed / n, (units1 - units0) / elapsed / n, sum(s.corrupt for s in sources))
+    return Window(
+        100.0 * (cpu1[0] - cpu0[0]) / elapsed / n,
+        100.0 * (cpu1[1] - cpu0[1]) / elapsed / n,
+        (units1 - units0) / elapsed / n,
+        sum(s.corrupt for s in sources),
+    )
 
 
 def spawn(code: str) -> subprocess.Popen[bytes]:
@@ -215,16 +223,18 @@ async def run(args: argparse.Namespace) -> None:
         await registrar.close()
     gb = sum(w.cpu_percent_per_stream for w in gb_results) / len(gb_results)
     rtsp = sum(w.cpu_percent_per_stream for w in rtsp_results) / len(rtsp_results)
+    gb_sys = sum(w.system_percent_per_stream for w in gb_results) / len(gb_results)
+    rtsp_sys = sum(w.system_percent_per_stream for w in rtsp_results) / len(rtsp_results)
     gb_fps = sum(w.fps_per_stream for w in gb_results) / len(gb_results)
     rtsp_fps = sum(w.fps_per_stream for w in rtsp_results) / len(rtsp_results)
     print(f"{MEDIA.name}, {streams} streams, {args.seconds:g} s window × {args.rounds} round(s), receive side only")
     print(
         f"GB/T 28181 PS/RTP/{args.transport} → Gb28181Source → hub : {gb:6.2f} % of a core per stream "
-        f"({gb_fps:.1f} fps/stream of {FPS}, corrupt {sum(w.corrupt for w in gb_results)})"
+        f"(system {gb_sys:.2f}; {gb_fps:.1f} fps/stream of {FPS}, corrupt {sum(w.corrupt for w in gb_results)})"
     )
     print(
         f"RTSP RTP/TCP → RtspSource → hub                : {rtsp:6.2f} % of a core per stream "
-        f"({rtsp_fps:.1f} fps/stream of {FPS}, corrupt {sum(w.corrupt for w in rtsp_results)})"
+        f"(system {rtsp_sys:.2f}; {rtsp_fps:.1f} fps/stream of {FPS}, corrupt {sum(w.corrupt for w in rtsp_results)})"
     )
     print(f"ratio GB/RTSP                                   : {gb / rtsp:.2f} (target <= 1.5)")
     if args.profile is not None:

@@ -61,7 +61,7 @@ class TickedUdpSocket:
                 return
             except OSError:
                 return  # ICMP errors surface here; media silence decides, via the read timeout
-            on_packet(view[:size], (str(addr[0]), int(addr[1])), mono, wallclock)
+            on_packet(view[:size], addr, mono, wallclock)  # an AF_INET/AF_INET6 address: (host, port, ...)
             if self._sock is None:
                 return  # closed by the callback
 

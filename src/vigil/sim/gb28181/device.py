@@ -27,6 +27,11 @@ sent only after the previous one's final response or timeout), DeviceInfo, Devic
 an ID that is neither the device nor one of its channels, and any CmdType not simulated, is answered
 200 and then ignored; a body that is not MANSCDP at all earns 400.
 
+INVITE (live ``s=Play`` on a channel, PS payload 96) is answered 200 with SDP taking the opposite role
+of the offer's ``a=setup`` (RFC 4145; GB/T 28181 Annex D) — UDP stays UDP, and :class:`MediaRequested`
+tells the runner where and how to stream; anything else is 404/488. A platform BYE ends the session
+(:class:`MediaStopped`); :meth:`GbDevice.hang_up` ends it from our side with an in-dialog BYE.
+
 Bad bytes never raise from :meth:`GbDevice.receive_datagram` / :meth:`GbDevice.receive_message`:
 they are counted in :attr:`DeviceStats.bad_messages` (and answered 4xx when a request head is
 readable). :meth:`GbDevice.receive_data` raises :class:`SipError` only when the TCP framing is

@@ -11,6 +11,10 @@ Theory of operation:
 * Timers: one ``loop.call_at`` handle for the earliest device timer, over a heap of
   ``(when, device)`` entries (stale entries are skipped on pop), so idle devices cost nothing.
 * Device starts are spread ``start_interval_s`` apart so a large fleet does not flood the platform.
+* Media: an INVITEd channel streams the media file looped in real time as PS over RTP — UDP datagrams,
+  or RFC 4571 on TCP: connecting to the platform (it offered ``a=setup:passive``) or listening on a
+  port bound for the session while the device writes its answer (it offered ``a=setup:active``).
+  ``hang_up`` ends a session with a BYE from the device; ``mute`` stops the media but keeps the dialog.
 
 ``close()`` unregisters every registered device (REGISTER Expires 0) and waits, bounded by
 ``close_timeout_s``, for the answers.

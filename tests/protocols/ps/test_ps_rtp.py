@@ -19,6 +19,7 @@ from vigil.protocols.ps import (
     Rfc4571Decoder,
     frame_rfc4571,
 )
+from vigil.protocols.ps.rtp import MAX_PENDING
 from vigil.protocols.rtp.packet import RtpPacket
 
 SSRC = 200_001_234  # a live-stream y= value: 0 + domain digits + sequence
@@ -215,3 +216,17 @@ def test_header_extras_and_reused_buffers_give_the_same_pictures(units: list[Acc
         buffer[: len(packet)] = bytes(len(packet))  # the next datagram overwrites it
         got += [e for e in iter(receiver.next_event, None) if isinstance(e, AccessUnit)]
     assert [fingerprint(u) for u in got] == expected
+
+
+def test_pictures_without_boundaries_are_demuxed_in_bounded_pieces(units: list[AccessUnit]) -> None:
+    """A device that never sets the marker and never changes the timestamp still gets demuxed: the payloads
+    gathered for one picture are handed on every MAX_PENDING bytes, so what is held stays bounded."""
+    packets = [RtpPacket.parse(p) for frame in send(units) for p in frame]
+    receiver = PsRtpReceiver(ssrc=SSRC)
+    held = 0
+    for rtp in packets:
+        rtp.marker, rtp.timestamp = False, 0
+        receiver.receive_packet(rtp.serialize())
+        held = max(held, len(receiver._pending))
+    assert 0 < held < MAX_PENDING
+    assert receiver.demuxer.packs > 0 and receiver.frames == 0

@@ -231,6 +231,9 @@ async def test_a_failed_run_frees_everything_without_close() -> None:
     # The supervisor drops a failed source without closing it: run() itself BYEs and frees.
     assert [r.method for r in sip.requests] == ["BYE"]
     assert dialogs.routes == {} and ssrcs.in_use(history=False) == 0
+    port = SessionDescription.parse(sip.invites[0].body).media[0].port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))  # the media socket is closed: its port can be bound again
 
 
 async def test_refused_invite_unroutes_its_dialog() -> None:
@@ -330,6 +333,8 @@ async def test_tcp_passive_offer_listens_refuses_strangers_and_reads_rfc4571() -
         await asyncio.wait_for(task, 5)
     stranger.close()
     assert ssrcs.in_use(history=False) == 0 and [r.method for r in sip.requests] == ["BYE"]
+    with pytest.raises(ConnectionRefusedError):  # the listener is gone
+        await asyncio.open_connection("127.0.0.1", media.port)
 
 
 async def test_tcp_active_offer_connects_to_the_answered_port() -> None:

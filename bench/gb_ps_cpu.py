@@ -33,6 +33,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.procstat import TreeSample
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners
@@ -95,6 +96,8 @@ class Window:
     system_percent_per_stream: float
     fps_per_stream: float
     corrupt: int
+    #: The sending simulator's CPU over the window (% of a core): it competes with us on a small machine.
+    sender_percent: float
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -104,7 +107,11 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 async def measure(
-    sources: list[Gb28181Source] | list[RtspSource], hubs: list[StreamHub], seconds: float, profile: Path | None
+    sources: list[Gb28181Source] | list[RtspSource],
+    hubs: list[StreamHub],
+    seconds: float,
+    profile: Path | None,
+    sender: subprocess.Popen[bytes],
 ) -> Window:
     tasks = [asyncio.create_task(s.run()) for s in sources]
     try:
@@ -113,6 +120,8 @@ async def measure(
             if task.done():
                 task.result()  # a source that failed in the warm-up says why
         profiler = cProfile.Profile() if profile is not None else None
+        sending = TreeSample([sender.pid])
+        sending.begin()
         units0, cpu0, t0 = sum(h.units_in for h in hubs), cpu_seconds(), time.monotonic()
         if profiler is not None:
             profiler.enable()
@@ -120,6 +129,7 @@ async def measure(
         if profiler is not None:
             profiler.disable()
         units1, cpu1, t1 = sum(h.units_in for h in hubs), cpu_seconds(), time.monotonic()
+        sending.end()
         if profiler is not None and profile is not None:
             profiler.dump_stats(profile)
     finally:
@@ -133,6 +143,7 @@ async def measure(
         100.0 * (cpu1[1] - cpu0[1]) / elapsed / n,
         (units1 - units0) / elapsed / n,
         sum(s.corrupt for s in sources),
+        sending.cpu_percent,
     )
 
 
@@ -210,12 +221,12 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 for i in range(streams)
             ]
-            gb_results.append(await measure(gb_sources, hubs, args.seconds, args.profile))
+            gb_results.append(await measure(gb_sources, hubs, args.seconds, args.profile, gb_sim))
             hubs = [StreamHub(f"rtsp{i}") for i in range(streams)]
             rtsp_sources = [
                 RtspSource(i, urls[i], "", "", _publisher(hubs[i]), transport="tcp") for i in range(streams)
             ]
-            rtsp_results.append(await measure(rtsp_sources, hubs, args.seconds, None))
+            rtsp_results.append(await measure(rtsp_sources, hubs, args.seconds, None, rtsp_sim))
     finally:
         stop(gb_sim)
         stop(rtsp_sim)
@@ -235,6 +246,12 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"RTSP RTP/TCP → RtspSource → hub                : {rtsp:6.2f} % of a core per stream "
         f"(system {rtsp_sys:.2f}; {rtsp_fps:.1f} fps/stream of {FPS}, corrupt {sum(w.corrupt for w in rtsp_results)})"
+    )
+    gb_sender = sum(w.sender_percent for w in gb_results) / len(gb_results)
+    rtsp_sender = sum(w.sender_percent for w in rtsp_results) / len(rtsp_results)
+    print(
+        f"senders (not counted above)                     : GB simulator {gb_sender:.1f} %, "
+        f"RTSP simulator {rtsp_sender:.1f} % of a core"
     )
     print(f"ratio GB/RTSP                                   : {gb / rtsp:.2f} (target <= 1.5)")
     if args.profile is not None:

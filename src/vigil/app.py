@@ -46,7 +46,7 @@ from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.control import GbControl
 from vigil.gb28181.dispatch import SipDispatcher
-from vigil.gb28181.media import Gb28181Source, RegisteredOwners
+from vigil.gb28181.media import Gb28181Source, RegisteredOwners, TransportResolver, media_transport
 from vigil.gb28181.positions import GbPositions
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.report_store import DbReportStore
@@ -66,6 +66,7 @@ from vigil.protocols.gb28181.manscdp import (
     ResultResponse,
 )
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.sdp import GbTransport
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
 from vigil.recorder.recovery import recover
@@ -115,6 +116,10 @@ class GbRuntime:
     positions: GbPositions
     #: Registration to upper platforms and answering them (Vigil as a lower platform).
     cascade: Cascade
+    #: Live/history SSRCs of this node's media sessions (unique within the SIP domain; a leak shows here).
+    ssrcs: SsrcAllocator
+    #: The live media transport to offer a device: its own setting, else ``gb28181.media_transport``.
+    media_transport: TransportResolver
 
 
 class _DeviceListeners:
@@ -138,8 +143,6 @@ def build_source_factory(
     """Sources by camera kind: RTSP always; GB/T 28181 (INVITE over ``gb``'s SIP server) when it is given."""
     ingest = settings.ingest
     owners = RegisteredOwners(gb.registrar, gb.catalog) if gb is not None else None
-    # One allocator per node: live SSRCs are unique within the SIP domain.
-    ssrcs = SsrcAllocator(settings.gb28181.domain or settings.gb28181.platform_id[:10])
 
     def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
         if spec.kind == GB28181_SOURCE_KIND:
@@ -152,7 +155,9 @@ def build_source_factory(
                 settings=settings.gb28181,
                 sip=gb.sip,
                 owners=owners,
-                ssrcs=ssrcs,
+                ssrcs=gb.ssrcs,
+                dialogs=gb.dispatcher,
+                transport_of=gb.media_transport,
                 connect_timeout=ingest.connect_timeout_seconds,
                 read_timeout=ingest.read_timeout_seconds,
             )
@@ -217,7 +222,8 @@ def build_gb28181(
     gb = settings.gb28181
     if not gb.enabled:
         return None
-    registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
+    store = DbDeviceStore(db, access.secrets.decrypt)
+    registrar = Registrar(gb, store, clock=lambda: datetime.now(UTC))
     dispatcher = SipDispatcher(registrar)
     sip = SipServer(dispatcher, host=gb.host, port=gb.port)
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
@@ -238,6 +244,13 @@ def build_gb28181(
         cameras if cameras is not None else _NoCameras(),
         LocalPlatform(platform_id=gb.platform_id, domain=gb.domain, firmware=__version__),
     )
+    # One allocator per node: live SSRCs are unique within the SIP domain.
+    ssrcs = SsrcAllocator(gb.domain or gb.platform_id[:10])
+
+    async def transport_of(device_id: str) -> GbTransport:
+        # Read at each INVITE, so an admin's change applies from the next (re)connection.
+        return media_transport(await store.media_transport(device_id) or gb.media_transport)
+
     return GbRuntime(
         registrar=registrar,
         sip=sip,
@@ -247,6 +260,8 @@ def build_gb28181(
         alarms=alarms,
         positions=positions,
         cascade=cascade,
+        ssrcs=ssrcs,
+        media_transport=transport_of,
     )
 
 
@@ -400,8 +415,27 @@ class Vigil:
             self._closers.append(self.sim.close)
             await seed_demo(db, self.sim.urls(), access.secrets)
 
-        # Built (not started) before the pipelines: GB/T 28181 cameras' sources INVITE over its SIP server.
+        # Started before the pipelines (and so closed after them): GB/T 28181 cameras' sources INVITE over
+        # its SIP server, and their BYEs on shutdown must still reach the devices.
         gb = build_gb28181(settings, db, access, self._camera_changed, _NodeCameras(self))
+        if gb is not None:
+            await gb.catalog.start()
+            self._closers.append(gb.catalog.close)
+            await gb.positions.start()
+            self._closers.append(gb.positions.close)
+            await gb.alarms.start()
+            await gb.registrar.start()
+            self._closers.append(gb.registrar.close)
+            await gb.sip.start()
+            self._closers.append(gb.sip.close)
+            # After the SIP server: registering upward needs its socket; closed first, so we unregister.
+            await gb.cascade.start()
+            self._closers.append(gb.cascade.close)
+            # Closed before the SIP server (closers run in reverse): it unsubscribes over it.
+            self._closers.append(gb.alarms.close)
+            self.gb = gb
+            self.sip, self.gb_catalog = gb.sip, gb.catalog
+
         kinds = frozenset({RTSP_SOURCE_KIND, GB28181_SOURCE_KIND} if gb is not None else {RTSP_SOURCE_KIND})
         pipelines = self.pipelines = CameraPipelines(
             db,
@@ -420,24 +454,6 @@ class Vigil:
         retention = RetentionRunner(db, volumes, settings.storage)
         await retention.start()
         self._closers.append(retention.close)
-
-        if gb is not None:
-            await gb.catalog.start()
-            self._closers.append(gb.catalog.close)
-            await gb.positions.start()
-            self._closers.append(gb.positions.close)
-            await gb.alarms.start()
-            await gb.registrar.start()
-            self._closers.append(gb.registrar.close)
-            await gb.sip.start()
-            self._closers.append(gb.sip.close)
-            # After the SIP server: registering upward needs its socket; closed first, so we unregister.
-            await gb.cascade.start()
-            self._closers.append(gb.cascade.close)
-            # Closed before the SIP server (closers run in reverse): it unsubscribes over it.
-            self._closers.append(gb.alarms.close)
-            self.gb = gb
-            self.sip, self.gb_catalog = gb.sip, gb.catalog
 
         await self._serve(self.build_api(db, access, pipelines, volumes))
 

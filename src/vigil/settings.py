@@ -140,6 +140,14 @@ class Gb28181Settings(_Section):
     control_timeout_s: float = Field(
         5.0, gt=0, le=60, description="How long a device may take to answer a DeviceControl (PTZ, ResetAlarm)."
     )
+    media_transport: str = Field(
+        "udp",
+        pattern="^(udp|tcp-passive|tcp-active)$",
+        description=(
+            "How live media is asked of devices without their own setting: udp (RTP/AVP), tcp-passive (Vigil "
+            "listens, the device connects) or tcp-active (Vigil connects to the device); RFC 4571 framing on TCP."
+        ),
+    )
 
     @model_validator(mode="after")
     def _default_domain(self) -> Gb28181Settings:

@@ -204,6 +204,8 @@ class GbDevice(Base):
     charset: Mapped[str] = mapped_column(String(16), default="GB2312")
     #: ``X-GB-Ver`` of the last REGISTER (2.0 = 2016, 3.0 = 2022); empty when the device sent none.
     gb_version: Mapped[str] = mapped_column(String(8), default="")
+    #: Live media transport asked of this device (udp, tcp-passive, tcp-active); None = ``gb28181.media_transport``.
+    media_transport: Mapped[str | None] = mapped_column(String(16), default=None)
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -491,8 +491,8 @@ export interface paths {
         head?: never;
         /**
          * Change Gb Device
-         * @description Rename, set or clear its own password, or change its charset; a new password or charset takes
-         *     effect at once: the device is dropped and must register again.
+         * @description Rename, set or clear its own password, change its charset or live media transport; a new password
+         *     or charset takes effect at once: the device is dropped and must register again.
          */
         patch: operations["change_gb_device_api_gb_devices__device_id__patch"];
         trace?: never;
@@ -1237,6 +1237,8 @@ export interface components {
             last_register_us: number | null;
             /** Manufacturer */
             manufacturer: string;
+            /** Media Transport */
+            media_transport: ("udp" | "tcp-passive" | "tcp-active") | null;
             /** Model */
             model: string;
             /** Name */
@@ -1255,6 +1257,11 @@ export interface components {
         GbDevicePatch: {
             /** Charset */
             charset?: ("GB2312" | "GBK" | "GB18030" | "UTF-8") | null;
+            /**
+             * Media Transport
+             * @description udp, tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects); null = the node's gb28181.media_transport setting.
+             */
+            media_transport?: ("udp" | "tcp-passive" | "tcp-active") | null;
             /** Name */
             name?: string | null;
             /** Password */

@@ -13,6 +13,7 @@ import logging
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -280,6 +281,9 @@ class _NoCameras:
     def recorded(self, camera_id: int, start_us: int, end_us: int) -> UnitSource:
         return _NoUnits()
 
+    def watching(self, camera_id: int) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
 
 class _NoUnits:
     async def get(self) -> AccessUnit | None:
@@ -311,6 +315,10 @@ class _NodeCameras:
         if node.db is None or node.volumes is None:
             return _NoUnits()
         return RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(node.db), node.volumes)
+
+    def watching(self, camera_id: int) -> AbstractAsyncContextManager[None]:
+        pipelines = self._node.pipelines
+        return pipelines.watching(camera_id) if pipelines is not None else contextlib.nullcontext()
 
 
 class _ApiStatus:

@@ -6,14 +6,17 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import select
+
 from tests.conftest import sqlite_database
+from tests.helpers import eventually
 from vigil.domain.camera import CameraState
 from vigil.domain.media import AccessUnit
 from vigil.events.camera_events import DbEventSink
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.pipeline import CameraPipelines
 from vigil.settings import IngestSettings
-from vigil.storage.models import Camera, Region
+from vigil.storage.models import Camera, CameraEvent, Region
 from vigil.streams.hub import HubRegistry
 
 
@@ -71,6 +74,64 @@ async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
             row.source_kind = "gb28181"
         await pipelines.camera_changed(1)
         assert pipelines.running() == []
+    finally:
+        await pipelines.close()
+        await db.close()
+
+
+async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_path: Path) -> None:
+    db = await sqlite_database(tmp_path)
+    async with db.session() as session:
+        session.add(Region(code="34", name="Province"))
+        await session.flush()
+        session.add(
+            Camera(
+                gb_id="34020000001320000001",
+                name="gate",
+                rtsp_url="rtsp://127.0.0.1:9/x",
+                region_code="34",
+                recording_mode="never",
+                created_us=1,
+                updated_us=1,
+            )
+        )
+    started: list[int] = []
+
+    def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
+        started.append(spec.camera_id)
+        return IdleSource()
+
+    settings = IngestSettings(on_demand_grace_seconds=0)
+    pipelines = CameraPipelines(db, HubRegistry(), factory, None, DbEventSink(db), settings, str)
+    await pipelines.start()
+
+    async def kinds() -> list[str]:
+        async with db.session() as session:
+            return list(await session.scalars(select(CameraEvent.kind).order_by(CameraEvent.id)))
+
+    try:
+        assert pipelines.running() == []
+        assert pipelines.status(1).state is CameraState.IDLE
+        async with pipelines.watching(1):
+            assert pipelines.running() == [1]
+            await eventually(lambda: started == [1])
+        await eventually(lambda: pipelines.running() == [])  # grace 0: closed at the next check
+        assert pipelines.status(1).state is CameraState.IDLE
+
+        # Disabling an idle camera is still an event (integrity: "disabled", not "not scheduled"); so is enabling.
+        async with db.session() as session:
+            row = await session.get(Camera, 1)
+            assert row is not None
+            row.enabled = False
+        await pipelines.camera_changed(1)
+        assert pipelines.status(1).state is CameraState.DISABLED
+        async with db.session() as session:
+            row = await session.get(Camera, 1)
+            assert row is not None
+            row.enabled = True
+        await pipelines.camera_changed(1)
+        assert pipelines.status(1).state is CameraState.IDLE
+        assert await kinds() == ["not_scheduled", "disabled", "enabled"]
     finally:
         await pipelines.close()
         await db.close()

@@ -13,6 +13,7 @@ import logging
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +47,7 @@ from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.control import GbControl
 from vigil.gb28181.dispatch import SipDispatcher
-from vigil.gb28181.media import Gb28181Source, RegisteredOwners
+from vigil.gb28181.media import Gb28181Source, RegisteredOwners, TransportResolver, media_transport
 from vigil.gb28181.positions import GbPositions
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.report_store import DbReportStore
@@ -66,6 +67,7 @@ from vigil.protocols.gb28181.manscdp import (
     ResultResponse,
 )
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.sdp import GbTransport
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
 from vigil.recorder.recovery import recover
@@ -115,6 +117,10 @@ class GbRuntime:
     positions: GbPositions
     #: Registration to upper platforms and answering them (Vigil as a lower platform).
     cascade: Cascade
+    #: Live/history SSRCs of this node's media sessions (unique within the SIP domain; a leak shows here).
+    ssrcs: SsrcAllocator
+    #: The live media transport to offer a device: its own setting, else ``gb28181.media_transport``.
+    media_transport: TransportResolver
 
 
 class _DeviceListeners:
@@ -138,8 +144,6 @@ def build_source_factory(
     """Sources by camera kind: RTSP always; GB/T 28181 (INVITE over ``gb``'s SIP server) when it is given."""
     ingest = settings.ingest
     owners = RegisteredOwners(gb.registrar, gb.catalog) if gb is not None else None
-    # One allocator per node: live SSRCs are unique within the SIP domain.
-    ssrcs = SsrcAllocator(settings.gb28181.domain or settings.gb28181.platform_id[:10])
 
     def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
         if spec.kind == GB28181_SOURCE_KIND:
@@ -152,7 +156,9 @@ def build_source_factory(
                 settings=settings.gb28181,
                 sip=gb.sip,
                 owners=owners,
-                ssrcs=ssrcs,
+                ssrcs=gb.ssrcs,
+                dialogs=gb.dispatcher,
+                transport_of=gb.media_transport,
                 connect_timeout=ingest.connect_timeout_seconds,
                 read_timeout=ingest.read_timeout_seconds,
             )
@@ -217,7 +223,8 @@ def build_gb28181(
     gb = settings.gb28181
     if not gb.enabled:
         return None
-    registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
+    store = DbDeviceStore(db, access.secrets.decrypt)
+    registrar = Registrar(gb, store, clock=lambda: datetime.now(UTC))
     dispatcher = SipDispatcher(registrar)
     sip = SipServer(dispatcher, host=gb.host, port=gb.port)
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
@@ -239,6 +246,13 @@ def build_gb28181(
         LocalPlatform(platform_id=gb.platform_id, domain=gb.domain, firmware=__version__),
         control=control,
     )
+    # One allocator per node: live SSRCs are unique within the SIP domain.
+    ssrcs = SsrcAllocator(gb.domain or gb.platform_id[:10])
+
+    async def transport_of(device_id: str) -> GbTransport:
+        # Read at each INVITE, so an admin's change applies from the next (re)connection.
+        return media_transport(await store.media_transport(device_id) or gb.media_transport)
+
     return GbRuntime(
         registrar=registrar,
         sip=sip,
@@ -248,6 +262,8 @@ def build_gb28181(
         alarms=alarms,
         positions=positions,
         cascade=cascade,
+        ssrcs=ssrcs,
+        media_transport=transport_of,
     )
 
 
@@ -265,6 +281,9 @@ class _NoCameras:
 
     def recorded(self, camera_id: int, start_us: int, end_us: int) -> PlaybackSource:
         return _NoUnits()
+
+    def watching(self, camera_id: int) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
 
 
 class _NoUnits:
@@ -309,6 +328,10 @@ class _NodeCameras:
         if node.db is None or node.volumes is None:
             return _NoUnits()
         return RecordedUnits(camera_id, start_us, end_us, SqlPlaybackIndex(node.db), node.volumes)
+
+    def watching(self, camera_id: int) -> AbstractAsyncContextManager[None]:
+        pipelines = self._node.pipelines
+        return pipelines.watching(camera_id) if pipelines is not None else contextlib.nullcontext()
 
 
 class _ApiStatus:
@@ -413,26 +436,9 @@ class Vigil:
             self._closers.append(self.sim.close)
             await seed_demo(db, self.sim.urls(), access.secrets)
 
-        # Built (not started) before the pipelines: GB/T 28181 cameras' sources INVITE over its SIP server.
+        # Started before the pipelines (and so closed after them): GB/T 28181 cameras' sources INVITE over
+        # its SIP server, and their BYEs on shutdown must still reach the devices.
         gb = build_gb28181(settings, db, access, self._camera_changed, _NodeCameras(self))
-        kinds = frozenset({RTSP_SOURCE_KIND, GB28181_SOURCE_KIND} if gb is not None else {RTSP_SOURCE_KIND})
-        pipelines = self.pipelines = CameraPipelines(
-            db,
-            self.hubs,
-            build_source_factory(settings, gb),
-            build_recorder_factory(settings, db, volumes),
-            DbEventSink(db),
-            settings.ingest,
-            access.secrets.decrypt,
-            source_kinds=kinds,
-        )
-        await pipelines.start()
-        self._closers.append(pipelines.close)
-
-        retention = RetentionRunner(db, volumes, settings.storage)
-        await retention.start()
-        self._closers.append(retention.close)
-
         if gb is not None:
             await gb.catalog.start()
             self._closers.append(gb.catalog.close)
@@ -451,6 +457,25 @@ class Vigil:
             self.gb = gb
             self.sip, self.gb_catalog = gb.sip, gb.catalog
 
+        kinds = frozenset({RTSP_SOURCE_KIND, GB28181_SOURCE_KIND} if gb is not None else {RTSP_SOURCE_KIND})
+        pipelines = self.pipelines = CameraPipelines(
+            db,
+            self.hubs,
+            build_source_factory(settings, gb),
+            build_recorder_factory(settings, db, volumes),
+            DbEventSink(db),
+            settings.ingest,
+            access.secrets.decrypt,
+            source_kinds=kinds,
+            zone=settings.zone,
+        )
+        await pipelines.start()
+        self._closers.append(pipelines.close)
+
+        retention = RetentionRunner(db, volumes, settings.storage)
+        await retention.start()
+        self._closers.append(retention.close)
+
         await self._serve(self.build_api(db, access, pipelines, volumes))
 
     async def _camera_changed(self, camera_id: int) -> None:
@@ -467,7 +492,7 @@ class Vigil:
             volumes_info=_VolumesInfo(volumes),
             access=access,
             extra_routers=[
-                build_live_router(self.hubs, gate, registry=self.live),
+                build_live_router(self.hubs, gate, registry=self.live, demand=pipelines),
                 build_recordings_router(
                     db,
                     volumes,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -63,6 +64,20 @@ class IngestSettings(_Section):
     backoff_initial_seconds: float = Field(1.0, gt=0, description="First reconnect delay after a failure.")
     backoff_max_seconds: float = Field(30.0, gt=0, description="Reconnect delay cap (doubling with jitter).")
     transport: str = Field("tcp", pattern="^(tcp|udp)$", description="RTP transport asked of RTSP cameras.")
+    on_demand_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="How long a stream nobody needs any more (last viewer gone, not recording) stays open "
+        "before it is closed (GB/T 28181: BYE); spares devices an INVITE per page reload.",
+    )
+    reconcile_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Longest time between two checks of wanted against running streams (a lost stream is "
+        "re-started, a plan's start/end applied); checks also fall on every minute boundary.",
+    )
 
 
 class AuthSettings(_Section):
@@ -125,6 +140,14 @@ class Gb28181Settings(_Section):
     control_timeout_s: float = Field(
         5.0, gt=0, le=60, description="How long a device may take to answer a DeviceControl (PTZ, ResetAlarm)."
     )
+    media_transport: str = Field(
+        "udp",
+        pattern="^(udp|tcp-passive|tcp-active)$",
+        description=(
+            "How live media is asked of devices without their own setting: udp (RTP/AVP), tcp-passive (Vigil "
+            "listens, the device connects) or tcp-active (Vigil connects to the device); RFC 4571 framing on TCP."
+        ),
+    )
 
     @model_validator(mode="after")
     def _default_domain(self) -> Gb28181Settings:
@@ -137,6 +160,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid")
 
     data_dir: Path = Field(Path("vigil-data"), description="Database, recordings, exports and secrets live here.")
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="IANA zone of this node's local time: recording plans (Mon-Fri 08:00-18:00) are read in it.",
+    )
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -156,6 +183,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment overrides the file, which init_settings carries.
         return (env_settings, init_settings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"not a known IANA time zone (e.g. Asia/Shanghai): {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The node's local time zone (``timezone``)."""
+        return ZoneInfo(self.timezone)
 
     @property
     def database_url(self) -> str:

@@ -13,7 +13,7 @@ from vigil.storage.models import Camera
 
 HEADER = (
     "gb_id,name,rtsp_url,username,password,region_code,department,category,latitude,longitude,address,"
-    "ptz_type,definition,enabled,retention_days"
+    "ptz_type,definition,enabled,retention_days,recording_mode,recording_plan"
 )
 
 
@@ -45,6 +45,11 @@ async def test_export_then_import_into_empty_database_is_identical(api: Api, tmp
                 definition="sd",
                 ptz_type="0",
                 address="多行\n地址",
+                recording_mode="plan",
+                recording_plan=[
+                    {"weekdays": [1, 2, 3, 4, 5], "start": "08:00", "end": "18:00"},
+                    {"weekdays": [6, 7], "start": "22:00", "end": "24:00"},
+                ],
             ),
         ]
         for body in bodies:
@@ -57,6 +62,7 @@ async def test_export_then_import_into_empty_database_is_identical(api: Api, tmp
     assert exported.startswith(b"\xef\xbb\xbf" + HEADER.encode() + b"\r\n")
     assert b"cam-secret" not in exported
     assert "'=HYPERLINK" in exported.decode("utf-8-sig")  # neutralised for Excel
+    assert ',plan,"Mon-Fri 08:00-18:00; Sat,Sun 22:00-24:00"\r\n' in exported.decode("utf-8-sig")
 
     other_db = Database(f"sqlite+aiosqlite:///{tmp_path / 'other.db'}")
     await other_db.create_schema()
@@ -82,11 +88,16 @@ async def test_bad_rows_write_nothing_and_name_row_and_field(api: Api) -> None:
     text = "\n".join(
         [
             HEADER,
-            "32010200001320000001,好的,rtsp://10.0.0.1/a,,,320102,,1,32.1,118.8,,1,hd,true,30",
-            "1234,坏的,http://10.0.0.2/b,,,320102,,7,95,118.8,,1,hd,true,30",
-            "32010200001320000003,部门,rtsp://10.0.0.3/c,,,999999,不存在的部门,1,,,,0,sd,yes,",
-            "32010200001320000001,重复,rtsp://10.0.0.4/d,,,320102,,1,,,,0,sd,no,",
+            "32010200001320000001,好的,rtsp://10.0.0.1/a,,,320102,,1,32.1,118.8,,1,hd,true,30,,",
+            "1234,坏的,http://10.0.0.2/b,,,320102,,7,95,118.8,,1,hd,true,30,,",
+            "32010200001320000003,部门,rtsp://10.0.0.3/c,,,999999,不存在的部门,1,,,,0,sd,yes,,,",
+            "32010200001320000001,重复,rtsp://10.0.0.4/d,,,320102,,1,,,,0,sd,no,,,",
             "32010200001320000005,短行,rtsp://10.0.0.5/e",
+            "32010200001320000006,夜间,rtsp://10.0.0.6/f,,,320102,,1,,,,0,sd,true,,plan,Mon-Fri 18:00-08:00",
+            "32010200001320000007,无计划,rtsp://10.0.0.7/g,,,320102,,1,,,,0,sd,true,,plan,",
+            "32010200001320000008,模式,rtsp://10.0.0.8/h,,,320102,,1,,,,0,sd,true,,sometimes,Mon 08:00-09:00",
+            "32010200001320000009,重叠,rtsp://10.0.0.9/i,,,320102,,1,,,,0,sd,true,,plan,"
+            "Mon-Fri 08:00-12:00; Fri 11:00-13:00",
         ]
     )
     async with await api.as_user("root") as root:
@@ -103,18 +114,28 @@ async def test_bad_rows_write_nothing_and_name_row_and_field(api: Api) -> None:
         (4, "department"),
         (5, "gb_id"),
         (6, "row"),
+        (7, "recording_plan"),
+        (8, "recording_plan"),
+        (9, "recording_mode"),
+        (10, "recording_plan"),
     ]
     messages = {(e["row"], e["field"]): e["message"] for e in body["errors"]}
     assert messages[(4, "department")] == "no department named '不存在的部门'"
     assert messages[(5, "gb_id")] == "32010200001320000001 repeats row 2"
-    assert messages[(6, "row")] == "has 3 cells, the header has 15"
+    assert messages[(6, "row")] == "has 3 cells, the header has 17"
+    assert "split a range across midnight into two entries" in messages[(7, "recording_plan")]
+    assert messages[(8, "recording_plan")] == "a camera recording by plan needs at least one time range"
+    assert "'always', 'plan' or 'never'" in messages[(9, "recording_mode")]
+    assert messages[(10, "recording_plan")] == "Fri: 08:00-12:00 overlaps 11:00-13:00"
     assert await camera_count(api.db) == 0
     assert api.changes.changed == []
 
 
 async def test_gbk_encoded_file_from_excel(api: Api) -> None:
     text = (
-        HEADER + "\r\n" + "32010200001320000001,玄武湖北门,rtsp://10.0.0.1/a,,,320102,公安分局,2,,,玄武大道,0,hd,1,\r\n"
+        HEADER
+        + "\r\n"
+        + "32010200001320000001,玄武湖北门,rtsp://10.0.0.1/a,,,320102,公安分局,2,,,玄武大道,0,hd,1,,never,\r\n"
     )
     async with await api.as_user("root") as root:
         r = await root.post("/api/cameras/import", files=upload(text, "gbk"))
@@ -122,6 +143,7 @@ async def test_gbk_encoded_file_from_excel(api: Api) -> None:
         cams = (await root.get("/api/cameras")).json()
     assert [(c["name"], c["address"], c["category"]) for c in cams] == [("玄武湖北门", "玄武大道", "2")]
     assert cams[0]["department_id"] is not None
+    assert (cams[0]["recording_mode"], cams[0]["recording_plan"]) == ("never", [])
 
 
 async def test_undecodable_file_and_bad_header(api: Api) -> None:

@@ -68,6 +68,38 @@ BAD_FIELDS: list[tuple[dict[str, Any], str, str]] = [
     ({"enabled": "maybe"}, "enabled", "valid boolean"),
     ({"region_code": ""}, "region_code", "must not be empty"),
     ({"status": "online"}, "status", "is not a known field"),
+    ({"recording_mode": "sometimes"}, "recording_mode", "Input should be 'always', 'plan' or 'never'"),
+    ({"recording_mode": "plan"}, "recording_plan", "a camera recording by plan needs at least one time range"),
+    (
+        {"recording_plan": [{"weekdays": [1], "start": "22:00", "end": "06:00"}]},
+        "recording_plan",
+        "entry 1: 22:00-06:00 must start before it ends, inside 00:00-24:00 (split a range across midnight",
+    ),
+    (
+        {"recording_plan": [{"weekdays": [1], "start": "08:00", "end": "24:30"}]},
+        "recording_plan",
+        "entry 1 end: '24:30' is not a time between 00:00 and 24:00",
+    ),
+    (
+        {"recording_plan": [{"weekdays": [0, 1], "start": "08:00", "end": "09:00"}]},
+        "recording_plan",
+        "weekdays are 1 (Monday) to 7 (Sunday), got 0",
+    ),
+    (
+        {
+            "recording_plan": [
+                {"weekdays": [1, 2, 3, 4, 5], "start": "08:00", "end": "12:00"},
+                {"weekdays": [5, 6], "start": "11:30", "end": "13:00"},
+            ]
+        },
+        "recording_plan",
+        "Fri: 08:00-12:00 overlaps 11:30-13:00",
+    ),
+    (
+        {"recording_plan": [{"weekdays": [], "start": "08:00", "end": "09:00"}]},
+        "recording_plan.0.weekdays",
+        "at least 1",
+    ),
 ]
 
 
@@ -132,6 +164,38 @@ async def test_patch_merges_validates_and_keeps_password(api: Api) -> None:
     assert api.changes.changed == [cam["id"]] * 4
     details = [r.detail for r in await api.audit_rows(action="camera.update")]
     assert details == ["changed enabled, name", "changed password", "changed latitude, longitude"]
+
+
+async def test_recording_mode_and_plan_round_trip_and_default_to_always(api: Api) -> None:
+    office = [
+        {"weekdays": [1, 2, 3, 4, 5], "start": "08:00", "end": "12:00"},
+        {"weekdays": [1, 2, 3, 4, 5], "start": "12:00", "end": "18:00"},  # touching is not overlapping
+        {"weekdays": [6], "start": "22:00", "end": "24:00"},
+    ]
+    async with await api.as_user("root") as root:
+        cam = (await root.post("/api/cameras", json=camera_body())).json()
+        assert (cam["recording_mode"], cam["recording_plan"]) == ("always", [])
+        r = await root.patch(f"/api/cameras/{cam['id']}", json={"recording_mode": "plan", "recording_plan": office})
+        assert r.status_code == 200, r.text
+        assert (r.json()["recording_mode"], r.json()["recording_plan"]) == ("plan", office)
+        # Another field's change keeps the plan; the mode can leave "plan" and keep the plan for later.
+        r = await root.patch(f"/api/cameras/{cam['id']}", json={"name": "南门"})
+        assert r.json()["recording_plan"] == office
+        r = await root.patch(f"/api/cameras/{cam['id']}", json={"recording_mode": "never"})
+        assert (r.json()["recording_mode"], r.json()["recording_plan"]) == ("never", office)
+        r = await root.patch(f"/api/cameras/{cam['id']}", json={"recording_mode": "plan", "recording_plan": []})
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["field"] == "recording_plan"
+    async with api.db.session() as session:
+        row = await session.get(Camera, cam["id"])
+        assert row is not None
+        assert (row.recording_mode, row.recording_plan) == (
+            "never",
+            "Mon-Fri 08:00-12:00; Mon-Fri 12:00-18:00; Sat 22:00-24:00",
+        )
+    assert api.changes.changed == [cam["id"]] * 4
+    details = [r.detail for r in await api.audit_rows(action="camera.update")]
+    assert details[0] == "changed recording_mode, recording_plan"
 
 
 async def test_delete_refused_while_evidence_locked(api: Api) -> None:

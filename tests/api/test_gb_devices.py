@@ -88,8 +88,41 @@ async def test_admin_pre_registers_changes_and_deletes_a_device(db: Database, tm
     assert actions == [
         ("gb_device.add", True),
         ("gb_device.add", False),
-        ("gb_device.change", True),
-        ("gb_device.change", True),
+        ("gb_device.update", True),
+        ("gb_device.update", True),
         ("gb_device.delete", False),
         ("gb_device.delete", True),
     ]
+
+
+async def test_admin_sets_a_device_media_transport_audited(db: Database, tmp_path: Path) -> None:
+    api, _app = await build_api(db, tmp_path, extra_routers=[build_gb_router(db)])
+    async with db.session() as session:
+        session.add(GbDevice(device_id=PENDING, admitted=True, created_us=1))
+    await api.add_user("scoped", "admin", REGION_A)
+    await api.add_user("op", "operator")
+    async with api.client, await api.as_user("root") as root:
+        (device,) = (await root.get("/api/gb/devices")).json()
+        assert device["media_transport"] is None  # the node's setting applies
+        r = await root.patch(f"/api/gb/devices/{PENDING}", json={"media_transport": "tcp-active"})
+        assert r.status_code == 200 and r.json()["media_transport"] == "tcp-active"
+        r = await root.patch(f"/api/gb/devices/{PENDING}", json={})
+        assert r.status_code == 200 and r.json()["media_transport"] == "tcp-active"  # left out: unchanged
+        assert (await root.patch(f"/api/gb/devices/{PENDING}", json={"media_transport": "sctp"})).status_code == 422
+        r = await root.patch("/api/gb/devices/34020000001320000098", json={"media_transport": "udp"})
+        assert r.status_code == 404
+        async with await api.as_user("op") as op:
+            assert (await op.patch(f"/api/gb/devices/{PENDING}", json={"media_transport": "udp"})).status_code == 403
+        async with await api.as_user("scoped") as scoped:
+            r = await scoped.patch(f"/api/gb/devices/{PENDING}", json={"media_transport": "udp"})
+            assert r.status_code == 403
+        r = await root.patch(f"/api/gb/devices/{PENDING}", json={"media_transport": None})
+        assert r.status_code == 200 and r.json()["media_transport"] is None
+    async with db.session() as session:
+        row = await session.get(GbDevice, PENDING)
+        assert row is not None and row.media_transport is None
+    allowed = [(r.target, r.detail) for r in await api.audit_rows(action="gb_device.update", allowed=True)]
+    assert allowed[0] == (f"gb:{PENDING}", "media_transport tcp-active")
+    assert len(allowed) == 3
+    denied = [r.username for r in await api.audit_rows(action="gb_device.update", allowed=False)]
+    assert denied == ["op", "scoped"]

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from vigil.domain.media import AccessUnit
+from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.media import Gb28181Source
-from vigil.ingest.errors import ProtocolFailure, StreamNotFound, StreamTimeout, Unreachable
+from vigil.ingest.errors import ProtocolFailure, StreamEnded, StreamNotFound, StreamTimeout, Unreachable
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
-from vigil.protocols.ps import PsMuxer, PsRtpPacketizer
+from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, frame_rfc4571
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
-from vigil.protocols.sip.message import SipRequest, SipResponse, make_response
+from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, make_response
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer, SipRequestTimeout
 
@@ -32,8 +33,9 @@ class FakeSip:
     udp_port = 5060
     tcp_port = 5060
 
-    def __init__(self, status: int | None) -> None:
+    def __init__(self, status: int | None, answer: GbTransport = GbTransport.UDP, port: int = 6000) -> None:
         self.status = status
+        self.answer, self.port = answer, port
         self.invites: list[SipRequest] = []
         self.stateless: list[SipRequest] = []
         self.requests: list[SipRequest] = []
@@ -49,8 +51,8 @@ class FakeSip:
             session_name="Play",
             owner_id=CHANNEL,
             address="127.0.0.1",
-            port=6000,
-            transport=GbTransport.UDP,
+            port=self.port,
+            transport=self.answer,
             ssrc=offer.gb_ssrc or "",
             direction="sendonly",
             payloads=((96, "PS"),),
@@ -77,16 +79,24 @@ class Owners:
 
 
 def source(
-    sip: FakeSip, ssrcs: SsrcAllocator, units: list[AccessUnit], *, known: bool = True, read_timeout: float = 0.5
+    sip: FakeSip,
+    ssrcs: SsrcAllocator,
+    units: list[AccessUnit],
+    *,
+    known: bool = True,
+    read_timeout: float = 0.5,
+    dialogs: Dialogs | None = None,
+    transport: str = "udp",
 ) -> Gb28181Source:
     return Gb28181Source(
         1,
         CHANNEL,
         units.append,
-        settings=Gb28181Settings(),
+        settings=Gb28181Settings(media_transport=transport),
         sip=sip,
         owners=Owners(known),
         ssrcs=ssrcs,
+        dialogs=dialogs,
         connect_timeout=0.5,
         read_timeout=read_timeout,
     )
@@ -128,7 +138,6 @@ async def test_invite_shape_and_no_media_times_out_then_bye() -> None:
     assert invite.headers["Subject"] == f"{CHANNEL}:{offer.gb_ssrc},{Gb28181Settings().platform_id}:0"
     (ack,) = sip.stateless
     assert ack.method == "ACK" and ack.cseq.number == invite.cseq.number and ack.call_id == invite.call_id
-    assert ssrcs.in_use(history=False) == 1
     await src.close()
     (bye,) = sip.requests
     assert bye.method == "BYE" and bye.call_id == invite.call_id and bye.to_address.tag == "dev"
@@ -162,3 +171,225 @@ async def test_ps_over_rtp_becomes_access_units() -> None:
     await src.close()
     await asyncio.wait_for(task, 5)
     assert [r.method for r in sip.requests] == ["BYE"]
+
+
+class Dialogs:
+    """Records the dialog routes a source adds and removes (the SipDispatcher's part)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, DialogHandler] = {}
+        self.added = 0
+
+    def add_dialog(self, call_id: str, handler: DialogHandler) -> None:
+        self.routes[call_id] = handler
+        self.added += 1
+
+    def remove_dialog(self, call_id: str) -> None:
+        self.routes.pop(call_id, None)
+
+
+def in_dialog(invite: SipRequest, method: str) -> SipRequest:
+    """A request the device sends inside the INVITE's dialog."""
+    return make_request(
+        method,
+        f"sip:{Gb28181Settings().platform_id}@127.0.0.1:5060",
+        via=Via("UDP", "127.0.0.1", 5999, (("branch", f"z9hG4bK-{method}"),)),
+        from_address=Address(invite.to_address.uri, params=(("tag", "dev"),)),
+        to_address=invite.from_address,
+        call_id=invite.call_id,
+        cseq=7,
+    )
+
+
+async def test_device_bye_is_answered_and_ends_the_source_without_leaks() -> None:
+    sip, ssrcs, dialogs = FakeSip(200), SsrcAllocator("3402000000"), Dialogs()
+    src = source(sip, ssrcs, [], read_timeout=30.0, dialogs=dialogs)
+    task = asyncio.create_task(src.run())
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    (invite,) = sip.invites
+    handler = dialogs.routes[invite.call_id]
+    info = await handler.handle_in_dialog(in_dialog(invite, "INFO"), PEER)
+    assert info is not None and info.status == 200 and not task.done()
+    response = await handler.handle_in_dialog(in_dialog(invite, "BYE"), PEER)
+    assert response is not None and response.status == 200
+    with pytest.raises(StreamEnded, match="hung up"):
+        await asyncio.wait_for(task, 5)
+    assert sip.requests == []  # the device ended the dialog: no BYE back
+    assert dialogs.routes == {} and dialogs.added == 1
+    assert ssrcs.in_use(history=False) == 0
+    await src.close()  # the supervisor may still close it: nothing more happens
+    assert sip.requests == []
+
+
+async def test_a_failed_run_frees_everything_without_close() -> None:
+    sip, ssrcs, dialogs = FakeSip(200), SsrcAllocator("3402000000"), Dialogs()
+    src = source(sip, ssrcs, [], read_timeout=0.3, dialogs=dialogs)
+    with pytest.raises(StreamTimeout, match="no media"):
+        await asyncio.wait_for(src.run(), 5)
+    # The supervisor drops a failed source without closing it: run() itself BYEs and frees.
+    assert [r.method for r in sip.requests] == ["BYE"]
+    assert dialogs.routes == {} and ssrcs.in_use(history=False) == 0
+    port = SessionDescription.parse(sip.invites[0].body).media[0].port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))  # the media socket is closed: its port can be bound again
+
+
+async def test_refused_invite_unroutes_its_dialog() -> None:
+    sip, ssrcs, dialogs = FakeSip(486), SsrcAllocator("3402000000"), Dialogs()
+    with pytest.raises(ProtocolFailure):
+        await asyncio.wait_for(source(sip, ssrcs, [], dialogs=dialogs).run(), 5)
+    assert dialogs.added == 1 and dialogs.routes == {} and ssrcs.in_use(history=False) == 0
+
+
+async def test_wrong_ssrc_and_strangers_are_dropped_and_counted_never_demuxed() -> None:
+    sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
+    units: list[AccessUnit] = []
+    src = source(sip, ssrcs, units, read_timeout=5.0)
+    task = asyncio.create_task(src.run())
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    offer = SessionDescription.parse(sip.invites[0].body)
+    ssrc, port = offer.gb_ssrc_value, offer.media[0].port
+    assert ssrc is not None
+    sent = list(itertools.islice(iter_file_units(MEDIA), 8))
+    good, muxer = PsRtpPacketizer(ssrc), PsMuxer()
+    # Interlopers send the same pictures (valid PS, right SSRC from the wrong address or the device's address
+    # with another SSRC): were any fed to the demuxer, the sequence gaps would drop pictures.
+    other_ssrc, other_muxer = PsRtpPacketizer(ssrc + 1), PsMuxer()
+    stranger_muxer, stranger = PsMuxer(), PsRtpPacketizer(ssrc, sequence=5000)
+    dropped = 0
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as device,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other_port,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other_host,
+    ):
+        device.bind(("127.0.0.1", 0))
+        other_host.bind(("127.0.0.2", 0))  # loopback answers on all of 127/8: a host the device is not
+        for unit in sent:
+            for packet in good.packetize(muxer.mux(unit), unit.pts):
+                device.sendto(packet, ("127.0.0.1", port))
+            # Each picture's first packet (its pack header) only: a whole keyframe from three senders at once
+            # would overflow the socket's receive buffer, and kernel drops would make the count unknowable.
+            device.sendto(other_ssrc.packetize(other_muxer.mux(unit), unit.pts)[0], ("127.0.0.1", port))
+            first = stranger.packetize(stranger_muxer.mux(unit), unit.pts)[0]
+            other_port.sendto(first, ("127.0.0.1", port))
+            other_host.sendto(first, ("127.0.0.1", port))
+            dropped += 3
+            await asyncio.sleep(0.02)  # pacing, not sync: a burst would overflow the receive buffer
+        async with asyncio.timeout(5):
+            while len(units) < len(sent) - 1 or src.corrupt < dropped:  # noqa: ASYNC110 - packets in flight
+                await asyncio.sleep(0.01)
+    assert [u.pts for u in units] == [u.pts for u in sent[: len(units)]]
+    assert src.corrupt == dropped
+    await src.close()
+    await asyncio.wait_for(task, 5)
+
+
+async def started(sip: FakeSip) -> SessionDescription:
+    """The offer, once the session is up (ACKed)."""
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    return SessionDescription.parse(sip.invites[0].body)
+
+
+def framed_units(ssrc: int, count: int) -> tuple[list[AccessUnit], bytes]:
+    muxer, packetizer = PsMuxer(), PsRtpPacketizer(ssrc)
+    units = list(itertools.islice(iter_file_units(MEDIA), count))
+    wire = b"".join(
+        frame_rfc4571(packet) for unit in units for packet in packetizer.packetize(muxer.mux(unit), unit.pts)
+    )
+    return units, wire
+
+
+async def test_tcp_passive_offer_listens_refuses_strangers_and_reads_rfc4571() -> None:
+    sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_ACTIVE, port=9), SsrcAllocator("3402000000")
+    units: list[AccessUnit] = []
+    src = source(sip, ssrcs, units, read_timeout=5.0, transport="tcp-passive")
+    task = asyncio.create_task(src.run())
+    offer = await started(sip)
+    (media,) = offer.media
+    # The offer as WVP writes TCP-passive (digest §3.2): we listen on m=, the device connects.
+    assert media.proto == "TCP/RTP/AVP" and media.attribute("setup") == "passive"
+    assert media.attribute("connection") == "new" and media.gb_transport is GbTransport.TCP_PASSIVE
+    assert offer.gb_ssrc_value is not None
+    sent, wire = framed_units(offer.gb_ssrc_value, 10)
+    stranger_reader, stranger = await asyncio.open_connection("127.0.0.1", media.port, local_addr=("127.0.0.2", 0))
+    assert await stranger_reader.read() == b""  # closed on us: not the device's host
+    _, device = await asyncio.open_connection("127.0.0.1", media.port)
+    for cut in range(0, len(wire), 999):  # TCP cuts the stream anywhere
+        device.write(wire[cut : cut + 999])
+    await device.drain()
+    async with asyncio.timeout(5):
+        while len(units) < len(sent) - 1:  # noqa: ASYNC110 - the last picture closes on the next one
+            await asyncio.sleep(0.01)
+    assert [u.pts for u in units] == [u.pts for u in sent[: len(units)]]
+    assert src.corrupt == 1  # the stranger's connection
+    device.close()  # the device drops the connection: the stream has ended
+    with pytest.raises(StreamEnded, match="TCP media connection"):
+        await asyncio.wait_for(task, 5)
+    stranger.close()
+    assert ssrcs.in_use(history=False) == 0 and [r.method for r in sip.requests] == ["BYE"]
+    with pytest.raises(ConnectionRefusedError):  # the listener is gone
+        await asyncio.open_connection("127.0.0.1", media.port)
+
+
+async def test_tcp_active_offer_connects_to_the_answered_port() -> None:
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put((reader, writer))
+
+    device = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = int(device.sockets[0].getsockname()[1])
+    sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_PASSIVE, port=port), SsrcAllocator("3402000000")
+    units: list[AccessUnit] = []
+    src = source(sip, ssrcs, units, read_timeout=5.0, transport="tcp-active")
+    task = asyncio.create_task(src.run())
+    offer = await started(sip)
+    (media,) = offer.media
+    assert media.proto == "TCP/RTP/AVP" and media.attribute("setup") == "active" and media.port == 9
+    reader, writer = await asyncio.wait_for(accepted.get(), 5)
+    assert offer.gb_ssrc_value is not None
+    sent, wire = framed_units(offer.gb_ssrc_value, 6)
+    writer.write(wire)
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while len(units) < len(sent) - 1:  # noqa: ASYNC110 - the last picture closes on the next one
+            await asyncio.sleep(0.01)
+    assert src.corrupt == 0
+    await src.close()
+    await asyncio.wait_for(task, 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # we closed the media connection
+    writer.close()
+    device.close()
+    assert ssrcs.in_use(history=False) == 0
+
+
+@pytest.mark.parametrize(
+    ("offer", "answer", "match"),
+    [
+        ("tcp-passive", GbTransport.UDP, "RTP/AVP to a TCP-PASSIVE offer"),
+        ("udp", GbTransport.TCP_ACTIVE, "TCP/RTP/AVP to a UDP offer"),
+        ("tcp-active", GbTransport.TCP_ACTIVE, "a=setup:active to our a=setup:active"),
+    ],
+)
+async def test_an_answer_that_does_not_fit_the_offer_fails_clearly(offer: str, answer: GbTransport, match: str) -> None:
+    sip, ssrcs = FakeSip(200, answer=answer), SsrcAllocator("3402000000")
+    with pytest.raises(ProtocolFailure, match=match):
+        await asyncio.wait_for(source(sip, ssrcs, [], transport=offer).run(), 5)
+    assert ssrcs.in_use(history=False) == 0 and [r.method for r in sip.requests] == ["BYE"]
+
+
+async def test_tcp_active_to_a_closed_port_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])  # bound, never listening: connections are refused
+        sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_PASSIVE, port=port), SsrcAllocator("3402000000")
+        src = source(sip, ssrcs, [], transport="tcp-active")
+        with pytest.raises(Unreachable, match="TCP media"):
+            await asyncio.wait_for(src.run(), 10)
+    assert ssrcs.in_use(history=False) == 0 and [r.method for r in sip.requests] == ["BYE"]

@@ -4,10 +4,12 @@ brings the camera online and gets recorded; disabling the camera sends BYE and t
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import httpx
+import websockets
 from sqlalchemy import func, select
 
 from tests.integration.conftest import node_settings
@@ -100,3 +102,61 @@ async def test_gb_channel_streams_records_and_stops_on_disable(tmp_path: Path) -
     finally:
         await vigil.close()
     assert vigil.pipelines is not None and vigil.pipelines.running() == []
+
+
+async def test_live_only_gb_channel_is_invited_while_watched_and_byed_after_grace(tmp_path: Path) -> None:
+    vigil = Vigil(
+        node_settings(
+            tmp_path,
+            sim={"cameras": 0},
+            gb28181={"enabled": True, "port": 0, "password": PASSWORD},
+            ingest={"on_demand_grace_seconds": 0.5},
+        )
+    )
+    await vigil.start()
+    try:
+        assert vigil.sip is not None
+        async with httpx.AsyncClient(base_url=vigil.url.rstrip("/"), timeout=40) as admin:
+            r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
+            assert r.status_code == 200, r.text
+            refused = GbSimRunner(options(vigil.sip.udp_port))
+            await refused.start()
+            async with asyncio.timeout(20):
+                await refused.wait_settled()
+            await refused.close()
+            (device,) = (await admin.get("/api/gb/devices")).json()
+            assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
+            runner = GbSimRunner(options(vigil.sip.udp_port))
+            await runner.start()
+            try:
+                # Its channel becomes an "always" camera and is INVITEd at once.
+                async with asyncio.timeout(40):
+                    while runner.streaming != 1:  # noqa: ASYNC110 - the device answers the INVITE
+                        await asyncio.sleep(0.2)
+                (cam,) = [c for c in (await admin.get("/api/cameras")).json() if c["source_kind"] == "gb28181"]
+
+                # Live only: BYE now, no INVITE until someone watches.
+                r = await admin.patch(f"/api/cameras/{cam['id']}", json={"recording_mode": "never"})
+                assert r.status_code == 200, r.text
+                async with asyncio.timeout(10):
+                    while runner.streaming:  # noqa: ASYNC110 - waiting for the BYE to reach the simulator
+                        await asyncio.sleep(0.1)
+                assert runner.streams_stopped == 1
+
+                ws_url = vigil.url.replace("http", "ws") + f"api/cameras/{cam['id']}/live"
+                cookie = "; ".join(f"{k}={v}" for k, v in admin.cookies.items())
+                async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}, open_timeout=5) as ws:
+                    init = json.loads(await asyncio.wait_for(ws.recv(decode=True), 20))
+                    assert init["type"] == "init" and (init["width"], init["height"]) == (768, 576)
+                    assert (await ws.recv())[4:8] == b"ftyp"  # type: ignore[index]
+                    assert (await ws.recv())[4:8] == b"moof"  # type: ignore[index]
+                    assert runner.streaming == 1
+                # The viewer left: after the grace period the channel gets its BYE.
+                async with asyncio.timeout(10):
+                    while runner.streaming:  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+                assert runner.streams_stopped == 2
+            finally:
+                await runner.close()
+    finally:
+        await vigil.close()

@@ -56,3 +56,46 @@ def test_clips_to_window() -> None:
     rep = compute_integrity([TimeRange(-10 * S, 5 * S)], [], [], 0, 10 * S, now_us=100 * S)
     assert rep.ranges == (TimeRange(0, 5 * S),)
     assert rep.gaps == (Gap(5 * S, 10 * S, GapCause.UNKNOWN),)
+
+
+def test_not_scheduled_gaps_are_labelled_and_not_missing_coverage() -> None:
+    # A plan camera: recorded 0-10 s, the plan ends (10 s), starts again (30 s), the camera drops (40-45 s)
+    # inside the plan, the plan ends (50 s); the node restarts at 60 s and announces "not scheduled" again.
+    segs = [TimeRange(0, 10 * S), TimeRange(30 * S, 40 * S), TimeRange(45 * S, 50 * S)]
+    events = [
+        StateEvent(10 * S, "not_scheduled"),
+        StateEvent(15 * S, "offline"),  # a viewer's stream failing outside the plan is still "not scheduled"
+        StateEvent(30 * S, "scheduled"),
+        StateEvent(30 * S, "online"),
+        StateEvent(40 * S, "offline"),
+        StateEvent(45 * S, "online"),
+        StateEvent(50 * S, "not_scheduled"),
+        StateEvent(61 * S, "not_scheduled"),
+    ]
+    runs = [RunSpan(0, 55 * S, clean_stop=True), RunSpan(60 * S, 70 * S)]
+    rep = compute_integrity(segs, events, runs, 0, 80 * S, now_us=80 * S)
+    assert rep.gaps == (
+        Gap(10 * S, 30 * S, GapCause.NOT_SCHEDULED),
+        Gap(40 * S, 45 * S, GapCause.CAMERA_OFFLINE),
+        Gap(50 * S, 55 * S, GapCause.NOT_SCHEDULED),
+        Gap(55 * S, 60 * S, GapCause.VIGIL_STOPPED),
+        Gap(60 * S, 61 * S, GapCause.UNKNOWN),  # the new run has not announced the camera yet
+        Gap(61 * S, 80 * S, GapCause.NOT_SCHEDULED),
+    )
+    # Expected = 80 s minus 44 s not scheduled; 25 s of it recorded.
+    assert rep.expected_us == 36 * S
+    assert rep.recorded_us == 25 * S
+
+
+def test_a_new_run_ends_an_old_not_scheduled_state() -> None:
+    # The previous run left the camera "not scheduled"; this run records it (an "always" camera now).
+    events = [StateEvent(0, "not_scheduled")]
+    runs = [RunSpan(0, 10 * S, clean_stop=True), RunSpan(20 * S, 40 * S)]
+    rep = compute_integrity([TimeRange(20 * S, 30 * S)], events, runs, 0, 40 * S, now_us=40 * S)
+    assert rep.gaps == (
+        Gap(0, 10 * S, GapCause.NOT_SCHEDULED),
+        Gap(10 * S, 20 * S, GapCause.VIGIL_STOPPED),
+        Gap(30 * S, 40 * S, GapCause.UNKNOWN),
+    )
+    assert rep.expected_us == 30 * S  # 40 s minus the 10 s not scheduled
+    assert rep.coverage_percent == 33.333

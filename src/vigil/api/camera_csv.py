@@ -31,6 +31,8 @@ COLUMNS = (
     "definition",
     "enabled",
     "retention_days",
+    "recording_mode",
+    "recording_plan",
 )
 REQUIRED_COLUMNS = ("gb_id", "name", "rtsp_url", "region_code")
 #: Free-text columns guarded against formula injection.

@@ -32,6 +32,8 @@ class CameraState(StrEnum):
     """Connection state of a camera's ingest, as shown to operators."""
 
     DISABLED = "disabled"
+    #: Enabled but not streaming now: on demand, nobody watching and no recording planned.
+    IDLE = "idle"
     CONNECTING = "connecting"
     ONLINE = "online"
     RECONNECTING = "reconnecting"
@@ -45,6 +47,8 @@ class GapCause(StrEnum):
     VIGIL_STOPPED = "vigil_stopped"
     DISK_FULL = "disk_full"
     DISABLED = "disabled"
+    #: Outside the camera's recording plan (or a live-only camera): nothing was meant to be recorded.
+    NOT_SCHEDULED = "not_scheduled"
     STREAM_ERROR = "stream_error"
     DELETED_BY_RETENTION = "retention"
     UNKNOWN = "unknown"

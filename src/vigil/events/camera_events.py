@@ -22,6 +22,9 @@ RECORDING_STOPPED = "recording_stopped"
 RECORDING_RESUMED = "recording_resumed"
 #: A GB/T 28181 device reported an alarm on this camera's channel (details in ``gb_alarms``).
 GB_ALARM = "gb_alarm"
+#: The recording plan (or a live-only mode) stops recording / the plan starts it again.
+NOT_SCHEDULED = "not_scheduled"
+SCHEDULED = "scheduled"
 
 
 async def add_camera_event(

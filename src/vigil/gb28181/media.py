@@ -1,13 +1,31 @@
-"""Live video from a GB/T 28181 channel: INVITE → 200 OK → ACK, RTP/PS over UDP into access units, BYE on close.
+"""Live video from a GB/T 28181 channel: INVITE → 200 OK → ACK, RTP/PS over UDP or TCP into access units, BYE.
 
-Theory of operation: :class:`Gb28181Source` is an ingest ``Source`` (see
-:mod:`vigil.ingest.supervisor`). ``run`` binds a UDP socket on a free port, allocates a live SSRC
-(``0`` prefix, STD22 Annex G), sends the INVITE (``s=Play``, ``y=``, ``RTP/AVP 96 PS/90000``,
-``recvonly``) to the registered device that owns the channel, ACKs its 200 OK and then feeds every
-datagram to a :class:`~vigil.protocols.ps.PsRtpReceiver`, publishing the access units it yields.
-It ends only by raising a :mod:`vigil.ingest.errors` error, or by returning after ``close``,
-which sends BYE in the dialog and frees the SSRC and the socket. Only UDP media is offered (the
-first slice); TCP active/passive needs an RFC 4571 reader on a stream.
+Theory of operation: :class:`Gb28181Source` is an ingest ``Source`` (see :mod:`vigil.ingest.supervisor`).
+``run`` picks the media transport for the channel's device (its ``media_transport`` row setting, else
+``gb28181.media_transport``), opens what the offer names, allocates a live SSRC (``0`` prefix, STD22
+Annex G), routes the dialog's Call-ID to itself on the :class:`~vigil.gb28181.dispatch.SipDispatcher`
+and sends the INVITE (``s=Play``, ``y=``, ``PS/90000``, ``recvonly``):
+
+* ``udp``: ``m=video PORT RTP/AVP 96`` on a UDP socket; one RTP packet per datagram.
+* ``tcp-passive``: ``m=video PORT TCP/RTP/AVP 96``, ``a=setup:passive``, ``a=connection:new`` — Vigil
+  listens on PORT and the device connects (WVP's TCP-PASSIVE). Only the first connection from the
+  device's host is kept; the listener then closes.
+* ``tcp-active``: ``a=setup:active`` (port 9, RFC 4145) — after the ACK Vigil connects to the ``c=``/``m=``
+  of the device's answer (``a=setup:passive``), up to 3 attempts 1 s apart (Annex D).
+
+``a=setup`` states the role of the SDP's author (RFC 4145 §4, GB/T 28181-2022 Annex D), so the answer must
+state the opposite; an answer on the wrong transport or with the same role fails clearly. On TCP every
+RTP packet carries an RFC 4571 2-byte length (:class:`~vigil.protocols.ps.Rfc4571Decoder`, which resyncs).
+
+Every packet passes a :class:`~vigil.gb28181.media_guard.MediaGuard` (negotiated SSRC; UDP: the device's
+host, latched to the first good sender) before the :class:`~vigil.protocols.ps.PsRtpReceiver`: strays
+are dropped, counted in ``corrupt`` and logged once per interval, never demuxed.
+
+It ends only by raising a :mod:`vigil.ingest.errors` error — ``StreamEnded`` when the device hangs up
+(its in-dialog BYE is answered 200 via :meth:`Gb28181Source.handle_in_dialog`) or closes the TCP
+connection, ``StreamTimeout`` when media stops for the read timeout — or by returning after ``close``.
+Either way the dialog is BYE'd (unless the device ended it) and unrouted, and the SSRC, sockets and
+listener are freed before ``run`` returns: the supervisor drops a failed source without closing it.
 """
 
 from __future__ import annotations
@@ -17,22 +35,50 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from vigil.domain.media import AccessUnit
+from vigil.gb28181.dispatch import DialogHandler
+from vigil.gb28181.media_guard import MediaGuard
 from vigil.gb28181.registrar import RegisteredDevice
-from vigil.ingest.errors import ProtocolFailure, SourceError, StreamNotFound, StreamTimeout, Unreachable
+from vigil.ingest.errors import (
+    ProtocolFailure,
+    SourceError,
+    StreamEnded,
+    StreamNotFound,
+    StreamTimeout,
+    Unreachable,
+)
 from vigil.protocols.gb28181.errors import SsrcError
 from vigil.protocols.gb28181.ssrc import Ssrc, SsrcAllocator, resolve_answered_ssrc
-from vigil.protocols.ps import PsError, PsRtpReceiver
+from vigil.protocols.ps import PsError, PsRtpReceiver, Rfc4571Decoder
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
-from vigil.protocols.sip.message import Address, IdGenerator, SipError, SipRequest, SipResponse, Via, make_request
+from vigil.protocols.sip.message import (
+    Address,
+    IdGenerator,
+    SipError,
+    SipRequest,
+    SipResponse,
+    Via,
+    make_request,
+    make_response,
+)
 from vigil.settings import Gb28181Settings
+from vigil.transport.media_udp import TickedUdpSocket
 from vigil.transport.sip import SipPeer
 
-__all__ = ["ChannelOwners", "Gb28181Source", "InviteSender", "RegisteredOwners"]
+__all__ = [
+    "MEDIA_TRANSPORTS",
+    "ChannelOwners",
+    "DialogRoutes",
+    "Gb28181Source",
+    "InviteSender",
+    "RegisteredOwners",
+    "TransportResolver",
+    "media_transport",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +86,32 @@ SDP_CONTENT_TYPE = "APPLICATION/SDP"
 #: Damage is summarised in one log line per this many seconds, never per packet.
 CORRUPT_LOG_INTERVAL = 10.0
 _BYE_TIMEOUT_S = 2.0
+#: RFC 4145 §4.1: the active (connecting) side of a TCP media offer gives port 9, it listens on nothing.
+_ACTIVE_PORT = 9
+#: GB/T 28181-2022 Annex D: a TCP media connection is attempted at least 3 times, at least 1 s apart.
+_CONNECT_ATTEMPTS = 3
+_CONNECT_RETRY_S = 1.0
+#: Receive buffer asked for a UDP media socket (see _open_media).
+UDP_RECEIVE_BUFFER = 4 << 20
+
+#: Setting / API names of the live media transports, as our offer's ``a=setup`` states Vigil's role
+#: (WVP's TCP-PASSIVE = the platform listens, TCP-ACTIVE = the platform connects; digest §3.2).
+MEDIA_TRANSPORTS: dict[str, GbTransport] = {
+    "udp": GbTransport.UDP,
+    "tcp-passive": GbTransport.TCP_PASSIVE,
+    "tcp-active": GbTransport.TCP_ACTIVE,
+}
+
+#: Which transport to offer a device (by device ID); reads the device's setting, falling back to the node's.
+TransportResolver = Callable[[str], Awaitable[GbTransport]]
+
+
+def media_transport(name: str) -> GbTransport:
+    """The transport a setting/API name (``udp``, ``tcp-passive``, ``tcp-active``) stands for; ValueError if none."""
+    try:
+        return MEDIA_TRANSPORTS[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"media transport must be one of {sorted(MEDIA_TRANSPORTS)}, not {name!r}") from None
 
 
 class InviteSender(Protocol):
@@ -63,16 +135,43 @@ class ChannelOwners(Protocol):
     def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None: ...
 
 
-class _Media(asyncio.DatagramProtocol):
-    def __init__(self, on_packet: Callable[[bytes], None]) -> None:
-        self._on_packet = on_packet
+class DialogRoutes(Protocol):
+    """The SIP dispatcher, as far as routing a media dialog's in-dialog requests (the device's BYE) goes."""
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._on_packet(data)
+    def add_dialog(self, call_id: str, handler: DialogHandler) -> None: ...
+
+    def remove_dialog(self, call_id: str) -> None: ...
+
+
+class _TcpMedia(asyncio.Protocol):
+    """One RFC 4571 media connection (either direction) feeding the source packet by packet."""
+
+    def __init__(self, source: Gb28181Source) -> None:
+        self._source = source
+        self._decoder: Rfc4571Decoder | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._decoder = self._source._tcp_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        decoder = self._decoder
+        if decoder is None:
+            return
+        decoder.receive_data(data)
+        now, wallclock = time.monotonic(), time.time()  # once per read, not per packet
+        while (packet := decoder.next_packet()) is not None:
+            self._source._on_packet(packet, None, now, wallclock)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._decoder is not None:
+            self._source._tcp_lost(exc)
 
 
 class Gb28181Source:
-    """Pulls one GB/T 28181 channel's live stream over UDP and publishes its access units."""
+    """Pulls one GB/T 28181 channel's live stream (UDP, or TCP either way) and publishes its access units."""
 
     def __init__(
         self,
@@ -84,6 +183,8 @@ class Gb28181Source:
         sip: InviteSender,
         owners: ChannelOwners,
         ssrcs: SsrcAllocator,
+        dialogs: DialogRoutes | None = None,
+        transport_of: TransportResolver | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 5.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
@@ -95,11 +196,20 @@ class Gb28181Source:
         self._sip = sip
         self._owners = owners
         self._ssrcs = ssrcs
+        self._dialogs = dialogs
+        self._transport_of = transport_of
+        self._transport = GbTransport.UDP
+        self._call_id: str | None = None
+        self._hung_up = False
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._ids = IdGenerator(random_bytes)
         self._receiver: PsRtpReceiver | None = None
-        self._media: asyncio.DatagramTransport | None = None
+        self._guard: MediaGuard | None = None
+        self._media: TickedUdpSocket | None = None
+        self._listener: asyncio.Server | None = None
+        self._tcp: _TcpMedia | None = None
+        self._decoder: Rfc4571Decoder | None = None
         self._ssrc: Ssrc | None = None
         self._dialog: Dialog | None = None
         self._peer: SipPeer | None = None
@@ -111,33 +221,53 @@ class Gb28181Source:
 
     @property
     def corrupt(self) -> int:
-        """RTP packets lost or malformed plus pictures the demuxer dropped."""
-        receiver = self._receiver
-        extra = receiver.lost + receiver.malformed if receiver is not None else 0
+        """RTP packets lost, malformed, of another SSRC or from an unexpected address."""
+        receiver, guard = self._receiver, self._guard
+        extra = receiver.lost + receiver.malformed + receiver.wrong_payload_type if receiver is not None else 0
+        if guard is not None:
+            extra += guard.wrong_ssrc + guard.foreign
+        if self._decoder is not None:
+            extra += self._decoder.resyncs
         return self._corrupt + extra
 
     async def run(self) -> None:
-        """INVITE, then publish until failure (raising a SourceError) or :meth:`close`."""
+        """INVITE, then publish until failure (raising a SourceError) or :meth:`close`.
+
+        Whatever ends it, the dialog is BYE'd (unless the device hung up), unrouted, and the SSRC
+        and sockets are freed before it returns or raises: the supervisor drops a failed source
+        without closing it.
+        """
+        try:
+            await self._play()
+        finally:
+            await self._teardown()
+
+    async def _play(self) -> None:
         owner = self._owners.owner_of(self.channel_id)
         if owner is None:
             raise Unreachable(f"no registered device serves channel {self.channel_id}")
         device_id, peer = owner
         self._peer = peer
-        loop = asyncio.get_running_loop()
+        transport = self._transport = await self._transport_for(device_id)
         local = self._sip.local_host(peer)
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Media(self._on_packet), local_addr=(local, 0))
-        self._media = transport
-        port = int(transport.get_extra_info("sockname")[1])
+        port = await self._open_media(local, transport)
         try:
             self._ssrc = self._ssrcs.allocate(history=False)
         except SsrcError as exc:
             raise ProtocolFailure(str(exc)) from exc
         self._receiver = PsRtpReceiver(ssrc=self._ssrc.value)
-        invite = self._invite(device_id, peer, local, port, self._ssrc)
+        self._guard = MediaGuard(
+            f"camera {self.camera_id} channel {self.channel_id}", ssrc=self._ssrc.value, hosts={peer.host}
+        )
+        invite = self._invite(device_id, peer, local, port, self._ssrc, transport)
+        if self._dialogs is not None:
+            # Routed before the INVITE goes out: a device may hang up right after its 200 OK.
+            self._call_id = invite.call_id
+            self._dialogs.add_dialog(invite.call_id, self)
         try:
             response = await self._sip.send_invite(invite, peer, wait_s=self._connect_timeout)
         except TimeoutError as exc:
-            raise StreamTimeout(f"device {device_id} did not answer the INVITE for {self.channel_id}") from exc
+            raise StreamTimeout(f"device {device_id} did not answer the INVITE for {self.channel_id}: {exc}") from exc
         except ConnectionError as exc:
             raise Unreachable(f"device {device_id}: {exc}") from exc
         if response.status in (404, 480):
@@ -150,25 +280,138 @@ class Gb28181Source:
             raise ProtocolFailure(f"device {device_id}: bad 200 OK to INVITE: {exc}") from exc
         # ACK first, whatever the answer holds: an unACKed 200 keeps being retransmitted.
         self._sip.send_stateless(self._dialog.make_ack(invite.cseq.number, via=self._via(peer)), peer)
-        self._adopt_answer(response)
+        if self._hung_up:
+            self._dialog = None  # its BYE overtook the 200 OK on our side; _watch raises why
+        target = self._adopt_answer(response)
+        if transport is GbTransport.TCP_ACTIVE:
+            if target is None:
+                raise ProtocolFailure(f"device {device_id} answered a TCP-active offer without its address and port")
+            await self._connect(*target)
         self._last_packet = time.monotonic()
         self._log.info(
-            "camera %s: gb channel %s playing, ssrc %s udp/%d", self.camera_id, self.channel_id, self._ssrc.text, port
+            "camera %s: gb channel %s playing, ssrc %s, %s port %d",
+            self.camera_id,
+            self.channel_id,
+            self._ssrc.text,
+            transport.value,
+            target[1] if transport is GbTransport.TCP_ACTIVE and target else port,
         )
         await self._watch()
 
-    def _adopt_answer(self, response: SipResponse) -> None:
-        assert self._ssrc is not None and self._receiver is not None
+    async def _transport_for(self, device_id: str) -> GbTransport:
+        if self._transport_of is not None:
+            return await self._transport_of(device_id)
+        return media_transport(self._settings.media_transport)
+
+    async def _open_media(self, local: str, transport: GbTransport) -> int:
+        """Open what the offer names (UDP socket, TCP listener, or nothing when we connect); the m= port."""
+        loop = asyncio.get_running_loop()
+        if transport is GbTransport.UDP:
+            # Read on the RTSP media beat, not per datagram (see vigil.transport.media_udp). The buffer holds a
+            # tick's packets: a 1080p keyframe alone is 100-300 datagrams sent back to back, more than the
+            # default 208 KiB holds (~90 at their kernel size), and one lost packet costs the whole GOP.
+            self._media = TickedUdpSocket(local, self._on_packet, receive_buffer=UDP_RECEIVE_BUFFER)
+            return self._media.port
+        if transport is GbTransport.TCP_PASSIVE:
+            self._listener = await loop.create_server(lambda: _TcpMedia(self), local, 0)
+            return int(self._listener.sockets[0].getsockname()[1])
+        return _ACTIVE_PORT
+
+    async def _connect(self, host: str, port: int) -> None:
+        """TCP-active: connect to the device's answered c=/m= (retrying as Annex D asks)."""
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, _CONNECT_ATTEMPTS + 1):
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: _TcpMedia(self), host, port), self._connect_timeout
+                )
+                return
+            except (OSError, TimeoutError) as exc:
+                if attempt == _CONNECT_ATTEMPTS or self._closed.is_set():
+                    raise Unreachable(f"channel {self.channel_id}: TCP media to {host}:{port}: {exc}") from exc
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), _CONNECT_RETRY_S)
+
+    def _tcp_connected(self, media: _TcpMedia) -> Rfc4571Decoder | None:
+        """A media connection is up (ours, or the device's to our listener): the decoder to feed, or None (closed)."""
+        assert media.transport is not None
+        peer = media.transport.get_extra_info("peername")
+        addr = (str(peer[0]), int(peer[1])) if peer else ("?", 0)
+        guard = self._guard
+        accept = (
+            self._tcp is None
+            and guard is not None
+            and not self._closed.is_set()
+            and (self._transport is not GbTransport.TCP_PASSIVE or guard.admit_connection(addr))
+        )
+        if not accept or guard is None:
+            media.transport.close()
+            return None
+        self._tcp = media
+        # Only the device's one connection is wanted: stop listening for more.
+        if self._listener is not None:
+            self._listener.close()
+        self._decoder = Rfc4571Decoder(ssrc=guard.ssrc)
+        self._last_packet = time.monotonic()
+        return self._decoder
+
+    def _tcp_lost(self, exc: Exception | None) -> None:
+        if not self._closed.is_set():
+            detail = f": {exc}" if exc is not None else ""
+            self._fail(StreamEnded(f"device closed the TCP media connection of channel {self.channel_id}{detail}"))
+
+    async def handle_in_dialog(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
+        """The device's requests inside the media dialog: BYE ends the stream; INFO/MESSAGE are acknowledged."""
+        if request.method == "ACK":
+            return None
+        if request.method == "BYE":
+            # The device ended the dialog: it wants no BYE back, and run() ends saying why.
+            self._hung_up = True
+            self._dialog = None
+            if not self._closed.is_set():
+                self._fail(StreamEnded(f"device hung up channel {self.channel_id} (BYE)"))
+            return make_response(request, 200)
+        if request.method in ("INFO", "MESSAGE"):
+            return make_response(request, 200)
+        return make_response(request, 405)
+
+    def _fail(self, failure: SourceError) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._closed.set()
+
+    def _adopt_answer(self, response: SipResponse) -> tuple[str, int] | None:
+        """Check the answer against the offer, adopt its SSRC and address; where the device's media is (c=, m=)."""
+        assert self._ssrc is not None and self._receiver is not None and self._guard is not None
+        offered = self._transport
         if not response.body:
-            return  # no SDP: keep what we offered
+            return None  # no SDP (a deviation seen in the wild): keep what we offered
         try:
             answer = SessionDescription.parse(response.body)
             answered = resolve_answered_ssrc(self._ssrc, answer.gb_ssrc)
+            media = answer.media[0] if answer.media else None
         except (SdpError, ValueError) as exc:
             raise ProtocolFailure(f"bad SDP in the answer for {self.channel_id}: {exc}") from exc
         if answered != self._ssrc:
             # WVP tolerates a device choosing its own SSRC ("下级自定义了ssrc"): expect that on the media.
             self._receiver.ssrc = answered.value
+            self._guard.ssrc = answered.value
+            if self._decoder is not None:
+                self._decoder.set_ssrc(answered.value)
+        host = _answer_host(answer)
+        if host is not None:
+            self._guard.allow_host(host)
+        if media is None:
+            return None
+        proto = media.proto.upper()
+        if (proto == "RTP/AVP") != (offered is GbTransport.UDP) or proto not in ("RTP/AVP", "TCP/RTP/AVP"):
+            raise ProtocolFailure(f"device answered {media.proto} to a {offered.value} offer for {self.channel_id}")
+        # a=setup in the answer is the device's own role (RFC 4145; GB/T 28181 Annex D): it must be the
+        # opposite of ours. A missing one is tolerated, as WVP does.
+        setup = (media.attribute("setup") or "").strip().lower()
+        if offered is not GbTransport.UDP and setup and setup == _own_setup(offered):
+            raise ProtocolFailure(f"device answered a=setup:{setup} to our a=setup:{setup} for {self.channel_id}")
+        return (host, media.port) if host is not None else None
 
     async def _watch(self) -> None:
         while not self._closed.is_set():
@@ -177,43 +420,70 @@ class Gb28181Source:
             if self._failure is not None:
                 raise self._failure
             if not self._closed.is_set() and time.monotonic() - self._last_packet > self._read_timeout:
+                if self._transport is GbTransport.TCP_PASSIVE and self._tcp is None:
+                    raise StreamTimeout(
+                        f"channel {self.channel_id}: the device did not connect for TCP media in "
+                        f"{self._read_timeout:.0f} s"
+                    )
                 raise StreamTimeout(f"no media from channel {self.channel_id} for {self._read_timeout:.0f} s")
 
-    def _on_packet(self, data: bytes) -> None:
-        receiver = self._receiver
-        if receiver is None or self._failure is not None:
+    def _on_packet(
+        self, data: bytes | memoryview, addr: tuple[str, int] | None, now: float | None = None, wallclock: float = 0.0
+    ) -> None:
+        receiver, guard = self._receiver, self._guard
+        if receiver is None or guard is None or self._failure is not None:
             return
-        now = time.monotonic()
+        if not guard.admit(data, addr):
+            return  # never to the demuxer: a stray packet would corrupt a picture
+        if now is None:
+            now, wallclock = time.monotonic(), time.time()
         before = receiver.packets
         try:
-            receiver.receive_packet(data, time.time(), now)
+            receiver.receive_packet(data, wallclock, now)
         except PsError as exc:
-            self._failure = ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}")
-            self._closed.set()
+            self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
             return
         if receiver.packets != before:
             self._last_packet = now
-        while (event := receiver.next_event()) is not None:
+        events = receiver.demuxer.events  # read directly: this runs per packet, and is empty for most
+        while events:
+            event = events.popleft()
             if isinstance(event, AccessUnit):
                 self._publish(event)
 
     async def close(self) -> None:
         """BYE the device (if a dialog exists), free the SSRC and the socket; ``run`` then returns."""
         self._closed.set()
-        dialog, peer = self._dialog, self._peer
-        self._dialog = None
-        if dialog is not None and peer is not None:
-            bye = dialog.make_request("BYE", via=self._via(peer))
-            try:
-                await asyncio.wait_for(self._sip.send_request(bye, peer), _BYE_TIMEOUT_S)
-            except (TimeoutError, ConnectionError, SipError) as exc:
-                self._log.info("camera %s: BYE to %s unanswered: %s", self.camera_id, peer, exc)
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        """Idempotent: each resource is taken before the first await, so close() and run() never free one twice."""
+        dialog, peer, call_id = self._dialog, self._peer, self._call_id
+        self._dialog = self._call_id = None
         if self._ssrc is not None:
             self._ssrcs.release(self._ssrc)
             self._ssrc = None
         if self._media is not None:
             self._media.close()
             self._media = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._tcp is not None:
+            if self._tcp.transport is not None:
+                self._tcp.transport.close()
+            self._tcp = None
+        if self._guard is not None:
+            self._guard.flush()
+        if dialog is not None and peer is not None:
+            bye = dialog.make_request("BYE", via=self._via(peer))
+            try:
+                await asyncio.wait_for(self._sip.send_request(bye, peer), _BYE_TIMEOUT_S)
+            except (TimeoutError, ConnectionError, SipError) as exc:
+                self._log.info("camera %s: BYE to %s unanswered: %s", self.camera_id, peer, exc)
+        # Unrouted after our BYE is answered, so a BYE crossing ours still finds us.
+        if call_id is not None and self._dialogs is not None:
+            self._dialogs.remove_dialog(call_id)
 
     def _via(self, peer: SipPeer) -> Via:
         tcp = peer.transport == "tcp"
@@ -223,14 +493,19 @@ class Gb28181Source:
         port = self._sip.tcp_port if tcp else self._sip.udp_port
         return Via("TCP" if tcp else "UDP", self._sip.local_host(peer), port, params)
 
-    def _invite(self, device_id: str, peer: SipPeer, local: str, port: int, ssrc: Ssrc) -> SipRequest:
+    def _invite(
+        self, device_id: str, peer: SipPeer, local: str, port: int, ssrc: Ssrc, transport: GbTransport
+    ) -> SipRequest:
         platform = self._settings.platform_id
+        # gb_description writes TCP as WVP does: m=video PORT TCP/RTP/AVP 96, a=setup:passive (we listen on
+        # PORT) or a=setup:active (we connect; PORT is 9), and a=connection:new. a=setup states the role of
+        # the SDP's author, the offerer here (RFC 4145 §4; GB/T 28181-2022 Annex D; digest §3.2).
         sdp = gb_description(
             session_name="Play",
             owner_id=platform,
             address=local,
             port=port,
-            transport=GbTransport.UDP,
+            transport=transport,
             ssrc=ssrc.text,
             payloads=((96, "PS"),),
         )
@@ -248,6 +523,17 @@ class Gb28181Source:
             body=sdp.serialize(),
             content_type=SDP_CONTENT_TYPE,
         )
+
+
+def _own_setup(offered: GbTransport) -> str:
+    return "active" if offered is GbTransport.TCP_ACTIVE else "passive"
+
+
+def _answer_host(answer: SessionDescription) -> str | None:
+    """The address in the answer's ``c=`` (media level first), or None."""
+    media = answer.media[0] if answer.media else None
+    connection = (media.connection if media is not None else None) or answer.connection
+    return connection.split()[-1] if connection else None
 
 
 class DeviceRegistry(Protocol):

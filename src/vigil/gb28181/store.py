@@ -88,6 +88,12 @@ class DbDeviceStore:
             row = await session.get(GbDevice, device_id)
             return self._record(row) if row is not None else None
 
+    async def media_transport(self, device_id: str) -> str | None:
+        """The device's own live media transport setting (``udp``/``tcp-passive``/``tcp-active``), or None."""
+        async with self._db.session() as session:
+            row = await session.get(GbDevice, device_id)
+            return row.media_transport if row is not None else None
+
     async def online_devices(self) -> list[DeviceRecord]:
         """Devices marked online (read at start-up to carry registrations across a restart)."""
         async with self._db.session() as session:

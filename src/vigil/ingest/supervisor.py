@@ -136,6 +136,11 @@ class CameraSupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._event_writer
 
+    @property
+    def alive(self) -> bool:
+        """False once the supervising task has ended (it only ends when closed, cancelled or broken)."""
+        return self._task is not None and not self._task.done()
+
     def status(self) -> CameraStatusView:
         return CameraStatusView(self.state, self.since_us, self.reason, self.meter.current, self.corrupt)
 

@@ -6,7 +6,8 @@ import asyncio
 import itertools
 import json
 import logging
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from typing import Protocol
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -35,6 +36,12 @@ _REFUSALS: tuple[tuple[type[Exception], int], ...] = (
 )
 #: What a send to a browser that went away raises, depending on the server implementation.
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)
+
+
+class StreamDemand(Protocol):
+    """Streams on demand: a viewer holds its camera's stream while inside ``watching`` (the pipelines)."""
+
+    def watching(self, camera_id: int) -> AbstractAsyncContextManager[None]: ...
 
 
 class LiveRegistry:
@@ -89,8 +96,13 @@ def build_live_router(
     *,
     registry: LiveRegistry | None = None,
     queue_units: int = LIVE_QUEUE_UNITS,
+    demand: StreamDemand | None = None,
 ) -> APIRouter:
-    """The live-view WebSocket route; sessions are listed in ``registry`` when given."""
+    """The live-view WebSocket route; sessions are listed in ``registry`` when given.
+
+    With ``demand``, each viewer holds its camera's stream: an idle on-demand camera is started and the
+    viewer waits on its hub reader for the first keyframe (nothing fails meanwhile).
+    """
     router = APIRouter()
     sessions = registry if registry is not None else LiveRegistry()
     viewer_ids = itertools.count(1)
@@ -111,8 +123,9 @@ def build_live_router(
         session = LiveSession(reader)
         key = sessions._add(camera_id, session)
         log.info("camera %s: live viewer %s connected", camera_id, reader.name)
+        holding = demand.watching(camera_id) if demand is not None else nullcontext()
         try:
-            async with asyncio.TaskGroup() as tasks:
+            async with holding, asyncio.TaskGroup() as tasks:
                 pump = tasks.create_task(_pump(websocket, session))
                 watcher = tasks.create_task(_watch_client(websocket))
                 await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)

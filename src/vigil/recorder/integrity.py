@@ -8,9 +8,12 @@ Causes, in priority order when several hold at once:
    (the latest run counts as alive until ``now_us`` unless it stopped cleanly). With no runs
    at all nothing is known about the process, so this cause is not derived.
 2. ``disabled`` — after a ``disabled`` event, until ``enabled``/``online``/``connecting``.
-3. ``disk_full`` — after ``disk_full``/``recording_stopped``, until ``recording_resumed``.
-4. ``camera_offline`` — after ``offline``/``reconnecting``, until ``online``.
-5. ``unknown`` otherwise.
+3. ``not_scheduled`` — after ``not_scheduled``, until ``scheduled`` or the next node run's start (each
+   run announces again, as it starts, every camera its plan does not record now). Nothing was meant to
+   be recorded then, so these gaps do not lower coverage.
+4. ``disk_full`` — after ``disk_full``/``recording_stopped``, until ``recording_resumed``.
+5. ``camera_offline`` — after ``offline``/``reconnecting``, until ``online``.
+6. ``unknown`` otherwise.
 """
 
 from __future__ import annotations
@@ -24,15 +27,21 @@ from vigil.domain.camera import GapCause
 #: Segments closer than this are one recorded range (a cut or a short reconnect is not a gap).
 MERGE_GAP_US = 1_500_000
 
+#: A synthetic event kind where a node run started (derived from the runs, never stored).
+_RUN_STARTED = "~run_started"
+
 #: Event kinds that change each state; the value says whether the state is entered or left.
 _STATE_EVENTS: dict[str, dict[str, bool]] = {
     "disabled": {"disabled": True, "enabled": False, "online": False, "connecting": False},
+    "not_scheduled": {"not_scheduled": True, "scheduled": False, _RUN_STARTED: False},
     "disk_full": {"disk_full": True, "recording_stopped": True, "recording_resumed": False},
     "offline": {"offline": True, "reconnecting": True, "online": False, "disabled": False},
 }
 
 #: Every event kind the integrity view reads (callers query only these).
-EVENT_KINDS: tuple[str, ...] = tuple(sorted({kind for table in _STATE_EVENTS.values() for kind in table}))
+EVENT_KINDS: tuple[str, ...] = tuple(
+    sorted({kind for table in _STATE_EVENTS.values() for kind in table if kind != _RUN_STARTED})
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +174,12 @@ def compute_integrity(
     horizon = max(from_us, min(to_us, now_us))
     ranges = _clip(merge_ranges(segments, merge_gap_us), from_us, horizon)
     recorded = sum(r.end_us - r.start_us for r in ranges)
+    # Listed first: a run start and an event at the same instant mean the event belongs to the new run.
+    run_starts = [StateEvent(r.started_us, _RUN_STARTED) for r in runs]
     layers: list[tuple[GapCause, Sequence[TimeRange]]] = [
         (GapCause.VIGIL_STOPPED, _stopped_spans(runs, from_us, horizon, now_us)),
         (GapCause.DISABLED, _state_spans(events, _STATE_EVENTS["disabled"], horizon)),
+        (GapCause.NOT_SCHEDULED, _state_spans([*run_starts, *events], _STATE_EVENTS["not_scheduled"], horizon)),
         (GapCause.DISK_FULL, _state_spans(events, _STATE_EVENTS["disk_full"], horizon)),
         (GapCause.CAMERA_OFFLINE, _state_spans(events, _STATE_EVENTS["offline"], horizon)),
     ]
@@ -193,5 +205,6 @@ def compute_integrity(
         ranges=tuple(ranges),
         gaps=tuple(gaps),
         recorded_us=recorded,
-        expected_us=horizon - from_us,
+        # Time nothing was meant to be recorded is not missing coverage.
+        expected_us=horizon - from_us - sum(g.end_us - g.start_us for g in gaps if g.cause is GapCause.NOT_SCHEDULED),
     )

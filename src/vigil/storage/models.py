@@ -52,6 +52,10 @@ class Camera(Base):
     definition: Mapped[str] = mapped_column(String(2), default="hd")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     retention_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: ``always`` / ``plan`` / ``never`` (domain/recording_plan.py); existing rows keep recording always.
+    recording_mode: Mapped[str] = mapped_column(String(8), default="always", server_default="always")
+    #: The plan in its text form (``Mon-Fri 08:00-18:00; Sat 09:00-12:00``), read when the mode is ``plan``.
+    recording_plan: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_us: Mapped[int] = mapped_column(BigInteger)
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
@@ -200,6 +204,8 @@ class GbDevice(Base):
     charset: Mapped[str] = mapped_column(String(16), default="GB2312")
     #: ``X-GB-Ver`` of the last REGISTER (2.0 = 2016, 3.0 = 2022); empty when the device sent none.
     gb_version: Mapped[str] = mapped_column(String(8), default="")
+    #: Live media transport asked of this device (udp, tcp-passive, tcp-active); None = ``gb28181.media_transport``.
+    media_transport: Mapped[str | None] = mapped_column(String(16), default=None)
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 

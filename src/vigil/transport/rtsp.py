@@ -125,6 +125,11 @@ def _ticker(loop: asyncio.AbstractEventLoop) -> _ReadTicker:
     return ticker
 
 
+def shared_read_ticker(loop: asyncio.AbstractEventLoop) -> _ReadTicker:
+    """The loop's read ticker, so other media sockets (GB/T 28181 RTP) are read on the same beat."""
+    return _ticker(loop)
+
+
 def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
     """Bind an even RTP port and the odd RTCP port after it (RFC 3550 §11 convention)."""
     for _ in range(64):

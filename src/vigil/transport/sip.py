@@ -21,6 +21,10 @@ server's timer tick until a final response or Timer F; over TCP it goes on the p
 connection once. Responses are matched by top Via branch + CSeq method (§17.1.3); provisional
 ones are absorbed, the final one resolves the caller's await.
 
+INVITEs (``send_invite``) are retransmitted until any response; one that rang (1xx) but got no final
+response in time is CANCELled (its 487 ACKed, a 2xx crossing the CANCEL ACKed and BYE'd), and the
+caller's ACK for a 2xx is re-sent whenever that 2xx is retransmitted (the device lost our ACK).
+
 Bounds: at most :data:`MAX_TCP_CONNECTIONS` connections, :data:`MAX_INFLIGHT` requests being
 handled, :data:`MAX_TRANSACTIONS` remembered UDP transactions; beyond them new work is refused
 (503 for requests) and counted. ``close()`` cancels and awaits everything it started.
@@ -31,17 +35,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.message import (
     SipError,
     SipRequest,
     SipResponse,
     SipStreamParser,
+    Via,
     make_request,
     make_response,
     parse_datagram,
@@ -97,6 +104,17 @@ class SipRequestTimeout(TimeoutError):
 
 class PeerUnreachable(ConnectionError):
     """The request cannot be sent: no open TCP connection to the peer, or the server is closed."""
+
+
+@dataclass(slots=True)
+class _Answered:
+    """A 2xx to one of our INVITEs: the ACK the caller sent for it (None until sent), and when to forget it."""
+
+    call_id: str
+    cseq: int
+    peer: SipPeer
+    expires: float
+    ack: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -173,6 +191,10 @@ class SipServer:
         #: INVITEs awaiting their final response, by (branch, "INVITE"), and what a 1xx to them does.
         self._invites: dict[tuple[str, str], asyncio.Future[SipResponse]] = {}
         self._invite_provisional: dict[tuple[str, str], Callable[[], None]] = {}
+        #: INVITEs answered 2xx, by (branch, "INVITE"), until 64·T1: their ACK is re-sent to retransmitted 2xx.
+        self._answered: dict[tuple[str, str], _Answered] = {}
+        #: How long a CANCELled INVITE waits for its final response (487) to ACK it.
+        self.cancel_wait_s = min(2.0, 8 * t1)
         self._host = host
         self._port = port
         self._clock = clock
@@ -187,6 +209,8 @@ class SipServer:
         self.tcp_port = 0
         #: Requests refused because a bound was reached.
         self.refused = 0
+        #: ACKs re-sent to retransmitted 2xx responses.
+        self.reacked = 0
 
     async def start(self) -> None:
         """Bind UDP then TCP; with port 0 the TCP listener takes the UDP endpoint's port when it is free."""
@@ -224,6 +248,7 @@ class SipServer:
         self._tasks.clear()
         self._connections.clear()
         self._transactions.clear()
+        self._answered.clear()
         for outgoing in self._outgoing.values():
             if not outgoing.future.done():
                 outgoing.future.set_exception(PeerUnreachable("SIP server closed"))
@@ -297,6 +322,9 @@ class SipServer:
             now = self._clock()
             for out_key, outgoing in list(self._outgoing.items()):
                 self._service_outgoing(out_key, outgoing, now)
+            for answered_key, answered in list(self._answered.items()):
+                if answered.expires <= now:
+                    del self._answered[answered_key]
             for key, transaction in list(self._transactions.items()):
                 timer = transaction.get_timer()
                 if timer is not None and timer <= now:
@@ -336,7 +364,12 @@ class SipServer:
 
         Over UDP the INVITE is retransmitted from T1, doubling, until any response arrives (Timer A);
         no final response within ``wait_s`` (default Timer B, 64·T1) raises :class:`SipRequestTimeout`.
-        A non-2xx final is ACKed here (same branch); the ACK for a 2xx is the caller's (a dialog request).
+        If a provisional response had come, the INVITE is CANCELled first (§9.1: not before one, as
+        the CANCEL could overtake the INVITE) and its final response (487) ACKed when it comes within
+        :attr:`cancel_wait_s`; a 2xx that crosses the CANCEL is ACKed and BYE'd (§15: the caller gave up).
+        A non-2xx final is ACKed here (same branch); the ACK for a 2xx is the caller's (a dialog request,
+        :meth:`send_stateless`), and the server sends it again to each retransmission of that 2xx for 64·T1
+        (§13.2.2.4), so a lost ACK does not leave the device retransmitting until it hangs up.
         """
         if request.method != "INVITE":
             raise ValueError(f"send_invite sends INVITEs, not {request.method}")
@@ -354,30 +387,87 @@ class SipServer:
 
         self._invite_provisional[key] = on_provisional
         limit = 64 * self._t1 if wait_s is None else wait_s
+        cancelled = False
         try:
-            async with asyncio.timeout(limit):
-                self._send_raw(wire, peer)
-                interval = self._t1
-                while not future.done():
-                    done, _ = await asyncio.wait({future}, timeout=interval)
-                    if done:
-                        break
-                    if peer.transport != "tcp" and not provisional:
-                        self._send_raw(wire, peer)
-                        interval *= 2
-                response = future.result()
-        except TimeoutError:
-            raise SipRequestTimeout(f"no final response to INVITE from {peer}") from None
+            try:
+                async with asyncio.timeout(limit):
+                    self._send_raw(wire, peer)
+                    interval = self._t1
+                    while not future.done():
+                        done, _ = await asyncio.wait({future}, timeout=interval)
+                        if done:
+                            break
+                        if peer.transport != "tcp" and not provisional:
+                            self._send_raw(wire, peer)
+                            interval *= 2
+                    response = future.result()
+            except TimeoutError:
+                if not provisional:
+                    raise SipRequestTimeout(f"no response to INVITE from {peer} in {limit:g} s") from None
+                cancelled = True
+                self._spawn(self._send_cancel(request, peer), "sip-cancel")
+                try:
+                    response = await asyncio.wait_for(asyncio.shield(future), self.cancel_wait_s)
+                except TimeoutError:
+                    response = None
         finally:
             self._invites.pop(key, None)
             self._invite_provisional.pop(key, None)
-        if response.status >= 300:
+        if response is not None and response.status >= 300:
             self._send_raw(self._invite_ack(request, response).serialize(), peer)
+        elif response is not None and cancelled:
+            self._spawn(self._end_unwanted(request, response, peer), "sip-late-2xx")
+        if cancelled:
+            ending = f"answered {response.status}" if response is not None else "no answer to the CANCEL"
+            raise SipRequestTimeout(
+                f"INVITE to {peer}: ringing but no final response in {limit:g} s; CANCELled ({ending})"
+            )
+        assert response is not None
+        if response.status < 300:
+            self._answered[key] = _Answered(request.call_id, request.cseq.number, peer, self._clock() + 64 * self._t1)
         return response
 
+    async def _send_cancel(self, invite: SipRequest, peer: SipPeer) -> None:
+        """CANCEL ``invite`` (§9.1: same Request-URI, top Via, From, To, Call-ID and CSeq number)."""
+        cancel = make_request(
+            "CANCEL",
+            invite.uri,
+            via=invite.top_via,
+            from_address=invite.from_address,
+            to_address=invite.to_address,
+            call_id=invite.call_id,
+            cseq=invite.cseq.number,
+        )
+        try:
+            await self.send_request(cancel, peer)
+        except (TimeoutError, ConnectionError, SipError) as exc:
+            log.info("sip: CANCEL to %s unanswered: %s", peer, exc)
+
+    async def _end_unwanted(self, invite: SipRequest, response: SipResponse, peer: SipPeer) -> None:
+        """ACK then BYE a 2xx that arrived after the INVITE was given up, so no session is left on the device."""
+        try:
+            dialog = Dialog.as_uac(invite, response)
+            self._send_raw(dialog.make_ack(invite.cseq.number, via=self._new_branch(invite.top_via)).serialize(), peer)
+            await self.send_request(dialog.make_request("BYE", via=self._new_branch(invite.top_via)), peer)
+        except (TimeoutError, ConnectionError, SipError) as exc:
+            log.info("sip: could not end the late-answered INVITE %s with %s: %s", invite.call_id, peer, exc)
+
+    @staticmethod
+    def _new_branch(via: Via) -> Via:
+        params = tuple((k, v) for k, v in via.params if k != "branch")
+        return Via(via.transport, via.host, via.port, (*params, ("branch", "z9hG4bK" + secrets.token_hex(8))))
+
     def send_stateless(self, request: SipRequest, peer: SipPeer) -> None:
-        """Put a request on the wire once, expecting no response (the ACK for a 2xx); raise PeerUnreachable."""
-        self._send_raw(request.serialize(), peer)
+        """Put a request on the wire once, expecting no response (the ACK for a 2xx); raise PeerUnreachable.
+
+        The ACK for a 2xx that :meth:`send_invite` returned is remembered and re-sent to that 2xx's retransmissions.
+        """
+        wire = request.serialize()
+        if request.method == "ACK":
+            for answered in self._answered.values():
+                if answered.call_id == request.call_id and answered.cseq == request.cseq.number:
+                    answered.ack = wire
+        self._send_raw(wire, peer)
 
     def _send_raw(self, wire: bytes, peer: SipPeer) -> None:
         if peer.transport == "tcp":
@@ -408,6 +498,14 @@ class SipServer:
             key = client_key(response)
         except SipError as exc:
             self._errors.add(f"unmatchable response ({exc.reason}) from {peer}")
+            return
+        answered = self._answered.get(key)
+        if answered is not None and 200 <= response.status < 300:
+            # The device did not get our ACK and retransmits its 2xx: ACK again (RFC 3261 §13.2.2.4).
+            if answered.ack is not None:
+                with contextlib.suppress(PeerUnreachable):
+                    self._send_raw(answered.ack, answered.peer)
+                self.reacked += 1
             return
         invite = self._invites.get(key)
         if invite is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ class FakeAudit:
 class FakeCameras:
     hubs: dict[int, StreamHub] = field(default_factory=dict)
     streaming: set[int] = field(default_factory=lambda: {1})
+    #: On-demand cameras: they start streaming when someone watches them.
+    wakes: set[int] = field(default_factory=set)
+    #: Cameras held by a watcher now, with how many watchers.
+    held: dict[int, int] = field(default_factory=dict)
     #: (database, volumes) holding recordings, for playback tests.
     archive: tuple[Database, Volumes] | None = None
     #: The recordings handed out for playback sessions, in order.
@@ -110,6 +115,20 @@ class FakeCameras:
 
     def hub(self, camera_id: int) -> StreamHub:
         return self.hubs.setdefault(camera_id, StreamHub(str(camera_id)))
+
+    @contextlib.asynccontextmanager
+    async def watching(self, camera_id: int) -> AsyncIterator[None]:
+        self.held[camera_id] = self.held.get(camera_id, 0) + 1
+        if camera_id in self.wakes:
+            self.streaming.add(camera_id)
+        try:
+            yield
+        finally:
+            self.held[camera_id] -= 1
+            if not self.held[camera_id]:
+                del self.held[camera_id]
+                if camera_id in self.wakes:
+                    self.streaming.discard(camera_id)
 
     def recorded(self, camera_id: int, start_us: int, end_us: int) -> RecordedUnits:
         assert self.archive is not None, "this test has no recordings"

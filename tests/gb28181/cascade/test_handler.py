@@ -24,6 +24,7 @@ from tests.gb28181.cascade.conftest import (
 from tests.helpers import eventually
 from tests.media import SAMPLE_576
 from vigil.domain.media import AccessUnit
+from vigil.gb28181.cascade import sessions
 from vigil.gb28181.control import DeviceNoAnswer
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.charset import Charset
@@ -190,7 +191,8 @@ async def test_requests_from_another_host_are_refused(rig: Rig) -> None:
     assert rig.sip.sent == [] and not rig.audit.entries[-1].allowed
 
 
-async def test_offers_we_cannot_serve_are_refused(rig: Rig) -> None:
+async def test_offers_we_cannot_serve_are_refused(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions, "WAKE_TIMEOUT_S", 0.2)
     talk = invite(SHARED, 40000)
     talk.body = talk.body.replace(b"s=Play", b"s=Talk")
     refused = await rig.handler.handle_request(talk, UPPER)
@@ -203,6 +205,20 @@ async def test_offers_we_cannot_serve_are_refused(rig: Rig) -> None:
     offline = await rig.handler.handle_request(invite(SHARED, 40000), UPPER)
     assert offline is not None and offline.status == 480
     assert rig.handler.sessions == 0
+    assert rig.cameras.held == {}  # the stream it asked for is released with the refusal
+
+
+async def test_an_idle_on_demand_camera_is_started_for_the_upper_and_released_on_bye(rig: Rig) -> None:
+    rig.cameras.streaming.clear()
+    rig.cameras.wakes.add(1)
+    request = invite(SHARED, 40000)
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    assert rig.cameras.held == {1: 1} and rig.cameras.online(1)
+    bye = in_dialog("BYE", request, response)
+    answer = await rig.handler.handle_request(bye, UPPER)
+    assert answer is not None and answer.status == 200
+    assert rig.cameras.held == {} and not rig.cameras.online(1)
 
 
 async def test_live_invite_relays_ps_over_rtp_until_bye(rig: Rig) -> None:

@@ -19,6 +19,7 @@ from vigil.protocols.ps import (
     Rfc4571Decoder,
     frame_rfc4571,
 )
+from vigil.protocols.ps.rtp import MAX_PENDING
 from vigil.protocols.rtp.packet import RtpPacket
 
 SSRC = 200_001_234  # a live-stream y= value: 0 + domain digits + sequence
@@ -191,3 +192,41 @@ def test_fuzzed_tcp_bytes_never_raise_and_stay_bounded(data: bytes, cuts: list[i
             receiver.receive_packet(packet)
     receiver.end_of_stream()
     list(iter(receiver.next_event, None))
+
+
+def test_header_extras_and_reused_buffers_give_the_same_pictures(units: list[AccessUnit]) -> None:
+    """The plain-header fast path, the full parser (CSRC, extension, padding) and views into one reused
+    receive buffer (as the UDP reader hands them) all yield the same pictures."""
+    plain = [p for frame in send(units) for p in frame]
+    dressed = []
+    for packet in plain:
+        rtp = RtpPacket.parse(packet)
+        rtp.csrc, rtp.extension, rtp.padding = (7,), (0xBEDE, b"\x00\x00\x00\x00"), 3
+        dressed.append(rtp.serialize())
+    expected = [fingerprint(u) for u in units]
+    assert [fingerprint(u) for u in receive(plain)[0]] == expected
+    assert [fingerprint(u) for u in receive(dressed)[0]] == expected
+    buffer = bytearray(65536)
+    view = memoryview(buffer)
+    receiver = PsRtpReceiver(ssrc=SSRC)
+    got: list[AccessUnit] = []
+    for packet in plain:
+        buffer[: len(packet)] = packet
+        receiver.receive_packet(view[: len(packet)])
+        buffer[: len(packet)] = bytes(len(packet))  # the next datagram overwrites it
+        got += [e for e in iter(receiver.next_event, None) if isinstance(e, AccessUnit)]
+    assert [fingerprint(u) for u in got] == expected
+
+
+def test_pictures_without_boundaries_are_demuxed_in_bounded_pieces(units: list[AccessUnit]) -> None:
+    """A device that never sets the marker and never changes the timestamp still gets demuxed: the payloads
+    gathered for one picture are handed on every MAX_PENDING bytes, so what is held stays bounded."""
+    packets = [RtpPacket.parse(p) for frame in send(units) for p in frame]
+    receiver = PsRtpReceiver(ssrc=SSRC)
+    held = 0
+    for rtp in packets:
+        rtp.marker, rtp.timestamp = False, 0
+        receiver.receive_packet(rtp.serialize())
+        held = max(held, len(receiver._pending))
+    assert 0 < held < MAX_PENDING
+    assert receiver.demuxer.packs > 0 and receiver.frames == 0

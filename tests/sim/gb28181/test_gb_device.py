@@ -28,6 +28,7 @@ from vigil.protocols.gb28181.manscdp import (
     parse_manscdp,
 )
 from vigil.protocols.gb28181.ptz import Pan, PtzCmd, PtzMove
+from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
 from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, parse_datagram
 from vigil.sim.gb28181.device import (
     BEIJING,
@@ -36,6 +37,7 @@ from vigil.sim.gb28181.device import (
     DeviceConfig,
     DeviceState,
     GbDevice,
+    MediaRequested,
     QueryAnswered,
     Registered,
     RegistrationFailed,
@@ -431,3 +433,81 @@ def test_positions_in_both_layouts(style: PositionStyle) -> None:
         31.85,
         40.0,
     )
+
+
+def invite_for(transport: GbTransport, channel: str) -> bytes:
+    offer = gb_description(
+        session_name="Play",
+        owner_id=PLATFORM_ID,
+        address="127.0.0.1",
+        port=30000,
+        transport=transport,
+        ssrc="0100000001",
+        payloads=((96, "PS"),),
+    )
+    return make_request(
+        "INVITE",
+        f"sip:{channel}@127.0.0.1:5062",
+        via=Via("UDP", "127.0.0.1", 5060, (("branch", f"z9hG4bK-{transport.name}"),)),
+        from_address=Address(f"sip:{PLATFORM_ID}@{DOMAIN}", params=(("tag", "p1"),)),
+        to_address=Address(f"sip:{channel}@{DOMAIN}"),
+        call_id=f"call-{transport.name}",
+        cseq=1,
+        contact=Address(f"sip:{PLATFORM_ID}@127.0.0.1:5060"),
+        body=offer.serialize(),
+        content_type="APPLICATION/SDP",
+    ).serialize()
+
+
+@pytest.mark.parametrize(
+    ("offered", "ours", "port"),
+    [
+        (GbTransport.UDP, GbTransport.UDP, DEVICE_ADDR[1]),
+        (GbTransport.TCP_PASSIVE, GbTransport.TCP_ACTIVE, 9),  # the platform listens: we connect
+        (GbTransport.TCP_ACTIVE, GbTransport.TCP_PASSIVE, 40123),  # the platform connects: we listen
+    ],
+)
+def test_invite_is_answered_with_the_opposite_tcp_role_and_hung_up_with_bye(
+    offered: GbTransport, ours: GbTransport, port: int
+) -> None:
+    listened: list[str] = []
+
+    def listen(call_id: str) -> int:
+        listened.append(call_id)
+        return 40123
+
+    link = Link(
+        GbDevice(make_device().config, random_bytes=random.Random(1).randbytes, media_listener=listen),
+        TinyPlatform(password="secret"),
+    )
+    link.device.start(0.0)
+    link.pump()
+    channel = link.device.channel_ids[0]
+    link.device.receive_datagram(invite_for(offered, channel), PLATFORM_ADDR, 1.0)
+    ((data, addr),) = link.device.datagrams_to_send(1.0)
+    response = parse_datagram(data)
+    assert isinstance(response, SipResponse) and response.status == 200 and addr == PLATFORM_ADDR
+    (media,) = SessionDescription.parse(response.body).media
+    assert media.gb_transport is ours and media.port == port and media.direction == "sendonly"
+    if ours is not GbTransport.UDP:
+        assert media.attribute("connection") == "new"
+    assert listened == ([f"call-{offered.name}"] if ours is GbTransport.TCP_PASSIVE else [])
+    (event,) = [e for e in iter(link.device.next_event, None) if isinstance(e, MediaRequested)]
+    assert event.transport is ours and event.address == ("127.0.0.1", 30000) and event.ssrc == 100000001
+    assert link.device.sessions == [f"call-{offered.name}"]
+
+    assert link.device.hang_up(f"call-{offered.name}", 2.0)
+    ((data, _),) = link.device.datagrams_to_send(2.0)
+    bye = parse_datagram(data)
+    assert isinstance(bye, SipRequest) and bye.method == "BYE" and bye.call_id == f"call-{offered.name}"
+    assert bye.uri == f"sip:{PLATFORM_ID}@127.0.0.1:5060" and bye.to_address.tag == "p1"
+    assert bye.from_address.tag == response.to_address.tag
+    assert link.device.sessions == [] and not link.device.hang_up(f"call-{offered.name}", 2.0)
+
+
+def test_tcp_active_offer_without_a_listener_is_refused() -> None:
+    link = started()
+    link.device.receive_datagram(invite_for(GbTransport.TCP_ACTIVE, link.device.channel_ids[0]), PLATFORM_ADDR, 1.0)
+    ((data, _),) = link.device.datagrams_to_send(1.0)
+    response = parse_datagram(data)
+    assert isinstance(response, SipResponse) and response.status == 488

@@ -491,8 +491,8 @@ export interface paths {
         head?: never;
         /**
          * Change Gb Device
-         * @description Rename, set or clear its own password, or change its charset; a new password or charset takes
-         *     effect at once: the device is dropped and must register again.
+         * @description Rename, set or clear its own password, change its charset or live media transport; a new password
+         *     or charset takes effect at once: the device is dropped and must register again.
          */
         patch: operations["change_gb_device_api_gb_devices__device_id__patch"];
         trace?: never;
@@ -885,6 +885,10 @@ export interface components {
             password?: string | null;
             /** @default 0 */
             ptz_type?: components["schemas"]["PtzType"];
+            /** @default always */
+            recording_mode?: components["schemas"]["RecordingMode"];
+            /** Recording Plan */
+            recording_plan?: components["schemas"]["PlanRange"][];
             /** Region Code */
             region_code: string;
             /** Retention Days */
@@ -929,6 +933,10 @@ export interface components {
             name: string;
             /** @default 0 */
             ptz_type?: components["schemas"]["PtzType"];
+            /** @default always */
+            recording_mode?: components["schemas"]["RecordingMode"];
+            /** Recording Plan */
+            recording_plan?: components["schemas"]["PlanRange"][];
             /** Region Code */
             region_code: string;
             /** Retention Days */
@@ -971,6 +979,9 @@ export interface components {
             /** Password */
             password?: string | null;
             ptz_type?: components["schemas"]["PtzType"] | null;
+            recording_mode?: components["schemas"]["RecordingMode"] | null;
+            /** Recording Plan */
+            recording_plan?: components["schemas"]["PlanRange"][] | null;
             /** Region Code */
             region_code?: string | null;
             /** Retention Days */
@@ -985,7 +996,7 @@ export interface components {
          * @description Connection state of a camera's ingest, as shown to operators.
          * @enum {string}
          */
-        CameraState: "disabled" | "connecting" | "online" | "reconnecting" | "offline";
+        CameraState: "disabled" | "idle" | "connecting" | "online" | "reconnecting" | "offline";
         /**
          * CameraStatus
          * @description Live state of a camera's ingest, from the runtime (``None`` = not known yet).
@@ -1226,6 +1237,8 @@ export interface components {
             last_register_us: number | null;
             /** Manufacturer */
             manufacturer: string;
+            /** Media Transport */
+            media_transport: ("udp" | "tcp-passive" | "tcp-active") | null;
             /** Model */
             model: string;
             /** Name */
@@ -1244,6 +1257,11 @@ export interface components {
         GbDevicePatch: {
             /** Charset */
             charset?: ("GB2312" | "GBK" | "GB18030" | "UTF-8") | null;
+            /**
+             * Media Transport
+             * @description udp, tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects); null = the node's gb28181.media_transport setting.
+             */
+            media_transport?: ("udp" | "tcp-passive" | "tcp-active") | null;
             /** Name */
             name?: string | null;
             /** Password */
@@ -1551,6 +1569,36 @@ export interface components {
             old_password: string;
         };
         /**
+         * PlanRange
+         * @description One recording-plan entry: record on ``weekdays`` (1 = Monday … 7 = Sunday) from ``start`` to ``end``.
+         *
+         *     Times are ``HH:MM`` in the node's time zone (setting ``timezone``); ``end`` may be ``24:00``. A range
+         *     never crosses midnight: write a night shift as two entries.
+         */
+        PlanRange: {
+            /**
+             * End
+             * @example 18:00
+             */
+            end: string;
+            /**
+             * Start
+             * @example 08:00
+             */
+            start: string;
+            /**
+             * Weekdays
+             * @example [
+             *       1,
+             *       2,
+             *       3,
+             *       4,
+             *       5
+             *     ]
+             */
+            weekdays: number[];
+        };
+        /**
          * PtzAction
          * @description What the console's PTZ pad asks for (press = move, release = ``stop``).
          * @enum {string}
@@ -1626,6 +1674,12 @@ export interface components {
             /** Start Us */
             start_us: number;
         };
+        /**
+         * RecordingMode
+         * @description ``always`` records around the clock; ``plan`` records inside its plan; ``never`` is live view only.
+         * @enum {string}
+         */
+        RecordingMode: "always" | "plan" | "never";
         /** RecordingsOut */
         RecordingsOut: {
             /** Gaps */

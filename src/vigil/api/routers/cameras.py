@@ -34,8 +34,11 @@ from vigil.api.schemas import (
     ImportRejected,
     ImportResult,
     ImportRowError,
+    PlanRange,
 )
+from vigil.api.schemas.cameras import plan_of_ranges, ranges_of_plan
 from vigil.domain.errors import Conflict, NotFound
+from vigil.domain.recording_plan import PlanError, format_plan, parse_plan
 from vigil.storage.models import Camera, CameraEvent, Department, EvidenceLock, Region
 
 log = logging.getLogger(__name__)
@@ -65,8 +68,19 @@ def camera_out(ctx: ApiContext, cam: Camera) -> CameraOut:
         definition=cam.definition,
         enabled=cam.enabled,
         retention_days=cam.retention_days,
+        recording_mode=cam.recording_mode,
+        recording_plan=_stored_plan(cam),
         status=ctx.status.status(cam.id),
     )
+
+
+def _stored_plan(cam: Camera) -> list[PlanRange]:
+    try:
+        return ranges_of_plan(parse_plan(cam.recording_plan))
+    except PlanError:
+        # Only a hand-edited row can hold an unreadable plan; the runtime records such a camera always.
+        log.warning("camera %s: stored recording plan %r is unreadable", cam.id, cam.recording_plan)
+        return []
 
 
 def _fields_of(cam: Camera) -> dict[str, Any]:
@@ -86,6 +100,8 @@ def _fields_of(cam: Camera) -> dict[str, Any]:
         "definition": cam.definition,
         "enabled": cam.enabled,
         "retention_days": cam.retention_days,
+        "recording_mode": cam.recording_mode,
+        "recording_plan": [r.model_dump() for r in _stored_plan(cam)],
     }
 
 
@@ -104,6 +120,9 @@ def _apply(cam: Camera, spec: CameraIn, secrets: SecretBox, now: int) -> None:
     cam.definition = spec.definition.value
     cam.enabled = spec.enabled
     cam.retention_days = spec.retention_days
+    cam.recording_mode = spec.recording_mode.value
+    # Stored in the text form (validated by CameraIn already).
+    cam.recording_plan = format_plan(plan_of_ranges(spec.recording_plan))
     if spec.password is not None:
         cam.password_enc = secrets.encrypt(spec.password)
     cam.updated_us = now
@@ -214,6 +233,8 @@ async def export_cameras(principal: Authed, ctx: Ctx) -> Response:
             "definition": c.definition,
             "enabled": "true" if c.enabled else "false",
             "retention_days": "" if c.retention_days is None else str(c.retention_days),
+            "recording_mode": c.recording_mode,
+            "recording_plan": c.recording_plan,
         }
         for c in cams
     ]
@@ -333,15 +354,37 @@ def _validate_row(
     payload: dict[str, Any] = {
         key: cells[key] for key in ("gb_id", "name", "rtsp_url", "username", "region_code", "address") if key in cells
     }
-    for key in ("category", "ptz_type", "definition", "enabled", "latitude", "longitude", "retention_days"):
+    for key in (
+        "category",
+        "ptz_type",
+        "definition",
+        "enabled",
+        "latitude",
+        "longitude",
+        "retention_days",
+        "recording_mode",
+    ):
         if cells.get(key):
             payload[key] = cells[key]
+    bad_plan = False
+    if cells.get("recording_plan"):
+        # The sheet holds the text form (Mon-Fri 08:00-18:00; Sat 09:00-12:00); the API takes ranges.
+        try:
+            payload["recording_plan"] = [r.model_dump() for r in ranges_of_plan(parse_plan(cells["recording_plan"]))]
+        except PlanError as exc:
+            bad_plan = True
+            errors.append(ImportRowError(row=line, field="recording_plan", message=str(exc)))
     payload["department_id"] = department_id
     payload["password"] = cells.get("password") or None
     try:
         spec = CameraIn.model_validate(payload)
     except ValidationError as exc:
-        errors.extend(ImportRowError(row=line, field=e.field, message=e.message) for e in field_errors(exc.errors()))
+        errors.extend(
+            ImportRowError(row=line, field=e.field, message=e.message)
+            for e in field_errors(exc.errors())
+            # An unreadable plan is reported once, not again as "missing".
+            if not (bad_plan and e.field == "recording_plan")
+        )
         return errors
     if spec.region_code not in scope_regions:
         errors.append(

@@ -4,7 +4,7 @@ pre-registering a device with its own password and charset, and re-querying a de
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast, get_args
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,8 @@ from vigil.domain.errors import Conflict, Forbidden, NotFound
 from vigil.gb28181.catalog import CatalogError, CatalogResult
 from vigil.storage.db import Database
 from vigil.storage.models import GbDevice
+
+MediaTransportName = Literal["udp", "tcp-passive", "tcp-active"]
 
 
 class GbDeviceOut(BaseModel):
@@ -39,6 +41,8 @@ class GbDeviceOut(BaseModel):
     manufacturer: str
     model: str
     firmware: str
+    #: Live media transport asked of this device; None = the node's ``gb28181.media_transport``.
+    media_transport: MediaTransportName | None
 
 
 Charset = Literal["GB2312", "GBK", "GB18030", "UTF-8"]
@@ -63,6 +67,13 @@ class GbDevicePatch(BaseModel):
     name: str | None = Field(None, max_length=100)
     password: str | None = Field(None, max_length=128)
     charset: Charset | None = None
+    media_transport: MediaTransportName | None = Field(
+        None,
+        description=(
+            "udp, tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects); "
+            "null = the node's gb28181.media_transport setting."
+        ),
+    )
 
 
 class GbCatalogOut(BaseModel):
@@ -112,7 +123,12 @@ def _out(row: GbDevice) -> GbDeviceOut:
         manufacturer=row.manufacturer,
         model=row.model,
         firmware=row.firmware,
+        media_transport=_transport_name(row.media_transport),
     )
+
+
+def _transport_name(value: str | None) -> MediaTransportName | None:
+    return cast(MediaTransportName, value) if value in get_args(MediaTransportName) else None
 
 
 async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str, target: str) -> None:
@@ -167,10 +183,10 @@ def build_gb_router(
 
     @router.patch("/devices/{device_id}", response_model=GbDeviceOut)
     async def change_gb_device(device_id: str, patch: GbDevicePatch, principal: Authed, ctx: Ctx) -> GbDeviceOut:
-        """Rename, set or clear its own password, or change its charset; a new password or charset takes
-        effect at once: the device is dropped and must register again."""
+        """Rename, set or clear its own password, change its charset or live media transport; a new password
+        or charset takes effect at once: the device is dropped and must register again."""
         target = f"gb:{device_id}"
-        await _require_node_admin(ctx, principal, "gb_device.change", target)
+        await _require_node_admin(ctx, principal, "gb_device.update", target)
         changed: list[str] = []
         async with db.session() as session:
             row = await session.get(GbDevice, device_id)
@@ -185,10 +201,14 @@ def build_gb_router(
             if patch.charset is not None and patch.charset != row.charset:
                 row.charset = patch.charset
                 changed.append("charset")
+            if "media_transport" in patch.model_fields_set and patch.media_transport != row.media_transport:
+                # Used from the next INVITE on; null = the node's gb28181.media_transport.
+                row.media_transport = patch.media_transport
+                changed.append(f"media_transport {patch.media_transport}")
             out = _out(row)
         if registrar is not None and {"password", "charset"} & set(changed):
             await registrar.forget(device_id, "changed by an administrator")
-        await ctx.access.gate.audit(principal, "gb_device.change", target, True, ", ".join(changed) or "nothing")
+        await ctx.access.gate.audit(principal, "gb_device.update", target, True, ", ".join(changed) or "nothing")
         return out
 
     @router.delete("/devices/{device_id}", status_code=204)

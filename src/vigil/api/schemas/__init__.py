@@ -11,6 +11,7 @@ from vigil.api.schemas.cameras import (
     ImportRejected,
     ImportResult,
     ImportRowError,
+    PlanRange,
 )
 from vigil.api.schemas.common import ErrorOut, FieldError
 from vigil.api.schemas.org import DepartmentIn, DepartmentOut, DepartmentPatch, RegionIn, RegionOut, RegionPatch
@@ -35,6 +36,7 @@ __all__ = [
     "LoginIn",
     "LoginOut",
     "PasswordChangeIn",
+    "PlanRange",
     "RegionIn",
     "RegionOut",
     "RegionPatch",

@@ -8,6 +8,7 @@ The CSV importer validates each row through the same model, so both paths give t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -15,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from vigil.domain.camera import CameraCategory, CameraState, Definition, PtzType
 from vigil.domain.errors import Invalid
 from vigil.domain.ids import CAMERA_TYPES, parse_gb_id
+from vigil.domain.recording_plan import (
+    MAX_ENTRIES,
+    PlanError,
+    RecordingMode,
+    RecordingPlan,
+    format_time,
+    make_plan,
+    parse_time,
+)
 
 RTSP_SCHEMES = ("rtsp", "rtsps")
 
@@ -35,6 +45,38 @@ class CameraStatus(BaseModel):
     corrupt_packets: int = 0
 
 
+class PlanRange(BaseModel):
+    """One recording-plan entry: record on ``weekdays`` (1 = Monday … 7 = Sunday) from ``start`` to ``end``.
+
+    Times are ``HH:MM`` in the node's time zone (setting ``timezone``); ``end`` may be ``24:00``. A range
+    never crosses midnight: write a night shift as two entries.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    weekdays: list[int] = Field(min_length=1, max_length=7, examples=[[1, 2, 3, 4, 5]])
+    start: str = Field(max_length=5, examples=["08:00"])
+    end: str = Field(max_length=5, examples=["18:00"])
+
+
+def plan_of_ranges(ranges: Sequence[PlanRange]) -> RecordingPlan:
+    """The domain plan of API ranges; PlanError (naming the entry) when a range is invalid or overlaps."""
+    return make_plan(
+        (
+            r.weekdays,
+            parse_time(r.start, field=f"entry {i + 1} start"),
+            parse_time(r.end, field=f"entry {i + 1} end"),
+        )
+        for i, r in enumerate(ranges)
+    )
+
+
+def ranges_of_plan(plan: RecordingPlan) -> list[PlanRange]:
+    return [
+        PlanRange(weekdays=sorted(e.weekdays), start=format_time(e.start_min), end=format_time(e.end_min))
+        for e in plan.entries
+    ]
+
+
 class _CameraFields(BaseModel):
     name: str = Field(max_length=100)
     rtsp_url: str = Field(max_length=1000)
@@ -49,6 +91,10 @@ class _CameraFields(BaseModel):
     definition: Definition = Definition.HD
     enabled: bool = True
     retention_days: int | None = None
+    #: ``always`` (default), ``plan`` (inside ``recording_plan``) or ``never`` (live view only, streamed on demand).
+    recording_mode: RecordingMode = RecordingMode.ALWAYS
+    #: When a ``plan`` camera records; kept (but unused) in the other modes.
+    recording_plan: list[PlanRange] = Field(default_factory=list, max_length=MAX_ENTRIES, validate_default=True)
 
 
 class CameraOut(_CameraFields):
@@ -131,6 +177,17 @@ class CameraIn(_CameraFields):
             raise ValueError(f"must be 1-3650 days or empty for the node default, got {value}")
         return value
 
+    @field_validator("recording_plan")
+    @classmethod
+    def _recording_plan(cls, value: list[PlanRange], info: ValidationInfo) -> list[PlanRange]:
+        try:
+            plan_of_ranges(value)
+        except PlanError as exc:
+            raise ValueError(str(exc)) from None
+        if info.data.get("recording_mode") is RecordingMode.PLAN and not value:
+            raise ValueError("a camera recording by plan needs at least one time range")
+        return value
+
     @model_validator(mode="after")
     def _credentials_out_of_url(self) -> CameraIn:
         # Credentials typed into the URL move to username/password so the URL (which the API returns)
@@ -169,6 +226,8 @@ class CameraPatch(BaseModel):
     definition: Definition | None = None
     enabled: bool | None = None
     retention_days: int | None = None
+    recording_mode: RecordingMode | None = None
+    recording_plan: list[PlanRange] | None = Field(None, max_length=MAX_ENTRIES)
 
 
 class ImportRowError(BaseModel):

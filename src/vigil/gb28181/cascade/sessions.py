@@ -30,6 +30,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: A session whose 200 OK is not ACKed within this many seconds is dropped.
 ACK_TIMEOUT_S = 10.0
+#: How long an INVITE for an idle (on-demand) camera waits for its stream to start before 480.
+WAKE_TIMEOUT_S = 10.0
 SDP_CONTENT_TYPE = "APPLICATION/SDP"
 MANSRTSP_CONTENT_TYPE = "Application/MANSRTSP"
 
@@ -74,6 +77,10 @@ class CameraRuntime(Protocol):
 
     def recorded(self, camera_id: int, start_us: int, end_us: int) -> PlaybackSource: ...
 
+    def watching(self, camera_id: int) -> AbstractAsyncContextManager[None]:
+        """Hold the camera's stream wanted while inside, like a live viewer (streams on demand)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Session:
@@ -88,6 +95,8 @@ class _Session:
     played: tuple[int, int] = (0, 0)
     acked: bool = False
     ack_timer: asyncio.TimerHandle | None = None
+    #: Holds the camera's stream while the upper platform watches live (released when the session ends).
+    hold: contextlib.AsyncExitStack | None = None
 
 
 class MediaSessions:
@@ -179,8 +188,8 @@ class MediaSessions:
             if not await self._store.recordings(camera.camera_id, *playback):
                 await self._record(peer, "gb_upper.invite", channel, False, f"playback {start}-{stop}: no recording")
                 return make_response(request, 404, "No recording in that range", to_tag=self._ids.tag())
-        elif not camera.enabled or not self._cameras.online(camera.camera_id):
-            await self._record(peer, "gb_upper.invite", channel, False, "camera not streaming")
+        elif not camera.enabled:
+            await self._record(peer, "gb_upper.invite", channel, False, "camera disabled")
             return make_response(request, 480, "Temporarily Unavailable", to_tag=self._ids.tag())
         connection = media.connection or offer.connection or ""
         destination = (connection.split()[-1] if connection.split() else peer.host, media.port)
@@ -189,7 +198,36 @@ class MediaSessions:
         if problem is not None:
             await self._record(peer, "gb_upper.invite", channel, False, problem)
             return make_response(request, 488, "Not Acceptable Here", to_tag=self._ids.tag())
-        return await self._open_session(request, peer, camera, ssrc, destination, transport, playback, download_speed)
+        hold: contextlib.AsyncExitStack | None = None
+        if playback is None:
+            # The upper platform is a live viewer: an on-demand camera starts (and stays up) for it.
+            hold = contextlib.AsyncExitStack()
+            await hold.enter_async_context(self._cameras.watching(camera.camera_id))
+            if not await self._woken(camera.camera_id):
+                await hold.aclose()
+                await self._record(peer, "gb_upper.invite", channel, False, "camera not streaming")
+                return make_response(request, 480, "Temporarily Unavailable", to_tag=self._ids.tag())
+        try:
+            response = await self._open_session(
+                request, peer, camera, ssrc, destination, transport, playback, hold, download_speed
+            )
+        except BaseException:
+            if hold is not None:
+                await hold.aclose()
+            raise
+        if hold is not None and request.call_id not in self._sessions:
+            await hold.aclose()  # refused after all: nobody watches
+        return response
+
+    async def _woken(self, camera_id: int) -> bool:
+        """Whether the camera streams now or starts to within WAKE_TIMEOUT_S."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAKE_TIMEOUT_S
+        while not self._cameras.online(camera_id):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
 
     async def _open_session(
         self,
@@ -200,6 +238,7 @@ class MediaSessions:
         destination: tuple[str, int],
         transport: GbTransport,
         playback: tuple[int, int] | None,
+        hold: contextlib.AsyncExitStack | None = None,
         download_speed: int | None = None,
     ) -> SipResponse:
         call_id, channel = request.call_id, camera.gb_id
@@ -258,7 +297,9 @@ class MediaSessions:
             await relay.close()
             await self._record(peer, "gb_upper.invite", channel, False, f"bad INVITE: {exc.reason}")
             return make_response(request, 400, exc.reason[:80], to_tag=tag)
-        session = _Session(call_id, channel, dialog, relay, response, playback=playback is not None, source=source)
+        session = _Session(
+            call_id, channel, dialog, relay, response, playback=playback is not None, source=source, hold=hold
+        )
         if playback is not None:
             session.played = playback
         session.ack_timer = asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, self._ack_missing, call_id)
@@ -389,6 +430,8 @@ class MediaSessions:
         await session.relay.close()
         if session.source is not None:
             session.source.close()  # a relay that never started never read it
+        if session.hold is not None:
+            await session.hold.aclose()
 
     async def stop_all(self, reason: str) -> None:
         """End every session without signalling (the upper platform is unreachable)."""

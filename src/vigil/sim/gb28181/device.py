@@ -34,6 +34,10 @@ platform's later ``Response`` lands in :attr:`GbDevice.alarm_responses`) or, wit
 NOTIFY in the platform's alarm subscription; a SUBSCRIBE with a ``Query`` CmdType Alarm body for us
 is accepted (200 with Expires and a Result OK body), refreshed in its dialog, ended by Expires 0.
 :meth:`GbDevice.send_position` sends MobilePosition in the 2016 flat or 2022 list layout.
+INVITE (live ``s=Play`` on a channel, PS payload 96) is answered 200 with SDP taking the opposite role
+of the offer's ``a=setup`` (RFC 4145; GB/T 28181 Annex D) — UDP stays UDP, and :class:`MediaRequested`
+tells the runner where and how to stream; anything else is 404/488. A platform BYE ends the session
+(:class:`MediaStopped`); :meth:`GbDevice.hang_up` ends it from our side with an in-dialog BYE.
 
 Bad bytes never raise from :meth:`GbDevice.receive_datagram` / :meth:`GbDevice.receive_message`:
 they are counted in :attr:`DeviceStats.bad_messages` (and answered 4xx when a request head is
@@ -255,12 +259,17 @@ class QueryAnswered:
 
 @dataclass(frozen=True, slots=True)
 class MediaRequested:
-    """A platform INVITEd a channel and got our 200 OK: stream PS over RTP (UDP) with ``ssrc`` to host:port."""
+    """A platform INVITEd a channel and got our 200 OK: stream PS over RTP with ``ssrc``.
+
+    ``transport`` is our role: UDP to ``address``; TCP_ACTIVE: connect to ``address``; TCP_PASSIVE: wait
+    for the platform on the listener the runner opened for this Call-ID. RFC 4571 framing on TCP.
+    """
 
     call_id: str
     channel_id: str
     ssrc: int
     address: HostPort
+    transport: GbTransport = GbTransport.UDP
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +342,15 @@ class _Purpose(enum.Enum):
     RESPONSE = "response"
     #: An alarm or position we raised: its final response needs nothing more.
     REPORT = "report"
+    BYE = "bye"
+
+
+@dataclass(slots=True)
+class _Session:
+    """A media session we accepted: the 200 OK (re-sent to a retransmitted INVITE) and its dialog (for our BYE)."""
+
+    answer: bytes
+    dialog: Dialog
 
 
 @dataclass(slots=True)
@@ -378,18 +396,32 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: What we answer to each offered transport (the offerer's a=setup role → ours).
+_ANSWER_ROLE = {
+    GbTransport.UDP: GbTransport.UDP,
+    GbTransport.TCP_PASSIVE: GbTransport.TCP_ACTIVE,
+    GbTransport.TCP_ACTIVE: GbTransport.TCP_PASSIVE,
+}
+
+
 class GbDevice:
-    """A GB/T 28181 device: registers, keeps alive, answers Catalog/DeviceInfo/DeviceStatus queries."""
+    """A GB/T 28181 device: registers, keeps alive, answers Catalog/DeviceInfo/DeviceStatus queries and INVITEs.
+
+    ``media_listener`` opens a TCP listener for one session's media (by Call-ID) and returns its port,
+    for offers that want us to listen (``a=setup:active``); without it such offers are refused 488.
+    """
 
     def __init__(
         self,
         config: DeviceConfig,
         *,
         random_bytes: Callable[[int], bytes],
+        media_listener: Callable[[str], int] | None = None,
         wallclock: Callable[[], datetime] = _utc_now,
         tz: tzinfo = BEIJING,
     ) -> None:
         self.config = config
+        self._media_listener = media_listener
         self.stats = DeviceStats()
         self.state = DeviceState.IDLE
         #: Why the last registration round failed (set while BACKOFF or FAILED).
@@ -430,8 +462,8 @@ class GbDevice:
         self.alarm_responses: dict[int, Result] = {}
         self._alarm_subscription: _Subscription | None = None
         self._channel_by_id = {ch.device_id: ch for ch in self._channels}
-        #: Media sessions by Call-ID: the 200 OK we sent (re-sent to a retransmitted INVITE).
-        self._sessions: dict[str, bytes] = {}
+        #: Media sessions by Call-ID.
+        self._sessions: dict[str, _Session] = {}
 
     # --- public API ---------------------------------------------------------------------------------
 
@@ -551,6 +583,20 @@ class GbDevice:
         self.state = DeviceState.STOPPED
         self._client.clear()
         self._out.events.append(Unregistered("was not registered"))
+
+    @property
+    def sessions(self) -> list[str]:
+        """Call-IDs of the media sessions open now."""
+        return list(self._sessions)
+
+    def hang_up(self, call_id: str, now: float) -> bool:
+        """End a media session from our side: BYE in its dialog, and :class:`MediaStopped`; False if unknown."""
+        session = self._sessions.pop(call_id, None)
+        if session is None:
+            return False
+        self._send(session.dialog.make_request("BYE", via=self._via()), now, _Purpose.BYE)
+        self._out.events.append(MediaStopped(call_id))
+        return True
 
     def receive_datagram(self, data: bytes, addr: HostPort, now: float) -> None:
         """One UDP datagram from ``addr``; never raises (bad input is counted and answered 4xx where possible)."""
@@ -932,7 +978,7 @@ class GbDevice:
         """200 OK with our SDP for a live UDP PS offer on one of our channels; 404/488 otherwise."""
         known = self._sessions.get(request.call_id)
         if known is not None:
-            return known
+            return known.answer
         target = SipUri.parse(request.uri).user if request.uri.startswith("sip:") else None
         if target not in self._channel_by_id or self.state is not DeviceState.REGISTERED:
             return make_response(request, 404, to_tag=self._ids.tag()).serialize()
@@ -942,30 +988,40 @@ class GbDevice:
             host = media.connection or offer.connection
             ssrc = offer.gb_ssrc
             ssrc_value = offer.gb_ssrc_value
-            ok = media.proto == "RTP/AVP" and "96" in media.formats and host is not None and ssrc is not None
+            offered = media.gb_transport
+            ok = offered is not None and "96" in media.formats and host is not None and ssrc is not None
         except (SdpError, IndexError, ValueError):
-            ok = False
-        if not ok or ssrc is None or ssrc_value is None or host is None:
+            ok, offered = False, None
+        # Our role is the opposite of the offerer's a=setup (RFC 4145; Annex D): it listens → we connect.
+        ours = _ANSWER_ROLE.get(offered) if offered is not None else None
+        if ours is GbTransport.TCP_PASSIVE and self._media_listener is None:
+            ok = False  # nothing can listen for us
+        if not ok or ours is None or ssrc is None or ssrc_value is None or host is None:
             return make_response(request, 488, to_tag=self._ids.tag()).serialize()
         address = host.split()[-1]
         local_host = self.config.local_address[0]
+        port = self.config.local_address[1]
+        if ours is GbTransport.TCP_PASSIVE:
+            assert self._media_listener is not None
+            port = self._media_listener(request.call_id)
+        elif ours is GbTransport.TCP_ACTIVE:
+            port = 9  # RFC 4145 §4.1: the connecting side names the discard port
         answer = gb_description(
             session_name="Play",
             owner_id=target,
             address=local_host,
-            port=self.config.local_address[1],
-            transport=GbTransport.UDP,
+            port=port,
+            transport=ours,
             ssrc=ssrc,
             direction="sendonly",
             payloads=((96, "PS"),),
         )
-        response = make_response(
-            request, 200, to_tag=self._ids.tag(), body=answer.serialize(), content_type="APPLICATION/SDP"
-        )
+        tag = self._ids.tag()
+        response = make_response(request, 200, to_tag=tag, body=answer.serialize(), content_type="APPLICATION/SDP")
         response.headers["Contact"] = f"<sip:{target}@{local_host}:{self.config.local_address[1]}>"
         wire = response.serialize()
-        self._sessions[request.call_id] = wire
-        self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port)))
+        self._sessions[request.call_id] = _Session(wire, Dialog.as_uas(request, tag))
+        self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port), ours))
         return wire
 
     def _classify(self, request: SipRequest) -> tuple[int, Message | None]:

@@ -11,6 +11,10 @@ Theory of operation:
 * Timers: one ``loop.call_at`` handle for the earliest device timer, over a heap of
   ``(when, device)`` entries (stale entries are skipped on pop), so idle devices cost nothing.
 * Device starts are spread ``start_interval_s`` apart so a large fleet does not flood the platform.
+* Media: an INVITEd channel streams the media file looped in real time as PS over RTP — UDP datagrams,
+  or RFC 4571 on TCP: connecting to the platform (it offered ``a=setup:passive``) or listening on a
+  port bound for the session while the device writes its answer (it offered ``a=setup:active``).
+  ``hang_up`` ends a session with a BYE from the device; ``mute`` stops the media but keeps the dialog.
 
 ``close()`` unregisters every registered device (REGISTER Expires 0) and waits, bounded by
 ``close_timeout_s``, for the answers.
@@ -33,7 +37,8 @@ from typing import Any
 from vigil.domain.media import VIDEO_CLOCK_RATE
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.charset import Charset
-from vigil.protocols.ps import PsMuxer, PsRtpPacketizer
+from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, frame_rfc4571
+from vigil.protocols.sdp import GbTransport
 from vigil.protocols.sip.message import SipError, SipMessage, SipRequest, SipUri, parse_datagram
 from vigil.sim.gb28181.device import (
     DeviceConfig,
@@ -170,9 +175,13 @@ class GbSimRunner:
         self._changed = asyncio.Event()
         #: Media sessions being streamed, by Call-ID.
         self._streams: dict[str, asyncio.Task[None]] = {}
+        #: TCP listeners opened for sessions whose platform connects to us, by Call-ID (until it does).
+        self._listeners: dict[str, socket.socket] = {}
         #: Sessions ever started and ended by BYE (for tests and the stats line).
         self.streams_started = 0
         self.streams_stopped = 0
+        #: The transport (our role) of every session started, in order.
+        self.stream_transports: list[GbTransport] = []
 
     @property
     def devices(self) -> list[GbDevice]:
@@ -243,6 +252,9 @@ class GbSimRunner:
         for task in streams:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for listener in self._listeners.values():
+            listener.close()
+        self._listeners.clear()
         if self._timer is not None:
             self._timer.cancel()
         if self._udp is not None:
@@ -320,7 +332,7 @@ class GbSimRunner:
             charset=o.charset,
             ptz_channels=o.ptz_channels,
         )
-        device = GbDevice(config, random_bytes=self._random)
+        device = GbDevice(config, random_bytes=self._random, media_listener=self._listen_for_media)
         # INVITE and in-dialog requests are addressed to a channel, not to its device.
         for routed in (dev_id, *device.channel_ids):
             self._by_id[routed] = len(self._devices)
@@ -434,43 +446,125 @@ class GbSimRunner:
         """Media sessions streaming now."""
         return len(self._streams)
 
+    def hang_up(self, call_id: str | None = None) -> bool:
+        """The device ends a media session (``call_id``, or the only one): BYE to the platform, streaming stops."""
+        assert self._loop is not None
+        for index, device in enumerate(self._devices):
+            sessions = device.sessions
+            target = call_id if call_id is not None else (sessions[0] if len(sessions) == 1 else None)
+            if target is not None and device.hang_up(target, self._loop.time()):
+                self._service(index)
+                return True
+        return False
+
+    def mute(self, call_id: str | None = None) -> bool:
+        """Stop sending a session's media (``call_id``, or every one) without ending it: a stalled device."""
+        muted = [c for c in self._streams if call_id is None or c == call_id]
+        for muted_id in muted:
+            self._streams.pop(muted_id).cancel()
+        return bool(muted)
+
+    def _listen_for_media(self, call_id: str) -> int:
+        """Bind a TCP listener for one session's media (the platform connects to it); its port.
+
+        Called by the sans-I/O device while it writes its answer, so it binds synchronously; the socket is
+        served once the session starts streaming, and closed with the session.
+        """
+        old = self._listeners.pop(call_id, None)
+        if old is not None:
+            old.close()
+        sock = socket.create_server((self._advertised(), 0))
+        sock.setblocking(False)
+        self._listeners[call_id] = sock
+        return int(sock.getsockname()[1])
+
+    def _advertised(self) -> str:
+        return _advertised_host(self.options.bind_host, self.options.platform_address)
+
     def _start_stream(self, event: MediaRequested) -> None:
         if event.call_id in self._streams:
             return
         self.streams_started += 1
+        self.stream_transports.append(event.transport)
         task = asyncio.create_task(self._stream(event), name=f"gbsim-media-{event.channel_id}")
         self._streams[event.call_id] = task
         task.add_done_callback(lambda _: self._streams.pop(event.call_id, None))
 
     def _stop_stream(self, call_id: str) -> None:
+        listener = self._listeners.pop(call_id, None)
+        if listener is not None:
+            listener.close()
         task = self._streams.pop(call_id, None)
         if task is not None:
             self.streams_stopped += 1
             task.cancel()
 
     async def _stream(self, event: MediaRequested) -> None:
-        """The channel's PS over RTP/UDP to the offer's address, paced in real time, until BYE or close."""
+        """The channel's PS over RTP — UDP datagrams, or RFC 4571 on a TCP connection either way — paced in
+        real time, until BYE, close, or the platform closing the TCP connection."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=event.address)
+        udp: asyncio.DatagramTransport | None = None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            if event.transport is GbTransport.UDP:
+                udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=event.address)
+            elif event.transport is GbTransport.TCP_ACTIVE:
+                _, writer = await asyncio.open_connection(*event.address)
+            else:
+                writer = await self._accept_media(event.call_id)
+            await self._send_media(event, udp, writer)
+        except (ConnectionError, OSError) as exc:
+            log.info("gbsim: media of %s over %s ended: %s", event.channel_id, event.transport.value, exc)
+        finally:
+            if udp is not None:
+                udp.close()
+            if writer is not None:
+                writer.close()
+
+    async def _accept_media(self, call_id: str) -> asyncio.StreamWriter:
+        """The platform's connection to this session's listener (the listener is closed once it is made)."""
+        sock = self._listeners.pop(call_id, None)
+        if sock is None:
+            raise ConnectionError("no media listener for this session")
+        accepted: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
+
+        async def on_connect(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if accepted.done():
+                writer.close()
+            else:
+                accepted.set_result(writer)
+
+        server = await asyncio.start_server(on_connect, sock=sock)
+        try:
+            return await accepted
+        finally:
+            server.close()
+
+    async def _send_media(
+        self, event: MediaRequested, udp: asyncio.DatagramTransport | None, writer: asyncio.StreamWriter | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
         muxer = PsMuxer()
         packetizer = PsRtpPacketizer(event.ssrc)
         start = loop.time()
         first_dts: int | None = None
         units = iter_file_units(self.options.media or DEFAULT_MEDIA, loop=True)
-        try:
-            while True:
-                # Demuxing is blocking work: one unit at a time off the loop thread.
-                unit = await asyncio.to_thread(next, units)
-                if first_dts is None:
-                    first_dts = unit.dts
-                due = start + (unit.dts - first_dts) / VIDEO_CLOCK_RATE
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                for packet in packetizer.packetize(muxer.mux(unit), unit.pts):
-                    transport.sendto(packet)
-        finally:
-            transport.close()
+        while True:
+            # Demuxing is blocking work: one unit at a time off the loop thread.
+            unit = await asyncio.to_thread(next, units)
+            if first_dts is None:
+                first_dts = unit.dts
+            due = start + (unit.dts - first_dts) / VIDEO_CLOCK_RATE
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            packets = packetizer.packetize(muxer.mux(unit), unit.pts)
+            if udp is not None:
+                for packet in packets:
+                    udp.sendto(packet)
+            elif writer is not None:
+                writer.write(b"".join(frame_rfc4571(packet) for packet in packets))
+                await writer.drain()
 
     async def _log_stats(self) -> None:
         while True:

@@ -26,6 +26,7 @@ from vigil.access import Access, build_access
 from vigil.access.users import ensure_first_admin
 from vigil.api.app import create_api, write_openapi
 from vigil.api.contracts import CameraGate
+from vigil.api.routers.device_playback import build_device_playback_router
 from vigil.api.routers.gb import build_gb_router
 from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
@@ -37,6 +38,8 @@ from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners
+from vigil.gb28181.playback import DevicePlaybacks
+from vigil.gb28181.records import DeviceRecords
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.store import DbDeviceStore
 from vigil.health.node import NodeHeartbeat
@@ -45,7 +48,7 @@ from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.live.router import LiveRegistry, build_live_router
 from vigil.pipeline import GB28181_SOURCE_KIND, RTSP_SOURCE_KIND, CameraPipelines, Recording
-from vigil.protocols.gb28181.manscdp import CatalogItem
+from vigil.protocols.gb28181.manscdp import CatalogItem, MediaStatusNotify, RecordInfoResponse
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
@@ -88,6 +91,12 @@ class GbRuntime:
     #: The SIP server's handler: routes in-dialog requests and upper platforms' requests away from the registrar.
     dispatcher: SipDispatcher
     catalog: CatalogSync
+    #: SSRCs of this node's media sessions (live and history share one SIP domain's numbering).
+    ssrcs: SsrcAllocator
+    #: RecordInfo queries (recordings held on devices).
+    records: DeviceRecords
+    #: Playbacks and downloads of device-held recordings.
+    playbacks: DevicePlaybacks
 
 
 def build_source_factory(
@@ -96,8 +105,8 @@ def build_source_factory(
     """Sources by camera kind: RTSP always; GB/T 28181 (INVITE over ``gb``'s SIP server) when it is given."""
     ingest = settings.ingest
     owners = RegisteredOwners(gb.registrar, gb.catalog) if gb is not None else None
-    # One allocator per node: live SSRCs are unique within the SIP domain.
-    ssrcs = SsrcAllocator(settings.gb28181.domain or settings.gb28181.platform_id[:10])
+    # One allocator per node: SSRCs are unique within the SIP domain.
+    ssrcs = gb.ssrcs if gb is not None else _ssrc_allocator(settings)
 
     def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
         if spec.kind == GB28181_SOURCE_KIND:
@@ -135,6 +144,10 @@ def build_recorder_factory(settings: Settings, db: Database, volumes: Volumes) -
         return CameraRecorder(camera_id, hub, index, volumes, settings.storage, index)
 
     return factory
+
+
+def _ssrc_allocator(settings: Settings) -> SsrcAllocator:
+    return SsrcAllocator(settings.gb28181.domain or settings.gb28181.platform_id[:10])
 
 
 class _CatalogThenPipelines:
@@ -179,7 +192,29 @@ def build_gb28181(
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
     registrar.set_listener(catalog)
-    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog)
+    owners = RegisteredOwners(registrar, catalog)
+    ssrcs = _ssrc_allocator(settings)
+    records = DeviceRecords(gb, sip, registrar, owners)
+    registrar.on_message(RecordInfoResponse, records.record_info_response)
+    playbacks = DevicePlaybacks(
+        gb,
+        sip,
+        owners,
+        ssrcs,
+        dispatcher,
+        connect_timeout=settings.ingest.connect_timeout_seconds,
+        read_timeout=max(settings.ingest.read_timeout_seconds, 5.0),
+    )
+    registrar.on_message(MediaStatusNotify, playbacks.media_status)
+    return GbRuntime(
+        registrar=registrar,
+        sip=sip,
+        dispatcher=dispatcher,
+        catalog=catalog,
+        ssrcs=ssrcs,
+        records=records,
+        playbacks=playbacks,
+    )
 
 
 class _ApiStatus:
@@ -226,7 +261,10 @@ def write_full_openapi(path: Path) -> None:
         def recordings(gate: CameraGate) -> APIRouter:
             return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
 
-        write_openapi(path, [recordings, build_gb_router(db)])
+        def device_playback(gate: CameraGate) -> APIRouter:
+            return build_device_playback_router(db, gate, None, None)
+
+        write_openapi(path, [recordings, build_gb_router(db), device_playback])
 
 
 class _ApiServer(uvicorn.Server):
@@ -307,8 +345,12 @@ class Vigil:
             self._closers.append(gb.catalog.close)
             await gb.registrar.start()
             self._closers.append(gb.registrar.close)
+            await gb.records.start()
+            self._closers.append(gb.records.close)
             await gb.sip.start()
             self._closers.append(gb.sip.close)
+            # Closed before the SIP server (closers run in reverse): each open playback still gets its BYE.
+            self._closers.append(gb.playbacks.close)
             self.gb = gb
             self.sip, self.gb_catalog = gb.sip, gb.catalog
 
@@ -337,6 +379,12 @@ class Vigil:
                     open_segment_start=pipelines.open_segment_start,
                 ),
                 build_gb_router(db, self.gb_catalog),
+                build_device_playback_router(
+                    db,
+                    gate,
+                    self.gb.records if self.gb is not None else None,
+                    self.gb.playbacks if self.gb is not None else None,
+                ),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
         )

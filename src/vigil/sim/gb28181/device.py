@@ -57,10 +57,23 @@ from vigil.protocols.gb28181.manscdp import (
     GbVersion,
     ItemStatus,
     Keepalive,
+    MediaStatusNotify,
     Message,
+    RecordInfoQuery,
+    RecordInfoResponse,
+    RecordItem,
     Result,
     decode_manscdp,
     encode_manscdp,
+)
+from vigil.protocols.gb28181.mansrtsp import CONTENT_TYPE as MANSRTSP_CONTENT_TYPE
+from vigil.protocols.gb28181.mansrtsp import (
+    MansrtspError,
+    MansrtspResponse,
+    Pause,
+    Play,
+    Teardown,
+    parse_mansrtsp,
 )
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.digest import DigestClient
@@ -94,6 +107,7 @@ __all__ = [
     "DeviceState",
     "DeviceStats",
     "GbDevice",
+    "MediaControl",
     "MediaRequested",
     "MediaStopped",
     "QueryAnswered",
@@ -111,6 +125,10 @@ MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
 DEVICE_TYPE = "118"
 CHANNEL_TYPE = "131"
 _SERIALS = 1_000_000
+#: Simulated recordings: one file per hour, this many bytes per second of video (about 2 Mbit/s).
+RECORD_BYTES_PER_S = 256_000
+#: Every day, the file of this hour is missing (a plausible maintenance gap on the device's disk).
+RECORD_GAP_HOUR = 3
 #: 401s (stale nonces) tolerated in one REGISTER round before backing off.
 MAX_CHALLENGES = 4
 _USER_AGENT = "Vigil-GB28181-Sim"
@@ -157,6 +175,9 @@ class DeviceConfig:
     transport: str = "UDP"
     channels: int = 4
     page_size: int = 20
+    #: RecordInfo answers: items per page and how many days of hourly files the device holds.
+    record_page_size: int = 10
+    record_days: int = 3
     expires_s: int = 3600
     refresh_fraction: float = 0.8
     keepalive_s: float = 60.0
@@ -230,12 +251,28 @@ class QueryAnswered:
 
 @dataclass(frozen=True, slots=True)
 class MediaRequested:
-    """A platform INVITEd a channel and got our 200 OK: stream PS over RTP (UDP) with ``ssrc`` to host:port."""
+    """A platform INVITEd a channel and got our 200 OK: stream PS over RTP (UDP) with ``ssrc`` to host:port.
+
+    ``session_name`` is Play (live), Playback or Download; history sessions carry the range ``start``…``stop``
+    (UNIX seconds) and, for Download, ``download_speed``.
+    """
 
     call_id: str
     channel_id: str
     ssrc: int
     address: HostPort
+    session_name: str = "Play"
+    start: int = 0
+    stop: int = 0
+    download_speed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaControl:
+    """The platform sent MANSRTSP in the dialog (pause, resume, seek, speed, teardown): apply it to the stream."""
+
+    call_id: str
+    command: Play | Pause | Teardown
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +282,9 @@ class MediaStopped:
     call_id: str
 
 
-DeviceEvent = Registered | RegistrationFailed | Unregistered | QueryAnswered | MediaRequested | MediaStopped
+DeviceEvent = (
+    Registered | RegistrationFailed | Unregistered | QueryAnswered | MediaRequested | MediaStopped | MediaControl
+)
 
 
 @dataclass(slots=True)
@@ -351,6 +390,8 @@ class GbDevice:
         self._channel_by_id = {ch.device_id: ch for ch in self._channels}
         #: Media sessions by Call-ID: the 200 OK we sent (re-sent to a retransmitted INVITE).
         self._sessions: dict[str, bytes] = {}
+        #: The channel each media session streams, by Call-ID.
+        self._session_channel: dict[str, str] = {}
 
     # --- public API ---------------------------------------------------------------------------------
 
@@ -454,6 +495,43 @@ class GbDevice:
         if self._keepalive_at is not None and now >= self._keepalive_at:
             self._keepalive_at = now + self.config.keepalive_s
             self._send_keepalive(now)
+
+    def media_finished(self, call_id: str, now: float) -> None:
+        """A history stream reached the end of its range: notify MediaStatus 121 (A.2.5.4); the platform BYEs."""
+        channel = self._session_channel.get(call_id)
+        if channel is None or self.state is not DeviceState.REGISTERED:
+            return
+        notify = MediaStatusNotify(sn=self._next_sn(), device_id=channel, notify_type="121")
+        self._send_manscdp(notify, now, _Purpose.RESPONSE)
+
+    def recordings(self, channel: str, start: datetime, end: datetime) -> list[RecordItem]:
+        """The simulated files of ``channel`` overlapping ``start``…``end``: hourly, ``record_days`` back, one
+        hour a day missing; times clipped to the query as devices do."""
+        now = self._wallclock().astimezone(UTC)
+        first = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=self.config.record_days)
+        start, end = max(start.astimezone(UTC), first), min(end.astimezone(UTC), now)
+        items: list[RecordItem] = []
+        hour = max(first, start.replace(minute=0, second=0, microsecond=0))
+        while hour < end and len(items) < 10_000:
+            file_end = min(hour + timedelta(hours=1), now)
+            if hour.astimezone(self._tz).hour != RECORD_GAP_HOUR and file_end > start:
+                lo, hi = max(hour, start), min(file_end, end)
+                local = hour.astimezone(self._tz)
+                items.append(
+                    RecordItem(
+                        device_id=channel,
+                        name=self._name_of(channel),
+                        file_path=f"/record/{channel}/{local:%Y%m%d%H}.ps",
+                        address="Vigil simulator",
+                        start_time=lo.astimezone(self._tz),
+                        end_time=hi.astimezone(self._tz),
+                        secrecy=0,
+                        type="time",
+                        file_size=int((hi - lo).total_seconds()) * RECORD_BYTES_PER_S,
+                    )
+                )
+            hour += timedelta(hours=1)
+        return items
 
     def next_event(self) -> DeviceEvent | None:
         """The next event for the runner, or None."""
@@ -633,6 +711,20 @@ class GbDevice:
                 device_time=self._wallclock().astimezone(self._tz),
             )
             self._start_chain(_Chain("DeviceStatus", message.sn, deque([status])), now)
+        elif isinstance(message, RecordInfoQuery):
+            items = self.recordings(message.device_id, message.start_time, message.end_time)
+            size = self.config.record_page_size
+            records: list[Message] = [
+                RecordInfoResponse(
+                    sn=message.sn,
+                    device_id=message.device_id,
+                    sum_num=len(items),
+                    name=self._name_of(message.device_id),
+                    items=tuple(items[i : i + size]),
+                )
+                for i in range(0, len(items), size)
+            ] or [RecordInfoResponse(sn=message.sn, device_id=message.device_id, sum_num=0)]
+            self._start_chain(_Chain("RecordInfo", message.sn, deque(records)), now)
 
     def _catalog_pages(self, target: str, sn: int) -> list[Message]:
         channels = self._channels if target == self.device_id else [self._channel_by_id[target]]
@@ -692,8 +784,12 @@ class GbDevice:
             # Answered statelessly (no INVITE server transaction): a retransmitted INVITE gets the same answer.
             self._out.datagrams.append((self._answer_invite(request), addr))
             return
+        if request.method == "INFO" and request.call_id in self._sessions:
+            self._out.datagrams.append((self._answer_info(request), addr))
+            return
         if request.method == "BYE" and request.call_id in self._sessions:
             del self._sessions[request.call_id]
+            self._session_channel.pop(request.call_id, None)
             self._out.events.append(MediaStopped(request.call_id))
             self._out.datagrams.append((make_response(request, 200, to_tag=self._ids.tag()).serialize(), addr))
             return
@@ -713,8 +809,21 @@ class GbDevice:
         if query is not None:
             self._answer_query(query, now)
 
+    def _answer_info(self, request: SipRequest) -> bytes:
+        """MANSRTSP in a media dialog: 200 OK with the RTSP-style answer (B.2.1), 400 for a bad body."""
+        try:
+            command = parse_mansrtsp(request.body)
+        except MansrtspError as exc:
+            self.stats.bad_messages += 1
+            return make_response(request, 400, str(exc)[:80], to_tag=self._ids.tag()).serialize()
+        self._out.events.append(MediaControl(request.call_id, command))
+        answer = MansrtspResponse(command.cseq).serialize()
+        response = make_response(request, 200, to_tag=self._ids.tag(), body=answer, content_type=MANSRTSP_CONTENT_TYPE)
+        return response.serialize()
+
     def _answer_invite(self, request: SipRequest) -> bytes:
-        """200 OK with our SDP for a live UDP PS offer on one of our channels; 404/488 otherwise."""
+        """200 OK with our SDP for a UDP PS offer (live, playback or download) on one of our channels;
+        404/488 otherwise."""
         known = self._sessions.get(request.call_id)
         if known is not None:
             return known
@@ -728,6 +837,14 @@ class GbDevice:
             ssrc = offer.gb_ssrc
             ssrc_value = offer.gb_ssrc_value
             ok = media.proto == "RTP/AVP" and "96" in media.formats and host is not None and ssrc is not None
+            session_name = offer.session_name
+            start, stop = offer.timing
+            history = session_name in ("Playback", "Download")
+            # History sessions name the channel in u= and need a real range (9.8.1, Annex G).
+            bad_range = history and (offer.uri != f"{target}:0" or not 0 < start < stop)
+            if bad_range or session_name not in ("Play", "Playback", "Download"):
+                ok = False
+            download_speed = media.gb_download_speed if session_name == "Download" else None
         except (SdpError, IndexError, ValueError):
             ok = False
         if not ok or ssrc is None or ssrc_value is None or host is None:
@@ -735,7 +852,7 @@ class GbDevice:
         address = host.split()[-1]
         local_host = self.config.local_address[0]
         answer = gb_description(
-            session_name="Play",
+            session_name=session_name,
             owner_id=target,
             address=local_host,
             port=self.config.local_address[1],
@@ -743,6 +860,9 @@ class GbDevice:
             ssrc=ssrc,
             direction="sendonly",
             payloads=((96, "PS"),),
+            uri=offer.uri if history else None,
+            start=start,
+            stop=stop,
         )
         response = make_response(
             request, 200, to_tag=self._ids.tag(), body=answer.serialize(), content_type="APPLICATION/SDP"
@@ -750,7 +870,19 @@ class GbDevice:
         response.headers["Contact"] = f"<sip:{target}@{local_host}:{self.config.local_address[1]}>"
         wire = response.serialize()
         self._sessions[request.call_id] = wire
-        self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port)))
+        self._session_channel[request.call_id] = target
+        self._out.events.append(
+            MediaRequested(
+                request.call_id,
+                target,
+                ssrc_value,
+                (address, media.port),
+                session_name=session_name,
+                start=start,
+                stop=stop,
+                download_speed=download_speed,
+            )
+        )
         return wire
 
     def _classify(self, request: SipRequest) -> tuple[int, Message | None]:
@@ -769,6 +901,8 @@ class GbDevice:
         if isinstance(message, CatalogQuery | DeviceInfoQuery | DeviceStatusQuery) and (
             message.device_id == self.device_id or message.device_id in self._channel_by_id
         ):
+            return 200, message
+        if isinstance(message, RecordInfoQuery) and message.device_id in self._channel_by_id:
             return 200, message
         self.stats.queries_ignored += 1
         return 200, None

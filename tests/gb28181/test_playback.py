@@ -188,3 +188,16 @@ async def test_failed_invite_leaves_nothing(status: int | None, error: type[Exce
         await manager.open(7, "34020000001310000099", START, END)
     with pytest.raises(PlaybackRefused):
         await manager.open(7, CHANNEL, END, START)
+
+
+async def test_open_sessions_are_capped() -> None:
+    sip = FakeSip(200)
+    manager = DevicePlaybacks(Gb28181Settings(), sip, Owners(), SsrcAllocator("3402000000"), None, max_sessions=2)
+    first = await manager.open(7, CHANNEL, START, END)
+    await manager.open(7, CHANNEL, START, END)
+    with pytest.raises(PlaybackRefused, match="open already"):
+        await manager.open(7, CHANNEL, START, END)
+    await first.close()
+    await manager.open(7, CHANNEL, START, END)  # a closed one frees its place
+    await manager.close()
+    assert manager.sessions == [] and len(sip.invites) == 3

@@ -113,12 +113,12 @@ async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
                 assert starts == sorted(starts) and len(starts) == len(expected)
                 assert all(rec["type"] == "time" and rec["end_us"] > rec["start_us"] for rec in listing["recordings"])
 
-                # --- Play 6 s of one file from the device ----------------------------------------------------
+                # --- Play 6 s of one file from the device at 2x ----------------------------------------------------
                 rec = listing["recordings"][len(starts) // 2]
                 start_us = rec["start_us"] + 10_000_000
                 end_us = start_us + 6_000_000
                 url = vigil.url.replace("http", "ws", 1).rstrip("/")
-                path = f"/api/cameras/{cam['id']}/device-playback?start_us={start_us}&end_us={end_us}&speed=1"
+                path = f"/api/cameras/{cam['id']}/device-playback?start_us={start_us}&end_us={end_us}&speed=2"
                 inbox = Inbox()
                 assert vigil.gb is not None
                 gb = vigil.gb
@@ -131,12 +131,14 @@ async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
                     (session,) = gb.playbacks.sessions
                     assert gb.ssrcs.in_use(history=True) == 1 and session.call_id is not None
                     await eventually(lambda: len(inbox.frames) >= 5, within=10)  # init segment + fragments
+                    # The asked speed goes to the device as a Scale right after the INVITE.
+                    assert any(isinstance(c, Play) and c.scale == 2.0 for c in runner.controls)
 
                     await ws.send(json.dumps({"type": "pause"}))
                     await eventually(lambda: any(isinstance(c, Pause) for c in runner.controls), within=5)
                     await eventually(lambda: session.paused, within=5)
-                    await ws.send(json.dumps({"type": "speed", "speed": 2}))
-                    await eventually(lambda: any(isinstance(c, Play) and c.scale == 2.0 for c in runner.controls))
+                    await ws.send(json.dumps({"type": "speed", "speed": 1}))
+                    await eventually(lambda: any(isinstance(c, Play) and c.scale == 1.0 for c in runner.controls))
 
                     seek_us = start_us + 3_000_000
                     await ws.send(json.dumps({"type": "seek", "start_us": seek_us}))

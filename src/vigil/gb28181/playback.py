@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: The end-of-range MediaStatus NotifyType (A.2.5.4).
 MEDIA_STATUS_END = "121"
+#: Device playbacks one node keeps open at once (each is a device stream and a UDP port).
+MAX_SESSIONS = 32
 _CONTROL_TIMEOUT_S = 5.0
 _WATCH_TICK_S = 0.5
 
@@ -278,9 +280,11 @@ class DevicePlaybacks:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
+        max_sessions: int = MAX_SESSIONS,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._settings = settings
+        self._max_sessions = max_sessions
         self._sip = sip
         self._owners = owners
         self._ssrcs = ssrcs
@@ -302,6 +306,8 @@ class DevicePlaybacks:
         """INVITE the channel's device for ``start``…``end`` (UNIX seconds); raises :class:`PlaybackError`."""
         if end <= start:
             raise PlaybackRefused(f"empty range {start}…{end}")
+        if len(self._sessions) >= self._max_sessions:
+            raise PlaybackRefused(f"{len(self._sessions)} device playbacks are open already; close one first")
         owner = self._owners.owner_of(channel_id)
         if owner is None:
             raise PlaybackUnavailable(f"no registered device serves channel {channel_id}")

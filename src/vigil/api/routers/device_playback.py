@@ -81,6 +81,13 @@ async def _channel_of(db: Database, camera_id: int) -> str:
     return camera.gb_id
 
 
+async def _refuse(websocket: WebSocket, exc: Exception) -> None:
+    """Say why in an ``error`` text, then close: 1011 when the device did not answer, 1008 otherwise."""
+    code = 1011 if isinstance(exc, PlaybackTimeout) else 1008
+    await websocket.send_text(json.dumps({"type": "error", "detail": str(exc)}))
+    await websocket.close(code=code)
+
+
 def _window(from_us: int, to_us: int, limit_us: int) -> None:
     if from_us < 0 or to_us <= from_us:
         raise Invalid("to_us: must be after from_us (both ≥ 0)")
@@ -155,9 +162,14 @@ def build_device_playback_router(
             assert playbacks is not None
             session = await playbacks.open(camera_id, channel, start_us // 1_000_000, -(-end_us // 1_000_000))
         except (VigilError, PlaybackError) as exc:
-            code = 1011 if isinstance(exc, PlaybackTimeout) else 1008
-            await websocket.send_text(json.dumps({"type": "error", "detail": str(exc)}))
-            await websocket.close(code=code)
+            await _refuse(websocket, exc)
+            return
+        try:
+            if speed != 1.0:
+                await session.set_scale(speed)  # the INVITE plays at 1x; the asked speed is a MANSRTSP Scale
+        except PlaybackError as exc:
+            await session.close()
+            await _refuse(websocket, exc)
             return
         viewer = DeviceViewer(session, name=f"device-playback-{camera_id}-{session.key}")
 

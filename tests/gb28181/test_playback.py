@@ -19,7 +19,7 @@ from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify, encode_manscdp
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.protocols.sdp import SessionDescription
-from vigil.protocols.sip.message import Address, SipRequest, Via, make_request
+from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
@@ -201,3 +201,24 @@ async def test_open_sessions_are_capped() -> None:
     await manager.open(7, CHANNEL, START, END)  # a closed one frees its place
     await manager.close()
     assert manager.sessions == [] and len(sip.invites) == 3
+
+
+class HangingSip(FakeSip):
+    """Never answers the INVITE (until cancelled)."""
+
+    async def send_invite(self, request: SipRequest, peer: SipPeer, *, wait_s: float | None = None) -> SipResponse:
+        self.invites.append(request)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_cancelled_open_leaves_nothing() -> None:
+    sip, ssrcs, router = HangingSip(200), SsrcAllocator("3402000000"), Router()
+    manager = playbacks(sip, ssrcs, router)
+    task = asyncio.create_task(manager.open(7, CHANNEL, START, END))
+    await eventually(lambda: bool(sip.invites))
+    assert ssrcs.in_use(history=True) == 1 and len(router.dialogs) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ssrcs.in_use(history=True) == 0 and router.dialogs == {} and manager.sessions == []

@@ -163,6 +163,9 @@ class DevicePlayback:
         except SourceError as exc:
             await self.close()
             raise _translate(exc) from exc
+        except BaseException:
+            await self.close()  # cancelled mid-INVITE (viewer gone, shutdown): free SSRC, socket and route
+            raise
         self._watch = asyncio.create_task(self._watchdog(), name=f"gb-playback-{self.key}")
 
     # --- MANSRTSP control -------------------------------------------------------------------------

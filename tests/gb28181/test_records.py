@@ -93,6 +93,9 @@ async def test_pages_in_any_order_assemble_sorted() -> None:
         )
         device = Directory().registered(DEVICE)
         assert device is not None
+        stranger = RegisteredDevice("34020000001180000077", PEER, Charset.GB2312, DeviceLiveness(T0, T0, None, None))
+        forged = RecordInfoResponse(sn=query.sn, device_id=CHANNEL, sum_num=1, items=(item(5),))
+        await records.record_info_response(stranger, forged, message)  # not the channel's device: ignored
         pages = [(item(2),), (item(0), item(1)), (item(0), item(1))]  # last page a duplicate of the second
         for page in pages[:2]:
             response = RecordInfoResponse(sn=query.sn, device_id=CHANNEL, sum_num=3, items=page)

@@ -191,6 +191,12 @@ class DeviceRecords:
         """One RecordInfo page from a registered device (the registrar answers it 200 OK after this returns)."""
         if not isinstance(message, RecordInfoResponse):
             return
+        owner = self._owners.owner_of(message.device_id)
+        if owner is None or owner[0] != device.device_id:
+            # Only the device serving a channel answers for it; another one's pages could forge its listing.
+            who, channel = device.device_id, message.device_id
+            log.info("gb device %s: RecordInfo page for %s ignored (not its channel)", who, channel)
+            return
         assembled = self._assembler.receive(message, self._monotonic())
         if assembled is not None:
             self._finish(assembled)

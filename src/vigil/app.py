@@ -262,7 +262,7 @@ def write_full_openapi(path: Path) -> None:
             return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
 
         def device_playback(gate: CameraGate) -> APIRouter:
-            return build_device_playback_router(db, gate, None, None)
+            return build_device_playback_router(db, gate, None, None, exports_dir=Path(tmp))
 
         write_openapi(path, [recordings, build_gb_router(db), device_playback])
 
@@ -384,6 +384,7 @@ class Vigil:
                     gate,
                     self.gb.records if self.gb is not None else None,
                     self.gb.playbacks if self.gb is not None else None,
+                    exports_dir=self.settings.data_dir / "exports",
                 ),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,

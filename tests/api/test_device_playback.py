@@ -153,3 +153,31 @@ async def test_device_playback_websocket_refuses_before_inviting(db: Database, t
     expected = {"op_b": "camera", "op-on-rtsp": "not a GB/T 28181 channel", "op-bad-speed": "speed"}[who]
     assert expected in message["detail"]
     assert playbacks.opened == 0
+
+
+async def test_device_export_is_an_export_action_and_gb_only(db: Database, tmp_path: Path) -> None:
+    playbacks = NoPlaybacks()
+    api, _app = await build_api(
+        db,
+        tmp_path,
+        extra_routers=[
+            lambda gate: build_device_playback_router(db, gate, FakeRecords(), playbacks, exports_dir=tmp_path / "x")
+        ],
+    )
+    gb = await _gb_camera(db)
+    await api.add_user("op_b", "operator", REGION_B)
+    await api.add_user("viewer", "viewer", REGION_A)
+    body = {"start_us": T0, "end_us": T0 + 60_000_000, "reason": "案件 1"}
+    async with api.client, await api.as_user("root") as root:
+        rtsp = (await root.post("/api/cameras", json=camera_body())).json()["id"]
+        r = await root.post(f"/api/cameras/{rtsp}/device-exports", json=body)
+        assert r.status_code == 409 and "not a GB/T 28181 channel" in r.json()["detail"]
+        too_long = {**body, "end_us": T0 + 2 * HOUR_US}
+        assert (await root.post(f"/api/cameras/{gb}/device-exports", json=too_long)).status_code == 422
+        async with await api.as_user("op_b") as other:
+            assert (await other.post(f"/api/cameras/{gb}/device-exports", json=body)).status_code == 404
+        async with await api.as_user("viewer") as viewer:
+            assert (await viewer.post(f"/api/cameras/{gb}/device-exports", json=body)).status_code == 403
+    assert playbacks.opened == 0
+    denied = [(r.username, r.allowed) for r in await api.audit_rows(action="export")]
+    assert ("op_b", False) in denied and ("viewer", False) in denied

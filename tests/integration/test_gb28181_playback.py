@@ -1,6 +1,7 @@
 """Device-side recordings on a whole node with the GB/T 28181 simulator over real sockets: list the channel's
 recordings (RecordInfo, several pages), play one from the device over the WebSocket (frames arrive), pause, seek,
-change speed (MANSRTSP INFO), and end by MediaStatus 121 — with no session, SSRC, dialog or stream left behind."""
+change speed (MANSRTSP INFO), and end by MediaStatus 121 — with no session, SSRC, dialog or stream left behind;
+then download a range (s=Download) into an MP4 export that verifies."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import websockets
 from tests.helpers import eventually
 from tests.integration.conftest import node_settings
 from vigil.app import Vigil
+from vigil.playback.export import verify_export
 from vigil.protocols.gb28181.mansrtsp import Pause, Play
 from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
 
@@ -159,6 +161,24 @@ async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
                 assert gb.dispatcher.open_dialogs == 0
                 await eventually(lambda: runner.streaming == 0, within=10)
                 assert runner.streams_stopped >= 1
+
+                # --- Download 8 s of the same file (s=Download, downloadspeed 4) into an MP4 export --------------
+                body = {"start_us": start_us, "end_us": start_us + 8_000_000, "reason": "案件 2025-001 调取设备录像"}
+                r = await admin.post(f"/api/cameras/{cam['id']}/device-exports", json=body)
+                assert r.status_code == 200, r.text
+                export = r.json()
+                assert export["bytes"] > 0 and export["start_us"] == start_us
+                assert 7_000_000 <= export["end_us"] - export["start_us"] <= 8_500_000
+                assert runner.streams_finished == 2  # the download ended by MediaStatus 121 too
+                clip = tmp_path / "clip.mp4"
+                clip.write_bytes((await admin.get(export["download_url"])).content)
+                manifest = tmp_path / "clip.manifest.json"
+                manifest.write_bytes((await admin.get(export["manifest_url"])).content)
+                assert json.loads(manifest.read_text())["source"]["kind"] == "device"
+                verdict = verify_export(clip, manifest)
+                assert verdict.ok, verdict.problems
+                assert not gb.playbacks.sessions and gb.ssrcs.in_use(history=True) == 0
+                assert gb.dispatcher.open_dialogs == 0
             finally:
                 await runner.close()
     finally:

@@ -19,10 +19,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from vigil.domain.media import AccessUnit
 from vigil.live.session import LiveSession
 from vigil.streams.hub import Reader, StreamHub
 
-__all__ = ["DeviceViewer", "PlaybackControl"]
+__all__ = ["DeviceViewer", "PlaybackControl", "downloaded_units"]
 
 #: Reader queue: about 4 s at 30 fps; at 4x the device sends faster, and a slow browser drops to a keyframe.
 QUEUE_UNITS = 240
@@ -117,3 +118,17 @@ class DeviceViewer:
         """Detach from the hub."""
         if self._reader is not None:
             self._reader.close()
+
+
+async def downloaded_units(session: PlaybackControl, *, queue_units: int = 4096) -> AsyncIterator[AccessUnit]:
+    """Every unit a download delivers, from its first keyframe until the session ends (MediaStatus 121 or close).
+
+    The queue is deep because a download arrives faster than real time; a reader that still falls behind loses
+    units to the next keyframe (counted by the reader) rather than holding the device back.
+    """
+    reader = session.hub.subscribe("device-download", queue_units, from_gop=True)
+    try:
+        while (unit := await reader.get()) is not None:
+            yield unit
+    finally:
+        reader.close()

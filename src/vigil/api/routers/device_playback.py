@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
@@ -20,12 +21,14 @@ from starlette.requests import HTTPConnection
 
 from vigil.api.contracts import CameraGate
 from vigil.api.errors import ERROR_RESPONSES
+from vigil.api.routers.recordings import ExportOut, RangeIn
 from vigil.api.schemas import ErrorOut
 from vigil.domain.errors import Conflict, Invalid, UpstreamTimeout, VigilError
 from vigil.gb28181.playback import SCALES, DevicePlayback, PlaybackError, PlaybackTimeout
 from vigil.gb28181.records import RecordListing, RecordQueryError, RecordQueryTimeout
 from vigil.pipeline import GB28181_SOURCE_KIND
-from vigil.playback.device import DeviceViewer
+from vigil.playback.device import DeviceViewer, downloaded_units
+from vigil.playback.export import create_device_export
 from vigil.storage.db import Database
 from vigil.storage.models import Camera
 
@@ -35,6 +38,12 @@ log = logging.getLogger(__name__)
 MAX_DEVICE_WINDOW_US = 31 * 86_400 * 1_000_000
 #: Longest range one device playback INVITE asks for.
 MAX_PLAYBACK_US = 86_400 * 1_000_000
+#: Longest clip one device download may ask for (it is held open until the device has sent it all).
+MAX_DOWNLOAD_US = 3_600 * 1_000_000
+#: ``a=downloadspeed`` asked of the device (STD22 Annex G; devices offer 1, 2, 4).
+DOWNLOAD_SPEED = 4
+#: Extra time a download may take beyond range ÷ speed (device start-up, slow disks).
+DOWNLOAD_SLACK_S = 30.0
 
 
 class DeviceRecordsQuerier(Protocol):
@@ -100,8 +109,11 @@ def build_device_playback_router(
     gate: CameraGate,
     records: DeviceRecordsQuerier | None,
     playbacks: DevicePlaybackOpener | None,
+    *,
+    exports_dir: Path | None = None,
 ) -> APIRouter:
-    """``GET …/device-recordings`` and ``WS …/device-playback``; ``records``/``playbacks`` None: GB/T 28181 is off."""
+    """``GET …/device-recordings``, ``WS …/device-playback`` and ``POST …/device-exports`` (when ``exports_dir``);
+    ``records``/``playbacks`` None: GB/T 28181 is off."""
     router = APIRouter(
         prefix="/api",
         tags=["recordings"],
@@ -147,6 +159,54 @@ def build_device_playback_router(
                 for r in listing.recordings
             ],
         )
+
+    if exports_dir is not None:
+        target_dir = exports_dir
+
+        @router.post("/cameras/{camera_id}/device-exports", response_model=ExportOut)
+        async def device_export(request: Request, camera_id: int, body: RangeIn) -> ExportOut:
+            """Download ``start_us``…``end_us`` from the camera's device (INVITE s=Download) into an MP4 export."""
+            detail = _detail(start_us=body.start_us, end_us=body.end_us, reason=body.reason, source="device")
+            principal = await gate(request, camera_id, "export", detail)
+            channel = await _channel_of(db, camera_id)
+            if playbacks is None:
+                raise Conflict("GB/T 28181 is not enabled on this node")
+            _window(body.start_us, body.end_us, MAX_DOWNLOAD_US)
+            start, end = body.start_us // 1_000_000, -(-body.end_us // 1_000_000)
+            try:
+                session = await playbacks.open(camera_id, channel, start, end, download_speed=DOWNLOAD_SPEED)
+            except PlaybackTimeout as exc:
+                raise UpstreamTimeout(str(exc)) from exc
+            except PlaybackError as exc:
+                raise Conflict(str(exc)) from exc
+            limit = (end - start) / DOWNLOAD_SPEED + DOWNLOAD_SLACK_S
+            try:
+                async with asyncio.timeout(limit):
+                    row = await create_device_export(
+                        db,
+                        target_dir,
+                        camera_id,
+                        downloaded_units(session),
+                        body.start_us,
+                        body.end_us,
+                        reason=body.reason,
+                        created_by=principal.username,
+                        device={"channel_id": channel, "device_id": session.device_id, "speed": DOWNLOAD_SPEED},
+                    )
+            except TimeoutError as exc:
+                raise UpstreamTimeout(f"the device did not finish the download in {limit:.0f} s") from exc
+            finally:
+                await session.close()
+            return ExportOut(
+                id=row.id,
+                camera_id=row.camera_id,
+                start_us=row.start_us,
+                end_us=row.end_us,
+                bytes=row.bytes,
+                sha256=row.sha256,
+                download_url=f"/api/exports/{row.id}/clip.mp4",
+                manifest_url=f"/api/exports/{row.id}/manifest.json",
+            )
 
     @router.websocket("/cameras/{camera_id}/device-playback")
     async def device_playback(

@@ -185,6 +185,8 @@ const en: Messages = {
     unlock: 'Release',
     unlocked: 'Lock released',
     confirmUnlock: 'Release the evidence lock on {start} – {end}? Its recordings then age out with the retention period.',
+    deviceExport: 'Download from the device',
+    deviceExporting: 'Downloading from the device…',
     platformBand: 'Vigil recordings',
     deviceBand: 'Device recordings',
     deviceLoading: 'Asking the device for its recordings…',

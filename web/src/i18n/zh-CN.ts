@@ -183,6 +183,8 @@ const zhCN = {
     unlock: '解除锁定',
     unlocked: '已解除锁定',
     confirmUnlock: '确定解除 {start} – {end} 的证据锁定吗？解除后该时段录像将按保存期限正常清理。',
+    deviceExport: '从设备下载导出',
+    deviceExporting: '正在从设备下载…',
     platformBand: '平台录像',
     deviceBand: '设备录像',
     deviceLoading: '正在查询设备录像…',

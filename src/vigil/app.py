@@ -27,6 +27,7 @@ from vigil.access import Access, build_access
 from vigil.access.users import ensure_first_admin
 from vigil.api.app import create_api, write_openapi
 from vigil.api.contracts import CameraGate
+from vigil.api.routers.device_playback import build_device_playback_router
 from vigil.api.routers.gb import build_gb_router
 from vigil.api.routers.gb_control import build_gb_control_router
 from vigil.api.routers.gb_uppers import build_gb_uppers_router
@@ -48,7 +49,9 @@ from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogSt
 from vigil.gb28181.control import GbControl
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners, TransportResolver, media_transport
+from vigil.gb28181.playback import DevicePlaybacks
 from vigil.gb28181.positions import GbPositions
+from vigil.gb28181.records import DeviceRecords
 from vigil.gb28181.registrar import Registrar
 from vigil.gb28181.report_store import DbReportStore
 from vigil.gb28181.store import DbDeviceStore
@@ -63,7 +66,9 @@ from vigil.protocols.gb28181.manscdp import (
     AlarmNotify,
     CatalogItem,
     CatalogResponse,
+    MediaStatusNotify,
     MobilePositionNotify,
+    RecordInfoResponse,
     ResultResponse,
 )
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
@@ -121,6 +126,10 @@ class GbRuntime:
     ssrcs: SsrcAllocator
     #: The live media transport to offer a device: its own setting, else ``gb28181.media_transport``.
     media_transport: TransportResolver
+    #: RecordInfo queries (recordings held on devices).
+    records: DeviceRecords
+    #: Playbacks and downloads of device-held recordings.
+    playbacks: DevicePlaybacks
 
 
 class _DeviceListeners:
@@ -229,8 +238,9 @@ def build_gb28181(
     sip = SipServer(dispatcher, host=gb.host, port=gb.port)
     sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
+    owners = RegisteredOwners(registrar, catalog)
     reports = DbReportStore(db)
-    control = GbControl(gb, sip, registrar, RegisteredOwners(registrar, catalog))
+    control = GbControl(gb, sip, registrar, owners)
     alarms = GbAlarms(gb, sip, registrar, dispatcher, reports, wallclock=lambda: datetime.now(UTC))
     positions = GbPositions(reports, wallclock=lambda: datetime.now(UTC))
     registrar.set_listener(_DeviceListeners(catalog, alarms))
@@ -246,8 +256,20 @@ def build_gb28181(
         LocalPlatform(platform_id=gb.platform_id, domain=gb.domain, firmware=__version__),
         control=control,
     )
-    # One allocator per node: live SSRCs are unique within the SIP domain.
+    # One allocator per node, live and history alike: SSRCs are unique within the SIP domain.
     ssrcs = SsrcAllocator(gb.domain or gb.platform_id[:10])
+    records = DeviceRecords(gb, sip, registrar, owners)
+    registrar.on_message(RecordInfoResponse, records.record_info_response)
+    playbacks = DevicePlaybacks(
+        gb,
+        sip,
+        owners,
+        ssrcs,
+        dispatcher,
+        connect_timeout=settings.ingest.connect_timeout_seconds,
+        read_timeout=max(settings.ingest.read_timeout_seconds, 5.0),
+    )
+    registrar.on_message(MediaStatusNotify, playbacks.media_status)
 
     async def transport_of(device_id: str) -> GbTransport:
         # Read at each INVITE, so an admin's change applies from the next (re)connection.
@@ -264,6 +286,8 @@ def build_gb28181(
         cascade=cascade,
         ssrcs=ssrcs,
         media_transport=transport_of,
+        records=records,
+        playbacks=playbacks,
     )
 
 
@@ -378,7 +402,13 @@ def write_full_openapi(path: Path) -> None:
         def recordings(gate: CameraGate) -> APIRouter:
             return build_recordings_router(db, volumes, gate, exports_dir=Path(tmp))
 
-        write_openapi(path, [recordings, build_gb_router(db), build_gb_control_router(db), build_gb_uppers_router(db)])
+        def device_playback(gate: CameraGate) -> APIRouter:
+            return build_device_playback_router(db, gate, None, None, exports_dir=Path(tmp))
+
+        write_openapi(
+            path,
+            [recordings, build_gb_router(db), build_gb_control_router(db), build_gb_uppers_router(db), device_playback],
+        )
 
 
 class _ApiServer(uvicorn.Server):
@@ -447,8 +477,12 @@ class Vigil:
             await gb.alarms.start()
             await gb.registrar.start()
             self._closers.append(gb.registrar.close)
+            await gb.records.start()
+            self._closers.append(gb.records.close)
             await gb.sip.start()
             self._closers.append(gb.sip.close)
+            # Closed before the SIP server (closers run in reverse): each open playback still gets its BYE.
+            self._closers.append(gb.playbacks.close)
             # After the SIP server: registering upward needs its socket; closed first, so we unregister.
             await gb.cascade.start()
             self._closers.append(gb.cascade.close)
@@ -506,6 +540,13 @@ class Vigil:
                     db,
                     self.gb.cascade if self.gb is not None else None,
                     own_platform_id=self.settings.gb28181.platform_id,
+                ),
+                build_device_playback_router(
+                    db,
+                    gate,
+                    self.gb.records if self.gb is not None else None,
+                    self.gb.playbacks if self.gb is not None else None,
+                    exports_dir=self.settings.data_dir / "exports",
                 ),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,

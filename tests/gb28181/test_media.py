@@ -12,8 +12,10 @@ import pytest
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.media import Gb28181Source
+from vigil.gb28181.registrar import BEIJING
 from vigil.ingest.errors import ProtocolFailure, StreamEnded, StreamNotFound, StreamTimeout, Unreachable
 from vigil.ingest.file import iter_file_units
+from vigil.protocols.gb28181.manscdp import MediaStatusNotify, encode_manscdp
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, frame_rfc4571
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
@@ -221,6 +223,30 @@ async def test_device_bye_is_answered_and_ends_the_source_without_leaks() -> Non
     assert ssrcs.in_use(history=False) == 0
     await src.close()  # the supervisor may still close it: nothing more happens
     assert sip.requests == []
+
+
+async def test_in_dialog_media_status_is_acknowledged_and_live_goes_on() -> None:
+    """The same dialog handler serves playback, where MediaStatus 121 ends a range; live just answers it."""
+    sip, ssrcs, dialogs = FakeSip(200), SsrcAllocator("3402000000"), Dialogs()
+    src = source(sip, ssrcs, [], read_timeout=30.0, dialogs=dialogs)
+    task = asyncio.create_task(src.run())
+    async with asyncio.timeout(5):
+        while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
+            await asyncio.sleep(0.01)
+    (invite,) = sip.invites
+    handler = dialogs.routes[invite.call_id]
+    status = in_dialog(invite, "MESSAGE")
+    status.body = encode_manscdp(MediaStatusNotify(sn=3, device_id=CHANNEL, notify_type="121"), tz=BEIJING)
+    answer = await handler.handle_in_dialog(status, PEER)
+    assert answer is not None and answer.status == 200
+    garbled = in_dialog(invite, "MESSAGE")
+    garbled.body = b"<Notify"
+    bad = await handler.handle_in_dialog(garbled, PEER)
+    assert bad is not None and bad.status == 400
+    assert not task.done()
+    await src.close()
+    await asyncio.wait_for(task, 5)  # closed, not failed
+    assert [r.method for r in sip.requests] == ["BYE"] and dialogs.routes == {}
 
 
 async def test_a_failed_run_frees_everything_without_close() -> None:

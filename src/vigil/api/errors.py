@@ -10,6 +10,7 @@ NotFound           404   not_found
 Conflict           409   conflict
 Invalid            422   invalid
 StorageFull        507   storage_full
+UpstreamTimeout    504   gateway_timeout
 malformed JSON     400   bad_request
 =================  ====  ================
 """
@@ -28,7 +29,16 @@ from starlette.responses import JSONResponse, Response
 
 from vigil.access.users import AccountLocked
 from vigil.api.schemas import ErrorOut, FieldError
-from vigil.domain.errors import Conflict, Forbidden, Invalid, NotFound, StorageFull, Unauthorized, VigilError
+from vigil.domain.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    StorageFull,
+    Unauthorized,
+    UpstreamTimeout,
+    VigilError,
+)
 
 #: Most specific first: AccountLocked is a Forbidden.
 _MAPPING: tuple[tuple[type[VigilError], int, str], ...] = (
@@ -39,6 +49,7 @@ _MAPPING: tuple[tuple[type[VigilError], int, str], ...] = (
     (Conflict, 409, "conflict"),
     (Invalid, 422, "invalid"),
     (StorageFull, 507, "storage_full"),
+    (UpstreamTimeout, 504, "gateway_timeout"),
 )
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}

@@ -27,3 +27,7 @@ class Unauthorized(VigilError):
 
 class StorageFull(VigilError):
     """No space can be freed on any recording volume: only locked data remains."""
+
+
+class UpstreamTimeout(VigilError):
+    """A device or peer Vigil asked on the caller's behalf did not answer in time."""

@@ -33,7 +33,15 @@ from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipRes
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
-__all__ = ["MANSCDP_CONTENT_TYPE", "QUERY_DELAY_S", "CatalogError", "CatalogResult", "CatalogSync"]
+__all__ = [
+    "MANSCDP_CONTENT_TYPE",
+    "QUERY_DELAY_S",
+    "CatalogError",
+    "CatalogResult",
+    "CatalogSync",
+    "RequestSender",
+    "manscdp_request",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,31 @@ class CatalogResult:
 @dataclass(slots=True)
 class _Waiters:
     futures: list[asyncio.Future[CatalogResult]] = field(default_factory=list)
+
+
+def manscdp_request(
+    settings: Gb28181Settings, sender: RequestSender, ids: IdGenerator, device: RegisteredDevice, body: bytes
+) -> SipRequest:
+    """A MESSAGE carrying a MANSCDP ``body`` from the platform to a registered ``device`` (queries, controls)."""
+    peer = device.peer
+    host = sender.local_host(peer)
+    tcp = peer.transport == "tcp"
+    port = sender.tcp_port if tcp else sender.udp_port
+    params: tuple[tuple[str, str | None], ...] = (("branch", ids.branch()),)
+    if not tcp:
+        params = (("rport", None), *params)
+    domain = settings.domain
+    return make_request(
+        "MESSAGE",
+        f"sip:{device.device_id}@{peer.host}:{peer.port}",
+        via=Via("TCP" if tcp else "UDP", host, port, params),
+        from_address=Address(f"sip:{settings.platform_id}@{domain}", params=(("tag", ids.tag()),)),
+        to_address=Address(f"sip:{device.device_id}@{domain}"),
+        call_id=ids.call_id(host),
+        cseq=1,
+        body=body,
+        content_type=MANSCDP_CONTENT_TYPE,
+    )
 
 
 class CatalogSync:
@@ -195,25 +228,7 @@ class CatalogSync:
         return sn, future
 
     def _message(self, device: RegisteredDevice, body: bytes) -> SipRequest:
-        peer = device.peer
-        host = self._sender.local_host(peer)
-        tcp = peer.transport == "tcp"
-        port = self._sender.tcp_port if tcp else self._sender.udp_port
-        params: tuple[tuple[str, str | None], ...] = (("branch", self._ids.branch()),)
-        if not tcp:
-            params = (("rport", None), *params)
-        domain = self._settings.domain
-        return make_request(
-            "MESSAGE",
-            f"sip:{device.device_id}@{peer.host}:{peer.port}",
-            via=Via("TCP" if tcp else "UDP", host, port, params),
-            from_address=Address(f"sip:{self._settings.platform_id}@{domain}", params=(("tag", self._ids.tag()),)),
-            to_address=Address(f"sip:{device.device_id}@{domain}"),
-            call_id=self._ids.call_id(host),
-            cseq=1,
-            body=body,
-            content_type=MANSCDP_CONTENT_TYPE,
-        )
+        return manscdp_request(self._settings, self._sender, self._ids, device, body)
 
     def listed_by(self, channel_id: str) -> str | None:
         """The device whose catalog (since this node started) listed ``channel_id``, or None."""

@@ -1,10 +1,12 @@
-"""Live video from a GB/T 28181 channel: INVITE → 200 OK → ACK, RTP/PS over UDP or TCP into access units, BYE.
+"""Video from a GB/T 28181 channel: INVITE → 200 OK → ACK, RTP/PS over UDP or TCP into access units, BYE.
 
-Theory of operation: :class:`Gb28181Source` is an ingest ``Source`` (see :mod:`vigil.ingest.supervisor`).
-``run`` picks the media transport for the channel's device (its ``media_transport`` row setting, else
-``gb28181.media_transport``), opens what the offer names, allocates a live SSRC (``0`` prefix, STD22
-Annex G), routes the dialog's Call-ID to itself on the :class:`~vigil.gb28181.dispatch.SipDispatcher`
-and sends the INVITE (``s=Play``, ``y=``, ``PS/90000``, ``recvonly``):
+:class:`MediaDialog` is that machinery for one INVITE — live (``s=Play``) or history (``s=Playback`` /
+``s=Download`` with ``u=``/``t=`` and a ``1``-prefixed SSRC); live ingest (:class:`Gb28181Source`) and
+device-side playback (:mod:`vigil.gb28181.playback`) both use it.
+
+Theory of operation: ``MediaDialog.open`` opens what the offer names, allocates an SSRC (``0`` prefix
+live, ``1`` history; STD22 Annex G), routes the dialog's Call-ID to itself on the
+:class:`~vigil.gb28181.dispatch.SipDispatcher` and sends the INVITE (``y=``, ``PS/90000``, ``recvonly``):
 
 * ``udp``: ``m=video PORT RTP/AVP 96`` on a UDP socket; one RTP packet per datagram.
 * ``tcp-passive``: ``m=video PORT TCP/RTP/AVP 96``, ``a=setup:passive``, ``a=connection:new`` — Vigil
@@ -21,11 +23,20 @@ Every packet passes a :class:`~vigil.gb28181.media_guard.MediaGuard` (negotiated
 host, latched to the first good sender) before the :class:`~vigil.protocols.ps.PsRtpReceiver`: strays
 are dropped, counted in ``corrupt`` and logged once per interval, never demuxed.
 
-It ends only by raising a :mod:`vigil.ingest.errors` error — ``StreamEnded`` when the device hangs up
-(its in-dialog BYE is answered 200 via :meth:`Gb28181Source.handle_in_dialog`) or closes the TCP
-connection, ``StreamTimeout`` when media stops for the read timeout — or by returning after ``close``.
-Either way the dialog is BYE'd (unless the device ended it) and unrouted, and the SSRC, sockets and
-listener are freed before ``run`` returns: the supervisor drops a failed source without closing it.
+The device's requests inside the dialog come to :meth:`MediaDialog.handle_in_dialog`: BYE is answered
+200 and fails the media with ``StreamEnded`` (no BYE goes back); a ``MediaStatus`` MESSAGE is handed to
+the owner's ``on_media_status`` (121: the end of a recorded range); INFO is acknowledged. A failure —
+the device's BYE, it closing the TCP connection, media that is not PS — is kept in ``failure``, sets
+``done`` and is handed to ``on_failure``; silence is the owner's call (``last_packet``). ``close`` BYEs
+the dialog (unless the device ended it), unroutes it after the BYE is answered, and frees the SSRC,
+sockets and listener; it is idempotent.
+
+:class:`Gb28181Source` is an ingest ``Source`` (see :mod:`vigil.ingest.supervisor`): ``run`` picks the
+channel device's transport (its ``media_transport`` row setting, else ``gb28181.media_transport``), opens
+a live dialog and publishes until it raises a :mod:`vigil.ingest.errors` error (``StreamEnded`` when the
+device hangs up, ``StreamTimeout`` when media stops for the read timeout) or returns after ``close``.
+Either way the dialog is closed before ``run`` returns: the supervisor drops a failed source without
+closing it.
 """
 
 from __future__ import annotations
@@ -36,12 +47,13 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.media_guard import MediaGuard
-from vigil.gb28181.registrar import RegisteredDevice
+from vigil.gb28181.registrar import BEIJING, RegisteredDevice
 from vigil.ingest.errors import (
     ProtocolFailure,
     SourceError,
@@ -50,7 +62,8 @@ from vigil.ingest.errors import (
     StreamTimeout,
     Unreachable,
 )
-from vigil.protocols.gb28181.errors import SsrcError
+from vigil.protocols.gb28181.errors import ManscdpError, SsrcError
+from vigil.protocols.gb28181.manscdp import MediaStatusNotify, decode_manscdp
 from vigil.protocols.gb28181.ssrc import Ssrc, SsrcAllocator, resolve_answered_ssrc
 from vigil.protocols.ps import PsError, PsRtpReceiver, Rfc4571Decoder
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
@@ -75,6 +88,8 @@ __all__ = [
     "DialogRoutes",
     "Gb28181Source",
     "InviteSender",
+    "MediaDialog",
+    "MediaOffer",
     "RegisteredOwners",
     "TransportResolver",
     "media_transport",
@@ -91,7 +106,7 @@ _ACTIVE_PORT = 9
 #: GB/T 28181-2022 Annex D: a TCP media connection is attempted at least 3 times, at least 1 s apart.
 _CONNECT_ATTEMPTS = 3
 _CONNECT_RETRY_S = 1.0
-#: Receive buffer asked for a UDP media socket (see _open_media).
+#: Receive buffer asked for a UDP media socket (see MediaDialog._open_media).
 UDP_RECEIVE_BUFFER = 4 << 20
 
 #: Setting / API names of the live media transports, as our offer's ``a=setup`` states Vigil's role
@@ -136,25 +151,41 @@ class ChannelOwners(Protocol):
 
 
 class DialogRoutes(Protocol):
-    """The SIP dispatcher, as far as routing a media dialog's in-dialog requests (the device's BYE) goes."""
+    """The SIP dispatcher, as far as routing a media dialog's in-dialog requests (BYE, INFO, MESSAGE) goes."""
 
     def add_dialog(self, call_id: str, handler: DialogHandler) -> None: ...
 
     def remove_dialog(self, call_id: str) -> None: ...
 
 
-class _TcpMedia(asyncio.Protocol):
-    """One RFC 4571 media connection (either direction) feeding the source packet by packet."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaOffer:
+    """What one INVITE asks for: live (``Play``) or a recorded range (``Playback``/``Download``, UNIX seconds)."""
 
-    def __init__(self, source: Gb28181Source) -> None:
-        self._source = source
+    session_name: str = "Play"
+    start: int = 0
+    stop: int = 0
+    download_speed: int | None = None
+    transport: GbTransport = GbTransport.UDP
+
+    @property
+    def history(self) -> bool:
+        """Playback and download use history SSRCs (``1`` prefix) and ``u=<channel>:0``."""
+        return self.session_name != "Play"
+
+
+class _TcpMedia(asyncio.Protocol):
+    """One RFC 4571 media connection (either direction) feeding the dialog packet by packet."""
+
+    def __init__(self, media: MediaDialog) -> None:
+        self._media = media
         self._decoder: Rfc4571Decoder | None = None
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self._decoder = self._source._tcp_connected(self)
+        self._decoder = self._media._tcp_connected(self)
 
     def data_received(self, data: bytes) -> None:
         decoder = self._decoder
@@ -163,109 +194,122 @@ class _TcpMedia(asyncio.Protocol):
         decoder.receive_data(data)
         now, wallclock = time.monotonic(), time.time()  # once per read, not per packet
         while (packet := decoder.next_packet()) is not None:
-            self._source._on_packet(packet, None, now, wallclock)
+            self._media._on_packet(packet, None, now, wallclock)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._decoder is not None:
-            self._source._tcp_lost(exc)
+            self._media._tcp_lost(exc)
 
 
-class Gb28181Source:
-    """Pulls one GB/T 28181 channel's live stream (UDP, or TCP either way) and publishes its access units."""
+class MediaDialog:
+    """One INVITE dialog with a device and its RTP/PS media: ``open``, frames to ``on_unit``, ``close``.
+
+    Shared by live ingest (:class:`Gb28181Source`) and device-side playback/download
+    (:mod:`vigil.gb28181.playback`); see the module docstring. ``open`` raises :mod:`vigil.ingest.errors`
+    errors; after a failure or at any time ``close`` frees everything. With a ``router``, the device's
+    in-dialog requests (BYE, INFO, MESSAGE) come to :meth:`handle_in_dialog`.
+    """
 
     def __init__(
         self,
-        camera_id: int,
         channel_id: str,
-        publish: Callable[[AccessUnit], None],
+        on_unit: Callable[[AccessUnit], None],
         *,
         settings: Gb28181Settings,
         sip: InviteSender,
-        owners: ChannelOwners,
         ssrcs: SsrcAllocator,
-        dialogs: DialogRoutes | None = None,
-        transport_of: TransportResolver | None = None,
+        router: DialogRoutes | None = None,
+        on_failure: Callable[[SourceError], None] | None = None,
+        on_media_status: Callable[[str], None] | None = None,
         connect_timeout: float = 5.0,
-        read_timeout: float = 5.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        log_prefix: str = "",
     ) -> None:
-        self.camera_id = camera_id
         self.channel_id = channel_id
-        self._publish = publish
+        self._on_unit = on_unit
         self._settings = settings
         self._sip = sip
-        self._owners = owners
         self._ssrcs = ssrcs
-        self._dialogs = dialogs
-        self._transport_of = transport_of
-        self._transport = GbTransport.UDP
-        self._call_id: str | None = None
-        self._hung_up = False
+        self._router = router
+        self._on_failure = on_failure
+        self._on_media_status = on_media_status
         self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
         self._ids = IdGenerator(random_bytes)
+        self._transport = GbTransport.UDP
         self._receiver: PsRtpReceiver | None = None
         self._guard: MediaGuard | None = None
-        self._media: TickedUdpSocket | None = None
+        self._udp: TickedUdpSocket | None = None
         self._listener: asyncio.Server | None = None
         self._tcp: _TcpMedia | None = None
         self._decoder: Rfc4571Decoder | None = None
         self._ssrc: Ssrc | None = None
         self._dialog: Dialog | None = None
         self._peer: SipPeer | None = None
-        self._closed = asyncio.Event()
-        self._failure: SourceError | None = None
-        self._last_packet = 0.0
-        self._corrupt = 0
-        self._log = logging.LoggerAdapter(log, {"camera": camera_id})
+        self._call_id: str | None = None
+        self._routed: str | None = None
+        self._hung_up = False
+        self._closing = False
+        #: Why media stopped making sense (the device hung up or closed TCP, not a PS stream); the owner raises it.
+        self.failure: SourceError | None = None
+        #: Set on failure or close: owners wait on it.
+        self.done = asyncio.Event()
+        #: ``time.monotonic()`` of the last RTP packet (or of the 200 OK / TCP connection before any).
+        self.last_packet = 0.0
+        self._log = log_prefix
 
     @property
     def corrupt(self) -> int:
-        """RTP packets lost, malformed, of another SSRC or from an unexpected address."""
+        """RTP packets lost, malformed, of another SSRC or from an unexpected address, and TCP resyncs."""
         receiver, guard = self._receiver, self._guard
-        extra = receiver.lost + receiver.malformed + receiver.wrong_payload_type if receiver is not None else 0
+        count = receiver.lost + receiver.malformed + receiver.wrong_payload_type if receiver is not None else 0
         if guard is not None:
-            extra += guard.wrong_ssrc + guard.foreign
+            count += guard.wrong_ssrc + guard.foreign
         if self._decoder is not None:
-            extra += self._decoder.resyncs
-        return self._corrupt + extra
+            count += self._decoder.resyncs
+        return count
 
-    async def run(self) -> None:
-        """INVITE, then publish until failure (raising a SourceError) or :meth:`close`.
+    @property
+    def call_id(self) -> str | None:
+        """The INVITE's Call-ID once sent."""
+        return self._call_id
 
-        Whatever ends it, the dialog is BYE'd (unless the device hung up), unrouted, and the SSRC
-        and sockets are freed before it returns or raises: the supervisor drops a failed source
-        without closing it.
-        """
-        try:
-            await self._play()
-        finally:
-            await self._teardown()
+    @property
+    def ssrc(self) -> Ssrc | None:
+        return self._ssrc
 
-    async def _play(self) -> None:
-        owner = self._owners.owner_of(self.channel_id)
-        if owner is None:
-            raise Unreachable(f"no registered device serves channel {self.channel_id}")
-        device_id, peer = owner
+    @property
+    def established(self) -> bool:
+        return self._dialog is not None
+
+    @property
+    def transport(self) -> GbTransport:
+        return self._transport
+
+    @property
+    def awaiting_connection(self) -> bool:
+        """TCP-passive and the device has not connected yet."""
+        return self._transport is GbTransport.TCP_PASSIVE and self._tcp is None
+
+    async def open(self, device_id: str, peer: SipPeer, offer: MediaOffer, *, wait_s: float) -> SipResponse:
+        """Open the media, INVITE, ACK (and connect, TCP-active); the 200 OK. Raises a :class:`SourceError`."""
         self._peer = peer
-        transport = self._transport = await self._transport_for(device_id)
+        transport = self._transport = offer.transport
         local = self._sip.local_host(peer)
         port = await self._open_media(local, transport)
         try:
-            self._ssrc = self._ssrcs.allocate(history=False)
+            self._ssrc = self._ssrcs.allocate(history=offer.history)
         except SsrcError as exc:
             raise ProtocolFailure(str(exc)) from exc
         self._receiver = PsRtpReceiver(ssrc=self._ssrc.value)
-        self._guard = MediaGuard(
-            f"camera {self.camera_id} channel {self.channel_id}", ssrc=self._ssrc.value, hosts={peer.host}
-        )
-        invite = self._invite(device_id, peer, local, port, self._ssrc, transport)
-        if self._dialogs is not None:
-            # Routed before the INVITE goes out: a device may hang up right after its 200 OK.
-            self._call_id = invite.call_id
-            self._dialogs.add_dialog(invite.call_id, self)
+        self._guard = MediaGuard(f"{self._log}channel {self.channel_id}", ssrc=self._ssrc.value, hosts={peer.host})
+        invite = self._invite(peer, local, port, self._ssrc, offer)
+        self._call_id = invite.call_id
+        if self._router is not None:
+            # Routed before the INVITE goes out: a device may hang up or notify right after its 200 OK.
+            self._routed = invite.call_id
+            self._router.add_dialog(invite.call_id, self)
         try:
-            response = await self._sip.send_invite(invite, peer, wait_s=self._connect_timeout)
+            response = await self._sip.send_invite(invite, peer, wait_s=wait_s)
         except TimeoutError as exc:
             raise StreamTimeout(f"device {device_id} did not answer the INVITE for {self.channel_id}: {exc}") from exc
         except ConnectionError as exc:
@@ -281,38 +325,34 @@ class Gb28181Source:
         # ACK first, whatever the answer holds: an unACKed 200 keeps being retransmitted.
         self._sip.send_stateless(self._dialog.make_ack(invite.cseq.number, via=self._via(peer)), peer)
         if self._hung_up:
-            self._dialog = None  # its BYE overtook the 200 OK on our side; _watch raises why
+            self._dialog = None  # its BYE overtook the 200 OK on our side; failure says why
         target = self._adopt_answer(response)
         if transport is GbTransport.TCP_ACTIVE:
             if target is None:
                 raise ProtocolFailure(f"device {device_id} answered a TCP-active offer without its address and port")
             await self._connect(*target)
-        self._last_packet = time.monotonic()
-        self._log.info(
-            "camera %s: gb channel %s playing, ssrc %s, %s port %d",
-            self.camera_id,
+        self.last_packet = time.monotonic()
+        log.info(
+            "%sgb channel %s %s, ssrc %s, %s port %d",
+            self._log,
             self.channel_id,
+            offer.session_name,
             self._ssrc.text,
             transport.value,
             target[1] if transport is GbTransport.TCP_ACTIVE and target else port,
         )
-        await self._watch()
-
-    async def _transport_for(self, device_id: str) -> GbTransport:
-        if self._transport_of is not None:
-            return await self._transport_of(device_id)
-        return media_transport(self._settings.media_transport)
+        return response
 
     async def _open_media(self, local: str, transport: GbTransport) -> int:
         """Open what the offer names (UDP socket, TCP listener, or nothing when we connect); the m= port."""
-        loop = asyncio.get_running_loop()
         if transport is GbTransport.UDP:
             # Read on the RTSP media beat, not per datagram (see vigil.transport.media_udp). The buffer holds a
             # tick's packets: a 1080p keyframe alone is 100-300 datagrams sent back to back, more than the
             # default 208 KiB holds (~90 at their kernel size), and one lost packet costs the whole GOP.
-            self._media = TickedUdpSocket(local, self._on_packet, receive_buffer=UDP_RECEIVE_BUFFER)
-            return self._media.port
+            self._udp = TickedUdpSocket(local, self._on_packet, receive_buffer=UDP_RECEIVE_BUFFER)
+            return self._udp.port
         if transport is GbTransport.TCP_PASSIVE:
+            loop = asyncio.get_running_loop()
             self._listener = await loop.create_server(lambda: _TcpMedia(self), local, 0)
             return int(self._listener.sockets[0].getsockname()[1])
         return _ACTIVE_PORT
@@ -327,10 +367,10 @@ class Gb28181Source:
                 )
                 return
             except (OSError, TimeoutError) as exc:
-                if attempt == _CONNECT_ATTEMPTS or self._closed.is_set():
+                if attempt == _CONNECT_ATTEMPTS or self.done.is_set():
                     raise Unreachable(f"channel {self.channel_id}: TCP media to {host}:{port}: {exc}") from exc
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), _CONNECT_RETRY_S)
+                await asyncio.wait_for(self.done.wait(), _CONNECT_RETRY_S)
 
     def _tcp_connected(self, media: _TcpMedia) -> Rfc4571Decoder | None:
         """A media connection is up (ours, or the device's to our listener): the decoder to feed, or None (closed)."""
@@ -341,7 +381,7 @@ class Gb28181Source:
         accept = (
             self._tcp is None
             and guard is not None
-            and not self._closed.is_set()
+            and not self._closing
             and (self._transport is not GbTransport.TCP_PASSIVE or guard.admit_connection(addr))
         )
         if not accept or guard is None:
@@ -352,33 +392,46 @@ class Gb28181Source:
         if self._listener is not None:
             self._listener.close()
         self._decoder = Rfc4571Decoder(ssrc=guard.ssrc)
-        self._last_packet = time.monotonic()
+        self.last_packet = time.monotonic()
         return self._decoder
 
     def _tcp_lost(self, exc: Exception | None) -> None:
-        if not self._closed.is_set():
+        if not self._closing:
             detail = f": {exc}" if exc is not None else ""
             self._fail(StreamEnded(f"device closed the TCP media connection of channel {self.channel_id}{detail}"))
 
     async def handle_in_dialog(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
-        """The device's requests inside the media dialog: BYE ends the stream; INFO/MESSAGE are acknowledged."""
-        if request.method == "ACK":
+        """The device's requests inside the dialog: BYE ends the media, MediaStatus goes to the owner, INFO is 200."""
+        method = request.method
+        if method == "ACK":
             return None
-        if request.method == "BYE":
-            # The device ended the dialog: it wants no BYE back, and run() ends saying why.
+        if method == "BYE":
+            # The device ended the dialog: it wants no BYE back, and the owner learns why from the failure.
             self._hung_up = True
             self._dialog = None
-            if not self._closed.is_set():
+            if not self._closing:
                 self._fail(StreamEnded(f"device hung up channel {self.channel_id} (BYE)"))
             return make_response(request, 200)
-        if request.method in ("INFO", "MESSAGE"):
+        if method == "MESSAGE":
+            # Hikvision sends MediaStatus (121: end of the recorded range) inside the dialog.
+            try:
+                message = decode_manscdp(request.body, tz=BEIJING).message
+            except ManscdpError:
+                return make_response(request, 400, "Bad MANSCDP body")
+            if isinstance(message, MediaStatusNotify) and self._on_media_status is not None:
+                self._on_media_status(message.notify_type)
+            return make_response(request, 200)
+        if method == "INFO":
             return make_response(request, 200)
         return make_response(request, 405)
 
     def _fail(self, failure: SourceError) -> None:
-        if self._failure is None:
-            self._failure = failure
-        self._closed.set()
+        if self.failure is not None:
+            return
+        self.failure = failure
+        self.done.set()
+        if self._on_failure is not None:
+            self._on_failure(failure)
 
     def _adopt_answer(self, response: SipResponse) -> tuple[str, int] | None:
         """Check the answer against the offer, adopt its SSRC and address; where the device's media is (c=, m=)."""
@@ -413,25 +466,11 @@ class Gb28181Source:
             raise ProtocolFailure(f"device answered a=setup:{setup} to our a=setup:{setup} for {self.channel_id}")
         return (host, media.port) if host is not None else None
 
-    async def _watch(self) -> None:
-        while not self._closed.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), min(1.0, self._read_timeout))
-            if self._failure is not None:
-                raise self._failure
-            if not self._closed.is_set() and time.monotonic() - self._last_packet > self._read_timeout:
-                if self._transport is GbTransport.TCP_PASSIVE and self._tcp is None:
-                    raise StreamTimeout(
-                        f"channel {self.channel_id}: the device did not connect for TCP media in "
-                        f"{self._read_timeout:.0f} s"
-                    )
-                raise StreamTimeout(f"no media from channel {self.channel_id} for {self._read_timeout:.0f} s")
-
     def _on_packet(
         self, data: bytes | memoryview, addr: tuple[str, int] | None, now: float | None = None, wallclock: float = 0.0
     ) -> None:
         receiver, guard = self._receiver, self._guard
-        if receiver is None or guard is None or self._failure is not None:
+        if receiver is None or guard is None or self.failure is not None:
             return
         if not guard.admit(data, addr):
             return  # never to the demuxer: a stray packet would corrupt a picture
@@ -444,28 +483,36 @@ class Gb28181Source:
             self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
             return
         if receiver.packets != before:
-            self._last_packet = now
+            self.last_packet = now
         events = receiver.demuxer.events  # read directly: this runs per packet, and is empty for most
         while events:
             event = events.popleft()
             if isinstance(event, AccessUnit):
-                self._publish(event)
+                self._on_unit(event)
+
+    async def request(self, method: str, body: bytes = b"", content_type: str | None = None) -> SipResponse:
+        """Send an in-dialog request (INFO with MANSRTSP); raises ConnectionError when no dialog is open."""
+        dialog, peer = self._dialog, self._peer
+        if dialog is None or peer is None:
+            raise ConnectionError("no media dialog is open")
+        request = dialog.make_request(method, via=self._via(peer), body=body, content_type=content_type)
+        return await self._sip.send_request(request, peer)
 
     async def close(self) -> None:
-        """BYE the device (if a dialog exists), free the SSRC and the socket; ``run`` then returns."""
-        self._closed.set()
-        await self._teardown()
+        """BYE the device (unless it hung up), unroute, free the SSRC, sockets and listener; idempotent.
 
-    async def _teardown(self) -> None:
-        """Idempotent: each resource is taken before the first await, so close() and run() never free one twice."""
-        dialog, peer, call_id = self._dialog, self._peer, self._call_id
-        self._dialog = self._call_id = None
+        Each resource is taken before the first await, so concurrent closes never free one twice.
+        """
+        self._closing = True
+        self.done.set()
+        dialog, peer, routed = self._dialog, self._peer, self._routed
+        self._dialog = self._routed = None
         if self._ssrc is not None:
             self._ssrcs.release(self._ssrc)
             self._ssrc = None
-        if self._media is not None:
-            self._media.close()
-            self._media = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -480,10 +527,10 @@ class Gb28181Source:
             try:
                 await asyncio.wait_for(self._sip.send_request(bye, peer), _BYE_TIMEOUT_S)
             except (TimeoutError, ConnectionError, SipError) as exc:
-                self._log.info("camera %s: BYE to %s unanswered: %s", self.camera_id, peer, exc)
+                log.info("%sBYE to %s unanswered: %s", self._log, peer, exc)
         # Unrouted after our BYE is answered, so a BYE crossing ours still finds us.
-        if call_id is not None and self._dialogs is not None:
-            self._dialogs.remove_dialog(call_id)
+        if routed is not None and self._router is not None:
+            self._router.remove_dialog(routed)
 
     def _via(self, peer: SipPeer) -> Via:
         tcp = peer.transport == "tcp"
@@ -493,21 +540,23 @@ class Gb28181Source:
         port = self._sip.tcp_port if tcp else self._sip.udp_port
         return Via("TCP" if tcp else "UDP", self._sip.local_host(peer), port, params)
 
-    def _invite(
-        self, device_id: str, peer: SipPeer, local: str, port: int, ssrc: Ssrc, transport: GbTransport
-    ) -> SipRequest:
+    def _invite(self, peer: SipPeer, local: str, port: int, ssrc: Ssrc, offer: MediaOffer) -> SipRequest:
         platform = self._settings.platform_id
         # gb_description writes TCP as WVP does: m=video PORT TCP/RTP/AVP 96, a=setup:passive (we listen on
         # PORT) or a=setup:active (we connect; PORT is 9), and a=connection:new. a=setup states the role of
         # the SDP's author, the offerer here (RFC 4145 §4; GB/T 28181-2022 Annex D; digest §3.2).
         sdp = gb_description(
-            session_name="Play",
+            session_name=offer.session_name,
             owner_id=platform,
             address=local,
             port=port,
-            transport=transport,
+            transport=offer.transport,
             ssrc=ssrc.text,
             payloads=((96, "PS"),),
+            uri=f"{self.channel_id}:0" if offer.history else None,
+            start=offer.start,
+            stop=offer.stop,
+            download_speed=offer.download_speed,
         )
         via = self._via(peer)
         return make_request(
@@ -519,7 +568,8 @@ class Gb28181Source:
             call_id=self._ids.call_id(via.host),
             cseq=1,
             contact=Address(f"sip:{platform}@{via.host}:{via.port}"),
-            extra=(("Subject", f"{self.channel_id}:{ssrc.text},{platform}:0"),),
+            # Annex L: the sender's sequence is 0 for live, 1 for history.
+            extra=(("Subject", f"{self.channel_id}:{ssrc.text},{platform}:{1 if offer.history else 0}"),),
             body=sdp.serialize(),
             content_type=SDP_CONTENT_TYPE,
         )
@@ -534,6 +584,94 @@ def _answer_host(answer: SessionDescription) -> str | None:
     media = answer.media[0] if answer.media else None
     connection = (media.connection if media is not None else None) or answer.connection
     return connection.split()[-1] if connection else None
+
+
+class Gb28181Source:
+    """Pulls one GB/T 28181 channel's live stream (UDP, or TCP either way) and publishes its access units."""
+
+    def __init__(
+        self,
+        camera_id: int,
+        channel_id: str,
+        publish: Callable[[AccessUnit], None],
+        *,
+        settings: Gb28181Settings,
+        sip: InviteSender,
+        owners: ChannelOwners,
+        ssrcs: SsrcAllocator,
+        dialogs: DialogRoutes | None = None,
+        transport_of: TransportResolver | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 5.0,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.camera_id = camera_id
+        self.channel_id = channel_id
+        self._settings = settings
+        self._owners = owners
+        self._transport_of = transport_of
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._media = MediaDialog(
+            channel_id,
+            publish,
+            settings=settings,
+            sip=sip,
+            ssrcs=ssrcs,
+            router=dialogs,
+            connect_timeout=connect_timeout,
+            random_bytes=random_bytes,
+            log_prefix=f"camera {camera_id}: ",
+        )
+
+    @property
+    def corrupt(self) -> int:
+        """RTP packets lost, malformed, of another SSRC or from an unexpected address."""
+        return self._media.corrupt
+
+    async def run(self) -> None:
+        """INVITE, then publish until failure (raising a SourceError) or :meth:`close`.
+
+        Whatever ends it, the dialog is BYE'd (unless the device hung up), unrouted, and the SSRC
+        and sockets are freed before it returns or raises: the supervisor drops a failed source
+        without closing it.
+        """
+        try:
+            owner = self._owners.owner_of(self.channel_id)
+            if owner is None:
+                raise Unreachable(f"no registered device serves channel {self.channel_id}")
+            device_id, peer = owner
+            offer = MediaOffer(transport=await self._transport_for(device_id))
+            await self._media.open(device_id, peer, offer, wait_s=self._connect_timeout)
+            await self._watch()
+        finally:
+            await self._media.close()
+
+    async def _transport_for(self, device_id: str) -> GbTransport:
+        if self._transport_of is not None:
+            return await self._transport_of(device_id)
+        return media_transport(self._settings.media_transport)
+
+    async def _watch(self) -> None:
+        media = self._media
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(media.done.wait(), min(1.0, self._read_timeout))
+            if media.failure is not None:
+                raise media.failure
+            if media.done.is_set():
+                return  # closed
+            if time.monotonic() - media.last_packet > self._read_timeout:
+                if media.awaiting_connection:
+                    raise StreamTimeout(
+                        f"channel {self.channel_id}: the device did not connect for TCP media in "
+                        f"{self._read_timeout:.0f} s"
+                    )
+                raise StreamTimeout(f"no media from channel {self.channel_id} for {self._read_timeout:.0f} s")
+
+    async def close(self) -> None:
+        """BYE the device (if a dialog exists), free the SSRC and the socket; ``run`` then returns."""
+        await self._media.close()
 
 
 class DeviceRegistry(Protocol):

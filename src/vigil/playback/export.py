@@ -15,12 +15,14 @@ import hashlib
 import importlib.metadata
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from vigil.domain.errors import Invalid, NotFound
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, VideoTrack
 from vigil.playback.source import LoadedSegment, SegmentFiles, SegmentRef, load_segment, to_unit
 from vigil.protocols.mp4.errors import Mp4Error
 from vigil.protocols.mp4.reader import parse_init, read_samples, scan
@@ -211,6 +213,174 @@ async def create_export(
     return row
 
 
+#: Units written per fragment of a device download (about a second of video).
+DEVICE_FRAGMENT_UNITS = 25
+
+
+class _UnitClip:
+    """A clip file built from access units as they arrive (blocking writes; call from a thread).
+
+    It starts at the first keyframe, keeps one track (a track change ends it: ``truncated``), and
+    rebases the timeline to 0; each unit's duration is the gap to the next one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_suffix(".part")
+        self._out: BinaryIO = self.tmp.open("wb")
+        self._digest = hashlib.sha256()
+        self.size = 0
+        self.frames = 0
+        self.track: VideoTrack | None = None
+        self.truncated = False
+        self._base = 0
+        self._sequence = 0
+        self._pending: AccessUnit | None = None
+        #: The last spacing between two units: the final unit's duration.
+        self._delta = VIDEO_CLOCK_RATE // 10
+        self.end_dts = 0
+
+    def _emit(self, data: bytes) -> None:
+        self._out.write(data)
+        self._digest.update(data)
+        self.size += len(data)
+
+    def write(self, units: list[AccessUnit]) -> None:
+        ready: list[AccessUnit] = []
+        for unit in units:
+            if self.truncated:
+                return
+            if self.track is None:
+                if not unit.keyframe:
+                    continue
+                self.track, self._base = unit.track, unit.dts
+                self._emit(init_segment(unit.track))
+            elif unit.track != self.track:
+                self.truncated = True
+                break
+            shifted = replace(unit, dts=unit.dts - self._base, pts=unit.pts - self._base)
+            if self._pending is not None and shifted.dts > self._pending.dts:
+                ready.append(self._pending)
+                self._delta = shifted.dts - self._pending.dts
+            elif self._pending is not None:
+                continue  # time went backwards (a device glitch): drop the straggler
+            self._pending = shifted
+        if ready:
+            self._fragment(ready, next_dts=self._pending.dts if self._pending is not None else None)
+
+    def _fragment(self, units: list[AccessUnit], next_dts: int | None) -> None:
+        self._sequence += 1
+        end = next_dts if next_dts is not None else units[-1].dts + self._delta
+        self._emit(media_fragment(units, self._sequence, next_dts=end))
+        self.frames += len(units)
+        self.end_dts = end
+
+    def finish(self) -> str:
+        """Write the last unit, sync and close; returns the SHA-256 (the file is still ``.part``)."""
+        if self._pending is not None:
+            last = self._pending
+            self._fragment([last], next_dts=last.dts + self._delta)
+            self._pending = None
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+        return self._digest.hexdigest()
+
+    def abort(self) -> None:
+        self._out.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+async def create_device_export(
+    db: Database,
+    exports_dir: Path,
+    camera_id: int,
+    units: AsyncIterator[AccessUnit],
+    start_us: int,
+    end_us: int,
+    *,
+    reason: str,
+    created_by: str,
+    device: dict[str, Any],
+) -> Export:
+    """A clip downloaded from a GB/T 28181 device (``units`` until they end) with its manifest; the Export row.
+
+    The manifest says ``"source": {"kind": "device", ...}`` and lists no segments: the recording never
+    passed through Vigil's recorder, so there is no hash chain to prove — the clip's SHA-256 is its seal.
+    """
+    if not reason.strip():
+        raise Invalid("reason: an export needs a reason (调阅事由)")
+    async with db.session() as session:
+        camera = await session.get(Camera, camera_id)
+    created = now_us()
+    await asyncio.to_thread(exports_dir.mkdir, parents=True, exist_ok=True)
+    clip_path = exports_dir / f"camera{camera_id}-device-{start_us}-{end_us}-{created}.mp4"
+    clip = await asyncio.to_thread(_UnitClip, clip_path)
+    try:
+        batch: list[AccessUnit] = []
+        async for unit in units:
+            batch.append(unit)
+            if len(batch) >= DEVICE_FRAGMENT_UNITS:
+                await asyncio.to_thread(clip.write, batch)
+                batch = []
+        await asyncio.to_thread(clip.write, batch)
+        sha256 = await asyncio.to_thread(clip.finish)
+    except BaseException:
+        await asyncio.to_thread(clip.abort)
+        raise
+    if clip.frames == 0 or clip.track is None:
+        await asyncio.to_thread(clip.tmp.unlink, True)
+        raise NotFound("the device sent no video for the requested range")
+    await asyncio.to_thread(clip.tmp.replace, clip_path)
+    track = clip.track
+    clip_end = start_us + clip.end_dts * 1_000_000 // track.clock_rate
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "vigil_version": vigil_version(),
+        "camera": {
+            "id": camera_id,
+            "gb_id": camera.gb_id if camera is not None else None,
+            "name": camera.name if camera is not None else None,
+        },
+        "source": {"kind": "device", **device},
+        "requested": {"start_us": start_us, "end_us": end_us},
+        "reason": reason.strip(),
+        "created_by": created_by,
+        "created_us": created,
+        "created_at": datetime.fromtimestamp(created / 1e6, tz=UTC).isoformat(),
+        "clip": {
+            "file": clip_path.name,
+            "bytes": clip.size,
+            "sha256": sha256,
+            "frames": clip.frames,
+            "start_us": start_us,
+            "end_us": clip_end,
+            "codec": str(track.codec),
+            "width": track.width,
+            "height": track.height,
+            "truncated_at_us": clip_end if clip.truncated else None,
+        },
+        "prev_chain": "",
+        "segments": [],
+    }
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    await asyncio.to_thread(manifest_path_for(clip_path).write_text, text, "utf-8")
+    async with db.session() as session:
+        row = Export(
+            camera_id=camera_id,
+            start_us=start_us,
+            end_us=clip_end,
+            path=clip_path.name,
+            sha256=sha256,
+            bytes=clip.size,
+            created_by=created_by,
+            created_us=created,
+        )
+        session.add(row)
+        await session.flush()
+    return row
+
+
 @dataclass(slots=True)
 class VerifyResult:
     ok: bool = True
@@ -239,6 +409,7 @@ def verify_export(clip: Path, manifest: Path | None = None) -> VerifyResult:
         info = meta["clip"]
         segments = meta["segments"]
         prev_chain = meta["prev_chain"]
+        from_device = isinstance(meta.get("source"), dict) and meta["source"].get("kind") == "device"
     except OSError as exc:
         result.check(False, "", f"manifest {manifest} cannot be read: {exc.strerror}")
         return result
@@ -288,6 +459,10 @@ def verify_export(clip: Path, manifest: Path | None = None) -> VerifyResult:
         f"{described[0]} {described[1]}x{described[2]}",
         f"track is {described}, manifest says {claimed}",
     )
+    if from_device:
+        # Downloaded from a GB/T 28181 device: never in Vigil's recorder, so no chain exists to check.
+        result.checks.append("downloaded from the device: no recorder hash chain (the SHA-256 above seals it)")
+        return result
     chain = prev_chain
     broken = None
     for n, seg in enumerate(segments):

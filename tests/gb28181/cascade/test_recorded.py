@@ -242,7 +242,7 @@ async def test_mansrtsp_info_pauses_speeds_up_and_seeks_the_playback(rig: Rig, a
 
     paused = await rig.handler.handle_request(info(request, response, PAUSE), UPPER)
     assert paused is not None and paused.status == 200
-    assert paused.body == b"RTSP/1.0 200 OK\r\nCSeq: 3\r\n\r\n"
+    assert paused.body == b"RTSP/1.0 200 OK\r\nCSeq: 3\r\n"
     assert paused.headers["Content-Type"] == "Application/MANSRTSP"
     assert source.paused
     faster = await rig.handler.handle_request(

@@ -24,11 +24,14 @@ from vigil.protocols.gb28181.manscdp import (
     DeviceStatusQuery,
     DeviceStatusResponse,
     Keepalive,
+    MediaStatusNotify,
     Message,
+    RecordInfoResponse,
+    RecordItem,
     encode_manscdp,
     parse_manscdp,
 )
-from vigil.protocols.gb28181.pagination import Assembled, CatalogAssembler
+from vigil.protocols.gb28181.pagination import Assembled, CatalogAssembler, RecordInfoAssembler
 from vigil.protocols.sip.digest import DigestOutcome, DigestServer
 from vigil.protocols.sip.message import (
     Address,
@@ -69,6 +72,8 @@ class TinyPlatform:
     catalogs: list[Assembled[CatalogItem]] = field(default_factory=list)
     device_infos: list[DeviceInfoResponse] = field(default_factory=list)
     device_statuses: list[DeviceStatusResponse] = field(default_factory=list)
+    record_lists: list[Assembled[RecordItem]] = field(default_factory=list)
+    media_statuses: list[MediaStatusNotify] = field(default_factory=list)
     responses: list[SipResponse] = field(default_factory=list)
     #: Other MANSCDP bodies devices sent by MESSAGE (alarms, positions, Results), and NOTIFY requests.
     reports: list[Message] = field(default_factory=list)
@@ -81,6 +86,7 @@ class TinyPlatform:
         self.digest.nonce_ttl_s = self.nonce_ttl_s
         self.ids = IdGenerator(self.rng.randbytes)
         self.assembler = CatalogAssembler()
+        self.record_assembler = RecordInfoAssembler()
         self._sn = itertools.count(100)
 
     def handle(self, data: bytes, addr: HostPort, now: float) -> list[bytes]:
@@ -141,6 +147,12 @@ class TinyPlatform:
             self.device_infos.append(message)
         elif isinstance(message, DeviceStatusResponse):
             self.device_statuses.append(message)
+        elif isinstance(message, RecordInfoResponse):
+            records = self.record_assembler.receive(message, now)
+            if records is not None:
+                self.record_lists.append(records)
+        elif isinstance(message, MediaStatusNotify):
+            self.media_statuses.append(message)
         else:
             self.reports.append(message)
 

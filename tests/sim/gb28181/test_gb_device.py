@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
@@ -22,11 +23,13 @@ from vigil.protocols.gb28181.manscdp import (
     MobilePositionNotify,
     PositionStyle,
     PtzControl,
+    RecordInfoQuery,
     Result,
     ResultResponse,
     encode_manscdp,
     parse_manscdp,
 )
+from vigil.protocols.gb28181.mansrtsp import Play
 from vigil.protocols.gb28181.ptz import Pan, PtzCmd, PtzMove
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
 from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, parse_datagram
@@ -37,6 +40,7 @@ from vigil.sim.gb28181.device import (
     DeviceConfig,
     DeviceState,
     GbDevice,
+    MediaControl,
     MediaRequested,
     QueryAnswered,
     Registered,
@@ -511,3 +515,130 @@ def test_tcp_active_offer_without_a_listener_is_refused() -> None:
     ((data, _),) = link.device.datagrams_to_send(1.0)
     response = parse_datagram(data)
     assert isinstance(response, SipResponse) and response.status == 488
+
+
+NOW = datetime(2025, 11, 13, 4, tzinfo=UTC)
+
+
+def at_now(**changes: object) -> Link:
+    """A registered device whose wall clock says NOW."""
+    device = make_device(**changes)
+    device = GbDevice(device.config, random_bytes=random.Random(1).randbytes, wallclock=lambda: NOW)
+    link = Link(device, TinyPlatform(password="secret"))
+    link.device.start(0.0)
+    link.pump()
+    return link
+
+
+def test_record_info_lists_hourly_files_in_pages() -> None:
+    link = at_now(channels=2, record_page_size=10)
+    channel = link.device.channel_ids[1]
+    query = partial(RecordInfoQuery, start_time=NOW - timedelta(days=1), end_time=NOW)
+    link.deliver(link.platform.query(DEVICE, query, target_id=channel))
+    link.pump()
+    [records] = link.platform.record_lists
+    # 24 hourly files in the day, less the daily gap at 03:00 Beijing time.
+    assert records.complete and records.sum_num == 23 and records.pages == 3
+    starts = sorted(item.start_time for item in records.items if item.start_time is not None)
+    assert len(starts) == 23 and starts[0] == NOW - timedelta(days=1)
+    assert all(s.astimezone(BEIJING).hour != 3 for s in starts)
+    assert all(item.device_id == channel and item.type == "time" for item in records.items)
+    # A range outside what the device keeps lists nothing.
+    old = partial(RecordInfoQuery, start_time=NOW - timedelta(days=30), end_time=NOW - timedelta(days=20))
+    link.deliver(link.platform.query(DEVICE, old, target_id=channel))
+    link.pump()
+    assert link.platform.record_lists[1].complete and link.platform.record_lists[1].sum_num == 0
+
+
+def invite(link: Link, channel: str, sdp: bytes) -> SipRequest:
+    request = make_request(
+        "INVITE",
+        f"sip:{channel}@{DEVICE_ADDR[0]}:{DEVICE_ADDR[1]}",
+        via=Via("UDP", "127.0.0.1", 5060, (("branch", "z9hG4bK-inv"),)),
+        from_address=Address(f"sip:{PLATFORM_ID}@{DOMAIN}", params=(("tag", "pf"),)),
+        to_address=Address(f"sip:{channel}@{DOMAIN}"),
+        call_id="playback-1",
+        cseq=1,
+        body=sdp,
+        content_type="APPLICATION/SDP",
+    )
+    return request
+
+
+def test_playback_invite_mansrtsp_and_media_status() -> None:
+    link = at_now(channels=1)
+    channel = link.device.channel_ids[0]
+    start = int((NOW - timedelta(hours=2)).timestamp())
+    offer = gb_description(
+        session_name="Playback",
+        owner_id=PLATFORM_ID,
+        address="127.0.0.1",
+        port=30000,
+        transport=GbTransport.UDP,
+        ssrc="1200000001",
+        payloads=((96, "PS"),),
+        uri=f"{channel}:0",
+        start=start,
+        stop=start + 60,
+    )
+    request = invite(link, channel, offer.serialize())
+    link.deliver(request.serialize())
+    out = link.device.datagrams_to_send(link.now)
+    answer = parse_datagram(out[0][0])
+    assert isinstance(answer, SipResponse) and answer.status == 200
+    sdp = SessionDescription.parse(answer.body)
+    assert (sdp.session_name, sdp.uri, sdp.timing, sdp.gb_ssrc) == (
+        "Playback",
+        f"{channel}:0",
+        (start, start + 60),
+        "1200000001",
+    )
+    link.pump()
+    requested = [e for e in link.events if isinstance(e, MediaRequested)]
+    assert [(e.session_name, e.start, e.stop, e.address) for e in requested] == [
+        ("Playback", start, start + 60, ("127.0.0.1", 30000))
+    ]
+
+    to_tag = answer.to_address.tag
+    info = make_request(
+        "INFO",
+        f"sip:{channel}@{DEVICE_ADDR[0]}:{DEVICE_ADDR[1]}",
+        via=Via("UDP", "127.0.0.1", 5060, (("branch", "z9hG4bK-info"),)),
+        from_address=Address(f"sip:{PLATFORM_ID}@{DOMAIN}", params=(("tag", "pf"),)),
+        to_address=Address(f"sip:{channel}@{DOMAIN}", params=(("tag", to_tag or ""),)),
+        call_id="playback-1",
+        cseq=2,
+        body=b"PLAY RTSP/1.0\r\nCSeq: 3\r\nRange: npt=30-\r\n",
+        content_type="Application/MANSRTSP",
+    )
+    link.deliver(info.serialize())
+    out = link.device.datagrams_to_send(link.now)
+    reply = parse_datagram(out[0][0])
+    assert isinstance(reply, SipResponse) and reply.status == 200
+    assert reply.body == b"RTSP/1.0 200 OK\r\nCSeq: 3\r\n"
+    link.pump()
+    assert MediaControl("playback-1", Play(3, range_start=30.0)) in link.events
+    info.body = b"PLAY RTSP/1.0\r\nCSeq: 4\r\nScale: zero\r\n"
+    link.deliver(info.serialize())
+    assert response_status(link.device.datagrams_to_send(link.now)[0][0]) == 400
+
+    link.device.media_finished("playback-1", link.now)
+    link.pump()
+    assert [(m.device_id, m.notify_type) for m in link.platform.media_statuses] == [(channel, "121")]
+
+
+def test_history_invite_without_a_range_is_refused() -> None:
+    link = at_now(channels=1)
+    channel = link.device.channel_ids[0]
+    offer = gb_description(
+        session_name="Playback",
+        owner_id=PLATFORM_ID,
+        address="127.0.0.1",
+        port=30000,
+        transport=GbTransport.UDP,
+        ssrc="1200000001",
+        payloads=((96, "PS"),),
+        uri=f"{channel}:0",
+    )
+    link.deliver(invite(link, channel, offer.serialize()).serialize())
+    assert response_status(link.device.datagrams_to_send(link.now)[0][0]) == 488

@@ -215,6 +215,46 @@ export interface paths {
         patch: operations["update_camera_api_cameras__camera_id__patch"];
         trace?: never;
     };
+    "/api/cameras/{camera_id}/device-exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Device Export
+         * @description Download ``start_us``…``end_us`` from the camera's device (INVITE s=Download) into an MP4 export.
+         */
+        post: operations["device_export_api_cameras__camera_id__device_exports_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cameras/{camera_id}/device-recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Device Recordings
+         * @description Ask the camera's GB/T 28181 device which recordings it holds in the window (RecordInfo).
+         */
+        get: operations["device_recordings_api_cameras__camera_id__device_recordings_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/cameras/{camera_id}/events": {
         parameters: {
             query?: never;
@@ -1058,6 +1098,35 @@ export interface components {
             name?: string | null;
             /** Region Code */
             region_code?: string | null;
+        };
+        /** DeviceRecordingOut */
+        DeviceRecordingOut: {
+            /** End Us */
+            end_us: number;
+            /** File Path */
+            file_path: string | null;
+            /** File Size */
+            file_size: number | null;
+            /** Name */
+            name: string | null;
+            /** Start Us */
+            start_us: number;
+            /** Type */
+            type: string | null;
+        };
+        /**
+         * DeviceRecordingsOut
+         * @description What the device listed for the window, sorted by start; ``complete`` false when pages were lost.
+         */
+        DeviceRecordingsOut: {
+            /** Channel Id */
+            channel_id: string;
+            /** Complete */
+            complete: boolean;
+            /** Recordings */
+            recordings: components["schemas"]["DeviceRecordingOut"][];
+            /** Sum Num */
+            sum_num: number;
         };
         /**
          * ErrorOut
@@ -2699,6 +2768,165 @@ export interface operations {
             };
             /** @description Invalid input; `errors` names each bad field */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    device_export_api_cameras__camera_id__device_exports_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                camera_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RangeIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description The device did not answer */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    device_recordings_api_cameras__camera_id__device_recordings_get: {
+        parameters: {
+            query: {
+                from_us: number;
+                to_us: number;
+            };
+            header?: never;
+            path: {
+                camera_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceRecordingsOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description The device did not answer */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -41,7 +41,8 @@ from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
 from vigil.protocols.gb28181.errors import MansrtspError, SsrcError
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify
-from vigil.protocols.gb28181.mansrtsp import MansrtspMethod, MansrtspRequest, mansrtsp_response, parse_mansrtsp
+from vigil.protocols.gb28181.mansrtsp import CONTENT_TYPE as MANSRTSP_CONTENT_TYPE
+from vigil.protocols.gb28181.mansrtsp import NOW, Command, MansrtspResponse, Pause, Teardown, parse_mansrtsp
 from vigil.protocols.gb28181.ssrc import Ssrc, parse_ssrc
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
@@ -58,7 +59,6 @@ ACK_TIMEOUT_S = 10.0
 #: How long an INVITE for an idle (on-demand) camera waits for its stream to start before 480.
 WAKE_TIMEOUT_S = 10.0
 SDP_CONTENT_TYPE = "APPLICATION/SDP"
-MANSRTSP_CONTENT_TYPE = "Application/MANSRTSP"
 
 #: Writes one audit row: (peer, action, target, allowed, detail).
 Record = Callable[[SipPeer, str, str, bool, str], Awaitable[None]]
@@ -359,25 +359,28 @@ class MediaSessions:
             await self._record(peer, "gb_upper.info", channel, False, f"{what}: {problem}")
             return make_response(request, 488, "Not Acceptable Here")
         await self._record(peer, "gb_upper.info", channel, True, what)
-        return make_response(request, 200, body=mansrtsp_response(control.cseq), content_type=MANSRTSP_CONTENT_TYPE)
+        answer = MansrtspResponse(control.cseq).serialize()
+        return make_response(request, 200, body=answer, content_type=MANSRTSP_CONTENT_TYPE)
 
     @staticmethod
-    def _steer(session: _Session, control: MansrtspRequest) -> str | None:
+    def _steer(session: _Session, control: Command) -> str | None:
         """Apply ``control`` to the session's playback; why not, when it cannot be."""
         source = session.source
         if source is None:
             return "not a playback session"
         if session.acked and not session.relay.running:
             return "playback has ended"
-        if control.method is MansrtspMethod.TEARDOWN:
+        if isinstance(control, Teardown):
             return "TEARDOWN not supported, end the session with BYE"
-        if control.method is MansrtspMethod.PAUSE:
+        if isinstance(control, Pause):
             source.pause()
             return None
         start_us, end_us = session.played
-        at_us = None if control.range_start is None else start_us + int(control.range_start * 1_000_000)
+        # ``npt=now-`` resumes where it is; a number seeks (seconds from the played range's start).
+        offset = None if control.range_start is None or control.range_start == NOW else float(control.range_start)
+        at_us = None if offset is None else start_us + int(offset * 1_000_000)
         if at_us is not None and not start_us <= at_us < end_us:
-            return f"position {control.range_start:g} s outside the {(end_us - start_us) // 1_000_000} s played"
+            return f"position {offset:g} s outside the {(end_us - start_us) // 1_000_000} s played"
         if control.scale is not None:
             try:
                 source.set_scale(control.scale)
@@ -442,13 +445,17 @@ class MediaSessions:
             await self._end(session)
 
 
-def _describe(control: MansrtspRequest) -> str:
+def _describe(control: Command) -> str:
     """The request as the audit shows it: ``PAUSE``, ``PLAY``, ``PLAY scale 2 from 30 s``."""
-    parts = [control.method.value]
+    if isinstance(control, Pause):
+        return "PAUSE"
+    if isinstance(control, Teardown):
+        return "TEARDOWN"
+    parts = ["PLAY"]
     if control.scale is not None:
         parts.append(f"scale {control.scale:g}")
-    if control.range_start is not None:
-        parts.append(f"from {control.range_start:g} s")
+    if control.range_start is not None and control.range_start != NOW:
+        parts.append(f"from {float(control.range_start):g} s")
     return " ".join(parts)
 
 

@@ -1,155 +1,233 @@
-"""MANSRTSP: the RTSP-like playback control an upper platform sends in an in-dialog INFO (STD22 Annex B).
+"""MANSRTSP: the RTSP-shaped playback control carried in SIP INFO bodies (STD22 9.8.3.2, Annex B).
 
-Bodies (``Content-Type: Application/MANSRTSP``), as WVP and devices write them::
+A platform pauses, resumes, seeks and changes the speed of a device-side playback by sending one of
+these as an in-dialog INFO (``Content-Type: Application/MANSRTSP``); the device may answer with an
+RTSP-style status in the INFO's 200 OK body. Shapes as WVP sends them (docs/gb28181.md §3.4):
 
-    PAUSE RTSP/1.0 / CSeq: 3 / PauseTime: now                 pause
-    PLAY RTSP/1.0 / CSeq: 4 / Range: npt=now-                 resume
-    PLAY RTSP/1.0 / CSeq: 5 / Range: npt=30-                  seek to 30 s after the playback range start
-    PLAY RTSP/1.0 / CSeq: 6 / Scale: 2.0                      speed (0.25 … 4; negative = reverse)
-    TEARDOWN RTSP/1.0 / CSeq: 7                               stop
+* pause:  ``PAUSE RTSP/1.0`` + ``CSeq`` + ``PauseTime: now``
+* resume: ``PLAY RTSP/1.0`` + ``CSeq`` + ``Range: npt=now-``
+* seek:   ``PLAY RTSP/1.0`` + ``CSeq`` + ``Range: npt=<seconds from the range start>-``
+* speed:  ``PLAY RTSP/1.0`` + ``CSeq`` + ``Scale: 2.0`` (negative = reverse, B.2.8)
+* stop:   ``TEARDOWN RTSP/1.0`` + ``CSeq``
 
-:func:`parse_mansrtsp` reads a body into a :class:`MansrtspRequest` (bytes in, value out, no I/O) and
-raises :class:`~vigil.protocols.gb28181.errors.MansrtspError` naming the problem; :func:`encode_mansrtsp`
-writes one back (symmetric); :func:`mansrtsp_response` is the ``RTSP/1.0 200 OK`` body of the INFO's
-answer (B.2.1). Whether a scale or a position makes sense for a session is the caller's policy.
+Parsing is strict about what matters (method, version, CSeq, Scale/Range syntax) and lenient about
+the rest (header case, LF line ends, unknown headers); anything else raises :class:`MansrtspError`.
 """
 
 from __future__ import annotations
 
-import enum
 import math
+import re
 from dataclasses import dataclass
+from typing import Literal
 
 from vigil.protocols.gb28181.errors import MansrtspError
 
 __all__ = [
-    "MAX_BODY",
-    "MAX_CSEQ",
-    "MansrtspMethod",
-    "MansrtspRequest",
-    "encode_mansrtsp",
-    "mansrtsp_response",
+    "CONTENT_TYPE",
+    "MAX_BODY_BYTES",
+    "MAX_SCALE",
+    "NOW",
+    "MansrtspError",
+    "MansrtspResponse",
+    "Pause",
+    "Play",
+    "Teardown",
     "parse_mansrtsp",
+    "parse_mansrtsp_response",
 ]
 
-#: A MANSRTSP body is a handful of short lines; anything longer is refused before it is split.
-MAX_BODY = 1024
-MAX_CSEQ = 2**31 - 1
-#: |Scale| beyond this is no playback speed anybody asks for (the standard requires up to 4).
-MAX_SCALE = 64.0
-#: npt seconds beyond this (about 115 days) are no position in a recording.
-MAX_NPT = 10_000_000.0
+CONTENT_TYPE = "Application/MANSRTSP"
+#: A control body is a few short lines; anything larger is not one.
+MAX_BODY_BYTES = 4096
+#: Largest |Scale| accepted (the standard requires 0.25…4 and −1; vendors offer up to 16 or 64).
+MAX_SCALE = 256.0
+#: ``PauseTime: now`` / ``Range: npt=now-``.
+NOW: Literal["now"] = "now"
 _VERSION = "RTSP/1.0"
+_MAX_LINES = 32
+_NUMBER = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
+_SCALE = re.compile(r"-?[0-9]{1,3}(?:\.[0-9]{1,6})?")
+_CSEQ = re.compile(r"[0-9]{1,9}")
+_STATUS = re.compile(r"[1-5][0-9]{2}")
 
 
-class MansrtspMethod(enum.StrEnum):
-    PLAY = "PLAY"
-    PAUSE = "PAUSE"
-    TEARDOWN = "TEARDOWN"
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Start, resume (``range_start`` NOW), seek (seconds from the playback range's start) or change speed."""
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MansrtspRequest:
-    """One playback control request. ``range_start`` is npt seconds (None: no Range, ``npt=now-`` or an
-    open start); it is written to the millisecond."""
-
-    method: MansrtspMethod
     cseq: int
     scale: float | None = None
-    range_start: float | None = None
+    range_start: float | Literal["now"] | None = None
+    range_end: float | None = None
 
-    @property
-    def is_resume(self) -> bool:
-        """PLAY with neither Scale nor a position: carry on from where it paused."""
-        return self.method is MansrtspMethod.PLAY and self.scale is None and self.range_start is None
+    def serialize(self) -> bytes:
+        headers = [("CSeq", str(self.cseq))]
+        if self.scale is not None:
+            headers.append(("Scale", _format_scale(self.scale)))
+        if self.range_start is not None:
+            start = NOW if self.range_start == NOW else _format_npt(float(self.range_start))
+            end = "" if self.range_end is None else _format_npt(self.range_end)
+            headers.append(("Range", f"npt={start}-{end}"))
+        return _serialize("PLAY", self.cseq, headers)
 
 
-def parse_mansrtsp(body: bytes) -> MansrtspRequest:
-    """Parse an INFO body; raise :class:`MansrtspError` for anything malformed or out of limits."""
-    if len(body) > MAX_BODY:
-        raise MansrtspError(f"body of {len(body)} bytes exceeds {MAX_BODY}")
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Pause; ``pause_time`` is ``now`` (the only form devices use) or seconds into the range."""
+
+    cseq: int
+    pause_time: float | Literal["now"] = NOW
+
+    def serialize(self) -> bytes:
+        when = NOW if self.pause_time == NOW else _format_npt(float(self.pause_time))
+        return _serialize("PAUSE", self.cseq, [("CSeq", str(self.cseq)), ("PauseTime", when)])
+
+
+@dataclass(frozen=True, slots=True)
+class Teardown:
+    """Stop the playback (B.2.5); platforms usually send BYE instead."""
+
+    cseq: int
+
+    def serialize(self) -> bytes:
+        return _serialize("TEARDOWN", self.cseq, [("CSeq", str(self.cseq))])
+
+
+Command = Play | Pause | Teardown
+
+
+@dataclass(frozen=True, slots=True)
+class MansrtspResponse:
+    """A device's answer in the INFO 200 OK body (B.2.1): ``RTSP/1.0 200 OK`` with the same CSeq."""
+
+    cseq: int
+    status: int = 200
+    reason: str = "OK"
+    range: str | None = None
+    rtp_info: str | None = None
+
+    def serialize(self) -> bytes:
+        if not 100 <= self.status <= 599 or "\r" in self.reason or "\n" in self.reason:
+            raise MansrtspError(f"bad status line {self.status} {self.reason!r}")
+        lines = [f"{_VERSION} {self.status} {self.reason}", f"CSeq: {self.cseq}"]
+        for name, value in (("Range", self.range), ("RTP-Info", self.rtp_info)):
+            if value is not None:
+                _check_value(value)
+                lines.append(f"{name}: {value}")
+        return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _serialize(method: str, cseq: int, headers: list[tuple[str, str]]) -> bytes:
+    if not 0 <= cseq <= 999_999_999:
+        raise MansrtspError(f"CSeq {cseq} out of range")
+    return (f"{method} {_VERSION}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)).encode("ascii")
+
+
+def _format_scale(scale: float) -> str:
+    if not math.isfinite(scale) or scale == 0 or abs(scale) > MAX_SCALE:
+        raise MansrtspError(f"Scale must be finite, non-zero and at most {MAX_SCALE:g} in size, not {scale}")
+    text = f"{scale:.6f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text  # "2.0", "0.25", "-1.0" as WVP writes them
+
+
+def _format_npt(seconds: float) -> str:
+    if not math.isfinite(seconds) or not 0 <= seconds <= 999_999_999:
+        raise MansrtspError(f"npt time must be 0…999999999 s, not {seconds}")
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _check_value(value: str) -> None:
+    if "\r" in value or "\n" in value or not value.isascii():
+        raise MansrtspError(f"header value {value!r} is not one ASCII line")
+
+
+def _lines(body: bytes) -> tuple[list[str], dict[str, str]]:
+    if len(body) > MAX_BODY_BYTES:
+        raise MansrtspError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError as exc:
         raise MansrtspError("body is not ASCII") from exc
     lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n")]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise MansrtspError("empty body")
-    parts = lines[0].split()
-    if len(parts) != 2 or parts[1].upper() != _VERSION:
-        raise MansrtspError(f"bad request line {lines[0][:40]!r}")
-    try:
-        method = MansrtspMethod(parts[0].upper())
-    except ValueError as exc:
-        raise MansrtspError(f"method {parts[0][:20]!r} not supported") from exc
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines or len(lines) > _MAX_LINES:
+        raise MansrtspError("empty body" if not lines else f"more than {_MAX_LINES} lines")
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name.strip():
-            raise MansrtspError(f"bad header line {line[:40]!r}")
+        if not line:
+            break  # a blank line ends the head; RTSP bodies are not used in MANSRTSP
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise MansrtspError(f"malformed header line {line!r}")
         headers[name.strip().lower()] = value.strip()
-    cseq_text = headers.get("cseq")
-    if cseq_text is None or not cseq_text.isdigit() or len(cseq_text) > 10 or int(cseq_text) > MAX_CSEQ:
-        raise MansrtspError(f"missing or bad CSeq {cseq_text!r}"[:60])
-    scale = _scale(headers["scale"]) if "scale" in headers else None
-    range_start = _range_start(headers["range"]) if "range" in headers else None
-    return MansrtspRequest(method=method, cseq=int(cseq_text), scale=scale, range_start=range_start)
+    return lines[0].split(), headers
 
 
-def _number(text: str, what: str) -> float:
-    if len(text) > 20:
-        raise MansrtspError(f"{what} {text[:20]!r}… too long")
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise MansrtspError(f"{what} {text!r} is not a number") from exc
-    if not math.isfinite(value):
-        raise MansrtspError(f"{what} {text!r} is not finite")
-    return value
+def _cseq(headers: dict[str, str]) -> int:
+    value = headers.get("cseq")
+    if value is None or not _CSEQ.fullmatch(value):
+        raise MansrtspError(f"missing or malformed CSeq {value!r}")
+    return int(value)
 
 
-def _scale(text: str) -> float:
-    value = _number(text, "Scale")
-    if value == 0 or abs(value) > MAX_SCALE:
-        raise MansrtspError(f"Scale {text!r} out of range (non-zero, |scale| ≤ {MAX_SCALE:g})")
-    return value
+def _npt(text: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise MansrtspError(f"malformed npt time {text!r}")
+    return float(text)
 
 
-def _range_start(text: str) -> float | None:
-    unit, eq, spec = text.partition("=")
-    if not eq or unit.strip().lower() != "npt":
-        raise MansrtspError(f"Range {text[:40]!r} is not npt=")
-    start = spec.partition("-")[0].strip()
-    if start.lower() in ("now", ""):
-        return None
-    value = _number(start, "Range start")
-    if not 0 <= value <= MAX_NPT:
-        raise MansrtspError(f"Range start {start!r} out of range (0 … {MAX_NPT:g} s)")
-    return value
+def _range(value: str) -> tuple[float | Literal["now"], float | None]:
+    spec = value.split(";", 1)[0].strip()
+    if not spec.lower().startswith("npt="):
+        raise MansrtspError(f"only npt ranges are supported, not {value!r}")
+    start, sep, end = spec[4:].partition("-")
+    if not sep:
+        raise MansrtspError(f"malformed npt range {value!r}")
+    start = start.strip()
+    first: float | Literal["now"] = NOW if start.lower() == NOW else _npt(start)
+    return first, _npt(end.strip()) if end.strip() else None
 
 
-def encode_mansrtsp(request: MansrtspRequest) -> bytes:
-    """The body for ``request`` (PAUSE gets ``PauseTime: now``; PLAY without a position ``Range: npt=now-``
-    only when it is a plain resume)."""
-    lines = [f"{request.method.value} {_VERSION}", f"CSeq: {request.cseq}"]
-    if request.method is MansrtspMethod.PAUSE:
-        lines.append("PauseTime: now")
-    if request.scale is not None:
-        lines.append(f"Scale: {request.scale!r}")
-    if request.range_start is not None:
-        lines.append(f"Range: npt={_npt(request.range_start)}-")
-    elif request.is_resume:
-        lines.append("Range: npt=now-")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+def _scale(value: str) -> float:
+    if not _SCALE.fullmatch(value):
+        raise MansrtspError(f"malformed Scale {value!r}")
+    scale = float(value)
+    if scale == 0 or abs(scale) > MAX_SCALE:
+        raise MansrtspError(f"Scale {value} out of range")
+    return scale
 
 
-def _npt(seconds: float) -> str:
-    """npt seconds to the millisecond, without exponent (an exponent's ``-`` would read as the range's)."""
-    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
-    return text or "0"
+def parse_mansrtsp(body: bytes) -> Command:
+    """A control command from an INFO body; raises :class:`MansrtspError`."""
+    start, headers = _lines(body)
+    if len(start) != 2 or start[1].upper() != _VERSION:
+        raise MansrtspError(f"malformed request line {' '.join(start)!r}")
+    method = start[0].upper()
+    cseq = _cseq(headers)
+    if method == "PLAY":
+        scale = _scale(headers["scale"]) if "scale" in headers else None
+        first, end = _range(headers["range"]) if "range" in headers else (None, None)
+        return Play(cseq, scale=scale, range_start=first, range_end=end)
+    if method == "PAUSE":
+        when = headers.get("pausetime", NOW).strip()
+        return Pause(cseq, pause_time=NOW if when.lower() == NOW or not when else _npt(when))
+    if method == "TEARDOWN":
+        return Teardown(cseq)
+    raise MansrtspError(f"unsupported MANSRTSP method {start[0]!r}")
 
 
-def mansrtsp_response(cseq: int, status: int = 200, reason: str = "OK") -> bytes:
-    """The RTSP answer carried in the INFO's SIP response body (B.2.1)."""
-    return f"{_VERSION} {status} {reason}\r\nCSeq: {cseq}\r\n\r\n".encode("ascii")
+def parse_mansrtsp_response(body: bytes) -> MansrtspResponse:
+    """A device's RTSP-style answer from an INFO 200 OK body; raises :class:`MansrtspError`."""
+    start, headers = _lines(body)
+    if len(start) < 2 or start[0].upper() != _VERSION or not _STATUS.fullmatch(start[1]):
+        raise MansrtspError(f"malformed status line {' '.join(start)!r}")
+    return MansrtspResponse(
+        cseq=_cseq(headers),
+        status=int(start[1]),
+        reason=" ".join(start[2:]),
+        range=headers.get("range"),
+        rtp_info=headers.get("rtp-info"),
+    )

@@ -74,14 +74,27 @@ from vigil.protocols.gb28181.manscdp import (
     GbVersion,
     ItemStatus,
     Keepalive,
+    MediaStatusNotify,
     Message,
     MobilePosition,
     MobilePositionNotify,
     PositionStyle,
+    RecordInfoQuery,
+    RecordInfoResponse,
+    RecordItem,
     Result,
     ResultResponse,
     decode_manscdp,
     encode_manscdp,
+)
+from vigil.protocols.gb28181.mansrtsp import CONTENT_TYPE as MANSRTSP_CONTENT_TYPE
+from vigil.protocols.gb28181.mansrtsp import (
+    MansrtspError,
+    MansrtspResponse,
+    Pause,
+    Play,
+    Teardown,
+    parse_mansrtsp,
 )
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
@@ -118,6 +131,7 @@ __all__ = [
     "DeviceState",
     "DeviceStats",
     "GbDevice",
+    "MediaControl",
     "MediaRequested",
     "MediaStopped",
     "QueryAnswered",
@@ -136,6 +150,10 @@ MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
 DEVICE_TYPE = "118"
 CHANNEL_TYPE = "131"
 _SERIALS = 1_000_000
+#: Simulated recordings: one file per hour, this many bytes per second of video (about 2 Mbit/s).
+RECORD_BYTES_PER_S = 256_000
+#: Every day, the file of this hour is missing (a plausible maintenance gap on the device's disk).
+RECORD_GAP_HOUR = 3
 #: 401s (stale nonces) tolerated in one REGISTER round before backing off.
 MAX_CHALLENGES = 4
 _USER_AGENT = "Vigil-GB28181-Sim"
@@ -182,6 +200,9 @@ class DeviceConfig:
     transport: str = "UDP"
     channels: int = 4
     page_size: int = 20
+    #: RecordInfo answers: items per page and how many days of hourly files the device holds.
+    record_page_size: int = 10
+    record_days: int = 3
     expires_s: int = 3600
     refresh_fraction: float = 0.8
     keepalive_s: float = 60.0
@@ -263,6 +284,8 @@ class MediaRequested:
 
     ``transport`` is our role: UDP to ``address``; TCP_ACTIVE: connect to ``address``; TCP_PASSIVE: wait
     for the platform on the listener the runner opened for this Call-ID. RFC 4571 framing on TCP.
+    ``session_name`` is Play (live), Playback or Download; history sessions carry the range ``start``…``stop``
+    (UNIX seconds) and, for Download, ``download_speed``.
     """
 
     call_id: str
@@ -270,6 +293,18 @@ class MediaRequested:
     ssrc: int
     address: HostPort
     transport: GbTransport = GbTransport.UDP
+    session_name: str = "Play"
+    start: int = 0
+    stop: int = 0
+    download_speed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaControl:
+    """The platform sent MANSRTSP in the dialog (pause, resume, seek, speed, teardown): apply it to the stream."""
+
+    call_id: str
+    command: Play | Pause | Teardown
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +350,7 @@ DeviceEvent = (
     | ControlReceived
     | AlarmAcknowledged
     | Subscribed
+    | MediaControl
 )
 
 
@@ -351,6 +387,7 @@ class _Session:
 
     answer: bytes
     dialog: Dialog
+    channel_id: str
 
 
 @dataclass(slots=True)
@@ -668,6 +705,43 @@ class GbDevice:
             self._keepalive_at = now + self.config.keepalive_s
             self._send_keepalive(now)
 
+    def media_finished(self, call_id: str, now: float) -> None:
+        """A history stream reached the end of its range: notify MediaStatus 121 (A.2.5.4); the platform BYEs."""
+        session = self._sessions.get(call_id)
+        if session is None or self.state is not DeviceState.REGISTERED:
+            return
+        notify = MediaStatusNotify(sn=self._next_sn(), device_id=session.channel_id, notify_type="121")
+        self._send_manscdp(notify, now, _Purpose.RESPONSE)
+
+    def recordings(self, channel: str, start: datetime, end: datetime) -> list[RecordItem]:
+        """The simulated files of ``channel`` overlapping ``start``…``end``: hourly, ``record_days`` back, one
+        hour a day missing; times clipped to the query as devices do."""
+        now = self._wallclock().astimezone(UTC)
+        first = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=self.config.record_days)
+        start, end = max(start.astimezone(UTC), first), min(end.astimezone(UTC), now)
+        items: list[RecordItem] = []
+        hour = max(first, start.replace(minute=0, second=0, microsecond=0))
+        while hour < end and len(items) < 10_000:
+            file_end = min(hour + timedelta(hours=1), now)
+            if hour.astimezone(self._tz).hour != RECORD_GAP_HOUR and file_end > start:
+                lo, hi = max(hour, start), min(file_end, end)
+                local = hour.astimezone(self._tz)
+                items.append(
+                    RecordItem(
+                        device_id=channel,
+                        name=self._name_of(channel),
+                        file_path=f"/record/{channel}/{local:%Y%m%d%H}.ps",
+                        address="Vigil simulator",
+                        start_time=lo.astimezone(self._tz),
+                        end_time=hi.astimezone(self._tz),
+                        secrecy=0,
+                        type="time",
+                        file_size=int((hi - lo).total_seconds()) * RECORD_BYTES_PER_S,
+                    )
+                )
+            hour += timedelta(hours=1)
+        return items
+
     def next_event(self) -> DeviceEvent | None:
         """The next event for the runner, or None."""
         return self._out.events.popleft() if self._out.events else None
@@ -851,6 +925,20 @@ class GbDevice:
                 device_time=self._wallclock().astimezone(self._tz),
             )
             self._start_chain(_Chain("DeviceStatus", message.sn, deque([status])), now)
+        elif isinstance(message, RecordInfoQuery):
+            items = self.recordings(message.device_id, message.start_time, message.end_time)
+            size = self.config.record_page_size
+            records: list[Message] = [
+                RecordInfoResponse(
+                    sn=message.sn,
+                    device_id=message.device_id,
+                    sum_num=len(items),
+                    name=self._name_of(message.device_id),
+                    items=tuple(items[i : i + size]),
+                )
+                for i in range(0, len(items), size)
+            ] or [RecordInfoResponse(sn=message.sn, device_id=message.device_id, sum_num=0)]
+            self._start_chain(_Chain("RecordInfo", message.sn, deque(records)), now)
 
     def _catalog_pages(self, target: str, sn: int) -> list[Message]:
         channels = self._channels if target == self.device_id else [self._channel_by_id[target]]
@@ -909,6 +997,9 @@ class GbDevice:
         if request.method == "INVITE":
             # Answered statelessly (no INVITE server transaction): a retransmitted INVITE gets the same answer.
             self._out.datagrams.append((self._answer_invite(request), addr))
+            return
+        if request.method == "INFO" and request.call_id in self._sessions:
+            self._out.datagrams.append((self._answer_info(request), addr))
             return
         if request.method == "BYE" and request.call_id in self._sessions:
             del self._sessions[request.call_id]
@@ -974,8 +1065,21 @@ class GbDevice:
         response.headers["Contact"] = f"<sip:{c.device_id}@{_hostport(c.local_address)}>"
         return response
 
+    def _answer_info(self, request: SipRequest) -> bytes:
+        """MANSRTSP in a media dialog: 200 OK with the RTSP-style answer (B.2.1), 400 for a bad body."""
+        try:
+            command = parse_mansrtsp(request.body)
+        except MansrtspError as exc:
+            self.stats.bad_messages += 1
+            return make_response(request, 400, str(exc)[:80], to_tag=self._ids.tag()).serialize()
+        self._out.events.append(MediaControl(request.call_id, command))
+        answer = MansrtspResponse(command.cseq).serialize()
+        response = make_response(request, 200, to_tag=self._ids.tag(), body=answer, content_type=MANSRTSP_CONTENT_TYPE)
+        return response.serialize()
+
     def _answer_invite(self, request: SipRequest) -> bytes:
-        """200 OK with our SDP for a live UDP PS offer on one of our channels; 404/488 otherwise."""
+        """200 OK with our SDP for a PS offer (UDP or TCP; live, playback or download) on one of our channels;
+        404/488 otherwise."""
         known = self._sessions.get(request.call_id)
         if known is not None:
             return known.answer
@@ -990,6 +1094,14 @@ class GbDevice:
             ssrc_value = offer.gb_ssrc_value
             offered = media.gb_transport
             ok = offered is not None and "96" in media.formats and host is not None and ssrc is not None
+            session_name = offer.session_name
+            start, stop = offer.timing
+            history = session_name in ("Playback", "Download")
+            # History sessions name the channel in u= and need a real range (9.8.1, Annex G).
+            bad_range = history and (offer.uri != f"{target}:0" or not 0 < start < stop)
+            if bad_range or session_name not in ("Play", "Playback", "Download"):
+                ok = False
+            download_speed = media.gb_download_speed if session_name == "Download" else None
         except (SdpError, IndexError, ValueError):
             ok, offered = False, None
         # Our role is the opposite of the offerer's a=setup (RFC 4145; Annex D): it listens → we connect.
@@ -1007,7 +1119,7 @@ class GbDevice:
         elif ours is GbTransport.TCP_ACTIVE:
             port = 9  # RFC 4145 §4.1: the connecting side names the discard port
         answer = gb_description(
-            session_name="Play",
+            session_name=session_name,
             owner_id=target,
             address=local_host,
             port=port,
@@ -1015,13 +1127,28 @@ class GbDevice:
             ssrc=ssrc,
             direction="sendonly",
             payloads=((96, "PS"),),
+            uri=offer.uri if history else None,
+            start=start,
+            stop=stop,
         )
         tag = self._ids.tag()
         response = make_response(request, 200, to_tag=tag, body=answer.serialize(), content_type="APPLICATION/SDP")
         response.headers["Contact"] = f"<sip:{target}@{local_host}:{self.config.local_address[1]}>"
         wire = response.serialize()
-        self._sessions[request.call_id] = _Session(wire, Dialog.as_uas(request, tag))
-        self._out.events.append(MediaRequested(request.call_id, target, ssrc_value, (address, media.port), ours))
+        self._sessions[request.call_id] = _Session(wire, Dialog.as_uas(request, tag), target)
+        self._out.events.append(
+            MediaRequested(
+                request.call_id,
+                target,
+                ssrc_value,
+                (address, media.port),
+                ours,
+                session_name=session_name,
+                start=start,
+                stop=stop,
+                download_speed=download_speed,
+            )
+        )
         return wire
 
     def _classify(self, request: SipRequest) -> tuple[int, Message | None]:
@@ -1053,6 +1180,8 @@ class GbDevice:
             self.alarm_responses[message.sn] = message.result
             self._out.events.append(AlarmAcknowledged(message.sn, message.result))
             return 200, None
+        if isinstance(message, RecordInfoQuery) and message.device_id in self._channel_by_id:
+            return 200, message
         self.stats.queries_ignored += 1
         return 200, None
 

@@ -14,6 +14,8 @@ Theory of operation:
 * Media: an INVITEd channel streams the media file looped in real time as PS over RTP — UDP datagrams,
   or RFC 4571 on TCP: connecting to the platform (it offered ``a=setup:passive``) or listening on a
   port bound for the session while the device writes its answer (it offered ``a=setup:active``).
+  A Playback/Download INVITE streams the range instead, paced at its Scale (× ``downloadspeed``),
+  obeying MANSRTSP pause/resume/seek/speed, and ends with MediaStatus 121.
   ``hang_up`` ends a session with a BYE from the device; ``mute`` stops the media but keeps the dialog.
 
 ``close()`` unregisters every registered device (REGISTER Expires 0) and waits, bounded by
@@ -29,14 +31,15 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vigil.domain.media import VIDEO_CLOCK_RATE
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.mansrtsp import NOW, Pause, Play, Teardown
 from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, frame_rfc4571
 from vigil.protocols.sdp import GbTransport
 from vigil.protocols.sip.message import SipError, SipMessage, SipRequest, SipUri, parse_datagram
@@ -45,6 +48,7 @@ from vigil.sim.gb28181.device import (
     DeviceState,
     GbDevice,
     HostPort,
+    MediaControl,
     MediaRequested,
     MediaStopped,
     RegistrationFailed,
@@ -123,6 +127,39 @@ class GbSimStats:
     last_failure: str | None
 
 
+#: Sends one picture's RTP packets on a session's media (UDP datagrams or RFC 4571 frames).
+_Send = Callable[[list[bytes]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _History:
+    """Playback controls of one history stream, set from MANSRTSP and read by its streaming task."""
+
+    device: int
+    paused: bool = False
+    scale: float = 1.0
+    #: Seconds from the range start to continue from (a seek not yet applied).
+    seek_to: float | None = None
+    #: Set whenever a control arrives, so a paused or sleeping stream reacts at once.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _first_unit_from(units: Iterator[AccessUnit], dts: int) -> AccessUnit:
+    """Skip to the first keyframe at or after ``dts`` (blocking demux work: run it in a thread)."""
+    for unit in units:
+        if unit.keyframe and unit.dts >= dts:
+            return unit
+    raise ValueError("media ended before the requested position")
+
+
+def _clip_seconds(path: Path) -> float:
+    """How long one pass of ``path`` lasts (blocking)."""
+    last = 0
+    for unit in iter_file_units(path):
+        last = unit.dts
+    return max(last / VIDEO_CLOCK_RATE, 1.0)
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, runner: GbSimRunner) -> None:
         self._runner = runner
@@ -177,6 +214,13 @@ class GbSimRunner:
         self._streams: dict[str, asyncio.Task[None]] = {}
         #: TCP listeners opened for sessions whose platform connects to us, by Call-ID (until it does).
         self._listeners: dict[str, socket.socket] = {}
+        #: Controls of the history (playback/download) streams among them, by Call-ID.
+        self._history: dict[str, _History] = {}
+        self._clip_s: float | None = None
+        #: History streams that reached the end of their range (MediaStatus 121 sent).
+        self.streams_finished = 0
+        #: MANSRTSP commands applied, in arrival order (for tests and the log).
+        self.controls: list[Play | Pause | Teardown] = []
         #: Sessions ever started and ended by BYE (for tests and the stats line).
         self.streams_started = 0
         self.streams_stopped = 0
@@ -407,7 +451,9 @@ class GbSimRunner:
             if isinstance(event, RegistrationFailed):
                 self._last_failure = f"{device.device_id}: {event.reason}"
             elif isinstance(event, MediaRequested):
-                self._start_stream(event)
+                self._start_stream(event, index)
+            elif isinstance(event, MediaControl):
+                self._control(event)
             elif isinstance(event, MediaStopped):
                 self._stop_stream(event.call_id)
         when = device.get_timer()
@@ -481,19 +527,42 @@ class GbSimRunner:
     def _advertised(self) -> str:
         return _advertised_host(self.options.bind_host, self.options.platform_address)
 
-    def _start_stream(self, event: MediaRequested) -> None:
+    def _start_stream(self, event: MediaRequested, index: int) -> None:
         if event.call_id in self._streams:
             return
         self.streams_started += 1
         self.stream_transports.append(event.transport)
-        task = asyncio.create_task(self._stream(event), name=f"gbsim-media-{event.channel_id}")
+        if event.session_name == "Play":
+            stream = self._stream(event)
+        else:
+            self._history[event.call_id] = _History(index)
+            stream = self._stream_history(event)
+        task = asyncio.create_task(stream, name=f"gbsim-media-{event.channel_id}")
         self._streams[event.call_id] = task
         task.add_done_callback(lambda _: self._streams.pop(event.call_id, None))
+
+    def _control(self, event: MediaControl) -> None:
+        history = self._history.get(event.call_id)
+        if history is None:
+            return  # MANSRTSP on a live stream: answered, nothing to do
+        command = event.command
+        self.controls.append(command)
+        if isinstance(command, Pause):
+            history.paused = True
+        elif isinstance(command, Play):
+            if command.scale is not None:
+                history.scale = abs(command.scale)  # reverse play is not simulated: forward at that pace
+            if command.range_start is not None:
+                history.paused = False
+                if command.range_start != NOW:
+                    history.seek_to = float(command.range_start)
+        history.wake.set()
 
     def _stop_stream(self, call_id: str) -> None:
         listener = self._listeners.pop(call_id, None)
         if listener is not None:
             listener.close()
+        self._history.pop(call_id, None)
         task = self._streams.pop(call_id, None)
         if task is not None:
             self.streams_stopped += 1
@@ -502,6 +571,15 @@ class GbSimRunner:
     async def _stream(self, event: MediaRequested) -> None:
         """The channel's PS over RTP — UDP datagrams, or RFC 4571 on a TCP connection either way — paced in
         real time, until BYE, close, or the platform closing the TCP connection."""
+        try:
+            async with self._media_out(event) as send:
+                await self._send_live(event, send)
+        except (ConnectionError, OSError) as exc:
+            log.info("gbsim: media of %s over %s ended: %s", event.channel_id, event.transport.value, exc)
+
+    @contextlib.asynccontextmanager
+    async def _media_out(self, event: MediaRequested) -> AsyncIterator[_Send]:
+        """Open the session's media as our role says (UDP, connect, or accept) and yield how to send RTP packets."""
         loop = asyncio.get_running_loop()
         udp: asyncio.DatagramTransport | None = None
         writer: asyncio.StreamWriter | None = None
@@ -512,9 +590,16 @@ class GbSimRunner:
                 _, writer = await asyncio.open_connection(*event.address)
             else:
                 writer = await self._accept_media(event.call_id)
-            await self._send_media(event, udp, writer)
-        except (ConnectionError, OSError) as exc:
-            log.info("gbsim: media of %s over %s ended: %s", event.channel_id, event.transport.value, exc)
+
+            async def send(packets: list[bytes]) -> None:
+                if udp is not None:
+                    for packet in packets:
+                        udp.sendto(packet)
+                elif writer is not None:
+                    writer.write(b"".join(frame_rfc4571(packet) for packet in packets))
+                    await writer.drain()
+
+            yield send
         finally:
             if udp is not None:
                 udp.close()
@@ -540,9 +625,7 @@ class GbSimRunner:
         finally:
             server.close()
 
-    async def _send_media(
-        self, event: MediaRequested, udp: asyncio.DatagramTransport | None, writer: asyncio.StreamWriter | None
-    ) -> None:
+    async def _send_live(self, event: MediaRequested, send: _Send) -> None:
         loop = asyncio.get_running_loop()
         muxer = PsMuxer()
         packetizer = PsRtpPacketizer(event.ssrc)
@@ -558,13 +641,67 @@ class GbSimRunner:
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            packets = packetizer.packetize(muxer.mux(unit), unit.pts)
-            if udp is not None:
-                for packet in packets:
-                    udp.sendto(packet)
-            elif writer is not None:
-                writer.write(b"".join(frame_rfc4571(packet) for packet in packets))
-                await writer.drain()
+            await send(packetizer.packetize(muxer.mux(unit), unit.pts))
+
+    async def _stream_history(self, event: MediaRequested) -> None:
+        """A recording of the range as PS over RTP (UDP, or TCP either way): the clip looped, paced at Scale
+        (× downloadspeed), honouring pause/resume/seek; at the range's end MediaStatus 121, then wait for the
+        platform's BYE."""
+        try:
+            async with self._media_out(event) as send:
+                await self._send_history(event, send)
+        except (ConnectionError, OSError) as exc:
+            log.info("gbsim: history media of %s over %s ended: %s", event.channel_id, event.transport.value, exc)
+
+    async def _send_history(self, event: MediaRequested, send: _Send) -> None:
+        loop = asyncio.get_running_loop()
+        control = self._history[event.call_id]
+        media = self.options.media or DEFAULT_MEDIA
+        if self._clip_s is None:
+            self._clip_s = await asyncio.to_thread(_clip_seconds, media)
+        clip_s = self._clip_s
+        span = event.stop - event.start
+        pace = float(event.download_speed or 1)
+        muxer = PsMuxer()
+        packetizer = PsRtpPacketizer(event.ssrc)
+        position = 0.0  # seconds from the range's start
+        while position < span:
+            # The recording at ``position`` is the clip at ``position mod clip``; timestamps say the position.
+            units = iter_file_units(media, loop=True)
+            skip = int((position % clip_s) * VIDEO_CLOCK_RATE)
+            unit = await asyncio.to_thread(_first_unit_from, units, skip)
+            base_dts, base_pos = unit.dts, position
+            anchor_wall, anchor_pos, scale = loop.time(), position, control.scale
+            while True:
+                if control.seek_to is not None:
+                    position, control.seek_to = min(control.seek_to, span), None
+                    break
+                while control.paused and control.seek_to is None:
+                    control.wake.clear()
+                    await control.wake.wait()
+                    anchor_wall, anchor_pos = loop.time(), position
+                if control.seek_to is not None:
+                    continue
+                position = base_pos + (unit.dts - base_dts) / VIDEO_CLOCK_RATE
+                if position >= span:
+                    break
+                if control.scale != scale:
+                    anchor_wall, anchor_pos, scale = loop.time(), position, control.scale
+                delay = anchor_wall + (position - anchor_pos) / (scale * pace) - loop.time()
+                if delay > 0:
+                    control.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(control.wake.wait(), delay)
+                    continue  # re-check controls, then this unit's (possibly new) due time
+                dts = round(position * VIDEO_CLOCK_RATE)
+                out = replace(unit, dts=dts, pts=dts + unit.pts - unit.dts)
+                await send(packetizer.packetize(muxer.mux(out), out.pts))
+                unit = await asyncio.to_thread(next, units)
+        self.streams_finished += 1
+        index = control.device
+        self._devices[index].media_finished(event.call_id, loop.time())
+        self._service(index)
+        await asyncio.Event().wait()  # the dialog stays until the platform's BYE (or close) cancels us
 
     async def _log_stats(self) -> None:
         while True:

@@ -1,0 +1,224 @@
+"""DevicePlayback against a fake SIP transport: the history INVITE (s=Playback/Download, u=, t=, history SSRC),
+MANSRTSP INFO bodies for each control, MediaStatus 121 in and out of the dialog, the device's BYE, and nothing left
+after close."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.gb28181.test_media import CHANNEL, DEVICE, PEER, FakeSip
+from tests.helpers import eventually
+from vigil.gb28181.dispatch import DialogHandler
+from vigil.gb28181.liveness import DeviceLiveness
+from vigil.gb28181.playback import DevicePlaybacks, PlaybackRefused, PlaybackTimeout, PlaybackUnavailable
+from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.protocols.gb28181.charset import Charset
+from vigil.protocols.gb28181.manscdp import MediaStatusNotify, encode_manscdp
+from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.sdp import SessionDescription
+from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request
+from vigil.settings import Gb28181Settings
+from vigil.transport.sip import SipPeer
+
+START, END = 1_763_000_000, 1_763_003_600
+VIA = Via("UDP", "127.0.0.1", 5999, (("branch", "z9hG4bK-dev"),))
+NOW = datetime(2025, 11, 13, tzinfo=UTC)
+
+
+class Owners:
+    def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None:
+        return (DEVICE, PEER) if channel_id == CHANNEL else None
+
+
+class Router:
+    def __init__(self) -> None:
+        self.dialogs: dict[str, DialogHandler] = {}
+
+    def add_dialog(self, call_id: str, handler: DialogHandler) -> None:
+        self.dialogs[call_id] = handler
+
+    def remove_dialog(self, call_id: str) -> None:
+        self.dialogs.pop(call_id, None)
+
+
+def playbacks(sip: FakeSip, ssrcs: SsrcAllocator, router: Router, read_timeout: float = 30.0) -> DevicePlaybacks:
+    return DevicePlaybacks(
+        Gb28181Settings(), sip, Owners(), ssrcs, router, connect_timeout=0.5, read_timeout=read_timeout
+    )
+
+
+def device_request(method: str, call_id: str, body: bytes = b"", content_type: str | None = None) -> SipRequest:
+    return make_request(
+        method,
+        f"sip:{Gb28181Settings().platform_id}@127.0.0.1:5060",
+        via=VIA,
+        from_address=Address(f"sip:{DEVICE}@3402000000", params=(("tag", "dev"),)),
+        to_address=Address(f"sip:{Gb28181Settings().platform_id}@3402000000", params=(("tag", "vig"),)),
+        call_id=call_id,
+        cseq=20,
+        body=body,
+        content_type=content_type,
+    )
+
+
+def media_status(channel: str = CHANNEL) -> bytes:
+    return encode_manscdp(MediaStatusNotify(sn=9, device_id=channel, notify_type="121"), tz=BEIJING)
+
+
+def registered() -> RegisteredDevice:
+    return RegisteredDevice(DEVICE, PEER, Charset.GB2312, DeviceLiveness(NOW, NOW, None, None))
+
+
+async def test_playback_invite_controls_and_close() -> None:
+    sip, ssrcs, router = FakeSip(200), SsrcAllocator("3402000000"), Router()
+    manager = playbacks(sip, ssrcs, router)
+    session = await manager.open(7, CHANNEL, START, END)
+    (invite,) = sip.invites
+    offer = SessionDescription.parse(invite.body)
+    assert (offer.session_name, offer.uri, offer.timing) == ("Playback", f"{CHANNEL}:0", (START, END))
+    assert offer.gb_ssrc is not None and offer.gb_ssrc.startswith("1") and offer.media[0].gb_download_speed is None
+    assert invite.headers["Subject"] == f"{CHANNEL}:{offer.gb_ssrc},{Gb28181Settings().platform_id}:1"
+    assert ssrcs.in_use(history=True) == 1 and list(router.dialogs) == [invite.call_id]
+    assert [r.method for r in sip.stateless] == ["ACK"]
+
+    await session.pause()
+    await session.resume()
+    await session.seek(125.0)
+    await session.set_scale(2.0)
+    with pytest.raises(ValueError, match="outside"):
+        await session.seek(END - START + 1)
+    with pytest.raises(ValueError, match="speed"):
+        await session.set_scale(3.0)
+    infos = [r for r in sip.requests if r.method == "INFO"]
+    assert [r.body for r in infos] == [
+        b"PAUSE RTSP/1.0\r\nCSeq: 1\r\nPauseTime: now\r\n",
+        b"PLAY RTSP/1.0\r\nCSeq: 2\r\nRange: npt=now-\r\n",
+        b"PLAY RTSP/1.0\r\nCSeq: 3\r\nRange: npt=125-\r\n",
+        b"PLAY RTSP/1.0\r\nCSeq: 4\r\nScale: 2.0\r\n",
+    ]
+    assert all(r.call_id == invite.call_id and r.headers["Content-Type"] == "Application/MANSRTSP" for r in infos)
+    assert len({r.cseq.number for r in infos}) == 4  # each INFO its own SIP CSeq in the dialog
+
+    await session.close()
+    assert [r.method for r in sip.requests][-1] == "BYE"
+    assert ssrcs.in_use(history=True) == 0 and router.dialogs == {} and manager.sessions == []
+    assert session.ended.is_set() and session.hub.readers() == []
+
+
+async def test_download_offers_downloadspeed() -> None:
+    sip = FakeSip(200)
+    session = await playbacks(sip, SsrcAllocator("3402000000"), Router()).open(7, CHANNEL, START, END, download_speed=4)
+    offer = SessionDescription.parse(sip.invites[0].body)
+    assert offer.session_name == "Download" and offer.media[0].gb_download_speed == 4
+    await session.close()
+
+
+async def test_media_status_in_the_dialog_ends_the_session() -> None:
+    sip, router = FakeSip(200), Router()
+    manager = playbacks(sip, SsrcAllocator("3402000000"), router)
+    session = await manager.open(7, CHANNEL, START, END)
+    assert session.call_id is not None
+    handler = router.dialogs[session.call_id]
+    message = device_request("MESSAGE", session.call_id, media_status(), "Application/MANSCDP+xml")
+    response = await handler.handle_in_dialog(message, PEER)
+    assert response is not None and response.status == 200
+    assert session.ended.is_set() and "MediaStatus 121" in (session.end_reason or "")
+    bad = await handler.handle_in_dialog(device_request("MESSAGE", session.call_id, b"<x"), PEER)
+    assert bad is not None and bad.status == 400
+    await session.close()
+    assert [r.method for r in sip.requests] == ["BYE"]  # the platform hangs up after MediaStatus
+
+
+async def test_media_status_out_of_dialog_ends_only_that_channel() -> None:
+    sip = FakeSip(200)
+    manager = playbacks(sip, SsrcAllocator("3402000000"), Router())
+    session = await manager.open(7, CHANNEL, START, END)
+    other = make_request(
+        "MESSAGE",
+        "sip:x@127.0.0.1",
+        via=VIA,
+        from_address=Address(f"sip:{DEVICE}@3402000000", params=(("tag", "a"),)),
+        to_address=Address("sip:x@3402000000"),
+        call_id="not-a-dialog",
+        cseq=1,
+    )
+    await manager.media_status(registered(), MediaStatusNotify(sn=1, device_id="34020000001310000099"), other)
+    assert not session.ended.is_set()
+    await manager.media_status(registered(), MediaStatusNotify(sn=2, device_id=CHANNEL), other)
+    assert session.ended.is_set()
+    await manager.close()
+    assert manager.sessions == []
+
+
+async def test_device_bye_ends_without_a_bye_of_ours() -> None:
+    sip, router = FakeSip(200), Router()
+    session = await playbacks(sip, SsrcAllocator("3402000000"), router).open(7, CHANNEL, START, END)
+    assert session.call_id is not None
+    response = await router.dialogs[session.call_id].handle_in_dialog(device_request("BYE", session.call_id), PEER)
+    assert response is not None and response.status == 200 and session.ended.is_set()
+    with pytest.raises(PlaybackRefused):
+        await session.pause()  # nothing to control any more
+    await session.close()
+    assert sip.requests == []
+
+
+async def test_silent_device_ends_the_session() -> None:
+    sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
+    session = await playbacks(sip, ssrcs, Router(), read_timeout=0.2).open(7, CHANNEL, START, END)
+    await eventually(session.ended.is_set, within=5)
+    assert "no media" in (session.end_reason or "")
+    await session.close()
+    assert ssrcs.in_use(history=True) == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(None, PlaybackTimeout), (404, PlaybackUnavailable), (488, PlaybackRefused)]
+)
+async def test_failed_invite_leaves_nothing(status: int | None, error: type[Exception]) -> None:
+    sip, ssrcs, router = FakeSip(status), SsrcAllocator("3402000000"), Router()
+    manager = playbacks(sip, ssrcs, router)
+    with pytest.raises(error):
+        await asyncio.wait_for(manager.open(7, CHANNEL, START, END), 5)
+    assert ssrcs.in_use(history=True) == 0 and router.dialogs == {} and manager.sessions == []
+    assert sip.requests == []  # no dialog, no BYE
+    with pytest.raises(PlaybackUnavailable):
+        await manager.open(7, "34020000001310000099", START, END)
+    with pytest.raises(PlaybackRefused):
+        await manager.open(7, CHANNEL, END, START)
+
+
+async def test_open_sessions_are_capped() -> None:
+    sip = FakeSip(200)
+    manager = DevicePlaybacks(Gb28181Settings(), sip, Owners(), SsrcAllocator("3402000000"), None, max_sessions=2)
+    first = await manager.open(7, CHANNEL, START, END)
+    await manager.open(7, CHANNEL, START, END)
+    with pytest.raises(PlaybackRefused, match="open already"):
+        await manager.open(7, CHANNEL, START, END)
+    await first.close()
+    await manager.open(7, CHANNEL, START, END)  # a closed one frees its place
+    await manager.close()
+    assert manager.sessions == [] and len(sip.invites) == 3
+
+
+class HangingSip(FakeSip):
+    """Never answers the INVITE (until cancelled)."""
+
+    async def send_invite(self, request: SipRequest, peer: SipPeer, *, wait_s: float | None = None) -> SipResponse:
+        self.invites.append(request)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_cancelled_open_leaves_nothing() -> None:
+    sip, ssrcs, router = HangingSip(200), SsrcAllocator("3402000000"), Router()
+    manager = playbacks(sip, ssrcs, router)
+    task = asyncio.create_task(manager.open(7, CHANNEL, START, END))
+    await eventually(lambda: bool(sip.invites))
+    assert ssrcs.in_use(history=True) == 1 and len(router.dialogs) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ssrcs.in_use(history=True) == 0 and router.dialogs == {} and manager.sessions == []

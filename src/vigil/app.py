@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -37,16 +38,18 @@ from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners
-from vigil.gb28181.registrar import Registrar
+from vigil.gb28181.registrar import RegisteredDevice, Registrar
 from vigil.gb28181.store import DbDeviceStore
+from vigil.gb28181.subscription import CatalogSubscriptions
 from vigil.health.node import NodeHeartbeat
 from vigil.ingest.errors import Unreachable
 from vigil.ingest.rtsp import RtspSource
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.live.router import LiveRegistry, build_live_router
 from vigil.pipeline import GB28181_SOURCE_KIND, RTSP_SOURCE_KIND, CameraPipelines, Recording
-from vigil.protocols.gb28181.manscdp import CatalogItem
+from vigil.protocols.gb28181.manscdp import CatalogItem, CatalogNotify, CatalogResponse, DeviceInfoResponse
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.sip.message import SipRequest
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
 from vigil.recorder.recovery import recover
@@ -55,7 +58,6 @@ from vigil.recorder.volumes import Volumes
 from vigil.settings import Settings
 from vigil.sim.server import SimServer
 from vigil.storage.db import Database
-from vigil.storage.models import Camera
 from vigil.streams.hub import HubRegistry, StreamHub
 from vigil.transport.sip import SipServer
 
@@ -88,6 +90,8 @@ class GbRuntime:
     #: The SIP server's handler: routes in-dialog requests and upper platforms' requests away from the registrar.
     dispatcher: SipDispatcher
     catalog: CatalogSync
+    #: Catalog SUBSCRIBE per online device; its NOTIFYs come back through ``dispatcher``.
+    subscriptions: CatalogSubscriptions
 
 
 def build_source_factory(
@@ -140,24 +144,28 @@ def build_recorder_factory(settings: Settings, db: Database, volumes: Volumes) -
 class _CatalogThenPipelines:
     """Writes a catalog, then has the pipelines pick up the channel cameras it created or changed."""
 
-    def __init__(self, inner: CatalogSink, db: Database, changed: Callable[[int], Awaitable[None]] | None) -> None:
+    def __init__(self, inner: CatalogSink, changed: Callable[[int], Awaitable[None]] | None) -> None:
         self._inner = inner
-        self._db = db
         self._changed = changed
 
-    async def apply_catalog(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
-        """The inner sink's write, then one ``camera_changed`` per GB camera among the items."""
-        applied = await self._inner.apply_catalog(device_id, items, at_us)
-        if self._changed is not None and (applied.cameras_created or applied.cameras_updated):
-            ids = [item.device_id for item in items]
-            async with self._db.session() as session:
-                rows = await session.scalars(
-                    select(Camera.id).where(Camera.gb_id.in_(ids), Camera.source_kind == GB28181_SOURCE_KIND)
-                )
-                camera_ids = list(rows)
-            for camera_id in camera_ids:
-                await self._changed(camera_id)
+    async def apply_catalog(
+        self, device_id: str, items: Sequence[CatalogItem], at_us: int, *, full: bool = False
+    ) -> CatalogApplied:
+        """The inner sink's write, then one ``camera_changed`` per camera it created, updated or removed."""
+        applied = await self._inner.apply_catalog(device_id, items, at_us, full=full)
+        await self._notify(applied)
         return applied
+
+    async def apply_changes(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
+        """The inner sink's incremental write (a subscription NOTIFY), then the pipelines."""
+        applied = await self._inner.apply_changes(device_id, items, at_us)
+        await self._notify(applied)
+        return applied
+
+    async def _notify(self, applied: CatalogApplied) -> None:
+        if self._changed is not None:
+            for camera_id in applied.camera_ids:
+                await self._changed(camera_id)
 
 
 def build_gb28181(
@@ -173,13 +181,45 @@ def build_gb28181(
     gb = settings.gb28181
     if not gb.enabled:
         return None
-    registrar = Registrar(gb, DbDeviceStore(db, access.secrets.decrypt), clock=lambda: datetime.now(UTC))
+    store = DbDeviceStore(db, access.secrets.decrypt)
+    registrar = Registrar(gb, store, clock=lambda: datetime.now(UTC))
     dispatcher = SipDispatcher(registrar)
     sip = SipServer(dispatcher, host=gb.host, port=gb.port)
-    sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
+    sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
-    registrar.set_listener(catalog)
-    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog)
+    subscriptions = CatalogSubscriptions(
+        gb, sip, registrar, dispatcher, sink, wallclock=lambda: datetime.now(UTC), index=catalog
+    )
+    registrar.set_listener(_OnlineListeners(catalog, subscriptions))
+    registrar.on_message(CatalogNotify, subscriptions.notify_message)
+
+    async def device_info(device: RegisteredDevice, message: Any, request: SipRequest) -> None:
+        if isinstance(message, DeviceInfoResponse) and message.device_id == device.device_id:
+            await store.device_info(
+                device.device_id,
+                name=message.device_name,
+                manufacturer=message.manufacturer,
+                model=message.model,
+                firmware=message.firmware,
+            )
+
+    registrar.on_message(DeviceInfoResponse, device_info)
+    return GbRuntime(registrar=registrar, sip=sip, dispatcher=dispatcher, catalog=catalog, subscriptions=subscriptions)
+
+
+class _OnlineListeners:
+    """The registrar's one listener: catalog query and catalog subscription both hear a device come online."""
+
+    def __init__(self, catalog: CatalogSync, subscriptions: CatalogSubscriptions) -> None:
+        self._catalog = catalog
+        self._subscriptions = subscriptions
+
+    def device_online(self, device_id: str) -> None:
+        self._catalog.device_online(device_id)
+        self._subscriptions.device_online(device_id)
+
+    def catalog_response(self, device_id: str, response: CatalogResponse) -> None:
+        self._catalog.catalog_response(device_id, response)
 
 
 class _ApiStatus:
@@ -305,6 +345,8 @@ class Vigil:
         if gb is not None:
             await gb.catalog.start()
             self._closers.append(gb.catalog.close)
+            await gb.subscriptions.start()
+            self._closers.append(gb.subscriptions.close)
             await gb.registrar.start()
             self._closers.append(gb.registrar.close)
             await gb.sip.start()

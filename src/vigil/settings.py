@@ -113,6 +113,16 @@ class Gb28181Settings(_Section):
         pattern="^(GB2312|GBK|GB18030|UTF-8)$",
         description="MANSCDP charset assumed for new devices until they show their own.",
     )
+    subscribe_catalog: bool = Field(
+        True,
+        description="Subscribe to each device's catalog when it comes online, so channel changes arrive as NOTIFYs.",
+    )
+    catalog_subscribe_expires_s: int = Field(
+        600,
+        ge=60,
+        le=86400,
+        description="Catalog subscription Expires in seconds (Annex N default 600); refreshed at 80 % of it.",
+    )
 
     @model_validator(mode="after")
     def _default_domain(self) -> Gb28181Settings:

@@ -61,10 +61,18 @@ class Directory:
 class Sink:
     def __init__(self) -> None:
         self.written: list[tuple[str, tuple[str, ...]]] = []
+        #: The ``full`` flag of each write: only a complete catalog may remove channels.
+        self.full: list[bool] = []
 
-    async def apply_catalog(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
+    async def apply_catalog(
+        self, device_id: str, items: Sequence[CatalogItem], at_us: int, *, full: bool = False
+    ) -> CatalogApplied:
         self.written.append((device_id, tuple(i.device_id for i in items)))
+        self.full.append(full)
         return CatalogApplied(cameras_created=len(items))
+
+    async def apply_changes(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
+        raise AssertionError("CatalogSync never writes incremental changes")
 
 
 def sync(sender: Sender, sink: Sink, *, query_delay_s: float = 1.0, assembly_timeout_s: float = 30.0) -> CatalogSync:

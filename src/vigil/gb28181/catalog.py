@@ -10,7 +10,9 @@ before the assembler's timeout — goes to the :class:`CatalogSink`, and whoever
 a :class:`CatalogResult`.
 
 A device is queried :data:`QUERY_DELAY_S` after it comes online (registers afresh), so it has its
-200 OK to REGISTER first, and on demand (``POST /api/gb/devices/{id}/catalog``).
+200 OK to REGISTER first, and on demand (``POST /api/gb/devices/{id}/catalog``). Coming online also
+sends a DeviceInfo query first; its answer reaches whoever the registrar's ``on_message`` gave
+``DeviceInfoResponse`` to (the device row's manufacturer/model/firmware).
 """
 
 from __future__ import annotations
@@ -20,14 +22,21 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
-from vigil.protocols.gb28181.manscdp import MAX_SN, CatalogItem, CatalogQuery, CatalogResponse, encode_manscdp
+from vigil.protocols.gb28181.manscdp import (
+    MAX_SN,
+    CatalogItem,
+    CatalogQuery,
+    CatalogResponse,
+    DeviceInfoQuery,
+    encode_manscdp,
+)
 from vigil.protocols.gb28181.pagination import Assembled, CatalogAssembler
 from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request
 from vigil.settings import Gb28181Settings
@@ -155,6 +164,10 @@ class CatalogSync:
     async def _query_later(self, device_id: str) -> None:
         await asyncio.sleep(self._query_delay_s)
         try:
+            await self.query_device_info(device_id)
+        except CatalogError as exc:
+            log.info("gb device %s: DeviceInfo query failed: %s", device_id, exc)
+        try:
             result = await self.query(device_id)
         except CatalogError as exc:
             log.warning("gb device %s: catalog query failed: %s", device_id, exc)
@@ -167,6 +180,20 @@ class CatalogSync:
             result.items,
             result.applied,
         )
+
+    async def query_device_info(self, device_id: str) -> None:
+        """Send a DeviceInfo query; the answer comes later as a MESSAGE to the registrar (9.5.2)."""
+        device = self._directory.registered(device_id)
+        if device is None:
+            raise CatalogError(f"device {device_id} is not registered")
+        self._sn = self._sn % MAX_SN + 1
+        body = encode_manscdp(DeviceInfoQuery(sn=self._sn, device_id=device_id), tz=BEIJING, charset=device.charset)
+        try:
+            response = await self._sender.send_request(self._message(device, body), device.peer)
+        except (TimeoutError, ConnectionError) as exc:
+            raise CatalogError(f"device {device_id} did not take the DeviceInfo query: {exc}") from exc
+        if not 200 <= response.status < 300:
+            raise CatalogError(f"device {device_id} answered DeviceInfo {response.status} {response.reason}")
 
     async def _send_query(self, device_id: str) -> tuple[int, asyncio.Future[CatalogResult]]:
         device = self._directory.registered(device_id)
@@ -215,6 +242,11 @@ class CatalogSync:
             content_type=MANSCDP_CONTENT_TYPE,
         )
 
+    def listed(self, device_id: str, channel_ids: Iterable[str]) -> None:
+        """Channels a catalog subscription NOTIFY added: media for them goes to ``device_id``."""
+        for channel_id in channel_ids:
+            self._channel_owner[channel_id] = device_id
+
     def listed_by(self, channel_id: str) -> str | None:
         """The device whose catalog (since this node started) listed ``channel_id``, or None."""
         return self._channel_owner.get(channel_id)
@@ -238,7 +270,8 @@ class CatalogSync:
         waiters = self._waiters.pop(key, _Waiters())
         at_us = int(self._wallclock().timestamp() * 1_000_000)
         try:
-            applied = await self._sink.apply_catalog(device_id, assembled.items, at_us)
+            # Only a complete catalog says what is gone; one cut short by the timeout just adds.
+            applied = await self._sink.apply_catalog(device_id, assembled.items, at_us, full=assembled.complete)
         except Exception as exc:
             log.exception("gb device %s: writing catalog SN %d failed", device_id, assembled.sn)
             for future in waiters.futures:

@@ -128,6 +128,13 @@ class Registrar:
         """The registered device with this ID, or None."""
         return self._devices.get(device_id)
 
+    def set_keepalive_interval(self, device_id: str, seconds: int | None) -> None:
+        """An admin changed the device's keepalive interval: a registered device is judged by it at once."""
+        device = self._devices.get(device_id)
+        if device is not None:
+            liveness = replace(device.liveness, keepalive_interval_s=seconds)
+            self._devices[device_id] = replace(device, liveness=liveness)
+
     @property
     def devices(self) -> dict[str, RegisteredDevice]:
         """Registered devices by ID (a copy)."""

@@ -143,3 +143,24 @@ class DbDeviceStore:
             log.error("gb device %s: %s %s", device_id, kind, reason)
         async with self._db.session() as session:
             session.add(GbDeviceEvent(device_id=device_id, at_us=at_us, kind=kind, level=level, reason=reason))
+            if kind in (ONLINE, OFFLINE):
+                row = await session.get(GbDevice, device_id)
+                if row is not None:
+                    row.state_since_us = at_us
+
+    async def device_info(
+        self, device_id: str, *, name: str | None, manufacturer: str | None, model: str | None, firmware: str | None
+    ) -> None:
+        """A DeviceInfo answer: fill what the device said (an admin-given name is kept)."""
+        async with self._db.session() as session:
+            row = await session.get(GbDevice, device_id)
+            if row is None:
+                return
+            if name and not row.name:
+                row.name = name.strip()[:100]
+            if manufacturer:
+                row.manufacturer = manufacturer.strip()[:100]
+            if model:
+                row.model = model.strip()[:100]
+            if firmware:
+                row.firmware = firmware.strip()[:100]

@@ -378,7 +378,12 @@ class Vigil:
                     exports_dir=self.settings.data_dir / "exports",
                     open_segment_start=pipelines.open_segment_start,
                 ),
-                build_gb_router(db, self.gb_catalog),
+                build_gb_router(
+                    db,
+                    self.gb_catalog,
+                    self.gb.registrar if self.gb is not None else None,
+                    access.secrets.encrypt,
+                ),
             ],
             web_dist=WEB_DIST if (WEB_DIST / "index.html").exists() else None,
         )

@@ -406,6 +406,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/devices/{device_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Update Gb Device
+         * @description Rename a device, set or clear its own password, or set its keepalive interval.
+         */
+        patch: operations["update_gb_device_api_gb_devices__device_id__patch"];
+        trace?: never;
+    };
     "/api/gb/devices/{device_id}/admit": {
         parameters: {
             query?: never;
@@ -440,6 +460,26 @@ export interface paths {
          * @description Query the device's catalog now and wait until its channels are written as cameras.
          */
         post: operations["query_gb_catalog_api_gb_devices__device_id__catalog_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/gb/devices/{device_id}/tree": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Gb Device Tree
+         * @description The device's catalog tree: channels under their virtual organisation or region, groups, regions.
+         */
+        get: operations["gb_device_tree_api_gb_devices__device_id__tree_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -891,12 +931,16 @@ export interface components {
         GbCatalogOut: {
             /** Cameras Created */
             cameras_created: number;
+            /** Cameras Removed */
+            cameras_removed: number;
             /** Cameras Updated */
             cameras_updated: number;
             /** Complete */
             complete: boolean;
             /** Device Id */
             device_id: string;
+            /** Groups */
+            groups: number;
             /** Items */
             items: number;
             /** Outcome */
@@ -919,24 +963,84 @@ export interface components {
         GbDeviceOut: {
             /** Admitted */
             admitted: boolean;
+            /** Channel Count */
+            channel_count: number;
             /** Device Id */
             device_id: string;
             /** Expires Us */
             expires_us: number | null;
+            /** Firmware */
+            firmware: string;
             /** Gb Version */
             gb_version: string;
+            /** Has Password */
+            has_password: boolean;
+            /** Keepalive Interval S */
+            keepalive_interval_s: number | null;
             /** Last Keepalive Us */
             last_keepalive_us: number | null;
             /** Last Register Us */
             last_register_us: number | null;
+            /** Manufacturer */
+            manufacturer: string;
+            /** Model */
+            model: string;
             /** Name */
             name: string;
             /** Online */
             online: boolean;
             /** Remote Address */
             remote_address: string;
+            /** State Since Us */
+            state_since_us: number | null;
             /** Transport */
             transport: string;
+        };
+        /**
+         * GbDevicePatch
+         * @description Device settings an admin may change; fields left out stay as they are.
+         */
+        GbDevicePatch: {
+            /** Keepalive Interval S */
+            keepalive_interval_s?: number | null;
+            /** Name */
+            name?: string | null;
+            /** Password */
+            password?: string | null;
+        };
+        /**
+         * GbTreeNode
+         * @description One node of a device's catalog tree; ``parent_id`` None at the top.
+         */
+        GbTreeNode: {
+            /** Camera Id */
+            camera_id?: number | null;
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "region" | "business_group" | "virtual_organization" | "camera";
+            /** Name */
+            name: string;
+            /** Parent Id */
+            parent_id: string | null;
+            /**
+             * Status
+             * @default
+             */
+            status?: string;
+        };
+        /**
+         * GbTreeOut
+         * @description A device's catalog as a tree (flat, parent pointers), filtered to what the caller may see.
+         */
+        GbTreeOut: {
+            /** Device Id */
+            device_id: string;
+            /** Nodes */
+            nodes: components["schemas"]["GbTreeNode"][];
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -2730,6 +2834,77 @@ export interface operations {
             };
         };
     };
+    update_gb_device_api_gb_devices__device_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GbDevicePatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     admit_gb_device_api_gb_devices__device_id__admit_post: {
         parameters: {
             query?: never;
@@ -2815,6 +2990,73 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbCatalogOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    gb_device_tree_api_gb_devices__device_id__tree_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbTreeOut"];
                 };
             };
             /** @description Not logged in or session expired */

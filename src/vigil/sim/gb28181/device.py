@@ -27,6 +27,13 @@ sent only after the previous one's final response or timeout), DeviceInfo, Devic
 an ID that is neither the device nor one of its channels, and any CmdType not simulated, is answered
 200 and then ignored; a body that is not MANSCDP at all earns 400.
 
+Catalog subscription (Annex N): a ``SUBSCRIBE`` with ``Event: Catalog`` is answered 200 with
+``Expires`` and opens a dialog; refreshes in it extend it, ``Expires: 0`` ends it. Changes made
+through :meth:`GbDevice.add_channel`, :meth:`GbDevice.remove_channel`,
+:meth:`GbDevice.set_channel_status` and :meth:`GbDevice.notify_catalog` go out as in-dialog NOTIFYs
+(``<Notify><CmdType>Catalog`` with ``Event`` per item), or as a MESSAGE when nobody subscribed and
+``message_fallback`` is set (how some devices report changes).
+
 Bad bytes never raise from :meth:`GbDevice.receive_datagram` / :meth:`GbDevice.receive_message`:
 they are counted in :attr:`DeviceStats.bad_messages` (and answered 4xx when a request head is
 readable). :meth:`GbDevice.receive_data` raises :class:`SipError` only when the TCP framing is
@@ -39,15 +46,17 @@ import contextlib
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.errors import ManscdpError
 from vigil.protocols.gb28181.manscdp import (
     MAX_SN,
+    CatalogEvent,
     CatalogInfo,
     CatalogItem,
+    CatalogNotify,
     CatalogQuery,
     CatalogResponse,
     DeviceInfoQuery,
@@ -63,6 +72,7 @@ from vigil.protocols.gb28181.manscdp import (
     encode_manscdp,
 )
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
+from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.digest import DigestClient
 from vigil.protocols.sip.message import (
     Address,
@@ -110,6 +120,8 @@ MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
 #: Annex E type codes: the simulated device is an NVR (118), its channels are cameras (131).
 DEVICE_TYPE = "118"
 CHANNEL_TYPE = "131"
+BUSINESS_GROUP_TYPE = "215"
+VIRTUAL_ORG_TYPE = "216"
 _SERIALS = 1_000_000
 #: 401s (stale nonces) tolerated in one REGISTER round before backing off.
 MAX_CHALLENGES = 4
@@ -170,6 +182,9 @@ class DeviceConfig:
     firmware: str = "1.0"
     longitude: float = 116.397
     latitude: float = 39.909
+    #: Virtual organisations (216) under one business group (215) in the catalog; channels are spread
+    #: over them (``ParentID`` "device/organisation"). 0: a flat catalog of channels only.
+    virtual_orgs: int = 0
 
     def __post_init__(self) -> None:
         if len(self.device_id) != 20 or not self.device_id.isdigit():
@@ -182,6 +197,8 @@ class DeviceConfig:
             raise ValueError("expires_s must be ≥ 1 and refresh_fraction in (0, 1)")
         if self.keepalive_s <= 0 or self.keepalive_misses < 1 or self.retry_s <= 0:
             raise ValueError("keepalive_s and retry_s must be > 0, keepalive_misses ≥ 1")
+        if not 0 <= self.virtual_orgs < 1000:
+            raise ValueError("virtual_orgs must be 0…999")
 
 
 class DeviceState(enum.Enum):
@@ -259,6 +276,9 @@ class DeviceStats:
     queries_answered: int = 0
     queries_ignored: int = 0
     bad_messages: int = 0
+    subscriptions: int = 0
+    notifies_sent: int = 0
+    notifies_failed: int = 0
 
 
 class _Purpose(enum.Enum):
@@ -266,6 +286,7 @@ class _Purpose(enum.Enum):
     UNREGISTER = "unregister"
     KEEPALIVE = "keepalive"
     RESPONSE = "response"
+    NOTIFY = "notify"
 
 
 @dataclass(slots=True)
@@ -291,6 +312,17 @@ class _Channel:
     name: str
     longitude: float
     latitude: float
+    parent_id: str = ""
+    status: ItemStatus = ItemStatus.ON
+
+
+@dataclass(slots=True)
+class _Subscription:
+    """The catalog subscription a platform holds on us (we are the notifier)."""
+
+    dialog: Dialog
+    event: str
+    expires_at: float
 
 
 @dataclass(slots=True)
@@ -348,7 +380,15 @@ class GbDevice:
             )
             for i, cid in enumerate(channel_id(config.device_id, i, config.channels) for i in range(config.channels))
         ]
+        self._groups = _groups(config)
+        vorgs = [g.device_id for g in self._groups if g.device_id[10:13] == VIRTUAL_ORG_TYPE]
+        for i, ch in enumerate(self._channels):
+            ch.parent_id = f"{config.device_id}/{vorgs[i % len(vorgs)]}" if vorgs else config.device_id
         self._channel_by_id = {ch.device_id: ch for ch in self._channels}
+        self._next_channel = 0
+        self._subscription: _Subscription | None = None
+        #: When nobody subscribed, report catalog changes as a MESSAGE instead of dropping them.
+        self.message_fallback = False
         #: Media sessions by Call-ID: the 200 OK we sent (re-sent to a retransmitted INVITE).
         self._sessions: dict[str, bytes] = {}
 
@@ -363,6 +403,74 @@ class GbDevice:
     def channel_ids(self) -> list[str]:
         """The channels' 20-digit IDs, in catalog order."""
         return [ch.device_id for ch in self._channels]
+
+    @property
+    def group_ids(self) -> list[str]:
+        """The business group and virtual organisations in the catalog (empty unless ``virtual_orgs``)."""
+        return [g.device_id for g in self._groups]
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether a platform holds a catalog subscription on us."""
+        return self._subscription is not None
+
+    def add_channel(self, now: float) -> str:
+        """A new channel appears: listed by later catalogs, announced by an ADD NOTIFY; returns its ID."""
+        c = self.config
+        # Added channels are network cameras (132) numbered apart from the 131 ones, so no two devices collide.
+        self._next_channel += 1
+        serial = ((int(c.device_id[14:]) - 1) * 100 + self._next_channel) % _SERIALS
+        cid = f"{c.device_id[:10]}132{c.device_id[13]}{serial:06d}"
+        channel = _Channel(cid, f"{c.name} CH{len(self._channels) + 1}", c.longitude, c.latitude, c.device_id)
+        self._channels.append(channel)
+        self._channel_by_id[cid] = channel
+        self.notify_catalog([(self._catalog_item(channel), CatalogEvent.ADD)], now)
+        return cid
+
+    def remove_channel(self, cid: str, now: float) -> None:
+        """A channel goes away: no longer listed, announced by a DEL NOTIFY."""
+        channel = self._channel_by_id.pop(cid)
+        self._channels.remove(channel)
+        self.notify_catalog([(CatalogItem(device_id=cid), CatalogEvent.DEL)], now)
+
+    def set_channel_status(self, cid: str, on: bool, now: float) -> None:
+        """A channel goes on or off line: announced by an ON/OFF NOTIFY."""
+        channel = self._channel_by_id[cid]
+        channel.status = ItemStatus.ON if on else ItemStatus.OFF
+        event = CatalogEvent.ON if on else CatalogEvent.OFF
+        self.notify_catalog([(CatalogItem(device_id=cid), event)], now)
+
+    def notify_catalog(self, changes: list[tuple[CatalogItem, CatalogEvent]], now: float) -> bool:
+        """Send ``changes`` (item, event) to the subscriber; False when there is none and no fallback."""
+        items = tuple(replace(item, event=event) for item, event in changes)
+        message = CatalogNotify(sn=self._next_sn(), device_id=self.device_id, sum_num=len(items), items=items)
+        sub = self._subscription
+        if sub is not None and now >= sub.expires_at:
+            self._subscription = sub = None
+        if sub is None:
+            if not self.message_fallback or self.state is not DeviceState.REGISTERED:
+                return False
+            self.stats.notifies_sent += 1
+            self._send_manscdp(message, now, _Purpose.NOTIFY)
+            return True
+        c = self.config
+        body = encode_manscdp(message, tz=self._tz, charset=c.charset, version=c.version)
+        remaining = max(0, int(sub.expires_at - now))
+        request = sub.dialog.make_request(
+            "NOTIFY",
+            via=self._via(),
+            contact=Address(f"sip:{c.device_id}@{_hostport(c.local_address)}"),
+            extra=[
+                ("Event", sub.event),
+                ("Subscription-State", f"active;expires={remaining}"),
+                ("User-Agent", _USER_AGENT),
+            ],
+            body=body,
+            content_type=MANSCDP_CONTENT_TYPE,
+        )
+        self.stats.notifies_sent += 1
+        self._send(request, now, _Purpose.NOTIFY)
+        return True
 
     def start(self, now: float) -> None:
         """Begin registering (once; a stopped device stays stopped)."""
@@ -635,8 +743,10 @@ class GbDevice:
             self._start_chain(_Chain("DeviceStatus", message.sn, deque([status])), now)
 
     def _catalog_pages(self, target: str, sn: int) -> list[Message]:
-        channels = self._channels if target == self.device_id else [self._channel_by_id[target]]
-        items = [self._catalog_item(ch) for ch in channels]
+        if target == self.device_id:
+            items = [*self._groups, *(self._catalog_item(ch) for ch in self._channels)]
+        else:
+            items = [self._catalog_item(self._channel_by_id[target])]
         if not items:
             return [CatalogResponse(sn=sn, device_id=target, sum_num=0)]
         size = self.config.page_size
@@ -656,11 +766,11 @@ class GbDevice:
             civil_code=c.device_id[:6],
             address="Vigil simulator",
             parental=0,
-            parent_id=c.device_id,
+            parent_id=channel.parent_id or c.device_id,
             safety_way=0,
             register_way=1,
             secrecy=0,
-            status=ItemStatus.ON,
+            status=channel.status,
             longitude=channel.longitude,
             latitude=channel.latitude,
             info=CatalogInfo(ptz_type=3),
@@ -705,13 +815,46 @@ class GbDevice:
             return
         server = ServerTransaction(request, now, reliable=self._reliable)
         self._server[key] = server
-        status, query = self._classify(request)
-        server.send_response(make_response(request, status, to_tag=self._ids.tag()), now)
+        if request.method == "SUBSCRIBE":
+            response = self._answer_subscribe(request, now)
+            query = None
+        else:
+            status, query = self._classify(request)
+            response = make_response(request, status, to_tag=self._ids.tag())
+        server.send_response(response, now)
         self._out.datagrams.extend((data, addr) for data in server.datagrams_to_send(now))
         if server.terminated:
             del self._server[key]
         if query is not None:
             self._answer_query(query, now)
+
+    def _answer_subscribe(self, request: SipRequest, now: float) -> SipResponse:
+        """Catalog SUBSCRIBE (new, refresh or Expires 0) → 200 with Expires; anything else refused."""
+        event = request.headers.get("Event") or ""
+        if event.split(";")[0].strip().lower() != "catalog":
+            return make_response(request, 489, to_tag=self._ids.tag())
+        if self.state is not DeviceState.REGISTERED:
+            return make_response(request, 480, to_tag=self._ids.tag())
+        expires = request.expires
+        if expires is None or expires < 0:
+            return make_response(request, 400, "Missing Expires", to_tag=self._ids.tag())
+        sub = self._subscription
+        local_tag = request.to_address.tag
+        if local_tag is not None:  # a refresh: must be our current dialog
+            if sub is None or sub.dialog.key != (request.call_id, local_tag, request.from_address.tag or ""):
+                return make_response(request, 481)
+            sub.dialog.accept_remote_cseq(request)
+        else:
+            local_tag = self._ids.tag()
+            sub = _Subscription(Dialog.as_uas(request, local_tag), event, now + expires)
+            self.stats.subscriptions += 1
+        response = make_response(request, 200, to_tag=local_tag)
+        c = self.config
+        response.headers["Contact"] = f"<sip:{c.device_id}@{_hostport(c.local_address)}>"
+        response.headers["Expires"] = str(expires)
+        sub.expires_at = now + expires
+        self._subscription = sub if expires > 0 else None
+        return response
 
     def _answer_invite(self, request: SipRequest) -> bytes:
         """200 OK with our SDP for a live UDP PS offer on one of our channels; 404/488 otherwise."""
@@ -805,6 +948,11 @@ class GbDevice:
                 self._retry_at = now + self.config.retry_s
         elif purpose is _Purpose.KEEPALIVE:
             self._on_keepalive_result(response is not None and 200 <= response.status < 300, now)
+        elif purpose is _Purpose.NOTIFY:
+            if response is None or not 200 <= response.status < 300:
+                self.stats.notifies_failed += 1
+            if response is not None and response.status == 481:
+                self._subscription = None  # the subscriber forgot the dialog
         elif outgoing.chain is not None and self.state not in (DeviceState.STOPPED, DeviceState.FAILED):
             self._continue_chain(outgoing.chain, now)
 
@@ -830,6 +978,23 @@ class GbDevice:
             # A head that cannot even be echoed back is dropped: that is all we can do.
             with contextlib.suppress(SipError):
                 self._out.datagrams.append((make_response(head, exc.status, exc.reason[:80]).serialize(), addr))
+
+
+def _groups(config: DeviceConfig) -> list[CatalogItem]:
+    """One business group and ``virtual_orgs`` virtual organisations under it (same domain and serial)."""
+    if config.virtual_orgs == 0:
+        return []
+    head, serial = config.device_id[:10], int(config.device_id[14:])
+    group = f"{head}{BUSINESS_GROUP_TYPE}0{serial:06d}"
+    items = [CatalogItem(device_id=group, name=f"{config.name} group", parental=1)]
+    for i in range(config.virtual_orgs):
+        org = f"{head}{VIRTUAL_ORG_TYPE}{i % 10}{(serial * 100 + i // 10) % _SERIALS:06d}"
+        items.append(
+            CatalogItem(
+                device_id=org, name=f"{config.name} org {i + 1}", parental=1, parent_id=group, business_group_id=group
+            )
+        )
+    return items
 
 
 def _hostport(address: HostPort) -> str:

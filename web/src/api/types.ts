@@ -27,3 +27,7 @@ export type ExportOut = ResponseOf<'/api/cameras/{camera_id}/exports', 'post'>
 export type AuditEntry = ResponseOf<'/api/audit', 'get'>[number]
 export type AuditVerdict = ResponseOf<'/api/audit/verify', 'get'>
 export type Lock = ResponseOf<'/api/cameras/{camera_id}/locks', 'post'>
+export type GbDevice = ResponseOf<'/api/gb/devices', 'get'>[number]
+export type GbCatalogResult = ResponseOf<'/api/gb/devices/{device_id}/catalog', 'post'>
+export type GbTree = ResponseOf<'/api/gb/devices/{device_id}/tree', 'get'>
+export type GbTreeNode = GbTree['nodes'][number]

@@ -8,12 +8,15 @@ import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
 from tests.helpers import eventually
 from vigil.gb28181.catalog_store import CatalogApplied
 from vigil.gb28181.dispatch import DialogHandler, SipDispatcher
 from vigil.gb28181.liveness import DeviceLiveness
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
-from vigil.gb28181.subscription import CatalogSubscriptions
+from vigil.gb28181.subscription import CatalogSubscriptions, _Subscription
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
     CatalogEvent,
@@ -23,7 +26,16 @@ from vigil.protocols.gb28181.manscdp import (
     encode_manscdp,
     parse_manscdp,
 )
-from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, make_response
+from vigil.protocols.sip.message import (
+    Address,
+    SipError,
+    SipRequest,
+    SipResponse,
+    Via,
+    make_request,
+    make_response,
+    parse_datagram,
+)
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
@@ -278,3 +290,66 @@ async def test_catalog_notify_sent_as_a_message_is_taken_too() -> None:
 
 def _typecheck_dialog_handler(subs: CatalogSubscriptions) -> DialogHandler:
     return subs  # CatalogSubscriptions is what the dispatcher routes subscription dialogs to
+
+
+def _seed_notify() -> bytes:
+    subscribe = make_request(
+        "SUBSCRIBE",
+        f"sip:{DEVICE}@192.0.2.7:5070",
+        via=Via("UDP", "192.0.2.1", 5060, (("branch", "z9hG4bK-s"),)),
+        from_address=Address("sip:34020000002000000001@3402000000", params=(("tag", "ours"),)),
+        to_address=Address(f"sip:{DEVICE}@3402000000"),
+        call_id="fuzz-call",
+        cseq=1,
+        extra=[("Event", "Catalog;id=1")],
+    )
+    items = [CatalogItem(device_id=CAM, name="x", event=CatalogEvent.ADD)]
+    return notify(subscribe, items, cseq=2).serialize()
+
+
+NOTIFY_SEED = _seed_notify()
+
+
+@st.composite
+def mutated_notify(draw: st.DrawFn) -> bytes:
+    data = bytearray(NOTIFY_SEED)
+    for _ in range(draw(st.integers(0, 6))):
+        pos = draw(st.integers(0, len(data)))
+        op = draw(st.sampled_from(["flip", "insert", "delete"]))
+        if op == "flip" and pos < len(data):
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del data[pos : pos + draw(st.integers(1, 16))]
+    return bytes(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutated_notify())
+@example(NOTIFY_SEED)
+@example(NOTIFY_SEED.replace(b"CSeq: 2 NOTIFY", b"CSeq: two NOTIFY"))
+@example(NOTIFY_SEED.replace(b"<Event>ADD</Event>", b"<Event>ADD</Event><!DOCTYPE x>"))
+def test_any_in_dialog_bytes_get_an_answer_never_an_exception(data: bytes) -> None:
+    """Whatever arrives on the subscription's Call-ID is answered (or dropped as unparseable), never raises."""
+
+    async def run() -> None:
+        try:
+            request = parse_datagram(data)
+        except SipError:
+            return  # the SIP server answers these itself, before any handler
+        if not isinstance(request, SipRequest):
+            return
+        subs, _dispatcher, _default, _sink, _index = build(Sender())
+        sub = _Subscription(DEVICE, 1, call_id="fuzz-call", local_tag="ours")
+        subs._subs[DEVICE] = sub
+        subs._by_call_id["fuzz-call"] = sub
+        await subs.start()
+        try:
+            response = await subs.handle_in_dialog(request, PEER)
+            assert response is None or 200 <= response.status < 600
+            await subs.drained()
+        finally:
+            await subs.close()
+
+    asyncio.run(run())

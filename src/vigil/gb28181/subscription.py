@@ -185,14 +185,14 @@ class CatalogSubscriptions:
             to_tag = request.to_address.tag
             event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
             state = (request.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
+            if to_tag != sub.local_tag:
+                return make_response(request, 481)
+            if event != "catalog":
+                return make_response(request, 489)
+            if sub.dialog is not None and not sub.dialog.accept_remote_cseq(request):
+                return make_response(request, 500, "CSeq out of order")
         except SipError as exc:
             return make_response(request, 400, exc.reason[:80])
-        if to_tag != sub.local_tag:
-            return make_response(request, 481)
-        if event != "catalog":
-            return make_response(request, 489)
-        if sub.dialog is not None and not sub.dialog.accept_remote_cseq(request):
-            return make_response(request, 500, "CSeq out of order")
         device = self._directory.registered(sub.device_id)
         if device is None:
             return make_response(request, 481)

@@ -830,6 +830,13 @@ class GbDevice:
 
     def _answer_subscribe(self, request: SipRequest, now: float) -> SipResponse:
         """Catalog SUBSCRIBE (new, refresh or Expires 0) → 200 with Expires; anything else refused."""
+        try:
+            return self._subscribe(request, now)
+        except SipError as exc:
+            self.stats.bad_messages += 1
+            return make_response(request, exc.status, exc.reason[:80], to_tag=self._ids.tag())
+
+    def _subscribe(self, request: SipRequest, now: float) -> SipResponse:
         event = request.headers.get("Event") or ""
         if event.split(";")[0].strip().lower() != "catalog":
             return make_response(request, 489, to_tag=self._ids.tag())

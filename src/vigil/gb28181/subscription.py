@@ -260,7 +260,13 @@ class CatalogSubscriptions:
         try:
             while self._directory.registered(sub.device_id) is not None:
                 sub.restart.clear()
-                ok = await (self._refresh(sub) if sub.dialog is not None else self._subscribe(sub))
+                try:
+                    ok = await (self._refresh(sub) if sub.dialog is not None else self._subscribe(sub))
+                except Exception:
+                    # This loop supervises one device's subscription: log, drop the dialog, try again later.
+                    log.exception("gb device %s: catalog subscription failed", sub.device_id)
+                    self._unroute(sub)
+                    ok = False
                 wait = sub.expires_s * self._refresh_fraction if ok else self._retry_s
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(sub.restart.wait(), wait)

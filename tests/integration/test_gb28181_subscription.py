@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.conftest import node_settings
 from vigil.app import Vigil
@@ -65,7 +66,8 @@ async def gb_cameras(admin: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     return {c["gb_id"]: c for c in (await admin.get("/api/cameras")).json() if c["source_kind"] == "gb28181"}
 
 
-async def test_subscription_notifies_tree_and_device_info(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+async def test_subscription_notifies_tree_and_device_info(tmp_path: Path, transport: str) -> None:
     vigil = Vigil(
         node_settings(tmp_path, sim={"cameras": 0}, gb28181={"enabled": True, "port": 0, "password": PASSWORD})
     )
@@ -78,7 +80,7 @@ async def test_subscription_notifies_tree_and_device_info(tmp_path: Path) -> Non
             r = await admin.patch(f"/api/gb/devices/{device_id}", json={"password": DEVICE_PASSWORD})
             assert r.status_code == 200 and r.json()["has_password"]
 
-            runner = GbSimRunner(options(vigil.sip.udp_port, DEVICE_PASSWORD, virtual_orgs=2))
+            runner = GbSimRunner(options(vigil.sip.udp_port, DEVICE_PASSWORD, virtual_orgs=2, transport=transport))
             await runner.start()
             try:
                 async with asyncio.timeout(20):

@@ -11,7 +11,8 @@ The platform side runs in its own process (so its CPU and memory are measured ap
   200 at once (no digest, no database): the floor set by SIP parsing/transactions in Python.
 
 The devices are Vigil's sans-I/O simulator (``GbSimRunner``): all N devices in this process over one
-UDP socket, all started at once (a storm: a whole site re-registering after a platform restart).
+UDP socket, all started at once (a storm: a whole site re-registering after a platform restart), or
+``--rate`` per second. Devices retry a refused (503) or unanswered REGISTER after 5 s.
 Printed per side: time until all N are registered, the platform's CPU % of one core and RSS over a
 steady keepalive window, and (``vigil``) offline events over the whole run — every device keeps
 alive, so each one is a false offline and must be 0.
@@ -149,6 +150,7 @@ async def storm(mode: str, args: argparse.Namespace) -> dict[str, float]:
             retry_s=5.0,
             bind_host="127.0.0.1",
             close_timeout_s=0.1,
+            start_interval_s=1 / args.rate if args.rate > 0 else 0.0,
         )
     )
     result: dict[str, float] = {}
@@ -200,6 +202,7 @@ async def main() -> None:
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--keepalive", type=int, default=30, help="Keepalive interval, s (devices and registrar).")
     parser.add_argument("--steady", type=float, default=90.0, help="Steady keepalive window measured, s.")
+    parser.add_argument("--rate", type=float, default=0.0, help="Devices started per second (0: all at once).")
     parser.add_argument("--storm-limit", type=float, default=600.0, help="Give up on the storm after this many s.")
     parser.add_argument("--serve", choices=("vigil", "empty"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -207,7 +210,9 @@ async def main() -> None:
         await serve(args.serve, args.devices, args.keepalive)
         return
     print(
-        f"{args.devices} devices, one UDP socket, all started at once; keepalive every {args.keepalive} s; "
+        f"{args.devices} devices, one UDP socket, "
+        f"{'all started at once' if args.rate <= 0 else f'started at {args.rate:.0f}/s'}; "
+        f"keepalive every {args.keepalive} s; "
         f"host CPUs: {os.cpu_count()}",
         flush=True,
     )

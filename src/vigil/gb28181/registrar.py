@@ -9,6 +9,8 @@ behind the SIP transport.
   an admin can admit. Admitted devices go through :class:`DigestServer` (realm = SIP domain,
   the device's own password else the platform-wide one). ``Expires: 0`` unregisters. The final
   200 OK carries ``Date`` in Beijing time (9.10.3) and echoes ``X-GB-Ver`` (Annex I).
+* At most ``max_registering`` REGISTERs are handled at once; more are answered 503 + ``Retry-After``
+  without touching the database, so keepalives (memory only) are still answered during a storm.
 * MESSAGE from a registered device: 200 OK with no body (9.5.2); a Keepalive refreshes liveness;
   Catalog response pages go to the :class:`DeviceListener` (catalog sync), which also hears when a
   device comes online.
@@ -43,7 +45,14 @@ from vigil.protocols.sip.message import SipError, SipRequest, SipResponse, forma
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
-__all__ = ["BEIJING", "UNAUTHORISED_EVENT_INTERVAL_S", "DeviceListener", "RegisteredDevice", "Registrar"]
+__all__ = [
+    "BEIJING",
+    "MAX_REGISTERING",
+    "UNAUTHORISED_EVENT_INTERVAL_S",
+    "DeviceListener",
+    "RegisteredDevice",
+    "Registrar",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,11 @@ log = logging.getLogger(__name__)
 BEIJING = timezone(timedelta(hours=8), "CST")
 #: At most one unauthorised-device (or failed-auth) event per device in this many seconds.
 UNAUTHORISED_EVENT_INTERVAL_S = 300
+#: REGISTERs handled at once; beyond this one is answered 503 at once (the device retries later), so a
+#: registration storm cannot fill the SIP server's in-flight slots and starve keepalives into false offlines.
+MAX_REGISTERING = 64
+#: Retry-After (seconds) on that 503.
+REGISTER_RETRY_AFTER_S = 10
 #: Rate-limit memory bound (distinct refused device IDs remembered).
 _MAX_RATE_KEYS = 10_000
 
@@ -102,6 +116,7 @@ class Registrar:
         nonce_secret: bytes | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
         check_interval_s: float = 5.0,
+        max_registering: int = MAX_REGISTERING,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -110,6 +125,9 @@ class Registrar:
             realm=settings.domain, secret=nonce_secret or random_bytes(32), random_bytes=random_bytes
         )
         self._check_interval_s = check_interval_s
+        self._max_registering = max_registering
+        #: REGISTERs being handled now (each waits on the database).
+        self._registering = 0
         self._devices: dict[str, RegisteredDevice] = {}
         self._last_refusal: dict[str, datetime] = {}
         self._lock = asyncio.Lock()
@@ -137,6 +155,11 @@ class Registrar:
         if device is not None:
             liveness = replace(device.liveness, keepalive_interval_s=seconds)
             self._devices[device_id] = replace(device, liveness=liveness)
+
+    @property
+    def registering(self) -> int:
+        """REGISTERs being handled now."""
+        return self._registering
 
     @property
     def devices(self) -> dict[str, RegisteredDevice]:
@@ -227,7 +250,15 @@ class Registrar:
     async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
         """Answer one request from a device."""
         if request.method == "REGISTER":
-            return await self._register(request, peer)
+            if self._registering >= self._max_registering:
+                busy = make_response(request, 503, to_tag=self._to_tag(request))
+                busy.headers["Retry-After"] = str(REGISTER_RETRY_AFTER_S)
+                return busy
+            self._registering += 1
+            try:
+                return await self._register(request, peer)
+            finally:
+                self._registering -= 1
         if request.method == "MESSAGE":
             return await self._message(request, peer)
         if request.method == "ACK":

@@ -250,7 +250,10 @@ class Registrar:
     async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
         """Answer one request from a device."""
         if request.method == "REGISTER":
-            if self._registering >= self._max_registering:
+            # A REGISTER with credentials completes a registration; one without only earns a challenge.
+            # When busy, finish handshakes in progress first: the unauthenticated get half the slots.
+            limit = self._max_registering if "Authorization" in request.headers else self._max_registering // 2
+            if self._registering >= limit:
                 busy = make_response(request, 503, to_tag=self._to_tag(request))
                 busy.headers["Retry-After"] = str(REGISTER_RETRY_AFTER_S)
                 return busy

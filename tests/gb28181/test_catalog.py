@@ -187,3 +187,22 @@ async def test_silent_device_fails_and_partial_catalog_is_kept() -> None:
         assert sink.written == [(DEVICE, tuple(CHANNELS[:2]))]
     finally:
         await catalog.close()
+
+
+async def test_a_catalog_longer_than_one_assembly_timeout_is_waited_for_while_pages_come() -> None:
+    """A lower platform's huge catalog takes longer than one timeout: the limit is on silence, not on the total."""
+    sender, sink = Sender(), Sink()
+    catalog = sync(sender, sink, assembly_timeout_s=0.8)  # a waiter's slice: 0.8 s + 2 ticks of 1 s = 2.8 s
+    await catalog.start()
+    try:
+        pending = asyncio.ensure_future(catalog.query(DEVICE))
+        _request, query = await sent_query(sender)
+        channels = [f"340200000013100{i:05d}" for i in range(17)]
+        for page in pages(query.sn, channels, 1)[:-1]:  # 16 pages, 0.25 s apart: 4 s in all
+            catalog.catalog_response(DEVICE, page)
+            await asyncio.sleep(0.25)
+        catalog.catalog_response(DEVICE, pages(query.sn, channels, 1)[-1])
+        result = await asyncio.wait_for(pending, WAIT)
+        assert result.complete and result.items == 17 and sink.full == [True]
+    finally:
+        await catalog.close()

@@ -92,6 +92,10 @@ class CatalogResult:
 @dataclass(slots=True)
 class _Waiters:
     futures: list[asyncio.Future[CatalogResult]] = field(default_factory=list)
+    #: Monotonic time of the last page (or of the query): a waiter keeps waiting while pages come.
+    last_page: float = 0.0
+    #: The assembled catalog is being written (100 000 channels take a while).
+    writing: bool = False
 
 
 class CatalogSync:
@@ -156,10 +160,19 @@ class CatalogSync:
         """Query the catalog and wait for it to be assembled and written; raise :class:`CatalogError`."""
         sn, future = await self._send_query(device_id)
         limit = wait_s if wait_s is not None else self._assembly_timeout_s + 2 * _TICK_S
-        try:
-            return await asyncio.wait_for(future, limit)
-        except TimeoutError:
-            raise CatalogError(f"device {device_id} sent no complete catalog for SN {sn} in {limit:.0f} s") from None
+        waiters = self._waiters.get((device_id, sn))
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), limit)
+            except TimeoutError:
+                # Without an explicit wait_s the limit is on silence, not on the whole catalog: a lower
+                # platform's 100 000 channels take longer than one assembly timeout to arrive and be written.
+                busy = waiters is not None and (waiters.writing or self._monotonic() - waiters.last_page < limit)
+                if wait_s is None and busy:
+                    continue
+                raise CatalogError(
+                    f"device {device_id} sent no complete catalog for SN {sn} in {limit:.0f} s"
+                ) from None
 
     async def _query_later(self, device_id: str) -> None:
         await asyncio.sleep(self._query_delay_s)
@@ -205,7 +218,9 @@ class CatalogSync:
         request = self._message(device, body)
         future: asyncio.Future[CatalogResult] = asyncio.get_running_loop().create_future()
         key = (device_id, sn)
-        self._waiters.setdefault(key, _Waiters()).futures.append(future)
+        waiting = self._waiters.setdefault(key, _Waiters())
+        waiting.futures.append(future)
+        waiting.last_page = self._monotonic()
         # Expect before sending: the first page may arrive before the 200 OK does.
         self._assembler.expect(device_id, sn, self._monotonic())
         try:
@@ -261,6 +276,9 @@ class CatalogSync:
             return
         for item in response.items:
             self._channel_owner[item.device_id] = device_id
+        waiting = self._waiters.get((device_id, response.sn))
+        if waiting is not None:
+            waiting.last_page = self._monotonic()
         assembled = self._assembler.receive(response, self._monotonic())
         if assembled is not None:
             self._spawn(self._apply(device_id, assembled), f"gb-catalog-apply-{device_id}")
@@ -268,6 +286,7 @@ class CatalogSync:
     async def _apply(self, device_id: str, assembled: Assembled[CatalogItem]) -> None:
         key = (assembled.device_id, assembled.sn)
         waiters = self._waiters.pop(key, _Waiters())
+        waiters.writing = True
         at_us = int(self._wallclock().timestamp() * 1_000_000)
         try:
             # Only a complete catalog says what is gone; one cut short by the timeout just adds.

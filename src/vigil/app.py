@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -52,9 +53,10 @@ from vigil.gb28181.media import Gb28181Source, RegisteredOwners, TransportResolv
 from vigil.gb28181.playback import DevicePlaybacks
 from vigil.gb28181.positions import GbPositions
 from vigil.gb28181.records import DeviceRecords
-from vigil.gb28181.registrar import Registrar
+from vigil.gb28181.registrar import RegisteredDevice, Registrar
 from vigil.gb28181.report_store import DbReportStore
 from vigil.gb28181.store import DbDeviceStore
+from vigil.gb28181.subscription import CatalogSubscriptions
 from vigil.health.node import NodeHeartbeat
 from vigil.ingest.errors import Unreachable
 from vigil.ingest.rtsp import RtspSource
@@ -65,7 +67,9 @@ from vigil.playback.source import SqlPlaybackIndex
 from vigil.protocols.gb28181.manscdp import (
     AlarmNotify,
     CatalogItem,
+    CatalogNotify,
     CatalogResponse,
+    DeviceInfoResponse,
     MediaStatusNotify,
     MobilePositionNotify,
     RecordInfoResponse,
@@ -73,6 +77,7 @@ from vigil.protocols.gb28181.manscdp import (
 )
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.protocols.sdp import GbTransport
+from vigil.protocols.sip.message import SipRequest
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
 from vigil.recorder.recovery import recover
@@ -81,7 +86,6 @@ from vigil.recorder.volumes import Volumes
 from vigil.settings import Settings
 from vigil.sim.server import SimServer
 from vigil.storage.db import Database
-from vigil.storage.models import Camera
 from vigil.streams.hub import HubRegistry, StreamHub
 from vigil.transport.sip import SipServer
 
@@ -130,17 +134,22 @@ class GbRuntime:
     records: DeviceRecords
     #: Playbacks and downloads of device-held recordings.
     playbacks: DevicePlaybacks
+    #: Catalog SUBSCRIBE per online device; its NOTIFYs come back through ``dispatcher``.
+    subscriptions: CatalogSubscriptions
 
 
 class _DeviceListeners:
-    """The registrar's one listener, fanned out: catalog sync hears everything, alarms hear who came online."""
+    """The registrar's one listener, fanned out: catalog sync hears everything; alarm and catalog
+    subscriptions hear who came online."""
 
-    def __init__(self, catalog: CatalogSync, alarms: GbAlarms) -> None:
+    def __init__(self, catalog: CatalogSync, alarms: GbAlarms, subscriptions: CatalogSubscriptions) -> None:
         self._catalog = catalog
         self._alarms = alarms
+        self._subscriptions = subscriptions
 
     def device_online(self, device_id: str) -> None:
         self._catalog.device_online(device_id)
+        self._subscriptions.device_online(device_id)
         self._alarms.device_online(device_id)
 
     def catalog_response(self, device_id: str, response: CatalogResponse) -> None:
@@ -197,24 +206,28 @@ def build_recorder_factory(settings: Settings, db: Database, volumes: Volumes) -
 class _CatalogThenPipelines:
     """Writes a catalog, then has the pipelines pick up the channel cameras it created or changed."""
 
-    def __init__(self, inner: CatalogSink, db: Database, changed: Callable[[int], Awaitable[None]] | None) -> None:
+    def __init__(self, inner: CatalogSink, changed: Callable[[int], Awaitable[None]] | None) -> None:
         self._inner = inner
-        self._db = db
         self._changed = changed
 
-    async def apply_catalog(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
-        """The inner sink's write, then one ``camera_changed`` per GB camera among the items."""
-        applied = await self._inner.apply_catalog(device_id, items, at_us)
-        if self._changed is not None and (applied.cameras_created or applied.cameras_updated):
-            ids = [item.device_id for item in items]
-            async with self._db.session() as session:
-                rows = await session.scalars(
-                    select(Camera.id).where(Camera.gb_id.in_(ids), Camera.source_kind == GB28181_SOURCE_KIND)
-                )
-                camera_ids = list(rows)
-            for camera_id in camera_ids:
-                await self._changed(camera_id)
+    async def apply_catalog(
+        self, device_id: str, items: Sequence[CatalogItem], at_us: int, *, full: bool = False
+    ) -> CatalogApplied:
+        """The inner sink's write, then one ``camera_changed`` per camera it created, updated or removed."""
+        applied = await self._inner.apply_catalog(device_id, items, at_us, full=full)
+        await self._notify(applied)
         return applied
+
+    async def apply_changes(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
+        """The inner sink's incremental write (a subscription NOTIFY), then the pipelines."""
+        applied = await self._inner.apply_changes(device_id, items, at_us)
+        await self._notify(applied)
+        return applied
+
+    async def _notify(self, applied: CatalogApplied) -> None:
+        if self._changed is not None:
+            for camera_id in applied.camera_ids:
+                await self._changed(camera_id)
 
 
 def build_gb28181(
@@ -236,14 +249,30 @@ def build_gb28181(
     registrar = Registrar(gb, store, clock=lambda: datetime.now(UTC))
     dispatcher = SipDispatcher(registrar)
     sip = SipServer(dispatcher, host=gb.host, port=gb.port)
-    sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), db, camera_changed)
+    sink = _CatalogThenPipelines(DbCatalogStore(db, domain=gb.domain), camera_changed)
     catalog = CatalogSync(gb, sip, registrar, sink, wallclock=lambda: datetime.now(UTC))
     owners = RegisteredOwners(registrar, catalog)
     reports = DbReportStore(db)
     control = GbControl(gb, sip, registrar, owners)
     alarms = GbAlarms(gb, sip, registrar, dispatcher, reports, wallclock=lambda: datetime.now(UTC))
     positions = GbPositions(reports, wallclock=lambda: datetime.now(UTC))
-    registrar.set_listener(_DeviceListeners(catalog, alarms))
+    subscriptions = CatalogSubscriptions(
+        gb, sip, registrar, dispatcher, sink, wallclock=lambda: datetime.now(UTC), index=catalog
+    )
+    registrar.set_listener(_DeviceListeners(catalog, alarms, subscriptions))
+    registrar.on_message(CatalogNotify, subscriptions.notify_message)
+
+    async def device_info(device: RegisteredDevice, message: Any, request: SipRequest) -> None:
+        if isinstance(message, DeviceInfoResponse) and message.device_id == device.device_id:
+            await store.device_info(
+                device.device_id,
+                name=message.device_name,
+                manufacturer=message.manufacturer,
+                model=message.model,
+                firmware=message.firmware,
+            )
+
+    registrar.on_message(DeviceInfoResponse, device_info)
     registrar.on_message(AlarmNotify, alarms.on_alarm_message)
     registrar.on_message(ResultResponse, alarms.on_result_response)
     registrar.on_message(MobilePositionNotify, positions.on_position_message)
@@ -288,6 +317,7 @@ def build_gb28181(
         media_transport=transport_of,
         records=records,
         playbacks=playbacks,
+        subscriptions=subscriptions,
     )
 
 
@@ -472,6 +502,8 @@ class Vigil:
         if gb is not None:
             await gb.catalog.start()
             self._closers.append(gb.catalog.close)
+            await gb.subscriptions.start()
+            self._closers.append(gb.subscriptions.close)
             await gb.positions.start()
             self._closers.append(gb.positions.close)
             await gb.alarms.start()

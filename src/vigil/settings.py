@@ -148,6 +148,16 @@ class Gb28181Settings(_Section):
             "listens, the device connects) or tcp-active (Vigil connects to the device); RFC 4571 framing on TCP."
         ),
     )
+    subscribe_catalog: bool = Field(
+        True,
+        description="Subscribe to each device's catalog when it comes online, so channel changes arrive as NOTIFYs.",
+    )
+    catalog_subscribe_expires_s: int = Field(
+        600,
+        ge=60,
+        le=86400,
+        description="Catalog subscription Expires in seconds (Annex N default 600); refreshed at 80 % of it.",
+    )
 
     @model_validator(mode="after")
     def _default_domain(self) -> Gb28181Settings:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apikit import REGION_A, build_api
+from apikit import REGION_A, REGION_B, build_api
 
 from vigil.api.routers.gb import build_gb_router
 from vigil.storage.db import Database
-from vigil.storage.models import GbDevice
+from vigil.storage.models import Camera, GbCatalogNode, GbDevice
 
 PENDING = "34020000001320000099"
 
@@ -41,13 +41,17 @@ async def test_admin_lists_and_admits_a_pending_device(db: Database, tmp_path: P
 
 
 class Dropped:
-    """The registrar's ``forget``, noted."""
+    """The registrar's ``forget`` and ``set_keepalive_interval``, noted."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.intervals: list[tuple[str, int | None]] = []
 
     async def forget(self, device_id: str, reason: str) -> None:
         self.calls.append((device_id, reason))
+
+    def set_keepalive_interval(self, device_id: str, seconds: int | None) -> None:
+        self.intervals.append((device_id, seconds))
 
 
 DEVICE = "34020000001320000001"
@@ -126,3 +130,87 @@ async def test_admin_sets_a_device_media_transport_audited(db: Database, tmp_pat
     assert len(allowed) == 3
     denied = [r.username for r in await api.audit_rows(action="gb_device.update", allowed=False)]
     assert denied == ["op", "scoped"]
+
+
+NVR = "32010200001180000001"
+BG, VO = "32010200002150000001", "32010200002160000001"
+CAM_A, CAM_A2, CAM_GONE = "32010200001310000001", "32010200001310000002", "32010200001310000003"
+
+
+async def _seed_tree(db: Database) -> None:
+    async with db.session() as session:
+        session.add(GbDevice(device_id=NVR, name="NVR", admitted=True, created_us=1))
+        session.add(GbCatalogNode(node_id=BG, device_id=NVR, kind="business_group", name="Traffic", updated_us=1))
+        session.add(
+            GbCatalogNode(
+                node_id=VO, device_id=NVR, kind="virtual_organization", name="Ring", parent_id=BG, updated_us=1
+            )
+        )
+        common = {"source_kind": "gb28181", "gb_device_id": NVR, "created_us": 1, "updated_us": 1}
+        session.add(Camera(gb_id=CAM_A, name="Gate", region_code=REGION_A, gb_parent_id=VO, gb_status="ON", **common))
+        session.add(Camera(gb_id=CAM_A2, name="Yard", region_code=REGION_A, **common))
+        session.add(Camera(gb_id=CAM_GONE, name="Gone", region_code=REGION_A, removed_us=5, enabled=False, **common))
+
+
+async def test_tree_puts_channels_under_virtual_organisations_and_regions_scope_filtered(
+    db: Database, tmp_path: Path
+) -> None:
+    api, _app = await build_api(db, tmp_path, extra_routers=[build_gb_router(db)])
+    await _seed_tree(db)
+    await api.add_user("va", "viewer", REGION_A)
+    await api.add_user("vb", "viewer", REGION_B)
+    async with api.client, await api.as_user("root") as root:
+        r = await root.get(f"/api/gb/devices/{NVR}/tree")
+        assert r.status_code == 200, r.text
+        nodes = {n["id"]: (n["kind"], n["parent_id"]) for n in r.json()["nodes"]}
+        assert nodes[BG] == ("business_group", None)
+        assert nodes[VO] == ("virtual_organization", BG)
+        assert nodes[CAM_A] == ("camera", VO)
+        assert nodes[CAM_A2] == ("camera", REGION_A)
+        assert nodes[REGION_A][0] == "region" and CAM_GONE not in nodes  # removed channels leave the tree
+        assert (await root.get("/api/gb/devices/32010200001180000009/tree")).status_code == 404
+        (device,) = (await root.get("/api/gb/devices")).json()
+        assert device["channel_count"] == 2
+
+        async with await api.as_user("va") as va:
+            r = await va.get(f"/api/gb/devices/{NVR}/tree")
+            assert r.status_code == 200
+            ids = {n["id"] for n in r.json()["nodes"]}
+            assert {BG, VO, CAM_A, CAM_A2, REGION_A} <= ids
+            # Only the caller's subtree: the region above REGION_A is not shown, REGION_A is a root.
+            assert all(n["parent_id"] is None for n in r.json()["nodes"] if n["id"] == REGION_A)
+        async with await api.as_user("vb") as vb:
+            assert (await vb.get(f"/api/gb/devices/{NVR}/tree")).status_code == 404
+    denied = [(r.username, r.target) for r in await api.audit_rows(action="view", allowed=False)]
+    assert ("vb", f"gb:{NVR}") in denied
+
+
+async def test_patch_sets_name_password_and_keepalive_interval(db: Database, tmp_path: Path) -> None:
+    liveness = Dropped()
+    router = build_gb_router(db, None, liveness)
+    api, _app = await build_api(db, tmp_path, extra_routers=[router])
+    await _seed_tree(db)
+    await api.add_user("scoped", "admin", REGION_A)
+    async with api.client, await api.as_user("root") as root:
+        r = await root.patch(
+            f"/api/gb/devices/{NVR}", json={"name": "东门 NVR", "password": "s3cret", "keepalive_interval_s": 30}
+        )
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert (out["name"], out["has_password"], out["keepalive_interval_s"]) == ("东门 NVR", True, 30)
+        assert liveness.intervals == [(NVR, 30)] and liveness.calls == [(NVR, "changed by an administrator")]
+        async with db.session() as session:
+            row = await session.get(GbDevice, NVR)
+            assert row is not None and api.access.secrets.decrypt(row.password_enc) == "s3cret"
+        r = await root.patch(f"/api/gb/devices/{NVR}", json={"password": "", "keepalive_interval_s": None})
+        assert (r.json()["has_password"], r.json()["keepalive_interval_s"]) == (False, None)
+        assert (await root.patch(f"/api/gb/devices/{NVR}", json={"keepalive_interval_s": 1})).status_code == 422
+        assert (await root.patch("/api/gb/devices/32010200001180000009", json={"name": "x"})).status_code == 404
+        async with await api.as_user("scoped") as scoped:
+            assert (await scoped.patch(f"/api/gb/devices/{NVR}", json={"name": "x"})).status_code == 403
+    rows = await api.audit_rows(action="gb_device.update", allowed=True)
+    assert [r.detail for r in rows] == [
+        "name, password set, keepalive_interval_s=30",
+        "password cleared, keepalive_interval_s=None",
+    ]
+    assert all("s3cret" not in r.detail for r in rows)

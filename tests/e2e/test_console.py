@@ -31,15 +31,21 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def running_node(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """(console URL, first admin password) of a `vigil run` subprocess with two simulated cameras."""
+    """(console URL, first admin password) of a `vigil run` subprocess with two simulated cameras, and one
+    simulated GB/T 28181 device knocking at its SIP port (refused: it waits for admission on the GB page)."""
     assert (ROOT / "src" / "vigil" / "web_dist" / "index.html").exists(), "build the console: scripts/setup.sh"
+    sip_port = free_port()
     env = dict(
         os.environ,
         VIGIL_SIM__CAMERAS="2",
         VIGIL_SIM__PORT=str(free_port()),
         VIGIL_SERVER__PORT=str(free_port()),
         VIGIL_STORAGE__SEGMENT_SECONDS="4",
+        VIGIL_GB28181__ENABLED="true",
+        VIGIL_GB28181__HOST="127.0.0.1",
+        VIGIL_GB28181__PORT=str(sip_port),
     )
+    gb_device: asyncio.subprocess.Process | None = None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -62,8 +68,29 @@ async def running_node(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
                     url = m.group(1)
                 if m := re.search(r"First login:\s+admin / (\S+)", line):
                     password = m.group(1)
+        gb_device = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vigil",
+            "sim",
+            "--gb28181",
+            f"127.0.0.1:{sip_port}",
+            "-n",
+            "1",
+            "--channels",
+            "2",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         yield url, password
     finally:
+        if gb_device is not None and gb_device.returncode is None:
+            gb_device.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(gb_device.wait(), 10)
+            except TimeoutError:
+                gb_device.kill()
+                await gb_device.wait()
         proc.send_signal(signal.SIGINT)
         try:
             await asyncio.wait_for(proc.wait(), 30)

@@ -61,10 +61,18 @@ class Directory:
 class Sink:
     def __init__(self) -> None:
         self.written: list[tuple[str, tuple[str, ...]]] = []
+        #: The ``full`` flag of each write: only a complete catalog may remove channels.
+        self.full: list[bool] = []
 
-    async def apply_catalog(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
+    async def apply_catalog(
+        self, device_id: str, items: Sequence[CatalogItem], at_us: int, *, full: bool = False
+    ) -> CatalogApplied:
         self.written.append((device_id, tuple(i.device_id for i in items)))
+        self.full.append(full)
         return CatalogApplied(cameras_created=len(items))
+
+    async def apply_changes(self, device_id: str, items: Sequence[CatalogItem], at_us: int) -> CatalogApplied:
+        raise AssertionError("CatalogSync never writes incremental changes")
 
 
 def sync(sender: Sender, sink: Sink, *, query_delay_s: float = 1.0, assembly_timeout_s: float = 30.0) -> CatalogSync:
@@ -177,5 +185,24 @@ async def test_silent_device_fails_and_partial_catalog_is_kept() -> None:
         result = await asyncio.wait_for(pending, WAIT)
         assert not result.complete and result.outcome == "timeout" and result.items == 2 and result.sum_num == 3
         assert sink.written == [(DEVICE, tuple(CHANNELS[:2]))]
+    finally:
+        await catalog.close()
+
+
+async def test_a_catalog_longer_than_one_assembly_timeout_is_waited_for_while_pages_come() -> None:
+    """A lower platform's huge catalog takes longer than one timeout: the limit is on silence, not on the total."""
+    sender, sink = Sender(), Sink()
+    catalog = sync(sender, sink, assembly_timeout_s=0.8)  # a waiter's slice: 0.8 s + 2 ticks of 1 s = 2.8 s
+    await catalog.start()
+    try:
+        pending = asyncio.ensure_future(catalog.query(DEVICE))
+        _request, query = await sent_query(sender)
+        channels = [f"340200000013100{i:05d}" for i in range(17)]
+        for page in pages(query.sn, channels, 1)[:-1]:  # 16 pages, 0.25 s apart: 4 s in all
+            catalog.catalog_response(DEVICE, page)
+            await asyncio.sleep(0.25)
+        catalog.catalog_response(DEVICE, pages(query.sn, channels, 1)[-1])
+        result = await asyncio.wait_for(pending, WAIT)
+        assert result.complete and result.items == 17 and sink.full == [True]
     finally:
         await catalog.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vigil.domain.camera import PtzType
-from vigil.gb28181.catalog_map import CameraPlan, RegionPlan, plan_catalog
+from vigil.gb28181.catalog_map import CameraPlan, GroupPlan, RegionPlan, group_kind, plan_catalog
 from vigil.protocols.gb28181.manscdp import CatalogInfo, CatalogItem
 
 DEVICE = "34020000001180000001"  # an NVR (118)
@@ -50,21 +50,46 @@ def test_existing_regions_are_not_planned_again() -> None:
     assert plan.cameras[0].region_code == DEVICE
 
 
-def test_groups_devices_and_alarm_channels_are_skipped_with_a_reason() -> None:
+def test_devices_and_alarm_channels_are_skipped_with_a_reason() -> None:
     items = [
-        CatalogItem(device_id="34020000002150000001", name="Group"),
-        CatalogItem(device_id="34020000002160000001", name="VO"),
         CatalogItem(device_id=DEVICE, name="the NVR itself"),
         CatalogItem(device_id="34020000001340000001", name="alarm in"),
         CatalogItem(device_id="12345", name="garbage"),
     ]
     plan = plan_catalog(DEVICE, "", items, domain=DOMAIN, existing_regions=set())
-    assert plan.cameras == () and plan.regions == ()
+    assert plan.cameras == () and plan.regions == () and plan.groups == ()
     reasons = dict(plan.skipped)
-    assert "business_group" in reasons["34020000002150000001"]
-    assert "virtual_organization" in reasons["34020000002160000001"]
     assert "118" in reasons[DEVICE] and "134" in reasons["34020000001340000001"]
     assert "12345" in reasons
+
+
+BG, VO, VO2 = "34020000002150000001", "34020000002160000001", "34020000002160000002"
+
+
+def test_business_groups_and_virtual_organisations_form_a_tree() -> None:
+    items = [
+        CatalogItem(device_id=BG, name="Traffic"),
+        # A 216 names its parent by ParentID (another 216) or, failing that, by BusinessGroupID.
+        CatalogItem(device_id=VO, name="Ring road", business_group_id=BG),
+        CatalogItem(device_id=VO2, name="North gate", parent_id=VO, business_group_id=BG),
+        CatalogItem(device_id="34020000002160000003", name="self-parented", parent_id="34020000002160000003"),
+        # "device/virtual org": the channel sits under the virtual organisation.
+        CatalogItem(
+            device_id=CAM1, name="Gate", parent_id=f"{DEVICE}/{VO2}", manufacturer=" Hik ", model="DS-2CD", status=None
+        ),
+        CatalogItem(device_id=CAM2, name="Plain", parent_id=DEVICE, business_group_id="not-a-group"),
+    ]
+    plan = plan_catalog(DEVICE, "", items, domain=DOMAIN, existing_regions=set())
+    assert plan.groups == (
+        GroupPlan(BG, "business_group", "Traffic", None, None),
+        GroupPlan(VO, "virtual_organization", "Ring road", BG, BG),
+        GroupPlan(VO2, "virtual_organization", "North gate", VO, BG),
+        GroupPlan("34020000002160000003", "virtual_organization", "self-parented", None, None),
+    )
+    cams = {c.gb_id: c for c in plan.cameras}
+    assert (cams[CAM1].group_id, cams[CAM1].manufacturer, cams[CAM1].model) == (VO2, "Hik", "DS-2CD")
+    assert cams[CAM2].group_id is None and plan.skipped == ()
+    assert group_kind(BG) == "business_group" and group_kind(CAM1) is None and group_kind("x") is None
 
 
 def test_odd_positions_ptz_and_long_names_are_normalised() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from tests.conftest import sqlite_database
 from tests.helpers import eventually
 from vigil.access.secrets import SecretBox
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice, Registrar
-from vigil.gb28181.store import DbDeviceStore
+from vigil.gb28181.store import DbDeviceStore, DeviceRecord
 from vigil.protocols.gb28181.manscdp import AlarmNotify, DeviceInfoResponse, Keepalive, Result, encode_manscdp
 from vigil.protocols.sip.digest import DigestClient
 from vigil.protocols.sip.message import (
@@ -472,3 +472,54 @@ async def test_hostile_or_unknown_manscdp_is_answered_and_the_registrar_keeps_se
     unknown = f"<Notify><CmdType>Teleport</CmdType><SN>5</SN><DeviceID>{DEVICE}</DeviceID></Notify>".encode()
     assert (await device.send(device.request("MESSAGE", body=unknown))).status == 200
     assert (await device.keepalive(6)).status == 200
+
+
+class _SlowStore(DbDeviceStore):
+    """Device reads wait until ``go`` is set (a database busy with a registration storm)."""
+
+    def __init__(self, db: Database, decrypt: Callable[[str], str]) -> None:
+        super().__init__(db, decrypt)
+        self.go = asyncio.Event()
+        self.go.set()
+
+    async def device(self, device_id: str) -> DeviceRecord | None:
+        await self.go.wait()
+        return await super().device(device_id)
+
+
+async def test_registration_storm_is_refused_early_and_keepalives_still_answered(
+    platform: Platform, devices: list[Device]
+) -> None:
+    store = _SlowStore(platform.db, platform.box.decrypt)
+    registrar = Registrar(
+        Gb28181Settings(enabled=True, password=PASSWORD),
+        store,
+        clock=platform.clock,
+        check_interval_s=3600,
+        max_registering=4,  # 2 slots for REGISTERs without credentials
+    )
+    server = SipServer(registrar, host="127.0.0.1", port=0)
+    await registrar.start()
+    await server.start()
+    try:
+        device = Device(DEVICE, PASSWORD, "udp")
+        devices.append(device)
+        await device.connect(server.udp_port)
+        await device.register()
+        store.go.clear()  # the database stalls: registrations pile up
+        others = [Device(OTHER, "own-secret", "udp") for _ in range(3)]
+        devices.extend(others)
+        for other in others:
+            await other.connect(server.udp_port)
+        for other in others[:2]:
+            other.send_only(other.request("REGISTER", extra=[("Expires", "3600")]).serialize())
+        await eventually(lambda: registrar.registering == 2)
+        busy = await others[2].send(others[2].request("REGISTER", extra=[("Expires", "3600")]))
+        assert busy.status == 503 and busy.headers["Retry-After"] == "10"
+        # A keepalive needs no database: answered at once while registrations wait.
+        assert (await device.keepalive()).status == 200
+        store.go.set()
+        await eventually(lambda: registrar.registering == 0)
+    finally:
+        await server.close()
+        await registrar.close()

@@ -43,6 +43,12 @@ const routes: RouteRecordRaw[] = [
         meta: { nav: true, order: 4 },
       },
       {
+        path: '/gb',
+        name: 'gb',
+        component: () => import('./features/gb/GbDevicesPage.vue'),
+        meta: { nav: true, order: 4.5, admin: true },
+      },
+      {
         path: '/users',
         name: 'users',
         component: () => import('./features/users/UsersPage.vue'),

@@ -10,7 +10,9 @@ before the assembler's timeout — goes to the :class:`CatalogSink`, and whoever
 a :class:`CatalogResult`.
 
 A device is queried :data:`QUERY_DELAY_S` after it comes online (registers afresh), so it has its
-200 OK to REGISTER first, and on demand (``POST /api/gb/devices/{id}/catalog``).
+200 OK to REGISTER first, and on demand (``POST /api/gb/devices/{id}/catalog``). Coming online also
+sends a DeviceInfo query first; its answer reaches whoever the registrar's ``on_message`` gave
+``DeviceInfoResponse`` to (the device row's manufacturer/model/firmware).
 """
 
 from __future__ import annotations
@@ -20,14 +22,21 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
-from vigil.protocols.gb28181.manscdp import MAX_SN, CatalogItem, CatalogQuery, CatalogResponse, encode_manscdp
+from vigil.protocols.gb28181.manscdp import (
+    MAX_SN,
+    CatalogItem,
+    CatalogQuery,
+    CatalogResponse,
+    DeviceInfoQuery,
+    encode_manscdp,
+)
 from vigil.protocols.gb28181.pagination import Assembled, CatalogAssembler
 from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request
 from vigil.settings import Gb28181Settings
@@ -91,6 +100,10 @@ class CatalogResult:
 @dataclass(slots=True)
 class _Waiters:
     futures: list[asyncio.Future[CatalogResult]] = field(default_factory=list)
+    #: Monotonic time of the last page (or of the query): a waiter keeps waiting while pages come.
+    last_page: float = 0.0
+    #: The assembled catalog is being written (100 000 channels take a while).
+    writing: bool = False
 
 
 def manscdp_request(
@@ -180,13 +193,26 @@ class CatalogSync:
         """Query the catalog and wait for it to be assembled and written; raise :class:`CatalogError`."""
         sn, future = await self._send_query(device_id)
         limit = wait_s if wait_s is not None else self._assembly_timeout_s + 2 * _TICK_S
-        try:
-            return await asyncio.wait_for(future, limit)
-        except TimeoutError:
-            raise CatalogError(f"device {device_id} sent no complete catalog for SN {sn} in {limit:.0f} s") from None
+        waiters = self._waiters.get((device_id, sn))
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), limit)
+            except TimeoutError:
+                # Without an explicit wait_s the limit is on silence, not on the whole catalog: a lower
+                # platform's 100 000 channels take longer than one assembly timeout to arrive and be written.
+                busy = waiters is not None and (waiters.writing or self._monotonic() - waiters.last_page < limit)
+                if wait_s is None and busy:
+                    continue
+                raise CatalogError(
+                    f"device {device_id} sent no complete catalog for SN {sn} in {limit:.0f} s"
+                ) from None
 
     async def _query_later(self, device_id: str) -> None:
         await asyncio.sleep(self._query_delay_s)
+        try:
+            await self.query_device_info(device_id)
+        except CatalogError as exc:
+            log.info("gb device %s: DeviceInfo query failed: %s", device_id, exc)
         try:
             result = await self.query(device_id)
         except CatalogError as exc:
@@ -201,6 +227,20 @@ class CatalogSync:
             result.applied,
         )
 
+    async def query_device_info(self, device_id: str) -> None:
+        """Send a DeviceInfo query; the answer comes later as a MESSAGE to the registrar (9.5.2)."""
+        device = self._directory.registered(device_id)
+        if device is None:
+            raise CatalogError(f"device {device_id} is not registered")
+        self._sn = self._sn % MAX_SN + 1
+        body = encode_manscdp(DeviceInfoQuery(sn=self._sn, device_id=device_id), tz=BEIJING, charset=device.charset)
+        try:
+            response = await self._sender.send_request(self._message(device, body), device.peer)
+        except (TimeoutError, ConnectionError) as exc:
+            raise CatalogError(f"device {device_id} did not take the DeviceInfo query: {exc}") from exc
+        if not 200 <= response.status < 300:
+            raise CatalogError(f"device {device_id} answered DeviceInfo {response.status} {response.reason}")
+
     async def _send_query(self, device_id: str) -> tuple[int, asyncio.Future[CatalogResult]]:
         device = self._directory.registered(device_id)
         if device is None:
@@ -211,7 +251,9 @@ class CatalogSync:
         request = self._message(device, body)
         future: asyncio.Future[CatalogResult] = asyncio.get_running_loop().create_future()
         key = (device_id, sn)
-        self._waiters.setdefault(key, _Waiters()).futures.append(future)
+        waiting = self._waiters.setdefault(key, _Waiters())
+        waiting.futures.append(future)
+        waiting.last_page = self._monotonic()
         # Expect before sending: the first page may arrive before the 200 OK does.
         self._assembler.expect(device_id, sn, self._monotonic())
         try:
@@ -230,6 +272,11 @@ class CatalogSync:
     def _message(self, device: RegisteredDevice, body: bytes) -> SipRequest:
         return manscdp_request(self._settings, self._sender, self._ids, device, body)
 
+    def listed(self, device_id: str, channel_ids: Iterable[str]) -> None:
+        """Channels a catalog subscription NOTIFY added: media for them goes to ``device_id``."""
+        for channel_id in channel_ids:
+            self._channel_owner[channel_id] = device_id
+
     def listed_by(self, channel_id: str) -> str | None:
         """The device whose catalog (since this node started) listed ``channel_id``, or None."""
         return self._channel_owner.get(channel_id)
@@ -244,6 +291,9 @@ class CatalogSync:
             return
         for item in response.items:
             self._channel_owner[item.device_id] = device_id
+        waiting = self._waiters.get((device_id, response.sn))
+        if waiting is not None:
+            waiting.last_page = self._monotonic()
         assembled = self._assembler.receive(response, self._monotonic())
         if assembled is not None:
             self._spawn(self._apply(device_id, assembled), f"gb-catalog-apply-{device_id}")
@@ -251,9 +301,11 @@ class CatalogSync:
     async def _apply(self, device_id: str, assembled: Assembled[CatalogItem]) -> None:
         key = (assembled.device_id, assembled.sn)
         waiters = self._waiters.pop(key, _Waiters())
+        waiters.writing = True
         at_us = int(self._wallclock().timestamp() * 1_000_000)
         try:
-            applied = await self._sink.apply_catalog(device_id, assembled.items, at_us)
+            # Only a complete catalog says what is gone; one cut short by the timeout just adds.
+            applied = await self._sink.apply_catalog(device_id, assembled.items, at_us, full=assembled.complete)
         except Exception as exc:
             log.exception("gb device %s: writing catalog SN %d failed", device_id, assembled.sn)
             for future in waiters.futures:

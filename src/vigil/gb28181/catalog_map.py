@@ -11,8 +11,11 @@ Rules (kept simple on purpose; STD22 A.2.1.9, Annex E/J):
   the SIP domain, i.e. the platform's own civil code), both created when missing.
 * Region nodes (2/4/6/8-digit IDs) become Region rows. Every region created is attached to the
   longest code prefix that exists or is being created (civil codes nest by prefix), else it is a root.
-* Business groups (215), virtual organisations (216), the device itself, alarm inputs/outputs and
-  anything unparseable are skipped with a reason: Vigil has no group tree yet.
+* Business groups (215) and virtual organisations (216) become group nodes
+  (:class:`GroupPlan`, table ``gb_catalog_nodes``). A 216's parent is its ``ParentID`` when that is
+  a 215/216 node, else its ``BusinessGroupID``. A camera whose ``ParentID`` (possibly ``a/b``: the
+  parent device, then the virtual organisation) names a 215/216 node sits under the last such node.
+* The device itself, alarm inputs/outputs and anything unparseable are skipped with a reason.
 
 Coordinates of 0/0 are how devices say "unknown"; out-of-range or non-finite ones are dropped.
 """
@@ -31,10 +34,13 @@ from vigil.protocols.gb28181.manscdp import CatalogItem
 
 __all__ = [
     "CAMERA_CHANNEL_TYPES",
+    "GROUP_KINDS",
     "CameraPlan",
     "CatalogPlan",
+    "GroupPlan",
     "RegionPlan",
     "device_region_code",
+    "group_kind",
     "plan_catalog",
     "platform_region_code",
 ]
@@ -42,6 +48,8 @@ __all__ = [
 #: Annex E type codes that are video channels Vigil can show: 131 camera, 132 network camera.
 CAMERA_CHANNEL_TYPES = frozenset({131, 132})
 _NAME_MAX = 100
+#: ``gb_catalog_nodes.kind`` by ID kind.
+GROUP_KINDS = {IdKind.BUSINESS_GROUP: "business_group", IdKind.VIRTUAL_ORGANIZATION: "virtual_organization"}
 _ADDRESS_MAX = 200
 
 
@@ -65,15 +73,41 @@ class CameraPlan:
     longitude: float | None
     ptz_type: PtzType
     region_code: str
+    manufacturer: str = ""
+    model: str = ""
+    #: ``Status`` as the device last said it (ON/OFF), empty when it did not say.
+    status: str = ""
+    #: The 215/216 node the channel sits under, None when it names none.
+    group_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """A business group / virtual organisation node to create or update."""
+
+    node_id: str
+    kind: str
+    name: str
+    parent_id: str | None
+    business_group_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogPlan:
-    """What one catalog turns into: regions (parents first), cameras, and items skipped with why."""
+    """What one catalog turns into: regions (parents first), group nodes, cameras, and items skipped with why."""
 
     regions: tuple[RegionPlan, ...]
     cameras: tuple[CameraPlan, ...]
     skipped: tuple[tuple[str, str], ...]
+    groups: tuple[GroupPlan, ...] = ()
+
+
+def group_kind(node_id: str) -> str | None:
+    """``business_group`` / ``virtual_organization`` for a 215/216 ID, else None (never raises)."""
+    try:
+        return GROUP_KINDS.get(classify_id(node_id))
+    except Invalid:
+        return None
 
 
 def platform_region_code(domain: str) -> str:
@@ -97,6 +131,7 @@ def plan_catalog(
     """Plan the rows for ``items`` (one device's whole catalog); see the module docstring for the rules."""
     region_names: dict[str, str] = {}
     cameras: dict[str, CameraPlan] = {}
+    groups: dict[str, GroupPlan] = {}
     wanted: set[str] = set()
     skipped: list[tuple[str, str]] = []
     default_region = device_region_code(device_id)
@@ -111,8 +146,8 @@ def plan_catalog(
             region_names.setdefault(item.device_id, _clean(item.name, _NAME_MAX) or item.device_id)
             wanted.add(item.device_id)
             continue
-        if kind is IdKind.BUSINESS_GROUP or kind is IdKind.VIRTUAL_ORGANIZATION:
-            skipped.append((item.device_id, f"{kind.value}: no group tree in Vigil yet"))
+        if kind in GROUP_KINDS:
+            groups.setdefault(item.device_id, _group(item, GROUP_KINDS[kind]))
             continue
         type_code = parse_gb_id(item.device_id).type_code
         if type_code not in CAMERA_CHANNEL_TYPES:
@@ -132,6 +167,10 @@ def plan_catalog(
             longitude=longitude,
             ptz_type=_ptz(item.ptz_type),
             region_code=region,
+            manufacturer=_clean(item.manufacturer, _NAME_MAX),
+            model=_clean(item.model, _NAME_MAX),
+            status=item.status.value if item.status is not None else "",
+            group_id=_group_parent(item.parent_id),
         )
 
     if default_region in wanted:
@@ -149,7 +188,29 @@ def plan_catalog(
             parent = _longest_prefix(code, known)
         regions.append(RegionPlan(code, region_names.get(code, code), parent))
         known.add(code)
-    return CatalogPlan(tuple(regions), tuple(cameras.values()), tuple(skipped))
+    return CatalogPlan(tuple(regions), tuple(cameras.values()), tuple(skipped), tuple(groups.values()))
+
+
+def _group(item: CatalogItem, kind: str) -> GroupPlan:
+    parent = _group_parent(item.parent_id)
+    business_group = (item.business_group_id or "").strip() or None
+    if business_group is not None and group_kind(business_group) != "business_group":
+        business_group = None
+    if parent is None and kind == "virtual_organization":
+        parent = business_group
+    if parent == item.device_id:
+        parent = None  # a node naming itself would make a cycle of one
+    return GroupPlan(item.device_id, kind, _clean(item.name, _NAME_MAX) or item.device_id, parent, business_group)
+
+
+def _group_parent(parent_id: str | None) -> str | None:
+    """The last 215/216 node among ``ParentID``'s ``/``-separated IDs (WVP: "device/virtual org")."""
+    found = None
+    for part in (parent_id or "").split("/"):
+        part = part.strip()
+        if group_kind(part) is not None:
+            found = part
+    return found
 
 
 def _longest_prefix(code: str, known: Collection[str]) -> str | None:

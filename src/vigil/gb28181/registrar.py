@@ -9,11 +9,14 @@ behind the SIP transport.
   an admin can admit. Admitted devices go through :class:`DigestServer` (realm = SIP domain,
   the device's own password else the platform-wide one). ``Expires: 0`` unregisters. The final
   200 OK carries ``Date`` in Beijing time (9.10.3) and echoes ``X-GB-Ver`` (Annex I).
+* At most ``max_registering`` REGISTERs are handled at once; more are answered 503 + ``Retry-After``
+  without touching the database, so keepalives (memory only) are still answered during a storm.
 * MESSAGE from a registered device: 200 OK with no body (9.5.2); a Keepalive refreshes liveness;
   Catalog response pages go to the :class:`DeviceListener` (catalog sync), which also hears when a
   device comes online.
 * Liveness is the pure :func:`~vigil.gb28181.liveness.offline_cause`, evaluated every
-  ``check_interval_s`` and at once when a device's TCP connection closes.
+  ``check_interval_s`` and at once when a device's TCP connection closes. Keepalives update memory at
+  once and reach the database in one batch per check (not one transaction per keepalive).
 
 Online state lives in memory (one entry per registered device) and is mirrored to the database;
 at start the rows still marked online are loaded back, so a restart does not drop devices whose
@@ -42,7 +45,14 @@ from vigil.protocols.sip.message import SipError, SipRequest, SipResponse, forma
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
-__all__ = ["BEIJING", "UNAUTHORISED_EVENT_INTERVAL_S", "DeviceListener", "RegisteredDevice", "Registrar"]
+__all__ = [
+    "BEIJING",
+    "MAX_REGISTERING",
+    "UNAUTHORISED_EVENT_INTERVAL_S",
+    "DeviceListener",
+    "RegisteredDevice",
+    "Registrar",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,11 @@ log = logging.getLogger(__name__)
 BEIJING = timezone(timedelta(hours=8), "CST")
 #: At most one unauthorised-device (or failed-auth) event per device in this many seconds.
 UNAUTHORISED_EVENT_INTERVAL_S = 300
+#: REGISTERs handled at once; beyond this one is answered 503 at once (the device retries later), so a
+#: registration storm cannot fill the SIP server's in-flight slots and starve keepalives into false offlines.
+MAX_REGISTERING = 64
+#: Retry-After (seconds) on that 503.
+REGISTER_RETRY_AFTER_S = 10
 #: Rate-limit memory bound (distinct refused device IDs remembered).
 _MAX_RATE_KEYS = 10_000
 
@@ -101,6 +116,7 @@ class Registrar:
         nonce_secret: bytes | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
         check_interval_s: float = 5.0,
+        max_registering: int = MAX_REGISTERING,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -109,12 +125,17 @@ class Registrar:
             realm=settings.domain, secret=nonce_secret or random_bytes(32), random_bytes=random_bytes
         )
         self._check_interval_s = check_interval_s
+        self._max_registering = max_registering
+        #: REGISTERs being handled now (each waits on the database).
+        self._registering = 0
         self._devices: dict[str, RegisteredDevice] = {}
         self._last_refusal: dict[str, datetime] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._listener: DeviceListener | None = None
         self._handlers: dict[type, MessageHandler] = {}
+        #: Keepalives not yet written to the store: device ID → (remote address, at_us).
+        self._unsaved_keepalives: dict[str, tuple[str, int]] = {}
 
     def set_listener(self, listener: DeviceListener) -> None:
         """Attach the catalog sync (built after the SIP server, which needs this registrar first)."""
@@ -127,6 +148,18 @@ class Registrar:
     def registered(self, device_id: str) -> RegisteredDevice | None:
         """The registered device with this ID, or None."""
         return self._devices.get(device_id)
+
+    def set_keepalive_interval(self, device_id: str, seconds: int | None) -> None:
+        """An admin changed the device's keepalive interval: a registered device is judged by it at once."""
+        device = self._devices.get(device_id)
+        if device is not None:
+            liveness = replace(device.liveness, keepalive_interval_s=seconds)
+            self._devices[device_id] = replace(device, liveness=liveness)
+
+    @property
+    def registering(self) -> int:
+        """REGISTERs being handled now."""
+        return self._registering
 
     @property
     def devices(self) -> dict[str, RegisteredDevice]:
@@ -147,12 +180,13 @@ class Registrar:
         self._task = asyncio.create_task(self._run(), name="gb-registrar-liveness")
 
     async def close(self) -> None:
-        """Stop the liveness task (devices stay registered in the database until they expire)."""
+        """Stop the liveness task and save pending keepalives (devices stay registered in the database)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._save_keepalives()
 
     def _restore(self, record: DeviceRecord) -> RegisteredDevice | None:
         if record.transport != "udp" or record.last_register_us is None or record.expires_us is None:
@@ -181,7 +215,8 @@ class Registrar:
                 log.exception("gb: liveness check failed")
 
     async def check_liveness(self) -> None:
-        """Mark offline every registered device the liveness policy says is gone."""
+        """Save the keepalives seen since the last check, then mark offline every device the policy says is gone."""
+        await self._save_keepalives()
         now = self._clock()
         count = self._settings.keepalive_timeout_count
         async with self._lock:
@@ -221,7 +256,18 @@ class Registrar:
     async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
         """Answer one request from a device."""
         if request.method == "REGISTER":
-            return await self._register(request, peer)
+            # A REGISTER with credentials completes a registration; one without only earns a challenge.
+            # When busy, finish handshakes in progress first: the unauthenticated get half the slots.
+            limit = self._max_registering if "Authorization" in request.headers else self._max_registering // 2
+            if self._registering >= limit:
+                busy = make_response(request, 503, to_tag=self._to_tag(request))
+                busy.headers["Retry-After"] = str(REGISTER_RETRY_AFTER_S)
+                return busy
+            self._registering += 1
+            try:
+                return await self._register(request, peer)
+            finally:
+                self._registering -= 1
         if request.method == "MESSAGE":
             return await self._message(request, peer)
         if request.method == "ACK":
@@ -373,16 +419,25 @@ class Registrar:
         return make_response(request, 200, to_tag=self._to_tag(request))
 
     async def _keepalive(self, device: RegisteredDevice, peer: SipPeer, now: datetime) -> None:
-        async with self._lock:
-            current = self._devices.get(device.device_id)
-            if current is None:
-                return
-            # A keepalive from a changed address (NAT rebinding) moves the device there (UDP only).
-            moved = peer if peer.transport == current.peer.transport == "udp" else current.peer
-            self._devices[device.device_id] = replace(
-                current, peer=moved, liveness=replace(current.liveness, last_keepalive=now)
-            )
-        await self._store.keepalive(device.device_id, remote_address=f"{moved.host}:{moved.port}", at_us=_us(now))
+        # No lock and no await: this read-modify-write cannot interleave with anything, and a keepalive must
+        # not queue behind registrations that hold the lock across database writes (a registration storm).
+        current = self._devices.get(device.device_id)
+        if current is None:
+            return
+        # A keepalive from a changed address (NAT rebinding) moves the device there (UDP only).
+        moved = peer if peer.transport == current.peer.transport == "udp" else current.peer
+        self._devices[device.device_id] = replace(
+            current, peer=moved, liveness=replace(current.liveness, last_keepalive=now)
+        )
+        # Liveness reads memory; the database copy (for restarts and the API) is written in batches.
+        self._unsaved_keepalives[device.device_id] = (f"{moved.host}:{moved.port}", _us(now))
+
+    async def _save_keepalives(self) -> None:
+        """Write the keepalives seen since the last call, one batch (10 000 devices at 60 s: ~170 a second)."""
+        if not self._unsaved_keepalives:
+            return
+        batch, self._unsaved_keepalives = self._unsaved_keepalives, {}
+        await self._store.keepalives(batch)
 
 
 def _charset(text: str) -> Charset:

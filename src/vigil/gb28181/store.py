@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 
 from vigil.storage.db import Database
 from vigil.storage.models import GbDevice, GbDeviceEvent
@@ -21,6 +21,8 @@ UNAUTHORISED = "unauthorised_device"
 AUTH_FAILED = "auth_failed"
 #: An alarm the device reported about itself (channel alarms go to the camera's events).
 ALARM = "alarm"
+#: Rows per bulk UPDATE.
+_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,7 @@ class DeviceStore(Protocol):
         self, device_id: str, *, transport: str, remote_address: str, at_us: int, expires_us: int, gb_version: str
     ) -> None: ...
 
-    async def keepalive(self, device_id: str, *, remote_address: str, at_us: int) -> None: ...
+    async def keepalives(self, seen: Mapping[str, tuple[str, int]]) -> None: ...
 
     async def set_offline(self, device_id: str) -> None: ...
 
@@ -131,12 +133,19 @@ class DbDeviceStore:
             if gb_version:
                 row.gb_version = gb_version
 
-    async def keepalive(self, device_id: str, *, remote_address: str, at_us: int) -> None:
-        """A Keepalive arrived (the address may have changed behind NAT)."""
+    async def keepalives(self, seen: Mapping[str, tuple[str, int]]) -> None:
+        """Keepalives arrived: device ID → (remote address, at_us); the address may have changed behind NAT."""
+        rows = [{"k_id": device_id, "k_addr": address, "k_at": at_us} for device_id, (address, at_us) in seen.items()]
+        table = cast(Table, GbDevice.__table__)
+        # One executemany per batch, not one round trip per device; a device deleted meanwhile matches no row.
+        statement = (
+            update(table)
+            .where(table.c.device_id == bindparam("k_id"))
+            .values(remote_address=bindparam("k_addr"), last_keepalive_us=bindparam("k_at"))
+        )
         async with self._db.session() as session:
-            row = await session.get(GbDevice, device_id)
-            if row is not None:
-                row.last_keepalive_us, row.remote_address = at_us, remote_address
+            for start in range(0, len(rows), _BATCH):
+                await session.execute(statement, rows[start : start + _BATCH])
 
     async def set_offline(self, device_id: str) -> None:
         """Mark the device offline."""
@@ -151,3 +160,24 @@ class DbDeviceStore:
             log.error("gb device %s: %s %s", device_id, kind, reason)
         async with self._db.session() as session:
             session.add(GbDeviceEvent(device_id=device_id, at_us=at_us, kind=kind, level=level, reason=reason))
+            if kind in (ONLINE, OFFLINE):
+                row = await session.get(GbDevice, device_id)
+                if row is not None:
+                    row.state_since_us = at_us
+
+    async def device_info(
+        self, device_id: str, *, name: str | None, manufacturer: str | None, model: str | None, firmware: str | None
+    ) -> None:
+        """A DeviceInfo answer: fill what the device said (an admin-given name is kept)."""
+        async with self._db.session() as session:
+            row = await session.get(GbDevice, device_id)
+            if row is None:
+                return
+            if name and not row.name:
+                row.name = name.strip()[:100]
+            if manufacturer:
+                row.manufacturer = manufacturer.strip()[:100]
+            if model:
+                row.model = model.strip()[:100]
+            if firmware:
+                row.firmware = firmware.strip()[:100]

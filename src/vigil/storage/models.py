@@ -58,6 +58,17 @@ class Camera(Base):
     recording_plan: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_us: Mapped[int] = mapped_column(BigInteger)
     updated_us: Mapped[int] = mapped_column(BigInteger)
+    #: GB/T 28181 channels: the device (NVR, lower platform) whose catalog lists this camera.
+    gb_device_id: Mapped[str | None] = mapped_column(String(20), index=True, default=None)
+    #: The business group (215) or virtual organisation (216) node it sits under in that catalog.
+    gb_parent_id: Mapped[str | None] = mapped_column(String(20), default=None)
+    #: Channel status from the catalog / NOTIFY: ON, OFF, VLOST, DEFECT…; empty when unknown.
+    gb_status: Mapped[str] = mapped_column(String(8), default="")
+    manufacturer: Mapped[str] = mapped_column(String(100), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    #: When the device's catalog dropped the channel (DEL, or missing from a full catalog): the row is
+    #: disabled and kept so its recordings stay reachable; None while listed.
+    removed_us: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class CameraEvent(Base):
@@ -207,6 +218,31 @@ class GbDevice(Base):
     #: Live media transport asked of this device (udp, tcp-passive, tcp-active); None = ``gb28181.media_transport``.
     media_transport: Mapped[str | None] = mapped_column(String(16), default=None)
     created_us: Mapped[int] = mapped_column(BigInteger)
+    #: When ``online`` last changed (the console's "online since" / "offline since").
+    state_since_us: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class GbCatalogNode(Base):
+    """A business group (type 215) or virtual organisation (216) from a device's catalog.
+
+    Kept apart from ``regions`` on purpose: regions are the access-scope tree (civil codes nest by
+    prefix and a user's scope is a region subtree), while groups and virtual organisations are a
+    second, business view over the same cameras that may cut across regions. Mixing them would make a
+    user scoped to a virtual organisation see cameras of other regions. Channels point at their node
+    through ``cameras.gb_parent_id``; nodes point at their parent through ``parent_id``.
+    """
+
+    __tablename__ = "gb_catalog_nodes"
+    node_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: The device whose catalog announced the node (its tree, its deletion on re-catalog).
+    device_id: Mapped[str] = mapped_column(String(20), index=True)
+    #: ``business_group`` (215) or ``virtual_organization`` (216).
+    kind: Mapped[str] = mapped_column(String(24))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    #: The parent node (a 215/216 node) or None at the top of the device's tree.
+    parent_id: Mapped[str | None] = mapped_column(String(20), default=None)
+    business_group_id: Mapped[str | None] = mapped_column(String(20), default=None)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
 class GbDeviceEvent(Base):

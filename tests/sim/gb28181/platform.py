@@ -17,6 +17,7 @@ from typing import cast
 
 from vigil.protocols.gb28181.manscdp import (
     CatalogItem,
+    CatalogNotify,
     CatalogQuery,
     CatalogResponse,
     DeviceInfoQuery,
@@ -75,11 +76,15 @@ class TinyPlatform:
     record_lists: list[Assembled[RecordItem]] = field(default_factory=list)
     media_statuses: list[MediaStatusNotify] = field(default_factory=list)
     responses: list[SipResponse] = field(default_factory=list)
-    #: Other MANSCDP bodies devices sent by MESSAGE (alarms, positions, Results), and NOTIFY requests.
+    #: Other MANSCDP bodies devices sent by MESSAGE (alarms, positions, Results), and non-catalog NOTIFYs (alarms).
     reports: list[Message] = field(default_factory=list)
-    notifies: list[SipRequest] = field(default_factory=list)
+    alarm_notifies: list[SipRequest] = field(default_factory=list)
     #: Drop (do not answer) requests whose method is in here, to test timeouts.
     mute: set[str] = field(default_factory=set)
+    #: Catalog NOTIFYs received (in a subscription dialog, or as a MESSAGE), with the SIP request.
+    notifies: list[tuple[CatalogNotify, SipRequest]] = field(default_factory=list)
+    #: What NOTIFYs are answered with.
+    notify_status: int = 200
 
     def __post_init__(self) -> None:
         self.digest = DigestServer(realm=DOMAIN, secret=b"s" * 32, random_bytes=self.rng.randbytes)
@@ -107,8 +112,12 @@ class TinyPlatform:
             self._message(message, now)
             return [make_response(message, 200, to_tag=self.ids.tag()).serialize()]
         if message.method == "NOTIFY":
-            self.notifies.append(message)
-            return [make_response(message, 200).serialize()]
+            notify = parse_manscdp(message.body, tz=BEIJING)
+            if not isinstance(notify, CatalogNotify):
+                self.alarm_notifies.append(message)
+                return [make_response(message, 200).serialize()]
+            self.notifies.append((notify, message))
+            return [make_response(message, self.notify_status).serialize()]
         return [make_response(message, 405, to_tag=self.ids.tag()).serialize()]
 
     def _register(self, request: SipRequest, addr: HostPort, now: float) -> SipResponse:
@@ -153,8 +162,40 @@ class TinyPlatform:
                 self.record_lists.append(records)
         elif isinstance(message, MediaStatusNotify):
             self.media_statuses.append(message)
+        elif isinstance(message, CatalogNotify):
+            self.notifies.append((message, request))
         else:
             self.reports.append(message)
+
+    def subscribe(
+        self,
+        device_id: str,
+        *,
+        expires: int = 600,
+        event: str = "Catalog;id=42",
+        call_id: str = "sub-1",
+        to_tag: str | None = None,
+        cseq: int = 1,
+    ) -> bytes:
+        """A catalog SUBSCRIBE to ``device_id`` (a refresh when ``to_tag`` is the device's dialog tag)."""
+        body = encode_manscdp(CatalogQuery(sn=next(self._sn), device_id=device_id), tz=BEIJING)
+        binding = self.bindings.get(device_id)
+        target = binding.contact if binding is not None else f"sip:{device_id}@{DOMAIN}"
+        to = Address(f"sip:{device_id}@{DOMAIN}")
+        request = make_request(
+            "SUBSCRIBE",
+            target,
+            via=Via("UDP", "127.0.0.1", 5060, (("branch", self.ids.branch()),)),
+            from_address=Address(f"sip:{PLATFORM_ID}@{DOMAIN}", params=(("tag", "plat"),)),
+            to_address=to.with_param("tag", to_tag) if to_tag else to,
+            call_id=call_id,
+            cseq=cseq,
+            contact=Address(f"sip:{PLATFORM_ID}@127.0.0.1:5060"),
+            extra=[("Event", event), ("Expires", str(expires))],
+            body=body,
+            content_type=MANSCDP_CONTENT_TYPE,
+        )
+        return request.serialize()
 
     def query(
         self,

@@ -15,6 +15,7 @@ from vigil.protocols.gb28181.manscdp import (
     AlarmNotify,
     AlarmQuery,
     AlarmReset,
+    CatalogEvent,
     CatalogQuery,
     DeviceControl,
     DeviceInfoQuery,
@@ -390,7 +391,7 @@ def test_alarm_subscription_accepted_notified_refreshed_and_ended() -> None:
 
     link.device.raise_alarm(link.now, target=DEVICE, method=2, alarm_type=1, notify=True)
     link.pump()
-    (notify,) = link.platform.notifies
+    (notify,) = link.platform.alarm_notifies
     assert (
         notify.call_id == "sub-1" and notify.to_address.tag == "plat" and notify.from_address.tag == ok.to_address.tag
     )
@@ -642,3 +643,85 @@ def test_history_invite_without_a_range_is_refused() -> None:
     )
     link.deliver(invite(link, channel, offer.serialize()).serialize())
     assert response_status(link.device.datagrams_to_send(link.now)[0][0]) == 488
+
+
+def subscribed_link(**changes: object) -> tuple[Link, SipResponse]:
+    """A registered device the platform subscribed to; returns the link and the device's 200 OK."""
+    link = started(**changes)
+    link.device.receive_datagram(link.platform.subscribe(DEVICE), PLATFORM_ADDR, link.now)
+    (data, addr), *_ = link.device.datagrams_to_send(link.now)
+    assert addr == PLATFORM_ADDR
+    answer = parse_datagram(data)
+    assert isinstance(answer, SipResponse)
+    return link, answer
+
+
+def test_catalog_subscription_carries_add_status_and_delete_notifies() -> None:
+    link, answer = subscribed_link()
+    assert answer.status == 200 and answer.expires == 600 and answer.to_address.tag
+    assert link.device.subscribed and link.device.stats.subscriptions == 1
+    added = link.device.add_channel(link.now)
+    link.device.set_channel_status(link.device.channel_ids[0], False, link.now)
+    link.device.remove_channel(added, link.now)
+    link.pump()
+    events = [[(i.device_id, i.event) for i in n.items] for n, _ in link.platform.notifies]
+    first = link.device.channel_ids[0]
+    assert events == [[(added, CatalogEvent.ADD)], [(first, CatalogEvent.OFF)], [(added, CatalogEvent.DEL)]]
+    add_item = link.platform.notifies[0][0].items[0]
+    assert add_item.name and add_item.parent_id == DEVICE and add_item.longitude is not None  # full item on ADD
+    requests = [r for _, r in link.platform.notifies]
+    assert {r.call_id for r in requests} == {"sub-1"} and [r.cseq.number for r in requests] == [1, 2, 3]
+    assert all(r.from_address.tag == answer.to_address.tag and r.to_address.tag == "plat" for r in requests)
+    assert all(r.headers.get("Event") == "Catalog;id=42" for r in requests)
+    assert all((r.headers.get("Subscription-State") or "").startswith("active;expires=") for r in requests)
+    assert added not in link.device.channel_ids and link.device.stats.notifies_sent == 3
+    # A later catalog lists the status change and not the removed channel.
+    link.deliver(link.platform.query(DEVICE, CatalogQuery))
+    link.pump()
+    (catalog,) = link.platform.catalogs
+    assert [i.device_id for i in catalog.items] == link.device.channel_ids
+    assert catalog.items[0].status is ItemStatus.OFF
+
+
+def test_subscription_refresh_unknown_dialog_bad_event_and_unsubscribe() -> None:
+    link, answer = subscribed_link()
+    tag = answer.to_address.tag
+    link.device.receive_datagram(link.platform.subscribe(DEVICE, to_tag=tag, cseq=2, expires=300), PLATFORM_ADDR, 0)
+    link.device.receive_datagram(link.platform.subscribe(DEVICE, to_tag="nope", cseq=3), PLATFORM_ADDR, 0)
+    link.device.receive_datagram(link.platform.subscribe(DEVICE, event="presence", call_id="p"), PLATFORM_ADDR, 0)
+    link.device.receive_datagram(link.platform.subscribe(DEVICE, to_tag=tag, cseq=4, expires=0), PLATFORM_ADDR, 0)
+    out = [parse_datagram(d) for d, _ in link.device.datagrams_to_send(0)]
+    assert [m.status for m in out if isinstance(m, SipResponse)] == [200, 481, 489, 200]  # refresh, …, unsubscribe
+    assert not link.device.subscribed
+    # Unsubscribed, without the MESSAGE fallback: nothing is sent; with it, a MESSAGE carries the change.
+    assert link.device.add_channel(0.0) and link.device.datagrams_to_send(0) == []
+    link.device.message_fallback = True
+    link.device.set_channel_status(link.device.channel_ids[0], True, 0.0)
+    link.pump()
+    ((notify, request),) = link.platform.notifies
+    assert request.method == "MESSAGE" and notify.items[0].event is CatalogEvent.ON
+
+
+def test_subscription_expires_and_a_481_to_notify_ends_it() -> None:
+    link, _answer = subscribed_link()
+    link.platform.notify_status = 481
+    link.device.add_channel(link.now)
+    link.pump()
+    assert not link.device.subscribed and link.device.stats.notifies_failed == 1
+    link2, _ = subscribed_link()
+    link2.advance(601.0)
+    assert not link2.device.notify_catalog([], link2.now) and not link2.device.subscribed
+
+
+def test_virtual_organisations_in_the_catalog() -> None:
+    link = started(channels=4, virtual_orgs=2)
+    link.deliver(link.platform.query(DEVICE, CatalogQuery))
+    link.pump()
+    (catalog,) = link.platform.catalogs
+    group, org1, org2 = link.device.group_ids
+    assert [i.device_id for i in catalog.items[:3]] == [group, org1, org2]
+    assert group[10:13] == "215" and org1[10:13] == org2[10:13] == "216"
+    assert catalog.items[1].business_group_id == group and catalog.items[1].parent_id == group
+    parents = [i.parent_id for i in catalog.items[3:]]
+    assert parents == [f"{DEVICE}/{org1}", f"{DEVICE}/{org2}"] * 2
+    assert catalog.sum_num == 7 and catalog.complete

@@ -21,6 +21,8 @@ SEEDS = [
     _PLATFORM.query(DEVICE, CatalogQuery),
     _PLATFORM.query(DEVICE, DeviceInfoQuery),
     _PLATFORM.query(DEVICE, DeviceStatusQuery),
+    _PLATFORM.subscribe(DEVICE),
+    _PLATFORM.subscribe(DEVICE, to_tag="t", cseq=2, expires=0),
     b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;rport;branch=z9hG4bK1\r\n"
     b"From: <sip:" + DEVICE.encode() + b"@3402000000>;tag=1\r\nTo: <sip:" + DEVICE.encode() + b"@3402000000>\r\n"
     b"Call-ID: x@127.0.0.1\r\nCSeq: 1 REGISTER\r\n"
@@ -73,6 +75,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 @given(st.one_of(mutated(), st.binary(max_size=512)))
 @example(SEEDS[0].replace(b"<CmdType>Catalog", b"<CmdType>Catalog<!DOCTYPE"))
 @example(SEEDS[1].replace(b"CSeq: 1 MESSAGE", b"CSeq: 1 INVITE"))
+@example(SEEDS[3].replace(b"Expires: 600", b"Expires: soon"))
 def test_datagrams_never_raise(data: bytes) -> None:
     device = registered_device()
     device.receive_datagram(data, PLATFORM_ADDR, 0.5)

@@ -577,6 +577,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/devices/{device_id}/tree": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Gb Device Tree
+         * @description The device's catalog tree: channels under their virtual organisation or region, groups, regions.
+         */
+        get: operations["gb_device_tree_api_gb_devices__device_id__tree_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/gb/positions": {
         parameters: {
             query?: never;
@@ -1233,12 +1253,16 @@ export interface components {
         GbCatalogOut: {
             /** Cameras Created */
             cameras_created: number;
+            /** Cameras Removed */
+            cameras_removed: number;
             /** Cameras Updated */
             cameras_updated: number;
             /** Complete */
             complete: boolean;
             /** Device Id */
             device_id: string;
+            /** Groups */
+            groups: number;
             /** Items */
             items: number;
             /** Outcome */
@@ -1288,6 +1312,8 @@ export interface components {
         GbDeviceOut: {
             /** Admitted */
             admitted: boolean;
+            /** Channel Count */
+            channel_count: number;
             /** Charset */
             charset: string;
             /** Device Id */
@@ -1300,6 +1326,8 @@ export interface components {
             gb_version: string;
             /** Has Password */
             has_password: boolean;
+            /** Keepalive Interval S */
+            keepalive_interval_s: number | null;
             /** Last Keepalive Us */
             last_keepalive_us: number | null;
             /** Last Register Us */
@@ -1316,6 +1344,8 @@ export interface components {
             online: boolean;
             /** Remote Address */
             remote_address: string;
+            /** State Since Us */
+            state_since_us: number | null;
             /** Transport */
             transport: string;
         };
@@ -1326,6 +1356,8 @@ export interface components {
         GbDevicePatch: {
             /** Charset */
             charset?: ("GB2312" | "GBK" | "GB18030" | "UTF-8") | null;
+            /** Keepalive Interval S */
+            keepalive_interval_s?: number | null;
             /**
              * Media Transport
              * @description udp, tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects); null = the node's gb28181.media_transport setting.
@@ -1387,6 +1419,40 @@ export interface components {
             camera_ids: number[];
             /** Region Codes */
             region_codes: string[];
+        };
+        /**
+         * GbTreeNode
+         * @description One node of a device's catalog tree; ``parent_id`` None at the top.
+         */
+        GbTreeNode: {
+            /** Camera Id */
+            camera_id?: number | null;
+            /** Id */
+            id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "region" | "business_group" | "virtual_organization" | "camera";
+            /** Name */
+            name: string;
+            /** Parent Id */
+            parent_id: string | null;
+            /**
+             * Status
+             * @default
+             */
+            status?: string;
+        };
+        /**
+         * GbTreeOut
+         * @description A device's catalog as a tree (flat, parent pointers), filtered to what the caller may see.
+         */
+        GbTreeOut: {
+            /** Device Id */
+            device_id: string;
+            /** Nodes */
+            nodes: components["schemas"]["GbTreeNode"][];
         };
         /** GbUpperEventOut */
         GbUpperEventOut: {
@@ -4075,6 +4141,73 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbCatalogOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    gb_device_tree_api_gb_devices__device_id__tree_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbTreeOut"];
                 };
             };
             /** @description Not logged in or session expired */

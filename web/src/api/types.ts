@@ -42,3 +42,7 @@ export type GbUpperIn = RequestOf<'/api/gb/uppers', 'post'>
 export type GbUpperPatch = RequestOf<'/api/gb/uppers/{upper_id}', 'patch'>
 export type GbShares = ResponseOf<'/api/gb/uppers/{upper_id}/shares', 'get'>
 export type GbUpperEvent = ResponseOf<'/api/gb/uppers/{upper_id}/events', 'get'>[number]
+export type GbDevice = ResponseOf<'/api/gb/devices', 'get'>[number]
+export type GbCatalogResult = ResponseOf<'/api/gb/devices/{device_id}/catalog', 'post'>
+export type GbTree = ResponseOf<'/api/gb/devices/{device_id}/tree', 'get'>
+export type GbTreeNode = GbTree['nodes'][number]

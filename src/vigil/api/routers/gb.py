@@ -1,6 +1,7 @@
 """GB/T 28181 devices: the registrar's view for admins (who is online, who waits to be admitted),
-pre-registering a device with its own password and charset, and re-querying a device's catalog
-(its channels become cameras)."""
+pre-registering a device with its own password and charset, device settings, re-querying a device's
+catalog (its channels become cameras), and a device's catalog tree (regions, business groups, virtual
+organisations and channels) filtered to the caller's scope."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from typing import Literal, Protocol, cast, get_args
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from vigil.access.scope import in_scope_clause
 from vigil.api.context import ApiContext, Authed, Ctx
 from vigil.api.contracts import Principal
 from vigil.api.errors import ERROR_RESPONSES
 from vigil.domain.errors import Conflict, Forbidden, NotFound
 from vigil.gb28181.catalog import CatalogError, CatalogResult
 from vigil.storage.db import Database
-from vigil.storage.models import GbDevice
+from vigil.storage.models import Camera, GbCatalogNode, GbDevice, Region
 
 MediaTransportName = Literal["udp", "tcp-passive", "tcp-active"]
 
@@ -43,6 +45,12 @@ class GbDeviceOut(BaseModel):
     firmware: str
     #: Live media transport asked of this device; None = the node's ``gb28181.media_transport``.
     media_transport: MediaTransportName | None
+    #: When ``online`` last changed; None before the first change.
+    state_since_us: int | None
+    #: The device's own keepalive interval (liveness judges by it); None = the standard 60 s.
+    keepalive_interval_s: int | None
+    #: Channel cameras its catalog lists now (removed ones not counted).
+    channel_count: int
 
 
 Charset = Literal["GB2312", "GBK", "GB18030", "UTF-8"]
@@ -67,6 +75,8 @@ class GbDevicePatch(BaseModel):
     name: str | None = Field(None, max_length=100)
     password: str | None = Field(None, max_length=128)
     charset: Charset | None = None
+    #: Keepalive interval in seconds (STD22 9.6.1: configurable, default 60); null = the default.
+    keepalive_interval_s: int | None = Field(None, ge=5, le=3600)
     media_transport: MediaTransportName | None = Field(
         None,
         description=(
@@ -74,6 +84,28 @@ class GbDevicePatch(BaseModel):
             "null = the node's gb28181.media_transport setting."
         ),
     )
+
+
+class GbTreeNode(BaseModel):
+    """One node of a device's catalog tree; ``parent_id`` None at the top."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    kind: Literal["region", "business_group", "virtual_organization", "camera"]
+    name: str
+    parent_id: str | None
+    #: Vigil's camera ID (cameras only).
+    camera_id: int | None = None
+    #: Channel status from the catalog (cameras only): ON, OFF, VLOST, DEFECT or empty.
+    status: str = ""
+
+
+class GbTreeOut(BaseModel):
+    """A device's catalog as a tree (flat, parent pointers), filtered to what the caller may see."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str
+    nodes: list[GbTreeNode]
 
 
 class GbCatalogOut(BaseModel):
@@ -92,6 +124,10 @@ class GbCatalogOut(BaseModel):
     cameras_updated: int
     regions_created: int
     skipped: int
+    #: Channels this device listed before and no longer does (a complete catalog only): disabled, kept.
+    cameras_removed: int
+    #: Business groups and virtual organisations in the catalog.
+    groups: int
 
 
 class CatalogQuerier(Protocol):
@@ -100,13 +136,16 @@ class CatalogQuerier(Protocol):
     async def query(self, device_id: str, *, wait_s: float | None = None) -> CatalogResult: ...
 
 
-class RegistrationDropper(Protocol):
-    """The registrar, as the API uses it: a removed or re-keyed device must register again."""
+class RegistrarControls(Protocol):
+    """The registrar, as the API uses it: a removed or re-keyed device must register again, and a changed
+    keepalive interval applies at once."""
 
     async def forget(self, device_id: str, reason: str) -> None: ...
 
+    def set_keepalive_interval(self, device_id: str, seconds: int | None) -> None: ...
 
-def _out(row: GbDevice) -> GbDeviceOut:
+
+def _out(row: GbDevice, channels: int = 0) -> GbDeviceOut:
     return GbDeviceOut(
         device_id=row.device_id,
         name=row.name,
@@ -124,11 +163,69 @@ def _out(row: GbDevice) -> GbDeviceOut:
         model=row.model,
         firmware=row.firmware,
         media_transport=_transport_name(row.media_transport),
+        state_since_us=row.state_since_us,
+        keepalive_interval_s=row.keepalive_interval_s,
+        channel_count=channels,
     )
 
 
 def _transport_name(value: str | None) -> MediaTransportName | None:
     return cast(MediaTransportName, value) if value in get_args(MediaTransportName) else None
+
+
+def catalog_tree(
+    cameras: list[Camera], groups: dict[str, GbCatalogNode], regions: dict[str, Region], *, all_groups: bool
+) -> list[GbTreeNode]:
+    """Flatten a device's tree: each camera under its group (when known) else its region; groups and regions
+    are kept when a listed camera lies below them (``all_groups``: every group, for node-wide callers).
+
+    Regions outside ``regions`` (the caller's scope) are never shown: the top visible one becomes a root.
+    """
+    nodes: dict[str, GbTreeNode] = {}
+
+    def add_region(code: str | None) -> str | None:
+        top: str | None = None
+        chain: list[Region] = []
+        while code is not None and code in regions and code not in nodes:
+            chain.append(regions[code])
+            code = regions[code].parent_code
+        top = code if code in nodes else None
+        for region in reversed(chain):
+            nodes[region.code] = GbTreeNode(id=region.code, kind="region", name=region.name, parent_id=top)
+            top = region.code
+        return top
+
+    def add_group(node_id: str, seen: frozenset[str] = frozenset()) -> None:
+        if node_id in nodes or node_id not in groups or node_id in seen:
+            return
+        group = groups[node_id]
+        parent = group.parent_id if group.parent_id in groups and group.parent_id not in seen else None
+        if parent is not None:
+            add_group(parent, seen | {node_id})
+        kind: Literal["business_group", "virtual_organization"] = (
+            "business_group" if group.kind == "business_group" else "virtual_organization"
+        )
+        nodes[node_id] = GbTreeNode(id=node_id, kind=kind, name=group.name, parent_id=parent)
+
+    if all_groups:
+        for node_id in sorted(groups):
+            add_group(node_id)
+    for camera in cameras:
+        if camera.gb_parent_id in groups:
+            add_group(camera.gb_parent_id)
+            parent: str | None = camera.gb_parent_id
+        else:
+            add_region(camera.region_code)
+            parent = camera.region_code if camera.region_code in nodes else None
+        nodes[camera.gb_id] = GbTreeNode(
+            id=camera.gb_id,
+            kind="camera",
+            name=camera.name,
+            parent_id=parent,
+            camera_id=camera.id,
+            status=camera.gb_status,
+        )
+    return list(nodes.values())
 
 
 async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str, target: str) -> None:
@@ -140,10 +237,10 @@ async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str
 
 
 def build_gb_router(
-    db: Database, catalog: CatalogQuerier | None = None, registrar: RegistrationDropper | None = None
+    db: Database, catalog: CatalogQuerier | None = None, registrar: RegistrarControls | None = None
 ) -> APIRouter:
-    """``/api/gb/devices`` (list, pre-register, change, delete), ``…/{device_id}/admit`` and
-    ``…/{device_id}/catalog``; node-wide admins only, audited.
+    """``/api/gb/devices`` (list, pre-register, change, delete), ``…/admit``, ``…/catalog`` (node-wide admins
+    only, audited) and ``…/tree`` (anyone, scope-filtered).
 
     ``catalog`` and ``registrar`` are None when GB/T 28181 is disabled: the catalog route then answers
     409, and device rows are still managed (so devices can be prepared before the SIP server is enabled).
@@ -156,7 +253,47 @@ def build_gb_router(
         await _require_node_admin(ctx, principal, "gb_device.list", "gb_devices")
         async with db.session() as session:
             rows = await session.scalars(select(GbDevice).order_by(GbDevice.device_id))
-            return [_out(row) for row in rows]
+            counts: dict[str | None, int] = {
+                owner: count
+                for owner, count in (
+                    await session.execute(
+                        select(Camera.gb_device_id, func.count())
+                        .where(Camera.gb_device_id.is_not(None), Camera.removed_us.is_(None))
+                        .group_by(Camera.gb_device_id)
+                    )
+                ).all()
+            }
+            return [_out(row, counts.get(row.device_id, 0)) for row in rows]
+
+    @router.get("/devices/{device_id}/tree", response_model=GbTreeOut)
+    async def gb_device_tree(device_id: str, principal: Authed, ctx: Ctx) -> GbTreeOut:
+        """The device's catalog tree: channels under their virtual organisation or region, groups, regions."""
+        scope = principal.region_code
+        async with db.session() as session:
+            device = await session.get(GbDevice, device_id)
+            cameras = list(
+                await session.scalars(
+                    select(Camera)
+                    .where(
+                        Camera.gb_device_id == device_id,
+                        Camera.removed_us.is_(None),
+                        in_scope_clause(Camera.region_code, scope),
+                    )
+                    .order_by(Camera.gb_id)
+                )
+            )
+            if device is None or (scope is not None and not cameras):
+                # A scoped caller learns nothing about a device with no channel in its scope.
+                await ctx.access.gate.audit(principal, "view", f"gb:{device_id}", False, "device outside scope")
+                raise NotFound(f"no GB device {device_id}")
+            groups = {
+                g.node_id: g
+                for g in await session.scalars(select(GbCatalogNode).where(GbCatalogNode.device_id == device_id))
+            }
+            regions = {
+                r.code: r for r in await session.scalars(select(Region).where(in_scope_clause(Region.code, scope)))
+            }
+        return GbTreeOut(device_id=device_id, nodes=catalog_tree(cameras, groups, regions, all_groups=scope is None))
 
     @router.post("/devices", response_model=GbDeviceOut, status_code=201)
     async def add_gb_device(spec: GbDeviceIn, principal: Authed, ctx: Ctx) -> GbDeviceOut:
@@ -192,22 +329,36 @@ def build_gb_router(
             row = await session.get(GbDevice, device_id)
             if row is None:
                 raise NotFound(f"no GB device {device_id}")
-            if patch.name is not None and patch.name != row.name:
-                row.name = patch.name
+            if patch.name is not None and patch.name.strip() != row.name:
+                row.name = patch.name.strip()
                 changed.append("name")
             if patch.password is not None:
                 row.password_enc = ctx.access.secrets.encrypt(patch.password) if patch.password else ""
-                changed.append("password")
+                changed.append("password set" if patch.password else "password cleared")
             if patch.charset is not None and patch.charset != row.charset:
                 row.charset = patch.charset
                 changed.append("charset")
+            if (
+                "keepalive_interval_s" in patch.model_fields_set
+                and patch.keepalive_interval_s != row.keepalive_interval_s
+            ):
+                row.keepalive_interval_s = patch.keepalive_interval_s
+                changed.append(f"keepalive_interval_s={patch.keepalive_interval_s}")
             if "media_transport" in patch.model_fields_set and patch.media_transport != row.media_transport:
                 # Used from the next INVITE on; null = the node's gb28181.media_transport.
                 row.media_transport = patch.media_transport
                 changed.append(f"media_transport {patch.media_transport}")
-            out = _out(row)
-        if registrar is not None and {"password", "charset"} & set(changed):
-            await registrar.forget(device_id, "changed by an administrator")
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Camera)
+                .where(Camera.gb_device_id == device_id, Camera.removed_us.is_(None))
+            )
+            out = _out(row, count or 0)
+        if registrar is not None:
+            if "keepalive_interval_s" in patch.model_fields_set:
+                registrar.set_keepalive_interval(device_id, patch.keepalive_interval_s)
+            if patch.password is not None or "charset" in changed:
+                await registrar.forget(device_id, "changed by an administrator")
         await ctx.access.gate.audit(principal, "gb_device.update", target, True, ", ".join(changed) or "nothing")
         return out
 
@@ -275,6 +426,8 @@ def build_gb_router(
             cameras_updated=applied.cameras_updated,
             regions_created=applied.regions_created,
             skipped=applied.skipped,
+            cameras_removed=applied.cameras_removed,
+            groups=applied.groups,
         )
 
     return router

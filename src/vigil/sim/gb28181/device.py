@@ -39,6 +39,13 @@ of the offer's ``a=setup`` (RFC 4145; GB/T 28181 Annex D) — UDP stays UDP, and
 tells the runner where and how to stream; anything else is 404/488. A platform BYE ends the session
 (:class:`MediaStopped`); :meth:`GbDevice.hang_up` ends it from our side with an in-dialog BYE.
 
+Catalog subscription (Annex N): a ``SUBSCRIBE`` with ``Event: Catalog`` is answered 200 with
+``Expires`` and opens a dialog; refreshes in it extend it, ``Expires: 0`` ends it. Changes made
+through :meth:`GbDevice.add_channel`, :meth:`GbDevice.remove_channel`,
+:meth:`GbDevice.set_channel_status` and :meth:`GbDevice.notify_catalog` go out as in-dialog NOTIFYs
+(``<Notify><CmdType>Catalog`` with ``Event`` per item), or as a MESSAGE when nobody subscribed and
+``message_fallback`` is set (how some devices report changes).
+
 Bad bytes never raise from :meth:`GbDevice.receive_datagram` / :meth:`GbDevice.receive_message`:
 they are counted in :attr:`DeviceStats.bad_messages` (and answered 4xx when a request head is
 readable). :meth:`GbDevice.receive_data` raises :class:`SipError` only when the TCP framing is
@@ -51,7 +58,7 @@ import contextlib
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from vigil.protocols.gb28181.charset import Charset
@@ -61,8 +68,10 @@ from vigil.protocols.gb28181.manscdp import (
     AlarmNotify,
     AlarmQuery,
     AlarmReset,
+    CatalogEvent,
     CatalogInfo,
     CatalogItem,
+    CatalogNotify,
     CatalogQuery,
     CatalogResponse,
     ControlCommand,
@@ -149,6 +158,8 @@ MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
 #: Annex E type codes: the simulated device is an NVR (118), its channels are cameras (131).
 DEVICE_TYPE = "118"
 CHANNEL_TYPE = "131"
+BUSINESS_GROUP_TYPE = "215"
+VIRTUAL_ORG_TYPE = "216"
 _SERIALS = 1_000_000
 #: Simulated recordings: one file per hour, this many bytes per second of video (about 2 Mbit/s).
 RECORD_BYTES_PER_S = 256_000
@@ -220,6 +231,9 @@ class DeviceConfig:
     ptz_channels: int = 0
     #: Most recent DeviceControl commands kept for inspection (:attr:`GbDevice.controls`).
     control_history: int = 100
+    #: Virtual organisations (216) under one business group (215) in the catalog; channels are spread
+    #: over them (``ParentID`` "device/organisation"). 0: a flat catalog of channels only.
+    virtual_orgs: int = 0
 
     def __post_init__(self) -> None:
         if len(self.device_id) != 20 or not self.device_id.isdigit():
@@ -232,6 +246,8 @@ class DeviceConfig:
             raise ValueError("expires_s must be ≥ 1 and refresh_fraction in (0, 1)")
         if self.keepalive_s <= 0 or self.keepalive_misses < 1 or self.retry_s <= 0:
             raise ValueError("keepalive_s and retry_s must be > 0, keepalive_misses ≥ 1")
+        if not 0 <= self.virtual_orgs < 1000:
+            raise ValueError("virtual_orgs must be 0…999")
 
 
 class DeviceState(enum.Enum):
@@ -369,6 +385,9 @@ class DeviceStats:
     alarms_sent: int = 0
     alarms_acknowledged: int = 0
     positions_sent: int = 0
+    subscriptions: int = 0
+    notifies_sent: int = 0
+    notifies_failed: int = 0
 
 
 class _Purpose(enum.Enum):
@@ -379,6 +398,7 @@ class _Purpose(enum.Enum):
     #: An alarm or position we raised: its final response needs nothing more.
     REPORT = "report"
     BYE = "bye"
+    NOTIFY = "notify"
 
 
 @dataclass(slots=True)
@@ -413,10 +433,21 @@ class _Channel:
     name: str
     longitude: float
     latitude: float
+    parent_id: str = ""
+    status: ItemStatus = ItemStatus.ON
 
 
 @dataclass(slots=True)
 class _Subscription:
+    """The catalog subscription a platform holds on us (we are the notifier)."""
+
+    dialog: Dialog
+    event: str
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _AlarmSubscription:
     """An alarm subscription the platform holds on us (we are the notifier)."""
 
     dialog: Dialog
@@ -497,10 +528,18 @@ class GbDevice:
         self.controls: deque[ControlReceived] = deque(maxlen=config.control_history)
         #: SNs of our alarms the platform answered with a Response, and the Result it gave.
         self.alarm_responses: dict[int, Result] = {}
-        self._alarm_subscription: _Subscription | None = None
-        self._channel_by_id = {ch.device_id: ch for ch in self._channels}
+        self._alarm_subscription: _AlarmSubscription | None = None
         #: Media sessions by Call-ID.
         self._sessions: dict[str, _Session] = {}
+        self._groups = _groups(config)
+        vorgs = [g.device_id for g in self._groups if g.device_id[10:13] == VIRTUAL_ORG_TYPE]
+        for i, ch in enumerate(self._channels):
+            ch.parent_id = f"{config.device_id}/{vorgs[i % len(vorgs)]}" if vorgs else config.device_id
+        self._channel_by_id = {ch.device_id: ch for ch in self._channels}
+        self._next_channel = 0
+        self._subscription: _Subscription | None = None
+        #: When nobody subscribed, report catalog changes as a MESSAGE instead of dropping them.
+        self.message_fallback = False
 
     # --- public API ---------------------------------------------------------------------------------
 
@@ -599,6 +638,73 @@ class GbDevice:
         self.stats.positions_sent += 1
         self._send_manscdp(notify, now, _Purpose.REPORT)
         return notify.sn
+
+    def group_ids(self) -> list[str]:
+        """The business group and virtual organisations in the catalog (empty unless ``virtual_orgs``)."""
+        return [g.device_id for g in self._groups]
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether a platform holds a catalog subscription on us."""
+        return self._subscription is not None
+
+    def add_channel(self, now: float) -> str:
+        """A new channel appears: listed by later catalogs, announced by an ADD NOTIFY; returns its ID."""
+        c = self.config
+        # Added channels are network cameras (132) numbered apart from the 131 ones, so no two devices collide.
+        self._next_channel += 1
+        serial = ((int(c.device_id[14:]) - 1) * 100 + self._next_channel) % _SERIALS
+        cid = f"{c.device_id[:10]}132{c.device_id[13]}{serial:06d}"
+        channel = _Channel(cid, f"{c.name} CH{len(self._channels) + 1}", c.longitude, c.latitude, c.device_id)
+        self._channels.append(channel)
+        self._channel_by_id[cid] = channel
+        self.notify_catalog([(self._catalog_item(channel), CatalogEvent.ADD)], now)
+        return cid
+
+    def remove_channel(self, cid: str, now: float) -> None:
+        """A channel goes away: no longer listed, announced by a DEL NOTIFY."""
+        channel = self._channel_by_id.pop(cid)
+        self._channels.remove(channel)
+        self.notify_catalog([(CatalogItem(device_id=cid), CatalogEvent.DEL)], now)
+
+    def set_channel_status(self, cid: str, on: bool, now: float) -> None:
+        """A channel goes on or off line: announced by an ON/OFF NOTIFY."""
+        channel = self._channel_by_id[cid]
+        channel.status = ItemStatus.ON if on else ItemStatus.OFF
+        event = CatalogEvent.ON if on else CatalogEvent.OFF
+        self.notify_catalog([(CatalogItem(device_id=cid), event)], now)
+
+    def notify_catalog(self, changes: list[tuple[CatalogItem, CatalogEvent]], now: float) -> bool:
+        """Send ``changes`` (item, event) to the subscriber; False when there is none and no fallback."""
+        items = tuple(replace(item, event=event) for item, event in changes)
+        message = CatalogNotify(sn=self._next_sn(), device_id=self.device_id, sum_num=len(items), items=items)
+        sub = self._subscription
+        if sub is not None and now >= sub.expires_at:
+            self._subscription = sub = None
+        if sub is None:
+            if not self.message_fallback or self.state is not DeviceState.REGISTERED:
+                return False
+            self.stats.notifies_sent += 1
+            self._send_manscdp(message, now, _Purpose.NOTIFY)
+            return True
+        c = self.config
+        body = encode_manscdp(message, tz=self._tz, charset=c.charset, version=c.version)
+        remaining = max(0, int(sub.expires_at - now))
+        request = sub.dialog.make_request(
+            "NOTIFY",
+            via=self._via(),
+            contact=Address(f"sip:{c.device_id}@{_hostport(c.local_address)}"),
+            extra=[
+                ("Event", sub.event),
+                ("Subscription-State", f"active;expires={remaining}"),
+                ("User-Agent", _USER_AGENT),
+            ],
+            body=body,
+            content_type=MANSCDP_CONTENT_TYPE,
+        )
+        self.stats.notifies_sent += 1
+        self._send(request, now, _Purpose.NOTIFY)
+        return True
 
     def start(self, now: float) -> None:
         """Begin registering (once; a stopped device stays stopped)."""
@@ -941,8 +1047,10 @@ class GbDevice:
             self._start_chain(_Chain("RecordInfo", message.sn, deque(records)), now)
 
     def _catalog_pages(self, target: str, sn: int) -> list[Message]:
-        channels = self._channels if target == self.device_id else [self._channel_by_id[target]]
-        items = [self._catalog_item(ch) for ch in channels]
+        if target == self.device_id:
+            items = [*self._groups, *(self._catalog_item(ch) for ch in self._channels)]
+        else:
+            items = [self._catalog_item(self._channel_by_id[target])]
         if not items:
             return [CatalogResponse(sn=sn, device_id=target, sum_num=0)]
         size = self.config.page_size
@@ -962,11 +1070,11 @@ class GbDevice:
             civil_code=c.device_id[:6],
             address="Vigil simulator",
             parental=0,
-            parent_id=c.device_id,
+            parent_id=channel.parent_id or c.device_id,
             safety_way=0,
             register_way=1,
             secrecy=0,
-            status=ItemStatus.ON,
+            status=channel.status,
             longitude=channel.longitude,
             latitude=channel.latitude,
             info=CatalogInfo(ptz_type=1 if channel.device_id in self._ptz_ids else 3),
@@ -1015,7 +1123,11 @@ class GbDevice:
         server = ServerTransaction(request, now, reliable=self._reliable)
         self._server[key] = server
         if request.method == "SUBSCRIBE":
-            response = self._answer_subscribe(request)
+            # Catalog (Annex N) and alarm subscriptions share the method; the Event header tells them apart.
+            event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
+            response = (
+                self._answer_subscribe(request, now) if event == "catalog" else self._answer_alarm_subscribe(request)
+            )
             query = None
         else:
             status, query = self._classify(request)
@@ -1027,7 +1139,7 @@ class GbDevice:
         if query is not None:
             self._answer_query(query, now)
 
-    def _answer_subscribe(self, request: SipRequest) -> SipResponse:
+    def _answer_alarm_subscribe(self, request: SipRequest) -> SipResponse:
         """Accept an alarm subscription (Query CmdType Alarm for us) with its Expires; refuse others."""
         to_tag = request.to_address.tag
         try:
@@ -1051,7 +1163,7 @@ class GbDevice:
             current.expires = expires
         else:
             to_tag = self._ids.tag()
-            self._alarm_subscription = _Subscription(Dialog.as_uas(request, to_tag), expires)
+            self._alarm_subscription = _AlarmSubscription(Dialog.as_uas(request, to_tag), expires)
         self._out.events.append(Subscribed("Alarm", expires, refresh))
         reply = ResultResponse(cmd_type="Alarm", sn=message.sn, device_id=self.device_id, result=Result.OK)
         response = make_response(
@@ -1076,6 +1188,41 @@ class GbDevice:
         answer = MansrtspResponse(command.cseq).serialize()
         response = make_response(request, 200, to_tag=self._ids.tag(), body=answer, content_type=MANSRTSP_CONTENT_TYPE)
         return response.serialize()
+
+    def _answer_subscribe(self, request: SipRequest, now: float) -> SipResponse:
+        """Catalog SUBSCRIBE (new, refresh or Expires 0) → 200 with Expires; anything else refused."""
+        try:
+            return self._subscribe(request, now)
+        except SipError as exc:
+            self.stats.bad_messages += 1
+            return make_response(request, exc.status, exc.reason[:80], to_tag=self._ids.tag())
+
+    def _subscribe(self, request: SipRequest, now: float) -> SipResponse:
+        event = request.headers.get("Event") or ""
+        if event.split(";")[0].strip().lower() != "catalog":
+            return make_response(request, 489, to_tag=self._ids.tag())
+        if self.state is not DeviceState.REGISTERED:
+            return make_response(request, 480, to_tag=self._ids.tag())
+        expires = request.expires
+        if expires is None or expires < 0:
+            return make_response(request, 400, "Missing Expires", to_tag=self._ids.tag())
+        sub = self._subscription
+        local_tag = request.to_address.tag
+        if local_tag is not None:  # a refresh: must be our current dialog
+            if sub is None or sub.dialog.key != (request.call_id, local_tag, request.from_address.tag or ""):
+                return make_response(request, 481)
+            sub.dialog.accept_remote_cseq(request)
+        else:
+            local_tag = self._ids.tag()
+            sub = _Subscription(Dialog.as_uas(request, local_tag), event, now + expires)
+            self.stats.subscriptions += 1
+        response = make_response(request, 200, to_tag=local_tag)
+        c = self.config
+        response.headers["Contact"] = f"<sip:{c.device_id}@{_hostport(c.local_address)}>"
+        response.headers["Expires"] = str(expires)
+        sub.expires_at = now + expires
+        self._subscription = sub if expires > 0 else None
+        return response
 
     def _answer_invite(self, request: SipRequest) -> bytes:
         """200 OK with our SDP for a PS offer (UDP or TCP; live, playback or download) on one of our channels;
@@ -1217,6 +1364,11 @@ class GbDevice:
                 self._retry_at = now + self.config.retry_s
         elif purpose is _Purpose.KEEPALIVE:
             self._on_keepalive_result(response is not None and 200 <= response.status < 300, now)
+        elif purpose is _Purpose.NOTIFY:
+            if response is None or not 200 <= response.status < 300:
+                self.stats.notifies_failed += 1
+            if response is not None and response.status == 481:
+                self._subscription = None  # the subscriber forgot the dialog
         elif outgoing.chain is not None and self.state not in (DeviceState.STOPPED, DeviceState.FAILED):
             self._continue_chain(outgoing.chain, now)
 
@@ -1242,6 +1394,23 @@ class GbDevice:
             # A head that cannot even be echoed back is dropped: that is all we can do.
             with contextlib.suppress(SipError):
                 self._out.datagrams.append((make_response(head, exc.status, exc.reason[:80]).serialize(), addr))
+
+
+def _groups(config: DeviceConfig) -> list[CatalogItem]:
+    """One business group and ``virtual_orgs`` virtual organisations under it (same domain and serial)."""
+    if config.virtual_orgs == 0:
+        return []
+    head, serial = config.device_id[:10], int(config.device_id[14:])
+    group = f"{head}{BUSINESS_GROUP_TYPE}0{serial:06d}"
+    items = [CatalogItem(device_id=group, name=f"{config.name} group", parental=1)]
+    for i in range(config.virtual_orgs):
+        org = f"{head}{VIRTUAL_ORG_TYPE}{i % 10}{(serial * 100 + i // 10) % _SERIALS:06d}"
+        items.append(
+            CatalogItem(
+                device_id=org, name=f"{config.name} org {i + 1}", parental=1, parent_id=group, business_group_id=group
+            )
+        )
+    return items
 
 
 def _hostport(address: HostPort) -> str:

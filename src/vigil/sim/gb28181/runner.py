@@ -34,7 +34,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
 from vigil.ingest.file import iter_file_units
@@ -59,6 +59,8 @@ __all__ = ["DEFAULT_PLATFORM_ID", "GbSimOptions", "GbSimRunner", "GbSimStats", "
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 #: WVP's default platform ID (docs/gb28181 §1).
 DEFAULT_PLATFORM_ID = "34020000002000000001"
 _STATS_LOG_INTERVAL_S = 30.0
@@ -74,6 +76,8 @@ class GbSimOptions:
     password: str
     devices: int = 1
     channels: int = 4
+    #: Virtual organisations (216) under one business group (215) in each device's catalog.
+    virtual_orgs: int = 0
     transport: str = "UDP"
     platform_id: str = DEFAULT_PLATFORM_ID
     #: SIP domain / digest realm; default the platform ID's first 10 digits.
@@ -232,6 +236,16 @@ class GbSimRunner:
         """The simulated devices, in serial order."""
         return list(self._devices)
 
+    def act(self, index: int, action: Callable[[GbDevice, float], _T]) -> _T:
+        """Run ``action(device, now)`` on device ``index`` (add a channel, send a NOTIFY…) and send what it queued."""
+        assert self._loop is not None, "start() first"
+        device = self._devices[index]
+        result = action(device, self._loop.time())
+        for routed in device.channel_ids:
+            self._by_id.setdefault(routed, index)
+        self._service(index)
+        return result
+
     async def start(self) -> None:
         """Open the socket(s), build the devices and schedule their registration."""
         loop = self._loop = asyncio.get_running_loop()
@@ -369,6 +383,7 @@ class GbSimRunner:
             local_address=local,
             transport=o.transport,
             channels=o.channels,
+            virtual_orgs=o.virtual_orgs,
             page_size=o.page_size,
             expires_s=o.expires_s,
             keepalive_s=o.keepalive_s,

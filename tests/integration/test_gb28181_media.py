@@ -79,13 +79,15 @@ async def live_channel(
 
     ``device_transport`` is set on the device through the API; ``node_transport`` is the node's default.
     """
-    # No alarm subscription: its dialog would count with the media dialogs whose leaks this module checks.
+    # No alarm or catalog subscription: their dialogs would count with the media dialogs whose leaks this
+    # module checks.
     gb_settings = {
         "enabled": True,
         "port": 0,
         "password": PASSWORD,
         "media_transport": node_transport,
         "subscribe_alarms": False,
+        "subscribe_catalog": False,
     }
     vigil = Vigil(node_settings(tmp_path, sim={"cameras": 0}, gb28181=gb_settings))
     await vigil.start()

@@ -74,7 +74,14 @@ class Inbox:
 
 async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
     # No alarm subscription: its dialog would count with the media dialogs whose leaks this test checks.
-    gb_settings = {"enabled": True, "port": 0, "password": PASSWORD, "subscribe_alarms": False}
+    # No subscriptions: their dialogs would count with the media dialogs checked for leaks.
+    gb_settings = {
+        "enabled": True,
+        "port": 0,
+        "password": PASSWORD,
+        "subscribe_alarms": False,
+        "subscribe_catalog": False,
+    }
     vigil = Vigil(node_settings(tmp_path, sim={"cameras": 0}, gb28181=gb_settings))
     await vigil.start()
     try:

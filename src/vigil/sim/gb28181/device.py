@@ -639,6 +639,7 @@ class GbDevice:
         self._send_manscdp(notify, now, _Purpose.REPORT)
         return notify.sn
 
+    @property
     def group_ids(self) -> list[str]:
         """The business group and virtual organisations in the catalog (empty unless ``virtual_orgs``)."""
         return [g.device_id for g in self._groups]

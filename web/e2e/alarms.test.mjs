@@ -82,3 +82,30 @@ test('alarms: the two device alarms are listed in Chinese, and a reset reaches t
   await page.getByTestId('alarms-pager').getByText('共 0 条').waitFor()
   assert.deepEqual(page.problems, [])
 })
+
+test('alarms: a viewer sees the alarms but no reset and no playback link', async () => {
+  const admin = await newPage(browser)
+  await login(admin)
+  const status = await admin.evaluate(async () => {
+    const r = await fetch('/api/users', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'alarm-viewer', password: 'e2e-Viewer-Passw0rd', role: 'viewer' }),
+    })
+    return r.status
+  })
+  assert.equal(status, 201)
+  const page = await newPage(browser)
+  await login(page, { user: 'alarm-viewer', password: 'e2e-Viewer-Passw0rd' })
+  await page.getByTestId('nav-alarms').click()
+  const table = page.getByTestId('alarms-table')
+  const deviceRow = table.locator('.el-table__body-wrapper .el-table__row', { hasText: '视频丢失' })
+  const channelRow = table.locator('.el-table__body-wrapper .el-table__row', { hasText: '周界入侵' })
+  await deviceRow.waitFor()
+  await channelRow.waitFor()
+  assert.match(await deviceRow.innerText(), /未复位/)
+  assert.equal(await table.locator('button[data-testid^="alarm-reset-"]').count(), 0)
+  assert.equal(await channelRow.getByTestId('alarm-live').count(), 1)
+  assert.equal(await channelRow.getByTestId('alarm-playback').count(), 0)
+  assert.deepEqual(page.problems, [])
+})

@@ -1,8 +1,9 @@
 """The console in a real headless Chromium (Debian's), driven by Playwright, against a whole Vigil node.
 
 The browser scenarios live in web/e2e/*.test.mjs (node's test runner, playwright-core with
-executablePath /usr/bin/chromium); this test starts `vigil run` with simulated cameras, settles the
-first admin's password as an operator would on first login, and runs them. Their report is printed.
+executablePath /usr/bin/chromium); this test starts `vigil run` with simulated cameras and its GB/T 28181
+server, settles the first admin's password as an operator would on first login, registers a simulated
+GB/T 28181 device that raises two alarms (for the alarms page), and runs them. Their report is printed.
 """
 
 from __future__ import annotations
@@ -15,24 +16,31 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
+from vigil.protocols.gb28181.manscdp import Result
+from vigil.sim.gb28181 import GbSimOptions, GbSimRunner, device_id
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
 ADMIN_PASSWORD = "e2e-Admin-Passw0rd"
+GB_PASSWORD = "e2e-gb-secret"
+#: The default platform ID's domain (vigil run and the simulator agree on it).
+GB_DOMAIN = "3402000000"
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def running_node(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """(console URL, first admin password) of a `vigil run` subprocess with two simulated cameras, and one
-    simulated GB/T 28181 device knocking at its SIP port (refused: it waits for admission on the GB page)."""
+async def running_node(tmp_path: Path) -> AsyncIterator[tuple[str, str, int]]:
+    """(console URL, first admin password, SIP port) of a `vigil run` subprocess with two simulated cameras,
+    GB/T 28181 enabled, and one simulated GB/T 28181 device knocking at its SIP port (refused: it waits for
+    admission on the GB page)."""
     assert (ROOT / "src" / "vigil" / "web_dist" / "index.html").exists(), "build the console: scripts/setup.sh"
     sip_port = free_port()
     env = dict(
@@ -44,6 +52,7 @@ async def running_node(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
         VIGIL_GB28181__ENABLED="true",
         VIGIL_GB28181__HOST="127.0.0.1",
         VIGIL_GB28181__PORT=str(sip_port),
+        VIGIL_GB28181__PASSWORD=GB_PASSWORD,
     )
     gb_device: asyncio.subprocess.Process | None = None
     proc = await asyncio.create_subprocess_exec(
@@ -82,7 +91,7 @@ async def running_node(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        yield url, password
+        yield url, password, sip_port
     finally:
         if gb_device is not None and gb_device.returncode is None:
             gb_device.send_signal(signal.SIGINT)
@@ -99,8 +108,8 @@ async def running_node(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
             await proc.wait()
 
 
-async def test_console_in_headless_chromium(running_node: tuple[str, str]) -> None:
-    url, first_password = running_node
+async def test_console_in_headless_chromium(running_node: tuple[str, str, int]) -> None:
+    url, first_password, sip_port = running_node
     assert shutil.which("node") and shutil.which("chromium"), "node and Debian chromium are needed"
     # First login: the operator is made to change the generated password; do it the same way, over the API.
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10) as client:
@@ -111,11 +120,52 @@ async def test_console_in_headless_chromium(running_node: tuple[str, str]) -> No
         )
         assert r.status_code == 204, r.text
     env = dict(os.environ, VIGIL_URL=url.rstrip("/"), VIGIL_ADMIN_USER="admin", VIGIL_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    proc = await asyncio.create_subprocess_exec(
-        "npm", "run", "--silent", "e2e", cwd=WEB, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 600)
+    async with gb_device_with_alarms(url.rstrip("/"), sip_port):
+        proc = await asyncio.create_subprocess_exec(
+            "npm", "run", "--silent", "e2e", cwd=WEB, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 600)
     report = out.decode(errors="replace")
     print(report)
     assert proc.returncode == 0, f"browser scenarios failed:\n{report[-6000:]}"
     assert re.search(r"# fail 0", report) and re.search(r"# pass [1-9]", report), report[-2000:]
+
+
+@asynccontextmanager
+async def gb_device_with_alarms(url: str, sip_port: int) -> AsyncIterator[GbSimRunner]:
+    """A simulated GB/T 28181 device (one channel) admitted and registered to the node, which has raised a
+    channel alarm (video analysis, priority 1) and an alarm of its own (device, priority 3); it stays up so
+    that a reset from the console reaches it."""
+    dev_id = device_id(GB_DOMAIN, 2)  # serial 1 is the device knocking unadmitted (gb.test.mjs)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as admin:
+        r = await admin.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert r.status_code == 200, r.text
+        r = await admin.post("/api/gb/devices", json={"device_id": dev_id, "name": "e2e 报警设备"})
+        assert r.status_code in (200, 201), r.text
+        runner = GbSimRunner(
+            GbSimOptions(
+                platform_address=("127.0.0.1", sip_port),
+                password=GB_PASSWORD,
+                channels=1,
+                bind_host="127.0.0.1",
+                first_serial=2,
+            )
+        )
+        await runner.start()
+        try:
+            device = runner.devices[0]
+            (channel,) = device.channel_ids
+
+            async def catalogued() -> bool:
+                return any(c["gb_id"] == channel for c in (await admin.get("/api/cameras")).json())
+
+            await eventually(catalogued, within=30, interval=0.2)
+            sn = runner.raise_alarm(
+                0, target=channel, priority=1, method=5, alarm_type=6, event_type=1, description="周界入侵"
+            )
+            await eventually(lambda: device.alarm_responses.get(sn) is Result.OK, within=10)
+            sn = runner.raise_alarm(0, target=dev_id, priority=3, method=2, alarm_type=1, description="视频丢失")
+            await eventually(lambda: device.alarm_responses.get(sn) is Result.OK, within=10)
+            yield runner
+        finally:
+            await runner.close()

@@ -31,6 +31,12 @@ const routes: RouteRecordRaw[] = [
         meta: { nav: true, order: 2, operator: true },
       },
       {
+        path: '/alarms',
+        name: 'alarms',
+        component: () => import('./features/alarms/AlarmsPage.vue'),
+        meta: { nav: true, order: 2.5 },
+      },
+      {
         path: '/cameras',
         name: 'cameras',
         component: () => import('./features/cameras/CamerasPage.vue'),

@@ -1,0 +1,111 @@
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { launch, login, newPage, screenshot, waitInPage } from './helpers.mjs'
+
+// tests/e2e/test_console.py registers a simulated GB/T 28181 device that has raised two alarms: one on its
+// channel (priority 1, video analysis, intrusion entering, "周界入侵") and one of its own (priority 3,
+// device, video loss, "视频丢失"). The simulator stays up, so a reset reaches it and it answers.
+let browser
+before(async () => {
+  browser = await launch()
+})
+after(async () => {
+  await browser?.close()
+})
+
+test('alarms: the two device alarms are listed in Chinese, and a reset reaches the device', async () => {
+  const page = await newPage(browser)
+  await login(page)
+  await page.getByTestId('nav-alarms').click()
+  await page.waitForURL(/\/alarms/)
+  const table = page.getByTestId('alarms-table')
+  const channelRow = table.locator('.el-table__body-wrapper .el-table__row', { hasText: '周界入侵' })
+  const deviceRow = table.locator('.el-table__body-wrapper .el-table__row', { hasText: '视频丢失' })
+  await channelRow.waitFor()
+  await deviceRow.waitFor()
+
+  const channelText = await channelRow.innerText()
+  assert.match(channelText, /一级/)
+  assert.match(channelText, /视频分析报警/)
+  assert.match(channelText, /入侵检测报警（进入区域）/)
+  assert.match(channelText, /未复位/)
+  const deviceText = await deviceRow.innerText()
+  assert.match(deviceText, /三级/)
+  assert.match(deviceText, /设备报警/)
+  assert.match(deviceText, /视频丢失报警/)
+  assert.match(deviceText, /设备本身/)
+  // The channel alarm belongs to the GB camera the catalog created: its name, not the device.
+  const alarms = await waitInPage(
+    page,
+    async () => {
+      const body = await (await fetch('/api/gb/alarms')).json()
+      return body.total >= 2 ? { ok: true, ...body } : body
+    },
+    undefined,
+    { what: 'two alarms over the API' },
+  )
+  const channelAlarm = alarms.items.find((a) => a.description === '周界入侵')
+  assert.ok(channelAlarm.camera_id !== null)
+  const camera = await page.evaluate(async (id) => (await fetch(`/api/cameras/${id}`)).json(), channelAlarm.camera_id)
+  assert.match(channelText, new RegExp(camera.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+  await screenshot(page, 'alarms')
+
+  // Reset through the confirmation: the device accepts, the row shows who reset it and the button goes.
+  await page.getByTestId(`alarm-reset-${channelAlarm.id}`).click()
+  await page.locator('.el-message-box .el-button--primary').click()
+  await page.locator('.el-message--success', { hasText: '设备已接受复位' }).waitFor()
+  await channelRow.getByText('已复位').waitFor()
+  assert.match(await channelRow.innerText(), /admin/)
+  assert.equal(await page.getByTestId(`alarm-reset-${channelAlarm.id}`).count(), 0)
+  const after = await page.evaluate(async () => (await fetch('/api/gb/alarms')).json())
+  const reset = after.items.find((a) => a.id === channelAlarm.id)
+  assert.equal(reset.reset_by, 'admin')
+  assert.ok(reset.reset_us > 0)
+  // The device's own alarm is untouched.
+  assert.match(await deviceRow.innerText(), /未复位/)
+
+  // The camera's links open it on the playback page (on the alarm's day) and in a live cell.
+  await channelRow.getByTestId('alarm-playback').click()
+  await page.waitForURL(/\/playback\?camera=/)
+  await page.getByTestId('pb-camera').getByText(camera.name, { exact: true }).waitFor()
+  await page.goBack()
+  await channelRow.getByTestId('alarm-live').click()
+  await page.waitForURL(/\/live\?camera=/)
+  await page.locator(`[data-testid="live-cell"][data-camera-id="${camera.id}"]`).waitFor()
+  await page.goBack()
+  await channelRow.waitFor()
+
+  // Filtered to a camera without alarms (one of the RTSP cameras): the empty-state text.
+  await page.getByTestId('alarms-camera').click()
+  await page.locator('.el-select-dropdown__item:visible').filter({ hasNotText: camera.name }).first().click()
+  await table.getByText('所选时间范围内没有报警').waitFor()
+  await page.getByTestId('alarms-pager').getByText('共 0 条').waitFor()
+  assert.deepEqual(page.problems, [])
+})
+
+test('alarms: a viewer sees the alarms but no reset and no playback link', async () => {
+  const admin = await newPage(browser)
+  await login(admin)
+  const status = await admin.evaluate(async () => {
+    const r = await fetch('/api/users', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'alarm-viewer', password: 'e2e-Viewer-Passw0rd', role: 'viewer' }),
+    })
+    return r.status
+  })
+  assert.equal(status, 201)
+  const page = await newPage(browser)
+  await login(page, { user: 'alarm-viewer', password: 'e2e-Viewer-Passw0rd' })
+  await page.getByTestId('nav-alarms').click()
+  const table = page.getByTestId('alarms-table')
+  const deviceRow = table.locator('.el-table__body-wrapper .el-table__row', { hasText: '视频丢失' })
+  const channelRow = table.locator('.el-table__body-wrapper .el-table__row', { hasText: '周界入侵' })
+  await deviceRow.waitFor()
+  await channelRow.waitFor()
+  assert.match(await deviceRow.innerText(), /未复位/)
+  assert.equal(await table.locator('button[data-testid^="alarm-reset-"]').count(), 0)
+  assert.equal(await channelRow.getByTestId('alarm-live').count(), 1)
+  assert.equal(await channelRow.getByTestId('alarm-playback').count(), 0)
+  assert.deepEqual(page.problems, [])
+})

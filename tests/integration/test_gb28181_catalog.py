@@ -74,8 +74,11 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path, transpo
                 assert [c["name"] for c in cams] == [f"{sim.config.name} CH{i}" for i in (1, 2, 3)]
                 assert all(c["rtsp_url"] == "" and c["enabled"] and c["ptz_type"] == "3" for c in cams)
                 assert all(c["region_code"] == device_id[:6] and c["latitude"] is not None for c in cams)
-                # Enabled GB channels get a pipeline (INVITE; test_gb28181_live covers the media).
-                assert all(c["status"]["state"] != "disabled" for c in cams)
+                # Enabled GB channels get a pipeline (INVITE; test_gb28181_live covers the media). The pipelines
+                # hear of the cameras just after the catalog's transaction commits, so give them that moment.
+                async with asyncio.timeout(15):
+                    while any(c["status"]["state"] == "disabled" for c in await gb_cameras()):  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
 
                 r = await admin.post(f"/api/gb/devices/{device_id}/catalog")
                 assert r.status_code == 200, r.text

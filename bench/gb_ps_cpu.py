@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,7 +72,7 @@ class MemoryStore:
     ) -> None:
         return None
 
-    async def keepalive(self, device_id: str, *, remote_address: str, at_us: int) -> None:
+    async def keepalives(self, seen: Mapping[str, tuple[str, int]]) -> None:
         return None
 
     async def set_offline(self, device_id: str) -> None:

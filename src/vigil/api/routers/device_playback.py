@@ -8,18 +8,18 @@ to ask. A device that does not answer is a 504.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import HTTPConnection
 
 from vigil.api.contracts import CameraGate
+from vigil.api.duplex import serve_duplex
 from vigil.api.errors import ERROR_RESPONSES
 from vigil.api.routers.recordings import ExportOut, RangeIn
 from vigil.api.schemas import ErrorOut
@@ -252,27 +252,15 @@ def build_device_playback_router(
                 except (ValueError, KeyError, TypeError, AttributeError, PlaybackError) as exc:
                     await websocket.send_text(json.dumps({"type": "error", "detail": f"bad command: {exc}"}))
 
-        async def send() -> None:
-            async for message in viewer.messages():
-                if isinstance(message, bytes):
-                    await websocket.send_bytes(message)
-                else:
-                    await websocket.send_text(message)
-            await websocket.close(code=1000)
-
-        tasks = [asyncio.create_task(receive()), asyncio.create_task(send())]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                failure = task.exception()
-                if failure is not None and not isinstance(failure, WebSocketDisconnect | RuntimeError):
-                    log.error("device playback[%s]: session failed", camera_id, exc_info=failure)
+            await serve_duplex(
+                websocket,
+                receive,
+                viewer.messages(),
+                label=f"device playback[{camera_id}]",
+                close_at_end=True,
+            )
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                    await task
             viewer.close()
             await session.close()
 

@@ -7,17 +7,17 @@ domain errors propagate to the app's single error mapping (api/errors.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.api.contracts import CameraGate
+from vigil.api.duplex import serve_duplex
 from vigil.domain.errors import Forbidden, Invalid, NotFound, VigilError
 from vigil.playback.export import create_export, manifest_path_for
 from vigil.playback.session import SPEEDS, PlaybackSession
@@ -228,27 +228,8 @@ def build_recordings_router(
                 except (ValueError, KeyError, TypeError, AttributeError, Invalid) as exc:
                     await websocket.send_text(json.dumps({"type": "error", "detail": f"bad command: {exc}"}))
 
-        async def send() -> None:
-            async for message in session.messages(start_us, speed):
-                if isinstance(message, bytes):
-                    await websocket.send_bytes(message)
-                else:
-                    await websocket.send_text(message)
-
         # Whichever ends first (viewer gone, or a send failed) ends the session.
-        tasks = [asyncio.create_task(receive()), asyncio.create_task(send())]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                failure = task.exception()
-                if failure is not None and not isinstance(failure, WebSocketDisconnect | RuntimeError):
-                    log.error("playback[%s]: session failed", camera_id, exc_info=failure)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                    await task
+        await serve_duplex(websocket, receive, session.messages(start_us, speed), label=f"playback[{camera_id}]")
 
     @router.post("/cameras/{camera_id}/exports", response_model=ExportOut)
     async def export(request: Request, camera_id: int, body: RangeIn) -> ExportOut:

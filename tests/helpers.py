@@ -7,24 +7,40 @@ import inspect
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
+
+
+async def until(
+    check: Callable[[], Any], within: float = 15.0, what: str | None = None, *, interval: float = 0.1
+) -> Any:
+    """Poll ``check()`` (sync or async: state in memory, a database read, another node's HTTP API) until it
+    returns something truthy, and return that. After ``within`` seconds: TimeoutError, or a test failure
+    naming ``what`` when given."""
+
+    async def poll() -> Any:
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+            await asyncio.sleep(interval)
+
+    try:
+        return await asyncio.wait_for(poll(), within)
+    except TimeoutError:
+        if what is None:
+            raise
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def eventually(
     predicate: Callable[[], bool | Awaitable[bool]], within: float = 5.0, interval: float = 0.005
 ) -> None:
     """Wait until ``predicate()`` holds (it may be async: e.g. a database read), failing after ``within`` seconds."""
-
-    async def holds() -> bool:
-        result = predicate()
-        return await result if inspect.isawaitable(result) else bool(result)
-
-    async def poll() -> None:
-        while not await holds():  # noqa: ASYNC110 - polling state owned by the code under test
-            await asyncio.sleep(interval)
-
-    await asyncio.wait_for(poll(), within)
+    await until(predicate, within, interval=interval)
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.helpers import eventually
+from tests.helpers import eventually, until
 from tests.integration.conftest import node_settings
 from vigil.access.secrets import SecretBox
 from vigil.app import Vigil
@@ -84,17 +84,6 @@ async def admit_lower_platform(node: Vigil, data: Path) -> None:
         session.add(
             GbDevice(device_id=B_ID, name="Lower B", admitted=True, password_enc=box.encrypt(PASSWORD), created_us=1)
         )
-
-
-async def until(predicate: Any, within: float, what: str) -> Any:
-    """Poll an async predicate until it returns something truthy; fail saying ``what`` otherwise."""
-    try:
-        async with asyncio.timeout(within):
-            while not (value := await predicate()):  # noqa: ASYNC110 - polling another node over HTTP
-                await asyncio.sleep(0.2)
-            return value
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -5,14 +5,12 @@ ResetAlarm reaches the device; positions in both layouts are stored and move the
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.helpers import eventually
+from tests.helpers import eventually, until
 from tests.integration.conftest import node_settings
 from vigil.app import Vigil
 from vigil.protocols.gb28181.manscdp import AlarmReset, PositionStyle, PtzControl, Result
@@ -68,7 +66,7 @@ async def _exercise(vigil: Vigil, runner: GbSimRunner) -> None:
             await catalogued()
             return dome in cams and bullet in cams
 
-        await until(both_catalogued)
+        await until(both_catalogued, 30)
         assert cams[dome]["ptz_type"] == "1" and cams[bullet]["ptz_type"] == "3"
         cam = cams[dome]
 
@@ -125,7 +123,7 @@ async def _exercise(vigil: Vigil, runner: GbSimRunner) -> None:
         async def both_stored() -> bool:
             return await stored() == 2
 
-        await until(both_stored)
+        await until(both_stored, 30)
         assert {(p["longitude"], p["latitude"]) for p in positions["history"]} == {(117.25, 31.85), (117.26, 31.86)}
         moved_cam = (await admin.get(f"/api/cameras/{cam['id']}")).json()
         assert (moved_cam["longitude"], moved_cam["latitude"]) in {(117.25, 31.85), (117.26, 31.86)}
@@ -135,13 +133,6 @@ async def _exercise(vigil: Vigil, runner: GbSimRunner) -> None:
         assert sent == {"A50F010A64640087", "A50F0100000000B5"}  # up-left at 0x64, and the standard's stop
 
 
-async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    """Poll ``check`` (which asks the node over HTTP) until it holds, failing after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110 - the state lives in another process's view (HTTP)
-            await asyncio.sleep(0.1)
-
-
 async def _alarms(client: httpx.AsyncClient, count: int) -> dict[str, Any]:
     page: dict[str, Any] = {}
 
@@ -149,5 +140,5 @@ async def _alarms(client: httpx.AsyncClient, count: int) -> dict[str, Any]:
         page.update((await client.get("/api/gb/alarms")).json())
         return int(page["total"]) >= count
 
-    await until(enough)
+    await until(enough, 30)
     return page

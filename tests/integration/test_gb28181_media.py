@@ -4,10 +4,8 @@ clear reason, the supervisor re-INVITEs, and no dialog, SSRC, socket or session 
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from tests.helpers import until
 from tests.integration.conftest import node_settings
 from vigil.app import GbRuntime, Vigil
 from vigil.protocols.sdp import GbTransport
@@ -59,16 +58,6 @@ class Live:
                 select(func.count()).select_from(Segment).where(Segment.camera_id == self.camera_id)
             )
         return int(count or 0)
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], within: float) -> None:
-    """Poll a predicate, sync or async (the API and the database are the code under test's state)."""
-    async with asyncio.timeout(within):
-        while True:
-            result = check()
-            if await result if inspect.isawaitable(result) else result:
-                return
-            await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

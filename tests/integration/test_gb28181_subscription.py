@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import until
 from tests.integration.conftest import node_settings
 from vigil.app import Vigil
 from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
@@ -31,14 +32,6 @@ def options(sip_port: int, password: str, **overrides: Any) -> GbSimOptions:
         bind_host="127.0.0.1",
         **overrides,
     )
-
-
-async def until(check: Any, within: float = 15.0) -> Any:
-    """Poll an async ``check`` until it returns something truthy (the HTTP API is the only view in)."""
-    async with asyncio.timeout(within):
-        while not (result := await check()):  # noqa: ASYNC110 - polling the HTTP API
-            await asyncio.sleep(0.05)
-    return result
 
 
 async def admitted_device(vigil: Vigil, admin: httpx.AsyncClient) -> str:
@@ -105,7 +98,7 @@ async def test_subscription_notifies_tree_and_device_info(tmp_path: Path, transp
                 parents = {n["id"]: n["parent_id"] for n in tree}
                 assert parents[vo1] == bg and {parents[c] for c in sim.channel_ids} == {vo1, vo2}
 
-                await _until_true(
+                await until(
                     lambda: sim.subscribed and vigil.gb is not None and vigil.gb.subscriptions.subscribed(device_id)
                 )
                 # NOTIFY ADD: a new channel appears without a catalog query.
@@ -187,9 +180,3 @@ async def test_complete_recatalog_removes_unlisted_channels_without_subscription
 async def _has(cameras: Any, count: int) -> dict[str, dict[str, Any]] | None:
     found: dict[str, dict[str, Any]] = await cameras
     return found if len(found) >= count else None
-
-
-async def _until_true(predicate: Any, within: float = 15.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - polling state owned by the node under test
-            await asyncio.sleep(0.05)

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from vigil.domain.media import AccessUnit
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners
 from vigil.gb28181.registrar import Registrar
-from vigil.gb28181.store import DeviceRecord
+from vigil.gb28181.store import DeviceChange, DeviceRecord
 from vigil.ingest.rtsp import RtspSource
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
 from vigil.settings import Gb28181Settings
@@ -61,24 +61,13 @@ class MemoryStore:
     async def device(self, device_id: str) -> DeviceRecord | None:
         return DeviceRecord(device_id, True, PASSWORD, "GB2312", False, "udp", "", None, None, None, None)
 
-    async def online_devices(self) -> list[DeviceRecord]:
+    async def devices(self) -> list[DeviceRecord]:
         return []
 
     async def add_pending(self, device_id: str, *, transport: str, remote_address: str, at_us: int) -> None:
         return None
 
-    async def registered(
-        self, device_id: str, *, transport: str, remote_address: str, at_us: int, expires_us: int, gb_version: str
-    ) -> None:
-        return None
-
-    async def keepalives(self, seen: Mapping[str, tuple[str, int]]) -> None:
-        return None
-
-    async def set_offline(self, device_id: str) -> None:
-        return None
-
-    async def event(self, device_id: str, kind: str, level: str, reason: str, at_us: int) -> None:
+    async def apply(self, changes: Sequence[DeviceChange]) -> None:
         return None
 
 

@@ -14,7 +14,8 @@ PENDING = "34020000001320000099"
 
 
 async def test_admin_lists_and_admits_a_pending_device(db: Database, tmp_path: Path) -> None:
-    api, _app = await build_api(db, tmp_path, extra_routers=[build_gb_router(db)])
+    dropped = Dropped()
+    api, _app = await build_api(db, tmp_path, extra_routers=[build_gb_router(db, registrar=dropped)])
     async with db.session() as session:
         session.add(GbDevice(device_id=PENDING, remote_address="10.0.0.9:5060", created_us=1))
     await api.add_user("scoped", "admin", REGION_A)
@@ -26,6 +27,7 @@ async def test_admin_lists_and_admits_a_pending_device(db: Database, tmp_path: P
         ]
         r = await root.post(f"/api/gb/devices/{PENDING}/admit")
         assert r.status_code == 200 and r.json()["admitted"] is True
+        assert dropped.changed == [PENDING]  # the registrar reads the admitted row afresh on the next REGISTER
         assert (await root.post("/api/gb/devices/34020000001320000098/admit")).status_code == 404
         async with await api.as_user("op") as op:
             assert (await op.get("/api/gb/devices")).status_code == 403
@@ -41,11 +43,15 @@ async def test_admin_lists_and_admits_a_pending_device(db: Database, tmp_path: P
 
 
 class Dropped:
-    """The registrar's ``forget`` and ``set_keepalive_interval``, noted."""
+    """The registrar's ``forget``, ``set_keepalive_interval`` and ``device_changed``, noted."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.intervals: list[tuple[str, int | None]] = []
+        self.changed: list[str] = []
+
+    def device_changed(self, device_id: str) -> None:
+        self.changed.append(device_id)
 
     async def forget(self, device_id: str, reason: str) -> None:
         self.calls.append((device_id, reason))
@@ -66,6 +72,7 @@ async def test_admin_pre_registers_changes_and_deletes_a_device(db: Database, tm
         assert r.status_code == 201, r.text
         body = r.json()
         assert [body[k] for k in ("admitted", "has_password", "charset", "online")] == [True, True, "GB2312", False]
+        assert dropped.changed == [DEVICE]
         # The password is stored encrypted, never in clear.
         async with db.session() as session:
             row = await session.get(GbDevice, DEVICE)
@@ -81,6 +88,7 @@ async def test_admin_pre_registers_changes_and_deletes_a_device(db: Database, tm
         r = await root.patch(f"/api/gb/devices/{DEVICE}", json={"password": "", "charset": "UTF-8"})
         assert (r.json()["has_password"], r.json()["charset"]) == (False, "UTF-8")
         assert dropped.calls == [(DEVICE, "changed by an administrator")]
+        assert dropped.changed == [DEVICE] * 3
         assert (await root.patch("/api/gb/devices/34020000001320000002", json={"name": "x"})).status_code == 404
 
         async with await api.as_user("scoped") as scoped:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from tests.conftest import sqlite_database
 from tests.helpers import eventually
 from vigil.access.secrets import SecretBox
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice, Registrar
-from vigil.gb28181.store import DbDeviceStore, DeviceRecord
+from vigil.gb28181.store import DbDeviceStore, DeviceChange, DeviceRecord
 from vigil.protocols.gb28181.manscdp import AlarmNotify, DeviceInfoResponse, Keepalive, Result, encode_manscdp
 from vigil.protocols.sip.digest import DigestClient
 from vigil.protocols.sip.message import (
@@ -284,11 +284,15 @@ async def test_unknown_device_is_refused_with_one_alarm_and_a_pending_row(
     pending = await row(platform.db, STRANGER)
     assert pending is not None and not pending.admitted and not pending.online
     assert pending.remote_address == f"127.0.0.1:{device.local_port}"
-    # Admitted later by an admin: the device then registers with the global password.
+    # Admitted later by an admin (the API writes the row and tells the registrar, which caches rows):
+    # the device then registers with the global password.
     async with platform.db.session() as session:
         admitted = await session.get(GbDevice, STRANGER)
         assert admitted is not None
         admitted.admitted = True
+    response = await device.send(device.request("REGISTER", extra=[("Expires", "3600")]))
+    assert response.status == 403  # the cached pending row still says "not admitted"
+    platform.registrar.device_changed(STRANGER)
     _, final = await device.register()
     assert final.status == 200
 
@@ -475,19 +479,24 @@ async def test_hostile_or_unknown_manscdp_is_answered_and_the_registrar_keeps_se
 
 
 class _SlowStore(DbDeviceStore):
-    """Device reads wait until ``go`` is set (a database busy with a registration storm)."""
+    """Writes wait until ``go`` is set (a database busy with a registration storm); reads are counted."""
 
     def __init__(self, db: Database, decrypt: Callable[[str], str]) -> None:
         super().__init__(db, decrypt)
         self.go = asyncio.Event()
         self.go.set()
+        self.reads = 0
 
     async def device(self, device_id: str) -> DeviceRecord | None:
-        await self.go.wait()
+        self.reads += 1
         return await super().device(device_id)
 
+    async def apply(self, changes: Sequence[DeviceChange]) -> None:
+        await self.go.wait()
+        await super().apply(changes)
 
-async def test_registration_storm_is_refused_early_and_keepalives_still_answered(
+
+async def test_registration_storm_is_refused_early_batched_and_keepalives_still_answered(
     platform: Platform, devices: list[Device]
 ) -> None:
     store = _SlowStore(platform.db, platform.box.decrypt)
@@ -496,7 +505,7 @@ async def test_registration_storm_is_refused_early_and_keepalives_still_answered
         store,
         clock=platform.clock,
         check_interval_s=3600,
-        max_registering=4,  # 2 slots for REGISTERs without credentials
+        max_registering=4,
     )
     server = SipServer(registrar, host="127.0.0.1", port=0)
     await registrar.start()
@@ -506,20 +515,33 @@ async def test_registration_storm_is_refused_early_and_keepalives_still_answered
         devices.append(device)
         await device.connect(server.udp_port)
         await device.register()
-        store.go.clear()  # the database stalls: registrations pile up
-        others = [Device(OTHER, "own-secret", "udp") for _ in range(3)]
+        others = [Device(OTHER, "own-secret", "udp") for _ in range(5)]
         devices.extend(others)
         for other in others:
             await other.connect(server.udp_port)
-        for other in others[:2]:
-            other.send_only(other.request("REGISTER", extra=[("Expires", "3600")]).serialize())
-        await eventually(lambda: registrar.registering == 2)
-        busy = await others[2].send(others[2].request("REGISTER", extra=[("Expires", "3600")]))
+            challenge = await other.send(other.request("REGISTER", extra=[("Expires", "3600")]))
+            assert challenge.status == 401 and other.digest.accept_challenge(challenge)
+        # The directory was loaded at start: no challenge round trip read the database.
+        assert store.reads == 0
+        store.go.clear()  # the database stalls: registrations pile up waiting for their rows to be written
+        batches = registrar.writes.batches
+        for other in others[:4]:
+            answer = other.request("REGISTER", extra=[("Expires", "3600")])
+            other.digest.authorize(answer)
+            other.send_only(answer.serialize())
+        await eventually(lambda: registrar.registering == 4)
+        last = others[4].request("REGISTER", extra=[("Expires", "3600")])
+        others[4].digest.authorize(last)
+        busy = await others[4].send(last)
         assert busy.status == 503 and busy.headers["Retry-After"] == "10"
         # A keepalive needs no database: answered at once while registrations wait.
         assert (await device.keepalive()).status == 200
         store.go.set()
         await eventually(lambda: registrar.registering == 0)
+        # One batch was being written when the others queued behind it: two transactions for four registrations.
+        assert registrar.writes.batches - batches == 2
+        stored = await row(platform.db, OTHER)
+        assert stored is not None and stored.online
     finally:
         await server.close()
         await registrar.close()

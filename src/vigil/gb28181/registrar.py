@@ -10,7 +10,15 @@ behind the SIP transport.
   the device's own password else the platform-wide one). ``Expires: 0`` unregisters. The final
   200 OK carries ``Date`` in Beijing time (9.10.3) and echoes ``X-GB-Ver`` (Annex I).
 * At most ``max_registering`` REGISTERs are handled at once; more are answered 503 + ``Retry-After``
-  without touching the database, so keepalives (memory only) are still answered during a storm.
+  at once, so keepalives (memory only) are still answered during a storm.
+* The device rows a REGISTER needs (admitted, password, charset, keepalive interval) are read from
+  an in-memory directory loaded in one query at start and reloaded every
+  :data:`DIRECTORY_RELOAD_S`; the API drops an entry when an admin changes the device
+  (:meth:`Registrar.device_changed`), so a challenge round trip costs no database read.
+* Writes (registrations, offline marks, events, keepalives) go through one
+  :class:`~vigil.storage.group_commit.GroupCommit`: a REGISTER's 200 waits until its row is
+  written, but the rows of every registration in flight share one transaction. A storm of 10,000
+  devices is then thousands of rows per transaction, not three transactions per device.
 * MESSAGE from a registered device: 200 OK with no body (9.5.2); a Keepalive refreshes liveness;
   Catalog response pages go to the :class:`DeviceListener` (catalog sync), which also hears when a
   device comes online.
@@ -36,13 +44,26 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from vigil.gb28181.liveness import DeviceLiveness, offline_cause
-from vigil.gb28181.store import AUTH_FAILED, OFFLINE, ONLINE, UNAUTHORISED, DeviceRecord, DeviceStore
+from vigil.gb28181.store import (
+    AUTH_FAILED,
+    OFFLINE,
+    ONLINE,
+    UNAUTHORISED,
+    DeviceChange,
+    DeviceEvent,
+    DeviceRecord,
+    DeviceStore,
+    KeepaliveSeen,
+    Registered,
+    WentOffline,
+)
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.errors import ManscdpError
 from vigil.protocols.gb28181.manscdp import CatalogResponse, Keepalive, decode_manscdp
 from vigil.protocols.sip.digest import DigestOutcome, DigestServer
 from vigil.protocols.sip.message import SipError, SipRequest, SipResponse, format_gb_date, make_response
 from vigil.settings import Gb28181Settings
+from vigil.storage.group_commit import GroupCommit
 from vigil.transport.sip import SipPeer
 
 __all__ = [
@@ -65,8 +86,12 @@ UNAUTHORISED_EVENT_INTERVAL_S = 300
 MAX_REGISTERING = 64
 #: Retry-After (seconds) on that 503.
 REGISTER_RETRY_AFTER_S = 10
+#: The device directory is reloaded from the database this often (picks up rows changed elsewhere).
+DIRECTORY_RELOAD_S = 600
 #: Rate-limit memory bound (distinct refused device IDs remembered).
 _MAX_RATE_KEYS = 10_000
+#: Directory bound: rows read on demand beyond this are not kept (pending rows can be created by anyone knocking).
+_MAX_DIRECTORY = 1_000_000
 
 
 def _us(moment: datetime) -> int:
@@ -130,12 +155,17 @@ class Registrar:
         self._registering = 0
         self._devices: dict[str, RegisteredDevice] = {}
         self._last_refusal: dict[str, datetime] = {}
-        self._lock = asyncio.Lock()
+        #: Device rows by ID (admitted or pending); a missing entry is read from the store on demand.
+        self._directory: dict[str, DeviceRecord] = {}
+        #: IDs changed while a directory reload was reading (their reloaded rows may be stale).
+        self._changed_during_reload: set[str] | None = None
+        self._writes: GroupCommit[DeviceChange] = GroupCommit(store.apply, name="gb-registrar-writes")
         self._task: asyncio.Task[None] | None = None
         self._listener: DeviceListener | None = None
         self._handlers: dict[type, MessageHandler] = {}
         #: Keepalives not yet written to the store: device ID → (remote address, at_us).
         self._unsaved_keepalives: dict[str, tuple[str, int]] = {}
+        self._next_reload = 0.0
 
     def set_listener(self, listener: DeviceListener) -> None:
         """Attach the catalog sync (built after the SIP server, which needs this registrar first)."""
@@ -156,6 +186,17 @@ class Registrar:
             liveness = replace(device.liveness, keepalive_interval_s=seconds)
             self._devices[device_id] = replace(device, liveness=liveness)
 
+    def device_changed(self, device_id: str) -> None:
+        """An admin added, changed, admitted or deleted the device's row: read it afresh on its next REGISTER."""
+        self._directory.pop(device_id, None)
+        if self._changed_during_reload is not None:
+            self._changed_during_reload.add(device_id)
+
+    @property
+    def writes(self) -> GroupCommit[DeviceChange]:
+        """The registrar's batched writer (its counters show how well a storm batches)."""
+        return self._writes
+
     @property
     def registering(self) -> int:
         """REGISTERs being handled now."""
@@ -167,26 +208,54 @@ class Registrar:
         return dict(self._devices)
 
     async def start(self) -> None:
-        """Reload devices still marked online, then run the periodic liveness check."""
+        """Load the device directory, take back devices still marked online, then run the periodic liveness check."""
         now = self._clock()
-        for record in await self._store.online_devices():
+        await self._reload_directory()
+        for record in self._directory.values():
+            if not record.online:
+                continue
             restored = self._restore(record)
             if restored is None:
-                await self._store.set_offline(record.device_id)
-                await self._store.event(record.device_id, OFFLINE, "warning", "platform restarted", _us(now))
+                self._writes.submit(
+                    [
+                        WentOffline(record.device_id),
+                        DeviceEvent(record.device_id, OFFLINE, "warning", "platform restarted", _us(now)),
+                    ]
+                )
             else:
                 self._devices[record.device_id] = restored
         await self.check_liveness()
         self._task = asyncio.create_task(self._run(), name="gb-registrar-liveness")
 
     async def close(self) -> None:
-        """Stop the liveness task and save pending keepalives (devices stay registered in the database)."""
+        """Stop the liveness task and write what is pending (devices stay registered in the database)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._save_keepalives()
+        self._save_keepalives()
+        await self._writes.close()
+
+    async def _reload_directory(self) -> None:
+        self._changed_during_reload = set()
+        try:
+            records = await self._store.devices()
+            directory = {record.device_id: record for record in records}
+            for device_id in self._changed_during_reload:
+                directory.pop(device_id, None)
+            self._directory = directory
+        finally:
+            self._changed_during_reload = None
+        self._next_reload = asyncio.get_running_loop().time() + DIRECTORY_RELOAD_S
+
+    async def _lookup(self, device_id: str) -> DeviceRecord | None:
+        record = self._directory.get(device_id)
+        if record is None:
+            record = await self._store.device(device_id)
+            if record is not None and len(self._directory) < _MAX_DIRECTORY:
+                self._directory[device_id] = record
+        return record
 
     def _restore(self, record: DeviceRecord) -> RegisteredDevice | None:
         if record.transport != "udp" or record.last_register_us is None or record.expires_us is None:
@@ -211,46 +280,49 @@ class Registrar:
             await asyncio.sleep(self._check_interval_s)
             try:
                 await self.check_liveness()
+                if asyncio.get_running_loop().time() >= self._next_reload:
+                    await self._reload_directory()
             except Exception:
                 log.exception("gb: liveness check failed")
 
     async def check_liveness(self) -> None:
         """Save the keepalives seen since the last check, then mark offline every device the policy says is gone."""
-        await self._save_keepalives()
+        # Memory changes happen without an await in between (nothing interleaves); the writes follow in order.
+        self._save_keepalives()
         now = self._clock()
         count = self._settings.keepalive_timeout_count
-        async with self._lock:
-            gone = [
-                (device, cause)
-                for device in self._devices.values()
-                if (cause := offline_cause(device.liveness, now, keepalive_timeout_count=count)) is not None
-            ]
-            for device, cause in gone:
-                await self._go_offline(device.device_id, cause.value, now)
+        gone = [
+            (device, cause)
+            for device in self._devices.values()
+            if (cause := offline_cause(device.liveness, now, keepalive_timeout_count=count)) is not None
+        ]
+        for device, cause in gone:
+            self._go_offline(device.device_id, cause.value, now)
+        await self._writes.flush()
 
     async def forget(self, device_id: str, reason: str) -> None:
         """An admin removed or changed the device: drop its registration now, so it must REGISTER (and
         authenticate against what is stored now) again before anything it sends is accepted."""
-        async with self._lock:
-            await self._go_offline(device_id, reason, self._clock())
+        self.device_changed(device_id)
+        self._go_offline(device_id, reason, self._clock())
+        await self._writes.flush()
 
-    async def _go_offline(self, device_id: str, reason: str, now: datetime) -> None:
+    def _go_offline(self, device_id: str, reason: str, now: datetime) -> None:
         if self._devices.pop(device_id, None) is None:
             return
         log.info("gb device %s: offline (%s)", device_id, reason)
-        await self._store.set_offline(device_id)
-        await self._store.event(device_id, OFFLINE, "warning", reason, _us(now))
+        self._unsaved_keepalives.pop(device_id, None)
+        self._writes.submit([WentOffline(device_id), DeviceEvent(device_id, OFFLINE, "warning", reason, _us(now))])
 
     # --- SipRequestHandler ------------------------------------------------------------------------
 
     async def connection_closed(self, peer: SipPeer) -> None:
         """A TCP connection closed: devices registered over it are offline now (STD22 9.1.1 f)."""
-        async with self._lock:
-            for device in list(self._devices.values()):
-                if device.peer == peer:
-                    self._devices[device.device_id] = replace(
-                        device, liveness=replace(device.liveness, connection_open=False)
-                    )
+        for device in list(self._devices.values()):
+            if device.peer == peer:
+                self._devices[device.device_id] = replace(
+                    device, liveness=replace(device.liveness, connection_open=False)
+                )
         await self.check_liveness()
 
     async def handle_request(self, request: SipRequest, peer: SipPeer) -> SipResponse | None:
@@ -304,7 +376,7 @@ class Registrar:
             return answer(400, "Bad Expires")
         expires = min(expires, self._settings.register_expires_max)
 
-        record = await self._store.device(device_id)
+        record = await self._lookup(device_id)
         if record is None or not record.admitted:
             await self._refuse_unadmitted(device_id, peer, now, known=record is not None)
             return answer(403, "Device not admitted")
@@ -317,22 +389,24 @@ class Registrar:
             if verdict.www_authenticate is not None:
                 response.headers["WWW-Authenticate"] = verdict.www_authenticate
             if verdict.outcome is DigestOutcome.FORBIDDEN and self._rate_ok(f"auth:{device_id}", now):
-                await self._store.event(
-                    device_id, AUTH_FAILED, "warning", f"{verdict.reason} from {peer.host}:{peer.port}", _us(now)
-                )
+                reason = f"{verdict.reason} from {peer.host}:{peer.port}"
+                await self._writes.submit([DeviceEvent(device_id, AUTH_FAILED, "warning", reason, _us(now))])
             return response
 
         response = answer(200)
         response.headers["Date"] = format_gb_date(now, BEIJING)
         if expires == 0:
-            async with self._lock:
-                await self._go_offline(device_id, "unregistered", now)
+            self._go_offline(device_id, "unregistered", now)
+            await self._writes.flush()
             response.headers["Expires"] = "0"
             return response
         for contact in request.headers.get_all("Contact"):
             response.headers.add("Contact", contact)
         response.headers["Expires"] = str(expires)
-        await self._registered(device_id, record, peer, now, expires, version or "")
+        if not await self._registered(device_id, record, peer, now, expires, version or ""):
+            # Online in memory (it did authenticate, and keepalives will be answered), not yet on disk:
+            # a 500 makes the device try again, which writes it then.
+            return answer(500, "Registration not stored")
         return response
 
     def _to_tag(self, request: SipRequest) -> str:
@@ -342,44 +416,42 @@ class Registrar:
 
     async def _registered(
         self, device_id: str, record: DeviceRecord, peer: SipPeer, now: datetime, expires: int, version: str
-    ) -> None:
+    ) -> bool:
+        """Online now in memory; True once the registration is written (with the registrations around it)."""
         expires_at = now + timedelta(seconds=expires)
-        async with self._lock:
-            was_online = device_id in self._devices
-            self._devices[device_id] = RegisteredDevice(
-                device_id,
-                peer,
-                _charset(record.charset),
-                DeviceLiveness(
-                    registered_at=now,
-                    expires_at=expires_at,
-                    last_keepalive=None,
-                    keepalive_interval_s=record.keepalive_interval_s,
-                ),
-            )
-            await self._store.registered(
-                device_id,
-                transport=peer.transport,
-                remote_address=f"{peer.host}:{peer.port}",
-                at_us=_us(now),
-                expires_us=_us(expires_at),
-                gb_version=version,
-            )
-            if not was_online:
-                log.info("gb device %s: online via %s (expires in %d s)", device_id, peer, expires)
-                await self._store.event(device_id, ONLINE, "info", f"registered via {peer} for {expires} s", _us(now))
-                if self._listener is not None:
-                    self._listener.device_online(device_id)
+        was_online = device_id in self._devices
+        self._devices[device_id] = RegisteredDevice(
+            device_id,
+            peer,
+            _charset(record.charset),
+            DeviceLiveness(
+                registered_at=now,
+                expires_at=expires_at,
+                last_keepalive=None,
+                keepalive_interval_s=record.keepalive_interval_s,
+            ),
+        )
+        address = f"{peer.host}:{peer.port}"
+        changes: list[DeviceChange] = [
+            Registered(device_id, peer.transport, address, _us(now), _us(expires_at), version)
+        ]
+        if not was_online:
+            log.info("gb device %s: online via %s (expires in %d s)", device_id, peer, expires)
+            changes.append(DeviceEvent(device_id, ONLINE, "info", f"registered via {peer} for {expires} s", _us(now)))
+        written = await self._writes.submit(changes)
+        if not was_online and self._listener is not None and device_id in self._devices:
+            self._listener.device_online(device_id)
+        return written
 
     async def _refuse_unadmitted(self, device_id: str, peer: SipPeer, now: datetime, *, known: bool) -> None:
         address = f"{peer.host}:{peer.port}"
         if not self._rate_ok(f"unadmitted:{device_id}", now):
             return
         await self._store.add_pending(device_id, transport=peer.transport, remote_address=address, at_us=_us(now))
+        self._directory.pop(device_id, None)  # read the pending row (and its address) back on the next knock
         what = "pending admission" if known else "not pre-registered"
-        await self._store.event(
-            device_id, UNAUTHORISED, "alarm", f"unauthorised device {device_id} from {peer} ({what})", _us(now)
-        )
+        reason = f"unauthorised device {device_id} from {peer} ({what})"
+        await self._writes.submit([DeviceEvent(device_id, UNAUTHORISED, "alarm", reason, _us(now))])
 
     def _rate_ok(self, key: str, now: datetime) -> bool:
         last = self._last_refusal.get(key)
@@ -432,12 +504,12 @@ class Registrar:
         # Liveness reads memory; the database copy (for restarts and the API) is written in batches.
         self._unsaved_keepalives[device.device_id] = (f"{moved.host}:{moved.port}", _us(now))
 
-    async def _save_keepalives(self) -> None:
-        """Write the keepalives seen since the last call, one batch (10 000 devices at 60 s: ~170 a second)."""
+    def _save_keepalives(self) -> None:
+        """Queue the keepalives seen since the last call as one batch (10 000 devices at 60 s: ~170 a second)."""
         if not self._unsaved_keepalives:
             return
         batch, self._unsaved_keepalives = self._unsaved_keepalives, {}
-        await self._store.keepalives(batch)
+        self._writes.submit(KeepaliveSeen(device_id, address, at_us) for device_id, (address, at_us) in batch.items())
 
 
 def _charset(text: str) -> Charset:

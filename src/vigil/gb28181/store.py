@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from vigil.storage.db import Database
 from vigil.storage.models import GbDevice, GbDeviceEvent
@@ -42,24 +42,59 @@ class DeviceRecord:
     keepalive_interval_s: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A successful REGISTER: the device is online until ``expires_us``."""
+
+    device_id: str
+    transport: str
+    remote_address: str
+    at_us: int
+    expires_us: int
+    gb_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class WentOffline:
+    """The device is offline now (its event is a separate :class:`DeviceEvent`)."""
+
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveSeen:
+    """A keepalive arrived from ``remote_address`` (which may have changed behind NAT)."""
+
+    device_id: str
+    remote_address: str
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """A device event row; an online/offline one also times the device's state (``state_since_us``)."""
+
+    device_id: str
+    kind: str
+    level: str
+    reason: str
+    at_us: int
+
+
+#: What the registrar writes, in batches (:meth:`DeviceStore.apply`).
+DeviceChange = Registered | WentOffline | KeepaliveSeen | DeviceEvent
+
+
 class DeviceStore(Protocol):
     """The persistence the registrar needs."""
 
     async def device(self, device_id: str) -> DeviceRecord | None: ...
 
-    async def online_devices(self) -> list[DeviceRecord]: ...
+    async def devices(self) -> list[DeviceRecord]: ...
 
     async def add_pending(self, device_id: str, *, transport: str, remote_address: str, at_us: int) -> None: ...
 
-    async def registered(
-        self, device_id: str, *, transport: str, remote_address: str, at_us: int, expires_us: int, gb_version: str
-    ) -> None: ...
-
-    async def keepalives(self, seen: Mapping[str, tuple[str, int]]) -> None: ...
-
-    async def set_offline(self, device_id: str) -> None: ...
-
-    async def event(self, device_id: str, kind: str, level: str, reason: str, at_us: int) -> None: ...
+    async def apply(self, changes: Sequence[DeviceChange]) -> None: ...
 
 
 class DbDeviceStore:
@@ -96,11 +131,10 @@ class DbDeviceStore:
             row = await session.get(GbDevice, device_id)
             return row.media_transport if row is not None else None
 
-    async def online_devices(self) -> list[DeviceRecord]:
-        """Devices marked online (read at start-up to carry registrations across a restart)."""
+    async def devices(self) -> list[DeviceRecord]:
+        """Every device row (the registrar's directory is loaded from it in one query)."""
         async with self._db.session() as session:
-            rows = await session.scalars(select(GbDevice).where(GbDevice.online.is_(True)))
-            return [self._record(row) for row in rows]
+            return [self._record(row) for row in await session.scalars(select(GbDevice))]
 
     async def add_pending(self, device_id: str, *, transport: str, remote_address: str, at_us: int) -> None:
         """Record a refused device (admitted False) so an admin can admit it; updates its address if known."""
@@ -119,51 +153,61 @@ class DbDeviceStore:
             else:
                 row.transport, row.remote_address = transport, remote_address
 
-    async def registered(
-        self, device_id: str, *, transport: str, remote_address: str, at_us: int, expires_us: int, gb_version: str
-    ) -> None:
-        """A successful REGISTER: the device is online until ``expires_us``."""
-        async with self._db.session() as session:
-            row = await session.get(GbDevice, device_id)
-            if row is None:
-                return
-            row.transport, row.remote_address = transport, remote_address
-            row.last_register_us, row.expires_us = at_us, expires_us
-            row.online = True
-            if gb_version:
-                row.gb_version = gb_version
+    async def apply(self, changes: Sequence[DeviceChange]) -> None:
+        """Write a batch of changes in one transaction, with the same outcome as applying them one by one.
 
-    async def keepalives(self, seen: Mapping[str, tuple[str, int]]) -> None:
-        """Keepalives arrived: device ID → (remote address, at_us); the address may have changed behind NAT."""
-        rows = [{"k_id": device_id, "k_addr": address, "k_at": at_us} for device_id, (address, at_us) in seen.items()]
+        Row updates are folded per device in order (a later change to a column wins) and written as one
+        executemany per column set; events are inserted in order. A device deleted meanwhile matches no row.
+        """
+        fields: dict[str, dict[str, object]] = {}
+        events: list[dict[str, object]] = []
+        for change in changes:
+            row = fields.setdefault(change.device_id, {})
+            if isinstance(change, Registered):
+                row.update(
+                    transport=change.transport,
+                    remote_address=change.remote_address,
+                    last_register_us=change.at_us,
+                    expires_us=change.expires_us,
+                    online=True,
+                )
+                if change.gb_version:
+                    row["gb_version"] = change.gb_version
+            elif isinstance(change, WentOffline):
+                row["online"] = False
+            elif isinstance(change, KeepaliveSeen):
+                row.update(remote_address=change.remote_address, last_keepalive_us=change.at_us)
+            else:
+                if change.level == "alarm":
+                    log.error("gb device %s: %s %s", change.device_id, change.kind, change.reason)
+                events.append(
+                    {
+                        "device_id": change.device_id,
+                        "at_us": change.at_us,
+                        "kind": change.kind,
+                        "level": change.level,
+                        "reason": change.reason,
+                    }
+                )
+                if change.kind in (ONLINE, OFFLINE):
+                    row["state_since_us"] = change.at_us
+        by_columns: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for device_id, values in fields.items():
+            if values:
+                columns = tuple(sorted(values))
+                by_columns.setdefault(columns, []).append({"k_id": device_id, **{f"v_{c}": values[c] for c in columns}})
         table = cast(Table, GbDevice.__table__)
-        # One executemany per batch, not one round trip per device; a device deleted meanwhile matches no row.
-        statement = (
-            update(table)
-            .where(table.c.device_id == bindparam("k_id"))
-            .values(remote_address=bindparam("k_addr"), last_keepalive_us=bindparam("k_at"))
-        )
         async with self._db.session() as session:
-            for start in range(0, len(rows), _BATCH):
-                await session.execute(statement, rows[start : start + _BATCH])
-
-    async def set_offline(self, device_id: str) -> None:
-        """Mark the device offline."""
-        async with self._db.session() as session:
-            row = await session.get(GbDevice, device_id)
-            if row is not None:
-                row.online = False
-
-    async def event(self, device_id: str, kind: str, level: str, reason: str, at_us: int) -> None:
-        """Write a device event; alarm-level ones are also logged at ERROR for the operator."""
-        if level == "alarm":
-            log.error("gb device %s: %s %s", device_id, kind, reason)
-        async with self._db.session() as session:
-            session.add(GbDeviceEvent(device_id=device_id, at_us=at_us, kind=kind, level=level, reason=reason))
-            if kind in (ONLINE, OFFLINE):
-                row = await session.get(GbDevice, device_id)
-                if row is not None:
-                    row.state_since_us = at_us
+            for columns, rows in by_columns.items():
+                statement = (
+                    update(table)
+                    .where(table.c.device_id == bindparam("k_id"))
+                    .values({c: bindparam(f"v_{c}") for c in columns})
+                )
+                for start in range(0, len(rows), _BATCH):
+                    await session.execute(statement, rows[start : start + _BATCH])
+            for start in range(0, len(events), _BATCH):
+                await session.execute(insert(cast(Table, GbDeviceEvent.__table__)), events[start : start + _BATCH])
 
     async def device_info(
         self, device_id: str, *, name: str | None, manufacturer: str | None, model: str | None, firmware: str | None

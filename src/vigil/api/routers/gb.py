@@ -137,8 +137,10 @@ class CatalogQuerier(Protocol):
 
 
 class RegistrarControls(Protocol):
-    """The registrar, as the API uses it: a removed or re-keyed device must register again, and a changed
-    keepalive interval applies at once."""
+    """The registrar, as the API uses it: a removed or re-keyed device must register again, a changed
+    keepalive interval applies at once, and any change to a device row is read afresh (it caches rows)."""
+
+    def device_changed(self, device_id: str) -> None: ...
 
     async def forget(self, device_id: str, reason: str) -> None: ...
 
@@ -315,6 +317,8 @@ def build_gb_router(
             session.add(row)
             await session.flush()
             out = _out(row)
+        if registrar is not None:
+            registrar.device_changed(spec.device_id)
         await ctx.access.gate.audit(principal, "gb_device.add", target, True)
         return out
 
@@ -355,6 +359,7 @@ def build_gb_router(
             )
             out = _out(row, count or 0)
         if registrar is not None:
+            registrar.device_changed(device_id)
             if "keepalive_interval_s" in patch.model_fields_set:
                 registrar.set_keepalive_interval(device_id, patch.keepalive_interval_s)
             if patch.password is not None or "charset" in changed:
@@ -388,6 +393,8 @@ def build_gb_router(
                 raise NotFound(f"no GB device {device_id}")
             row.admitted = True
             out = _out(row)
+        if registrar is not None:
+            registrar.device_changed(device_id)
         await ctx.access.gate.audit(principal, "gb_device.admit", f"gb:{device_id}", True)
         return out
 

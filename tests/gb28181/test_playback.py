@@ -18,7 +18,7 @@ from vigil.gb28181.registrar import BEIJING, RegisteredDevice
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify, encode_manscdp
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
-from vigil.protocols.sdp import SessionDescription
+from vigil.protocols.sdp import GbTransport, SessionDescription
 from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
@@ -116,6 +116,53 @@ async def test_download_offers_downloadspeed() -> None:
     await session.close()
 
 
+async def test_history_offer_follows_the_devices_tcp_passive_setting() -> None:
+    asked: list[str] = []
+
+    async def transport_of(device_id: str) -> GbTransport:
+        asked.append(device_id)
+        return GbTransport.TCP_PASSIVE
+
+    sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_ACTIVE), SsrcAllocator("3402000000")
+    manager = DevicePlaybacks(Gb28181Settings(), sip, Owners(), ssrcs, Router(), transport_of=transport_of)
+    session = await manager.open(7, CHANNEL, START, END, download_speed=4)
+    assert asked == [DEVICE] and session.transport is GbTransport.TCP_PASSIVE
+    offer = SessionDescription.parse(sip.invites[0].body)
+    media = offer.media[0]
+    assert offer.session_name == "Download" and media.proto == "TCP/RTP/AVP" and media.gb_download_speed == 4
+    assert (media.attribute("setup"), media.attribute("connection")) == ("passive", "new")
+    # Vigil listens on the offered port for the device's one RFC 4571 connection, until close.
+    _, writer = await asyncio.open_connection("127.0.0.1", media.port)
+    writer.close()
+    await session.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", media.port)
+    assert ssrcs.in_use(history=True) == 0 and manager.sessions == []
+
+
+async def test_history_offer_follows_the_nodes_tcp_active_default() -> None:
+    """Without a per-device resolver the node's ``media_transport`` applies: Vigil connects to the device."""
+    accepted: list[asyncio.StreamReader] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(reader)
+
+    device_media = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    try:
+        port = int(device_media.sockets[0].getsockname()[1])
+        sip = FakeSip(200, answer=GbTransport.TCP_PASSIVE, port=port)
+        settings = Gb28181Settings(media_transport="tcp-active")
+        manager = DevicePlaybacks(settings, sip, Owners(), SsrcAllocator("3402000000"), Router())
+        session = await manager.open(7, CHANNEL, START, END)
+        media = SessionDescription.parse(sip.invites[0].body).media[0]
+        assert (media.proto, media.port, media.attribute("setup")) == ("TCP/RTP/AVP", 9, "active")
+        await eventually(lambda: bool(accepted))
+        await session.close()
+        assert await asyncio.wait_for(accepted[0].read(), 5) == b""  # our close reached the device: EOF
+    finally:
+        device_media.close()
+
+
 async def test_media_status_in_the_dialog_ends_the_session() -> None:
     sip, router = FakeSip(200), Router()
     manager = playbacks(sip, SsrcAllocator("3402000000"), router)
@@ -163,6 +210,21 @@ async def test_device_bye_ends_without_a_bye_of_ours() -> None:
         await session.pause()  # nothing to control any more
     await session.close()
     assert sip.requests == []
+
+
+async def test_device_that_never_connects_for_tcp_media_ends_the_session() -> None:
+    async def tcp_passive(_: str) -> GbTransport:
+        return GbTransport.TCP_PASSIVE
+
+    sip, ssrcs = FakeSip(200, answer=GbTransport.TCP_ACTIVE), SsrcAllocator("3402000000")
+    manager = DevicePlaybacks(
+        Gb28181Settings(), sip, Owners(), ssrcs, Router(), read_timeout=0.2, transport_of=tcp_passive
+    )
+    session = await manager.open(7, CHANNEL, START, END)
+    await eventually(session.ended.is_set, within=5)
+    assert "did not connect for TCP media" in (session.end_reason or "")
+    await session.close()
+    assert ssrcs.in_use(history=True) == 0
 
 
 async def test_silent_device_ends_the_session() -> None:

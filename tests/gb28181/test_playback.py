@@ -1,23 +1,28 @@
-"""DevicePlayback against a fake SIP transport: the history INVITE (s=Playback/Download, u=, t=, history SSRC),
-MANSRTSP INFO bodies for each control, MediaStatus 121 in and out of the dialog, the device's BYE, and nothing left
-after close."""
+"""DevicePlayback against a fake SIP transport: the history INVITE (s=Playback/Download, u=, t=, history SSRC; UDP or
+TCP either way), MANSRTSP INFO bodies for each control, MediaStatus 121 in and out of the dialog (one session, even when
+ambiguous), the device's BYE, and nothing left after close."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from tests.gb28181.test_media import CHANNEL, DEVICE, PEER, FakeSip
+from tests.gb28181.test_media import CHANNEL, DEVICE, MEDIA, PEER, FakeSip
 from tests.helpers import eventually
 from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.liveness import DeviceLiveness
 from vigil.gb28181.playback import DevicePlaybacks, PlaybackRefused, PlaybackTimeout, PlaybackUnavailable
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify, encode_manscdp
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.ps import PsMuxer, PsRtpPacketizer
 from vigil.protocols.sdp import GbTransport, SessionDescription
 from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request
 from vigil.settings import Gb28181Settings
@@ -183,21 +188,96 @@ async def test_media_status_out_of_dialog_ends_only_that_channel() -> None:
     sip = FakeSip(200)
     manager = playbacks(sip, SsrcAllocator("3402000000"), Router())
     session = await manager.open(7, CHANNEL, START, END)
-    other = make_request(
-        "MESSAGE",
-        "sip:x@127.0.0.1",
-        via=VIA,
-        from_address=Address(f"sip:{DEVICE}@3402000000", params=(("tag", "a"),)),
-        to_address=Address("sip:x@3402000000"),
-        call_id="not-a-dialog",
-        cseq=1,
-    )
+    other = out_of_dialog()
     await manager.media_status(registered(), MediaStatusNotify(sn=1, device_id="34020000001310000099"), other)
     assert not session.ended.is_set()
     await manager.media_status(registered(), MediaStatusNotify(sn=2, device_id=CHANNEL), other)
     assert session.ended.is_set()
     await manager.close()
     assert manager.sessions == []
+
+
+def out_of_dialog(call_id: str = "not-a-dialog") -> SipRequest:
+    return make_request(
+        "MESSAGE",
+        "sip:x@127.0.0.1",
+        via=VIA,
+        from_address=Address(f"sip:{DEVICE}@3402000000", params=(("tag", "a"),)),
+        to_address=Address("sip:x@3402000000"),
+        call_id=call_id,
+        cseq=1,
+    )
+
+
+async def play_into(invite: SipRequest, seconds: list[float]) -> None:
+    """Send real PS over RTP/UDP to the session ``invite`` offered: pictures stamped ``seconds`` apart from 0."""
+    offer = SessionDescription.parse(invite.body)
+    ssrc = offer.gb_ssrc_value
+    assert ssrc is not None
+    muxer, packetizer = PsMuxer(), PsRtpPacketizer(ssrc)
+    units = list(itertools.islice(iter_file_units(MEDIA), len(seconds)))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for unit, at in zip(units, seconds, strict=True):
+            dts = units[0].dts + round(at * 90_000)
+            for packet in packetizer.packetize(muxer.mux(replace(unit, dts=dts, pts=dts)), dts):
+                out.sendto(packet, ("127.0.0.1", offer.media[0].port))
+
+
+async def test_ambiguous_media_status_ends_only_the_session_at_its_end() -> None:
+    """Two viewers of one channel, one 10 s range played to its end, one just begun: a 121 naming only the
+    channel ends the finished one; the other plays on until a 121 fits it alone."""
+    sip = FakeSip(200)
+    manager = playbacks(sip, SsrcAllocator("3402000000"), Router())
+    near_end = await manager.open(7, CHANNEL, START, START + 10)
+    begun = await manager.open(7, CHANNEL, START, START + 10)
+    await play_into(sip.invites[0], [0.0, 4.0, 9.0])
+    await play_into(sip.invites[1], [0.0, 1.0])
+    await eventually(lambda: near_end.position_s == 9.0 and begun.position_s == 1.0)
+    assert near_end.at_end and not begun.at_end
+
+    await manager.media_status(registered(), MediaStatusNotify(sn=1, device_id=CHANNEL), out_of_dialog())
+    assert near_end.ended.is_set() and "MediaStatus 121" in (near_end.end_reason or "")
+    assert not begun.ended.is_set()
+    # The ended one no longer counts: the next 121 for the channel fits one session, and ends it.
+    await manager.media_status(registered(), MediaStatusNotify(sn=2, device_id=CHANNEL), out_of_dialog())
+    assert begun.ended.is_set()
+    await manager.close()
+    assert manager.sessions == []
+
+
+async def test_ambiguous_media_status_with_no_session_at_its_end_ends_none() -> None:
+    sip = FakeSip(200)
+    manager = playbacks(sip, SsrcAllocator("3402000000"), Router())
+    first = await manager.open(7, CHANNEL, START, END)
+    second = await manager.open(7, CHANNEL, START, END, download_speed=4)
+    await manager.media_status(registered(), MediaStatusNotify(sn=1, device_id=CHANNEL), out_of_dialog())
+    # DeviceID naming the device itself fits all its sessions: just as ambiguous.
+    await manager.media_status(registered(), MediaStatusNotify(sn=2, device_id=DEVICE), out_of_dialog())
+    assert not first.ended.is_set() and not second.ended.is_set()
+    await manager.close()
+
+
+async def test_out_of_dialog_media_status_with_a_dialogs_call_id_ends_that_session_alone() -> None:
+    sip = FakeSip(200)
+    manager = playbacks(sip, SsrcAllocator("3402000000"), None)  # unrouted: its Call-ID reaches the manager
+    first = await manager.open(7, CHANNEL, START, END)
+    second = await manager.open(7, CHANNEL, START, END)
+    assert second.call_id is not None
+    await manager.media_status(registered(), MediaStatusNotify(sn=1, device_id=CHANNEL), out_of_dialog(second.call_id))
+    assert second.ended.is_set() and not first.ended.is_set()
+    await manager.close()
+
+
+async def test_seek_moves_the_position_to_the_target() -> None:
+    sip = FakeSip(200)
+    manager = playbacks(sip, SsrcAllocator("3402000000"), Router())
+    session = await manager.open(7, CHANNEL, START, START + 60)
+    await session.seek(58.5)
+    assert session.position_s == 58.5 and session.at_end
+    # The device's timestamps after a seek start anywhere: the position counts from the first of them.
+    await play_into(sip.invites[0], [100.0, 100.5])
+    await eventually(lambda: session.position_s == 59.0)
+    await manager.close()
 
 
 async def test_device_bye_ends_without_a_bye_of_ours() -> None:

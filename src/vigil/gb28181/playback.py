@@ -14,8 +14,8 @@ seek (``Range: npt=<seconds from the range start>-``) and speed (``Scale``). The
 
 * the device reports the end of the range: ``<Notify><CmdType>MediaStatus`` with ``NotifyType`` 121,
   either in the dialog (Hikvision sends it with the INVITE's Call-ID; :meth:`MediaDialog.handle_in_dialog`
-  hands it to :meth:`DevicePlayback.media_status`) or out of it (through ``Registrar.on_message``,
-  matched to the channel's sessions by :class:`DevicePlaybacks`);
+  hands it to :meth:`DevicePlayback.media_status`) or out of it (through ``Registrar.on_message``, matched
+  to one session by :meth:`DevicePlaybacks.media_status`, see there);
 * the device sends BYE or closes the TCP media connection; media stops (not paused) for
   ``read_timeout`` seconds (TCP-passive: the device never connects); the media is not PS;
 * the owner closes it. ``close`` sends BYE (unless the device already did), unregisters the dialog,
@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vigil.domain.media import AccessUnit
 from vigil.gb28181.media import (
     ChannelOwners,
     DialogRoutes,
@@ -70,6 +71,10 @@ log = logging.getLogger(__name__)
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: The end-of-range MediaStatus NotifyType (A.2.5.4).
 MEDIA_STATUS_END = "121"
+#: A session whose media reached this close to its range's end counts as finished when an out-of-dialog
+#: MediaStatus 121 cannot say which session it ends: the last GOP may still sit in the demuxer or the UDP
+#: socket when the device's MESSAGE arrives.
+END_SLACK_S = 2.0
 #: Device playbacks one node keeps open at once (each is a device stream and a UDP port or TCP connection).
 MAX_SESSIONS = 32
 _CONTROL_TIMEOUT_S = 5.0
@@ -143,9 +148,13 @@ class DevicePlayback:
         self.scale = 1.0
         self._read_timeout = read_timeout
         self._on_closed = on_closed
+        #: Where the latest frame is, in seconds from the range's start (see :meth:`_on_unit`).
+        self.position_s = 0.0
+        self._epoch_offset_s = 0.0
+        self._epoch_dts: int | None = None
         self._media = MediaDialog(
             wanted.channel_id,
-            self.hub.publish,
+            self._on_unit,
             settings=settings,
             sip=sip,
             ssrcs=ssrcs,
@@ -166,6 +175,19 @@ class DevicePlayback:
     @property
     def channel_id(self) -> str:
         return self.range.channel_id
+
+    @property
+    def at_end(self) -> bool:
+        """The media reached the range's end (within :data:`END_SLACK_S`)."""
+        return self.position_s >= self.range.end - self.range.start - END_SLACK_S
+
+    def _on_unit(self, unit: AccessUnit) -> None:
+        # The device's timestamps start anywhere; their distance from the epoch's first frame (the INVITE's
+        # start, or the last seek's target) says how far into the range the media is.
+        if self._epoch_dts is None:
+            self._epoch_dts = unit.dts
+        self.position_s = self._epoch_offset_s + (unit.dts - self._epoch_dts) / unit.track.clock_rate
+        self.hub.publish(unit)
 
     @property
     def transport(self) -> GbTransport:
@@ -214,6 +236,7 @@ class DevicePlayback:
         if not 0 <= offset_s <= span:
             raise ValueError(f"seek offset {offset_s:.1f} s is outside the range's {span} s")
         await self._control(Play(next(self._cseq), range_start=round(offset_s, 3)).serialize())
+        self._epoch_offset_s, self._epoch_dts, self.position_s = offset_s, None, offset_s
         self.paused = False
         self._media.last_packet = time.monotonic()
 
@@ -353,10 +376,14 @@ class DevicePlaybacks:
         self._sessions.pop(session.key, None)
 
     async def media_status(self, device: RegisteredDevice, message: object, request: SipRequest) -> None:
-        """``Registrar.on_message`` handler: an out-of-dialog MediaStatus ends that channel's sessions.
+        """``Registrar.on_message`` handler: an out-of-dialog MediaStatus ends the one session it is about.
 
-        A Call-ID naming one of our dialogs picks that session alone; otherwise (the standard's form,
-        which names only the channel) every open session of the channel on that device ends.
+        The body carries only SN, DeviceID and NotifyType (A.2.5.4): no SSRC, no range. So, among the
+        device's open sessions: a Call-ID naming one of our dialogs picks that one; else the sessions of
+        the channel in DeviceID (or all of the device's, when DeviceID is the device itself). One candidate
+        ends; of several (two viewers of one channel) only those whose media reached the range's end
+        (:attr:`DevicePlayback.at_end`) do — a guess that ended a viewer mid-range would be worse than one
+        left to end by the device's BYE or its silence. Live streams never come here.
         """
         if not isinstance(message, MediaStatusNotify):
             return
@@ -364,15 +391,30 @@ class DevicePlaybacks:
             call_id = request.call_id
         except SipError:
             call_id = ""
-        mine = [s for s in self._sessions.values() if s.device_id == device.device_id]
-        matched = [s for s in mine if s.call_id == call_id] or [s for s in mine if s.channel_id == message.device_id]
+        mine = [s for s in self._sessions.values() if s.device_id == device.device_id and not s.ended.is_set()]
+        matched = [s for s in mine if s.call_id == call_id]
         if not matched:
-            log.info(
-                "gb device %s: MediaStatus %s for %s matches no playback",
-                device.device_id,
-                message.notify_type,
-                message.device_id,
-            )
+            matched = [s for s in mine if s.channel_id == message.device_id]
+            if not matched and message.device_id == device.device_id:
+                matched = mine
+            if len(matched) > 1:
+                finished = [s for s in matched if s.at_end]
+                log.info(
+                    "gb device %s: MediaStatus %s for %s fits %d playbacks; ending the %d at their range's end",
+                    device.device_id,
+                    message.notify_type,
+                    message.device_id,
+                    len(matched),
+                    len(finished),
+                )
+                matched = finished
+            elif not matched:
+                log.info(
+                    "gb device %s: MediaStatus %s for %s matches no playback",
+                    device.device_id,
+                    message.notify_type,
+                    message.device_id,
+                )
         for session in matched:
             session.media_status(message.notify_type)
 

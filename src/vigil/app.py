@@ -128,7 +128,7 @@ class GbRuntime:
     cascade: Cascade
     #: Live/history SSRCs of this node's media sessions (unique within the SIP domain; a leak shows here).
     ssrcs: SsrcAllocator
-    #: The live media transport to offer a device: its own setting, else ``gb28181.media_transport``.
+    #: The media transport to offer a device (live, playback, download): its setting, else ``gb28181.media_transport``.
     media_transport: TransportResolver
     #: RecordInfo queries (recordings held on devices).
     records: DeviceRecords
@@ -289,6 +289,11 @@ def build_gb28181(
     ssrcs = SsrcAllocator(gb.domain or gb.platform_id[:10])
     records = DeviceRecords(gb, sip, registrar, owners)
     registrar.on_message(RecordInfoResponse, records.record_info_response)
+
+    async def transport_of(device_id: str) -> GbTransport:
+        # Read at each INVITE, so an admin's change applies from the next (re)connection or playback.
+        return media_transport(await store.media_transport(device_id) or gb.media_transport)
+
     playbacks = DevicePlaybacks(
         gb,
         sip,
@@ -297,12 +302,9 @@ def build_gb28181(
         dispatcher,
         connect_timeout=settings.ingest.connect_timeout_seconds,
         read_timeout=max(settings.ingest.read_timeout_seconds, 5.0),
+        transport_of=transport_of,
     )
     registrar.on_message(MediaStatusNotify, playbacks.media_status)
-
-    async def transport_of(device_id: str) -> GbTransport:
-        # Read at each INVITE, so an admin's change applies from the next (re)connection.
-        return media_transport(await store.media_transport(device_id) or gb.media_transport)
 
     return GbRuntime(
         registrar=registrar,

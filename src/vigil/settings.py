@@ -144,8 +144,9 @@ class Gb28181Settings(_Section):
         "udp",
         pattern="^(udp|tcp-passive|tcp-active)$",
         description=(
-            "How live media is asked of devices without their own setting: udp (RTP/AVP), tcp-passive (Vigil "
-            "listens, the device connects) or tcp-active (Vigil connects to the device); RFC 4571 framing on TCP."
+            "How media (live, device playback and download) is asked of devices without their own setting: udp "
+            "(RTP/AVP), tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects to the "
+            "device); RFC 4571 framing on TCP."
         ),
     )
     subscribe_catalog: bool = Field(

@@ -1,4 +1,5 @@
-"""Camera CRUD: every validation rule with its message, secrets at rest, change notifications, status."""
+"""Camera CRUD: every validation rule with its message, secrets at rest, change notifications, status; removed GB
+channels hidden from the list unless asked for."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 from apikit import REGION_A, Api, camera_body
 from sqlalchemy import select
 
-from vigil.storage.models import Camera, CameraEvent, EvidenceLock
+from vigil.gb28181.catalog_store import DbCatalogStore
+from vigil.protocols.gb28181.manscdp import CatalogItem
+from vigil.storage.models import Camera, CameraEvent, EvidenceLock, GbDevice
 
 
 async def test_create_returns_camera_without_password_and_notifies_runtime(api: Api) -> None:
@@ -239,3 +242,36 @@ async def test_system_info(api: Api) -> None:
     assert body["node"] == "local"
     assert body["volumes"] == [{"path": "/srv/rec", "total_bytes": 1000, "used_bytes": 400, "free_bytes": 600}]
     assert body["version"]
+
+
+async def test_removed_gb_channels_are_hidden_unless_asked_for(api: Api) -> None:
+    """A complete re-catalog without a channel stamps it ``removed_us`` (DbCatalogStore, the real path): the list
+    leaves it out by default, ``include_removed=true`` shows it marked, and a catalog listing it again restores it."""
+    nvr, kept, gone = "32010200001180000001", "32010200001310000001", "32010200001310000002"
+    async with api.db.session() as session:
+        session.add(GbDevice(device_id=nvr, name="NVR", admitted=True, created_us=1))
+    store = DbCatalogStore(api.db, domain="3201020000")
+    both = [CatalogItem(device_id=kept, name="Gate", civil_code=REGION_A), CatalogItem(device_id=gone, name="Yard")]
+    await store.apply_catalog(nvr, both, 100, full=True)
+    await store.apply_catalog(nvr, both[:1], 200, full=True)
+    async with await api.as_user("root") as root:
+        await root.post("/api/cameras", json=camera_body("32010200001320000009", name="RTSP"))
+        listed = (await root.get("/api/cameras")).json()
+        assert sorted(c["gb_id"] for c in listed) == sorted([kept, "32010200001320000009"])
+        assert all(c["removed_us"] is None for c in listed)
+        r = await root.get("/api/cameras", params={"include_removed": "true"})
+        assert r.status_code == 200, r.text
+        everything = {c["gb_id"]: c for c in r.json()}
+        assert len(everything) == 3
+        assert (everything[gone]["removed_us"], everything[gone]["enabled"]) == (200, False)
+        assert everything[kept]["removed_us"] is None
+        # By ID it is still there (its recordings stay reachable), and says it was removed.
+        r = await root.get(f"/api/cameras/{everything[gone]['id']}")
+        assert r.status_code == 200 and r.json()["removed_us"] == 200
+        # A search or region filter hides it too.
+        assert (await root.get("/api/cameras", params={"q": "Yard"})).json() == []
+        assert len((await root.get("/api/cameras", params={"q": "Yard", "include_removed": True})).json()) == 1
+
+        await store.apply_catalog(nvr, both, 300, full=True)  # listed again: back in service
+        back = {c["gb_id"]: c for c in (await root.get("/api/cameras")).json()}
+        assert back[gone]["removed_us"] is None and back[gone]["enabled"] is True

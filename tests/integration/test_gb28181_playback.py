@@ -1,12 +1,14 @@
 """Device-side recordings on a whole node with the GB/T 28181 simulator over real sockets: list the channel's
 recordings (RecordInfo, several pages), play one from the device over the WebSocket (frames arrive), pause, seek,
 change speed (MANSRTSP INFO), and end by MediaStatus 121 — with no session, SSRC, dialog or stream left behind;
-then download a range (s=Download) into an MP4 export that verifies."""
+then download a range (s=Download) into an MP4 export that verifies. A MediaStatus 121 out of the dialog ends only
+the playback it is about, never another viewer's or the live stream."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,9 @@ from typing import Any
 import httpx
 import websockets
 
-from tests.helpers import eventually
+from tests.helpers import eventually, until
 from tests.integration.conftest import node_settings
+from tests.integration.test_gb28181_media import live_channel
 from vigil.app import Vigil
 from vigil.playback.export import verify_export
 from vigil.protocols.gb28181.mansrtsp import Pause, Play
@@ -190,3 +193,39 @@ async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
                 await runner.close()
     finally:
         await vigil.close()
+
+
+async def test_out_of_dialog_media_status_ends_only_the_finished_playback(tmp_path: Path) -> None:
+    """The simulator reports 121 out of the dialog, naming only the channel: with the channel streaming live
+    and two viewers playing it from the device, only the viewer whose range is over ends."""
+    async with live_channel(tmp_path) as live:
+        gb, runner = live.gb, live.runner
+        token = live.admin.cookies.get("vigil_session")
+        assert token and runner.streaming == 1  # the live stream
+        url = live.vigil.url.replace("http", "ws", 1).rstrip("/") + f"/api/cameras/{live.camera_id}/device-playback"
+        start_us = (int(time.time()) - 7200) * 1_000_000
+        short = f"{url}?start_us={start_us}&end_us={start_us + 3_000_000}&speed=4"
+        long = f"{url}?start_us={start_us}&end_us={start_us + 600_000_000}&speed=1"
+        cookie = {"Cookie": f"vigil_session={token}"}
+        finished, going = Inbox(), Inbox()
+        async with (
+            asyncio.timeout(60),
+            websockets.connect(long, additional_headers=cookie) as long_ws,
+            websockets.connect(short, additional_headers=cookie) as short_ws,
+        ):
+            readers = [asyncio.create_task(going.read(long_ws)), asyncio.create_task(finished.read(short_ws))]
+            await until(lambda: finished.of("end"), 30, "the short playback's MediaStatus 121")
+            assert "MediaStatus 121" in finished.of("end")[0]["reason"]
+            assert runner.streams_finished == 1
+            frames = len(going.frames)
+            await until(lambda: len(going.frames) > frames + 3, 10, "the long playback to go on")
+            assert not going.of("end")
+            (session,) = gb.playbacks.sessions
+            assert not session.ended.is_set() and session.range.end - session.range.start == 600
+            assert runner.streaming == 2  # live and the long playback
+            assert (await live.camera())["status"]["state"] == "online"
+            await long_ws.close()
+            await asyncio.wait_for(asyncio.gather(*readers), 5)
+        await until(lambda: not gb.playbacks.sessions, 10, "the long playback to close")
+        assert gb.ssrcs.in_use(history=True) == 0 and gb.ssrcs.in_use(history=False) == 1
+        await until(lambda: runner.streaming == 1, 10, "only the live stream to remain")

@@ -55,8 +55,10 @@ async def login(vigil: Vigil) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def gb_cameras(admin: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
-    return {c["gb_id"]: c for c in (await admin.get("/api/cameras")).json() if c["source_kind"] == "gb28181"}
+async def gb_cameras(admin: httpx.AsyncClient, *, include_removed: bool = True) -> dict[str, dict[str, Any]]:
+    """GB channel cameras by gb_id; removed ones too unless ``include_removed`` is False (the list's default)."""
+    r = await admin.get("/api/cameras", params={"include_removed": include_removed})
+    return {c["gb_id"]: c for c in r.json() if c["source_kind"] == "gb28181"}
 
 
 @pytest.mark.parametrize("transport", ["UDP", "TCP"])
@@ -122,7 +124,8 @@ async def test_subscription_notifies_tree_and_device_info(tmp_path: Path, transp
                     return cam if cam is not None and not cam["enabled"] else None
 
                 gone = await until(removed)
-                assert gone["id"] == cams[added]["id"]
+                assert gone["id"] == cams[added]["id"] and gone["removed_us"] is not None
+                assert added not in await gb_cameras(admin, include_removed=False)
                 nodes = (await admin.get(f"/api/gb/devices/{device_id}/tree")).json()["nodes"]
                 assert added not in {n["id"] for n in nodes}
                 (row,) = (await admin.get("/api/gb/devices")).json()
@@ -165,6 +168,8 @@ async def test_complete_recatalog_removes_unlisted_channels_without_subscription
                 assert (r.json()["complete"], r.json()["cameras_removed"], r.json()["items"]) == (True, 1, 2)
                 after = await gb_cameras(admin)
                 assert after[last]["id"] == cams[last]["id"] and not after[last]["enabled"]
+                assert after[last]["removed_us"] is not None
+                assert last not in await gb_cameras(admin, include_removed=False)
 
                 # The change sent as a MESSAGE (how some devices report without a subscription) is applied too.
                 sim.message_fallback = True

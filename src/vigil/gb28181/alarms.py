@@ -29,8 +29,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from vigil.gb28181.control import MANSCDP_CONTENT_TYPE, DeviceDirectory, RequestSender, manscdp_message
+from vigil.gb28181.control import DeviceDirectory
 from vigil.gb28181.dispatch import DialogHandler
+from vigil.gb28181.outgoing import (
+    MANSCDP_CONTENT_TYPE,
+    RequestSender,
+    contact_at,
+    manscdp_message,
+    request_to_device,
+    via_to,
+)
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
 from vigil.gb28181.report_store import AlarmSink, alarm_from_notify
 from vigil.protocols.gb28181.charset import Charset
@@ -46,13 +54,10 @@ from vigil.protocols.gb28181.manscdp import (
 )
 from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.message import (
-    Address,
     IdGenerator,
     SipError,
     SipRequest,
     SipResponse,
-    Via,
-    make_request,
     make_response,
 )
 from vigil.settings import Gb28181Settings
@@ -244,19 +249,14 @@ class GbAlarms:
         return pending
 
     def _subscribe_request(self, device: RegisteredDevice, expires: int) -> SipRequest:
-        peer = device.peer
-        via = self._via(peer)
-        domain = self._settings.domain
-        platform = self._settings.platform_id
-        return make_request(
+        return request_to_device(
             "SUBSCRIBE",
-            f"sip:{device.device_id}@{peer.host}:{peer.port}",
-            via=via,
-            from_address=Address(f"sip:{platform}@{domain}", params=(("tag", self._ids.tag()),)),
-            to_address=Address(f"sip:{device.device_id}@{domain}"),
-            call_id=self._ids.call_id(via.host),
-            cseq=1,
-            contact=Address(f"sip:{platform}@{via.host}:{via.port}"),
+            self._settings,
+            self._sender,
+            self._ids,
+            device.peer,
+            device.device_id,
+            contact=True,
             extra=(("Event", ALARM_EVENT), ("Expires", str(expires))),
             body=self._query_body(device.device_id, device.charset),
             content_type=MANSCDP_CONTENT_TYPE,
@@ -266,14 +266,6 @@ class GbAlarms:
         self._sn = self._sn % MAX_SN + 1
         query = AlarmQuery(sn=self._sn, device_id=device_id, start_priority=1, end_priority=4)
         return encode_manscdp(query, tz=BEIJING, charset=charset)
-
-    def _via(self, peer: SipPeer) -> Via:
-        tcp = peer.transport == "tcp"
-        params: tuple[tuple[str, str | None], ...] = (("branch", self._ids.branch()),)
-        if not tcp:
-            params = (("rport", None), *params)
-        port = self._sender.tcp_port if tcp else self._sender.udp_port
-        return Via("TCP" if tcp else "UDP", self._sender.local_host(peer), port, params)
 
     def _schedule_refresh(self, subscription: AlarmSubscription) -> None:
         task = self._refreshers.pop(subscription.device_id, None)
@@ -309,11 +301,11 @@ class GbAlarms:
     async def _resubscribe(self, subscription: AlarmSubscription, expires: int) -> SipResponse:
         device = self._directory.registered(subscription.device_id)
         peer = device.peer if device is not None else subscription.peer
-        via = self._via(peer)
+        via = via_to(self._sender, self._ids, peer)
         request = subscription.dialog.make_request(
             "SUBSCRIBE",
             via=via,
-            contact=Address(f"sip:{self._settings.platform_id}@{via.host}:{via.port}"),
+            contact=contact_at(self._settings, via),
             extra=(("Event", ALARM_EVENT), ("Expires", str(expires))),
             body=self._query_body(subscription.device_id, subscription.charset),
             content_type=MANSCDP_CONTENT_TYPE,

@@ -28,33 +28,29 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink
-from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.gb28181.outgoing import RequestSender, manscdp_message
+from vigil.gb28181.registrar import RegisteredDevice
 from vigil.protocols.gb28181.manscdp import (
     MAX_SN,
     CatalogItem,
     CatalogQuery,
     CatalogResponse,
     DeviceInfoQuery,
-    encode_manscdp,
+    Message,
 )
 from vigil.protocols.gb28181.pagination import Assembled, CatalogAssembler
-from vigil.protocols.sip.message import Address, IdGenerator, SipRequest, SipResponse, Via, make_request
+from vigil.protocols.sip.message import IdGenerator, SipRequest
 from vigil.settings import Gb28181Settings
-from vigil.transport.sip import SipPeer
 
 __all__ = [
-    "MANSCDP_CONTENT_TYPE",
     "QUERY_DELAY_S",
     "CatalogError",
     "CatalogResult",
     "CatalogSync",
-    "RequestSender",
-    "manscdp_request",
 ]
 
 log = logging.getLogger(__name__)
 
-MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
 #: Pause between a device coming online and its catalog query.
 QUERY_DELAY_S = 1.0
 #: No page for this long ends an assembly as incomplete (pages come serially, each after our 200 OK).
@@ -64,17 +60,6 @@ _TICK_S = 1.0
 
 class CatalogError(Exception):
     """The query could not be made: device not registered, refused it, or never answered the MESSAGE."""
-
-
-class RequestSender(Protocol):
-    """The SIP transport, as far as sending requests goes."""
-
-    udp_port: int
-    tcp_port: int
-
-    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse: ...
-
-    def local_host(self, peer: SipPeer) -> str: ...
 
 
 class DeviceDirectory(Protocol):
@@ -104,31 +89,6 @@ class _Waiters:
     last_page: float = 0.0
     #: The assembled catalog is being written (100 000 channels take a while).
     writing: bool = False
-
-
-def manscdp_request(
-    settings: Gb28181Settings, sender: RequestSender, ids: IdGenerator, device: RegisteredDevice, body: bytes
-) -> SipRequest:
-    """A MESSAGE carrying a MANSCDP ``body`` from the platform to a registered ``device`` (queries, controls)."""
-    peer = device.peer
-    host = sender.local_host(peer)
-    tcp = peer.transport == "tcp"
-    port = sender.tcp_port if tcp else sender.udp_port
-    params: tuple[tuple[str, str | None], ...] = (("branch", ids.branch()),)
-    if not tcp:
-        params = (("rport", None), *params)
-    domain = settings.domain
-    return make_request(
-        "MESSAGE",
-        f"sip:{device.device_id}@{peer.host}:{peer.port}",
-        via=Via("TCP" if tcp else "UDP", host, port, params),
-        from_address=Address(f"sip:{settings.platform_id}@{domain}", params=(("tag", ids.tag()),)),
-        to_address=Address(f"sip:{device.device_id}@{domain}"),
-        call_id=ids.call_id(host),
-        cseq=1,
-        body=body,
-        content_type=MANSCDP_CONTENT_TYPE,
-    )
 
 
 class CatalogSync:
@@ -233,9 +193,9 @@ class CatalogSync:
         if device is None:
             raise CatalogError(f"device {device_id} is not registered")
         self._sn = self._sn % MAX_SN + 1
-        body = encode_manscdp(DeviceInfoQuery(sn=self._sn, device_id=device_id), tz=BEIJING, charset=device.charset)
+        query = DeviceInfoQuery(sn=self._sn, device_id=device_id)
         try:
-            response = await self._sender.send_request(self._message(device, body), device.peer)
+            response = await self._sender.send_request(self._message(device, query), device.peer)
         except (TimeoutError, ConnectionError) as exc:
             raise CatalogError(f"device {device_id} did not take the DeviceInfo query: {exc}") from exc
         if not 200 <= response.status < 300:
@@ -247,8 +207,7 @@ class CatalogSync:
             raise CatalogError(f"device {device_id} is not registered")
         self._sn = self._sn % MAX_SN + 1
         sn = self._sn
-        body = encode_manscdp(CatalogQuery(sn=sn, device_id=device_id), tz=BEIJING, charset=device.charset)
-        request = self._message(device, body)
+        request = self._message(device, CatalogQuery(sn=sn, device_id=device_id))
         future: asyncio.Future[CatalogResult] = asyncio.get_running_loop().create_future()
         key = (device_id, sn)
         waiting = self._waiters.setdefault(key, _Waiters())
@@ -269,8 +228,8 @@ class CatalogSync:
             raise CatalogError(f"device {device_id} answered the catalog query {response.status} {response.reason}")
         return sn, future
 
-    def _message(self, device: RegisteredDevice, body: bytes) -> SipRequest:
-        return manscdp_request(self._settings, self._sender, self._ids, device, body)
+    def _message(self, device: RegisteredDevice, query: Message) -> SipRequest:
+        return manscdp_message(self._settings, self._sender, self._ids, device, query)
 
     def listed(self, device_id: str, channel_ids: Iterable[str]) -> None:
         """Channels a catalog subscription NOTIFY added: media for them goes to ``device_id``."""

@@ -9,7 +9,7 @@ as a MESSAGE of its own and is only logged by whoever hears it.
 
 :func:`ptz_instruction` turns a console action (``up-left`` at speed 128, ``preset-call`` 5, …)
 into a :mod:`vigil.protocols.gb28181.ptz` instruction; it is pure and validates the numbers.
-:func:`manscdp_message` builds the out-of-dialog MESSAGE every GB part of Vigil sends to a device.
+The MESSAGE itself is :func:`vigil.gb28181.outgoing.manscdp_message`, as for every GB part of Vigil.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.gb28181.outgoing import RequestSender, manscdp_message
+from vigil.gb28181.registrar import RegisteredDevice
 from vigil.protocols.gb28181.manscdp import (
     MAX_SN,
     AlarmReset,
     ControlCommand,
     DeviceControl,
-    Message,
     PtzControl,
-    encode_manscdp,
 )
 from vigil.protocols.gb28181.ptz import (
     STOP,
@@ -49,7 +48,7 @@ from vigil.protocols.gb28181.ptz import (
     Tilt,
     Zoom,
 )
-from vigil.protocols.sip.message import Address, IdGenerator, SipError, SipRequest, SipResponse, Via, make_request
+from vigil.protocols.sip.message import IdGenerator, SipError
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
@@ -61,13 +60,11 @@ __all__ = [
     "DeviceOffline",
     "GbControl",
     "PtzAction",
-    "manscdp_message",
     "ptz_instruction",
 ]
 
 log = logging.getLogger(__name__)
 
-MANSCDP_CONTENT_TYPE = "Application/MANSCDP+xml"
 #: ``Info/ControlPriority`` sent with PTZ (WVP sends 5; devices arbitrate between platforms with it).
 CONTROL_PRIORITY = 5
 #: Zoom speed is a nibble (0-15); the console's one speed (1-255) is scaled into it.
@@ -188,17 +185,6 @@ class ControlAnswer:
         return 200 <= self.status < 300
 
 
-class RequestSender(Protocol):
-    """The SIP transport, as far as sending requests goes."""
-
-    udp_port: int
-    tcp_port: int
-
-    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse: ...
-
-    def local_host(self, peer: SipPeer) -> str: ...
-
-
 class DeviceDirectory(Protocol):
     """Who is registered, and where."""
 
@@ -209,40 +195,6 @@ class ChannelOwners(Protocol):
     """Which registered device serves a channel."""
 
     def owner_of(self, channel_id: str) -> tuple[str, SipPeer] | None: ...
-
-
-def manscdp_message(
-    settings: Gb28181Settings,
-    sender: RequestSender,
-    ids: IdGenerator,
-    device: RegisteredDevice,
-    message: Message,
-    *,
-    target_id: str | None = None,
-) -> SipRequest:
-    """A new MESSAGE from this platform to ``device`` carrying ``message`` in the device's charset.
-
-    ``target_id`` (a channel) goes in the Request-URI and To; default the device itself.
-    """
-    peer = device.peer
-    target = target_id or device.device_id
-    host = sender.local_host(peer)
-    tcp = peer.transport == "tcp"
-    params: tuple[tuple[str, str | None], ...] = (("branch", ids.branch()),)
-    if not tcp:
-        params = (("rport", None), *params)
-    domain = settings.domain
-    return make_request(
-        "MESSAGE",
-        f"sip:{target}@{peer.host}:{peer.port}",
-        via=Via("TCP" if tcp else "UDP", host, sender.tcp_port if tcp else sender.udp_port, params),
-        from_address=Address(f"sip:{settings.platform_id}@{domain}", params=(("tag", ids.tag()),)),
-        to_address=Address(f"sip:{target}@{domain}"),
-        call_id=ids.call_id(host),
-        cseq=1,
-        body=encode_manscdp(message, tz=BEIJING, charset=device.charset),
-        content_type=MANSCDP_CONTENT_TYPE,
-    )
 
 
 class GbControl:

@@ -53,6 +53,7 @@ from typing import Protocol
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.media_guard import MediaGuard
+from vigil.gb28181.outgoing import request_to_device, via_to
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
 from vigil.ingest.errors import (
     ProtocolFailure,
@@ -69,13 +70,11 @@ from vigil.protocols.ps import PsError, PsRtpReceiver, Rfc4571Decoder
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.message import (
-    Address,
     IdGenerator,
     SipError,
     SipRequest,
     SipResponse,
     Via,
-    make_request,
     make_response,
 )
 from vigil.settings import Gb28181Settings
@@ -533,12 +532,7 @@ class MediaDialog:
             self._router.remove_dialog(routed)
 
     def _via(self, peer: SipPeer) -> Via:
-        tcp = peer.transport == "tcp"
-        params: tuple[tuple[str, str | None], ...] = (("branch", self._ids.branch()),)
-        if not tcp:
-            params = (("rport", None), *params)
-        port = self._sip.tcp_port if tcp else self._sip.udp_port
-        return Via("TCP" if tcp else "UDP", self._sip.local_host(peer), port, params)
+        return via_to(self._sip, self._ids, peer)
 
     def _invite(self, peer: SipPeer, local: str, port: int, ssrc: Ssrc, offer: MediaOffer) -> SipRequest:
         platform = self._settings.platform_id
@@ -558,16 +552,14 @@ class MediaDialog:
             stop=offer.stop,
             download_speed=offer.download_speed,
         )
-        via = self._via(peer)
-        return make_request(
+        return request_to_device(
             "INVITE",
-            f"sip:{self.channel_id}@{peer.host}:{peer.port}",
-            via=via,
-            from_address=Address(f"sip:{platform}@{self._settings.domain}", params=(("tag", self._ids.tag()),)),
-            to_address=Address(f"sip:{self.channel_id}@{self._settings.domain}"),
-            call_id=self._ids.call_id(via.host),
-            cseq=1,
-            contact=Address(f"sip:{platform}@{via.host}:{via.port}"),
+            self._settings,
+            self._sip,
+            self._ids,
+            peer,
+            self.channel_id,
+            contact=True,
             # Annex L: the sender's sequence is 0 for live, 1 for history.
             extra=(("Subject", f"{self.channel_id}:{ssrc.text},{platform}:{1 if offer.history else 0}"),),
             body=sdp.serialize(),

@@ -2,10 +2,11 @@
 
 Theory of operation: a :class:`DevicePlayback` is one INVITE dialog (:class:`MediaDialog`) with
 ``s=Playback`` (or ``s=Download`` with ``a=downloadspeed``), ``u=<channel>:0``, ``t=<start> <end>``
-in UNIX seconds and a history SSRC (``1`` prefix, Annex G). Media is offered over UDP only (live
-ingest also offers TCP either way; the same :class:`MediaDialog` would carry it here). The device's
-RTP/PS passes the dialog's media guard and is demuxed into a private
-:class:`~vigil.streams.hub.StreamHub` that the browser session (or an export) reads.
+in UNIX seconds and a history SSRC (``1`` prefix, Annex G). Media goes over the transport live ingest
+would use for that device (its ``media_transport``, else the node's): UDP, TCP-passive or TCP-active,
+RFC 4571-framed, all carried by the same :class:`MediaDialog`. The device's RTP/PS passes the dialog's
+media guard and is demuxed into a private :class:`~vigil.streams.hub.StreamHub` that the browser
+session (or an export) reads.
 
 Control is MANSRTSP in in-dialog INFO (:mod:`vigil.protocols.gb28181.mansrtsp`): pause, resume,
 seek (``Range: npt=<seconds from the range start>-``) and speed (``Scale``). The session ends —
@@ -13,11 +14,12 @@ seek (``Range: npt=<seconds from the range start>-``) and speed (``Scale``). The
 
 * the device reports the end of the range: ``<Notify><CmdType>MediaStatus`` with ``NotifyType`` 121,
   either in the dialog (Hikvision sends it with the INVITE's Call-ID; :meth:`MediaDialog.handle_in_dialog`
-  hands it to :meth:`DevicePlayback.media_status`) or out of it (through ``Registrar.on_message``,
-  matched to the channel's sessions by :class:`DevicePlaybacks`);
-* the device sends BYE; media stops (not paused) for ``read_timeout`` seconds; the media is not PS;
+  hands it to :meth:`DevicePlayback.media_status`) or out of it (through ``Registrar.on_message``, matched
+  to one session by :meth:`DevicePlaybacks.media_status`, see there);
+* the device sends BYE or closes the TCP media connection; media stops (not paused) for
+  ``read_timeout`` seconds (TCP-passive: the device never connects); the media is not PS;
 * the owner closes it. ``close`` sends BYE (unless the device already did), unregisters the dialog,
-  frees the SSRC and socket, and stops the watchdog task: nothing outlives it.
+  frees the SSRC, socket or TCP connection and listener, and stops the watchdog task: nothing outlives it.
 """
 
 from __future__ import annotations
@@ -31,13 +33,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigil.gb28181.media import ChannelOwners, DialogRoutes, InviteSender, MediaDialog, MediaOffer
+from vigil.domain.media import AccessUnit
+from vigil.gb28181.media import (
+    ChannelOwners,
+    DialogRoutes,
+    InviteSender,
+    MediaDialog,
+    MediaOffer,
+    TransportResolver,
+    media_transport,
+)
 from vigil.gb28181.registrar import RegisteredDevice
 from vigil.ingest.errors import SourceError, StreamNotFound, StreamTimeout, Unreachable
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify
 from vigil.protocols.gb28181.mansrtsp import CONTENT_TYPE as MANSRTSP_CONTENT_TYPE
 from vigil.protocols.gb28181.mansrtsp import NOW, Pause, Play
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
+from vigil.protocols.sdp import GbTransport
 from vigil.protocols.sip.message import SipError, SipRequest
 from vigil.settings import Gb28181Settings
 from vigil.streams.hub import StreamHub
@@ -59,7 +71,11 @@ log = logging.getLogger(__name__)
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: The end-of-range MediaStatus NotifyType (A.2.5.4).
 MEDIA_STATUS_END = "121"
-#: Device playbacks one node keeps open at once (each is a device stream and a UDP port).
+#: A session whose media reached this close to its range's end counts as finished when an out-of-dialog
+#: MediaStatus 121 cannot say which session it ends: the last GOP may still sit in the demuxer or the UDP
+#: socket when the device's MESSAGE arrives.
+END_SLACK_S = 2.0
+#: Device playbacks one node keeps open at once (each is a device stream and a UDP port or TCP connection).
 MAX_SESSIONS = 32
 _CONTROL_TIMEOUT_S = 5.0
 _WATCH_TICK_S = 0.5
@@ -132,9 +148,13 @@ class DevicePlayback:
         self.scale = 1.0
         self._read_timeout = read_timeout
         self._on_closed = on_closed
+        #: Where the latest frame is, in seconds from the range's start (see :meth:`_on_unit`).
+        self.position_s = 0.0
+        self._epoch_offset_s = 0.0
+        self._epoch_dts: int | None = None
         self._media = MediaDialog(
             wanted.channel_id,
-            self.hub.publish,
+            self._on_unit,
             settings=settings,
             sip=sip,
             ssrcs=ssrcs,
@@ -156,11 +176,37 @@ class DevicePlayback:
     def channel_id(self) -> str:
         return self.range.channel_id
 
-    async def open(self, device_id: str, peer: SipPeer, *, wait_s: float) -> None:
+    @property
+    def at_end(self) -> bool:
+        """The media reached the range's end (within :data:`END_SLACK_S`)."""
+        return self.position_s >= self.range.end - self.range.start - END_SLACK_S
+
+    def _on_unit(self, unit: AccessUnit) -> None:
+        # The device's timestamps start anywhere; their distance from the epoch's first frame (the INVITE's
+        # start, or the last seek's target) says how far into the range the media is.
+        if self._epoch_dts is None:
+            self._epoch_dts = unit.dts
+        self.position_s = self._epoch_offset_s + (unit.dts - self._epoch_dts) / unit.track.clock_rate
+        self.hub.publish(unit)
+
+    @property
+    def transport(self) -> GbTransport:
+        """The media transport offered (UDP, TCP-passive or TCP-active)."""
+        return self._media.transport
+
+    async def open(
+        self, device_id: str, peer: SipPeer, *, wait_s: float, transport: GbTransport = GbTransport.UDP
+    ) -> None:
         """INVITE and start watching the media; raises :class:`PlaybackError` (the session is then closed)."""
         self.device_id = device_id
         r = self.range
-        offer = MediaOffer(session_name=r.session_name, start=r.start, stop=r.end, download_speed=r.download_speed)
+        offer = MediaOffer(
+            session_name=r.session_name,
+            start=r.start,
+            stop=r.end,
+            download_speed=r.download_speed,
+            transport=transport,
+        )
         try:
             await self._media.open(device_id, peer, offer, wait_s=wait_s)
         except SourceError as exc:
@@ -190,6 +236,7 @@ class DevicePlayback:
         if not 0 <= offset_s <= span:
             raise ValueError(f"seek offset {offset_s:.1f} s is outside the range's {span} s")
         await self._control(Play(next(self._cseq), range_start=round(offset_s, 3)).serialize())
+        self._epoch_offset_s, self._epoch_dts, self.position_s = offset_s, None, offset_s
         self.paused = False
         self._media.last_packet = time.monotonic()
 
@@ -236,7 +283,10 @@ class DevicePlayback:
             if media.failure is not None:
                 self.end(str(media.failure))
             elif not self.paused and time.monotonic() - media.last_packet > self._read_timeout:
-                self.end(f"no media from the device for {self._read_timeout:.0f} s")
+                if media.awaiting_connection:
+                    self.end(f"the device did not connect for TCP media in {self._read_timeout:.0f} s")
+                else:
+                    self.end(f"no media from the device for {self._read_timeout:.0f} s")
 
     async def close(self) -> None:
         """BYE (unless the device hung up), free SSRC, socket and dialog route, stop the watchdog; idempotent."""
@@ -265,10 +315,12 @@ class DevicePlaybacks:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
+        transport_of: TransportResolver | None = None,
         max_sessions: int = MAX_SESSIONS,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._settings = settings
+        self._transport_of = transport_of
         self._max_sessions = max_sessions
         self._sip = sip
         self._owners = owners
@@ -291,11 +343,13 @@ class DevicePlaybacks:
         """INVITE the channel's device for ``start``…``end`` (UNIX seconds); raises :class:`PlaybackError`."""
         if end <= start:
             raise PlaybackRefused(f"empty range {start}…{end}")
-        if len(self._sessions) >= self._max_sessions:
-            raise PlaybackRefused(f"{len(self._sessions)} device playbacks are open already; close one first")
         owner = self._owners.owner_of(channel_id)
         if owner is None:
             raise PlaybackUnavailable(f"no registered device serves channel {channel_id}")
+        transport = await self._transport_for(owner[0])
+        # Counted after the last await before the session is kept, so concurrent opens cannot pass the cap.
+        if len(self._sessions) >= self._max_sessions:
+            raise PlaybackRefused(f"{len(self._sessions)} device playbacks are open already; close one first")
         session = DevicePlayback(
             next(self._keys),
             camera_id,
@@ -309,17 +363,27 @@ class DevicePlaybacks:
             random_bytes=self._random,
         )
         self._sessions[session.key] = session
-        await session.open(owner[0], owner[1], wait_s=self._connect_timeout)
+        await session.open(owner[0], owner[1], wait_s=self._connect_timeout, transport=transport)
         return session
+
+    async def _transport_for(self, device_id: str) -> GbTransport:
+        """The device's live media transport (its setting, else the node's): playback rides the same."""
+        if self._transport_of is not None:
+            return await self._transport_of(device_id)
+        return media_transport(self._settings.media_transport)
 
     def _forget(self, session: DevicePlayback) -> None:
         self._sessions.pop(session.key, None)
 
     async def media_status(self, device: RegisteredDevice, message: object, request: SipRequest) -> None:
-        """``Registrar.on_message`` handler: an out-of-dialog MediaStatus ends that channel's sessions.
+        """``Registrar.on_message`` handler: an out-of-dialog MediaStatus ends the one session it is about.
 
-        A Call-ID naming one of our dialogs picks that session alone; otherwise (the standard's form,
-        which names only the channel) every open session of the channel on that device ends.
+        The body carries only SN, DeviceID and NotifyType (A.2.5.4): no SSRC, no range. So, among the
+        device's open sessions: a Call-ID naming one of our dialogs picks that one; else the sessions of
+        the channel in DeviceID (or all of the device's, when DeviceID is the device itself). One candidate
+        ends; of several (two viewers of one channel) only those whose media reached the range's end
+        (:attr:`DevicePlayback.at_end`) do — a guess that ended a viewer mid-range would be worse than one
+        left to end by the device's BYE or its silence. Live streams never come here.
         """
         if not isinstance(message, MediaStatusNotify):
             return
@@ -327,15 +391,30 @@ class DevicePlaybacks:
             call_id = request.call_id
         except SipError:
             call_id = ""
-        mine = [s for s in self._sessions.values() if s.device_id == device.device_id]
-        matched = [s for s in mine if s.call_id == call_id] or [s for s in mine if s.channel_id == message.device_id]
+        mine = [s for s in self._sessions.values() if s.device_id == device.device_id and not s.ended.is_set()]
+        matched = [s for s in mine if s.call_id == call_id]
         if not matched:
-            log.info(
-                "gb device %s: MediaStatus %s for %s matches no playback",
-                device.device_id,
-                message.notify_type,
-                message.device_id,
-            )
+            matched = [s for s in mine if s.channel_id == message.device_id]
+            if not matched and message.device_id == device.device_id:
+                matched = mine
+            if len(matched) > 1:
+                finished = [s for s in matched if s.at_end]
+                log.info(
+                    "gb device %s: MediaStatus %s for %s fits %d playbacks; ending the %d at their range's end",
+                    device.device_id,
+                    message.notify_type,
+                    message.device_id,
+                    len(matched),
+                    len(finished),
+                )
+                matched = finished
+            elif not matched:
+                log.info(
+                    "gb device %s: MediaStatus %s for %s matches no playback",
+                    device.device_id,
+                    message.notify_type,
+                    message.device_id,
+                )
         for session in matched:
             session.media_status(message.notify_type)
 

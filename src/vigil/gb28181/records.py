@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from vigil.gb28181.catalog import RequestSender, manscdp_request
 from vigil.gb28181.media import ChannelOwners
-from vigil.gb28181.registrar import BEIJING, RegisteredDevice
-from vigil.protocols.gb28181.manscdp import MAX_SN, RecordInfoQuery, RecordInfoResponse, RecordItem, encode_manscdp
+from vigil.gb28181.outgoing import RequestSender, manscdp_message
+from vigil.gb28181.registrar import RegisteredDevice
+from vigil.protocols.gb28181.manscdp import MAX_SN, RecordInfoQuery, RecordInfoResponse, RecordItem
 from vigil.protocols.gb28181.pagination import Assembled, RecordInfoAssembler
 from vigil.protocols.sip.message import IdGenerator, SipRequest
 from vigil.settings import Gb28181Settings
@@ -157,7 +157,7 @@ class DeviceRecords:
         self._sn = self._sn % MAX_SN + 1
         sn = self._sn
         query = RecordInfoQuery(sn=sn, device_id=channel_id, start_time=start, end_time=end)
-        request = self._message(device, encode_manscdp(query, tz=BEIJING, charset=device.charset))
+        request = manscdp_message(self._settings, self._sender, self._ids, device, query)
         key = (channel_id, sn)
         future: asyncio.Future[RecordListing] = asyncio.get_running_loop().create_future()
         self._waiters[key] = future
@@ -183,9 +183,6 @@ class DeviceRecords:
             self._waiters.pop(key, None)
             if not future.done():
                 future.cancel()
-
-    def _message(self, device: RegisteredDevice, body: bytes) -> SipRequest:
-        return manscdp_request(self._settings, self._sender, self._ids, device, body)
 
     async def record_info_response(self, device: RegisteredDevice, message: object, request: SipRequest) -> None:
         """One RecordInfo page from a registered device (the registrar answers it 200 OK after this returns)."""

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from vigil.gb28181.catalog import MANSCDP_CONTENT_TYPE, DeviceDirectory, RequestSender
+from vigil.gb28181.catalog import DeviceDirectory
 from vigil.gb28181.catalog_store import CatalogSink
 from vigil.gb28181.dispatch import DialogHandler
+from vigil.gb28181.outgoing import MANSCDP_CONTENT_TYPE, RequestSender, contact_at, request_to_device, via_to
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
 from vigil.protocols.gb28181.errors import ManscdpError
 from vigil.protocols.gb28181.manscdp import (
@@ -43,13 +44,10 @@ from vigil.protocols.gb28181.manscdp import (
 )
 from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.message import (
-    Address,
     IdGenerator,
     SipError,
     SipRequest,
     SipResponse,
-    Via,
-    make_request,
     make_response,
 )
 from vigil.settings import Gb28181Settings
@@ -304,10 +302,11 @@ class CatalogSubscriptions:
         if device is None or sub.dialog is None:
             return False
         expires = self._settings.catalog_subscribe_expires_s
+        via = via_to(self._sender, self._ids, device.peer)
         request = sub.dialog.make_request(
             "SUBSCRIBE",
-            via=self._via(device.peer),
-            contact=self._contact(device.peer),
+            via=via,
+            contact=contact_at(self._settings, via),
             extra=[("Event", f"Catalog;id={sub.event_id}"), ("Expires", str(expires))],
             body=self._query_body(device),
             content_type=MANSCDP_CONTENT_TYPE,
@@ -335,16 +334,16 @@ class CatalogSubscriptions:
         sub.call_id = self._ids.call_id(host)
         sub.local_tag = self._ids.tag()
         sub.dialog = None
-        domain = self._settings.domain
-        return make_request(
+        return request_to_device(
             "SUBSCRIBE",
-            f"sip:{device.device_id}@{peer.host}:{peer.port}",
-            via=self._via(peer),
-            from_address=Address(f"sip:{self._settings.platform_id}@{domain}", params=(("tag", sub.local_tag),)),
-            to_address=Address(f"sip:{device.device_id}@{domain}"),
+            self._settings,
+            self._sender,
+            self._ids,
+            peer,
+            device.device_id,
             call_id=sub.call_id,
-            cseq=1,
-            contact=self._contact(peer),
+            from_tag=sub.local_tag,
+            contact=True,
             extra=[
                 ("Event", f"Catalog;id={sub.event_id}"),
                 ("Expires", str(self._settings.catalog_subscribe_expires_s)),
@@ -357,18 +356,6 @@ class CatalogSubscriptions:
         self._sn = self._sn % MAX_SN + 1
         query = CatalogQuery(sn=self._sn, device_id=device.device_id)
         return encode_manscdp(query, tz=BEIJING, charset=device.charset)
-
-    def _via(self, peer: SipPeer) -> Via:
-        tcp = peer.transport == "tcp"
-        port = self._sender.tcp_port if tcp else self._sender.udp_port
-        params: tuple[tuple[str, str | None], ...] = (("branch", self._ids.branch()),)
-        if not tcp:
-            params = (("rport", None), *params)
-        return Via("TCP" if tcp else "UDP", self._sender.local_host(peer), port, params)
-
-    def _contact(self, peer: SipPeer) -> Address:
-        port = self._sender.tcp_port if peer.transport == "tcp" else self._sender.udp_port
-        return Address(f"sip:{self._settings.platform_id}@{self._sender.local_host(peer)}:{port}")
 
     def _unroute(self, sub: _Subscription) -> None:
         if sub.call_id:

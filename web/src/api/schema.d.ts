@@ -133,6 +133,9 @@ export interface paths {
         /**
          * List Cameras
          * @description Cameras in the caller's scope, optionally narrowed to a region subtree and a search text.
+         *
+         *     Channels a GB/T 28181 device stopped listing are left out unless ``include_removed``: they stay in the
+         *     database (recordings, evidence, audit) but are no longer part of the network.
          */
         get: operations["list_cameras_api_cameras_get"];
         put?: never;
@@ -999,6 +1002,11 @@ export interface components {
             recording_plan?: components["schemas"]["PlanRange"][];
             /** Region Code */
             region_code: string;
+            /**
+             * Removed Us
+             * @description When the GB/T 28181 device stopped listing this channel (UNIX µs); null if it still does
+             */
+            removed_us?: number | null;
             /** Retention Days */
             retention_days?: number | null;
             /** Rtsp Url */
@@ -2371,6 +2379,8 @@ export interface operations {
                 q?: string | null;
                 limit?: number;
                 offset?: number;
+                /** @description Also GB/T 28181 channels their device no longer lists (``removed_us`` set) */
+                include_removed?: boolean;
             };
             header?: never;
             path?: never;

@@ -25,7 +25,8 @@ export const useCatalog = defineStore('catalog', () => {
     const [r, d, c] = await Promise.all([
       api.get('/api/regions'),
       api.get('/api/departments').catch(() => [] as Department[]),
-      api.get('/api/cameras'),
+      // Removed GB channels too: alarms and recordings still name them, and their recordings stay playable.
+      api.get('/api/cameras', { query: { include_removed: true } }),
     ])
     regions.value = r
     departments.value = d
@@ -34,7 +35,7 @@ export const useCatalog = defineStore('catalog', () => {
   }
 
   async function refreshCameras(): Promise<void> {
-    cameras.value = await api.get('/api/cameras', { silent: true })
+    cameras.value = await api.get('/api/cameras', { query: { include_removed: true }, silent: true })
   }
 
   /** Start polling (first holder) and load if needed. */

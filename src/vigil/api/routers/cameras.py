@@ -71,6 +71,7 @@ def camera_out(ctx: ApiContext, cam: Camera) -> CameraOut:
         recording_mode=cam.recording_mode,
         recording_plan=_stored_plan(cam),
         status=ctx.status.status(cam.id),
+        removed_us=cam.removed_us,
     )
 
 
@@ -159,10 +160,19 @@ async def list_cameras(
     q: Annotated[str | None, Query(max_length=100, description="Text in name, gb_id or address")] = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
     offset: Annotated[int, Query(ge=0)] = 0,
+    include_removed: Annotated[
+        bool, Query(description="Also GB/T 28181 channels their device no longer lists (``removed_us`` set)")
+    ] = False,
 ) -> list[CameraOut]:
-    """Cameras in the caller's scope, optionally narrowed to a region subtree and a search text."""
+    """Cameras in the caller's scope, optionally narrowed to a region subtree and a search text.
+
+    Channels a GB/T 28181 device stopped listing are left out unless ``include_removed``: they stay in the
+    database (recordings, evidence, audit) but are no longer part of the network.
+    """
     async with ctx.access.db.session() as session:
         query = select(Camera).where(in_scope_clause(Camera.region_code, principal.region_code))
+        if not include_removed:
+            query = query.where(Camera.removed_us.is_(None))
         if region:
             if not await region_in_scope(session, region, principal.region_code):
                 await ctx.access.gate.audit(principal, "view", f"region:{region}", False, "region outside scope")

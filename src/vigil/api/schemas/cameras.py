@@ -104,6 +104,11 @@ class CameraOut(_CameraFields):
     source_kind: str = "rtsp"
     has_password: bool
     status: CameraStatus
+    #: When a complete GB/T 28181 re-catalog (or a ``DEL`` event) dropped this channel (UNIX µs); it is kept
+    #: disabled, with its recordings, until the device lists it again. ``None``: not removed.
+    removed_us: int | None = Field(
+        None, description="When the GB/T 28181 device stopped listing this channel (UNIX µs); null if it still does"
+    )
 
 
 class CameraIn(_CameraFields):

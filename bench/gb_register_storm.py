@@ -7,6 +7,10 @@ The platform side runs in its own process (so its CPU and memory are measured ap
   devices' own). Every REGISTER is challenged (401) and verified, every registration and keepalive
   is written to the database, liveness is checked every 5 s. No catalog sync is attached (this
   measures registration and keepalive only).
+* ``node`` (``--node``, instead of ``vigil``): a whole Vigil node (GB/T 28181 enabled, SQLite, the
+  API) restarted with the N devices admitted, so each device that comes online also gets what a node
+  does then: DeviceInfo and Catalog queries, catalog and alarm SUBSCRIBEs (the devices have no
+  channels, so no media). This is the storm as a county platform sees it after a restart.
 * ``empty`` (the baseline, same run): the same ``SipServer`` with a handler that answers every request
   200 at once (no digest, no database): the floor set by SIP parsing/transactions in Python.
 
@@ -42,8 +46,69 @@ PLATFORM_ID = "34020000002000000001"
 # --- platform side (child process) ------------------------------------------------------------------
 
 
+async def serve_node(devices: int, keepalive_s: int) -> None:
+    """A whole Vigil node, restarted once with the devices admitted (their rows loaded as at any restart)."""
+    from sqlalchemy import func, insert, select
+
+    from vigil.app import Vigil
+    from vigil.gb28181.store import OFFLINE
+    from vigil.settings import load_settings
+    from vigil.sim.gb28181.device import device_id
+    from vigil.storage.models import GbDevice, GbDeviceEvent
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            None,
+            data_dir=Path(tmp),
+            server={"host": "127.0.0.1", "port": 0},
+            sim={"cameras": 0, "port": 0},
+            gb28181={
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": 0,
+                "password": PASSWORD,
+                "platform_id": PLATFORM_ID,
+            },
+        )
+        first = Vigil(settings)
+        await first.start()
+        assert first.db is not None
+        async with first.db.session() as session:
+            rows = [
+                {
+                    "device_id": device_id(settings.gb28181.domain, i + 1),
+                    "admitted": True,
+                    "keepalive_interval_s": keepalive_s,
+                    "created_us": 1,
+                }
+                for i in range(devices)
+            ]
+            for start in range(0, len(rows), 2000):
+                await session.execute(insert(GbDevice), rows[start : start + 2000])
+        await first.close()
+        vigil = Vigil(settings)
+        await vigil.start()
+        assert vigil.db is not None and vigil.sip is not None and vigil.gb is not None
+        print(vigil.sip.udp_port, flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := (await reader.readline()).decode().strip():
+            if line == "report":
+                async with vigil.db.session() as session:
+                    offline = await session.scalar(
+                        select(func.count()).select_from(GbDeviceEvent).where(GbDeviceEvent.kind == OFFLINE)
+                    )
+                report = {"registered": len(vigil.gb.registrar.devices), "offline_events": int(offline or 0)}
+                print(json.dumps(report), flush=True)
+        await vigil.close()
+
+
 async def serve(mode: str, devices: int, keepalive_s: int) -> None:
     """Run the platform until stdin closes; print its SIP port, then a JSON report on ``report``."""
+    if mode == "node":
+        await serve_node(devices, keepalive_s)
+        return
     from sqlalchemy import func, insert, select
 
     from vigil.gb28181.dispatch import SipDispatcher
@@ -207,7 +272,8 @@ async def main() -> None:
     parser.add_argument("--steady", type=float, default=90.0, help="Steady keepalive window measured, s.")
     parser.add_argument("--rate", type=float, default=0.0, help="Devices started per second (0: all at once).")
     parser.add_argument("--storm-limit", type=float, default=600.0, help="Give up on the storm after this many s.")
-    parser.add_argument("--serve", choices=("vigil", "empty"), help=argparse.SUPPRESS)
+    parser.add_argument("--node", action="store_true", help="Measure a whole Vigil node, not the registrar alone.")
+    parser.add_argument("--serve", choices=("vigil", "node", "empty"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         await serve(args.serve, args.devices, args.keepalive)
@@ -220,12 +286,13 @@ async def main() -> None:
         flush=True,
     )
     results = {}
-    for mode in ("empty", "vigil"):
+    ours = "node" if args.node else "vigil"
+    for mode in ("empty", ours):
         results[mode] = await storm(mode, args)
         show(mode, results[mode], args.devices, args.steady)
-    base, vigil = results["empty"], results["vigil"]
+    base, vigil = results["empty"], results[ours]
     print(
-        f"ratio vigil/empty: storm time {vigil['storm_s'] / base['storm_s']:.1f}x, "
+        f"ratio {ours}/empty: storm time {vigil['storm_s'] / base['storm_s']:.1f}x, "
         f"steady CPU {vigil['steady_cpu_pct'] / max(base['steady_cpu_pct'], 0.01):.1f}x; "
         f"false offline: {int(vigil['offline_events'])} (must be 0)"
     )

@@ -149,6 +149,16 @@ class Gb28181Settings(_Section):
             "device); RFC 4571 framing on TCP."
         ),
     )
+    platform_channel_recording: str = Field(
+        "never",
+        pattern="^(always|never)$",
+        description=(
+            "Recording mode given to channels a lower platform (type code 200) lists when they first appear: never "
+            "(streamed on demand, when someone watches) by default, because a lower platform records its own "
+            "cameras and may list 100,000 of them; always pulls and records every one. Channels of devices "
+            "(cameras, NVRs) start recording always. Either can be changed per camera afterwards."
+        ),
+    )
     subscribe_catalog: bool = Field(
         True,
         description="Subscribe to each device's catalog when it comes online, so channel changes arrive as NOTIFYs.",

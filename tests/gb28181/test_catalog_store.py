@@ -179,3 +179,37 @@ async def test_full_catalog_drops_group_nodes_it_no_longer_lists(db: Database) -
     async with db.session() as session:
         rows = list(await session.scalars(select(GbCatalogNode)))
     assert [(r.node_id, r.name, r.updated_us) for r in rows] == [(GROUP, "Traffic", 200)]
+
+
+async def test_a_lower_platforms_channels_start_on_demand_a_devices_record_always(tmp_path: Path) -> None:
+    platform = "34020000002000000009"  # type code 200: a lower platform
+    db = await sqlite_database(tmp_path)
+    try:
+        async with db.session() as session:
+            session.add_all(
+                [
+                    GbDevice(device_id=platform, admitted=True, created_us=1),
+                    GbDevice(device_id=DEVICE, admitted=True, created_us=1),
+                ]
+            )
+        store = DbCatalogStore(db, domain="3402000000")
+        await store.apply_catalog(platform, [CatalogItem(device_id=CAM1, name="Village 1")], 100)
+        await store.apply_catalog(DEVICE, [CatalogItem(device_id=CAM2, name="Gate")], 100)
+        # An operator records the platform's channel after all; the next catalog leaves that choice alone.
+        async with db.session() as session:
+            (village,) = await session.scalars(select(Camera).where(Camera.gb_id == CAM1))
+            assert village.recording_mode == "never"
+            village.recording_mode = "always"
+        await store.apply_catalog(platform, [CatalogItem(device_id=CAM1, name="Village 1 renamed")], 200)
+        async with db.session() as session:
+            modes = {c.gb_id: (c.name, c.recording_mode) for c in await session.scalars(select(Camera))}
+        assert modes == {CAM1: ("Village 1 renamed", "always"), CAM2: ("Gate", "always")}
+
+        recording = DbCatalogStore(db, domain="3402000000", platform_channel_recording="always")
+        cam3 = "34020000001310000003"
+        await recording.apply_catalog(platform, [CatalogItem(device_id=cam3, name="Village 3")], 300)
+        async with db.session() as session:
+            (row,) = await session.scalars(select(Camera).where(Camera.gb_id == cam3))
+            assert row.recording_mode == "always"
+    finally:
+        await db.close()

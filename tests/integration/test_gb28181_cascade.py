@@ -56,7 +56,15 @@ def settings_a(data: Path, sip_port: int = 0) -> Settings:
     return node_settings(
         data,
         sim={"cameras": 0},
-        gb28181={"enabled": True, "host": "127.0.0.1", "port": sip_port, "platform_id": A_ID},
+        # A records what B shares (a lower platform's channels are otherwise pulled only when watched): these
+        # tests follow the relayed stream into A's recordings.
+        gb28181={
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": sip_port,
+            "platform_id": A_ID,
+            "platform_channel_recording": "always",
+        },
     )
 
 

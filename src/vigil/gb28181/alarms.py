@@ -98,6 +98,8 @@ class AlarmSubscription:
     #: Seconds the device granted on the last (re-)SUBSCRIBE.
     expires: int
     refreshes: int = 0
+    #: The SUBSCRIBE's Call-ID (the dialog's, once the device accepted): how NOTIFYs find this subscription.
+    call_id: str = ""
 
 
 class GbAlarms:
@@ -223,7 +225,9 @@ class GbAlarms:
         expires = self._settings.alarm_subscribe_expires
         request = self._subscribe_request(device, expires)
         # Route the dialog before sending: the device may NOTIFY before its 200 reaches us.
-        pending = AlarmSubscription(device_id, Dialog("", "", "", "", "", "", 0), device.peer, device.charset, expires)
+        pending = AlarmSubscription(
+            device_id, Dialog("", "", "", "", "", "", 0), device.peer, device.charset, expires, call_id=request.call_id
+        )
         self._dialogs.add_dialog(request.call_id, self)
         self._by_call_id[request.call_id] = pending
         try:
@@ -315,9 +319,8 @@ class GbAlarms:
     def _forget(self, subscription: AlarmSubscription, *, keep_refresher: bool = False) -> None:
         if self._subscriptions.get(subscription.device_id) is subscription:
             del self._subscriptions[subscription.device_id]
-        for call_id, known in list(self._by_call_id.items()):
-            if known is subscription:
-                self._drop_call_id(call_id)
+        if self._by_call_id.get(subscription.call_id) is subscription:
+            self._drop_call_id(subscription.call_id)
         if not keep_refresher:
             task = self._refreshers.pop(subscription.device_id, None)
             if task is not None and task is not asyncio.current_task():

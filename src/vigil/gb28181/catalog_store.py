@@ -23,6 +23,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vigil.gb28181.catalog_map import CameraPlan, CatalogPlan, plan_catalog
+from vigil.protocols.gb28181.ids import IdKind, classify_id
 from vigil.protocols.gb28181.manscdp import CatalogEvent, CatalogItem
 from vigil.storage.db import Database
 from vigil.storage.models import Camera, GbCatalogNode, GbDevice, Region
@@ -83,9 +84,11 @@ class DbCatalogStore:
     camera added by hand) is not taken over.
     """
 
-    def __init__(self, db: Database, *, domain: str) -> None:
+    def __init__(self, db: Database, *, domain: str, platform_channel_recording: str = "never") -> None:
         self._db = db
         self._domain = domain
+        #: Recording mode of a channel first listed by a lower platform (a device's channels: the default, always).
+        self._platform_channel_recording = platform_channel_recording
 
     async def apply_catalog(
         self, device_id: str, items: Sequence[CatalogItem], at_us: int, *, full: bool = False
@@ -210,6 +213,10 @@ class DbCatalogStore:
         self, session: AsyncSession, device_id: str, cameras: Sequence[CameraPlan], at_us: int
     ) -> tuple[int, int, int, list[int]]:
         """Insert new channel cameras and update known GB ones; returns created, updated, foreign, row IDs."""
+        # A lower platform's channels are pulled on demand unless configured otherwise (settings); a device's
+        # take the column default (always). Only new rows: an operator's later choice is never overwritten.
+        from_platform = classify_id(device_id) is IdKind.PLATFORM
+        recording = {"recording_mode": self._platform_channel_recording} if from_platform else {}
         existing: dict[str, tuple[int, str, bool]] = {}
         for chunk in _chunks([c.gb_id for c in cameras]):
             query = select(Camera.gb_id, Camera.id, Camera.source_kind, Camera.removed_us).where(
@@ -235,6 +242,7 @@ class DbCatalogStore:
                         "region_code": camera.region_code,
                         "enabled": True,
                         "created_us": at_us,
+                        **recording,
                     }
                 )
                 continue

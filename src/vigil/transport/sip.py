@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import secrets
 import socket
@@ -188,6 +189,11 @@ class SipServer:
         # The tick must be finer than T1 or the first retransmission comes late.
         self._tick = min(_TIMER_TICK_S, t1 / 2)
         self._outgoing: dict[tuple[str, str], _Outgoing] = {}
+        # Timers due, as heaps of (when, key) checked against the transaction when popped (an entry whose
+        # transaction has gone or moved its timer is skipped): a tick touches only what is due, not every
+        # transaction — 10,000 devices keep tens of thousands alive (Timer J holds each for 32 s).
+        self._outgoing_due: list[tuple[float, tuple[str, str]]] = []
+        self._transactions_due: list[tuple[float, tuple[str, str, str]]] = []
         #: INVITEs awaiting their final response, by (branch, "INVITE"), and what a 1xx to them does.
         self._invites: dict[tuple[str, str], asyncio.Future[SipResponse]] = {}
         self._invite_provisional: dict[tuple[str, str], Callable[[], None]] = {}
@@ -248,6 +254,8 @@ class SipServer:
         self._tasks.clear()
         self._connections.clear()
         self._transactions.clear()
+        self._transactions_due.clear()
+        self._outgoing_due.clear()
         self._answered.clear()
         for outgoing in self._outgoing.values():
             if not outgoing.future.done():
@@ -302,7 +310,7 @@ class SipServer:
         if len(self._transactions) >= MAX_TRANSACTIONS:
             self._refuse(message, peer)
             return
-        transaction = self._transactions[key] = ServerTransaction(message, now)
+        transaction = self._transactions[key] = ServerTransaction(message, now, t1=self._t1)
         if not self._spawn(self._handle(message, peer, transaction), "sip-udp-request"):
             del self._transactions[key]
             self._refuse(message, peer)
@@ -320,17 +328,28 @@ class SipServer:
         while True:
             await asyncio.sleep(self._tick)
             now = self._clock()
-            for out_key, outgoing in list(self._outgoing.items()):
-                self._service_outgoing(out_key, outgoing, now)
+            while self._outgoing_due and self._outgoing_due[0][0] <= now:
+                _, out_key = heapq.heappop(self._outgoing_due)
+                outgoing = self._outgoing.get(out_key)
+                if outgoing is not None:
+                    timer = outgoing.transaction.get_timer()
+                    if timer is not None and timer <= now:
+                        self._service_outgoing(out_key, outgoing, now)
             for answered_key, answered in list(self._answered.items()):
                 if answered.expires <= now:
                     del self._answered[answered_key]
-            for key, transaction in list(self._transactions.items()):
+            while self._transactions_due and self._transactions_due[0][0] <= now:
+                _, key = heapq.heappop(self._transactions_due)
+                transaction = self._transactions.get(key)
+                if transaction is None:
+                    continue
                 timer = transaction.get_timer()
                 if timer is not None and timer <= now:
                     transaction.handle_timer(now)
                 if transaction.terminated:
                     del self._transactions[key]
+                elif (timer := transaction.get_timer()) is not None:
+                    heapq.heappush(self._transactions_due, (timer, key))
 
     # --- requests we send --------------------------------------------------------------------------
 
@@ -546,6 +565,8 @@ class SipServer:
         if transaction.terminated or outgoing.future.done():
             # Completed (absorbing retransmitted finals for T4) needs no more of us: late copies are dropped.
             self._outgoing.pop(key, None)
+        elif (timer := transaction.get_timer()) is not None:
+            heapq.heappush(self._outgoing_due, (timer, key))
 
     @staticmethod
     def _settle(outgoing: _Outgoing, result: SipResponse | Exception) -> None:
@@ -593,6 +614,10 @@ class SipServer:
             transaction.send_response(response, now)
             for out in transaction.datagrams_to_send(now):
                 self._send_udp(out, peer)
+            if transaction.terminated:
+                self._transactions.pop(transaction.key, None)
+            elif (timer := transaction.get_timer()) is not None:
+                heapq.heappush(self._transactions_due, (timer, transaction.key))
         else:
             self._send_udp(wire, peer)
 

@@ -152,6 +152,11 @@ class _Field:
     value: str
     #: The field exactly as received (folds included, terminator excluded); None once built in code.
     raw: str | None = None
+    #: ``_key(name)``, worked out once: every header lookup compares it against each field.
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = _key(self.name)
 
     def text(self) -> str:
         return self.raw if self.raw is not None else f"{self.name}: {self.value}"
@@ -172,22 +177,22 @@ class SipHeaders(MutableMapping[str, str]):
     def __getitem__(self, name: str) -> str:
         key = _key(name)
         for f in self._fields:
-            if _key(f.name) == key:
+            if f.key == key:
                 return f.value
         raise KeyError(name)
 
     def __setitem__(self, name: str, value: str) -> None:
         key = _key(name)
         for i, f in enumerate(self._fields):
-            if _key(f.name) == key:
+            if f.key == key:
                 self._fields[i] = _Field(f.name, value)
-                self._fields[i + 1 :] = [g for g in self._fields[i + 1 :] if _key(g.name) != key]
+                self._fields[i + 1 :] = [g for g in self._fields[i + 1 :] if g.key != key]
                 return
         self._fields.append(_Field(name, value))
 
     def __delitem__(self, name: str) -> None:
         key = _key(name)
-        kept = [f for f in self._fields if _key(f.name) != key]
+        kept = [f for f in self._fields if f.key != key]
         if len(kept) == len(self._fields):
             raise KeyError(name)
         self._fields = kept
@@ -195,13 +200,13 @@ class SipHeaders(MutableMapping[str, str]):
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
         for f in self._fields:
-            key = _key(f.name)
+            key = f.key
             if key not in seen:
                 seen.add(key)
                 yield f.name
 
     def __len__(self) -> int:
-        return len({_key(f.name) for f in self._fields})
+        return len({f.key for f in self._fields})
 
     def __repr__(self) -> str:
         return f"SipHeaders({self.fields()!r})"
@@ -224,7 +229,7 @@ class SipHeaders(MutableMapping[str, str]):
     def get_all(self, name: str) -> list[str]:
         """Every field value of ``name``, in wire order."""
         key = _key(name)
-        return [f.value for f in self._fields if _key(f.name) == key]
+        return [f.value for f in self._fields if f.key == key]
 
     def get_list(self, name: str) -> list[str]:
         """Elements of a comma-separated list header (Via, Contact, Route…) across all its fields, in order."""
@@ -235,7 +240,7 @@ class SipHeaders(MutableMapping[str, str]):
         key = _key(name)
         seen = 0
         for i, f in enumerate(self._fields):
-            if _key(f.name) == key:
+            if f.key == key:
                 if seen == occurrence:
                     self._fields[i] = _Field(f.name, value)
                     return
@@ -254,7 +259,7 @@ class SipHeaders(MutableMapping[str, str]):
 
     def _copy_fields_to(self, other: SipHeaders, name: str) -> None:
         key = _key(name)
-        other._fields.extend(_Field(f.name, f.value, f.raw) for f in self._fields if _key(f.name) == key)
+        other._fields.extend(_Field(f.name, f.value, f.raw) for f in self._fields if f.key == key)
 
     def _lines(self) -> Iterator[str]:
         for f in self._fields:

@@ -38,6 +38,10 @@ from pathlib import Path
 
 import psutil
 
+from vigil.gb28181.registrar import Registrar
+from vigil.storage.db import Database
+from vigil.transport.sip import SipPeer, SipServer
+
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-secret"
 PLATFORM_ID = "34020000002000000001"
@@ -46,15 +50,49 @@ PLATFORM_ID = "34020000002000000001"
 # --- platform side (child process) ------------------------------------------------------------------
 
 
+async def admit_devices(db: Database, domain: str, devices: int, keepalive_s: int) -> None:
+    """Write N admitted device rows (the simulator's IDs) in bulk."""
+    from sqlalchemy import insert
+
+    from vigil.sim.gb28181.device import device_id
+    from vigil.storage.models import GbDevice
+
+    rows = [
+        {"device_id": device_id(domain, i + 1), "admitted": True, "keepalive_interval_s": keepalive_s, "created_us": 1}
+        for i in range(devices)
+    ]
+    async with db.session() as session:
+        for start in range(0, len(rows), 2000):
+            await session.execute(insert(GbDevice), rows[start : start + 2000])
+
+
+async def answer_reports(sip_port: int, db: Database | None, registrar: Registrar | None) -> None:
+    """Print the SIP port, then answer each ``report`` line on stdin with a JSON report, until stdin closes."""
+    from sqlalchemy import func, select
+
+    from vigil.gb28181.store import OFFLINE
+    from vigil.storage.models import GbDeviceEvent
+
+    print(sip_port, flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        if line == "report":
+            report: dict[str, int] = {"registered": 0, "offline_events": 0}
+            if db is not None and registrar is not None:
+                async with db.session() as session:
+                    offline = await session.scalar(
+                        select(func.count()).select_from(GbDeviceEvent).where(GbDeviceEvent.kind == OFFLINE)
+                    )
+                report = {"registered": len(registrar.devices), "offline_events": int(offline or 0)}
+            print(json.dumps(report), flush=True)
+
+
 async def serve_node(devices: int, keepalive_s: int) -> None:
     """A whole Vigil node, restarted once with the devices admitted (their rows loaded as at any restart)."""
-    from sqlalchemy import func, insert, select
-
     from vigil.app import Vigil
-    from vigil.gb28181.store import OFFLINE
     from vigil.settings import load_settings
-    from vigil.sim.gb28181.device import device_id
-    from vigil.storage.models import GbDevice, GbDeviceEvent
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(
@@ -73,34 +111,12 @@ async def serve_node(devices: int, keepalive_s: int) -> None:
         first = Vigil(settings)
         await first.start()
         assert first.db is not None
-        async with first.db.session() as session:
-            rows = [
-                {
-                    "device_id": device_id(settings.gb28181.domain, i + 1),
-                    "admitted": True,
-                    "keepalive_interval_s": keepalive_s,
-                    "created_us": 1,
-                }
-                for i in range(devices)
-            ]
-            for start in range(0, len(rows), 2000):
-                await session.execute(insert(GbDevice), rows[start : start + 2000])
+        await admit_devices(first.db, settings.gb28181.domain, devices, keepalive_s)
         await first.close()
         vigil = Vigil(settings)
         await vigil.start()
         assert vigil.db is not None and vigil.sip is not None and vigil.gb is not None
-        print(vigil.sip.udp_port, flush=True)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while line := (await reader.readline()).decode().strip():
-            if line == "report":
-                async with vigil.db.session() as session:
-                    offline = await session.scalar(
-                        select(func.count()).select_from(GbDeviceEvent).where(GbDeviceEvent.kind == OFFLINE)
-                    )
-                report = {"registered": len(vigil.gb.registrar.devices), "offline_events": int(offline or 0)}
-                print(json.dumps(report), flush=True)
+        await answer_reports(vigil.sip.udp_port, vigil.db, vigil.gb.registrar)
         await vigil.close()
 
 
@@ -109,17 +125,10 @@ async def serve(mode: str, devices: int, keepalive_s: int) -> None:
     if mode == "node":
         await serve_node(devices, keepalive_s)
         return
-    from sqlalchemy import func, insert, select
-
     from vigil.gb28181.dispatch import SipDispatcher
-    from vigil.gb28181.registrar import Registrar
-    from vigil.gb28181.store import OFFLINE, DbDeviceStore
+    from vigil.gb28181.store import DbDeviceStore
     from vigil.protocols.sip.message import SipRequest, SipResponse, make_response
     from vigil.settings import Gb28181Settings
-    from vigil.sim.gb28181.device import device_id
-    from vigil.storage.db import Database
-    from vigil.storage.models import GbDevice, GbDeviceEvent
-    from vigil.transport.sip import SipPeer, SipServer
 
     settings = Gb28181Settings(enabled=True, host="127.0.0.1", port=0, password=PASSWORD, platform_id=PLATFORM_ID)
     db: Database | None = None
@@ -141,38 +150,14 @@ async def serve(mode: str, devices: int, keepalive_s: int) -> None:
         if mode == "vigil":
             db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'vigil.db'}")
             await db.create_schema()
-            async with db.session() as session:
-                rows = [
-                    {
-                        "device_id": device_id(settings.domain, i + 1),
-                        "admitted": True,
-                        "keepalive_interval_s": keepalive_s,
-                        "created_us": 1,
-                    }
-                    for i in range(devices)
-                ]
-                for start in range(0, len(rows), 2000):
-                    await session.execute(insert(GbDevice), rows[start : start + 2000])
+            await admit_devices(db, settings.domain, devices, keepalive_s)
             registrar = Registrar(settings, DbDeviceStore(db, lambda s: s), clock=lambda: datetime.now(UTC))
             await registrar.start()
             sip = SipServer(SipDispatcher(registrar), host="127.0.0.1", port=0)
         else:
             sip = SipServer(Empty(), host="127.0.0.1", port=0)
         await sip.start()
-        print(sip.udp_port, flush=True)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while line := (await reader.readline()).decode().strip():
-            if line == "report":
-                report: dict[str, int] = {"registered": 0, "offline_events": 0}
-                if db is not None and registrar is not None:
-                    async with db.session() as session:
-                        offline = await session.scalar(
-                            select(func.count()).select_from(GbDeviceEvent).where(GbDeviceEvent.kind == OFFLINE)
-                        )
-                    report = {"registered": len(registrar.devices), "offline_events": int(offline or 0)}
-                print(json.dumps(report), flush=True)
+        await answer_reports(sip.udp_port, db, registrar)
         await sip.close()
         if registrar is not None:
             await registrar.close()

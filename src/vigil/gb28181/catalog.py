@@ -209,6 +209,8 @@ class CatalogSync:
         sn = self._sn
         request = self._message(device, CatalogQuery(sn=sn, device_id=device_id))
         future: asyncio.Future[CatalogResult] = asyncio.get_running_loop().create_future()
+        # A waiter that gave up first (its own timeout, already reported) never reads the late outcome.
+        future.add_done_callback(_outcome_seen)
         key = (device_id, sn)
         waiting = self._waiters.setdefault(key, _Waiters())
         waiting.futures.append(future)
@@ -310,3 +312,9 @@ class CatalogSync:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _outcome_seen(future: asyncio.Future[CatalogResult]) -> None:
+    """Mark a finished query's exception as retrieved (asyncio would otherwise warn when it is collected)."""
+    if not future.cancelled():
+        future.exception()

@@ -83,7 +83,9 @@ BEIJING = timezone(timedelta(hours=8), "CST")
 UNAUTHORISED_EVENT_INTERVAL_S = 300
 #: REGISTERs handled at once; beyond this one is answered 503 at once (the device retries later), so a
 #: registration storm cannot fill the SIP server's in-flight slots and starve keepalives into false offlines.
-MAX_REGISTERING = 64
+#: A challenge is answered from memory and never waits; what waits is a registration's row being written,
+#: and those share one transaction per batch, so a few hundred in flight cost one commit, not hundreds.
+MAX_REGISTERING = 256
 #: Retry-After (seconds) on that 503.
 REGISTER_RETRY_AFTER_S = 10
 #: The device directory is reloaded from the database this often (picks up rows changed elsewhere).

@@ -1,4 +1,4 @@
-"""Audio PES payloads → :class:`~vigil.domain.media.AudioUnit` s, sans-I/O (GB/T 28181 Annex C.1).
+"""Audio PES payloads ↔ :class:`~vigil.domain.media.AudioUnit` s, sans-I/O (GB/T 28181 Annex C.1).
 
 The demuxer hands out each audio PES whole (:class:`~vigil.protocols.ps.AudioFrame`). What a PES
 holds depends on the PSM stream type: AAC (0x0F) carries one or more ADTS frames, each of which
@@ -18,7 +18,14 @@ step back of more than :data:`MAX_BACKSTEP` (a device restart) goes back.
 from __future__ import annotations
 
 from vigil.domain.media import VIDEO_CLOCK_RATE, AudioCodec, AudioTrack, AudioUnit
-from vigil.protocols.aac import AacError, split_adts, track_of
+from vigil.protocols.aac import (
+    SAMPLE_RATES,
+    AacError,
+    build_adts_header,
+    parse_audio_specific_config,
+    split_adts,
+    track_of,
+)
 from vigil.protocols.ps.demux import AudioFrame
 from vigil.protocols.ps.headers import STREAM_TYPE_AAC, STREAM_TYPE_G711A, STREAM_TYPE_G711U
 
@@ -88,3 +95,24 @@ class PsAudioFramer:
             pts = end
         self._end = pts + duration * VIDEO_CLOCK_RATE // track.sample_rate
         return AudioUnit(track, pts, duration, data, wallclock)
+
+
+def stream_type_of(track: AudioTrack) -> int:
+    """The PSM stream type that announces ``track`` (GB/T 28181 Annex C.1)."""
+    if track.codec is AudioCodec.AAC:
+        return STREAM_TYPE_AAC
+    return STREAM_TYPE_G711A if track.codec is AudioCodec.PCMA else STREAM_TYPE_G711U
+
+
+def pes_payload(unit: AudioUnit) -> bytes:
+    """What an audio PES carries for ``unit``: the raw AAC frame behind an ADTS header, or the G.711 bytes.
+
+    Raises :class:`~vigil.protocols.aac.AacError` when the AAC track's configuration has no ADTS form.
+    """
+    track = unit.track
+    if track.codec is not AudioCodec.AAC:
+        return unit.data
+    object_type, rate, channels = parse_audio_specific_config(track.config)
+    if rate not in SAMPLE_RATES:
+        raise AacError(f"AAC sample rate {rate} has no ADTS index")
+    return build_adts_header(object_type, SAMPLE_RATES.index(rate), channels, len(unit.data)) + unit.data

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from tests.integration.conftest import node_settings
+from tests.media import probe_streams
 from vigil.app import Vigil
 from vigil.playback.export import verify_export
 from vigil.sim.audio import SimAudio
@@ -36,33 +35,6 @@ def options(sip_port: int, audio: SimAudio) -> GbSimOptions:
         media=MEDIA,
         audio=audio,
     )
-
-
-def probe_streams(path: Path) -> list[dict[str, Any]]:
-    """ffprobe's streams of ``path``, asserting that decoding every packet reported no error."""
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name,sample_rate",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert probe.stderr == ""
-    decode = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True, timeout=60
-    )
-    assert decode.returncode == 0 and decode.stderr == "", decode.stderr
-    streams: list[dict[str, Any]] = json.loads(probe.stdout)["streams"]
-    return streams
 
 
 @pytest.mark.parametrize(("audio", "codec_name"), [(SimAudio.AAC, "aac"), (SimAudio.G711A, "pcm_alaw")])

@@ -95,3 +95,8 @@ class AudioUnit:
     duration: int
     data: bytes
     wallclock: float
+
+
+def playable_audio(track: AudioTrack | None) -> AudioTrack | None:
+    """``track`` when browsers' MSE can play it (it has an RFC 6381 codec string: AAC), else None (G.711)."""
+    return track if track is not None and track.mime_codec else None

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioTrack, AudioUnit, VideoTrack
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioTrack, AudioUnit, VideoTrack, playable_audio
 from vigil.protocols.mp4 import FragmentWriter, audio_fragment, init_segment
 
 #: Duration of a track's first picture when no second one is queued yet. MSE treats a sample that lasts
@@ -74,11 +74,6 @@ def init_message(track: VideoTrack, audio: AudioTrack | None = None) -> str:
     if audio is not None:
         message["audio"] = str(audio.codec)
     return json.dumps(message)
-
-
-def playable_audio(track: AudioTrack | None) -> AudioTrack | None:
-    """``track`` when browsers' MSE can play it (it has an RFC 6381 codec string: AAC), else None (G.711)."""
-    return track if track is not None and track.mime_codec else None
 
 
 class LiveSession:

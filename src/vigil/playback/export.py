@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vigil.domain.errors import Invalid, NotFound
-from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioTrack, AudioUnit, VideoTrack
-from vigil.playback.source import LoadedSegment, SegmentFiles, SegmentRef, TimedAudio, load_segment, to_unit
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, VideoTrack
+from vigil.playback.source import (
+    LoadedSegment,
+    SegmentFiles,
+    SegmentRef,
+    TimedAudio,
+    audio_units,
+    load_segment,
+    to_unit,
+)
 from vigil.protocols.mp4.errors import Mp4Error
 from vigil.protocols.mp4.reader import parse_audio_init, parse_init, read_samples, scan
 from vigil.protocols.mp4.writer import init_segment, media_fragment
@@ -124,7 +132,11 @@ def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: i
             for number, idx in by_fragment.items():
                 units = [to_unit(track, samples[i], seg_dts + samples[i].dts - base) for i in idx]
                 end_dts = units[-1].dts + samples[idx[-1]].duration
-                audio = _clip_audio(audio_by_fragment.get(number, []), audio_track, base, video_end, seg_dts)
+                audio = (
+                    audio_units(audio_by_fragment.get(number, []), audio_track, base, video_end, seg_dts)
+                    if audio_track is not None
+                    else []
+                )
                 audio_samples += len(audio)
                 sequence += 1
                 emit(media_fragment(units, sequence, next_dts=end_dts, audio=audio))
@@ -150,21 +162,6 @@ def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: i
         str(audio_track.codec) if audio_track is not None else None,
         audio_samples,
     )
-
-
-def _clip_audio(
-    samples: list[TimedAudio], track: AudioTrack | None, base: int, video_end: int, seg_dts: int
-) -> list[AudioUnit]:
-    """A fragment's audio that lies within the clip's pictures [base, video_end) of the segment (90 kHz media
-    time), moved to the clip's timeline like the pictures (segment time ``base`` becomes ``seg_dts``)."""
-    if track is None:
-        return []
-    out = []
-    for a in samples:
-        at = a.dts * VIDEO_CLOCK_RATE // track.sample_rate  # the recorder wrote pts·rate/90000
-        if base <= at < video_end:
-            out.append(AudioUnit(track, seg_dts + at - base, a.duration, a.data, 0.0))
-    return out
 
 
 async def create_export(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from vigil.domain.media import AccessUnit, AudioTrack, VideoTrack
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioTrack, AudioUnit, VideoTrack
 from vigil.protocols.mp4.reader import parse_audio_init, parse_init, read_samples, scan
 from vigil.recorder import index
 from vigil.storage.db import Database
@@ -123,6 +123,27 @@ def load_segment(ref: SegmentRef, data: bytes) -> LoadedSegment:
             wall = ref.start_us + (s.dts - first_dts) * 1_000_000 // track.clock_rate
             samples.append(TimedSample(wall, s.dts, s.pts, s.duration, s.keyframe, s.data, number))
     return LoadedSegment(ref, track, samples, found[1] if found is not None else None, tuple(audio))
+
+
+def audio_by_fragment(loaded: LoadedSegment) -> dict[int, list[TimedAudio]]:
+    """The segment's audio samples grouped by the source fragment they were written in."""
+    out: dict[int, list[TimedAudio]] = {}
+    for sample in loaded.audio_samples:
+        out.setdefault(sample.fragment, []).append(sample)
+    return out
+
+
+def audio_units(
+    samples: list[TimedAudio], track: AudioTrack, base: int, video_end: int, out_base: int
+) -> list[AudioUnit]:
+    """The samples that lie within the pictures sent, [``base``, ``video_end``) of the segment's 90 kHz media
+    time, moved to an output timeline as the pictures are (segment time ``base`` becomes ``out_base``)."""
+    out = []
+    for sample in samples:
+        at = sample.dts * VIDEO_CLOCK_RATE // track.sample_rate  # the recorder wrote pts·rate/90000
+        if base <= at < video_end:
+            out.append(AudioUnit(track, out_base + at - base, sample.duration, sample.data, 0.0))
+    return out
 
 
 def to_unit(track: VideoTrack, sample: TimedSample, out_dts: int) -> AccessUnit:

@@ -1,21 +1,27 @@
-"""Export of a recording with audio: the clip holds both tracks (stream copy), its manifest names the audio,
-``verify-export`` checks it, and a clip whose audio does not match its manifest fails verification."""
+"""A recording with audio, played back and exported: both carry the audio track (stream copy), the export's
+manifest names it, ``verify-export`` checks it, and a clip whose audio does not match its manifest fails."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import pytest
 from sqlalchemy import select
 from tests.media import SAMPLE_576, audio_units, interleave, probe_streams
 from tests.playback.conftest import CAMERA, START, START_US
 
-from vigil.domain.media import AudioUnit
+from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.ingest.file import iter_file_units
 from vigil.playback.export import create_export, manifest_path_for, verify_export
+from vigil.playback.session import PlaybackSession
+from vigil.playback.source import SqlPlaybackIndex
 from vigil.recorder.camera import CameraRecorder
 from vigil.recorder.index import SqlIndex
 from vigil.recorder.volumes import Volumes
@@ -26,7 +32,17 @@ from vigil.storage.models import Camera, Region, Segment
 from vigil.streams.hub import StreamHub
 
 
-async def test_export_of_a_recording_with_aac_carries_and_verifies_the_audio(tmp_path: Path) -> None:
+@dataclass
+class AvArchive:
+    db: Database
+    volumes: Volumes
+    units: list[AccessUnit]
+    audio: list[AudioUnit]
+
+
+@pytest.fixture
+async def av_archive(tmp_path: Path) -> AsyncIterator[AvArchive]:
+    """12 s of the 576p sample (2 s GOP) with AAC, recorded as three 4 s segments."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}")
     await db.create_schema()
     async with db.session() as s:
@@ -52,7 +68,14 @@ async def test_export_of_a_recording_with_aac_carries_and_verifies_the_audio(tmp
     await asyncio.wait_for(rec.close(), 30)
     async with db.session() as s:
         assert len(list((await s.execute(select(Segment))).scalars())) == 3
+    yield AvArchive(db, volumes, units, audio)
+    await db.close()
 
+
+async def test_export_of_a_recording_with_aac_carries_and_verifies_the_audio(
+    av_archive: AvArchive, tmp_path: Path
+) -> None:
+    db, volumes, units, audio = av_archive.db, av_archive.volumes, av_archive.units, av_archive.audio
     # 5.5 s – 10.2 s: starts at the keyframe at 4 s, spans the second and third segments.
     row = await create_export(
         db,
@@ -85,4 +108,20 @@ async def test_export_of_a_recording_with_aac_carries_and_verifies_the_audio(tmp
     forged.write_text(json.dumps(manifest), encoding="utf-8")
     result = verify_export(clip, forged)
     assert not result.ok and any("manifest says" in p and "audio" in p for p in result.problems)
-    await db.close()
+
+
+async def test_playback_of_a_recording_with_aac_sends_both_tracks(av_archive: AvArchive) -> None:
+    session = PlaybackSession(CAMERA, SqlPlaybackIndex(av_archive.db), av_archive.volumes, readahead=1e9)
+    msgs: list[str | bytes] = []
+    async for msg in session.messages(START_US + 5_000_000):
+        msgs.append(msg)
+        if msg == json.dumps({"type": "end"}):
+            break
+    assert isinstance(msgs[0], str)
+    init = json.loads(msgs[0])
+    assert init["mime"].endswith(', mp4a.40.2"') and init["audio"] == "aac"
+    assert [m for m in msgs[1:-1] if isinstance(m, str)] == []  # one epoch: the audio does not split it
+    units, first = av_archive.units, av_archive.units[40]  # from the keyframe at 4 s to the end
+    with av.open(io.BytesIO(b"".join(m for m in msgs if isinstance(m, bytes))), format="mp4") as container:
+        sent = [bytes(p) for p in container.demux(audio=0) if p.size]
+    assert sent == [a.data for a in av_archive.audio if first.dts <= a.pts < units[-1].dts + 9000]

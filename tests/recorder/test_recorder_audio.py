@@ -4,6 +4,7 @@ segments, and a camera that starts sending audio gets it from the next keyframe'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,14 @@ async def test_audio_that_starts_mid_stream_begins_with_the_next_segment(db: Dat
 def replace_wallclock(unit: AccessUnit) -> AccessUnit:
     unit.wallclock = START + (unit.dts - 0) / 90_000
     return unit
+
+
+async def test_an_equal_audio_track_after_a_reconnect_is_the_same_track(db: Database, tmp_path: Path) -> None:
+    units = [replace_wallclock(u) for u in first_units(SAMPLE_576, 60)]
+    audio = [a for a in audio_units(SimAudio.AAC, units[0].dts, 6.0) if units[0].dts < a.pts < units[-1].dts]
+    again = dataclasses.replace(audio[0].track)  # a new connection's framer: equal, not identical
+    audio = [a if a.pts < units[30].dts else dataclasses.replace(a, track=again) for a in audio]
+    rows, volumes = await record(db, tmp_path, interleave(units, audio))
+    assert len(rows) == 3  # no extra cut
+    recorded = [d for r in rows for d in audio_of(volumes.resolve(r.volume, r.path))]
+    assert recorded == [a.data for a in audio]

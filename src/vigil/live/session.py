@@ -122,7 +122,8 @@ class LiveSession:
                 # Audio queued behind this picture: send it after the picture, in order.
                 self._held_audio.append(ahead)
                 ahead = self._reader.get_nowait()
-            if unit.track is not self._track or (unit.keyframe and self._wanted_audio is not self._audio):
+            # Audio tracks compare by value: a reconnect brings an equal track object, which needs no new init.
+            if unit.track is not self._track or (unit.keyframe and self._wanted_audio != self._audio):
                 if not unit.keyframe:
                     # A new track must start at a keyframe: the browser has no reference picture yet.
                     self._skipped += 1
@@ -165,7 +166,7 @@ class LiveSession:
     def _audio_out(self, unit: AudioUnit) -> bytes | None:
         """The fragment for one audio unit, or None when it is not sent (G.711, not in this init, before the
         pictures' timeline or overlapping audio already sent)."""
-        if unit.track is not self._audio:
+        if unit.track is not self._audio and unit.track != self._audio:
             if unit.track != self._wanted_audio:
                 self._wanted_audio = playable_audio(unit.track)
             return None

@@ -277,7 +277,8 @@ class CameraRecorder:
     def _audio_changed(self) -> bool:
         """True when the open segment does not carry the audio track the camera now sends."""
         seg = self._file
-        return seg is not None and self._audio_track is not None and self._audio_track is not seg.audio
+        # By value: after a reconnect the camera's (unchanged) audio comes as an equal, new track object.
+        return seg is not None and self._audio_track is not None and self._audio_track != seg.audio
 
     def _take_audio(self, seg: SegmentFile, end_dts: int) -> tuple[AudioUnit, ...]:
         """The pending audio of ``seg``'s track that starts before ``end_dts``; later audio waits."""
@@ -286,7 +287,7 @@ class CameraRecorder:
         take: list[AudioUnit] = []
         keep: list[AudioUnit] = []
         for unit in self._audio:
-            if unit.track is not seg.audio or unit.pts < seg.first_dts:
+            if (unit.track is not seg.audio and unit.track != seg.audio) or unit.pts < seg.first_dts:
                 self.audio_dropped += 1  # another track's, or from before this segment began
             elif unit.pts < end_dts:
                 take.append(unit)

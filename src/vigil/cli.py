@@ -88,6 +88,8 @@ def sim(
 ) -> None:
     """Serve N simulated RTSP cameras looping video files, or N GB/T 28181 devices (demos, tests, load tests)."""
     _logging(False)
+    if audio.lower() not in ("aac", "g711a", "g711u", "none"):
+        raise typer.BadParameter(f"{audio!r}: expected aac, g711a, g711u or none", param_hint="--audio")
     if gb28181 is not None:
         from vigil.sim.gb28181 import run_gb_sim
 

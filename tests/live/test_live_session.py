@@ -192,3 +192,20 @@ async def test_aac_that_starts_mid_view_gets_a_new_init_at_the_next_keyframe() -
     assert [i.get("audio") for i in inits] == [None, "aac"]
     second = messages.index(next(m for m in messages[1:] if isinstance(m, str)))
     assert len([m for m in messages[:second] if isinstance(m, bytes)]) == 1 + 40  # init + pictures 0..39
+
+
+async def test_audio_that_stops_is_dropped_from_the_next_init_so_the_picture_never_freezes() -> None:
+    units = first_units(SAMPLE_576, 80)  # keyframes at 0, 20, 40, 60 (10 fps)
+    audio = [a for a in audio_units(SimAudio.AAC, units[0].dts, 8.0) if units[0].dts < a.pts < units[20].dts]
+    hub = StreamHub("1")
+    hub.publish_audio(audio[0])
+    session = LiveSession(hub.subscribe_media("viewer", 400), audio=hub.audio_track)
+    collecting = asyncio.create_task(_collect(session))
+    _publish_av(hub, interleave(units, audio[1:]))
+    hub.close()
+    messages = await asyncio.wait_for(collecting, 10)
+    inits = [(i, json.loads(m)) for i, m in enumerate(messages) if isinstance(m, str)]
+    assert [init.get("audio") for _, init in inits] == ["aac", None]
+    # Audio stopped after 2 s; 3 s later (5 s) the next keyframe (6 s) starts a video-only init.
+    binaries = [m for m in messages[: inits[1][0]] if isinstance(m, bytes)]
+    assert len(binaries) == 1 + 60 + session.audio_sent  # init segment, pictures 0..59, the audio of 0..2 s

@@ -14,7 +14,10 @@ Audio: an AAC track (a GB/T 28181 camera that sends it) goes into the init segme
 its ``mp4a.40.x`` codec string, and each audio unit goes out as its own fragment the moment it
 arrives, moved by the same offset as the pictures. G.711 is left out of live view: browsers' MSE
 cannot play it, and Vigil does not transcode (the recording keeps it). A camera that starts sending
-AAC mid-session gets a new init at the next keyframe (the browser starts a fresh MediaSource).
+AAC mid-session gets a new init at the next keyframe (the browser starts a fresh MediaSource). MSE
+plays only where every track has data, so a declared audio track that stops getting audio would
+freeze the picture: after :data:`AUDIO_TIMEOUT` of pictures without audio the next keyframe brings
+an init without it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from vigil.protocols.mp4 import FragmentWriter, audio_fragment, init_segment
 FIRST_FRAME_DURATION = VIDEO_CLOCK_RATE // 5
 #: Latency samples kept per session for the percentile (about a minute at 25 fps).
 LATENCY_WINDOW = 1500
+#: Pictures this far (90 kHz, 3 s) from the last audio unit mean the camera's audio stopped.
+AUDIO_TIMEOUT = 3 * VIDEO_CLOCK_RATE
 
 
 class UnitReader(Protocol):
@@ -91,6 +96,8 @@ class LiveSession:
         self._wanted_audio = playable_audio(audio)
         self._audio: AudioTrack | None = None
         self._audio_end = 0
+        #: Source pts of the last playable audio unit read (None: none yet).
+        self._last_audio_pts: int | None = None
         self.audio_sent = 0
         self._offset = 0
         self._last_dts: int | None = None
@@ -122,6 +129,11 @@ class LiveSession:
                 # Audio queued behind this picture: send it after the picture, in order.
                 self._held_audio.append(ahead)
                 ahead = self._reader.get_nowait()
+            if self._wanted_audio is not None:
+                if self._last_audio_pts is None:
+                    self._last_audio_pts = unit.dts  # the hub said the camera sends audio: expect it from here
+                elif abs(unit.dts - self._last_audio_pts) > AUDIO_TIMEOUT:
+                    self._wanted_audio = None
             # Audio tracks compare by value: a reconnect brings an equal track object, which needs no new init.
             if unit.track is not self._track or (unit.keyframe and self._wanted_audio != self._audio):
                 if not unit.keyframe:
@@ -166,6 +178,8 @@ class LiveSession:
     def _audio_out(self, unit: AudioUnit) -> bytes | None:
         """The fragment for one audio unit, or None when it is not sent (G.711, not in this init, before the
         pictures' timeline or overlapping audio already sent)."""
+        if unit.track.mime_codec:
+            self._last_audio_pts = unit.pts
         if unit.track is not self._audio and unit.track != self._audio:
             if unit.track != self._wanted_audio:
                 self._wanted_audio = playable_audio(unit.track)

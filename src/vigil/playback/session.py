@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from vigil.domain.errors import Invalid, VigilError
-from vigil.domain.media import playable_audio
+from vigil.domain.media import AudioTrack, playable_audio
 from vigil.playback.source import (
     LoadedSegment,
     PlaybackIndex,
@@ -145,7 +145,7 @@ class PlaybackSession:
             if loaded is not None:
                 start = loaded.keyframe_at_or_before(seek_us) if first else 0
                 first = False
-                audio = playable_audio(loaded.audio)
+                audio = _audio_of(loaded)
                 key = (loaded.track.codec, loaded.track.width, loaded.track.height, loaded.track.parameter_sets, audio)
                 if epoch is None or key != epoch.track_key or ref.start_us - epoch.end_us > MERGE_GAP_US:
                     first_wall = loaded.samples[start].wall_us
@@ -168,7 +168,7 @@ class PlaybackSession:
 
     def _init_text(self, loaded: LoadedSegment, start_us: int, seek_us: int) -> str:
         track = loaded.track
-        audio = playable_audio(loaded.audio)
+        audio = _audio_of(loaded)
         codecs = track.mime_codec if audio is None else f"{track.mime_codec}, {audio.mime_codec}"
         message: dict[str, object] = {
             "type": "init",
@@ -184,7 +184,7 @@ class PlaybackSession:
         samples = loaded.samples[start:]
         base = samples[0].dts
         offset = epoch.next_dts
-        audio = playable_audio(loaded.audio)
+        audio = _audio_of(loaded)
         sounds = audio_by_fragment(loaded) if audio is not None else {}
         video_end = samples[-1].dts + samples[-1].duration
         chunk: list[int] = []
@@ -212,3 +212,9 @@ class PlaybackSession:
             if ahead <= 0:
                 return
             await self._sleep(min(POLL_SECONDS, ahead / self._speed))
+
+
+def _audio_of(loaded: LoadedSegment) -> AudioTrack | None:
+    """The segment's audio track if the browser can play it and it holds samples: MSE plays only where every
+    track has data, so an empty audio track (the camera's audio stopped) would freeze the picture."""
+    return playable_audio(loaded.audio) if loaded.audio_samples else None

@@ -102,22 +102,7 @@ class _QueueReader:
         self._closed = True
         self._wakeup.set()
 
-    # -- consumer side --
-    async def _get(self) -> MediaItem | None:
-        while not self._queue:
-            if self._closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        self.delivered += 1
-        return self._queue.popleft()
-
-    def _get_nowait(self) -> MediaItem | None:
-        if not self._queue:
-            return None
-        self.delivered += 1
-        return self._queue.popleft()
-
+    # -- consumer side (``get`` is per subclass, for its type; the bodies are the same) --
     def pending(self) -> int:
         return len(self._queue)
 
@@ -137,12 +122,21 @@ class Reader(_QueueReader):
 
     async def get(self) -> AccessUnit | None:
         """The next unit, or None once the hub or this reader is closed and the queue is drained."""
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        self.delivered += 1
         # Only video is ever offered to this reader (the hub offers audio to media readers only).
-        return cast(AccessUnit | None, await self._get())
+        return cast(AccessUnit, self._queue.popleft())
 
     def get_nowait(self) -> AccessUnit | None:
         """The next queued unit, or None if nothing is queued right now."""
-        return cast(AccessUnit | None, self._get_nowait())
+        if not self._queue:
+            return None
+        self.delivered += 1
+        return cast(AccessUnit, self._queue.popleft())
 
     def __aiter__(self) -> AsyncIterator[AccessUnit]:
         return self._iterate()
@@ -160,16 +154,26 @@ class MediaReader(_QueueReader):
 
     async def get(self) -> MediaItem | None:
         """The next unit (video or audio), or None once closed and drained."""
-        return await self._get()
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        self.delivered += 1
+        return self._queue.popleft()
 
     def get_nowait(self) -> MediaItem | None:
-        return self._get_nowait()
+        """The next queued unit (video or audio), or None if nothing is queued right now."""
+        if not self._queue:
+            return None
+        self.delivered += 1
+        return self._queue.popleft()
 
     def __aiter__(self) -> AsyncIterator[MediaItem]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[MediaItem]:
-        while (item := await self._get()) is not None:
+        while (item := await self.get()) is not None:
             yield item
 
     def __enter__(self) -> MediaReader:

@@ -22,7 +22,7 @@ import collections
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Generic, TypeVar
 
 from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
 
@@ -45,8 +45,11 @@ class ReaderStats:
     queued: int = 0
 
 
-class _QueueReader:
-    """The queue, drop policy and lifecycle shared by :class:`Reader` and :class:`MediaReader`."""
+ItemT = TypeVar("ItemT", AccessUnit, MediaItem)
+
+
+class _QueueReader(Generic[ItemT]):
+    """The queue, drop policy and lifecycle of :class:`Reader` (video) and :class:`MediaReader` (video + audio)."""
 
     def __init__(self, hub: StreamHub, name: str, maxsize: int) -> None:
         if maxsize < 1:
@@ -54,7 +57,7 @@ class _QueueReader:
         self._hub = hub
         self.name = name
         self._maxsize = maxsize
-        self._queue: collections.deque[MediaItem] = collections.deque()
+        self._queue: collections.deque[ItemT] = collections.deque()
         self._wakeup = asyncio.Event()
         self._closed = False
         #: After a drop, skip until the next keyframe so the reader never sees a broken GOP.
@@ -85,6 +88,59 @@ class _QueueReader:
         self._queue.append(au)
         self._wakeup.set()
 
+    def _end(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    # -- consumer side --
+    async def get(self) -> ItemT | None:
+        """The next unit, or None once the hub or this reader is closed and the queue is drained."""
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        self.delivered += 1
+        return self._queue.popleft()
+
+    def get_nowait(self) -> ItemT | None:
+        """The next queued unit, or None if nothing is queued right now."""
+        if not self._queue:
+            return None
+        self.delivered += 1
+        return self._queue.popleft()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        self._hub._detach(self)
+        self._end()
+
+    def stats(self) -> ReaderStats:
+        return ReaderStats(self.name, self.delivered, self.dropped, len(self._queue))
+
+    def __aiter__(self) -> AsyncIterator[ItemT]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ItemT]:
+        while (item := await self.get()) is not None:
+            yield item
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Reader(_QueueReader[AccessUnit]):
+    """A bounded, drop-counting view of one camera's video. Iterate it with ``async for``."""
+
+    def __enter__(self) -> Reader:
+        return self
+
+
+class MediaReader(_QueueReader[MediaItem]):
+    """Like :class:`Reader`, with the camera's audio units interleaved in arrival order."""
+
     def _offer_audio(self, unit: AudioUnit) -> None:
         # Audio follows its video: none before the first keyframe or while recovering from a drop.
         if self._closed or self._waiting_keyframe:
@@ -98,84 +154,6 @@ class _QueueReader:
         self._queue.append(unit)
         self._wakeup.set()
 
-    def _end(self) -> None:
-        self._closed = True
-        self._wakeup.set()
-
-    # -- consumer side (``get`` is per subclass, for its type; the bodies are the same) --
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def close(self) -> None:
-        self._hub._detach(self)
-        self._end()
-
-    def stats(self) -> ReaderStats:
-        return ReaderStats(self.name, self.delivered, self.dropped, len(self._queue))
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Reader(_QueueReader):
-    """A bounded, drop-counting view of one camera's video. Iterate it with ``async for``."""
-
-    async def get(self) -> AccessUnit | None:
-        """The next unit, or None once the hub or this reader is closed and the queue is drained."""
-        while not self._queue:
-            if self._closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        self.delivered += 1
-        # Only video is ever offered to this reader (the hub offers audio to media readers only).
-        return cast(AccessUnit, self._queue.popleft())
-
-    def get_nowait(self) -> AccessUnit | None:
-        """The next queued unit, or None if nothing is queued right now."""
-        if not self._queue:
-            return None
-        self.delivered += 1
-        return cast(AccessUnit, self._queue.popleft())
-
-    def __aiter__(self) -> AsyncIterator[AccessUnit]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[AccessUnit]:
-        while (au := await self.get()) is not None:
-            yield au
-
-    def __enter__(self) -> Reader:
-        return self
-
-
-class MediaReader(_QueueReader):
-    """Like :class:`Reader`, with the camera's audio units interleaved in arrival order."""
-
-    async def get(self) -> MediaItem | None:
-        """The next unit (video or audio), or None once closed and drained."""
-        while not self._queue:
-            if self._closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        self.delivered += 1
-        return self._queue.popleft()
-
-    def get_nowait(self) -> MediaItem | None:
-        """The next queued unit (video or audio), or None if nothing is queued right now."""
-        if not self._queue:
-            return None
-        self.delivered += 1
-        return self._queue.popleft()
-
-    def __aiter__(self) -> AsyncIterator[MediaItem]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[MediaItem]:
-        while (item := await self.get()) is not None:
-            yield item
-
     def __enter__(self) -> MediaReader:
         return self
 
@@ -187,7 +165,7 @@ class StreamHub:
         self.camera_id = camera_id
         self.track: VideoTrack | None = None
         self._gop: list[AccessUnit] = []
-        self._readers: list[_QueueReader] = []
+        self._readers: list[Reader | MediaReader] = []
         #: The current audio track (None until the camera sent audio), readers that take it, and the
         #: audio of the cached GOP as (number of GOP pictures before it, unit).
         self.audio_track: AudioTrack | None = None
@@ -264,9 +242,8 @@ class StreamHub:
     def readers(self) -> list[ReaderStats]:
         return [r.stats() for r in self._readers]
 
-    def _detach(self, reader: _QueueReader) -> None:
-        if reader in self._readers:
-            self._readers.remove(reader)
+    def _detach(self, reader: object) -> None:
+        self._readers = [r for r in self._readers if r is not reader]
         if isinstance(reader, MediaReader) and reader in self._audio_readers:
             self._audio_readers.remove(reader)
 

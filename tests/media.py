@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.ingest.file import iter_file_units
+from vigil.protocols.ps import AudioFrame
+from vigil.protocols.ps.audio import PsAudioFramer
+from vigil.sim.audio import SimAudio, make_audio_clip
 
 # CI (and every checkout) has ../shared beside the clone: <repo root>/../shared/media.
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
@@ -48,3 +53,51 @@ def first_units(path: Path, count: int) -> list[AccessUnit]:
         if len(units) == count:
             return units
     raise AssertionError(f"{path.name} has fewer than {count} access units")
+
+
+def audio_units(kind: SimAudio, base_pts: int, seconds: float) -> list[AudioUnit]:
+    """``seconds`` of the simulator's tone as ``kind`` units, pts on a video clock starting at ``base_pts``."""
+    clip = make_audio_clip(kind, seconds)
+    assert clip is not None
+    framer = PsAudioFramer()
+    return [u for off, p in clip.packets for u in framer.units(AudioFrame(0xC0, clip.stream_type, base_pts + off, p))]
+
+
+def interleave(units: list[AccessUnit], audio: list[AudioUnit]) -> list[AccessUnit | AudioUnit]:
+    """Pictures and audio in the order a camera sends them: audio up to each picture's time before it."""
+    out: list[AccessUnit | AudioUnit] = []
+    pending = iter(audio)
+    nxt = next(pending, None)
+    for unit in units:
+        while nxt is not None and nxt.pts <= unit.dts:
+            out.append(nxt)
+            nxt = next(pending, None)
+        out.append(unit)
+    return out
+
+
+def probe_streams(path: Path) -> list[dict[str, Any]]:
+    """ffprobe's streams of ``path`` (type, codec, rate), asserting that decoding all of it reported no error."""
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,sample_rate,channels",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert probe.stderr == ""
+    decode = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True, timeout=60
+    )
+    assert decode.returncode == 0 and decode.stderr == "", decode.stderr
+    streams: list[dict[str, Any]] = json.loads(probe.stdout)["streams"]
+    return streams

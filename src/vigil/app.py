@@ -36,7 +36,7 @@ from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
 from vigil.api.schemas.system import VolumeInfo
 from vigil.demo import seed_demo
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.alarms import GbAlarms
 from vigil.gb28181.cascade.config import LocalPlatform
@@ -158,12 +158,12 @@ class _DeviceListeners:
 
 def build_source_factory(
     settings: Settings, gb: GbRuntime | None = None
-) -> Callable[[SourceSpec, Callable[[AccessUnit], None]], Source]:
+) -> Callable[[SourceSpec, Callable[[AccessUnit | AudioUnit], None]], Source]:
     """Sources by camera kind: RTSP always; GB/T 28181 (INVITE over ``gb``'s SIP server) when it is given."""
     ingest = settings.ingest
     owners = RegisteredOwners(gb.registrar, gb.catalog) if gb is not None else None
 
-    def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
+    def factory(spec: SourceSpec, publish: Callable[[AccessUnit | AudioUnit], None]) -> Source:
         if spec.kind == GB28181_SOURCE_KIND:
             if gb is None or owners is None:
                 raise Unreachable("GB/T 28181 is not enabled on this node")

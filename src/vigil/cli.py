@@ -82,9 +82,14 @@ def sim(
     ptz_channels: Annotated[
         int, typer.Option("--ptz-channels", min=0, help="GB/T 28181: first N channels per device are PTZ domes.")
     ] = 0,
+    audio: Annotated[
+        str, typer.Option("--audio", help="GB/T 28181: audio beside the video: aac, g711a, g711u or none.")
+    ] = "none",
 ) -> None:
     """Serve N simulated RTSP cameras looping video files, or N GB/T 28181 devices (demos, tests, load tests)."""
     _logging(False)
+    if audio.lower() not in ("aac", "g711a", "g711u", "none"):
+        raise typer.BadParameter(f"{audio!r}: expected aac, g711a, g711u or none", param_hint="--audio")
     if gb28181 is not None:
         from vigil.sim.gb28181 import run_gb_sim
 
@@ -96,6 +101,7 @@ def sim(
             transport.upper(),
             alarm_every_s=alarm_every,
             ptz_channels=ptz_channels,
+            audio=audio,
         )
         return
     from vigil.app import DEMO_MEDIA

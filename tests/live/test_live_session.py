@@ -9,11 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
-from tests.media import SAMPLE_576, SAMPLE_H265, first_units
+from tests.media import SAMPLE_576, SAMPLE_H265, audio_units, first_units, interleave
 
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.live.session import LiveSession
-from vigil.protocols.mp4 import parse_init, scan
+from vigil.protocols.mp4 import parse_audio_init, parse_init, scan
+from vigil.sim.audio import SimAudio
 from vigil.streams.hub import StreamHub
 
 
@@ -129,3 +130,82 @@ async def test_timeline_has_no_holes_after_drops() -> None:
     assert len(found) == session.stats().sent < 100
     # Each fragment ends exactly where the next begins: MSE sees one continuous range, no stall.
     assert all(a.base_dts + a.duration == b.base_dts for a, b in itertools.pairwise(found))
+
+
+def _publish_av(hub: StreamHub, items: list[AccessUnit | AudioUnit]) -> None:
+    for item in items:
+        if isinstance(item, AudioUnit):
+            hub.publish_audio(item)
+        else:
+            hub.publish(item)
+
+
+async def test_aac_joins_the_init_segment_and_follows_the_pictures(tmp_path: Path) -> None:
+    units = first_units(SAMPLE_576, 30)
+    audio = [a for a in audio_units(SimAudio.AAC, units[0].dts, 3.0) if units[0].dts < a.pts < units[-1].dts]
+    hub = StreamHub("1")
+    hub.publish_audio(audio[0])  # the camera's audio is known when the viewer arrives
+    session = LiveSession(hub.subscribe_media("viewer", 400), audio=hub.audio_track)
+    collecting = asyncio.create_task(_collect(session))
+    _publish_av(hub, interleave(units, audio[1:]))
+    hub.close()
+    messages = await asyncio.wait_for(collecting, 10)
+    hello = json.loads(messages[0])
+    assert hello["mime"] == 'video/mp4; codecs="avc1.4d401f, mp4a.40.2"' and hello["audio"] == "aac"
+    stream = b"".join(m for m in messages[1:] if isinstance(m, bytes))
+    assert parse_audio_init(stream) == (2, audio[0].track)
+    out = tmp_path / "live.mp4"
+    out.write_bytes(stream)
+    with av.open(str(out)) as container:
+        sent = [bytes(p) for p in container.demux(audio=0) if p.size]
+        first = float(container.streams.audio[0].start_time * container.streams.audio[0].time_base)
+    assert sent == [a.data for a in audio[1:]] and session.audio_sent == len(audio) - 1
+    # On the browser's timeline the pictures start at 0; the audio keeps its offset from them.
+    assert abs(first - (audio[1].pts - units[0].dts) / 90_000) < 0.001
+
+
+async def test_g711_is_left_out_of_live_view() -> None:
+    units = first_units(SAMPLE_576, 20)
+    audio = [a for a in audio_units(SimAudio.G711A, units[0].dts, 2.0) if units[0].dts < a.pts < units[-1].dts]
+    hub = StreamHub("1")
+    hub.publish_audio(audio[0])
+    session = LiveSession(hub.subscribe_media("viewer", 400), audio=hub.audio_track)
+    collecting = asyncio.create_task(_collect(session))
+    _publish_av(hub, interleave(units, audio[1:]))
+    hub.close()
+    messages = await asyncio.wait_for(collecting, 10)
+    assert json.loads(messages[0])["mime"] == 'video/mp4; codecs="avc1.4d401f"'
+    assert isinstance(messages[1], bytes) and parse_audio_init(messages[1]) is None
+    assert len(messages) == 2 + 20 and session.audio_sent == 0
+
+
+async def test_aac_that_starts_mid_view_gets_a_new_init_at_the_next_keyframe() -> None:
+    units = first_units(SAMPLE_576, 45)  # keyframes at 0, 20, 40
+    audio = [a for a in audio_units(SimAudio.AAC, units[0].dts, 5.0) if units[25].dts < a.pts < units[-1].dts]
+    hub = StreamHub("1")
+    session = LiveSession(hub.subscribe_media("viewer", 400), audio=hub.audio_track)
+    collecting = asyncio.create_task(_collect(session))
+    _publish_av(hub, interleave(units, audio))
+    hub.close()
+    messages = await asyncio.wait_for(collecting, 10)
+    inits = [json.loads(m) for m in messages if isinstance(m, str)]
+    assert [i.get("audio") for i in inits] == [None, "aac"]
+    second = messages.index(next(m for m in messages[1:] if isinstance(m, str)))
+    assert len([m for m in messages[:second] if isinstance(m, bytes)]) == 1 + 40  # init + pictures 0..39
+
+
+async def test_audio_that_stops_is_dropped_from_the_next_init_so_the_picture_never_freezes() -> None:
+    units = first_units(SAMPLE_576, 80)  # keyframes at 0, 20, 40, 60 (10 fps)
+    audio = [a for a in audio_units(SimAudio.AAC, units[0].dts, 8.0) if units[0].dts < a.pts < units[20].dts]
+    hub = StreamHub("1")
+    hub.publish_audio(audio[0])
+    session = LiveSession(hub.subscribe_media("viewer", 400), audio=hub.audio_track)
+    collecting = asyncio.create_task(_collect(session))
+    _publish_av(hub, interleave(units, audio[1:]))
+    hub.close()
+    messages = await asyncio.wait_for(collecting, 10)
+    inits = [(i, json.loads(m)) for i, m in enumerate(messages) if isinstance(m, str)]
+    assert [init.get("audio") for _, init in inits] == ["aac", None]
+    # Audio stopped after 2 s; 3 s later (5 s) the next keyframe (6 s) starts a video-only init.
+    binaries = [m for m in messages[: inits[1][0]] if isinstance(m, bytes)]
+    assert len(binaries) == 1 + 60 + session.audio_sent  # init segment, pictures 0..59, the audio of 0..2 s

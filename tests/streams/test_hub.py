@@ -1,6 +1,6 @@
 import asyncio
 
-from vigil.domain.media import AccessUnit, Codec, VideoTrack
+from vigil.domain.media import AccessUnit, AudioCodec, AudioTrack, AudioUnit, Codec, VideoTrack
 from vigil.streams.hub import HubRegistry, StreamHub
 
 TRACK = VideoTrack(Codec.H264, 640, 480, (b"\x67\x42", b"\x68\xce"))
@@ -94,3 +94,67 @@ def test_registry_creates_once() -> None:
     assert reg.find("b") is None
     reg.remove("a")
     assert reg.find("a") is None
+
+
+AAC = AudioTrack(AudioCodec.AAC, 16000, 1, b"\x14\x08", "mp4a.40.2")
+
+
+def sound(i: int) -> AudioUnit:
+    return AudioUnit(AAC, pts=i * 5760, duration=1024, data=b"\x21" * 10, wallclock=i * 0.064)
+
+
+async def test_media_reader_gets_audio_interleaved_and_video_readers_never_see_it() -> None:
+    hub = StreamHub("cam")
+    video = hub.subscribe("video", maxsize=100)
+    media = hub.subscribe_media("media", maxsize=100)
+    hub.publish_audio(sound(0))  # before the first keyframe: nothing to follow yet
+    hub.publish(unit(0, key=True))
+    hub.publish_audio(sound(1))
+    hub.publish(unit(1))
+    hub.publish_audio(sound(2))
+    got = [media.get_nowait() for _ in range(media.pending())]
+    assert [type(x).__name__ for x in got] == ["AccessUnit", "AudioUnit", "AccessUnit", "AudioUnit"]
+    assert [x.pts for x in got if isinstance(x, AudioUnit)] == [5760, 11520]
+    assert all(isinstance(video.get_nowait(), AccessUnit) for _ in range(2)) and video.pending() == 0
+    assert hub.audio_track is AAC and hub.audio_units_in == 3
+
+
+async def test_late_media_reader_starts_at_the_gop_with_its_audio() -> None:
+    hub = StreamHub("cam")
+    for i in range(12):
+        hub.publish(unit(i, key=i % 10 == 0))
+        hub.publish_audio(sound(i))
+    late = hub.subscribe_media("late", maxsize=100)
+    got = [late.get_nowait() for _ in range(late.pending())]
+    assert isinstance(got[0], AccessUnit) and got[0].keyframe and got[0].dts == 10 * 3600
+    # Pictures 10, 11 each followed by the audio that arrived after them.
+    assert [(type(x).__name__, x.pts) for x in got] == [
+        ("AccessUnit", 36000),
+        ("AudioUnit", 57600),
+        ("AccessUnit", 39600),
+        ("AudioUnit", 63360),
+    ]
+
+
+async def test_media_reader_overflowing_on_audio_drops_to_the_next_keyframe() -> None:
+    hub = StreamHub("cam")
+    media = hub.subscribe_media("slow", maxsize=4)
+    hub.publish(unit(0, key=True))
+    for i in range(4):
+        hub.publish_audio(sound(i))  # the fourth overflows: everything queued is dropped
+    hub.publish(unit(1))
+    hub.publish_audio(sound(4))
+    assert media.pending() == 0 and media.dropped == 5 + 1  # 4 queued + the overflowing one, then picture 1
+    hub.publish(unit(2, key=True))
+    hub.publish_audio(sound(5))
+    got = [media.get_nowait() for _ in range(media.pending())]
+    assert isinstance(got[0], AccessUnit) and got[0].keyframe and isinstance(got[1], AudioUnit)
+
+
+async def test_reset_forgets_the_audio_track() -> None:
+    hub = StreamHub("cam")
+    hub.publish(unit(0, key=True))
+    hub.publish_audio(sound(0))
+    hub.reset()
+    assert hub.audio_track is None
+    assert hub.subscribe_media("after", maxsize=10).pending() == 0

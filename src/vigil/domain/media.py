@@ -56,3 +56,47 @@ class AccessUnit:
     received_mono: float = 0.0
     #: Set by the hub: the sequence number of this unit in the camera's stream.
     seq: int = field(default=0)
+
+
+class AudioCodec(StrEnum):
+    AAC = "aac"
+    #: G.711 A-law and µ-law (RFC 3551 PCMA/PCMU): one byte per sample.
+    PCMA = "pcma"
+    PCMU = "pcmu"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioTrack:
+    """An audio stream's decoder setup. A change of any field is a new track, as for video.
+
+    ``config`` is the AAC AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1), empty for G.711.
+    ``mime_codec`` is the RFC 6381 string for MSE (``mp4a.40.2``), empty when browsers' MSE cannot
+    play the codec (G.711): live view then leaves the track out, recording keeps it.
+    """
+
+    codec: AudioCodec
+    sample_rate: int
+    channels: int
+    config: bytes = b""
+    mime_codec: str = ""
+
+
+@dataclass(slots=True)
+class AudioUnit:
+    """One audio sample as MP4 stores it: a raw AAC frame (no ADTS header) or a run of G.711 bytes.
+
+    ``pts`` is on the *video* clock (90 kHz, the same origin as the camera's ``AccessUnit.dts``) so
+    readers place audio against pictures without knowing the transport; ``duration`` counts audio
+    samples at ``track.sample_rate`` (1024 per AAC frame, one per G.711 byte per channel).
+    """
+
+    track: AudioTrack
+    pts: int
+    duration: int
+    data: bytes
+    wallclock: float
+
+
+def playable_audio(track: AudioTrack | None) -> AudioTrack | None:
+    """``track`` when browsers' MSE can play it (it has an RFC 6381 codec string: AAC), else None (G.711)."""
+    return track if track is not None and track.mime_codec else None

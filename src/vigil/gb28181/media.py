@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.media_guard import MediaGuard
 from vigil.gb28181.outgoing import request_to_device, via_to
@@ -67,6 +67,7 @@ from vigil.protocols.gb28181.errors import ManscdpError, SsrcError
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify, decode_manscdp
 from vigil.protocols.gb28181.ssrc import Ssrc, SsrcAllocator, resolve_answered_ssrc
 from vigil.protocols.ps import PsError, PsRtpReceiver, Rfc4571Decoder
+from vigil.protocols.ps.audio import PsAudioFramer
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.message import (
@@ -223,9 +224,13 @@ class MediaDialog:
         connect_timeout: float = 5.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
         log_prefix: str = "",
+        on_audio: Callable[[AudioUnit], None] | None = None,
     ) -> None:
         self.channel_id = channel_id
         self._on_unit = on_unit
+        # Audio PES become units only for an owner that takes them (live ingest); others drop them unread.
+        self._on_audio = on_audio
+        self.audio = PsAudioFramer() if on_audio is not None else None
         self._settings = settings
         self._sip = sip
         self._ssrcs = ssrcs
@@ -488,6 +493,9 @@ class MediaDialog:
             event = events.popleft()
             if isinstance(event, AccessUnit):
                 self._on_unit(event)
+            elif self._on_audio is not None and self.audio is not None:
+                for unit in self.audio.units(event):
+                    self._on_audio(unit)
 
     async def request(self, method: str, body: bytes = b"", content_type: str | None = None) -> SipResponse:
         """Send an in-dialog request (INFO with MANSRTSP); raises ConnectionError when no dialog is open."""
@@ -585,7 +593,7 @@ class Gb28181Source:
         self,
         camera_id: int,
         channel_id: str,
-        publish: Callable[[AccessUnit], None],
+        publish: Callable[[AccessUnit | AudioUnit], None],
         *,
         settings: Gb28181Settings,
         sip: InviteSender,
@@ -614,6 +622,7 @@ class Gb28181Source:
             connect_timeout=connect_timeout,
             random_bytes=random_bytes,
             log_prefix=f"camera {camera_id}: ",
+            on_audio=publish,
         )
 
     @property

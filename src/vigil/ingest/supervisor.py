@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vigil.domain.camera import CameraState
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.health.stream import StreamHealth, StreamMeter
 from vigil.ingest.policy import ATTEMPTS_BEFORE_OFFLINE, backoff_delay
 from vigil.streams.hub import StreamHub
@@ -56,7 +56,9 @@ class SourceSpec:
     channel_id: str = ""
 
 
-SourceFactory = Callable[[SourceSpec, Callable[[AccessUnit], None]], Source]
+#: A source publishes access units, and audio units when the camera sends audio (video-only sources
+#: such as RTSP simply never pass one).
+SourceFactory = Callable[[SourceSpec, Callable[[AccessUnit | AudioUnit], None]], Source]
 
 
 class EventSink(Protocol):
@@ -155,7 +157,11 @@ class CameraSupervisor:
             self.since_us = _now_us()
         self.reason = reason
 
-    def _publish(self, au: AccessUnit) -> None:
+    def _publish(self, au: AccessUnit | AudioUnit) -> None:
+        if isinstance(au, AudioUnit):
+            # Audio alone never makes a camera online, and the meter counts pictures.
+            self._hub.publish_audio(au)
+            return
         if not self._came_online:
             self._came_online = True
             self._in_outage = False

@@ -119,8 +119,9 @@ def build_live_router(
             await websocket.close(code=code, reason=_reason(str(exc)))
             return
         await websocket.accept()
-        reader = hubs.get(str(camera_id)).subscribe(f"live-{camera_id}-{next(viewer_ids)}", queue_units)
-        session = LiveSession(reader)
+        hub = hubs.get(str(camera_id))
+        reader = hub.subscribe_media(f"live-{camera_id}-{next(viewer_ids)}", queue_units)
+        session = LiveSession(reader, audio=hub.audio_track)
         key = sessions._add(camera_id, session)
         log.info("camera %s: live viewer %s connected", camera_id, reader.name)
         holding = demand.watching(camera_id) if demand is not None else nullcontext()

@@ -23,9 +23,17 @@ from typing import Any, BinaryIO
 
 from vigil.domain.errors import Invalid, NotFound
 from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, VideoTrack
-from vigil.playback.source import LoadedSegment, SegmentFiles, SegmentRef, load_segment, to_unit
+from vigil.playback.source import (
+    LoadedSegment,
+    SegmentFiles,
+    SegmentRef,
+    TimedAudio,
+    audio_units,
+    load_segment,
+    to_unit,
+)
 from vigil.protocols.mp4.errors import Mp4Error
-from vigil.protocols.mp4.reader import parse_init, read_samples, scan
+from vigil.protocols.mp4.reader import parse_audio_init, parse_init, read_samples, scan
 from vigil.protocols.mp4.writer import init_segment, media_fragment
 from vigil.recorder import index
 from vigil.recorder.index import chain_next
@@ -61,6 +69,9 @@ class ClipInfo:
     height: int
     #: Set when a track change cut the clip short (a clip has one track).
     truncated_at_us: int | None
+    #: The audio track's codec and sample count when the recording has audio (copied, never transcoded).
+    audio_codec: str | None = None
+    audio_samples: int = 0
 
 
 def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: int, end_us: int) -> ClipInfo:
@@ -76,6 +87,9 @@ def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: i
         raise NotFound("no recording in the requested range")
     first = loaded[0]
     track = first.track
+    # The clip's audio is the first segment's; a segment with other (or no) audio contributes video only.
+    audio_track = first.audio
+    audio_samples = 0
     k = first.keyframe_at_or_before(start_us)
     clip_start = first.samples[k].wall_us
     rate = track.clock_rate
@@ -95,7 +109,7 @@ def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: i
             digest.update(data)
             size += len(data)
 
-        emit(init_segment(track))
+        emit(init_segment(track, audio=audio_track))
         for n, seg in enumerate(loaded):
             if seg.track != track:
                 truncated = seg.ref.start_us
@@ -110,11 +124,22 @@ def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: i
             by_fragment: dict[int, list[int]] = {}
             for i, s in enumerate(samples):
                 by_fragment.setdefault(s.fragment, []).append(i)
-            for idx in by_fragment.values():
+            audio_by_fragment: dict[int, list[TimedAudio]] = {}
+            if audio_track is not None and seg.audio == audio_track:
+                for a in seg.audio_samples:
+                    audio_by_fragment.setdefault(a.fragment, []).append(a)
+            video_end = samples[-1].dts + samples[-1].duration
+            for number, idx in by_fragment.items():
                 units = [to_unit(track, samples[i], seg_dts + samples[i].dts - base) for i in idx]
                 end_dts = units[-1].dts + samples[idx[-1]].duration
+                audio = (
+                    audio_units(audio_by_fragment.get(number, []), audio_track, base, video_end, seg_dts)
+                    if audio_track is not None
+                    else []
+                )
+                audio_samples += len(audio)
                 sequence += 1
-                emit(media_fragment(units, sequence, next_dts=end_dts))
+                emit(media_fragment(units, sequence, next_dts=end_dts, audio=audio))
                 next_dts = end_dts
                 frames += len(units)
             clip_end = clip_start + next_dts * 1_000_000 // rate
@@ -125,7 +150,17 @@ def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: i
         raise NotFound("no recording in the requested range")
     tmp.replace(path)
     return ClipInfo(
-        size, digest.hexdigest(), frames, clip_start, clip_end, str(track.codec), track.width, track.height, truncated
+        size,
+        digest.hexdigest(),
+        frames,
+        clip_start,
+        clip_end,
+        str(track.codec),
+        track.width,
+        track.height,
+        truncated,
+        str(audio_track.codec) if audio_track is not None else None,
+        audio_samples,
     )
 
 
@@ -188,6 +223,7 @@ async def create_export(
             "width": clip.width,
             "height": clip.height,
             "truncated_at_us": clip.truncated_at_us,
+            "audio": {"codec": clip.audio_codec, "samples": clip.audio_samples} if clip.audio_codec else None,
         },
         "prev_chain": prev_chain,
         "segments": [
@@ -452,6 +488,22 @@ def verify_export(clip: Path, manifest: Path | None = None) -> VerifyResult:
             f"duration {duration / 1e6:.3f} s",
             f"clip lasts {duration / 1e6:.3f} s, manifest range is {expected / 1e6:.3f} s",
         )
+    audio_claim = info.get("audio")
+    if isinstance(audio_claim, dict):
+        try:
+            found = parse_audio_init(data)
+            audio_count = 0
+            if found is not None:
+                audio_count = sum(len(read_samples(data, f, found[0])) for f in scanned.fragments)
+        except Mp4Error as exc:
+            result.check(False, "", f"clip's audio track is not readable: {exc}")
+        else:
+            codec = str(found[1].codec) if found is not None else None
+            result.check(
+                (codec, audio_count) == (audio_claim.get("codec"), audio_claim.get("samples")),
+                f"audio {codec}, {audio_count} samples",
+                f"audio is {codec} with {audio_count} samples, manifest says {audio_claim}",
+            )
     described = (str(track.codec), track.width, track.height)
     claimed = (info.get("codec"), info.get("width"), info.get("height"))
     result.check(

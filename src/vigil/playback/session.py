@@ -12,6 +12,9 @@ timeline; a gap longer than ``MERGE_GAP_US`` or a track change starts a new "epo
 Fragments are paced to ``speed`` against ``clock`` with ``readahead`` seconds sent early, so a
 paused or slow viewer never makes the server read the whole day ahead. ``seek``/``set_speed``
 take effect at the next fragment.
+
+Recorded AAC rides along as track 2 of the same fragments, as in live view; G.711 stays out (MSE
+cannot play it; it is in the recording and in exports). A change of audio track is a new epoch.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from vigil.domain.errors import Invalid, VigilError
-from vigil.playback.source import LoadedSegment, PlaybackIndex, SegmentFiles, SegmentRef, load_segment, to_unit
+from vigil.domain.media import AudioTrack, playable_audio
+from vigil.playback.source import (
+    LoadedSegment,
+    PlaybackIndex,
+    SegmentFiles,
+    SegmentRef,
+    audio_by_fragment,
+    audio_units,
+    load_segment,
+    to_unit,
+)
 from vigil.protocols.mp4.errors import Mp4Error
 from vigil.protocols.mp4.writer import init_segment, media_fragment
 from vigil.recorder.integrity import MERGE_GAP_US
@@ -132,7 +145,8 @@ class PlaybackSession:
             if loaded is not None:
                 start = loaded.keyframe_at_or_before(seek_us) if first else 0
                 first = False
-                key = (loaded.track.codec, loaded.track.width, loaded.track.height, loaded.track.parameter_sets)
+                audio = _audio_of(loaded)
+                key = (loaded.track.codec, loaded.track.width, loaded.track.height, loaded.track.parameter_sets, audio)
                 if epoch is None or key != epoch.track_key or ref.start_us - epoch.end_us > MERGE_GAP_US:
                     first_wall = loaded.samples[start].wall_us
                     # The asked instant for the first epoch (never before its first frame, e.g. in a gap);
@@ -140,7 +154,7 @@ class PlaybackSession:
                     shown_seek = max(seek_us, first_wall) if epoch is None else first_wall
                     epoch = _Epoch(key, 0, ref.start_us)
                     yield self._init_text(loaded, first_wall, shown_seek)
-                    yield init_segment(loaded.track)
+                    yield init_segment(loaded.track, audio=audio)
                     self._anchor_wall = self._clock()
                     self._anchor_media = 0.0
                 async for message in self._fragments(loaded, start, epoch):
@@ -154,22 +168,25 @@ class PlaybackSession:
 
     def _init_text(self, loaded: LoadedSegment, start_us: int, seek_us: int) -> str:
         track = loaded.track
-        return json.dumps(
-            {
-                "type": "init",
-                "mime": f'video/mp4; codecs="{track.mime_codec}"',
-                "codec": str(track.codec),
-                "width": track.width,
-                "height": track.height,
-                "start_us": start_us,
-                "seek_us": seek_us,
-            }
-        )
+        audio = _audio_of(loaded)
+        codecs = track.mime_codec if audio is None else f"{track.mime_codec}, {audio.mime_codec}"
+        message: dict[str, object] = {
+            "type": "init",
+            "mime": f'video/mp4; codecs="{codecs}"',
+            "codec": str(track.codec),
+        }
+        message |= {"width": track.width, "height": track.height, "start_us": start_us, "seek_us": seek_us}
+        if audio is not None:
+            message["audio"] = str(audio.codec)
+        return json.dumps(message)
 
     async def _fragments(self, loaded: LoadedSegment, start: int, epoch: _Epoch) -> AsyncIterator[bytes]:
         samples = loaded.samples[start:]
         base = samples[0].dts
         offset = epoch.next_dts
+        audio = _audio_of(loaded)
+        sounds = audio_by_fragment(loaded) if audio is not None else {}
+        video_end = samples[-1].dts + samples[-1].duration
         chunk: list[int] = []
         for i, sample in enumerate(samples):
             chunk.append(i)
@@ -182,7 +199,9 @@ class PlaybackSession:
             if self._pending_seek is not None:
                 return
             self._sequence += 1
-            yield media_fragment(units, self._sequence, next_dts=end_dts)
+            sound = sounds.get(sample.fragment, [])
+            extra = audio_units(sound, audio, base, video_end, offset) if audio is not None and sound else []
+            yield media_fragment(units, self._sequence, next_dts=end_dts, audio=extra)
             epoch.next_dts = end_dts
             chunk = []
 
@@ -193,3 +212,9 @@ class PlaybackSession:
             if ahead <= 0:
                 return
             await self._sleep(min(POLL_SECONDS, ahead / self._speed))
+
+
+def _audio_of(loaded: LoadedSegment) -> AudioTrack | None:
+    """The segment's audio track if the browser can play it and it holds samples: MSE plays only where every
+    track has data, so an empty audio track (the camera's audio stopped) would freeze the picture."""
+    return playable_audio(loaded.audio) if loaded.audio_samples else None

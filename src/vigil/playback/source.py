@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from vigil.domain.media import AccessUnit, VideoTrack
-from vigil.protocols.mp4.reader import parse_init, read_samples, scan
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioTrack, AudioUnit, VideoTrack
+from vigil.protocols.mp4.reader import parse_audio_init, parse_init, read_samples, scan
 from vigil.recorder import index
 from vigil.storage.db import Database
 from vigil.storage.models import Segment
@@ -73,10 +73,23 @@ class TimedSample:
 
 
 @dataclass(frozen=True, slots=True)
+class TimedAudio:
+    """A recorded audio sample: ``dts`` and ``duration`` in its track's sample rate, ``fragment`` as above."""
+
+    dts: int
+    duration: int
+    data: bytes
+    fragment: int
+
+
+@dataclass(frozen=True, slots=True)
 class LoadedSegment:
     ref: SegmentRef
     track: VideoTrack
     samples: list[TimedSample]
+    #: The segment's audio track and samples (None and empty for a video-only segment).
+    audio: AudioTrack | None = None
+    audio_samples: tuple[TimedAudio, ...] = ()
 
     def keyframe_at_or_before(self, at_us: int) -> int:
         """Index of the last keyframe at or before ``at_us`` (the first keyframe if ``at_us`` is earlier)."""
@@ -95,6 +108,12 @@ def load_segment(ref: SegmentRef, data: bytes) -> LoadedSegment:
     """Parse a segment file (blocking CPU work: call it in a thread). Raises Mp4Error when damaged."""
     track = parse_init(data)
     fragments = scan(data).fragments
+    found = parse_audio_init(data)
+    audio: list[TimedAudio] = []
+    if found is not None:
+        audio_id = found[0]
+        for number, fragment in enumerate(fragments):
+            audio += [TimedAudio(a.dts, a.duration, a.data, number) for a in read_samples(data, fragment, audio_id)]
     samples: list[TimedSample] = []
     first_dts: int | None = None
     for number, fragment in enumerate(fragments):
@@ -103,7 +122,28 @@ def load_segment(ref: SegmentRef, data: bytes) -> LoadedSegment:
                 first_dts = s.dts
             wall = ref.start_us + (s.dts - first_dts) * 1_000_000 // track.clock_rate
             samples.append(TimedSample(wall, s.dts, s.pts, s.duration, s.keyframe, s.data, number))
-    return LoadedSegment(ref, track, samples)
+    return LoadedSegment(ref, track, samples, found[1] if found is not None else None, tuple(audio))
+
+
+def audio_by_fragment(loaded: LoadedSegment) -> dict[int, list[TimedAudio]]:
+    """The segment's audio samples grouped by the source fragment they were written in."""
+    out: dict[int, list[TimedAudio]] = {}
+    for sample in loaded.audio_samples:
+        out.setdefault(sample.fragment, []).append(sample)
+    return out
+
+
+def audio_units(
+    samples: list[TimedAudio], track: AudioTrack, base: int, video_end: int, out_base: int
+) -> list[AudioUnit]:
+    """The samples that lie within the pictures sent, [``base``, ``video_end``) of the segment's 90 kHz media
+    time, moved to an output timeline as the pictures are (segment time ``base`` becomes ``out_base``)."""
+    out = []
+    for sample in samples:
+        at = sample.dts * VIDEO_CLOCK_RATE // track.sample_rate  # the recorder wrote pts·rate/90000
+        if base <= at < video_end:
+            out.append(AudioUnit(track, out_base + at - base, sample.duration, sample.data, 0.0))
+    return out
 
 
 def to_unit(track: VideoTrack, sample: TimedSample, out_dts: int) -> AccessUnit:

@@ -12,6 +12,13 @@ Disk full: a failed write cuts the file back to its last whole fragment and clos
 segment; the recorder then stops writing ("disk_full" + "recording_stopped" events, level alarm)
 and drops units until a volume has room again ("recording_resumed"). Nothing already written is
 touched. Any other failure restarts the recording loop after a backoff (supervised).
+
+Audio (GB/T 28181 cameras that send it) is stored by stream copy as track 2 of the same files. The
+cut policy stays video-only: audio units wait in a bounded buffer and ride in the next video
+fragment written (each track's ``tfdt`` places it, so audio need not align with fragment edges). A
+segment's audio track is fixed when it opens; audio of another track (the camera started sending
+audio, or changed its format) makes the recorder cut at the next keyframe so the new segment's init
+segment describes it.
 """
 
 from __future__ import annotations
@@ -26,14 +33,14 @@ from pathlib import Path
 from typing import Protocol
 
 from vigil.domain.errors import StorageFull
-from vigil.domain.media import AccessUnit, VideoTrack
+from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
 from vigil.recorder.index import SegmentRecord, chain_next
 from vigil.recorder.segmenter import Action, CloseSegment, OpenSegment, Segmenter, WriteFragment
 from vigil.recorder.volumes import segment_rel_path
 from vigil.recorder.writer import SegmentFile, SegmentWriteError
 from vigil.settings import StorageSettings
 from vigil.storage.db import now_us
-from vigil.streams.hub import Reader, StreamHub
+from vigil.streams.hub import MediaReader, StreamHub
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,8 @@ BACKOFF_MAX = 30.0
 CLOSE_TIMEOUT = 30.0
 #: A continuing segment follows the previous one on the media clock unless it is this far from arrival time.
 MAX_CLOCK_DRIFT_US = 1_000_000
+#: Audio units held for the next fragment at most (a minute of 48 kHz AAC); older ones are dropped.
+MAX_PENDING_AUDIO = 3000
 
 
 class SegmentIndex(Protocol):
@@ -98,7 +107,11 @@ class CameraRecorder:
         self._log = logging.LoggerAdapter(log, {"camera": camera_id})
         self._prefix = f"recorder[{camera_id}]"
         self._segmenter = self._new_segmenter()
-        self._reader: Reader | None = None
+        self._reader: MediaReader | None = None
+        #: Audio waiting for the next fragment, and the track of the last audio unit read.
+        self._audio: list[AudioUnit] = []
+        self._audio_track: AudioTrack | None = None
+        self.audio_dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._file: SegmentFile | None = None
@@ -162,9 +175,9 @@ class CameraRecorder:
                 # The hub ended (camera removed) while we are still wanted: wait for a new stream.
                 await asyncio.sleep(BACKOFF_INITIAL)
 
-    def _subscribe(self) -> Reader:
+    def _subscribe(self) -> MediaReader:
         self._segmenter = self._new_segmenter()
-        self._reader = self._hub.subscribe(self._prefix, self._queue_units, from_gop=True)
+        self._reader = self._hub.subscribe_media(self._prefix, self._queue_units, from_gop=True)
         self._reported_drops = 0
         return self._reader
 
@@ -173,12 +186,18 @@ class CameraRecorder:
         if self._closing:
             reader.close()
         async for au in reader:
+            if isinstance(au, AudioUnit):
+                self._audio_in(au)
+                continue
             if au.seq <= self._last_seq:
                 continue  # already recorded before a supervised restart re-subscribed from the cached GOP
             self._last_seq = au.seq
             self._report_drops()
             if self.stopped and not await self._try_resume():
                 continue
+            if au.keyframe and self._audio_changed():
+                for action in self._segmenter.cut(au.dts):
+                    await self._apply(action)
             for action in self._segmenter.push(au):
                 await self._apply(action)
         for action in self._segmenter.close():
@@ -203,7 +222,8 @@ class CameraRecorder:
         for attempt in range(10):
             path = root / segment_rel_path(self.camera_id, start_us + attempt)
             try:
-                self._file = await asyncio.to_thread(SegmentFile.create, path, first.track, first, start_us)
+                audio = self._audio_track or self._hub.audio_track
+                self._file = await asyncio.to_thread(SegmentFile.create, path, first.track, first, start_us, audio)
             except FileExistsError:
                 continue
             except OSError as exc:
@@ -237,13 +257,44 @@ class CameraRecorder:
         if seg is None:
             return
         try:
-            await asyncio.to_thread(seg.append, action.units, action.next_dts)
+            await asyncio.to_thread(seg.append, action.units, action.next_dts, self._take_audio(seg, action.next_dts))
         except SegmentWriteError as exc:
             self._log.error("%s: %s; segment closed at its last whole fragment", self._prefix, exc)
             await self._finalise()
             self._segmenter = self._new_segmenter()
             if exc.errno == errno.ENOSPC:
                 await self._stop_for_disk(f"volume full while writing: {exc.strerror}")
+
+    def _audio_in(self, unit: AudioUnit) -> None:
+        self._audio_track = unit.track
+        if self._file is None:
+            return  # not recording (no segment yet, or stopped): nothing to attach it to
+        if len(self._audio) >= MAX_PENDING_AUDIO:
+            del self._audio[0]
+            self.audio_dropped += 1
+        self._audio.append(unit)
+
+    def _audio_changed(self) -> bool:
+        """True when the open segment does not carry the audio track the camera now sends."""
+        seg = self._file
+        # By value: after a reconnect the camera's (unchanged) audio comes as an equal, new track object.
+        return seg is not None and self._audio_track is not None and self._audio_track != seg.audio
+
+    def _take_audio(self, seg: SegmentFile, end_dts: int) -> tuple[AudioUnit, ...]:
+        """The pending audio of ``seg``'s track that starts before ``end_dts``; later audio waits."""
+        if not self._audio:
+            return ()
+        take: list[AudioUnit] = []
+        keep: list[AudioUnit] = []
+        for unit in self._audio:
+            if (unit.track is not seg.audio and unit.track != seg.audio) or unit.pts < seg.first_dts:
+                self.audio_dropped += 1  # another track's, or from before this segment began
+            elif unit.pts < end_dts:
+                take.append(unit)
+            else:
+                keep.append(unit)
+        self._audio = keep
+        return tuple(take)
 
     async def _finalise(self) -> None:
         seg = self._file

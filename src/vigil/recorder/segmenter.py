@@ -113,6 +113,13 @@ class Segmenter:
         self._last = au
         return actions
 
+    def cut(self, next_dts: int) -> list[Action]:
+        """Close the open segment before a unit at ``next_dts`` that must start a new one (the recorder's
+        call: the audio track changed, which this video-only policy cannot see); nothing if none is open."""
+        if self._segment_first is None:
+            return []
+        return self._close(CutReason.TRACK_CHANGE, next_dts=next_dts)
+
     def close(self) -> list[Action]:
         """Flush and close the open segment (clean shutdown); nothing if none is open."""
         if self._segment_first is None:

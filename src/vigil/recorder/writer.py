@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vigil.domain.media import AccessUnit, VideoTrack
+from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
 from vigil.protocols.mp4.writer import init_segment, media_fragment
 
 
@@ -37,9 +37,14 @@ class FinishedFile:
 class SegmentFile:
     """An open segment file. ``start_us`` is the wallclock of its first unit."""
 
-    def __init__(self, path: Path, track: VideoTrack, start_us: int, first_dts: int) -> None:
+    def __init__(
+        self, path: Path, track: VideoTrack, start_us: int, first_dts: int, audio: AudioTrack | None = None
+    ) -> None:
         self.path = path
         self.track = track
+        #: The audio track written beside the video (track 2), None for a video-only segment.
+        self.audio = audio
+        self.audio_samples = 0
         self.start_us = start_us
         self.first_dts = first_dts
         self.end_dts = first_dts
@@ -50,25 +55,33 @@ class SegmentFile:
         self._file: int | None = None
 
     @classmethod
-    def create(cls, path: Path, track: VideoTrack, first: AccessUnit, start_us: int | None = None) -> SegmentFile:
-        """Create the file (never overwriting one) and write the init segment."""
+    def create(
+        cls,
+        path: Path,
+        track: VideoTrack,
+        first: AccessUnit,
+        start_us: int | None = None,
+        audio: AudioTrack | None = None,
+    ) -> SegmentFile:
+        """Create the file (never overwriting one) and write the init segment (with ``audio`` as track 2)."""
         start = int(first.wallclock * 1_000_000) if start_us is None else start_us
-        seg = cls(path, track, start, first.dts)
+        seg = cls(path, track, start, first.dts, audio)
         path.parent.mkdir(parents=True, exist_ok=True)
         seg._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            seg._write(init_segment(track))
+            seg._write(init_segment(track, audio=audio))
         except OSError:
             seg.discard()
             raise
         return seg
 
-    def append(self, units: tuple[AccessUnit, ...], next_dts: int) -> int:
-        """Write one fragment of ``units``; returns its size in bytes."""
-        data = media_fragment(list(units), self.fragments + 1, next_dts=next_dts)
+    def append(self, units: tuple[AccessUnit, ...], next_dts: int, audio: tuple[AudioUnit, ...] = ()) -> int:
+        """Write one fragment of ``units`` (and ``audio``, units of this file's audio track); returns its size."""
+        data = media_fragment(list(units), self.fragments + 1, next_dts=next_dts, audio=audio)
         self._write(data)
         self.fragments += 1
         self.frames += len(units)
+        self.audio_samples += len(audio)
         self.end_dts = next_dts
         return len(data)
 

@@ -7,6 +7,12 @@ whose queue is full loses that unit *and every following unit up to the next key
 so what it does receive always decodes; each lost unit is counted. Nothing a reader does
 can slow ``publish``: the recorder, live sessions and analytics all read the same way,
 the recorder simply with a deeper queue.
+
+Audio (when the camera sends it) goes through :meth:`StreamHub.publish_audio` to the readers that
+asked for it (:meth:`StreamHub.subscribe_media`), interleaved in arrival order in the same bounded
+queue and dropped with the video it came with; every other reader, and ``publish`` itself, never
+see it and cost what they cost without audio. The GOP cache keeps the audio that arrived with its
+pictures, so a new media reader starts with both tracks at the keyframe.
 """
 
 from __future__ import annotations
@@ -16,14 +22,19 @@ import collections
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from vigil.domain.media import AccessUnit, VideoTrack
+from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
 
 log = logging.getLogger(__name__)
 
 #: A GOP longer than this many units is not cached whole (a camera with a 60 s GOP would
 #: otherwise hold a minute of video per camera in memory); new readers then wait for a keyframe.
 MAX_GOP_UNITS = 600
+#: Audio units cached with one GOP (AAC at 48 kHz sends about 47 a second).
+MAX_GOP_AUDIO = 2000
+
+MediaItem = AccessUnit | AudioUnit
 
 
 @dataclass(slots=True)
@@ -34,8 +45,11 @@ class ReaderStats:
     queued: int = 0
 
 
-class Reader:
-    """A bounded, drop-counting view of one camera's stream. Iterate it with ``async for``."""
+ItemT = TypeVar("ItemT", AccessUnit, MediaItem)
+
+
+class _QueueReader(Generic[ItemT]):
+    """The queue, drop policy and lifecycle of :class:`Reader` (video) and :class:`MediaReader` (video + audio)."""
 
     def __init__(self, hub: StreamHub, name: str, maxsize: int) -> None:
         if maxsize < 1:
@@ -43,7 +57,7 @@ class Reader:
         self._hub = hub
         self.name = name
         self._maxsize = maxsize
-        self._queue: collections.deque[AccessUnit] = collections.deque()
+        self._queue: collections.deque[ItemT] = collections.deque()
         self._wakeup = asyncio.Event()
         self._closed = False
         #: After a drop, skip until the next keyframe so the reader never sees a broken GOP.
@@ -79,7 +93,7 @@ class Reader:
         self._wakeup.set()
 
     # -- consumer side --
-    async def get(self) -> AccessUnit | None:
+    async def get(self) -> ItemT | None:
         """The next unit, or None once the hub or this reader is closed and the queue is drained."""
         while not self._queue:
             if self._closed:
@@ -89,7 +103,7 @@ class Reader:
         self.delivered += 1
         return self._queue.popleft()
 
-    def get_nowait(self) -> AccessUnit | None:
+    def get_nowait(self) -> ItemT | None:
         """The next queued unit, or None if nothing is queued right now."""
         if not self._queue:
             return None
@@ -106,18 +120,42 @@ class Reader:
     def stats(self) -> ReaderStats:
         return ReaderStats(self.name, self.delivered, self.dropped, len(self._queue))
 
-    def __aiter__(self) -> AsyncIterator[AccessUnit]:
+    def __aiter__(self) -> AsyncIterator[ItemT]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[AccessUnit]:
-        while (au := await self.get()) is not None:
-            yield au
+    async def _iterate(self) -> AsyncIterator[ItemT]:
+        while (item := await self.get()) is not None:
+            yield item
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Reader(_QueueReader[AccessUnit]):
+    """A bounded, drop-counting view of one camera's video. Iterate it with ``async for``."""
 
     def __enter__(self) -> Reader:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+class MediaReader(_QueueReader[MediaItem]):
+    """Like :class:`Reader`, with the camera's audio units interleaved in arrival order."""
+
+    def _offer_audio(self, unit: AudioUnit) -> None:
+        # Audio follows its video: none before the first keyframe or while recovering from a drop.
+        if self._closed or self._waiting_keyframe:
+            return
+        if len(self._queue) >= self._maxsize:
+            self.dropped += 1 + len(self._queue)
+            self._queue.clear()
+            self._waiting_keyframe = self._recovering = True
+            self._wakeup.set()
+            return
+        self._queue.append(unit)
+        self._wakeup.set()
+
+    def __enter__(self) -> MediaReader:
+        return self
 
 
 class StreamHub:
@@ -127,7 +165,13 @@ class StreamHub:
         self.camera_id = camera_id
         self.track: VideoTrack | None = None
         self._gop: list[AccessUnit] = []
-        self._readers: list[Reader] = []
+        self._readers: list[Reader | MediaReader] = []
+        #: The current audio track (None until the camera sent audio), readers that take it, and the
+        #: audio of the cached GOP as (number of GOP pictures before it, unit).
+        self.audio_track: AudioTrack | None = None
+        self._audio_readers: list[MediaReader] = []
+        self._gop_audio: list[tuple[int, AudioUnit]] = []
+        self.audio_units_in = 0
         self._seq = 0
         self.units_in = 0
         self.bytes_in = 0
@@ -147,12 +191,26 @@ class StreamHub:
             self._track_changed.set()
         if au.keyframe:
             self._gop = [au]
+            if self._gop_audio:
+                self._gop_audio = []
         elif self._gop and len(self._gop) < MAX_GOP_UNITS:
             self._gop.append(au)
         else:
             self._gop.clear()
         for reader in self._readers:
             reader._offer(au)
+
+    def publish_audio(self, unit: AudioUnit) -> None:
+        """Hand one audio unit to the media readers; never blocks. Video-only readers never see it."""
+        self.audio_units_in += 1
+        self.bytes_in += len(unit.data)
+        if unit.track is not self.audio_track:
+            self.audio_track = unit.track
+            self._gop_audio = []
+        if self._gop and len(self._gop_audio) < MAX_GOP_AUDIO:
+            self._gop_audio.append((len(self._gop), unit))
+        for reader in self._audio_readers:
+            reader._offer_audio(unit)
 
     def subscribe(self, name: str, maxsize: int = 256, *, from_gop: bool = True) -> Reader:
         """A new reader; with ``from_gop`` it starts at the cached keyframe (instant live start)."""
@@ -163,25 +221,46 @@ class StreamHub:
         self._readers.append(reader)
         return reader
 
+    def subscribe_media(self, name: str, maxsize: int = 256, *, from_gop: bool = True) -> MediaReader:
+        """A reader of video and audio; with ``from_gop`` it starts at the cached keyframe with its audio."""
+        reader = MediaReader(self, name, maxsize)
+        if from_gop and len(self._gop) + len(self._gop_audio) <= maxsize:
+            audio = iter(self._gop_audio)
+            pending = next(audio, None)
+            for count, au in enumerate(self._gop, 1):
+                reader._offer(au)
+                while pending is not None and pending[0] == count:
+                    reader._offer_audio(pending[1])
+                    pending = next(audio, None)
+        self._readers.append(reader)
+        self._audio_readers.append(reader)
+        return reader
+
     def cached_gop(self) -> list[AccessUnit]:
         return list(self._gop)
 
     def readers(self) -> list[ReaderStats]:
         return [r.stats() for r in self._readers]
 
-    def _detach(self, reader: Reader) -> None:
-        if reader in self._readers:
-            self._readers.remove(reader)
+    def _detach(self, reader: object) -> None:
+        self._readers = [r for r in self._readers if r is not reader]
+        if isinstance(reader, MediaReader) and reader in self._audio_readers:
+            self._audio_readers.remove(reader)
 
     def reset(self) -> None:
         """The source broke: drop the cached GOP so no reader starts from stale pictures."""
         self._gop.clear()
+        self._gop_audio = []
+        # The next connection says again whether the camera sends audio.
+        self.audio_track = None
 
     def close(self) -> None:
         for reader in self._readers:
             reader._end()
         self._readers.clear()
+        self._audio_readers.clear()
         self._gop.clear()
+        self._gop_audio = []
 
 
 class HubRegistry:

@@ -9,11 +9,13 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from ps_streams import CAPTURE, fingerprint
+from ps_streams import CAPTURE, SAMPLE_H264, fingerprint, sample_units
 
 from vigil.domain.media import AccessUnit
+from vigil.protocols.aac import build_adts_header
 from vigil.protocols.h26x import split_avcc
-from vigil.protocols.ps import AudioFrame, PsDemuxer, PsError, PsEvent
+from vigil.protocols.ps import AudioFrame, PsDemuxer, PsError, PsEvent, PsMuxer
+from vigil.protocols.ps.headers import STREAM_TYPE_AAC
 
 #: Small enough that fuzzing hits the limit, large enough for the capture's 53 KB keyframes.
 MAX_FRAME = 128 * 1024
@@ -25,6 +27,20 @@ _CAPTURE = CAPTURE.read_bytes()
 # Seeds: the capture's first pack (garbage start, system header, PSM, a keyframe's head) and a P picture.
 SEED_START = _CAPTURE[1500:4000]
 SEED_P_PICTURE = _CAPTURE[54803:58844]
+
+
+def _audio_seed() -> bytes:
+    """AAC packs (PSM listing 0x0F) around a keyframe and P pictures, as a device with audio sends them."""
+    muxer = PsMuxer(audio_stream_type=STREAM_TYPE_AAC)
+    pictures = sample_units(SAMPLE_H264, 3)
+    adts = build_adts_header(2, 8, 1, 40) + bytes(range(40))
+    out = bytearray(muxer.mux_audio(adts, 1000))
+    for n, unit in enumerate(pictures):
+        out += muxer.mux(unit) + muxer.mux_audio(adts * (n + 1), unit.pts + 10)
+    return bytes(out)
+
+
+SEED_AUDIO = _audio_seed()
 
 
 def run(data: bytes, cuts: list[int]) -> tuple[list[PsEvent], int]:
@@ -64,6 +80,7 @@ def comparable(events: list[PsEvent]) -> list[object]:
 @given(st.binary(max_size=6000), st.lists(st.integers(0, 6000), max_size=20))
 @example(SEED_START, [1, 2, 100, 2000])
 @example(SEED_P_PICTURE, [])
+@example(SEED_AUDIO, [30, 31, 700])
 @example(b"\x00\x00\x01\xe0\x00\x00" + b"\x80\xc0\xff" + b"\x00" * 300, [7])  # unbounded PES, header too long
 @example(b"\x00\x00\x01\xba" + b"\x44" * 9 + b"\xff" + b"\x00\x00\x01\xbc\x00\x02\xff", [5])
 def test_random_bytes(data: bytes, cuts: list[int]) -> None:

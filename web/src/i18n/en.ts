@@ -101,6 +101,8 @@ const en: Messages = {
     ended: 'End of recording',
     close: 'Close',
     fullscreen: 'Double-click for full screen',
+    unmute: 'Sound on',
+    mute: 'Sound off',
   },
   live: {
     grid: 'Layout',

@@ -99,6 +99,8 @@ const zhCN = {
     ended: '录像已播放完毕',
     close: '关闭',
     fullscreen: '双击全屏',
+    unmute: '打开声音',
+    mute: '关闭声音',
   },
   live: {
     grid: '分屏',

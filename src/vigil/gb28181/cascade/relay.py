@@ -1,10 +1,12 @@
-"""One stream relayed to an upper platform: access units → PS packs → RTP over UDP or TCP.
+"""One stream relayed to an upper platform: access units (and audio) → PS packs → RTP over UDP or TCP.
 
 Live, the relay is one more hub reader (bounded queue, counted drops: a slow network never stalls
 ingest or the recorder) starting at the hub's cached keyframe; for playback it reads Vigil's own
 recording (:class:`~.recorded.RecordedUnits`). It muxes every access unit as one PS pack
 (:class:`~vigil.protocols.ps.PsMuxer`, Annex C.1) and sends it as RTP packets with the session's
-SSRC (:class:`~vigil.protocols.ps.PsRtpPacketizer`) to the address the upper platform put in its SDP:
+SSRC (:class:`~vigil.protocols.ps.PsRtpPacketizer`) to the address the upper platform put in its SDP.
+Live audio (a camera that sends it) goes along, each unit in a pack of its own with the PSM listing
+the audio stream (AAC as ADTS, G.711 as it came), as a device would send it:
 
 * ``UDP``: one datagram per packet from a socket of our own.
 * ``TCP_ACTIVE`` (our answer says ``a=setup:active``; the upper offered passive and listens): we
@@ -26,8 +28,10 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit
+from vigil.protocols.aac import AacError
 from vigil.protocols.ps import PsError, PsMuxer, PsRtpPacketizer, frame_rfc4571
+from vigil.protocols.ps.audio import pes_payload, stream_type_of
 from vigil.protocols.sdp import GbTransport
 from vigil.streams.hub import StreamHub
 
@@ -57,9 +61,9 @@ ACTIVE_PORT = 9
 
 
 class UnitSource(Protocol):
-    """Where a relay's pictures come from: a hub reader (live) or :class:`~.recorded.RecordedUnits`."""
+    """Where a relay's pictures (and audio, live) come from: a hub reader or :class:`~.recorded.RecordedUnits`."""
 
-    async def get(self) -> AccessUnit | None: ...
+    async def get(self) -> AccessUnit | AudioUnit | None: ...
 
     def close(self) -> None: ...
 
@@ -79,7 +83,7 @@ class PlaybackSource(UnitSource, Protocol):
 
 def live(hub: StreamHub, name: str) -> Callable[[], UnitSource]:
     """A relay source factory: a new bounded reader of ``hub`` (subscribed when the relay starts)."""
-    return lambda: hub.subscribe(f"cascade-{name}", RELAY_QUEUE_UNITS)
+    return lambda: hub.subscribe_media(f"cascade-{name}", RELAY_QUEUE_UNITS)
 
 
 class MediaRelay:
@@ -105,6 +109,7 @@ class MediaRelay:
         self._units = units
         self._packetizer = PsRtpPacketizer(ssrc)
         self._muxer = PsMuxer()
+        self._audio_track: AudioTrack | None = None
         self._on_end = on_end
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
@@ -116,6 +121,7 @@ class MediaRelay:
         self._ended = False
         self.local_port = 0
         self.units_sent = 0
+        self.audio_sent = 0
         self.packets_sent = 0
         self.bad_units = 0
 
@@ -195,6 +201,9 @@ class MediaRelay:
                     break
                 if unit is None:
                     break
+                if isinstance(unit, AudioUnit):
+                    await self._send_audio(unit)
+                    continue
                 try:
                     pack = self._muxer.mux(unit)
                 except PsError as exc:
@@ -211,6 +220,21 @@ class MediaRelay:
             if not self._ended:
                 self._ended = True
                 self._on_end(why)
+
+    async def _send_audio(self, unit: AudioUnit) -> None:
+        if unit.track != self._audio_track:
+            # The PSM must list the audio stream: a muxer for the new stream (its next pack repeats the PSM).
+            self._audio_track = unit.track
+            self._muxer = PsMuxer(audio_stream_type=stream_type_of(unit.track))
+        try:
+            pack = self._muxer.mux_audio(pes_payload(unit), unit.pts)
+        except (PsError, AacError) as exc:
+            self.bad_units += 1
+            if self.bad_units == 1:
+                log.warning("cascade relay %s: audio not muxable, skipped: %s", self.name, exc)
+            return
+        await self._send(self._packetizer.packetize(pack, unit.pts))
+        self.audio_sent += 1
 
     async def _send(self, packets: list[bytes]) -> None:
         if self._udp is not None:

@@ -11,7 +11,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vigil.domain.media import Codec, VideoTrack
+from vigil.domain.media import AudioCodec, AudioTrack, Codec, VideoTrack
+from vigil.protocols.aac import AacError, parse_audio_specific_config
 from vigil.protocols.h26x import H26xError, mime_codec, parse_avcc, parse_hvcc
 from vigil.protocols.mp4.errors import Mp4Error
 from vigil.protocols.mp4.writer import (
@@ -23,11 +24,25 @@ from vigil.protocols.mp4.writer import (
     TRUN_SAMPLE_SIZE,
 )
 
-__all__ = ["Box", "Fragment", "Mp4Error", "Sample", "ScanResult", "iter_boxes", "parse_init", "read_samples", "scan"]
+__all__ = [
+    "Box",
+    "Fragment",
+    "Mp4Error",
+    "Sample",
+    "ScanResult",
+    "iter_boxes",
+    "parse_audio_init",
+    "parse_init",
+    "read_samples",
+    "scan",
+]
 
 _SAMPLE_ENTRY_CODECS = {b"avc1": Codec.H264, b"avc3": Codec.H264, b"hvc1": Codec.H265, b"hev1": Codec.H265}
 #: Bytes of VisualSampleEntry fields between the sample entry header and its child boxes.
 _VISUAL_SAMPLE_ENTRY_FIELDS = 78
+#: Bytes of (version 0) AudioSampleEntry fields before its child boxes.
+_AUDIO_SAMPLE_ENTRY_FIELDS = 28
+_AUDIO_ENTRIES = {b"mp4a": AudioCodec.AAC, b"alaw": AudioCodec.PCMA, b"ulaw": AudioCodec.PCMU}
 _NON_SYNC = 0x00010000
 _TFHD_BASE_DATA_OFFSET = 0x000001
 _TFHD_SAMPLE_DESCRIPTION_INDEX = 0x000002
@@ -156,6 +171,81 @@ def parse_init(data: bytes) -> VideoTrack:
     return VideoTrack(codec, width, height, config.parameter_sets, clock_rate=timescale, mime_codec=mime)
 
 
+def parse_audio_init(data: bytes) -> tuple[int, AudioTrack] | None:
+    """``(track_id, track)`` of the init segment's first sound track (mp4a/alaw/ulaw), None when it has none."""
+    moov = _top(data, b"moov")
+    for trak in iter_boxes(data, moov.body, moov.end):
+        if trak.type != b"trak":
+            continue
+        mdia = _child(data, trak, b"mdia")
+        hdlr = _child(data, mdia, b"hdlr")
+        _need(hdlr, 12)
+        if data[hdlr.body + 8 : hdlr.body + 12] != b"soun":
+            continue
+        tkhd = _child(data, trak, b"tkhd")
+        _need(tkhd, 4)
+        id_at = tkhd.body + (20 if data[tkhd.body] == 1 else 12)
+        _need(tkhd, id_at - tkhd.body + 4)
+        (track_id,) = struct.unpack_from(">I", data, id_at)
+        stsd = _child(data, _child(data, _child(data, mdia, b"minf"), b"stbl"), b"stsd")
+        _need(stsd, 8)
+        entry = next(iter_boxes(data, stsd.body + 8, stsd.end), None)
+        if entry is None or entry.type not in _AUDIO_ENTRIES:
+            raise Mp4Error(f"sound track holds no mp4a/alaw/ulaw sample entry ({entry.type if entry else None!r})")
+        _need(entry, _AUDIO_SAMPLE_ENTRY_FIELDS)
+        channels = struct.unpack_from(">H", data, entry.body + 16)[0]
+        rate = struct.unpack_from(">I", data, entry.body + 24)[0] >> 16
+        codec = _AUDIO_ENTRIES[entry.type]
+        if codec is not AudioCodec.AAC:
+            return track_id, AudioTrack(codec, rate, channels)
+        children = Box(entry.type, entry.start, entry.body + _AUDIO_SAMPLE_ENTRY_FIELDS, entry.end)
+        esds = _child(data, children, b"esds")
+        config = _decoder_specific_info(bytes(data[esds.body + 4 : esds.end]))
+        try:
+            object_type, rate, channels = parse_audio_specific_config(config)
+        except AacError as exc:
+            raise Mp4Error(f"bad esds: {exc}") from exc
+        return track_id, AudioTrack(codec, rate, channels, config, f"mp4a.40.{object_type}")
+    return None
+
+
+def _decoder_specific_info(es: bytes) -> bytes:
+    """The DecoderSpecificInfo (tag 5) inside an ES_Descriptor, found by walking the descriptors."""
+    pos = 0
+    while pos < len(es):
+        tag = es[pos]
+        pos += 1
+        length = 0
+        for _ in range(4):
+            if pos >= len(es):
+                raise Mp4Error("esds descriptor length runs past the box")
+            byte = es[pos]
+            pos += 1
+            length = (length << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        if tag == 0x05:
+            if pos + length > len(es):
+                raise Mp4Error("esds DecoderSpecificInfo runs past the box")
+            return es[pos : pos + length]
+        if tag == 0x03:  # ES_Descriptor: ES_ID, flags (and optional fields by flag) before its children
+            if pos + 3 > len(es):
+                raise Mp4Error("esds ES_Descriptor is cut off")
+            flags = es[pos + 2]
+            pos += 3
+            if flags & 0x80:
+                pos += 2
+            if flags & 0x40 and pos < len(es):
+                pos += 1 + es[pos]
+            if flags & 0x20:
+                pos += 2
+        elif tag == 0x04:  # DecoderConfigDescriptor: 13 fixed bytes before its children
+            pos += 13
+        else:
+            pos += length
+    raise Mp4Error("esds holds no DecoderSpecificInfo")
+
+
 @dataclass(frozen=True, slots=True)
 class _TrackDefaults:
     duration: int = 0
@@ -185,14 +275,31 @@ def _trex_defaults(data: bytes, moov: Box | None) -> _TrackDefaults:
     return _TrackDefaults()
 
 
-def _parse_moof(data: bytes, moof: Box, defaults: _TrackDefaults) -> tuple[int, list[_SampleInfo]]:
-    """The sequence number and samples (first traf) of one moof."""
+def _traf_of(data: bytes, moof: Box, track_id: int | None) -> tuple[Box, Box] | None:
+    """(traf, tfhd) of the first traf, or of the one for ``track_id``; None when that track has none here."""
+    for traf in iter_boxes(data, moof.body, moof.end):
+        if traf.type != b"traf":
+            continue
+        tfhd = _child(data, traf, b"tfhd")
+        _need(tfhd, 8)
+        if track_id is None or struct.unpack_from(">I", data, tfhd.body + 4)[0] == track_id:
+            return traf, tfhd
+    if track_id is None:
+        raise Mp4Error(f"moof box at byte {moof.start} has no complete b'traf' box")
+    return None
+
+
+def _parse_moof(
+    data: bytes, moof: Box, defaults: _TrackDefaults, track_id: int | None = None
+) -> tuple[int, list[_SampleInfo]]:
+    """The sequence number and samples (first traf, or ``track_id``'s) of one moof."""
     mfhd = _child(data, moof, b"mfhd")
     _need(mfhd, 8)
     (sequence_number,) = struct.unpack_from(">I", data, mfhd.body + 4)
-    traf = _child(data, moof, b"traf")
-    tfhd = _child(data, traf, b"tfhd")
-    _need(tfhd, 8)
+    found = _traf_of(data, moof, track_id)
+    if found is None:
+        return sequence_number, []
+    traf, tfhd = found
     (tf_flags,) = struct.unpack_from(">I", data, tfhd.body)
     tf_flags &= 0xFFFFFF
     pos = tfhd.body + 8
@@ -318,15 +425,15 @@ def scan(data: bytes) -> ScanResult:
     return ScanResult(init_end, fragments, complete_end)
 
 
-def read_samples(data: bytes, fragment: Fragment) -> list[Sample]:
-    """The samples of one fragment found by :func:`scan`, with their bytes."""
+def read_samples(data: bytes, fragment: Fragment, track_id: int | None = None) -> list[Sample]:
+    """The samples of one fragment found by :func:`scan` (first track, or ``track_id``'s), with their bytes."""
     end = fragment.offset + fragment.size
     if fragment.offset < 0 or end > len(data):
         raise Mp4Error(f"fragment at byte {fragment.offset} ({fragment.size} bytes) lies outside the data")
     moof = next(iter_boxes(data, fragment.offset, end), None)
     if moof is None or moof.type != b"moof" or moof.start != fragment.offset:
         raise Mp4Error(f"no complete moof box at byte {fragment.offset}")
-    _, infos = _parse_moof(data, moof, _TrackDefaults())
+    _, infos = _parse_moof(data, moof, _TrackDefaults(), track_id)
     samples = []
     for info in infos:
         if info.data_start < moof.end or info.data_start + info.size > end:

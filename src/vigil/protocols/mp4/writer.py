@@ -4,6 +4,11 @@ The layout is what MSE and ffmpeg both accept: ``ftyp`` + ``moov`` (one video tr
 tables, ``mvex/trex``) once, then fragments whose ``tfhd`` sets default-base-is-moof, whose ``tfdt``
 (version 1, 64-bit) holds the first unit's dts and whose ``trun`` lists every sample's duration, size,
 flags and composition offset. Timestamps are written as given (the track's 90 kHz clock).
+
+An optional audio track is track 2 (AAC as ``mp4a`` + ``esds``; G.711 as the ``alaw``/``ulaw``
+entries ffmpeg and QuickTime use), timed in its sample rate. Its samples ride in the same fragments,
+in a second ``traf`` after the video's, so readers that know only the video track (first ``traf``)
+read these files unchanged. Audio units carry 90 kHz pts on the video's timeline; the writer converts.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import itertools
 import struct
 from collections.abc import Sequence
 
-from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, Codec, VideoTrack
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioCodec, AudioTrack, AudioUnit, Codec, VideoTrack
 from vigil.protocols.h26x import H26xError, build_avcc, build_hvcc
 from vigil.protocols.mp4.errors import Mp4Error
 
@@ -31,6 +36,14 @@ TRUN_SAMPLE_FLAGS = 0x000400
 TRUN_SAMPLE_CTO = 0x000800
 _TRUN_FLAGS = TRUN_DATA_OFFSET | TRUN_SAMPLE_DURATION | TRUN_SAMPLE_SIZE | TRUN_SAMPLE_FLAGS | TRUN_SAMPLE_CTO
 _U32_MAX = 0xFFFFFFFF
+TFHD_DEFAULT_SAMPLE_FLAGS = 0x000020
+#: Track ID of the audio track when there is one (video is 1).
+AUDIO_TRACK_ID = 2
+_AUDIO_TRUN_FLAGS = TRUN_DATA_OFFSET | TRUN_SAMPLE_DURATION | TRUN_SAMPLE_SIZE
+_G711_ENTRIES = {AudioCodec.PCMA: b"alaw", AudioCodec.PCMU: b"ulaw"}
+#: MPEG-4 systems objectTypeIndication for ISO/IEC 14496-3 audio, and streamType 5 (audio) << 2 | 1.
+_OTI_MPEG4_AUDIO = 0x40
+_STREAM_TYPE_AUDIO = 0x15
 
 
 def box(kind: bytes, *payload: bytes) -> bytes:
@@ -68,8 +81,74 @@ def _sample_entry(track: VideoTrack) -> bytes:
     return box(kind, visual, config)
 
 
-def init_segment(track: VideoTrack, *, timescale: int = VIDEO_CLOCK_RATE) -> bytes:
-    """``ftyp`` + ``moov`` describing one video track (track ID 1) for fragments that follow."""
+def _descriptor(tag: int, body: bytes) -> bytes:
+    """An MPEG-4 systems descriptor (ISO/IEC 14496-1 §7.2.2) with a 4-byte expandable length."""
+    n = len(body)
+    size = bytes([0x80 | (n >> 21) & 0x7F, 0x80 | (n >> 14) & 0x7F, 0x80 | (n >> 7) & 0x7F, n & 0x7F])
+    return bytes([tag]) + size + body
+
+
+def _esds(track: AudioTrack) -> bytes:
+    decoder_specific = _descriptor(0x05, track.config)
+    decoder_config = _descriptor(
+        0x04,
+        bytes([_OTI_MPEG4_AUDIO, _STREAM_TYPE_AUDIO])
+        + bytes(3)  # bufferSizeDB
+        + struct.pack(">II", 0, 0)  # maxBitrate, avgBitrate: unknown (stream copy)
+        + decoder_specific,
+    )
+    sl_config = _descriptor(0x06, b"\x02")  # predefined: MP4 file
+    es = _descriptor(0x03, struct.pack(">HB", AUDIO_TRACK_ID, 0) + decoder_config + sl_config)
+    return full_box(b"esds", 0, 0, es)
+
+
+def _audio_sample_entry(track: AudioTrack) -> bytes:
+    if track.codec is AudioCodec.AAC:
+        if not track.config:
+            raise Mp4Error("an AAC track needs its AudioSpecificConfig")
+        kind, children = b"mp4a", _esds(track)
+    else:
+        kind, children = _G711_ENTRIES[track.codec], b""
+    if not (0 < track.sample_rate < 65536 and 0 < track.channels < 65536):
+        raise Mp4Error(f"audio {track.sample_rate} Hz, {track.channels} channels does not fit a sample entry")
+    fields = (
+        bytes(6)  # reserved
+        + struct.pack(">H", 1)  # data_reference_index
+        + bytes(8)  # reserved (version 0 sound description)
+        + struct.pack(">HHHH", track.channels, 16, 0, 0)  # channelcount, samplesize, pre_defined, reserved
+        + struct.pack(">I", track.sample_rate << 16)  # 16.16 fixed point
+    )
+    return box(kind, fields, children)
+
+
+def _audio_trak(track: AudioTrack) -> bytes:
+    tkhd = full_box(
+        b"tkhd",
+        0,
+        0x000003,
+        struct.pack(">IIIII", 0, 0, AUDIO_TRACK_ID, 0, 0),
+        bytes(8),
+        struct.pack(">hhhH", 0, 1, 0x0100, 0),  # layer, alternate_group 1, volume 1.0
+        _MATRIX,
+        struct.pack(">II", 0, 0),
+    )
+    mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, track.sample_rate, 0, 0x55C4, 0))
+    hdlr = full_box(b"hdlr", 0, 0, bytes(4), b"soun", bytes(12), b"SoundHandler\x00")
+    smhd = full_box(b"smhd", 0, 0, bytes(4))  # balance 0
+    dinf = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
+    stbl = box(
+        b"stbl",
+        full_box(b"stsd", 0, 0, struct.pack(">I", 1), _audio_sample_entry(track)),
+        full_box(b"stts", 0, 0, bytes(4)),
+        full_box(b"stsc", 0, 0, bytes(4)),
+        full_box(b"stsz", 0, 0, bytes(8)),
+        full_box(b"stco", 0, 0, bytes(4)),
+    )
+    return box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, box(b"minf", smhd, dinf, stbl)))
+
+
+def init_segment(track: VideoTrack, *, timescale: int = VIDEO_CLOCK_RATE, audio: AudioTrack | None = None) -> bytes:
+    """``ftyp`` + ``moov`` describing one video track (track ID 1), and ``audio`` as track 2 when given."""
     if not (0 < track.width < 65536 and 0 < track.height < 65536):
         raise Mp4Error(f"track size {track.width}x{track.height} does not fit a sample entry")
     if not 0 < timescale <= _U32_MAX:
@@ -84,7 +163,7 @@ def init_segment(track: VideoTrack, *, timescale: int = VIDEO_CLOCK_RATE) -> byt
         bytes(10),
         _MATRIX,
         bytes(24),  # pre_defined
-        struct.pack(">I", 2),  # next_track_ID
+        struct.pack(">I", 2 if audio is None else AUDIO_TRACK_ID + 1),  # next_track_ID
     )
     tkhd = full_box(
         b"tkhd",
@@ -110,7 +189,37 @@ def init_segment(track: VideoTrack, *, timescale: int = VIDEO_CLOCK_RATE) -> byt
     )
     trak = box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, box(b"minf", vmhd, dinf, stbl)))
     trex = full_box(b"trex", 0, 0, struct.pack(">IIIII", 1, 1, 0, 0, 0))
-    return ftyp + box(b"moov", mvhd, trak, box(b"mvex", trex))
+    if audio is None:
+        return ftyp + box(b"moov", mvhd, trak, box(b"mvex", trex))
+    audio_trex = full_box(b"trex", 0, 0, struct.pack(">IIIII", AUDIO_TRACK_ID, 1, 0, 0, SYNC_SAMPLE_FLAGS))
+    return ftyp + box(b"moov", mvhd, trak, _audio_trak(audio), box(b"mvex", trex, audio_trex))
+
+
+def audio_ticks(pts: int, track: AudioTrack) -> int:
+    """A 90 kHz time as a count of the audio track's samples."""
+    return pts * track.sample_rate // VIDEO_CLOCK_RATE
+
+
+def _audio_traf(units: Sequence[AudioUnit], data_offset: int) -> bytes:
+    """The audio ``traf``: a sample lasts until the next one starts (never less than its own length)."""
+    track = units[0].track
+    starts = [audio_ticks(u.pts, track) for u in units]
+    if starts[0] < 0:
+        raise Mp4Error(f"first audio time {starts[0]} is negative")
+    entries = bytearray()
+    for i, unit in enumerate(units):
+        duration = unit.duration
+        if i + 1 < len(units):
+            duration = max(duration, starts[i + 1] - starts[i])
+        if not 0 <= duration <= _U32_MAX:
+            raise Mp4Error(f"audio sample {i} has duration {duration}")
+        entries += struct.pack(">II", duration, len(unit.data))
+    tfhd = full_box(
+        b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF | TFHD_DEFAULT_SAMPLE_FLAGS, struct.pack(">II", AUDIO_TRACK_ID, 0)
+    )
+    tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", starts[0]))
+    trun = full_box(b"trun", 0, _AUDIO_TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), bytes(entries))
+    return box(b"traf", tfhd, tfdt, trun)
 
 
 def _durations(units: Sequence[AccessUnit], next_dts: int | None, default_duration: int | None) -> list[int]:
@@ -134,11 +243,13 @@ def media_fragment(
     next_dts: int | None = None,
     track_id: int = 1,
     default_duration: int | None = None,
+    audio: Sequence[AudioUnit] = (),
 ) -> bytes:
-    """One ``moof`` + ``mdat`` holding ``units`` in decode order.
+    """One ``moof`` + ``mdat`` holding ``units`` in decode order (and ``audio`` as track 2's samples).
 
     A sample lasts until the next unit's dts; the last one until ``next_dts`` when known, else as long
-    as the one before it, else ``default_duration`` (default 1/25 s) when it is alone.
+    as the one before it, else ``default_duration`` (default 1/25 s) when it is alone. ``audio`` units
+    must be of one track, in order, with pts on the same timeline as the video units' dts.
     """
     if not units:
         raise Mp4Error("a fragment needs at least one access unit")
@@ -163,9 +274,30 @@ def media_fragment(
         trun = full_box(b"trun", version, _TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), bytes(entries))
         return box(b"moof", mfhd, box(b"traf", tfhd, tfdt, trun))
 
+    if audio:
+        video_bytes = sum(len(u.data) for u in units)
+
+        def build_av_moof(data_offset: int) -> bytes:
+            trun = full_box(b"trun", version, _TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), bytes(entries))
+            traf = box(b"traf", tfhd, tfdt, trun)
+            return box(b"moof", mfhd, traf, _audio_traf(audio, data_offset + video_bytes))
+
+        moof_size = len(build_av_moof(0))
+        moof = build_av_moof(moof_size + 8)
+        return moof + box(b"mdat", *(u.data for u in units), *(a.data for a in audio))
     moof_size = len(build_moof(0))
     moof = build_moof(moof_size + 8)  # samples start right after the mdat header
     return moof + box(b"mdat", *(u.data for u in units))
+
+
+def audio_fragment(audio: Sequence[AudioUnit], sequence_number: int) -> bytes:
+    """A ``moof`` + ``mdat`` holding audio samples only (live view sends audio as it arrives)."""
+    if not audio:
+        raise Mp4Error("a fragment needs at least one audio unit")
+    mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence_number))
+    size = len(box(b"moof", mfhd, _audio_traf(audio, 0)))
+    moof = box(b"moof", mfhd, _audio_traf(audio, size + 8))
+    return moof + box(b"mdat", *(a.data for a in audio))
 
 
 class FragmentWriter:

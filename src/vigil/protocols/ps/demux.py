@@ -741,9 +741,14 @@ class PsDemuxer:
 
     def _audio(self, stream_id: int, pts: int | None, data: bytes) -> None:
         clock = self._audio_clocks.setdefault(stream_id, _Unwrapper())
+        video = self._video._clock
         out_pts = None
         if pts is not None:
-            out_pts = pts if clock.last_raw is None else clock.last + _signed33(pts - clock.last_raw)
+            if video.last_raw is not None:
+                # On the video's unwrapped timeline (discontinuity shifts included), so audio stays in sync.
+                out_pts = video.last + _signed33(pts - video.last_raw)
+            else:
+                out_pts = pts if clock.last_raw is None else clock.last + _signed33(pts - clock.last_raw)
             clock.last_raw, clock.last = pts, out_pts
         self.audio_frames += 1
         self.events.append(AudioFrame(stream_id, self._stream_types.get(stream_id), out_pts, data, self.wallclock))

@@ -43,6 +43,7 @@ from vigil.protocols.gb28181.mansrtsp import NOW, Pause, Play, Teardown
 from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, frame_rfc4571
 from vigil.protocols.sdp import GbTransport
 from vigil.protocols.sip.message import SipError, SipMessage, SipRequest, SipUri, parse_datagram
+from vigil.sim.audio import AudioClip, SimAudio, make_audio_clip
 from vigil.sim.gb28181.device import (
     DeviceConfig,
     DeviceState,
@@ -64,6 +65,8 @@ _T = TypeVar("_T")
 #: WVP's default platform ID (docs/gb28181 §1).
 DEFAULT_PLATFORM_ID = "34020000002000000001"
 _STATS_LOG_INTERVAL_S = 30.0
+#: Length of the looped synthetic audio.
+AUDIO_CLIP_SECONDS = 4.0
 #: What INVITEd channels stream unless ``GbSimOptions.media`` says otherwise.
 DEFAULT_MEDIA = Path(__file__).parents[2] / "assets" / "media" / "campus_576p10_h264.mp4"
 
@@ -99,6 +102,8 @@ class GbSimOptions:
     ptz_channels: int = 0
     #: Raise an alarm every this many seconds, on registered devices in turn; None: never.
     alarm_every_s: float | None = None
+    #: Audio live streams carry beside the video (a tone encoded at start-up; the media has none).
+    audio: SimAudio = SimAudio.NONE
 
     def __post_init__(self) -> None:
         if self.devices < 1 or self.channels < 0:
@@ -221,6 +226,7 @@ class GbSimRunner:
         #: Controls of the history (playback/download) streams among them, by Call-ID.
         self._history: dict[str, _History] = {}
         self._clip_s: float | None = None
+        self._audio: AudioClip | None = None
         #: History streams that reached the end of their range (MediaStatus 121 sent).
         self.streams_finished = 0
         #: MANSRTSP commands applied, in arrival order (for tests and the log).
@@ -642,10 +648,12 @@ class GbSimRunner:
 
     async def _send_live(self, event: MediaRequested, send: _Send) -> None:
         loop = asyncio.get_running_loop()
-        muxer = PsMuxer()
+        audio = await self._audio_clip()
+        muxer = PsMuxer(audio_stream_type=audio.stream_type if audio is not None else None)
         packetizer = PsRtpPacketizer(event.ssrc)
         start = loop.time()
         first_dts: int | None = None
+        sent_audio = 0  # audio packets sent so far, counted over the looping audio clip
         units = iter_file_units(self.options.media or DEFAULT_MEDIA, loop=True)
         while True:
             # Demuxing is blocking work: one unit at a time off the loop thread.
@@ -656,7 +664,25 @@ class GbSimRunner:
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if audio is not None:
+                # Audio due up to this picture's time goes first, each payload in its own pack as devices send it.
+                while True:
+                    loops, index = divmod(sent_audio, len(audio.packets))
+                    offset, payload = audio.packets[index]
+                    pts = first_dts + loops * audio.duration_ticks + offset
+                    if pts > unit.dts:
+                        break
+                    await send(packetizer.packetize(muxer.mux_audio(payload, pts), pts))
+                    sent_audio += 1
             await send(packetizer.packetize(muxer.mux(unit), unit.pts))
+
+    async def _audio_clip(self) -> AudioClip | None:
+        """The devices' shared audio, encoded on first use (blocking work, off the loop thread)."""
+        if self.options.audio is SimAudio.NONE:
+            return None
+        if self._audio is None:
+            self._audio = await asyncio.to_thread(make_audio_clip, self.options.audio, AUDIO_CLIP_SECONDS)
+        return self._audio
 
     async def _stream_history(self, event: MediaRequested) -> None:
         """A recording of the range as PS over RTP (UDP, or TCP either way): the clip looped, paced at Scale
@@ -759,6 +785,7 @@ def run_gb_sim(
     start_interval_s: float = 0.005,
     alarm_every_s: float | None = None,
     ptz_channels: int = 0,
+    audio: str = "none",
 ) -> None:
     """Run ``devices`` simulated GB/T 28181 devices against ``platform`` (host:port) until Ctrl-C."""
     options = GbSimOptions(
@@ -776,6 +803,7 @@ def run_gb_sim(
         start_interval_s=start_interval_s,
         alarm_every_s=alarm_every_s,
         ptz_channels=ptz_channels,
+        audio=SimAudio(audio.lower()),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(options))

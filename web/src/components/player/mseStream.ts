@@ -29,6 +29,8 @@ export interface InitMessage {
   start_us?: number
   /** Playback only: the instant asked for. */
   seek_us?: number
+  /** The audio codec sent beside the video (AAC), absent when there is none MSE can play. */
+  audio?: string
 }
 
 /** Text messages from the server (binary messages carry fMP4 data). Not in OpenAPI: WebSocket protocol. */
@@ -51,6 +53,8 @@ export interface MseStreamOptions {
   /** WebSocket URL to open; `resumeUs` is the wall-clock instant to resume playback at after a drop. */
   urlFor: (resumeUs: number | null) => string
   onStatus: (status: PlayerStatus) => void
+  /** Each init says whether the stream carries audio (its codec) or not (null). */
+  onAudio?: (codec: string | null) => void
   speed?: number
 }
 
@@ -203,6 +207,7 @@ export class MseStream {
     }
     // A (new) track: start a fresh MediaSource; data queued for the old one is meaningless now.
     this.resetMedia()
+    this.opts.onAudio?.(msg.audio ?? null)
     this.startUs = msg.start_us ?? null
     this.pendingOffsetS =
       msg.seek_us !== undefined && msg.start_us !== undefined ? Math.max(0, (msg.seek_us - msg.start_us) / 1e6) : null

@@ -94,7 +94,9 @@ class Sink:
         return len(self.alarms)
 
 
-def alarms(sender: Sender, sink: Sink, dialogs: Dialogs, **settings: object) -> GbAlarms:
+def alarms(
+    sender: Sender, sink: Sink, dialogs: Dialogs, retry_s: tuple[float, ...] = (), **settings: object
+) -> GbAlarms:
     return GbAlarms(
         Gb28181Settings(enabled=True, **settings),  # type: ignore[arg-type]
         sender,
@@ -104,6 +106,7 @@ def alarms(sender: Sender, sink: Sink, dialogs: Dialogs, **settings: object) -> 
         wallclock=lambda: T0,
         random_bytes=os.urandom,
         subscribe_delay_s=0.0,
+        retry_s=retry_s,
     )
 
 
@@ -301,3 +304,20 @@ async def test_a_flood_is_bounded_and_counted(monkeypatch: pytest.MonkeyPatch) -
         await gb.on_alarm_message(device, alarm(sn=sn), make_request_stub())
     assert gb.dropped == 2
     await gb.close()  # cancels the three in flight
+
+
+async def test_an_unanswered_subscribe_after_coming_online_is_tried_again_a_refused_one_is_not() -> None:
+    busy = Sender(503, 200)
+    gb = alarms(busy, Sink(), Dialogs(), retry_s=(0.05, 0.05))
+    gb.device_online(DEVICE)
+    await eventually(lambda: DEVICE in gb.subscriptions)
+    assert len(busy.of("SUBSCRIBE")) == 2
+    await gb.close()
+
+    refusing = Sender(489)  # Bad Event: this device has no alarm subscription
+    gb = alarms(refusing, Sink(), Dialogs(), retry_s=(0.05, 0.05))
+    gb.device_online(DEVICE)
+    await eventually(lambda: len(refusing.of("SUBSCRIBE")) == 1)
+    await asyncio.sleep(0.3)
+    assert len(refusing.of("SUBSCRIBE")) == 1 and gb.subscriptions == {}
+    await gb.close()

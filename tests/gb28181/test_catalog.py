@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.helpers import until
 from vigil.gb28181.catalog import CatalogError, CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied
 from vigil.gb28181.liveness import DeviceLiveness
@@ -75,16 +76,27 @@ class Sink:
         raise AssertionError("CatalogSync never writes incremental changes")
 
 
-def sync(sender: Sender, sink: Sink, *, query_delay_s: float = 1.0, assembly_timeout_s: float = 30.0) -> CatalogSync:
+def sync(
+    sender: Sender,
+    sink: Sink,
+    *,
+    query_delay_s: float = 1.0,
+    assembly_timeout_s: float = 30.0,
+    retry_s: tuple[float, ...] = (),
+    online_queries_at_once: int = 32,
+    directory: Directory | None = None,
+) -> CatalogSync:
     return CatalogSync(
         Gb28181Settings(enabled=True),
         sender,
-        Directory(DEVICE),
+        directory or Directory(DEVICE),
         sink,
         wallclock=lambda: T0,
         random_bytes=os.urandom,
         query_delay_s=query_delay_s,
         assembly_timeout_s=assembly_timeout_s,
+        retry_s=retry_s,
+        online_queries_at_once=online_queries_at_once,
     )
 
 
@@ -206,3 +218,61 @@ async def test_a_catalog_longer_than_one_assembly_timeout_is_waited_for_while_pa
         assert result.complete and result.items == 17 and sink.full == [True]
     finally:
         await catalog.close()
+
+
+def catalog_queries(sender: Sender) -> list[tuple[str, int]]:
+    """(device, SN) of every catalog query sent so far."""
+    out = []
+    for request, _ in sender.sent:
+        query = parse_manscdp(request.body, tz=BEIJING)
+        if isinstance(query, CatalogQuery):
+            out.append((query.device_id, query.sn))
+    return out
+
+
+async def test_a_catalog_not_delivered_after_coming_online_is_asked_for_again() -> None:
+    sender, sink = Sender(), Sink()
+    catalog = sync(sender, sink, query_delay_s=0.0, assembly_timeout_s=0.2, retry_s=(0.1, 0.1))
+    await catalog.start()
+    try:
+        catalog.device_online(DEVICE)
+        # The first query goes unanswered (the device was busy with a whole site re-registering) ...
+        await until(lambda: len(catalog_queries(sender)) == 2, what="the catalog asked for a second time")
+        (_, sn) = catalog_queries(sender)[-1]
+        # ... the second is answered and written.
+        for page in pages(sn, CHANNELS, 3):
+            catalog.catalog_response(DEVICE, page)
+        await until(lambda: sink.written == [(DEVICE, tuple(CHANNELS))], what="the retried catalog written")
+        await asyncio.sleep(0.5)  # no further query once delivered
+        assert len(catalog_queries(sender)) == 2
+    finally:
+        await catalog.close()
+
+
+async def test_after_online_queries_run_a_bounded_number_at_once() -> None:
+    devices = [f"340200000011800000{n:02d}" for n in range(1, 11)]
+    sender, sink = Sender(), Sink()
+    catalog = sync(
+        sender,
+        sink,
+        query_delay_s=0.0,
+        assembly_timeout_s=30.0,
+        online_queries_at_once=3,
+        directory=Directory(*devices),
+    )
+    await catalog.start()
+    try:
+        for device in devices:
+            catalog.device_online(device)
+        await until(lambda: len(catalog_queries(sender)) == 3, what="three catalog queries in flight")
+        await asyncio.sleep(0.2)
+        assert len(catalog_queries(sender)) == 3  # the other seven wait for a slot
+        for device, sn in catalog_queries(sender):
+            catalog.catalog_response(device, _empty(device, sn))
+        await until(lambda: len(catalog_queries(sender)) == 6, what="the next three once slots freed")
+    finally:
+        await catalog.close()
+
+
+def _empty(device: str, sn: int) -> CatalogResponse:
+    return CatalogResponse(sn=sn, device_id=device, sum_num=0, items=())

@@ -73,6 +73,9 @@ ALARM_EVENT = "presence"
 REFRESH_FRACTION = 0.8
 #: Pause between a device coming online and the SUBSCRIBE (it gets its 200 to REGISTER first).
 SUBSCRIBE_DELAY_S = 1.0
+#: Waits before subscribing again when a device did not answer (or answered 5xx) after coming online; a
+#: device that refuses (4xx: it has no alarm subscription) is not asked again until it re-registers.
+SUBSCRIBE_RETRY_S = (30.0, 120.0, 600.0)
 _UNSUBSCRIBE_TIMEOUT_S = 2.0
 #: Alarms being written/answered at once; beyond it new ones are dropped (counted, logged every 10 s).
 MAX_PENDING = 1000
@@ -116,6 +119,7 @@ class GbAlarms:
         wallclock: Callable[[], datetime],
         random_bytes: Callable[[int], bytes] = os.urandom,
         subscribe_delay_s: float = SUBSCRIBE_DELAY_S,
+        retry_s: tuple[float, ...] = SUBSCRIBE_RETRY_S,
         refresh_fraction: float = REFRESH_FRACTION,
     ) -> None:
         self._settings = settings
@@ -127,6 +131,7 @@ class GbAlarms:
         self._ids = IdGenerator(random_bytes)
         self._sn = int.from_bytes(random_bytes(2), "big")
         self._subscribe_delay_s = subscribe_delay_s
+        self._retry_s = retry_s
         self._refresh_fraction = refresh_fraction
         #: Subscriptions by device ID, and the same by Call-ID for in-dialog requests.
         self._subscriptions: dict[str, AlarmSubscription] = {}
@@ -209,10 +214,20 @@ class GbAlarms:
 
     async def _subscribe_later(self, device_id: str) -> None:
         await asyncio.sleep(self._subscribe_delay_s)
-        try:
-            await self.subscribe(device_id)
-        except (SubscribeError, SipError) as exc:
-            log.warning("gb device %s: alarm subscription failed: %s", device_id, exc)
+        for attempt, retry_in in enumerate((*self._retry_s, None), start=1):
+            try:
+                await self.subscribe(device_id)
+                return
+            except SubscribeError as exc:
+                failure: Exception = exc
+                again = exc.retryable
+            except SipError as exc:
+                failure, again = exc, False
+            if not again or retry_in is None or self._closed or self._directory.registered(device_id) is None:
+                log.warning("gb device %s: alarm subscription failed (try %d): %s", device_id, attempt, failure)
+                return
+            log.info("gb device %s: alarm subscription failed (again in %.0f s): %s", device_id, retry_in, failure)
+            await asyncio.sleep(retry_in)
 
     async def subscribe(self, device_id: str) -> AlarmSubscription:
         """SUBSCRIBE to the device's alarms (replacing an older subscription); raise :class:`SubscribeError`."""
@@ -234,13 +249,18 @@ class GbAlarms:
             response = await self._sender.send_request(request, device.peer)
         except (TimeoutError, ConnectionError) as exc:
             self._drop_call_id(request.call_id)
-            raise SubscribeError(f"device {device_id} did not answer the alarm SUBSCRIBE: {exc or 'timeout'}") from exc
+            raise SubscribeError(
+                f"device {device_id} did not answer the alarm SUBSCRIBE: {exc or 'timeout'}", retryable=True
+            ) from exc
         except BaseException:
             self._drop_call_id(request.call_id)
             raise
         if not 200 <= response.status < 300:
             self._drop_call_id(request.call_id)
-            raise SubscribeError(f"device {device_id} refused the alarm SUBSCRIBE: {response.status} {response.reason}")
+            raise SubscribeError(
+                f"device {device_id} refused the alarm SUBSCRIBE: {response.status} {response.reason}",
+                retryable=response.status >= 500 or response.status == 408,
+            )
         try:
             pending.dialog = Dialog.as_uac(request, response)
         except SipError as exc:
@@ -377,7 +397,14 @@ class GbAlarms:
 
 
 class SubscribeError(Exception):
-    """A subscription could not be made: device not registered, refused, or never answered."""
+    """A subscription could not be made: device not registered, refused, or never answered.
+
+    ``retryable``: asking again later may succeed (no answer, or a 5xx), unlike a refusal.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def _granted(response: SipResponse, asked: int) -> int:

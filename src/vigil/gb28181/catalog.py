@@ -53,6 +53,12 @@ log = logging.getLogger(__name__)
 
 #: Pause between a device coming online and its catalog query.
 QUERY_DELAY_S = 1.0
+#: Devices whose DeviceInfo/Catalog queries run at once after coming online: when a whole site re-registers
+#: (10,000 devices after a platform restart) the rest wait their turn instead of flooding devices and the
+#: database at once, which made queries time out and keepalives wait.
+ONLINE_QUERIES_AT_ONCE = 32
+#: Waits before asking a device again for a catalog it did not deliver after coming online.
+CATALOG_RETRY_S = (30.0, 120.0, 600.0)
 #: No page for this long ends an assembly as incomplete (pages come serially, each after our 200 OK).
 ASSEMBLY_TIMEOUT_S = 30.0
 _TICK_S = 1.0
@@ -106,6 +112,8 @@ class CatalogSync:
         random_bytes: Callable[[int], bytes] = os.urandom,
         query_delay_s: float = QUERY_DELAY_S,
         assembly_timeout_s: float = ASSEMBLY_TIMEOUT_S,
+        retry_s: tuple[float, ...] = CATALOG_RETRY_S,
+        online_queries_at_once: int = ONLINE_QUERIES_AT_ONCE,
     ) -> None:
         self._settings = settings
         self._sender = sender
@@ -115,6 +123,10 @@ class CatalogSync:
         self._monotonic = monotonic
         self._ids = IdGenerator(random_bytes)
         self._query_delay_s = query_delay_s
+        self._retry_s = retry_s
+        self._online_slots = asyncio.Semaphore(online_queries_at_once)
+        #: The after-online task per device (a re-registration replaces it rather than running twice).
+        self._online: dict[str, asyncio.Task[None]] = {}
         self._assembly_timeout_s = assembly_timeout_s
         self._assembler = CatalogAssembler(timeout=assembly_timeout_s)
         self._sn = int.from_bytes(random_bytes(2), "big")
@@ -146,8 +158,18 @@ class CatalogSync:
     # --- queries -----------------------------------------------------------------------------------
 
     def device_online(self, device_id: str) -> None:
-        """A device registered afresh: query its catalog shortly (failures are logged, not raised)."""
-        self._spawn(self._query_later(device_id), f"gb-catalog-{device_id}")
+        """A device registered afresh: query its DeviceInfo and catalog shortly, asking again (``retry_s``)
+        while it stays registered and has not delivered; failures are logged, not raised."""
+        old = self._online.pop(device_id, None)
+        if old is not None:
+            old.cancel()
+        task = asyncio.create_task(self._query_later(device_id), name=f"gb-catalog-{device_id}")
+        self._online[device_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(
+            lambda done: self._online.pop(device_id, None) if self._online.get(device_id) is done else None
+        )
 
     async def query(self, device_id: str, *, wait_s: float | None = None) -> CatalogResult:
         """Query the catalog and wait for it to be assembled and written; raise :class:`CatalogError`."""
@@ -169,14 +191,13 @@ class CatalogSync:
 
     async def _query_later(self, device_id: str) -> None:
         await asyncio.sleep(self._query_delay_s)
-        try:
-            await self.query_device_info(device_id)
-        except CatalogError as exc:
-            log.info("gb device %s: DeviceInfo query failed: %s", device_id, exc)
-        try:
-            result = await self.query(device_id)
-        except CatalogError as exc:
-            log.warning("gb device %s: catalog query failed: %s", device_id, exc)
+        async with self._online_slots:
+            try:
+                await self.query_device_info(device_id)
+            except CatalogError as exc:
+                log.info("gb device %s: DeviceInfo query failed: %s", device_id, exc)
+        result = await self._query_until_delivered(device_id)
+        if result is None:
             return
         log.info(
             "gb device %s: catalog SN %d %s, %d items: %s",
@@ -186,6 +207,27 @@ class CatalogSync:
             result.items,
             result.applied,
         )
+
+    async def _query_until_delivered(self, device_id: str) -> CatalogResult | None:
+        """The catalog, asked again after each wait in ``retry_s`` while the device stays registered; None if never."""
+        for attempt, retry_in in enumerate((*self._retry_s, None), start=1):
+            async with self._online_slots:
+                try:
+                    return await self.query(device_id)
+                except CatalogError as exc:
+                    failure = exc
+            if retry_in is None or self._directory.registered(device_id) is None:
+                log.warning("gb device %s: catalog query failed (try %d, giving up): %s", device_id, attempt, failure)
+                return None
+            log.info(
+                "gb device %s: catalog query failed (try %d, again in %.0f s): %s",
+                device_id,
+                attempt,
+                retry_in,
+                failure,
+            )
+            await asyncio.sleep(retry_in)
+        return None
 
     async def query_device_info(self, device_id: str) -> None:
         """Send a DeviceInfo query; the answer comes later as a MESSAGE to the registrar (9.5.2)."""

@@ -192,6 +192,8 @@ async def test_aac_that_starts_mid_view_gets_a_new_init_at_the_next_keyframe() -
     assert [i.get("audio") for i in inits] == [None, "aac"]
     second = messages.index(next(m for m in messages[1:] if isinstance(m, str)))
     assert len([m for m in messages[:second] if isinstance(m, bytes)]) == 1 + 40  # init + pictures 0..39
+    # The new init continues the timeline: its first picture (40) sits where picture 40 is, 4 s in at 10 fps.
+    assert session.init_at == units[40].dts - units[0].dts == 4 * 90_000
 
 
 async def test_audio_that_stops_is_dropped_from_the_next_init_so_the_picture_never_freezes() -> None:

@@ -161,6 +161,7 @@ class DevicePlayback:
             router=router,
             on_failure=lambda failure: self.end(str(failure)),
             on_media_status=self.media_status,
+            on_audio=self.hub.publish_audio,
             random_bytes=random_bytes,
             log_prefix=f"camera {camera_id} device playback {key}: ",
         )

@@ -110,6 +110,10 @@ class LiveSession:
         self._sent = 0
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self._held_audio: collections.deque[AudioUnit] = collections.deque()
+        #: Where the latest init's first frame sits on the session's timeline (90 kHz from the first frame
+        #: sent): a new init (audio appeared) continues the timeline, so a player that maps wall-clock time to
+        #: it (device playback) learns the new start from this.
+        self.init_at = 0
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self._messages()
@@ -144,6 +148,7 @@ class LiveSession:
                 self._audio = self._wanted_audio
                 self._track_delta = 0
                 self._last_dts = None
+                self.init_at = 0 if self._end_dts is None else self._end_dts
                 yield init_message(unit.track, self._audio)
                 yield init_segment(unit.track, audio=self._audio)
                 self._continue_timeline_at(unit.dts)

@@ -19,9 +19,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
 from vigil.live.session import LiveSession
-from vigil.streams.hub import Reader, StreamHub
+from vigil.streams.hub import MediaReader, StreamHub
 
 __all__ = ["DeviceViewer", "PlaybackControl", "downloaded_units"]
 
@@ -63,7 +63,7 @@ class DeviceViewer:
         self._session = session
         self._name = name
         self._queue_units = queue_units
-        self._reader: Reader | None = None
+        self._reader: MediaReader | None = None
         #: Wall-clock µs the next epoch's first frame stands for.
         self._epoch_us = session.range.start * 1_000_000
         self._seeking = False
@@ -75,22 +75,26 @@ class DeviceViewer:
         while not session.ended.is_set():
             self._seeking = False
             # The first epoch takes the GOP already cached (frames that came before the browser did).
-            reader = self._reader = session.hub.subscribe(self._name, self._queue_units, from_gop=self.epochs == 0)
+            # Audio the device sends along (AAC) goes to the browser as on live view.
+            reader = self._reader = session.hub.subscribe_media(
+                self._name, self._queue_units, from_gop=self.epochs == 0
+            )
             self.epochs += 1
-            live = LiveSession(reader)
+            live = LiveSession(reader, audio=session.hub.audio_track)
             try:
                 async for message in live:
-                    yield self._annotate(message) if isinstance(message, str) else message
+                    yield self._annotate(message, live.init_at) if isinstance(message, str) else message
             finally:
                 live.close()
             if not self._seeking:
                 break
         yield json.dumps({"type": "end", "reason": session.end_reason or "ended"})
 
-    def _annotate(self, text: str) -> str:
+    def _annotate(self, text: str, init_at: int) -> str:
         message = json.loads(text)
         if message.get("type") == "init":
-            message["start_us"] = message["seek_us"] = self._epoch_us
+            # A second init in one epoch (the device's audio began) starts that far into it.
+            message["start_us"] = message["seek_us"] = self._epoch_us + init_at * 1_000_000 // VIDEO_CLOCK_RATE
             message["source"] = "device"
         return json.dumps(message)
 

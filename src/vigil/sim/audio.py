@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,6 +42,17 @@ class AudioClip:
     #: (offset from the loop start in 90 kHz ticks, payload as a PS audio PES carries it)
     packets: tuple[tuple[int, bytes], ...]
     duration_ticks: int
+
+    def packet(self, n: int) -> tuple[int, bytes]:
+        """The ``n``-th packet of the endless loop: (ticks from the loop's first start, payload)."""
+        loops, index = divmod(n, len(self.packets))
+        offset, payload = self.packets[index]
+        return loops * self.duration_ticks + offset, payload
+
+    def index_at(self, ticks: int) -> int:
+        """The first ``n`` whose packet starts at or after ``ticks`` (where a seek resumes the audio)."""
+        loops, into = divmod(max(ticks, 0), self.duration_ticks)
+        return loops * len(self.packets) + bisect_left([offset for offset, _ in self.packets], into)
 
 
 def _tone(rate: int, seconds: float) -> list[float]:

@@ -665,15 +665,7 @@ class GbSimRunner:
             if delay > 0:
                 await asyncio.sleep(delay)
             if audio is not None:
-                # Audio due up to this picture's time goes first, each payload in its own pack as devices send it.
-                while True:
-                    loops, index = divmod(sent_audio, len(audio.packets))
-                    offset, payload = audio.packets[index]
-                    pts = first_dts + loops * audio.duration_ticks + offset
-                    if pts > unit.dts:
-                        break
-                    await send(packetizer.packetize(muxer.mux_audio(payload, pts), pts))
-                    sent_audio += 1
+                sent_audio = await _send_audio_until(audio, sent_audio, first_dts, unit.dts, muxer, packetizer, send)
             await send(packetizer.packetize(muxer.mux(unit), unit.pts))
 
     async def _audio_clip(self) -> AudioClip | None:
@@ -703,10 +695,13 @@ class GbSimRunner:
         clip_s = self._clip_s
         span = event.stop - event.start
         pace = float(event.download_speed or 1)
-        muxer = PsMuxer()
+        audio = await self._audio_clip()
+        muxer = PsMuxer(audio_stream_type=audio.stream_type if audio is not None else None)
         packetizer = PsRtpPacketizer(event.ssrc)
         position = 0.0  # seconds from the range's start
         while position < span:
+            # The audio of the recording runs on the same timeline: after a seek it resumes at the new position.
+            audio_next = audio.index_at(round(position * VIDEO_CLOCK_RATE)) if audio is not None else 0
             # The recording at ``position`` is the clip at ``position mod clip``; timestamps say the position.
             units = iter_file_units(media, loop=True)
             skip = int((position % clip_s) * VIDEO_CLOCK_RATE)
@@ -736,6 +731,8 @@ class GbSimRunner:
                     continue  # re-check controls, then this unit's (possibly new) due time
                 dts = round(position * VIDEO_CLOCK_RATE)
                 out = replace(unit, dts=dts, pts=dts + unit.pts - unit.dts)
+                if audio is not None:
+                    audio_next = await _send_audio_until(audio, audio_next, 0, dts, muxer, packetizer, send)
                 await send(packetizer.packetize(muxer.mux(out), out.pts))
                 unit = await asyncio.to_thread(next, units)
         self.streams_finished += 1
@@ -748,6 +745,20 @@ class GbSimRunner:
         while True:
             await asyncio.sleep(_STATS_LOG_INTERVAL_S)
             log.info("gbsim: %s", self.stats())
+
+
+async def _send_audio_until(
+    audio: AudioClip, n: int, base: int, until: int, muxer: PsMuxer, packetizer: PsRtpPacketizer, send: _Send
+) -> int:
+    """Send the looped clip's packets from the ``n``-th while they start by ``until`` (90 kHz, the clip placed at
+    ``base``), each in its own pack as devices send audio; returns the next packet's index."""
+    while True:
+        offset, payload = audio.packet(n)
+        pts = base + offset
+        if pts > until:
+            return n
+        await send(packetizer.packetize(muxer.mux_audio(payload, pts), pts))
+        n += 1
 
 
 def _advertised_host(bind_host: str, platform: HostPort) -> str:

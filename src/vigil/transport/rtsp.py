@@ -7,7 +7,8 @@ not watched individually; one :class:`_ReadTicker` per event loop wakes every
 gathers the interval's packets in between (the receive buffers are sized for keyframe
 bursts), so one ``recv`` takes them all. The clock is read once per read. RTP frames go from
 the parser straight to the track's handler (``set_media_handler``; by default
-``on_media(track_index, data, start, end)``) without an event object; RTCP is only checked
+``on_media(track_index, data, start, end)``) without an event object, or — with
+``set_bulk_media_handler`` — a whole read's run of them to one call of a compiled depacketizer; RTCP is only checked
 for BYE; RTSP messages go through the client. A single timer task per connection serves the
 client's request deadlines and keepalives and watches for media silence. There is no
 per-packet timer, log, syscall or allocation beyond the payload view.
@@ -34,7 +35,7 @@ from vigil.protocols.rtsp.client import (
     SessionFailed,
     TornDown,
 )
-from vigil.protocols.rtsp.message import FrameHandler, InterleavedFrame
+from vigil.protocols.rtsp.message import BulkFrameHandler, FrameHandler, InterleavedFrame
 
 #: Receive buffer asked for UDP media sockets: a 4 Mbps camera's keyframe burst fits many times.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -230,6 +231,7 @@ class RtspConnection:
         self._timer_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._handlers: dict[int, FrameHandler] = {}  # TCP channel -> handler, read by the parser
+        self._bulk: dict[int, BulkFrameHandler] = {}  # TCP channel -> run handler, read by the parser
         self._track_handlers: dict[int, FrameHandler] = {}  # track index -> handler (TCP and UDP)
         self._channel_tracks: dict[int, int] = {}
         self._rtcp_channels: frozenset[int] = frozenset()
@@ -254,6 +256,20 @@ class RtspConnection:
         for channel, index in self._channel_tracks.items():
             if index == track_index and self._transport_kind == "tcp":
                 self._handlers[channel] = handler
+
+    def set_bulk_media_handler(self, track_index: int, handler: BulkFrameHandler) -> bool:
+        """Route runs of one track's interleaved frames to ``handler(buf, pos) -> (end, frames)``.
+
+        The fastest path (a compiled depacketizer takes a whole read's frames in one call); TCP
+        only: returns False for UDP transport, whose packets keep going to the per-packet handler.
+        Call it from ``on_playing``.
+        """
+        if self._transport_kind != "tcp":
+            return False
+        for channel, index in self._channel_tracks.items():
+            if index == track_index:
+                self._bulk[channel] = handler
+        return True
 
     @property
     def packets_in(self) -> int:
@@ -431,8 +447,9 @@ class RtspConnection:
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, Playing):
-            # Updated in place: _on_tcp_data's parsing loop holds this very dict.
+            # Updated in place: _on_tcp_data's parsing loop holds these very dicts.
             self._handlers.clear()
+            self._bulk.clear()
             self._channel_tracks = {track.rtp_channel: index for index, track in enumerate(event.tracks)}
             for index in range(len(event.tracks)):
                 media = self._on_media if self._on_media is not None else _drop_media
@@ -460,16 +477,17 @@ class RtspConnection:
         self.bytes_in += len(data)
         client.receive_data(data, mono)
         handlers = self._handlers
+        bulk = self._bulk
         messages = client.messages_received
         # RTP frames go to their handler inside the parser; what comes back is RTSP or RTCP.
-        event = client.next_event(handlers)
+        event = client.next_event(handlers, bulk)
         while event is not None:
             if type(event) is InterleavedFrame:
                 if event.channel in self._rtcp_channels and is_bye(event.payload):
                     self._finish(RtspByeReceived("server sent RTCP BYE"))
             else:
                 self._on_event(event)
-            event = client.next_event(handlers)
+            event = client.next_event(handlers, bulk)
         if client.messages_received == messages:
             return  # media only: nothing to send, no deadline moved
         self._flush()

@@ -140,6 +140,26 @@ def media_fragment(
     A sample lasts until the next unit's dts; the last one until ``next_dts`` when known, else as long
     as the one before it, else ``default_duration`` (default 1/25 s) when it is alone.
     """
+    return b"".join(
+        media_fragment_parts(
+            units, sequence_number, next_dts=next_dts, track_id=track_id, default_duration=default_duration
+        )
+    )
+
+
+def media_fragment_parts(
+    units: Sequence[AccessUnit],
+    sequence_number: int,
+    *,
+    next_dts: int | None = None,
+    track_id: int = 1,
+    default_duration: int | None = None,
+) -> list[bytes]:
+    """:func:`media_fragment` in pieces: ``moof``, the ``mdat`` header, then each unit's data as is.
+
+    For writers that hand the pieces to one ``writev``: the pictures (nearly all the bytes) are
+    never copied into a joined buffer.
+    """
     if not units:
         raise Mp4Error("a fragment needs at least one access unit")
     if not 0 <= sequence_number <= _U32_MAX:
@@ -150,22 +170,25 @@ def media_fragment(
     offsets = [u.pts - u.dts for u in units]
     # Version 1 (signed offsets) only when needed, so ordinary IP-only streams use the most common form.
     version = 1 if any(o < 0 for o in offsets) else 0
-    entries = bytearray()
-    for unit, duration, offset in zip(units, durations, offsets, strict=True):
-        flags = SYNC_SAMPLE_FLAGS if unit.keyframe else NON_SYNC_SAMPLE_FLAGS
-        entries += struct.pack(">III", duration, len(unit.data), flags)
-        entries += struct.pack(">i" if version else ">I", offset)
+    entry = struct.Struct(">IIIi" if version else ">IIII")
+    entries = b"".join(
+        entry.pack(duration, len(unit.data), SYNC_SAMPLE_FLAGS if unit.keyframe else NON_SYNC_SAMPLE_FLAGS, offset)
+        for unit, duration, offset in zip(units, durations, offsets, strict=True)
+    )
     mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence_number))
     tfhd = full_box(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, struct.pack(">I", track_id))
     tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", units[0].dts))
 
     def build_moof(data_offset: int) -> bytes:
-        trun = full_box(b"trun", version, _TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), bytes(entries))
+        trun = full_box(b"trun", version, _TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), entries)
         return box(b"moof", mfhd, box(b"traf", tfhd, tfdt, trun))
 
     moof_size = len(build_moof(0))
     moof = build_moof(moof_size + 8)  # samples start right after the mdat header
-    return moof + box(b"mdat", *(u.data for u in units))
+    mdat_size = 8 + sum(len(u.data) for u in units)
+    if mdat_size > _U32_MAX:
+        raise Mp4Error(f"b'mdat' box of {mdat_size} bytes needs a 64-bit size, which this writer does not emit")
+    return [moof, struct.pack(">I4s", mdat_size, b"mdat"), *(u.data for u in units)]
 
 
 class FragmentWriter:

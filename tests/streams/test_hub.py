@@ -94,3 +94,23 @@ def test_registry_creates_once() -> None:
     assert reg.find("b") is None
     reg.remove("a")
     assert reg.find("a") is None
+
+
+async def test_get_batch_takes_everything_queued_then_waits_then_ends() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("r", maxsize=100)
+    for au in gop_stream(7):
+        hub.publish(au)
+    first = await reader.get_batch()
+    assert [au.seq for au in first] == list(range(1, 8)) and reader.pending() == 0
+    assert reader.delivered == 7
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # nothing queued: it waits
+    hub.publish(unit(7))
+    hub.publish(unit(8))
+    assert [au.seq for au in await asyncio.wait_for(waiter, 1)] == [8, 9]
+    hub.publish(unit(9))
+    hub.close()
+    assert [au.seq for au in await reader.get_batch()] == [10]  # what was queued before the end still comes
+    assert await reader.get_batch() == []

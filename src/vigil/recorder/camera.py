@@ -172,15 +172,21 @@ class CameraRecorder:
         reader = self._reader if self._reader is not None else self._subscribe()
         if self._closing:
             reader.close()
-        async for au in reader:
-            if au.seq <= self._last_seq:
-                continue  # already recorded before a supervised restart re-subscribed from the cached GOP
-            self._last_seq = au.seq
+        # Whole batches (what one socket read brought): the per-unit work below stays plain calls.
+        while batch := await reader.get_batch():
             self._report_drops()
-            if self.stopped and not await self._try_resume():
-                continue
-            for action in self._segmenter.push(au):
-                await self._apply(action)
+            push = self._segmenter.push
+            for au in batch:
+                if au.seq <= self._last_seq:
+                    continue  # already recorded before a supervised restart re-subscribed from the cached GOP
+                self._last_seq = au.seq
+                if self.stopped and not await self._try_resume():
+                    continue
+                actions = push(au)
+                if actions:
+                    for action in actions:
+                        await self._apply(action)
+                    push = self._segmenter.push  # an action may have replaced the segmenter (disk full)
         for action in self._segmenter.close():
             await self._apply(action)
 

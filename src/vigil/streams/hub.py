@@ -89,6 +89,22 @@ class Reader:
         self.delivered += 1
         return self._queue.popleft()
 
+    async def get_batch(self) -> list[AccessUnit]:
+        """Every queued unit at once (waiting for at least one); empty once closed and drained.
+
+        For readers that keep up with whole batches (the recorder): one wake-up per socket read
+        rather than one await per unit.
+        """
+        while not self._queue:
+            if self._closed:
+                return []
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch = list(self._queue)
+        self._queue.clear()
+        self.delivered += len(batch)
+        return batch
+
     def get_nowait(self) -> AccessUnit | None:
         """The next queued unit, or None if nothing is queued right now."""
         if not self._queue:

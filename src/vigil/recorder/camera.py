@@ -2,11 +2,11 @@
 
 Theory of operation: the recorder reads the camera's hub through a deep bounded queue (about a
 minute of pictures, so a slow disk or database never stalls ingest; drops are counted and logged
-in aggregate). Every unit goes through the pure :class:`Segmenter`; its actions are carried out
-with blocking file I/O in a worker thread, one fragment at a time, so the event loop never waits
-on the disk. A segment's row is inserted when it closes, with its SHA-256 and chain value
-``sha256(previous chain + sha256)``; a segment still open at a crash has no row and is handled by
-recovery at the next start.
+in aggregate), woken in batches of up to :data:`MAX_BATCH_SECONDS`. Every unit goes through the
+pure :class:`Segmenter`; its actions are carried out with blocking file I/O in a worker thread,
+one fragment at a time, so the event loop never waits on the disk. A segment's row is inserted
+when it closes, with its SHA-256 and chain value ``sha256(previous chain + sha256)``; a segment
+still open at a crash has no row and is handled by recovery at the next start.
 
 Disk full: a failed write cuts the file back to its last whole fragment and closes it as a normal
 segment; the recorder then stops writing ("disk_full" + "recording_stopped" events, level alarm)
@@ -37,6 +37,9 @@ from vigil.streams.hub import Reader, StreamHub
 
 log = logging.getLogger(__name__)
 
+#: The recorder is woken when this much arrival time is queued (at most half a fragment): a unit
+#: reaches the disk at most this much later than without batching.
+MAX_BATCH_SECONDS = 0.5
 #: Queue depth in seconds of pictures at a high frame rate (30 fps).
 QUEUE_SECONDS = 60
 QUEUE_FPS = 30
@@ -164,7 +167,10 @@ class CameraRecorder:
 
     def _subscribe(self) -> Reader:
         self._segmenter = self._new_segmenter()
-        self._reader = self._hub.subscribe(self._prefix, self._queue_units, from_gop=True)
+        # Woken about twice per fragment, not per socket read: fragments are written whole anyway,
+        # and each wake-up of 32+ recorder tasks ten times a second is CPU for nothing.
+        batch = min(MAX_BATCH_SECONDS, self._settings.fragment_seconds / 2)
+        self._reader = self._hub.subscribe(self._prefix, self._queue_units, from_gop=True, batch_seconds=batch)
         self._reported_drops = 0
         return self._reader
 

@@ -37,12 +37,15 @@ class ReaderStats:
 class Reader:
     """A bounded, drop-counting view of one camera's stream. Iterate it with ``async for``."""
 
-    def __init__(self, hub: StreamHub, name: str, maxsize: int) -> None:
+    def __init__(self, hub: StreamHub, name: str, maxsize: int, batch_seconds: float = 0.0) -> None:
         if maxsize < 1:
             raise ValueError("reader queue must hold at least one unit")
+        if batch_seconds < 0:
+            raise ValueError("batch_seconds must not be negative")
         self._hub = hub
         self.name = name
         self._maxsize = maxsize
+        self._batch_seconds = batch_seconds
         self._queue: collections.deque[AccessUnit] = collections.deque()
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -71,7 +74,14 @@ class Reader:
                 self._queue.append(au)
             self._wakeup.set()
             return
-        self._queue.append(au)
+        queue = self._queue
+        queue.append(au)
+        # A batching reader is woken once its queue spans batch_seconds of arrival time (or the
+        # clock jumped back); units still arrive in order, only later and together.
+        if self._batch_seconds:
+            span = au.wallclock - queue[0].wallclock
+            if 0 <= span < self._batch_seconds:
+                return
         self._wakeup.set()
 
     def _end(self) -> None:
@@ -170,9 +180,14 @@ class StreamHub:
         for reader in self._readers:
             reader._offer(au)
 
-    def subscribe(self, name: str, maxsize: int = 256, *, from_gop: bool = True) -> Reader:
-        """A new reader; with ``from_gop`` it starts at the cached keyframe (instant live start)."""
-        reader = Reader(self, name, maxsize)
+    def subscribe(self, name: str, maxsize: int = 256, *, from_gop: bool = True, batch_seconds: float = 0.0) -> Reader:
+        """A new reader; with ``from_gop`` it starts at the cached keyframe (instant live start).
+
+        ``batch_seconds`` > 0 makes a reader that is woken only once that much arrival time is
+        queued (or it overflows, or the hub closes): for consumers that work in batches and do
+        not need each unit at once — the recorder, which writes whole fragments anyway.
+        """
+        reader = Reader(self, name, maxsize, batch_seconds)
         if from_gop:
             for au in self._gop[-maxsize:]:
                 reader._offer(au)

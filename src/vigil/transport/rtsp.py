@@ -159,6 +159,11 @@ def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
     raise OSError("could not bind an even/odd UDP port pair for RTP/RTCP")
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _drop_media(track_index: int, data: memoryview, start: int, end: int) -> None:
     """Default sink for tracks nobody asked for."""
 
@@ -229,7 +234,8 @@ class RtspConnection:
         self._done: asyncio.Future[None] | None = None
         self._torn_down: asyncio.Event = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        #: What the timer task awaits; resolved early by _wake() when a deadline may have moved.
+        self._waiter: asyncio.Future[None] | None = None
         self._handlers: dict[int, FrameHandler] = {}  # TCP channel -> handler, read by the parser
         self._bulk: dict[int, BulkFrameHandler] = {}  # TCP channel -> run handler, read by the parser
         self._track_handlers: dict[int, FrameHandler] = {}  # track index -> handler (TCP and UDP)
@@ -324,7 +330,7 @@ class RtspConnection:
         """Stream until the session ends: returns after close(), raises on every other end."""
         assert self._done is not None, "connect() first"
         self._read_timeout = read_timeout
-        self._wake.set()
+        self._wake()
         await asyncio.shield(self._done)
 
     async def close(self) -> None:
@@ -377,7 +383,7 @@ class RtspConnection:
         out = client.data_to_send()
         if out:
             # A request went out: its deadline may be earlier than what the timer task sleeps for.
-            self._wake.set()
+            self._wake()
         out = self._out + out
         if out and not self._lost:
             try:
@@ -494,7 +500,7 @@ class RtspConnection:
         timer = client.get_timer()
         if timer is not None and timer < self._timer_target:
             # A response moved the next deadline earlier (e.g. PLAY scheduled the first keepalive).
-            self._wake.set()
+            self._wake()
 
     def _on_datagram(self, track_index: int, rtcp: bool, data: memoryview, size: int) -> None:
         self.bytes_in += size
@@ -513,6 +519,28 @@ class RtspConnection:
         if not self._closing:
             reason = f"server closed the connection ({exc})" if exc else "server closed the connection"
             self._finish(RtspConnectionClosed(reason))
+
+    def _wake(self) -> None:
+        """Make the timer task look at its deadlines now."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, delay: float | None) -> None:
+        """Sleep ``delay`` seconds (None: until woken) or until :meth:`_wake`.
+
+        A bare future and one timer handle: this runs once a second per camera, and
+        ``wait_for(event.wait(), …)`` costs a task, a cancellation and several loop turns each time.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if delay is None else loop.call_later(delay, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waiter = None
 
     async def _timers(self) -> None:
         """Client deadlines, keepalives and the media-silence watchdog, in one task."""
@@ -533,11 +561,9 @@ class RtspConnection:
                 # Check for silence a few times per read timeout; cheap, and bounds detection delay.
                 watch = now + min(self._read_timeout / 4, 1.0)
                 deadline = watch if deadline is None else min(deadline, watch)
-            self._wake.clear()
             self._timer_target = float("inf") if deadline is None else deadline
             delay = None if deadline is None else max(deadline - now, 0.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await self._sleep(delay)
             now = time.monotonic()
             timer = client.get_timer()
             if timer is not None and now >= timer:

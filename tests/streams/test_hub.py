@@ -1,7 +1,7 @@
 import asyncio
 
 from vigil.domain.media import AccessUnit, Codec, VideoTrack
-from vigil.streams.hub import HubRegistry, StreamHub
+from vigil.streams.hub import MAX_BATCH_UNITS, HubRegistry, StreamHub
 
 TRACK = VideoTrack(Codec.H264, 640, 480, (b"\x67\x42", b"\x68\xce"))
 
@@ -153,3 +153,17 @@ async def test_batching_reader_overflow_still_wakes_it() -> None:
         hub.publish(au)
     batch = await asyncio.wait_for(waiter, 1)
     assert [au.seq for au in batch] == [4] and reader.dropped == 4
+
+
+async def test_batching_reader_is_woken_by_count_when_arrival_times_do_not_move() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("rec", maxsize=1000, batch_seconds=1.0)
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    frozen = [AccessUnit(TRACK, i * 3600, i * 3600, i == 0, b"\x00", wallclock=0.0) for i in range(MAX_BATCH_UNITS)]
+    for au in frozen[:-1]:
+        hub.publish(au)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    hub.publish(frozen[-1])
+    assert len(await asyncio.wait_for(waiter, 1)) == MAX_BATCH_UNITS

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 #: A GOP longer than this many units is not cached whole (a camera with a 60 s GOP would
 #: otherwise hold a minute of video per camera in memory); new readers then wait for a keyframe.
 MAX_GOP_UNITS = 600
+#: A batching reader is woken at this many queued units whatever their arrival times say
+#: (a source that leaves ``wallclock`` unset must not park units until the queue overflows).
+MAX_BATCH_UNITS = 64
 
 
 @dataclass(slots=True)
@@ -78,7 +81,7 @@ class Reader:
         queue.append(au)
         # A batching reader is woken once its queue spans batch_seconds of arrival time (or the
         # clock jumped back); units still arrive in order, only later and together.
-        if self._batch_seconds:
+        if self._batch_seconds and len(queue) < MAX_BATCH_UNITS:
             span = au.wallclock - queue[0].wallclock
             if 0 <= span < self._batch_seconds:
                 return

@@ -282,3 +282,25 @@ def test_every_nal_type_alone_aggregated_and_fragmented_agrees(codec: Codec) -> 
         ts += 3000
     units = assert_same(codec, packets, payload_type=96)
     assert units  # the keyframe types got through
+
+
+def test_fragment_after_a_gap_inside_the_unit_cannot_replace_parameter_sets() -> None:
+    """A gap inside a unit breaks it; what follows in that unit is ignored on every path.
+
+    The Python fast path once appended such fragments anyway, so an FU whose end fragment claimed
+    to be an SPS replaced the SDP's SPS with garbage.
+    """
+    codec = Codec.H264
+    body = bytes(range(40))
+
+    def fu(seq: int, header: int, marker: bool = False) -> bytes:
+        return RtpPacket(96, seq, 0, 1, bytes([0x7C, header]) + body, marker).serialize()
+
+    packets = [
+        fu(0, 0x80 | 5),  # IDR start
+        fu(2, 0x05),  # seq 1 lost: the unit is broken from here
+        fu(3, 0x40 | 7, marker=True),  # an end fragment that says "SPS"
+        RtpPacket(96, 4, 3000, 1, bytes([0x65]) + body, True).serialize(),  # a whole IDR
+    ]
+    units = assert_same(codec, packets, payload_type=96, parameter_sets=SETS[codec])
+    assert len(units) == 1 and units[0].track.parameter_sets == SETS[codec]

@@ -8,7 +8,7 @@ DEV=0
 [[ "${1:-}" == "--dev" ]] && DEV=1
 
 need_pkgs=()
-want=(ffmpeg)
+want=(ffmpeg gcc python3-dev)  # gcc + headers: the C extension (Vigil falls back to pure Python without)
 if [[ $DEV == 1 ]]; then
   want+=(chromium fonts-noto-cjk gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
          gstreamer1.0-plugins-bad gir1.2-gst-rtsp-server-1.0 python3-gi sip-tester)
@@ -31,8 +31,11 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 extras=""; [[ $DEV == 1 ]] && extras="[dev]"
 stamp=".venv/.vigil-installed$extras"
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-  echo "==> installing Vigil into .venv"
+# setup.py and the C sources too: the editable install compiles the extension (the RTP depacketizer core).
+stale=0
+for f in pyproject.toml setup.py src/vigil/protocols/rtp/*.c; do [[ $f -nt $stamp ]] && stale=1; done
+if [[ ! -f $stamp || $stale == 1 ]]; then
+  echo "==> installing Vigil into .venv (builds the C extension; without gcc it falls back to pure Python)"
   .venv/bin/pip install -q -e ".$extras"
   touch "$stamp"
 fi

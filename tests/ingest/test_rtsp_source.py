@@ -23,6 +23,8 @@ from vigil.ingest.errors import (
     Unreachable,
 )
 from vigil.ingest.rtsp import RtspSource
+from vigil.protocols.rtp.depacketize import Depacketizer
+from vigil.protocols.rtp.fast import FastDepacketizer
 from vigil.protocols.rtsp.message import Headers, InterleavedFrame, RtspParser, RtspRequest, RtspResponse
 
 DATA = Path(__file__).resolve().parents[1] / "protocols" / "data"
@@ -122,12 +124,24 @@ async def run_until_error(src: RtspSource, limit: float = 10.0) -> SourceError:
     return info.value
 
 
-async def test_publishes_units_then_server_close_is_stream_ended() -> None:
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure-python"])
+async def test_publishes_units_then_server_close_is_stream_ended(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both depacketizers: the compiled one (taking whole runs of frames per read) and the fallback.
+    monkeypatch.setattr(ingest_rtsp, "USE_COMPILED_DEPACKETIZER", compiled)
     units: list[AccessUnit] = []
     connected: list[int] = []
+    used: set[type] = set()
+
+    def publish(unit: AccessUnit) -> None:
+        units.append(unit)
+        used.add(type(src._depacketizer))
+
     async with serving(Replay()) as url:
-        src = RtspSource(7, url, "", "", units.append, on_connected=lambda: connected.append(len(units)))
+        src = RtspSource(7, url, "", "", publish, on_connected=lambda: connected.append(len(units)))
         error = await run_until_error(src)
+    assert used == {FastDepacketizer if compiled else Depacketizer}
     assert isinstance(error, StreamEnded)
     assert len(units) >= 10 and units[0].keyframe and units[0].track.codec is Codec.H264
     assert (units[0].track.width, units[0].track.height) == (768, 576)

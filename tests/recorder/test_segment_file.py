@@ -10,6 +10,7 @@ from tests.media import SAMPLE_576, ffprobe_frame_count
 
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.mp4.reader import parse_init, scan
+from vigil.protocols.mp4.writer import init_segment, media_fragment
 from vigil.recorder.segmenter import Segmenter, WriteFragment
 from vigil.recorder.writer import SegmentFile, SegmentWriteError
 
@@ -60,21 +61,48 @@ def test_failed_write_cuts_back_to_last_fragment(tmp_path: Path, monkeypatch: py
     seg = SegmentFile.create(path, frags[0].units[0].track, frags[0].units[0])
     seg.append(frags[0].units, frags[0].next_dts)
     good = path.read_bytes()
-    real_write = writer_mod.os.write
+    real_writev = writer_mod.os.writev
     calls = {"n": 0}
 
-    def half_then_enospc(fd: int, data: memoryview) -> int:
+    def half_then_enospc(fd: int, parts: list[bytes]) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
-            return real_write(fd, data[: len(data) // 2])
+            data = b"".join(parts)
+            return real_writev(fd, [data[: len(data) // 2]])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writer_mod.os, "write", half_then_enospc)
+    monkeypatch.setattr(writer_mod.os, "writev", half_then_enospc)
     with pytest.raises(SegmentWriteError) as info:
         seg.append(frags[1].units, frags[1].next_dts)
     assert info.value.errno == errno.ENOSPC
-    monkeypatch.setattr(writer_mod.os, "write", real_write)
+    assert calls["n"] == 2  # the short write was continued, then failed
+    monkeypatch.setattr(writer_mod.os, "writev", real_writev)
     done = seg.finish()
     assert path.read_bytes() == good
     assert done.sha256 == hashlib.sha256(good).hexdigest()
     assert done.frames == len(frags[0].units)
+
+
+def test_short_writes_are_continued_byte_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may take part of a writev (signals, pipes, nearly full disks): the rest follows, in order."""
+    import vigil.recorder.writer as writer_mod
+
+    frags = _fragments(30)
+    track = frags[0].units[0].track
+    real_writev = writer_mod.os.writev
+
+    def dribble(fd: int, parts: list[bytes]) -> int:
+        # At most 777 bytes per call, cutting through parts and part boundaries.
+        return real_writev(fd, [b"".join(bytes(p) for p in parts)[:777]])
+
+    monkeypatch.setattr(writer_mod.os, "writev", dribble)
+    seg = SegmentFile.create(tmp_path / "x.mp4", track, frags[0].units[0])
+    sizes = [seg.append(f.units, f.next_dts) for f in frags[:2]]
+    done = seg.finish()
+    expected = init_segment(track) + b"".join(
+        media_fragment(list(f.units), i + 1, next_dts=f.next_dts) for i, f in enumerate(frags[:2])
+    )
+    data = (tmp_path / "x.mp4").read_bytes()
+    assert data == expected
+    assert sizes == [len(media_fragment(list(f.units), i + 1, next_dts=f.next_dts)) for i, f in enumerate(frags[:2])]
+    assert done.bytes == len(expected) and done.sha256 == hashlib.sha256(expected).hexdigest()

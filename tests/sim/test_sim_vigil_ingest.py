@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.media import SAMPLE_576, SAMPLE_H265
 
+import vigil.ingest.rtsp as ingest_rtsp
 from vigil.domain.media import AccessUnit, Codec
 from vigil.ingest.errors import AuthFailed, StreamNotFound
 from vigil.ingest.file import iter_file_units
@@ -57,9 +58,14 @@ async def ingest(url: str, count: int, transport: str, **credentials: str) -> li
     return units
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure-python"])
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 @pytest.mark.parametrize("path", [SAMPLE_576, SAMPLE_H265], ids=["h264", "h265"])
-async def test_ingest_receives_the_files_pictures_in_order(path: Path, transport: str) -> None:
+async def test_ingest_receives_the_files_pictures_in_order(
+    path: Path, transport: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both depacketizers, over both transports (TCP with the compiled one takes whole runs of frames).
+    monkeypatch.setattr(ingest_rtsp, "USE_COMPILED_DEPACKETIZER", compiled)
     file_units = list(iter_file_units(path))
     codec = file_units[0].track.codec
     expected = [pictures(codec, unit.data) for unit in file_units]

@@ -1,7 +1,7 @@
 import asyncio
 
 from vigil.domain.media import AccessUnit, AudioCodec, AudioTrack, AudioUnit, Codec, VideoTrack
-from vigil.streams.hub import HubRegistry, StreamHub
+from vigil.streams.hub import MAX_BATCH_UNITS, HubRegistry, StreamHub
 
 TRACK = VideoTrack(Codec.H264, 640, 480, (b"\x67\x42", b"\x68\xce"))
 
@@ -158,3 +158,76 @@ async def test_reset_forgets_the_audio_track() -> None:
     hub.reset()
     assert hub.audio_track is None
     assert hub.subscribe_media("after", maxsize=10).pending() == 0
+
+
+async def test_get_batch_takes_everything_queued_then_waits_then_ends() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("r", maxsize=100)
+    for au in gop_stream(7):
+        hub.publish(au)
+    first = await reader.get_batch()
+    assert [au.seq for au in first] == list(range(1, 8)) and reader.pending() == 0
+    assert reader.delivered == 7
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # nothing queued: it waits
+    hub.publish(unit(7))
+    hub.publish(unit(8))
+    assert [au.seq for au in await asyncio.wait_for(waiter, 1)] == [8, 9]
+    hub.publish(unit(9))
+    hub.close()
+    assert [au.seq for au in await reader.get_batch()] == [10]  # what was queued before the end still comes
+    assert await reader.get_batch() == []
+
+
+async def test_batching_reader_is_woken_once_its_queue_spans_batch_seconds() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("rec", maxsize=100, batch_seconds=0.2)  # units arrive every 0.04 s
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)  # it waits
+    hub.publish(unit(0, key=True))
+    for i in range(1, 5):  # 0.00 .. 0.16 s queued: not yet
+        hub.publish(unit(i))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+    hub.publish(unit(5))  # spans 0.20 s
+    assert [au.seq for au in await asyncio.wait_for(waiter, 1)] == [1, 2, 3, 4, 5, 6]
+    # A clock that jumps back wakes it at once rather than waiting for the span to come round.
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    hub.publish(unit(100))
+    hub.publish(unit(6))
+    assert [au.seq for au in await asyncio.wait_for(waiter, 1)] == [7, 8]
+    # Closing wakes it too, with what is queued.
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    hub.publish(unit(7))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    hub.close()
+    assert [au.seq for au in await asyncio.wait_for(waiter, 1)] == [9]
+
+
+async def test_batching_reader_overflow_still_wakes_it() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("rec", maxsize=3, batch_seconds=100.0)
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    for au in gop_stream(4, gop=3):  # the fourth (a keyframe) overflows the queue of three
+        hub.publish(au)
+    batch = await asyncio.wait_for(waiter, 1)
+    assert [au.seq for au in batch] == [4] and reader.dropped == 4
+
+
+async def test_batching_reader_is_woken_by_count_when_arrival_times_do_not_move() -> None:
+    hub = StreamHub("cam")
+    reader = hub.subscribe("rec", maxsize=1000, batch_seconds=1.0)
+    waiter = asyncio.create_task(reader.get_batch())
+    await asyncio.sleep(0)
+    frozen = [AccessUnit(TRACK, i * 3600, i * 3600, i == 0, b"\x00", wallclock=0.0) for i in range(MAX_BATCH_UNITS)]
+    for au in frozen[:-1]:
+        hub.publish(au)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    hub.publish(frozen[-1])
+    assert len(await asyncio.wait_for(waiter, 1)) == MAX_BATCH_UNITS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, VideoTrack
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +26,16 @@ class StreamMeter:
         self._width = 0
         self._height = 0
         self._codec = ""
+        self._track: VideoTrack | None = None
         self.current = StreamHealth(0.0, 0.0, 0, 0, "")
 
     def on_unit(self, au: AccessUnit) -> None:
         self._bytes += len(au.data)
         self._frames += 1
         track = au.track
-        self._width, self._height, self._codec = track.width, track.height, track.codec.value
+        if track is not self._track:  # tracks change rarely: look at them only then
+            self._track = track
+            self._width, self._height, self._codec = track.width, track.height, track.codec.value
 
     def sample(self, now: float) -> StreamHealth:
         """Rates since the previous sample (call every second or two with a monotonic ``now``)."""

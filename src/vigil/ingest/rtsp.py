@@ -1,11 +1,14 @@
 """RTSP camera source: one camera's RTSP session turned into published access units.
 
 Theory of operation: :meth:`RtspSource.run` connects, plays and then spends its life inside
-the transport's read callback: each RTP packet goes to the depacketizer, each completed
-access unit to ``publish``. ``run`` ends only by raising a :mod:`vigil.ingest.errors`
-error (restarting is the supervisor's job) or by returning after :meth:`RtspSource.close`.
-Damage is logged aggregated, at most once per :data:`CORRUPT_LOG_INTERVAL`; passwords are
-never logged (URLs are masked).
+the transport's read callback: RTP packets go to the depacketizer, each completed access unit
+to ``publish``. Over TCP with the compiled depacketizer, a read's whole run of interleaved video
+frames goes to it in one call, so Python works per access unit, not per packet; otherwise
+(UDP, or the extension not built) each packet goes to the depacketizer's ``push_span``.
+``run`` ends only by raising a :mod:`vigil.ingest.errors` error (restarting is the
+supervisor's job) or by returning after :meth:`RtspSource.close`. Damage is logged
+aggregated, at most once per :data:`CORRUPT_LOG_INTERVAL`; passwords are never logged (URLs
+are masked).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from vigil.ingest.errors import (
     StreamTimeout,
     Unreachable,
 )
+from vigil.protocols.rtp import fast
 from vigil.protocols.rtp.depacketize import Depacketizer
+from vigil.protocols.rtp.fast import FastDepacketizer
 from vigil.protocols.rtsp.client import FailureReason, Playing, mask_url, parse_url
 from vigil.transport.rtsp import (
     RtspByeReceived,
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Damage is summarised in one log line per this many seconds, never per packet.
 CORRUPT_LOG_INTERVAL = 10.0
+#: Use the compiled depacketizer when it is built (the pure-Python one is the fallback and reference).
+USE_COMPILED_DEPACKETIZER = fast.AVAILABLE
 
 
 def _session_error(prefix: str, exc: RtspSessionError) -> SourceError:
@@ -86,7 +93,8 @@ class RtspSource:
         self.on_connected = on_connected
         self._prefix = f"camera {camera_id} ({mask_url(url)})"
         self._connection: RtspConnection | None = None
-        self._depacketizer: Depacketizer | None = None
+        self._depacketizer: Depacketizer | FastDepacketizer | None = None
+        self._units: list[AccessUnit] = []
         self._push: Callable[[memoryview, int, int], Sequence[AccessUnit]] = _ignore_packet
         self._closed = False
         self._first_unit = True
@@ -171,33 +179,56 @@ class RtspSource:
             await self._connection.close()
 
     def _on_playing(self, playing: Playing) -> None:
-        fmt = playing.tracks[0].format
-        self._depacketizer = Depacketizer(
+        track = playing.tracks[0]
+        fmt = track.format
+        kind = FastDepacketizer if USE_COMPILED_DEPACKETIZER else Depacketizer
+        depacketizer = kind(
             fmt.codec,
             payload_type=fmt.payload_type,
             clock_rate=fmt.clock_rate,
             parameter_sets=fmt.parameter_sets,
         )
-        self._push = self._depacketizer.push_span
-        if self._connection is not None:
-            self._connection.set_media_handler(0, self._on_packet)
+        self._depacketizer = depacketizer
+        self._push = depacketizer.push_span
+        connection = self._connection
+        if connection is None:
+            return
+        connection.set_media_handler(0, self._on_packet)
+        if isinstance(depacketizer, FastDepacketizer):
+            feed = depacketizer.feed_interleaved
+            channel = track.rtp_channel
+            units = self._units
+
+            def on_frames(buf: bytes, pos: int) -> tuple[int, int]:
+                # Hot path over TCP: once per read, for the whole run of video frames in it.
+                units.clear()
+                result = feed(buf, pos, channel, units, connection.read_wallclock, connection.read_mono)
+                if units:
+                    self._emit(units)
+                return result
+
+            connection.set_bulk_media_handler(0, on_frames)
 
     def _on_packet(self, data: memoryview, start: int, end: int) -> None:
-        # Hot path: once per RTP packet of the (only) video track the client sets up.
+        # Hot path over UDP (and without the compiled depacketizer): once per RTP packet.
         units = self._push(data, start, end)
         if not units:
             return
         connection = self._connection
-        for unit in units:
-            if connection is not None:
+        if connection is not None:
+            for unit in units:
                 unit.wallclock = connection.read_wallclock
                 unit.received_mono = connection.read_mono
+        self._emit(units)
+
+    def _emit(self, units: Sequence[AccessUnit]) -> None:
+        for unit in units:
             self.units_out += 1
             self._publish(unit)
-        if self._first_unit:
-            self._first_unit = False
-            if self.on_connected is not None:
-                self.on_connected()
+            if self._first_unit:  # right after the first unit, even when a read brought several
+                self._first_unit = False
+                if self.on_connected is not None:
+                    self.on_connected()
 
     async def _report_corrupt(self) -> None:
         reported = 0

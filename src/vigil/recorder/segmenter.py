@@ -147,7 +147,8 @@ class Segmenter:
         return max(1, last.track.clock_rate // 25)
 
     def _break_reason(self, last: AccessUnit, au: AccessUnit) -> CutReason | None:
-        if au.track != self._track:
+        # Identity first: the depacketizer hands out one track object until the parameter sets change.
+        if au.track is not self._track and au.track != self._track:
             return CutReason.TRACK_CHANGE
         step = au.dts - last.dts
         if step <= 0:

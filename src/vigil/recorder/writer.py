@@ -1,10 +1,11 @@
 """One segment file being written: init segment then fragments, hashed as written. Blocking I/O.
 
 The recorder calls these methods from a worker thread (never on the event loop). Each fragment
-goes to the kernel in one unbuffered write sequence, so a killed process leaves every finished
-fragment on disk. A failed write (ENOSPC, EIO) truncates the file back to the end of the last
-whole fragment before raising, so the file on disk is always a valid fMP4 prefix and the
-running hash always describes exactly the bytes on disk.
+goes to the kernel in one unbuffered ``writev`` of its pieces (the pictures are not joined into
+one buffer first), so a killed process leaves every finished fragment on disk. A failed write
+(ENOSPC, EIO) truncates the file back to the end of the last whole fragment before raising, so
+the file on disk is always a valid fMP4 prefix and the running hash always describes exactly the
+bytes on disk.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
-from vigil.protocols.mp4.writer import init_segment, media_fragment
+from vigil.protocols.mp4.writer import init_segment, media_fragment_parts
+
+#: Pieces handed to one writev at most (Linux's IOV_MAX is 1024).
+_MAX_IOV = 1024
 
 
 class SegmentWriteError(OSError):
@@ -69,7 +73,7 @@ class SegmentFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         seg._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            seg._write(init_segment(track, audio=audio))
+            seg._write([init_segment(track, audio=audio)])
         except OSError:
             seg.discard()
             raise
@@ -77,29 +81,41 @@ class SegmentFile:
 
     def append(self, units: tuple[AccessUnit, ...], next_dts: int, audio: tuple[AudioUnit, ...] = ()) -> int:
         """Write one fragment of ``units`` (and ``audio``, units of this file's audio track); returns its size."""
-        data = media_fragment(list(units), self.fragments + 1, next_dts=next_dts, audio=audio)
-        self._write(data)
+        parts = media_fragment_parts(units, self.fragments + 1, next_dts=next_dts, audio=audio)
+        size = self._write(parts)
         self.fragments += 1
         self.frames += len(units)
         self.audio_samples += len(audio)
         self.end_dts = next_dts
-        return len(data)
+        return size
 
-    def _write(self, data: bytes) -> None:
-        if self._file is None:
+    def _write(self, parts: list[bytes]) -> int:
+        """Write ``parts`` back to back (all or, after cutting back, nothing); returns their size."""
+        fd = self._file
+        if fd is None:
             raise SegmentWriteError(f"{self.path} is closed")
-        view = memoryview(data)
-        written = 0
+        pending: list[bytes | memoryview] = list(parts)
+        first = 0  # pending[first:] is still to go out
         try:
-            while written < len(view):
-                written += os.write(self._file, view[written:])
+            while first < len(pending):
+                written = os.writev(fd, pending[first : first + _MAX_IOV])
+                # Skip what went out; a short write (signal, nearly full disk) leaves a part's tail.
+                while first < len(pending) and written >= len(pending[first]):
+                    written -= len(pending[first])
+                    first += 1
+                if written:
+                    pending[first] = memoryview(pending[first])[written:]
         except OSError as exc:
             # Cut back to the last whole fragment so a reader never sees half of one.
             with contextlib.suppress(OSError):
-                os.ftruncate(self._file, self.size)
+                os.ftruncate(fd, self.size)
             raise SegmentWriteError(exc.errno, f"writing {self.path}: {exc.strerror}") from exc
-        self._hash.update(data)
-        self.size += len(data)
+        size = 0
+        for part in parts:
+            self._hash.update(part)
+            size += len(part)
+        self.size += size
+        return size
 
     @property
     def end_us(self) -> int:

@@ -35,6 +35,9 @@ MAX_GOP_UNITS = 600
 MAX_GOP_AUDIO = 2000
 
 MediaItem = AccessUnit | AudioUnit
+#: A batching reader is woken at this many queued units whatever their arrival times say
+#: (a source that leaves ``wallclock`` unset must not park units until the queue overflows).
+MAX_BATCH_UNITS = 64
 
 
 @dataclass(slots=True)
@@ -51,12 +54,15 @@ ItemT = TypeVar("ItemT", AccessUnit, MediaItem)
 class _QueueReader(Generic[ItemT]):
     """The queue, drop policy and lifecycle of :class:`Reader` (video) and :class:`MediaReader` (video + audio)."""
 
-    def __init__(self, hub: StreamHub, name: str, maxsize: int) -> None:
+    def __init__(self, hub: StreamHub, name: str, maxsize: int, batch_seconds: float = 0.0) -> None:
         if maxsize < 1:
             raise ValueError("reader queue must hold at least one unit")
+        if batch_seconds < 0:
+            raise ValueError("batch_seconds must not be negative")
         self._hub = hub
         self.name = name
         self._maxsize = maxsize
+        self._batch_seconds = batch_seconds
         self._queue: collections.deque[ItemT] = collections.deque()
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -86,6 +92,16 @@ class _QueueReader(Generic[ItemT]):
             self._wakeup.set()
             return
         self._queue.append(au)
+        self._wake()
+
+    def _wake(self) -> None:
+        # A batching reader is woken once its queue spans batch_seconds of arrival time (or the clock
+        # jumped back); units still arrive in order, only later and together.
+        queue = self._queue
+        if self._batch_seconds and len(queue) < MAX_BATCH_UNITS:
+            span = queue[-1].wallclock - queue[0].wallclock
+            if 0 <= span < self._batch_seconds:
+                return
         self._wakeup.set()
 
     def _end(self) -> None:
@@ -102,6 +118,22 @@ class _QueueReader(Generic[ItemT]):
             await self._wakeup.wait()
         self.delivered += 1
         return self._queue.popleft()
+
+    async def get_batch(self) -> list[ItemT]:
+        """Every queued unit at once (waiting for at least one); empty once closed and drained.
+
+        For readers that keep up with whole batches (the recorder): one wake-up per batch rather
+        than one await per unit.
+        """
+        while not self._queue:
+            if self._closed:
+                return []
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch = list(self._queue)
+        self._queue.clear()
+        self.delivered += len(batch)
+        return batch
 
     def get_nowait(self) -> ItemT | None:
         """The next queued unit, or None if nothing is queued right now."""
@@ -152,7 +184,7 @@ class MediaReader(_QueueReader[MediaItem]):
             self._wakeup.set()
             return
         self._queue.append(unit)
-        self._wakeup.set()
+        self._wake()
 
     def __enter__(self) -> MediaReader:
         return self
@@ -212,18 +244,26 @@ class StreamHub:
         for reader in self._audio_readers:
             reader._offer_audio(unit)
 
-    def subscribe(self, name: str, maxsize: int = 256, *, from_gop: bool = True) -> Reader:
-        """A new reader; with ``from_gop`` it starts at the cached keyframe (instant live start)."""
-        reader = Reader(self, name, maxsize)
+    def subscribe(self, name: str, maxsize: int = 256, *, from_gop: bool = True, batch_seconds: float = 0.0) -> Reader:
+        """A new reader; with ``from_gop`` it starts at the cached keyframe (instant live start).
+
+        ``batch_seconds`` > 0 makes a reader that is woken only once that much arrival time is
+        queued (or it overflows, or the hub closes): for consumers that work in batches and do
+        not need each unit at once — the recorder, which writes whole fragments anyway.
+        """
+        reader = Reader(self, name, maxsize, batch_seconds)
         if from_gop:
             for au in self._gop[-maxsize:]:
                 reader._offer(au)
         self._readers.append(reader)
         return reader
 
-    def subscribe_media(self, name: str, maxsize: int = 256, *, from_gop: bool = True) -> MediaReader:
-        """A reader of video and audio; with ``from_gop`` it starts at the cached keyframe with its audio."""
-        reader = MediaReader(self, name, maxsize)
+    def subscribe_media(
+        self, name: str, maxsize: int = 256, *, from_gop: bool = True, batch_seconds: float = 0.0
+    ) -> MediaReader:
+        """A reader of video and audio; with ``from_gop`` it starts at the cached keyframe with its audio
+        (``batch_seconds`` as for :meth:`subscribe`)."""
+        reader = MediaReader(self, name, maxsize, batch_seconds)
         if from_gop and len(self._gop) + len(self._gop_audio) <= maxsize:
             audio = iter(self._gop_audio)
             pending = next(audio, None)

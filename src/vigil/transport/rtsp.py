@@ -7,7 +7,8 @@ not watched individually; one :class:`_ReadTicker` per event loop wakes every
 gathers the interval's packets in between (the receive buffers are sized for keyframe
 bursts), so one ``recv`` takes them all. The clock is read once per read. RTP frames go from
 the parser straight to the track's handler (``set_media_handler``; by default
-``on_media(track_index, data, start, end)``) without an event object; RTCP is only checked
+``on_media(track_index, data, start, end)``) without an event object, or — with
+``set_bulk_media_handler`` — a whole read's run of them to one call of a compiled depacketizer; RTCP is only checked
 for BYE; RTSP messages go through the client. A single timer task per connection serves the
 client's request deadlines and keepalives and watches for media silence. There is no
 per-packet timer, log, syscall or allocation beyond the payload view.
@@ -34,7 +35,7 @@ from vigil.protocols.rtsp.client import (
     SessionFailed,
     TornDown,
 )
-from vigil.protocols.rtsp.message import FrameHandler, InterleavedFrame
+from vigil.protocols.rtsp.message import BulkFrameHandler, FrameHandler, InterleavedFrame
 
 #: Receive buffer asked for UDP media sockets: a 4 Mbps camera's keyframe burst fits many times.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -158,6 +159,11 @@ def _bind_udp_pair(host: str) -> tuple[socket.socket, socket.socket]:
     raise OSError("could not bind an even/odd UDP port pair for RTP/RTCP")
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _drop_media(track_index: int, data: memoryview, start: int, end: int) -> None:
     """Default sink for tracks nobody asked for."""
 
@@ -228,8 +234,10 @@ class RtspConnection:
         self._done: asyncio.Future[None] | None = None
         self._torn_down: asyncio.Event = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        #: What the timer task awaits; resolved early by _wake() when a deadline may have moved.
+        self._waiter: asyncio.Future[None] | None = None
         self._handlers: dict[int, FrameHandler] = {}  # TCP channel -> handler, read by the parser
+        self._bulk: dict[int, BulkFrameHandler] = {}  # TCP channel -> run handler, read by the parser
         self._track_handlers: dict[int, FrameHandler] = {}  # track index -> handler (TCP and UDP)
         self._channel_tracks: dict[int, int] = {}
         self._rtcp_channels: frozenset[int] = frozenset()
@@ -254,6 +262,20 @@ class RtspConnection:
         for channel, index in self._channel_tracks.items():
             if index == track_index and self._transport_kind == "tcp":
                 self._handlers[channel] = handler
+
+    def set_bulk_media_handler(self, track_index: int, handler: BulkFrameHandler) -> bool:
+        """Route runs of one track's interleaved frames to ``handler(buf, pos) -> (end, frames)``.
+
+        The fastest path (a compiled depacketizer takes a whole read's frames in one call); TCP
+        only: returns False for UDP transport, whose packets keep going to the per-packet handler.
+        Call it from ``on_playing``.
+        """
+        if self._transport_kind != "tcp":
+            return False
+        for channel, index in self._channel_tracks.items():
+            if index == track_index:
+                self._bulk[channel] = handler
+        return True
 
     @property
     def packets_in(self) -> int:
@@ -308,7 +330,7 @@ class RtspConnection:
         """Stream until the session ends: returns after close(), raises on every other end."""
         assert self._done is not None, "connect() first"
         self._read_timeout = read_timeout
-        self._wake.set()
+        self._wake()
         await asyncio.shield(self._done)
 
     async def close(self) -> None:
@@ -361,7 +383,7 @@ class RtspConnection:
         out = client.data_to_send()
         if out:
             # A request went out: its deadline may be earlier than what the timer task sleeps for.
-            self._wake.set()
+            self._wake()
         out = self._out + out
         if out and not self._lost:
             try:
@@ -431,8 +453,9 @@ class RtspConnection:
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, Playing):
-            # Updated in place: _on_tcp_data's parsing loop holds this very dict.
+            # Updated in place: _on_tcp_data's parsing loop holds these very dicts.
             self._handlers.clear()
+            self._bulk.clear()
             self._channel_tracks = {track.rtp_channel: index for index, track in enumerate(event.tracks)}
             for index in range(len(event.tracks)):
                 media = self._on_media if self._on_media is not None else _drop_media
@@ -460,23 +483,24 @@ class RtspConnection:
         self.bytes_in += len(data)
         client.receive_data(data, mono)
         handlers = self._handlers
+        bulk = self._bulk
         messages = client.messages_received
         # RTP frames go to their handler inside the parser; what comes back is RTSP or RTCP.
-        event = client.next_event(handlers)
+        event = client.next_event(handlers, bulk)
         while event is not None:
             if type(event) is InterleavedFrame:
                 if event.channel in self._rtcp_channels and is_bye(event.payload):
                     self._finish(RtspByeReceived("server sent RTCP BYE"))
             else:
                 self._on_event(event)
-            event = client.next_event(handlers)
+            event = client.next_event(handlers, bulk)
         if client.messages_received == messages:
             return  # media only: nothing to send, no deadline moved
         self._flush()
         timer = client.get_timer()
         if timer is not None and timer < self._timer_target:
             # A response moved the next deadline earlier (e.g. PLAY scheduled the first keepalive).
-            self._wake.set()
+            self._wake()
 
     def _on_datagram(self, track_index: int, rtcp: bool, data: memoryview, size: int) -> None:
         self.bytes_in += size
@@ -495,6 +519,28 @@ class RtspConnection:
         if not self._closing:
             reason = f"server closed the connection ({exc})" if exc else "server closed the connection"
             self._finish(RtspConnectionClosed(reason))
+
+    def _wake(self) -> None:
+        """Make the timer task look at its deadlines now."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, delay: float | None) -> None:
+        """Sleep ``delay`` seconds (None: until woken) or until :meth:`_wake`.
+
+        A bare future and one timer handle: this runs once a second per camera, and
+        ``wait_for(event.wait(), …)`` costs a task, a cancellation and several loop turns each time.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if delay is None else loop.call_later(delay, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waiter = None
 
     async def _timers(self) -> None:
         """Client deadlines, keepalives and the media-silence watchdog, in one task."""
@@ -515,11 +561,9 @@ class RtspConnection:
                 # Check for silence a few times per read timeout; cheap, and bounds detection delay.
                 watch = now + min(self._read_timeout / 4, 1.0)
                 deadline = watch if deadline is None else min(deadline, watch)
-            self._wake.clear()
             self._timer_target = float("inf") if deadline is None else deadline
             delay = None if deadline is None else max(deadline - now, 0.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await self._sleep(delay)
             now = time.monotonic()
             timer = client.get_timer()
             if timer is not None and now >= timer:

@@ -251,6 +251,33 @@ def media_fragment(
     as the one before it, else ``default_duration`` (default 1/25 s) when it is alone. ``audio`` units
     must be of one track, in order, with pts on the same timeline as the video units' dts.
     """
+    return b"".join(
+        media_fragment_parts(
+            units,
+            sequence_number,
+            next_dts=next_dts,
+            track_id=track_id,
+            default_duration=default_duration,
+            audio=audio,
+        )
+    )
+
+
+def media_fragment_parts(
+    units: Sequence[AccessUnit],
+    sequence_number: int,
+    *,
+    next_dts: int | None = None,
+    track_id: int = 1,
+    default_duration: int | None = None,
+    audio: Sequence[AudioUnit] = (),
+) -> list[bytes]:
+    """:func:`media_fragment` in pieces: ``moof``, the ``mdat`` header, then each unit's data as is
+    (the pictures, then the audio samples).
+
+    For writers that hand the pieces to one ``writev``: the pictures (nearly all the bytes) are
+    never copied into a joined buffer.
+    """
     if not units:
         raise Mp4Error("a fragment needs at least one access unit")
     if not 0 <= sequence_number <= _U32_MAX:
@@ -261,33 +288,30 @@ def media_fragment(
     offsets = [u.pts - u.dts for u in units]
     # Version 1 (signed offsets) only when needed, so ordinary IP-only streams use the most common form.
     version = 1 if any(o < 0 for o in offsets) else 0
-    entries = bytearray()
-    for unit, duration, offset in zip(units, durations, offsets, strict=True):
-        flags = SYNC_SAMPLE_FLAGS if unit.keyframe else NON_SYNC_SAMPLE_FLAGS
-        entries += struct.pack(">III", duration, len(unit.data), flags)
-        entries += struct.pack(">i" if version else ">I", offset)
+    entry = struct.Struct(">IIIi" if version else ">IIII")
+    entries = b"".join(
+        entry.pack(duration, len(unit.data), SYNC_SAMPLE_FLAGS if unit.keyframe else NON_SYNC_SAMPLE_FLAGS, offset)
+        for unit, duration, offset in zip(units, durations, offsets, strict=True)
+    )
     mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence_number))
     tfhd = full_box(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, struct.pack(">I", track_id))
     tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", units[0].dts))
 
+    video_bytes = sum(len(u.data) for u in units)
+
     def build_moof(data_offset: int) -> bytes:
-        trun = full_box(b"trun", version, _TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), bytes(entries))
-        return box(b"moof", mfhd, box(b"traf", tfhd, tfdt, trun))
-
-    if audio:
-        video_bytes = sum(len(u.data) for u in units)
-
-        def build_av_moof(data_offset: int) -> bytes:
-            trun = full_box(b"trun", version, _TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), bytes(entries))
-            traf = box(b"traf", tfhd, tfdt, trun)
+        trun = full_box(b"trun", version, _TRUN_FLAGS, struct.pack(">Ii", len(units), data_offset), entries)
+        traf = box(b"traf", tfhd, tfdt, trun)
+        if audio:  # track 2's samples follow the pictures in the same mdat
             return box(b"moof", mfhd, traf, _audio_traf(audio, data_offset + video_bytes))
+        return box(b"moof", mfhd, traf)
 
-        moof_size = len(build_av_moof(0))
-        moof = build_av_moof(moof_size + 8)
-        return moof + box(b"mdat", *(u.data for u in units), *(a.data for a in audio))
     moof_size = len(build_moof(0))
     moof = build_moof(moof_size + 8)  # samples start right after the mdat header
-    return moof + box(b"mdat", *(u.data for u in units))
+    mdat_size = 8 + video_bytes + sum(len(a.data) for a in audio)
+    if mdat_size > _U32_MAX:
+        raise Mp4Error(f"b'mdat' box of {mdat_size} bytes needs a 64-bit size, which this writer does not emit")
+    return [moof, struct.pack(">I4s", mdat_size, b"mdat"), *(u.data for u in units), *(a.data for a in audio)]
 
 
 def audio_fragment(audio: Sequence[AudioUnit], sequence_number: int) -> bytes:

@@ -146,7 +146,8 @@ class Depacketizer:
         """Like :meth:`push` for the packet ``data[start:end]``, so a caller can pass a view of a larger buffer."""
         # Fast path, taken by most packets of a stream: the next fragment of the FU being
         # reassembled, with a plain 12-byte header. Anything unusual takes the general path.
-        if self._fu_start >= 0 and end - start > 15:
+        # A unit already marked broken (a gap inside it) goes the general way too, which ignores its payload.
+        if self._fu_start >= 0 and end - start > 15 and not self._broken:
             first, second, seq, ts, ssrc = _HEADER.unpack_from(data, start)
             if (
                 first == 0x80

@@ -33,6 +33,7 @@ from vigil.protocols.rtsp.auth import (
     parse_challenges,
 )
 from vigil.protocols.rtsp.message import (
+    BulkFrameHandler,
     FrameHandler,
     Headers,
     InterleavedFrame,
@@ -263,16 +264,20 @@ class RtspClient:
         self._now = now
         self._parser.feed(data)
 
-    def next_event(self, handlers: Mapping[int, FrameHandler] | None = None) -> ClientEvent | None:
+    def next_event(
+        self,
+        handlers: Mapping[int, FrameHandler] | None = None,
+        bulk: Mapping[int, BulkFrameHandler] | None = None,
+    ) -> ClientEvent | None:
         """The next event, or None when more data (or a timer) is needed.
 
-        Frames on channels in ``handlers`` go to the handler instead (see :meth:`RtspParser.next_event`).
+        Frames on channels in ``handlers`` or ``bulk`` go to the handler instead (see :meth:`RtspParser.next_event`).
         """
         while True:
             if self._events:
                 return self._events.popleft()
             try:
-                event = self._parser.next_event(handlers)
+                event = self._parser.next_event(handlers, bulk)
             except RtspError as exc:
                 skipped = self._parser.resync()
                 self._garbage += skipped

@@ -47,6 +47,7 @@ __all__ = [
     "RTSP_VERSION",
     "AuthChallenge",
     "AuthCredentials",
+    "BulkFrameHandler",
     "FrameHandler",
     "Headers",
     "InterleavedFrame",
@@ -245,6 +246,10 @@ class InterleavedFrame:
 RtspEvent = RtspRequest | RtspResponse | InterleavedFrame
 #: ``handler(view, start, end)``: one interleaved frame's payload is ``view[start:end]``.
 FrameHandler = Callable[[memoryview, int, int], None]
+#: ``handler(buf, pos) -> (end, frames)``: ``buf[pos:]`` starts with a complete frame of the handler's
+#: channel; the handler takes it and any complete frames of that channel right after it, and says
+#: where it stopped and how many frames it took (at least one).
+BulkFrameHandler = Callable[[bytes, int], tuple[int, int]]
 
 
 def _cseq(headers: Headers) -> int | None:
@@ -297,12 +302,19 @@ class RtspParser:
         self._pos = end
         return skipped
 
-    def next_event(self, handlers: Mapping[int, FrameHandler] | None = None) -> RtspEvent | None:
+    def next_event(
+        self,
+        handlers: Mapping[int, FrameHandler] | None = None,
+        bulk: Mapping[int, BulkFrameHandler] | None = None,
+    ) -> RtspEvent | None:
         """The next complete message or frame, or None when more bytes are needed.
 
         Fast path: frames whose channel has an entry in ``handlers`` are not returned but passed
         to it as ``handler(view, start, end)`` — a view of the (immutable) buffer and the
         payload's bounds — without building an event object; parsing then continues.
+        Faster still, a channel in ``bulk`` hands its handler the buffer itself at the first
+        complete frame, and the handler takes the whole run of that channel's frames in one call
+        (a compiled depacketizer does: see :class:`~vigil.protocols.rtp.fast.FastDepacketizer`).
         """
         buf = self._buf
         pos = self._pos
@@ -323,6 +335,15 @@ class RtspParser:
             end = pos + 4 + length
             if end > size:
                 return None
+            if bulk is not None:
+                run = bulk.get(channel)
+                if run is not None:
+                    pos, taken = run(buf, pos)
+                    if taken < 1 or pos > size:
+                        raise RuntimeError(f"bulk frame handler took {taken} frames, ending at {pos} of {size}")
+                    self.handled += taken
+                    self._pos = pos
+                    continue
             self._pos = end
             if handlers is not None:
                 handler = handlers.get(channel)

@@ -1,0 +1,18 @@
+"""Build script for the compiled parts; the rest of the metadata is in pyproject.toml.
+
+The extension is optional: without a C compiler the install still succeeds and Vigil runs the
+pure-Python depacketizer (the reference implementation) instead.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "vigil.protocols.rtp._fastdepack",
+            ["src/vigil/protocols/rtp/_fastdepack.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        )
+    ]
+)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from vigil.sim.server import SimServer
+from vigil.stopping import until_stopped
 
 
 def run_sim(files: list[Path], cameras: int, host: str, port: int, username: str | None, password: str | None) -> None:
@@ -27,6 +28,6 @@ async def _serve(
         for url in server.urls():
             print(url, flush=True)
         sys.stdout.flush()
-        await asyncio.Event().wait()  # until Ctrl-C cancels the main task
+        await until_stopped()
     finally:
         await server.close()

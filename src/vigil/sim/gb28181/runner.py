@@ -30,7 +30,6 @@ import heapq
 import logging
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,6 +54,7 @@ from vigil.sim.gb28181.device import (
     RegistrationFailed,
     device_id,
 )
+from vigil.stopping import until_stopped
 
 __all__ = ["DEFAULT_PLATFORM_ID", "GbSimOptions", "GbSimRunner", "GbSimStats", "parse_hostport", "run_gb_sim"]
 
@@ -823,8 +823,9 @@ def run_gb_sim(
 async def _serve(options: GbSimOptions) -> None:
     runner = GbSimRunner(options)
     await runner.start()
-    try:
-        print(f"vigil sim --gb28181: {options.devices} devices over {options.transport}", flush=True)
+    print(f"vigil sim --gb28181: {options.devices} devices over {options.transport}", flush=True)
+
+    async def report() -> None:
         while True:
             await asyncio.sleep(5.0)
             s = runner.stats()
@@ -834,6 +835,10 @@ async def _serve(options: GbSimOptions) -> None:
                 + (f", last failure: {s.last_failure}" if s.last_failure else ""),
                 flush=True,
             )
-            sys.stdout.flush()
+
+    reporting = asyncio.create_task(report())
+    try:
+        await until_stopped()
     finally:
+        reporting.cancel()
         await runner.close()

@@ -16,28 +16,12 @@ from sqlalchemy import select
 
 from tests.helpers import until
 from tests.integration.conftest import node_settings
+from tests.integration.gb import PASSWORD, admitted_runner, sim_options
 from tests.media import probe_streams
 from vigil.app import Vigil
 from vigil.playback.export import verify_export
 from vigil.sim.audio import SimAudio
-from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
 from vigil.storage.models import Segment
-
-PASSWORD = "gb-secret-1"
-MEDIA = Path(__file__).parents[2] / "src" / "vigil" / "assets" / "media" / "campus_576p10_h264.mp4"
-
-
-def options(sip_port: int, audio: SimAudio) -> GbSimOptions:
-    return GbSimOptions(
-        platform_address=("127.0.0.1", sip_port),
-        password=PASSWORD,
-        devices=1,
-        channels=1,
-        transport="UDP",
-        bind_host="127.0.0.1",
-        media=MEDIA,
-        audio=audio,
-    )
 
 
 @pytest.mark.parametrize(("audio", "codec_name"), [(SimAudio.AAC, "aac"), (SimAudio.G711A, "pcm_alaw")])
@@ -51,16 +35,7 @@ async def test_gb_channel_audio_is_recorded_and_exported(tmp_path: Path, audio: 
         async with httpx.AsyncClient(base_url=vigil.url.rstrip("/"), timeout=40) as admin:
             r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
             assert r.status_code == 200, r.text
-            refused = GbSimRunner(options(vigil.sip.udp_port, audio))
-            await refused.start()
-            async with asyncio.timeout(20):
-                await refused.wait_settled()
-            await refused.close()
-            (device,) = (await admin.get("/api/gb/devices")).json()
-            assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
-
-            runner = GbSimRunner(options(vigil.sip.udp_port, audio))
-            await runner.start()
+            runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port, audio=audio))
             try:
 
                 async def segments() -> list[Segment]:
@@ -117,15 +92,7 @@ async def test_device_playback_carries_the_devices_aac(tmp_path: Path) -> None:
             r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
             assert r.status_code == 200, r.text
             cookie = {"Cookie": f"vigil_session={r.json()['token']}"}
-            refused = GbSimRunner(options(vigil.sip.udp_port, SimAudio.AAC))
-            await refused.start()
-            async with asyncio.timeout(20):
-                await refused.wait_settled()
-            await refused.close()
-            (device,) = (await admin.get("/api/gb/devices")).json()
-            assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
-            runner = GbSimRunner(options(vigil.sip.udp_port, SimAudio.AAC))
-            await runner.start()
+            runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port, audio=SimAudio.AAC))
             try:
 
                 async def gb_camera() -> dict[str, object] | None:

@@ -13,24 +13,9 @@ import websockets
 from sqlalchemy import func, select
 
 from tests.integration.conftest import node_settings
+from tests.integration.gb import PASSWORD, admitted_runner, sim_options
 from vigil.app import Vigil
-from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
 from vigil.storage.models import Segment
-
-PASSWORD = "gb-secret-1"
-MEDIA = Path(__file__).parents[2] / "src" / "vigil" / "assets" / "media" / "campus_576p10_h264.mp4"
-
-
-def options(sip_port: int) -> GbSimOptions:
-    return GbSimOptions(
-        platform_address=("127.0.0.1", sip_port),
-        password=PASSWORD,
-        devices=1,
-        channels=1,
-        transport="UDP",
-        bind_host="127.0.0.1",
-        media=MEDIA,
-    )
 
 
 async def test_gb_channel_streams_records_and_stops_on_disable(tmp_path: Path) -> None:
@@ -44,23 +29,11 @@ async def test_gb_channel_streams_records_and_stops_on_disable(tmp_path: Path) -
     await vigil.start()
     try:
         assert vigil.sip is not None
-        refused = GbSimRunner(options(vigil.sip.udp_port))
-        await refused.start()
-        async with asyncio.timeout(20):
-            await refused.wait_settled()
-        await refused.close()
-
         async with httpx.AsyncClient(base_url=vigil.url.rstrip("/"), timeout=40) as admin:
             r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
             assert r.status_code == 200, r.text
-            (device,) = (await admin.get("/api/gb/devices")).json()
-            assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
-
-            runner = GbSimRunner(options(vigil.sip.udp_port))
-            await runner.start()
+            runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port))
             try:
-                async with asyncio.timeout(20):
-                    await runner.wait_settled()
 
                 async def gb_camera() -> dict[str, Any] | None:
                     cams = (await admin.get("/api/cameras")).json()
@@ -119,15 +92,7 @@ async def test_live_only_gb_channel_is_invited_while_watched_and_byed_after_grac
         async with httpx.AsyncClient(base_url=vigil.url.rstrip("/"), timeout=40) as admin:
             r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
             assert r.status_code == 200, r.text
-            refused = GbSimRunner(options(vigil.sip.udp_port))
-            await refused.start()
-            async with asyncio.timeout(20):
-                await refused.wait_settled()
-            await refused.close()
-            (device,) = (await admin.get("/api/gb/devices")).json()
-            assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
-            runner = GbSimRunner(options(vigil.sip.udp_port))
-            await runner.start()
+            runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port))
             try:
                 # Its channel becomes an "always" camera and is INVITEd at once.
                 async with asyncio.timeout(40):

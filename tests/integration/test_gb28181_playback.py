@@ -18,43 +18,11 @@ import websockets
 
 from tests.helpers import eventually, until
 from tests.integration.conftest import node_settings
+from tests.integration.gb import PASSWORD, admitted_runner, sim_options
 from tests.integration.test_gb28181_media import live_channel
 from vigil.app import Vigil
 from vigil.playback.export import verify_export
 from vigil.protocols.gb28181.mansrtsp import Pause, Play
-from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
-
-PASSWORD = "gb-secret-1"
-MEDIA = Path(__file__).parents[2] / "src" / "vigil" / "assets" / "media" / "campus_576p10_h264.mp4"
-
-
-def options(sip_port: int) -> GbSimOptions:
-    return GbSimOptions(
-        platform_address=("127.0.0.1", sip_port),
-        password=PASSWORD,
-        devices=1,
-        channels=1,
-        transport="UDP",
-        bind_host="127.0.0.1",
-        media=MEDIA,
-    )
-
-
-async def _admitted_runner(vigil: Vigil, admin: httpx.AsyncClient) -> GbSimRunner:
-    """A simulated device refused once (so it is known), admitted, then registered."""
-    assert vigil.sip is not None
-    refused = GbSimRunner(options(vigil.sip.udp_port))
-    await refused.start()
-    async with asyncio.timeout(20):
-        await refused.wait_settled()
-    await refused.close()
-    (device,) = (await admin.get("/api/gb/devices")).json()
-    assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
-    runner = GbSimRunner(options(vigil.sip.udp_port))
-    await runner.start()
-    async with asyncio.timeout(20):
-        await runner.wait_settled()
-    return runner
 
 
 class Inbox:
@@ -92,7 +60,7 @@ async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
             r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
             assert r.status_code == 200, r.text
             cookie = {"Cookie": f"vigil_session={r.json()['token']}"}
-            runner = await _admitted_runner(vigil, admin)
+            runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port))
             try:
 
                 async def gb_camera() -> dict[str, Any] | None:

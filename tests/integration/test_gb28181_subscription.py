@@ -15,36 +15,22 @@ import pytest
 
 from tests.helpers import until
 from tests.integration.conftest import node_settings
+from tests.integration.gb import PASSWORD, admit_knocking_device, sim_options
 from vigil.app import Vigil
 from vigil.sim.gb28181 import GbSimOptions, GbSimRunner
 
-PASSWORD = "gb-secret-1"
 DEVICE_PASSWORD = "own-secret-2"
 
 
 def options(sip_port: int, password: str, **overrides: Any) -> GbSimOptions:
-    return GbSimOptions(
-        platform_address=("127.0.0.1", sip_port),
-        password=password,
-        devices=1,
-        channels=3,
-        page_size=2,
-        bind_host="127.0.0.1",
-        **overrides,
-    )
+    """Three channels in pages of two (the catalog arrives in two MESSAGEs)."""
+    return sim_options(sip_port, password=password, channels=3, page_size=2, **overrides)
 
 
 async def admitted_device(vigil: Vigil, admin: httpx.AsyncClient) -> str:
     """Have the simulator knock once (refused, pending), then admit it; returns its ID."""
     assert vigil.sip is not None
-    refused = GbSimRunner(options(vigil.sip.udp_port, PASSWORD))
-    await refused.start()
-    async with asyncio.timeout(20):
-        await refused.wait_settled()
-    await refused.close()
-    (device,) = (await admin.get("/api/gb/devices")).json()
-    assert (await admin.post(f"/api/gb/devices/{device['device_id']}/admit")).status_code == 200
-    return str(device["device_id"])
+    return await admit_knocking_device(vigil, admin, options(vigil.sip.udp_port, PASSWORD))
 
 
 @contextlib.asynccontextmanager

@@ -102,6 +102,22 @@ def _esds(track: AudioTrack) -> bytes:
     return full_box(b"esds", 0, 0, es)
 
 
+#: Data reference "in this file" (every track's ``dinf``).
+_DINF = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
+
+
+def _empty_stbl(sample_entry: bytes) -> bytes:
+    """A fragmented file's sample table: the one sample entry, no samples (they are in the fragments)."""
+    return box(
+        b"stbl",
+        full_box(b"stsd", 0, 0, struct.pack(">I", 1), sample_entry),
+        full_box(b"stts", 0, 0, bytes(4)),
+        full_box(b"stsc", 0, 0, bytes(4)),
+        full_box(b"stsz", 0, 0, bytes(8)),
+        full_box(b"stco", 0, 0, bytes(4)),
+    )
+
+
 def _audio_sample_entry(track: AudioTrack) -> bytes:
     if track.codec is AudioCodec.AAC:
         if not track.config:
@@ -135,16 +151,9 @@ def _audio_trak(track: AudioTrack) -> bytes:
     mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, track.sample_rate, 0, 0x55C4, 0))
     hdlr = full_box(b"hdlr", 0, 0, bytes(4), b"soun", bytes(12), b"SoundHandler\x00")
     smhd = full_box(b"smhd", 0, 0, bytes(4))  # balance 0
-    dinf = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
-    stbl = box(
-        b"stbl",
-        full_box(b"stsd", 0, 0, struct.pack(">I", 1), _audio_sample_entry(track)),
-        full_box(b"stts", 0, 0, bytes(4)),
-        full_box(b"stsc", 0, 0, bytes(4)),
-        full_box(b"stsz", 0, 0, bytes(8)),
-        full_box(b"stco", 0, 0, bytes(4)),
+    return box(
+        b"trak", tkhd, box(b"mdia", mdhd, hdlr, box(b"minf", smhd, _DINF, _empty_stbl(_audio_sample_entry(track))))
     )
-    return box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, box(b"minf", smhd, dinf, stbl)))
 
 
 def init_segment(track: VideoTrack, *, timescale: int = VIDEO_CLOCK_RATE, audio: AudioTrack | None = None) -> bytes:
@@ -178,16 +187,7 @@ def init_segment(track: VideoTrack, *, timescale: int = VIDEO_CLOCK_RATE, audio:
     mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, timescale, 0, 0x55C4, 0))  # language "und"
     hdlr = full_box(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"VideoHandler\x00")
     vmhd = full_box(b"vmhd", 0, 1, bytes(8))
-    dinf = box(b"dinf", full_box(b"dref", 0, 0, struct.pack(">I", 1), full_box(b"url ", 0, 1)))
-    stbl = box(
-        b"stbl",
-        full_box(b"stsd", 0, 0, struct.pack(">I", 1), _sample_entry(track)),
-        full_box(b"stts", 0, 0, bytes(4)),
-        full_box(b"stsc", 0, 0, bytes(4)),
-        full_box(b"stsz", 0, 0, bytes(8)),
-        full_box(b"stco", 0, 0, bytes(4)),
-    )
-    trak = box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, box(b"minf", vmhd, dinf, stbl)))
+    trak = box(b"trak", tkhd, box(b"mdia", mdhd, hdlr, box(b"minf", vmhd, _DINF, _empty_stbl(_sample_entry(track)))))
     trex = full_box(b"trex", 0, 0, struct.pack(">IIIII", 1, 1, 0, 0, 0))
     if audio is None:
         return ftyp + box(b"moov", mvhd, trak, box(b"mvex", trex))

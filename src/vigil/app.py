@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -85,6 +84,7 @@ from vigil.recorder.retention import RetentionRunner
 from vigil.recorder.volumes import Volumes
 from vigil.settings import Settings
 from vigil.sim.server import SimServer
+from vigil.stopping import stop_signals
 from vigil.storage.db import Database
 from vigil.streams.hub import HubRegistry, StreamHub
 from vigil.transport.sip import SipServer
@@ -635,20 +635,17 @@ class Vigil:
 async def run_forever(settings: Settings) -> None:
     """Start Vigil, print where to find it, and run until SIGINT/SIGTERM."""
     vigil = Vigil(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await vigil.start()
-        print(f"Vigil {__version__} is running.")
-        print(f"  Console:      {vigil.url}")
-        if vigil.first_admin_password:
-            print(f"  First login:  admin / {vigil.first_admin_password}   (you will be asked to change it)")
-        if vigil.sim is not None:
-            print(f"  Simulated cameras: {', '.join(vigil.sim.urls())}")
-        print("  Press Ctrl-C to stop.", flush=True)
-        await stop.wait()
-    finally:
-        print("Stopping Vigil...", flush=True)
-        await vigil.close()
+    with stop_signals() as stop:
+        try:
+            await vigil.start()
+            print(f"Vigil {__version__} is running.")
+            print(f"  Console:      {vigil.url}")
+            if vigil.first_admin_password:
+                print(f"  First login:  admin / {vigil.first_admin_password}   (you will be asked to change it)")
+            if vigil.sim is not None:
+                print(f"  Simulated cameras: {', '.join(vigil.sim.urls())}")
+            print("  Press Ctrl-C to stop.", flush=True)
+            await stop.wait()
+        finally:
+            print("Stopping Vigil...", flush=True)
+            await vigil.close()

@@ -32,6 +32,8 @@ ADMIN_PASSWORD = "e2e-Admin-Passw0rd"
 GB_PASSWORD = "e2e-gb-secret"
 #: The default platform ID's domain (vigil run and the simulator agree on it).
 GB_DOMAIN = "3402000000"
+#: Positions the alarm device's channel reports (alarms.test.mjs expects this many).
+POSITIONS = 5
 
 pytestmark = pytest.mark.e2e
 
@@ -166,6 +168,17 @@ async def gb_device_with_alarms(url: str, sip_port: int) -> AsyncIterator[GbSimR
             await eventually(lambda: device.alarm_responses.get(sn) is Result.OK, within=10)
             sn = runner.raise_alarm(0, target=dev_id, priority=3, method=2, alarm_type=1, description="视频丢失")
             await eventually(lambda: device.alarm_responses.get(sn) is Result.OK, within=10)
+            # The channel is mobile too: five reports heading north-east (alarms.test.mjs draws the track).
+            (camera,) = [c for c in (await admin.get("/api/cameras")).json() if c["gb_id"] == channel]
+
+            async def reported(count: int) -> bool:
+                r = await admin.get("/api/gb/positions", params={"camera_id": camera["id"]})
+                return r.status_code == 200 and len(r.json()["history"]) == count
+
+            for step in range(POSITIONS):  # one at a time: the newest stored is the last sent
+                longitude, latitude = 117.2 + step * 0.0004, 31.8 + step * 0.0003
+                runner.send_position(0, longitude=longitude, latitude=latitude, speed=20.0 + step, direction=45.0)
+                await eventually(lambda n=step + 1: reported(n), within=10, interval=0.1)
             yield runner
         finally:
             await runner.close()

@@ -4,22 +4,16 @@ ignored (as a non-interactive shell starts background jobs)."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.helpers import free_port
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_sim_stops_on_the_signal(stop: signal.Signals) -> None:
-    command = [sys.executable, "-m", "vigil", "sim", "-n", "1", "--port", str(_free_port())]
+    command = [sys.executable, "-m", "vigil", "sim", "-n", "1", "--port", str(free_port())]
 
     def ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec, like `cmd &` in a script

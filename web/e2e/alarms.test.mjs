@@ -72,6 +72,17 @@ test('alarms: the two device alarms are listed in Chinese, and a reset reaches t
   await channelRow.getByTestId('alarm-live').click()
   await page.waitForURL(/\/live\?camera=/)
   await page.locator(`[data-testid="live-cell"][data-camera-id="${camera.id}"]`).waitFor()
+  // The channel also reported where it is (test_console.py: five reports heading north-east): the track
+  // and the latest figures show beside its picture.
+  await page.getByTestId('position-panel').waitFor()
+  const latest = await page.getByTestId('position-latest').innerText()
+  assert.match(latest, /经度\s*117\.201600/)
+  assert.match(latest, /纬度\s*31\.801200/)
+  assert.match(latest, /速度\s*24\.0 km\/h/)
+  assert.match(latest, /上报次数\s*5/)
+  const points = await page.getByTestId('position-track').locator('polyline').getAttribute('points')
+  assert.equal(points.trim().split(/\s+/).length, 5)
+  await screenshot(page, 'positions')
   await page.goBack()
   await channelRow.waitFor()
 

@@ -110,6 +110,17 @@ const en: Messages = {
     closeAll: 'Close all',
     selected: 'Selected cell: {index}',
   },
+  positionPanel: {
+    title: 'Position',
+    track: 'Recent track',
+    span: 'About {metres} m across',
+    time: 'Reported',
+    longitude: 'Longitude',
+    latitude: 'Latitude',
+    speed: 'Speed',
+    direction: 'Heading',
+    reports: 'Reports',
+  },
   ptzPad: {
     title: 'PTZ control',
     speed: 'Speed',

@@ -108,6 +108,17 @@ const zhCN = {
     closeAll: '全部关闭',
     selected: '当前窗口：{index}',
   },
+  positionPanel: {
+    title: '移动位置',
+    track: '最近轨迹',
+    span: '范围约 {metres} 米',
+    time: '上报时间',
+    longitude: '经度',
+    latitude: '纬度',
+    speed: '速度',
+    direction: '方向',
+    reports: '上报次数',
+  },
   ptzPad: {
     title: '云台控制',
     speed: '速度',

@@ -54,7 +54,7 @@ from vigil.sim.gb28181.device import (
     RegistrationFailed,
     device_id,
 )
-from vigil.stopping import until_stopped
+from vigil.stopping import stop_signals
 
 __all__ = ["DEFAULT_PLATFORM_ID", "GbSimOptions", "GbSimRunner", "GbSimStats", "parse_hostport", "run_gb_sim"]
 
@@ -821,24 +821,25 @@ def run_gb_sim(
 
 
 async def _serve(options: GbSimOptions) -> None:
-    runner = GbSimRunner(options)
-    await runner.start()
-    print(f"vigil sim --gb28181: {options.devices} devices over {options.transport}", flush=True)
+    with stop_signals() as stop:
+        runner = GbSimRunner(options)
+        await runner.start()
+        print(f"vigil sim --gb28181: {options.devices} devices over {options.transport}", flush=True)
 
-    async def report() -> None:
-        while True:
-            await asyncio.sleep(5.0)
-            s = runner.stats()
-            print(
-                f"registered {s.registered}/{s.devices}, failed {s.failed}, keepalives {s.keepalives_sent}, "
-                f"queries answered {s.queries_answered}"
-                + (f", last failure: {s.last_failure}" if s.last_failure else ""),
-                flush=True,
-            )
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(5.0)
+                s = runner.stats()
+                print(
+                    f"registered {s.registered}/{s.devices}, failed {s.failed}, keepalives {s.keepalives_sent}, "
+                    f"queries answered {s.queries_answered}"
+                    + (f", last failure: {s.last_failure}" if s.last_failure else ""),
+                    flush=True,
+                )
 
-    reporting = asyncio.create_task(report())
-    try:
-        await until_stopped()
-    finally:
-        reporting.cancel()
-        await runner.close()
+        reporting = asyncio.create_task(report())
+        try:
+            await stop.wait()
+        finally:
+            reporting.cancel()
+            await runner.close()

@@ -212,6 +212,23 @@ def test_drained_from_udp_the_same_as_guard_then_reference(
     )
 
 
+def test_ipv6_senders_are_latched_and_told_apart_like_python_does() -> None:
+    """Addresses come back as Python's recvfrom gives them: (host, port, flowinfo, scope_id) for IPv6."""
+    fast, guard = FastPsReceiver(ssrc=SSRC, demuxer=Recorder()), MediaGuard("v6", ssrc=SSRC, hosts={"::1"})
+    with ExitStack() as stack:
+        receiver, device, other = (
+            stack.enter_context(socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)) for _ in range(3)
+        )
+        for sock in (receiver, device, other):
+            sock.bind(("::1", 0))
+        receiver.setblocking(False)
+        for i, sender in enumerate([device, device, other, device]):
+            sender.sendto(RtpPacket(96, i, 0, SSRC, b"x").serialize(), receiver.getsockname())
+        assert fast.drain(receiver, guard, 10, 1.0, 2.0) == 4
+        assert guard.latched == device.getsockname() and len(guard.latched) == 4
+    assert (fast.packets, guard.foreign, fast.lost) == (3, 1, 1)  # the stranger's packet 2 never arrived
+
+
 def capture_packets() -> list[bytes]:
     """The Hikvision capture cut into RTP as the camera would send it (one timestamp per pack)."""
     packs = CAPTURE.read_bytes().split(b"\x00\x00\x01\xba")[1:]

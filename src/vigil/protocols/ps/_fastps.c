@@ -22,7 +22,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <errno.h>
-#include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -313,20 +313,17 @@ static int same_address(const struct sockaddr_storage *a, const struct sockaddr_
     return 0;
 }
 
-/* The address as Python's socket module gives it for recvfrom (makesockaddr / makeipaddr). */
-static PyObject *address_tuple(const struct sockaddr_storage *sa, socklen_t len) {
-    char host[NI_MAXHOST];
-    int error = getnameinfo((const struct sockaddr *)sa, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
-    if (error) {
-        PyErr_Format(PyExc_OSError, "getnameinfo: %s", gai_strerror(error));
-        return NULL;
-    }
+/* The address as Python's socket module gives it for recvfrom (makesockaddr: inet_ntop, no %scope suffix). */
+static PyObject *address_tuple(const struct sockaddr_storage *sa) {
+    char host[INET6_ADDRSTRLEN];
     if (sa->ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL) return PyErr_SetFromErrno(PyExc_OSError);
         return Py_BuildValue("(si)", host, ntohs(a->sin_port));
     }
     if (sa->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL) return PyErr_SetFromErrno(PyExc_OSError);
         return Py_BuildValue("(siII)", host, ntohs(a->sin6_port), ntohl(a->sin6_flowinfo), a->sin6_scope_id);
     }
     PyErr_Format(PyExc_OSError, "address family %d is not IP", (int)sa->ss_family);
@@ -368,7 +365,7 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *const *args, Py_ssize_
         /* The guard decides this one (in Python). */
         self->last_addr = sa;
         self->last_addrlen = salen;
-        PyObject *addr = address_tuple(&sa, salen);
+        PyObject *addr = address_tuple(&sa);
         if (addr == NULL) {
             self->failed = 1;
             break;

@@ -15,6 +15,7 @@ from ps_streams import CAPTURE, CAPTURE_FRAMES, fingerprint
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.media_guard import MediaGuard
 from vigil.protocols.ps import PsDemuxer, PsRtpPacketizer, PsRtpReceiver
+from vigil.protocols.ps._fastps import find_start_code
 from vigil.protocols.ps.fast import AVAILABLE, FastPsReceiver
 from vigil.protocols.ps.rtp import MAX_PENDING
 from vigil.protocols.rtp.packet import RtpPacket
@@ -28,6 +29,14 @@ assert MAX_PENDING < 5 * 60_000
 def test_the_extension_is_built() -> None:
     # The compiled path is what production runs; a checkout without it must say so, not quietly test less.
     assert AVAILABLE, "vigil.protocols.ps._fastps is not built: run `pip install -e .` (needs a C compiler)"
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=64).map(lambda b: bytes(x % 3 for x in b)), start=st.integers(0, 70))
+def test_start_code_search_finds_what_bytearray_find_does(data: bytes, start: int) -> None:
+    buf = bytearray(data)
+    assert find_start_code(buf, start) == buf.find(b"\x00\x00\x01", start)
+    assert find_start_code(memoryview(data), start) == data.find(b"\x00\x00\x01", start)
 
 
 class Recorder(PsDemuxer):

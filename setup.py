@@ -1,7 +1,7 @@
 """Build script for the compiled parts; the rest of the metadata is in pyproject.toml.
 
 The extension is optional: without a C compiler the install still succeeds and Vigil runs the
-pure-Python depacketizer (the reference implementation) instead.
+pure-Python depacketizer and PS-over-RTP receiver (the reference implementations) instead.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +13,12 @@ setup(
             ["src/vigil/protocols/rtp/_fastdepack.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
-        )
+        ),
+        Extension(
+            "vigil.protocols.ps._fastps",
+            ["src/vigil/protocols/ps/_fastps.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
     ]
 )

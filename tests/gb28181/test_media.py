@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vigil.domain.media import AccessUnit
+from vigil.gb28181 import media
 from vigil.gb28181.dispatch import DialogHandler
 from vigil.gb28181.media import Gb28181Source
 from vigil.gb28181.registrar import BEIJING
@@ -17,7 +18,9 @@ from vigil.ingest.errors import ProtocolFailure, StreamEnded, StreamNotFound, St
 from vigil.ingest.file import iter_file_units
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify, encode_manscdp
 from vigil.protocols.gb28181.ssrc import SsrcAllocator
-from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, frame_rfc4571
+from vigil.protocols.ps import PsMuxer, PsRtpPacketizer, PsRtpReceiver, frame_rfc4571
+from vigil.protocols.ps.demux import MAX_GARBAGE
+from vigil.protocols.ps.fast import FastPsReceiver
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
 from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, make_response
 from vigil.settings import Gb28181Settings
@@ -146,7 +149,19 @@ async def test_invite_shape_and_no_media_times_out_then_bye() -> None:
     assert ssrcs.in_use(history=False) == 0
 
 
-async def test_ps_over_rtp_becomes_access_units() -> None:
+@pytest.fixture(params=[True, False], ids=["compiled", "python"])
+def compiled(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """UDP media read by the compiled receiver (what production runs) and by the Python reference."""
+    monkeypatch.setattr(media, "COMPILED_RECEIVER", request.param)
+    return bool(request.param)
+
+
+def assert_receiver(src: Gb28181Source, compiled: bool) -> None:
+    receiver = src._media._receiver
+    assert isinstance(receiver, FastPsReceiver if compiled else PsRtpReceiver)
+
+
+async def test_ps_over_rtp_becomes_access_units(compiled: bool) -> None:
     sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
     units: list[AccessUnit] = []
     src = source(sip, ssrcs, units, read_timeout=5.0)
@@ -154,6 +169,7 @@ async def test_ps_over_rtp_becomes_access_units() -> None:
     async with asyncio.timeout(5):
         while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
             await asyncio.sleep(0.01)
+    assert_receiver(src, compiled)
     offer = SessionDescription.parse(sip.invites[0].body)
     ssrc = offer.gb_ssrc_value
     assert ssrc is not None
@@ -262,6 +278,27 @@ async def test_a_failed_run_frees_everything_without_close() -> None:
         again.bind(("127.0.0.1", port))  # the media socket is closed: its port can be bound again
 
 
+async def test_media_that_is_not_a_program_stream_fails_the_source(compiled: bool) -> None:
+    sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
+    src = source(sip, ssrcs, [], read_timeout=5.0)
+    task = asyncio.create_task(src.run())
+    offer = await started(sip)
+    assert_receiver(src, compiled)
+    ssrc = offer.gb_ssrc_value
+    assert ssrc is not None
+    # RTP from the device with the right SSRC, but no PS start code in MAX_GARBAGE (4 MiB) bytes.
+    packets = PsRtpPacketizer(ssrc).packetize(b"\x11" * (MAX_GARBAGE + 100_000), 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as device:
+        for start in range(0, len(packets), 100):
+            for packet in packets[start : start + 100]:
+                device.sendto(packet, ("127.0.0.1", offer.media[0].port))
+            await asyncio.sleep(0.01)  # pacing: a burst would overflow the receive buffer
+            if task.done():
+                break
+    with pytest.raises(ProtocolFailure, match="sends no program stream"):
+        await asyncio.wait_for(task, 5)
+
+
 async def test_refused_invite_unroutes_its_dialog() -> None:
     sip, ssrcs, dialogs = FakeSip(486), SsrcAllocator("3402000000"), Dialogs()
     with pytest.raises(ProtocolFailure):
@@ -269,7 +306,7 @@ async def test_refused_invite_unroutes_its_dialog() -> None:
     assert dialogs.added == 1 and dialogs.routes == {} and ssrcs.in_use(history=False) == 0
 
 
-async def test_wrong_ssrc_and_strangers_are_dropped_and_counted_never_demuxed() -> None:
+async def test_wrong_ssrc_and_strangers_are_dropped_and_counted_never_demuxed(compiled: bool) -> None:
     sip, ssrcs = FakeSip(200), SsrcAllocator("3402000000")
     units: list[AccessUnit] = []
     src = source(sip, ssrcs, units, read_timeout=5.0)
@@ -277,6 +314,7 @@ async def test_wrong_ssrc_and_strangers_are_dropped_and_counted_never_demuxed() 
     async with asyncio.timeout(5):
         while not sip.stateless:  # noqa: ASYNC110 - the ACK means the session is up
             await asyncio.sleep(0.01)
+    assert_receiver(src, compiled)
     offer = SessionDescription.parse(sip.invites[0].body)
     ssrc, port = offer.gb_ssrc_value, offer.media[0].port
     assert ssrc is not None

@@ -21,7 +21,10 @@ RTP packet carries an RFC 4571 2-byte length (:class:`~vigil.protocols.ps.Rfc457
 
 Every packet passes a :class:`~vigil.gb28181.media_guard.MediaGuard` (negotiated SSRC; UDP: the device's
 host, latched to the first good sender) before the :class:`~vigil.protocols.ps.PsRtpReceiver`: strays
-are dropped, counted in ``corrupt`` and logged once per interval, never demuxed.
+are dropped, counted in ``corrupt`` and logged once per interval, never demuxed. Where the compiled
+receiver is built (:mod:`vigil.protocols.ps.fast`) it replaces PsRtpReceiver, and UDP media is read by
+it a tick's datagrams at a time: only the packets the guard must decide on (the first, strays) come
+back to Python for it; the demuxer still runs here, once per picture.
 
 The device's requests inside the dialog come to :meth:`MediaDialog.handle_in_dialog`: BYE is answered
 200 and fails the media with ``StreamEnded`` (no BYE goes back); a ``MediaStatus`` MESSAGE is handed to
@@ -47,6 +50,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,7 +72,9 @@ from vigil.protocols.gb28181.errors import ManscdpError, SsrcError
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify, decode_manscdp
 from vigil.protocols.gb28181.ssrc import Ssrc, SsrcAllocator, resolve_answered_ssrc
 from vigil.protocols.ps import PsError, PsRtpReceiver, Rfc4571Decoder
+from vigil.protocols.ps import fast as ps_fast
 from vigil.protocols.ps.audio import PsAudioFramer
+from vigil.protocols.ps.demux import PsEvent
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.message import (
@@ -81,7 +87,7 @@ from vigil.protocols.sip.message import (
 )
 from vigil.settings import Gb28181Settings
 from vigil.transport.media_udp import TickedUdpSocket
-from vigil.transport.rtsp import shared_read_ticker
+from vigil.transport.rtsp import UDP_BATCH, shared_read_ticker
 from vigil.transport.sip import SipPeer
 
 __all__ = [
@@ -112,6 +118,8 @@ _CONNECT_RETRY_S = 1.0
 UDP_RECEIVE_BUFFER = 4 << 20
 #: Receive buffer of a TCP media connection: what arrives between two read ticks waits here.
 TCP_MEDIA_RECEIVE_BUFFER = 2 << 20
+#: Use the compiled PS/RTP receiver (read when a dialog opens; tests switch it off to run the reference).
+COMPILED_RECEIVER = ps_fast.AVAILABLE
 
 #: Setting / API names of the live media transports, as our offer's ``a=setup`` states Vigil's role
 #: (WVP's TCP-PASSIVE = the platform listens, TCP-ACTIVE = the platform connects; digest §3.2).
@@ -267,7 +275,7 @@ class MediaDialog:
         self._connect_timeout = connect_timeout
         self._ids = IdGenerator(random_bytes)
         self._transport = GbTransport.UDP
-        self._receiver: PsRtpReceiver | None = None
+        self._receiver: PsRtpReceiver | ps_fast.FastPsReceiver | None = None
         self._guard: MediaGuard | None = None
         self._udp: TickedUdpSocket | None = None
         self._listener: asyncio.Server | None = None
@@ -331,7 +339,9 @@ class MediaDialog:
             self._ssrc = self._ssrcs.allocate(history=offer.history)
         except SsrcError as exc:
             raise ProtocolFailure(str(exc)) from exc
-        self._receiver = PsRtpReceiver(ssrc=self._ssrc.value)
+        compiled = COMPILED_RECEIVER and ps_fast.AVAILABLE
+        receiver = ps_fast.FastPsReceiver if compiled else PsRtpReceiver
+        self._receiver = receiver(ssrc=self._ssrc.value)
         self._guard = MediaGuard(f"{self._log}channel {self.channel_id}", ssrc=self._ssrc.value, hosts={peer.host})
         invite = self._invite(peer, local, port, self._ssrc, offer)
         self._call_id = invite.call_id
@@ -380,7 +390,10 @@ class MediaDialog:
             # Read on the RTSP media beat, not per datagram (see vigil.transport.media_udp). The buffer holds a
             # tick's packets: a 1080p keyframe alone is 100-300 datagrams sent back to back, more than the
             # default 208 KiB holds (~90 at their kernel size), and one lost packet costs the whole GOP.
-            self._udp = TickedUdpSocket(local, self._on_packet, receive_buffer=UDP_RECEIVE_BUFFER)
+            if COMPILED_RECEIVER and ps_fast.AVAILABLE:
+                self._udp = TickedUdpSocket(local, None, receive_buffer=UDP_RECEIVE_BUFFER, drain=self._drain_udp)
+            else:
+                self._udp = TickedUdpSocket(local, self._on_packet, receive_buffer=UDP_RECEIVE_BUFFER)
             return self._udp.port
         if transport is GbTransport.TCP_PASSIVE:
             loop = asyncio.get_running_loop()
@@ -515,7 +528,25 @@ class MediaDialog:
             return
         if receiver.packets != before:
             self.last_packet = now
-        events = receiver.demuxer.events  # read directly: this runs per packet, and is empty for most
+        self._deliver(receiver.demuxer.events)
+
+    def _drain_udp(self, sock: socket.socket, now: float, wallclock: float) -> None:
+        """The UDP socket's datagrams of one tick, read by the compiled receiver (see the module docstring)."""
+        receiver, guard = self._receiver, self._guard
+        if not isinstance(receiver, ps_fast.FastPsReceiver) or guard is None or self.failure is not None:
+            return
+        before = receiver.packets
+        try:
+            receiver.drain(sock, guard, UDP_BATCH, wallclock, now)
+        except PsError as exc:
+            self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
+            return
+        if receiver.packets != before:
+            self.last_packet = now
+        self._deliver(receiver.demuxer.events)
+
+    def _deliver(self, events: deque[PsEvent]) -> None:
+        # The demuxer's queue read directly: this runs per packet on the Python path, and is empty for most.
         while events:
             event = events.popleft()
             if isinstance(event, AccessUnit):

@@ -61,6 +61,11 @@ class MediaGuard:
     def ssrc(self, value: int) -> None:
         self._ssrc = value.to_bytes(4, "big")
 
+    @property
+    def checks_addresses(self) -> bool:
+        """Whether UDP packets are checked against the device's hosts and latched (False: ``hosts`` was None)."""
+        return self._hosts is not None
+
     def allow_host(self, host: str) -> None:
         """Also accept media from ``host`` (the device's answer names where it sends from)."""
         if self._hosts is not None:

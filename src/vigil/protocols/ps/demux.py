@@ -46,7 +46,9 @@ a row hold no start code (the stream is not a program stream); the bytes after t
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, Codec, VideoTrack
@@ -79,6 +81,17 @@ DEFAULT_FRAME_INTERVAL = VIDEO_CLOCK_RATE // 25
 MAX_PES_HEADER = 6 + 3 + 255
 
 _PREFIX = b"\x00\x00\x01"
+
+
+def _find_prefix_python(buf: bytearray, start: int) -> int:
+    return buf.find(_PREFIX, start)
+
+
+#: ``buf.find(_PREFIX, start)``: the compiled search (vigil.protocols.ps._fastps, built by setup.py) where
+#: it is built — the same result several times faster, and every byte of a stream is searched.
+_find_prefix: Callable[[bytearray, int], int] = _find_prefix_python
+with contextlib.suppress(ImportError):
+    from vigil.protocols.ps._fastps import find_start_code as _find_prefix
 _UNBOUNDED = -1
 _HALF = TIMESTAMP_MODULUS >> 1
 _STUFFING = b"\x00\xff"
@@ -237,7 +250,7 @@ class _VideoLayer:
         tail += data
         start = 0
         while True:
-            hit = tail.find(_PREFIX, self._scan_from)
+            hit = _find_prefix(tail, self._scan_from)
             if hit < 0:
                 break
             if self._in_nal:
@@ -560,7 +573,7 @@ class PsDemuxer:
         search = pos
         found = -1
         while True:
-            hit = buf.find(_PREFIX, search)
+            hit = _find_prefix(buf, search)
             if hit < 0 or hit + 3 >= n:
                 break
             stream_id = buf[hit + 3]
@@ -669,7 +682,7 @@ class PsDemuxer:
             return stop
         search = pos
         while True:
-            hit = buf.find(_PREFIX, search)
+            hit = _find_prefix(buf, search)
             if hit < 0 or hit + 3 >= n:
                 # Hold back a possible start code prefix cut at the end of the input.
                 stop = max(pos, n - 3)

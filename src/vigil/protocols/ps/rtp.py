@@ -7,7 +7,8 @@ picture also ends when the timestamp changes. A sequence gap drops the picture i
 everything up to the next keyframe (the demuxer's waiting state); late or duplicate packets are
 ignored, because GB media over TCP never reorders and UDP on a LAN rarely does — there is no jitter
 buffer. Packets from another SSRC are counted and ignored: the SSRC is the one the INVITE negotiated
-(``y=``) or, when none is given, the first one seen.
+(``y=``) or, when none is given, the first one seen. This class is the reference for the compiled
+:class:`~vigil.protocols.ps.fast.FastPsReceiver` (same counters and demuxer calls, per-packet work in C).
 
 TCP: :class:`Rfc4571Decoder` undoes RFC 4571 framing (2-byte big-endian length before each packet),
 re-finding packet boundaries when the framing is lost (a bad length), by the RTP version bits and,

@@ -1,0 +1,170 @@
+"""The compiled per-packet core (``_fastps``, C) behind the interface of :class:`PsRtpReceiver`.
+
+Theory of operation: :class:`~vigil.protocols.ps.rtp.PsRtpReceiver` is the reference; the C core
+follows it decision for decision (same counters, the same demuxer calls in the same order with the
+same damage messages — tests/protocols/ps/test_fast_ps_rtp.py holds it to that) but does the
+per-packet work in C and hands back demuxer calls, a few per picture, which this class makes on the
+Python :class:`PsDemuxer`.
+
+:meth:`FastPsReceiver.drain` also reads a UDP media socket itself, a tick's datagrams in one call.
+Packets the media guard would admit without a decision (from the latched address, with the expected
+SSRC) never reach Python; any other stops the C loop and goes through the guard's own
+:meth:`admit` here, so its counters, latching and log lines are the guard's.
+
+The extension is built by ``pip install -e .`` (setup.py); where it is missing, :data:`AVAILABLE` is
+False and callers use :class:`PsRtpReceiver`.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Protocol
+
+from vigil.protocols.ps.demux import PsDemuxer, PsEvent
+from vigil.protocols.ps.rtp import DEFAULT_PAYLOAD_TYPE
+
+try:
+    from vigil.protocols.ps import _fastps
+except ImportError:  # not built (no compiler at install time): PsRtpReceiver serves
+    _fastps = None  # type: ignore[assignment]
+
+__all__ = ["AVAILABLE", "FastPsReceiver", "PacketGuard"]
+
+#: True when the compiled core is importable.
+AVAILABLE = _fastps is not None
+
+
+class PacketGuard(Protocol):
+    """The media guard (:class:`vigil.gb28181.media_guard.MediaGuard`) as draining uses it."""
+
+    @property
+    def ssrc(self) -> int: ...
+
+    @property
+    def latched(self) -> tuple[str, int] | None: ...
+
+    @property
+    def checks_addresses(self) -> bool: ...
+
+    def admit(self, packet: bytes | memoryview, addr: tuple[str, int] | None = None) -> bool: ...
+
+
+class FastPsReceiver:
+    """Same behaviour and counters as :class:`PsRtpReceiver`, per-packet work in C."""
+
+    def __init__(
+        self,
+        *,
+        ssrc: int | None = None,
+        payload_type: int | None = DEFAULT_PAYLOAD_TYPE,
+        demuxer: PsDemuxer | None = None,
+    ) -> None:
+        if _fastps is None:
+            raise RuntimeError("the compiled PS receiver is not built; reinstall Vigil (pip install -e .)")
+        self._core = _fastps.Receiver(-1 if ssrc is None else ssrc, -1 if payload_type is None else payload_type)
+        self.demuxer = demuxer if demuxer is not None else PsDemuxer()
+        self._calls: list[_fastps.DemuxCall] = []
+
+    @property
+    def ssrc(self) -> int | None:
+        """The SSRC accepted (None until the first packet when none was given)."""
+        return self._core.ssrc
+
+    @ssrc.setter
+    def ssrc(self, value: int | None) -> None:
+        self._core.ssrc = value
+
+    # Counters, as on PsRtpReceiver.
+    @property
+    def packets(self) -> int:
+        """RTP packets accepted."""
+        return self._core.packets
+
+    @property
+    def lost(self) -> int:
+        """Packets missing according to sequence numbers."""
+        return self._core.lost
+
+    @property
+    def gaps(self) -> int:
+        """Sequence gaps."""
+        return self._core.gaps
+
+    @property
+    def late(self) -> int:
+        """Late or duplicate packets ignored."""
+        return self._core.late
+
+    @property
+    def wrong_ssrc(self) -> int:
+        """Packets from another SSRC ignored."""
+        return self._core.wrong_ssrc
+
+    @property
+    def wrong_payload_type(self) -> int:
+        """Packets of another payload type ignored."""
+        return self._core.wrong_payload_type
+
+    @property
+    def malformed(self) -> int:
+        """Packets that are not RTP."""
+        return self._core.malformed
+
+    @property
+    def frames(self) -> int:
+        """Pictures closed by the marker bit or a timestamp change."""
+        return self._core.frames
+
+    def receive_packet(self, packet: bytes | memoryview, wallclock: float = 0.0, received_mono: float = 0.0) -> None:
+        """Feed one RTP packet; raises :class:`PsError` only when the payload is not a program stream."""
+        calls = self._calls
+        self._core.push(packet, wallclock, received_mono, calls)
+        if calls:
+            self._demux(calls)
+
+    def drain(self, sock: socket.socket, guard: PacketGuard, limit: int, wallclock: float, received_mono: float) -> int:
+        """Read up to ``limit`` datagrams from the non-blocking ``sock`` until it would block; the number read.
+
+        Each datagram is what ``guard.admit(datagram, source)`` and then :meth:`receive_packet` would make of
+        it. Raises :class:`PsError` (from the demuxer) as :meth:`receive_packet` does; the datagrams read by
+        then are consumed.
+        """
+        core, calls, fd, check = self._core, self._calls, sock.fileno(), guard.checks_addresses
+        read = 0
+        while read < limit:
+            taken, decide = core.drain(fd, limit - read, guard.ssrc, check, wallclock, received_mono, calls)
+            read += taken
+            if calls:
+                self._demux(calls)
+            if decide is None:
+                return read
+            packet, addr = decide
+            if guard.admit(packet, addr):
+                self.receive_packet(packet, wallclock, received_mono)
+                if check and not core.latched and guard.latched == addr:
+                    core.latch()  # the guard latched this sender: its packets stay in C from now on
+        return read
+
+    def _demux(self, calls: list[_fastps.DemuxCall]) -> None:
+        demuxer = self.demuxer
+        try:
+            for call in calls:
+                if call is None:
+                    demuxer.end_of_frame()
+                elif isinstance(call, str):
+                    demuxer.data_lost(call)
+                else:
+                    demuxer.receive_data(*call)
+        finally:
+            calls.clear()
+
+    def end_of_stream(self) -> None:
+        """No more packets: the last picture is emitted."""
+        calls = self._calls
+        self._core.flush(calls)
+        self._demux(calls)
+        self.demuxer.end_of_stream()
+
+    def next_event(self) -> PsEvent | None:
+        """The next demuxed event, or None when more packets are needed."""
+        return self.demuxer.next_event()

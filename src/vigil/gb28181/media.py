@@ -537,7 +537,7 @@ class MediaDialog:
             return
         before = receiver.packets
         try:
-            receiver.drain(sock, guard, UDP_BATCH, wallclock, now)
+            receiver.drain(sock.fileno(), guard, UDP_BATCH, wallclock, now)
         except PsError as exc:
             self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
             return

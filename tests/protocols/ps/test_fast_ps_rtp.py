@@ -183,10 +183,10 @@ def drain_all(
     read = 0
     while read < expected:
         batch = limit()
-        got = fast.drain(receiver, guard, batch, 1.0, 2.0)
+        got = fast.drain(receiver.fileno(), guard, batch, 1.0, 2.0)
         assert 0 < got <= batch, "loopback datagrams are all queued before the first read"
         read += got
-    assert fast.drain(receiver, guard, 10, 1.0, 2.0) == 0
+    assert fast.drain(receiver.fileno(), guard, 10, 1.0, 2.0) == 0
 
 
 @settings(max_examples=150, deadline=None)
@@ -234,7 +234,7 @@ def test_ipv6_senders_are_latched_and_told_apart_like_python_does() -> None:
         receiver.setblocking(False)
         for i, sender in enumerate([device, device, other, device]):
             sender.sendto(RtpPacket(96, i, 0, SSRC, b"x").serialize(), receiver.getsockname())
-        assert fast.drain(receiver, guard, 10, 1.0, 2.0) == 4
+        assert fast.drain(receiver.fileno(), guard, 10, 1.0, 2.0) == 4
         assert guard.latched == device.getsockname() and len(guard.latched) == 4
     assert (fast.packets, guard.foreign, fast.lost) == (3, 1, 1)  # the stranger's packet 2 never arrived
 

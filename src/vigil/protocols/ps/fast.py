@@ -6,7 +6,8 @@ same damage messages — tests/protocols/ps/test_fast_ps_rtp.py holds it to that
 per-packet work in C and hands back demuxer calls, a few per picture, which this class makes on the
 Python :class:`PsDemuxer`.
 
-:meth:`FastPsReceiver.drain` also reads a UDP media socket itself, a tick's datagrams in one call.
+:meth:`FastPsReceiver.drain` also reads a UDP media socket, by the descriptor the transport hands it
+(the one I/O in this package), a tick's datagrams in one call.
 Packets the media guard would admit without a decision (from the latched address, with the expected
 SSRC) never reach Python; any other stops the C loop and goes through the guard's own
 :meth:`admit` here, so its counters, latching and log lines are the guard's.
@@ -17,7 +18,6 @@ False and callers use :class:`PsRtpReceiver`.
 
 from __future__ import annotations
 
-import socket
 from typing import Protocol
 
 from vigil.protocols.ps.demux import PsDemuxer, PsEvent
@@ -122,14 +122,17 @@ class FastPsReceiver:
         if calls:
             self._demux(calls)
 
-    def drain(self, sock: socket.socket, guard: PacketGuard, limit: int, wallclock: float, received_mono: float) -> int:
-        """Read up to ``limit`` datagrams from the non-blocking ``sock`` until it would block; the number read.
+    def drain(self, fd: int, guard: PacketGuard, limit: int, wallclock: float, received_mono: float) -> int:
+        """Read up to ``limit`` datagrams from the non-blocking UDP socket ``fd`` until it would block; the number read.
+
+        The one exception to this package being sans-I/O: the transport side owns the socket and hands over
+        only its descriptor, so the compiled core can take a tick's datagrams without a Python call each.
 
         Each datagram is what ``guard.admit(datagram, source)`` and then :meth:`receive_packet` would make of
         it. Raises :class:`PsError` (from the demuxer) as :meth:`receive_packet` does; the datagrams read by
         then are consumed.
         """
-        core, calls, fd, check = self._core, self._calls, sock.fileno(), guard.checks_addresses
+        core, calls, check = self._core, self._calls, guard.checks_addresses
         read = 0
         while read < limit:
             taken, decide = core.drain(fd, limit - read, guard.ssrc, check, wallclock, received_mono, calls)

@@ -164,6 +164,49 @@ def write_clip(path: Path, segments: list[tuple[SegmentRef, bytes]], start_us: i
     )
 
 
+def _manifest(
+    camera_id: int,
+    camera: Camera | None,
+    start_us: int,
+    end_us: int,
+    reason: str,
+    created_by: str,
+    created: int,
+    clip: dict[str, Any],
+    prev_chain: str,
+    segments: list[dict[str, Any]],
+    *,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An export's manifest (both kinds: Vigil's recordings, or what a device sent, with its ``source``)."""
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "vigil_version": vigil_version(),
+        "camera": {
+            "id": camera_id,
+            "gb_id": camera.gb_id if camera is not None else None,
+            "name": camera.name if camera is not None else None,
+        },
+    }
+    if source is not None:
+        manifest["source"] = {"kind": "device", **source}
+    return manifest | {
+        "requested": {"start_us": start_us, "end_us": end_us},
+        "reason": reason.strip(),
+        "created_by": created_by,
+        "created_us": created,
+        "created_at": datetime.fromtimestamp(created / 1e6, tz=UTC).isoformat(),
+        "clip": clip,
+        "prev_chain": prev_chain,
+        "segments": segments,
+    }
+
+
+async def _write_manifest(clip_path: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    await asyncio.to_thread(manifest_path_for(clip_path).write_text, text, "utf-8")
+
+
 async def create_export(
     db: Database,
     files: SegmentFiles,
@@ -199,40 +242,27 @@ async def create_export(
     data = await asyncio.to_thread(read_all)
     clip = await asyncio.to_thread(write_clip, clip_path, data, start_us, end_us)
     used = [r for r in refs if r.start_us < clip.end_us and r.end_us > clip.start_us]
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "vigil_version": vigil_version(),
-        "camera": {
-            "id": camera_id,
-            "gb_id": camera.gb_id if camera is not None else None,
-            "name": camera.name if camera is not None else None,
-        },
-        "requested": {"start_us": start_us, "end_us": end_us},
-        "reason": reason.strip(),
-        "created_by": created_by,
-        "created_us": created,
-        "created_at": datetime.fromtimestamp(created / 1e6, tz=UTC).isoformat(),
-        "clip": {
-            "file": clip_path.name,
-            "bytes": clip.bytes,
-            "sha256": clip.sha256,
-            "frames": clip.frames,
-            "start_us": clip.start_us,
-            "end_us": clip.end_us,
-            "codec": clip.codec,
-            "width": clip.width,
-            "height": clip.height,
-            "truncated_at_us": clip.truncated_at_us,
-            "audio": {"codec": clip.audio_codec, "samples": clip.audio_samples} if clip.audio_codec else None,
-        },
-        "prev_chain": prev_chain,
-        "segments": [
-            {"start_us": r.start_us, "end_us": r.end_us, "sha256": r.sha256, "chain": r.chain, "status": r.status}
-            for r in used
-        ],
+    clip_fields = {
+        "file": clip_path.name,
+        "bytes": clip.bytes,
+        "sha256": clip.sha256,
+        "frames": clip.frames,
+        "start_us": clip.start_us,
+        "end_us": clip.end_us,
+        "codec": clip.codec,
+        "width": clip.width,
+        "height": clip.height,
+        "truncated_at_us": clip.truncated_at_us,
+        "audio": {"codec": clip.audio_codec, "samples": clip.audio_samples} if clip.audio_codec else None,
     }
-    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    await asyncio.to_thread(manifest_path_for(clip_path).write_text, text, "utf-8")
+    segments = [
+        {"start_us": r.start_us, "end_us": r.end_us, "sha256": r.sha256, "chain": r.chain, "status": r.status}
+        for r in used
+    ]
+    manifest = _manifest(
+        camera_id, camera, start_us, end_us, reason, created_by, created, clip_fields, prev_chain, segments
+    )
+    await _write_manifest(clip_path, manifest)
     async with db.session() as session:
         row = Export(
             camera_id=camera_id,
@@ -370,37 +400,22 @@ async def create_device_export(
     await asyncio.to_thread(clip.tmp.replace, clip_path)
     track = clip.track
     clip_end = start_us + clip.end_dts * 1_000_000 // track.clock_rate
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "vigil_version": vigil_version(),
-        "camera": {
-            "id": camera_id,
-            "gb_id": camera.gb_id if camera is not None else None,
-            "name": camera.name if camera is not None else None,
-        },
-        "source": {"kind": "device", **device},
-        "requested": {"start_us": start_us, "end_us": end_us},
-        "reason": reason.strip(),
-        "created_by": created_by,
-        "created_us": created,
-        "created_at": datetime.fromtimestamp(created / 1e6, tz=UTC).isoformat(),
-        "clip": {
-            "file": clip_path.name,
-            "bytes": clip.size,
-            "sha256": sha256,
-            "frames": clip.frames,
-            "start_us": start_us,
-            "end_us": clip_end,
-            "codec": str(track.codec),
-            "width": track.width,
-            "height": track.height,
-            "truncated_at_us": clip_end if clip.truncated else None,
-        },
-        "prev_chain": "",
-        "segments": [],
+    clip_fields = {
+        "file": clip_path.name,
+        "bytes": clip.size,
+        "sha256": sha256,
+        "frames": clip.frames,
+        "start_us": start_us,
+        "end_us": clip_end,
+        "codec": str(track.codec),
+        "width": track.width,
+        "height": track.height,
+        "truncated_at_us": clip_end if clip.truncated else None,
     }
-    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    await asyncio.to_thread(manifest_path_for(clip_path).write_text, text, "utf-8")
+    manifest = _manifest(
+        camera_id, camera, start_us, end_us, reason, created_by, created, clip_fields, "", [], source=device
+    )
+    await _write_manifest(clip_path, manifest)
     async with db.session() as session:
         row = Export(
             camera_id=camera_id,

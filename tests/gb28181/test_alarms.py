@@ -321,3 +321,17 @@ async def test_an_unanswered_subscribe_after_coming_online_is_tried_again_a_refu
     await asyncio.sleep(0.3)
     assert len(refusing.of("SUBSCRIBE")) == 1 and gb.subscriptions == {}
     await gb.close()
+
+
+async def test_subscription_retries_never_take_the_slots_alarms_are_written_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alarms_module, "MAX_PENDING", 1)
+    sender, sink = Sender(503), Sink()
+    gb = alarms(sender, sink, Dialogs(), retry_s=(60.0,))  # the device is busy: the retry waits a minute
+    gb.device_online(DEVICE)
+    await eventually(lambda: len(sender.of("SUBSCRIBE")) == 1)
+    await gb.on_alarm_message(Directory().devices[DEVICE], alarm(), make_request_stub())
+    await eventually(lambda: len(sender.of("MESSAGE")) == 1)  # recorded and answered, not dropped
+    assert gb.dropped == 0
+    await gb.close()

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from vigil.gb28181.control import DeviceDirectory
 from vigil.gb28181.dispatch import DialogHandler
+from vigil.gb28181.keyed_tasks import start_keyed
 from vigil.gb28181.outgoing import (
     MANSCDP_CONTENT_TYPE,
     RequestSender,
@@ -137,6 +138,9 @@ class GbAlarms:
         self._subscriptions: dict[str, AlarmSubscription] = {}
         self._by_call_id: dict[str, AlarmSubscription] = {}
         self._refreshers: dict[str, asyncio.Task[None]] = {}
+        #: The subscribe-after-coming-online attempt per device (with its retries): kept apart from ``_tasks``,
+        #: whose bound is for alarms being written, and replaced when the device comes online again.
+        self._subscribing: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         #: Alarms dropped because MAX_PENDING were in flight (a device flooding, or a stuck database).
@@ -155,7 +159,7 @@ class GbAlarms:
     async def close(self) -> None:
         """Cancel work in flight, then unsubscribe every device (bounded wait) and forget the dialogs."""
         self._closed = True
-        tasks = [*self._tasks, *self._refreshers.values()]
+        tasks = [*self._tasks, *self._refreshers.values(), *self._subscribing.values()]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -163,6 +167,7 @@ class GbAlarms:
                 await task
         self._tasks.clear()
         self._refreshers.clear()
+        self._subscribing.clear()
         for subscription in list(self._subscriptions.values()):
             with contextlib.suppress(TimeoutError, ConnectionError, SipError):
                 await asyncio.wait_for(self._resubscribe(subscription, 0), _UNSUBSCRIBE_TIMEOUT_S)
@@ -210,7 +215,8 @@ class GbAlarms:
     def device_online(self, device_id: str) -> None:
         """A device registered afresh: subscribe to its alarms shortly, when configured to."""
         if self._settings.subscribe_alarms and not self._closed:
-            self._spawn(self._subscribe_later(device_id), f"gb-alarm-subscribe-{device_id}")
+            name = f"gb-alarm-subscribe-{device_id}"
+            start_keyed(self._subscribing, device_id, self._subscribe_later(device_id), name)
 
     async def _subscribe_later(self, device_id: str) -> None:
         await asyncio.sleep(self._subscribe_delay_s)

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink
+from vigil.gb28181.keyed_tasks import start_keyed
 from vigil.gb28181.outgoing import RequestSender, manscdp_message
 from vigil.gb28181.registrar import RegisteredDevice
 from vigil.protocols.gb28181.manscdp import (
@@ -160,16 +161,9 @@ class CatalogSync:
     def device_online(self, device_id: str) -> None:
         """A device registered afresh: query its DeviceInfo and catalog shortly, asking again (``retry_s``)
         while it stays registered and has not delivered; failures are logged, not raised."""
-        old = self._online.pop(device_id, None)
-        if old is not None:
-            old.cancel()
-        task = asyncio.create_task(self._query_later(device_id), name=f"gb-catalog-{device_id}")
-        self._online[device_id] = task
+        task = start_keyed(self._online, device_id, self._query_later(device_id), f"gb-catalog-{device_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(
-            lambda done: self._online.pop(device_id, None) if self._online.get(device_id) is done else None
-        )
 
     async def query(self, device_id: str, *, wait_s: float | None = None) -> CatalogResult:
         """Query the catalog and wait for it to be assembled and written; raise :class:`CatalogError`."""

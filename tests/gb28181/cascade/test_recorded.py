@@ -13,7 +13,8 @@ from tests.gb28181.cascade.conftest import SHARED, UPPER, UPPER_ID, Rig, request
 from tests.gb28181.cascade.test_handler import in_dialog, invite
 from tests.helpers import eventually
 from tests.playback.conftest import CAMERA, SECOND_US, START_US, archive
-from vigil.domain.media import AccessUnit
+from tests.playback.test_playback_audio import AvArchive, av_archive
+from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.gb28181.cascade.recorded import MAX_DOWNLOAD_SPEED, RecordedUnits
 from vigil.gb28181.cascade.store import RecordedRange
 from vigil.playback.source import SqlPlaybackIndex
@@ -21,7 +22,7 @@ from vigil.protocols.gb28181.manscdp import MediaStatusNotify
 from vigil.protocols.ps import PsRtpReceiver
 from vigil.protocols.sdp import GbTransport, SessionDescription, gb_description
 
-__all__ = ["archive"]  # the recorded archive fixture of the playback tests
+__all__ = ["archive", "av_archive"]  # the recorded archive fixtures of the playback tests
 
 SECOND = 1_000_000
 PAUSE = b"PAUSE RTSP/1.0\r\nCSeq: 3\r\nPauseTime: now\r\n"
@@ -378,3 +379,62 @@ async def test_download_speed_is_capped_and_defaults_to_real_time(rig: Rig, arch
     no_range.body = no_range.body.replace(f"t={start_s} {start_s + 20}".encode(), b"t=0 0")
     refused = await rig.handler.handle_request(no_range, UPPER)
     assert refused is not None and refused.status == 400
+
+
+async def test_recorded_audio_follows_its_pictures_on_the_output_timeline(av_archive: AvArchive) -> None:
+    """A recording with AAC played to an upper platform gives its audio too, each sample right after the
+    picture it starts within, timed as recorded against the pictures, across segment boundaries."""
+    clock = FakeClock()
+    units = RecordedUnits(
+        CAMERA,
+        START_US + 5 * SECOND,
+        START_US + 13 * SECOND,
+        SqlPlaybackIndex(av_archive.db),
+        av_archive.volumes,
+        monotonic=clock,
+        sleep=clock.sleep,
+    )
+    got: list[AccessUnit | AudioUnit] = []
+    while (item := await units.get()) is not None:
+        got.append(item)
+    pictures = [u for u in got if isinstance(u, AccessUnit)]
+    sound = [u for u in got if isinstance(u, AudioUnit)]
+    first = av_archive.units[40]  # the keyframe at 4 s: playing starts there
+    assert len(pictures) == 80 and pictures[0].keyframe
+    expected = [a for a in av_archive.audio if a.pts >= first.dts]
+    assert [a.data for a in sound] == [a.data for a in expected]  # none lost, none repeated, in order
+    assert units.audio_units == len(sound) and sound[0].track == av_archive.audio[0].track
+    picture: AccessUnit | None = None
+    for item in got:
+        if isinstance(item, AccessUnit):
+            picture = item
+            continue
+        assert picture is not None  # no audio before the first picture
+        assert picture.dts <= item.pts < picture.dts + 9000 + 2  # within the picture it follows (10 fps)
+    for out, recorded in zip(sound, expected, strict=True):
+        assert abs(out.pts - (recorded.pts - first.dts)) <= 2  # the recorded timing (a tick of rounding)
+
+
+async def test_seek_restarts_the_audio_at_the_new_picture(av_archive: AvArchive) -> None:
+    clock = FakeClock()
+    units = RecordedUnits(
+        CAMERA,
+        START_US,
+        START_US + 13 * SECOND,
+        SqlPlaybackIndex(av_archive.db),
+        av_archive.volumes,
+        monotonic=clock,
+        sleep=clock.sleep,
+    )
+    first = await units.get()
+    assert isinstance(first, AccessUnit)
+    units.seek(START_US + 9 * SECOND)  # keyframe at 8 s, in the third segment
+    got: list[AccessUnit | AudioUnit] = []
+    while (item := await units.get()) is not None:
+        got.append(item)
+    after = [u for u in got if isinstance(u, AudioUnit)]
+    key = av_archive.units[80]
+    # What was queued for the first picture may still go out; from the seek on, audio starts at 8 s.
+    resumed = [a for a in after if a.wallclock * SECOND >= START_US + 8 * SECOND - 1000]
+    expected = [a for a in av_archive.audio if a.pts >= key.dts]
+    assert [a.data for a in resumed] == [a.data for a in expected]

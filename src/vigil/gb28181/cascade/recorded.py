@@ -6,7 +6,9 @@ walks on segment by segment until ``end`` or the end of the recording, releasing
 its recorded time comes (relative to the first one), so the upper platform receives it as if live.
 Output timestamps run on one 90 kHz timeline across segments; gaps in the recording are skipped.
 Segment files are parsed off the event loop. ``get`` returns None at the end (the handler then sends
-MediaStatus 121); a damaged or vanished segment is skipped with a log line.
+MediaStatus 121); a damaged or vanished segment is skipped with a log line. A segment recorded with
+audio gives its audio too: the samples that start within a picture's duration follow that picture,
+on the same output timeline (so the relay muxes them into the PS stream as a device would).
 
 The upper platform steers it (MANSRTSP INFO): :meth:`~RecordedUnits.pause` holds ``get`` until
 :meth:`~RecordedUnits.resume`; :meth:`~RecordedUnits.set_scale` releases pictures ``scale`` times as
@@ -19,13 +21,14 @@ one frame across a seek, as across a hole.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from vigil.domain.errors import VigilError
-from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioUnit
 from vigil.playback.source import LoadedSegment, PlaybackIndex, SegmentFiles, SegmentRef, load_segment, to_unit
 from vigil.protocols.mp4.errors import Mp4Error
 
@@ -81,6 +84,11 @@ class RecordedUnits:
         self._running.set()
         self._scale = 1.0
         self._seek_to: int | None = None
+        #: Audio of the picture just released, handed out before the next picture; and the index of the
+        #: current segment's next audio sample not yet handed out or skipped.
+        self._audio: collections.deque[AudioUnit] = collections.deque()
+        self._audio_at = 0
+        self.audio_units = 0
 
     def close(self) -> None:
         """Stop: ``get`` returns None from now on."""
@@ -119,9 +127,13 @@ class RecordedUnits:
             raise ValueError(f"position {at_us} outside the played range {self.start_us}-{self.end_us}")
         self._seek_to = at_us
 
-    async def get(self) -> AccessUnit | None:
-        """The next picture when its time comes; None at the end of the range or the recording."""
+    async def get(self) -> AccessUnit | AudioUnit | None:
+        """The next picture when its time comes (then its audio, if recorded); None at the end of the range
+        or the recording."""
         while not self._closed:
+            if self._audio:
+                self.audio_units += 1
+                return self._audio.popleft()
             if not self._running.is_set():
                 await self._running.wait()
                 continue
@@ -146,8 +158,42 @@ class RecordedUnits:
                 self._out_dts += int(gap / _US_PER_TICK) if 0 < gap < _GAP_US else 3600
             self._last_wall_us = sample.wall_us
             self.units += 1
+            self._take_audio(segment, sample.dts + sample.duration, sample.dts, sample.wall_us)
             return to_unit(segment.track, sample, self._out_dts)
         return None
+
+    def _take_audio(self, segment: LoadedSegment, until: int, picture_dts: int, wall_us: int) -> None:
+        """Queue the segment's audio that starts before ``until`` (its 90 kHz media time), moved onto the
+        output timeline as the picture at ``picture_dts`` was."""
+        track = segment.audio
+        if track is None:
+            return
+        samples = segment.audio_samples
+        i = self._audio_at
+        while i < len(samples):
+            sample = samples[i]
+            at = sample.dts * VIDEO_CLOCK_RATE // track.sample_rate  # the recorder wrote pts·rate/90000
+            if at >= until:
+                break
+            pts = self._out_dts + at - picture_dts
+            self._audio.append(AudioUnit(track, max(pts, 0), sample.duration, sample.data, wall_us / 1_000_000))
+            i += 1
+        self._audio_at = i
+
+    def _start_audio_at(self, segment: LoadedSegment) -> None:
+        """Skip the audio recorded before the picture playing starts at (``self._position``)."""
+        self._audio.clear()
+        self._audio_at = 0
+        track = segment.audio
+        if track is None or self._position >= len(segment.samples):
+            return
+        first = segment.samples[self._position].dts
+        samples = segment.audio_samples
+        while (
+            self._audio_at < len(samples)
+            and samples[self._audio_at].dts * VIDEO_CLOCK_RATE // track.sample_rate < first
+        ):
+            self._audio_at += 1
 
     async def _seek(self) -> None:
         at_us, self._seek_to = self._seek_to, None
@@ -157,6 +203,7 @@ class RecordedUnits:
         self._segment = await self._load(await self._index.segment_at(self.camera_id, at_us))
         if self._segment is not None:
             self._position = self._segment.keyframe_at_or_before(at_us)
+            self._start_audio_at(self._segment)
 
     async def _current(self) -> LoadedSegment | None:
         if self._segment is None and not self._started:
@@ -165,6 +212,7 @@ class RecordedUnits:
             self._segment = await self._load(ref)
             if self._segment is not None:
                 self._position = self._segment.keyframe_at_or_before(self.start_us)
+                self._start_audio_at(self._segment)
         return self._segment
 
     async def _next_after(self, ref: SegmentRef) -> LoadedSegment | None:
@@ -176,6 +224,7 @@ class RecordedUnits:
             if loaded is not None:
                 # After a gap the next segment may not open on a keyframe of ours: start at its first one.
                 self._position = loaded.keyframe_at_or_before(following.start_us)
+                self._start_audio_at(loaded)
                 return loaded
             ref = following
         return None

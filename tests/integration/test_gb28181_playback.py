@@ -23,6 +23,7 @@ from tests.integration.test_gb28181_media import live_channel
 from vigil.app import Vigil
 from vigil.playback.export import verify_export
 from vigil.protocols.gb28181.mansrtsp import Pause, Play
+from vigil.sim.audio import SimAudio
 
 
 class Inbox:
@@ -60,7 +61,7 @@ async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
             r = await admin.post("/api/auth/login", json={"username": "admin", "password": vigil.first_admin_password})
             assert r.status_code == 200, r.text
             cookie = {"Cookie": f"vigil_session={r.json()['token']}"}
-            runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port))
+            runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port, audio=SimAudio.AAC))
             try:
 
                 async def gb_camera() -> dict[str, Any] | None:
@@ -152,9 +153,13 @@ async def test_list_and_play_device_recordings(tmp_path: Path) -> None:
                 clip.write_bytes((await admin.get(export["download_url"])).content)
                 manifest = tmp_path / "clip.manifest.json"
                 manifest.write_bytes((await admin.get(export["manifest_url"])).content)
-                assert json.loads(manifest.read_text())["source"]["kind"] == "device"
+                written = json.loads(manifest.read_text())
+                assert written["source"]["kind"] == "device"
+                # The device's AAC came along (16 kHz: ~15.6 frames a second of the 8 s), checked by verify-export.
+                assert written["clip"]["audio"]["codec"] == "aac" and written["clip"]["audio"]["samples"] > 100
                 verdict = verify_export(clip, manifest)
                 assert verdict.ok, verdict.problems
+                assert any(check.startswith("audio aac") for check in verdict.checks)
                 assert not gb.playbacks.sessions and gb.ssrcs.in_use(history=True) == 0
                 assert gb.dispatcher.open_dialogs == 0
             finally:

@@ -19,7 +19,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioUnit
 from vigil.live.session import LiveSession
 from vigil.streams.hub import MediaReader, StreamHub
 
@@ -124,13 +124,16 @@ class DeviceViewer:
             self._reader.close()
 
 
-async def downloaded_units(session: PlaybackControl, *, queue_units: int = 4096) -> AsyncIterator[AccessUnit]:
-    """Every unit a download delivers, from its first keyframe until the session ends (MediaStatus 121 or close).
+async def downloaded_units(
+    session: PlaybackControl, *, queue_units: int = 4096
+) -> AsyncIterator[AccessUnit | AudioUnit]:
+    """Every unit a download delivers (pictures and the audio sent with them), from its first keyframe until the
+    session ends (MediaStatus 121 or close).
 
     The queue is deep because a download arrives faster than real time; a reader that still falls behind loses
     units to the next keyframe (counted by the reader) rather than holding the device back.
     """
-    reader = session.hub.subscribe("device-download", queue_units, from_gop=True)
+    reader = session.hub.subscribe_media("device-download", queue_units, from_gop=True)
     try:
         while (unit := await reader.get()) is not None:
             yield unit

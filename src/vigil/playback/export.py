@@ -11,18 +11,19 @@ unbroken chain in the recorder's index.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import importlib.metadata
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from vigil.domain.errors import Invalid, NotFound
-from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, VideoTrack
+from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioTrack, AudioUnit, VideoTrack
 from vigil.playback.source import (
     LoadedSegment,
     SegmentFiles,
@@ -283,11 +284,19 @@ async def create_export(
 DEVICE_FRAGMENT_UNITS = 25
 
 
+#: Audio units kept from before a download's first keyframe (AAC at 48 kHz: about a second).
+_EARLY_AUDIO = 48
+
+
 class _UnitClip:
     """A clip file built from access units as they arrive (blocking writes; call from a thread).
 
     It starts at the first keyframe, keeps one track (a track change ends it: ``truncated``), and
-    rebases the timeline to 0; each unit's duration is the gap to the next one.
+    rebases the timeline to 0; each unit's duration is the gap to the next one. Audio the device sent
+    along goes in as track 2 (stream copy), each sample in the fragment of the pictures it plays with.
+    The init segment waits for the first fragment, so audio that starts a little after the first
+    keyframe still gets its track; audio that first appears later than that, or of another track than
+    the first, is left out and counted (``audio_dropped``).
     """
 
     def __init__(self, path: Path) -> None:
@@ -298,6 +307,13 @@ class _UnitClip:
         self.size = 0
         self.frames = 0
         self.track: VideoTrack | None = None
+        self.audio: AudioTrack | None = None
+        self.audio_samples = 0
+        self.audio_dropped = 0
+        #: Audio (rebased) waiting for the fragment whose pictures it plays with.
+        self._audio: list[AudioUnit] = []
+        #: The latest audio that came before the first keyframe: some of it may play with that picture.
+        self._early: collections.deque[AudioUnit] = collections.deque(maxlen=_EARLY_AUDIO)
         self.truncated = False
         self._base = 0
         self._sequence = 0
@@ -311,16 +327,22 @@ class _UnitClip:
         self._digest.update(data)
         self.size += len(data)
 
-    def write(self, units: list[AccessUnit]) -> None:
+    def write(self, units: Sequence[AccessUnit | AudioUnit]) -> None:
         ready: list[AccessUnit] = []
         for unit in units:
             if self.truncated:
                 return
+            if isinstance(unit, AudioUnit):
+                self._take_audio(unit)
+                continue
             if self.track is None:
                 if not unit.keyframe:
                     continue
                 self.track, self._base = unit.track, unit.dts
-                self._emit(init_segment(unit.track))
+                for early in self._early:
+                    if early.pts >= self._base:
+                        self._take_audio(early)
+                self._early.clear()
             elif unit.track != self.track:
                 self.truncated = True
                 break
@@ -334,11 +356,28 @@ class _UnitClip:
         if ready:
             self._fragment(ready, next_dts=self._pending.dts if self._pending is not None else None)
 
+    def _take_audio(self, unit: AudioUnit) -> None:
+        if self.track is None:
+            self._early.append(unit)  # the clip has not started: this may still play with its first picture
+            return
+        if self.audio is None and self._sequence == 0:
+            self.audio = unit.track
+        if unit.track != self.audio or unit.pts < self._base:
+            self.audio_dropped += 1
+            return
+        self._audio.append(replace(unit, pts=unit.pts - self._base))
+
     def _fragment(self, units: list[AccessUnit], next_dts: int | None) -> None:
+        assert self.track is not None
+        if self._sequence == 0:
+            self._emit(init_segment(self.track, audio=self.audio))
         self._sequence += 1
         end = next_dts if next_dts is not None else units[-1].dts + self._delta
-        self._emit(media_fragment(units, self._sequence, next_dts=end))
+        audio = [a for a in self._audio if a.pts < end]
+        self._audio = [a for a in self._audio if a.pts >= end]
+        self._emit(media_fragment(units, self._sequence, next_dts=end, audio=audio))
         self.frames += len(units)
+        self.audio_samples += len(audio)
         self.end_dts = end
 
     def finish(self) -> str:
@@ -347,6 +386,8 @@ class _UnitClip:
             last = self._pending
             self._fragment([last], next_dts=last.dts + self._delta)
             self._pending = None
+        self.audio_dropped += len(self._audio)  # sound after the last picture
+        self._audio = []
         self._out.flush()
         os.fsync(self._out.fileno())
         self._out.close()
@@ -361,7 +402,7 @@ async def create_device_export(
     db: Database,
     exports_dir: Path,
     camera_id: int,
-    units: AsyncIterator[AccessUnit],
+    units: AsyncIterator[AccessUnit | AudioUnit],
     start_us: int,
     end_us: int,
     *,
@@ -383,12 +424,14 @@ async def create_device_export(
     clip_path = exports_dir / f"camera{camera_id}-device-{start_us}-{end_us}-{created}.mp4"
     clip = await asyncio.to_thread(_UnitClip, clip_path)
     try:
-        batch: list[AccessUnit] = []
+        batch: list[AccessUnit | AudioUnit] = []
+        pictures = 0
         async for unit in units:
             batch.append(unit)
-            if len(batch) >= DEVICE_FRAGMENT_UNITS:
+            pictures += isinstance(unit, AccessUnit)
+            if pictures >= DEVICE_FRAGMENT_UNITS:
                 await asyncio.to_thread(clip.write, batch)
-                batch = []
+                batch, pictures = [], 0
         await asyncio.to_thread(clip.write, batch)
         sha256 = await asyncio.to_thread(clip.finish)
     except BaseException:
@@ -411,6 +454,7 @@ async def create_device_export(
         "width": track.width,
         "height": track.height,
         "truncated_at_us": clip_end if clip.truncated else None,
+        "audio": {"codec": str(clip.audio.codec), "samples": clip.audio_samples} if clip.audio else None,
     }
     manifest = _manifest(
         camera_id, camera, start_us, end_us, reason, created_by, created, clip_fields, "", [], source=device

@@ -384,16 +384,7 @@ async def test_download_speed_is_capped_and_defaults_to_real_time(rig: Rig, arch
 async def test_recorded_audio_follows_its_pictures_on_the_output_timeline(av_archive: AvArchive) -> None:
     """A recording with AAC played to an upper platform gives its audio too, each sample right after the
     picture it starts within, timed as recorded against the pictures, across segment boundaries."""
-    clock = FakeClock()
-    units = RecordedUnits(
-        CAMERA,
-        START_US + 5 * SECOND,
-        START_US + 13 * SECOND,
-        SqlPlaybackIndex(av_archive.db),
-        av_archive.volumes,
-        monotonic=clock,
-        sleep=clock.sleep,
-    )
+    units = recording(av_archive, FakeClock(), START_US + 5 * SECOND, START_US + 13 * SECOND)
     got: list[AccessUnit | AudioUnit] = []
     while (item := await units.get()) is not None:
         got.append(item)
@@ -416,16 +407,7 @@ async def test_recorded_audio_follows_its_pictures_on_the_output_timeline(av_arc
 
 
 async def test_seek_restarts_the_audio_at_the_new_picture(av_archive: AvArchive) -> None:
-    clock = FakeClock()
-    units = RecordedUnits(
-        CAMERA,
-        START_US,
-        START_US + 13 * SECOND,
-        SqlPlaybackIndex(av_archive.db),
-        av_archive.volumes,
-        monotonic=clock,
-        sleep=clock.sleep,
-    )
+    units = recording(av_archive, FakeClock(), START_US, START_US + 13 * SECOND)
     first = await units.get()
     assert isinstance(first, AccessUnit)
     units.seek(START_US + 9 * SECOND)  # keyframe at 8 s, in the third segment

@@ -14,8 +14,9 @@ from ps_streams import CAPTURE, CAPTURE_FRAMES, fingerprint
 
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.media_guard import MediaGuard
-from vigil.protocols.ps import PsDemuxer, PsRtpPacketizer, PsRtpReceiver
+from vigil.protocols.ps import PsDemuxer, PsError, PsRtpPacketizer, PsRtpReceiver
 from vigil.protocols.ps.fast import AVAILABLE, FastPsReceiver
+from vigil.protocols.ps.fast_demux import FastPsDemuxer
 from vigil.protocols.ps.rtp import MAX_PENDING
 from vigil.protocols.rtp.packet import RtpPacket
 
@@ -246,7 +247,7 @@ def capture_packets() -> list[bytes]:
     return [p for i, pack in enumerate(packs) for p in packetizer.packetize(b"\x00\x00\x01\xba" + pack, 3600 * i)]
 
 
-def units_of(demuxer: PsDemuxer) -> list[AccessUnit]:
+def units_of(demuxer: PsDemuxer | FastPsDemuxer) -> list[AccessUnit]:
     return [e for e in iter(demuxer.next_event, None) if isinstance(e, AccessUnit)]
 
 
@@ -274,3 +275,61 @@ def test_real_capture_read_from_udp_gives_the_reference_pictures() -> None:
     assert [fingerprint(u) for u in got] == [fingerprint(u) for u in expected]
     assert (fast.packets, fast.lost, guard.foreign, guard.wrong_ssrc) == (len(packets), 0, 0, 0)
     assert guard.latched == device_address
+
+
+# -- the compiled receiver feeding the compiled demuxer in C, against the reference receiver and demuxer --
+
+_CAPTURE_PACKETS = capture_packets()[:900]  # the first ~9 s: keyframes at both ends
+DEMUX_COUNTERS = ("packs", "pes_packets", "units", "corrupt", "skipped_units", "skipped_bytes", "resyncs", "last_error")
+
+
+def demuxed(receiver: PsRtpReceiver | FastPsReceiver, stream: list[bytes]) -> list[object]:
+    """Per packet: the events (whole, arrival stamps included) or the PsError; then the counters."""
+    seen: list[object] = []
+    for i, packet in enumerate(stream):
+        try:
+            receiver.receive_packet(packet, float(i), 2.0 * i)
+        except PsError as exc:
+            seen.append(("PsError", i, str(exc)))
+        seen.append(list(iter(receiver.next_event, None)))
+    receiver.end_of_stream()
+    seen.append(list(iter(receiver.next_event, None)))
+    seen.append([getattr(receiver.demuxer, name) for name in DEMUX_COUNTERS])
+    seen.append(counters(receiver))
+    return seen
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.integers(0, len(_CAPTURE_PACKETS) - 1),
+    troubles=st.lists(st.tuples(st.integers(0, 899), st.sampled_from(["drop", "dup", "swap", "garbage"])), max_size=8),
+)
+def test_capture_packets_with_troubles_give_the_reference_events(start: int, troubles: list[tuple[int, str]]) -> None:
+    stream = list(_CAPTURE_PACKETS[start:]) + list(_CAPTURE_PACKETS[:start])
+    for at, trouble in troubles:
+        at %= len(stream)
+        if trouble == "drop":
+            del stream[at]
+        elif trouble == "dup":
+            stream.insert(at, stream[at])
+        elif trouble == "swap" and at + 1 < len(stream):
+            stream[at], stream[at + 1] = stream[at + 1], stream[at]
+        elif trouble == "garbage":
+            stream[at] = stream[at][:12] + bytes(range(7, 200))
+    fast = FastPsReceiver(ssrc=SSRC)
+    assert isinstance(fast.demuxer, FastPsDemuxer)
+    assert demuxed(fast, stream) == demuxed(PsRtpReceiver(ssrc=SSRC), stream)
+
+
+def test_not_a_program_stream_raises_on_the_same_packet() -> None:
+    seq = int.from_bytes(_CAPTURE_PACKETS[49][2:4], "big")
+    noise = [
+        RtpPacket(96, (seq + 1 + i) & 0xFFFF, i // 10, SSRC, bytes(range(1, 256)) * 5, marker=i % 10 == 9).serialize()
+        for i in range(80)
+    ]
+    stream = _CAPTURE_PACKETS[:50] + noise + _CAPTURE_PACKETS[50:100]
+    reference = PsRtpReceiver(ssrc=SSRC, demuxer=PsDemuxer(max_garbage=65536))
+    fast = FastPsReceiver(ssrc=SSRC, demuxer=FastPsDemuxer(max_garbage=65536))
+    seen = demuxed(fast, stream)
+    assert seen == demuxed(reference, stream)
+    assert any(isinstance(entry, tuple) and entry[0] == "PsError" for entry in seen)

@@ -4,7 +4,9 @@
  * guard, RTP header, sequence logic, gathering a picture's payloads) costs a few microseconds each. This
  * core does that per-packet work in C, making the same demuxer calls in the same order as PsRtpReceiver.
  *
- * Receiver.push() takes one packet; Receiver.drain() reads a non-blocking UDP socket itself (recvfrom,
+ * Receiver.push() takes one packet; Receiver.feed_rfc4571() takes a TCP read of RFC 4571 frames (2-byte length
+ * + RTP) cut anywhere, framing them as Rfc4571Decoder does (resync included) and keeping the partial tail;
+ * Receiver.drain() reads a non-blocking UDP socket itself (recvfrom,
  * up to `limit` datagrams, stopping when it would block or on any error, as TickedUdpSocket does).
  * drain() handles in C only the packets the media guard would admit without a decision: from the latched
  * address (or any, when addresses are not checked) and carrying the expected SSRC (or too short to carry
@@ -62,6 +64,12 @@ typedef struct {
     socklen_t last_addrlen;
     struct sockaddr_storage latched;
     int have_latched;
+
+    /* feed_rfc4571's framing state (Rfc4571Decoder's): bytes not yet framed from stream_pos on. */
+    unsigned char *stream;
+    Py_ssize_t stream_len, stream_cap, stream_pos;
+    int searching;
+    long long framed, resyncs, skipped_bytes;
 
     /* The compiled demuxer fed in C (a Demuxer, owned), or NULL: demuxer calls go to out for Python. */
     PsDemux *demux;
@@ -269,6 +277,9 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
     self->pending_len = 0;
     self->have_latched = 0;
     self->last_addrlen = 0;
+    self->stream_len = self->stream_pos = 0;
+    self->searching = 0;
+    self->framed = self->resyncs = self->skipped_bytes = 0;
     Py_XINCREF(demux == Py_None ? NULL : demux);
     Py_XSETREF(self->demux, demux == Py_None ? NULL : (PsDemux *)demux);
     if (self->datagram == NULL) {
@@ -284,6 +295,7 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
 static void Receiver_dealloc(Receiver *self) {
     PyMem_Free(self->pending);
     PyMem_Free(self->datagram);
+    PyMem_Free(self->stream);
     Py_XDECREF(self->demux);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -426,6 +438,83 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *const *args, Py_ssize_
     return end_call(self, Py_BuildValue("(nO)", taken, Py_None));
 }
 
+/* Rfc4571Decoder._plausible with an SSRC: 1, 0, or -1 when more bytes are needed to tell. */
+static int plausible(const Receiver *self, Py_ssize_t pos, uint32_t ssrc) {
+    const unsigned char *b = self->stream + pos;
+    if (self->stream_len - pos < 14) return -1;
+    if ((Py_ssize_t)be16(b) < HEADER_LENGTH || b[2] >> 6 != 2) return 0;
+    return be32(b + 10) == ssrc;
+}
+
+static void compact(Receiver *self) {
+    if (self->stream_pos == 0) return;
+    self->stream_len -= self->stream_pos;
+    memmove(self->stream, self->stream + self->stream_pos, (size_t)self->stream_len);
+    self->stream_pos = 0;
+}
+
+static PyObject *Receiver_feed_rfc4571(Receiver *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "feed_rfc4571(data, ssrc, wallclock, mono, out) takes 5 arguments");
+        return NULL;
+    }
+    unsigned long filter = PyLong_AsUnsignedLong(args[1]);
+    if (filter == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+    if (filter > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "SSRC out of range");
+        return NULL;
+    }
+    double wall = PyFloat_AsDouble(args[2]);
+    if (wall == -1.0 && PyErr_Occurred()) return NULL;
+    double mono = PyFloat_AsDouble(args[3]);
+    if (mono == -1.0 && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (view.len > 0) {
+        compact(self);
+        if (self->stream_len + view.len > self->stream_cap) {
+            Py_ssize_t cap = self->stream_cap ? self->stream_cap : 65536;
+            while (cap < self->stream_len + view.len) cap *= 2;
+            unsigned char *grown = PyMem_Realloc(self->stream, (size_t)cap);
+            if (grown == NULL) {
+                PyBuffer_Release(&view);
+                return PyErr_NoMemory();
+            }
+            self->stream = grown;
+            self->stream_cap = cap;
+        }
+        memcpy(self->stream + self->stream_len, view.buf, (size_t)view.len);
+        self->stream_len += view.len;
+    }
+    PyBuffer_Release(&view);
+    if (begin_call(self, args[4]) < 0) return NULL;
+    Py_ssize_t taken = 0;
+    while (!self->failed) {
+        Py_ssize_t pos = self->stream_pos;
+        int ok = plausible(self, pos, (uint32_t)filter);
+        if (ok < 0) break;
+        if (!ok) {
+            if (!self->searching) {
+                self->searching = 1;
+                self->resyncs++;
+            }
+            self->stream_pos++;
+            self->skipped_bytes++;
+            continue;
+        }
+        self->searching = 0;
+        Py_ssize_t length = be16(self->stream + pos);
+        if (self->stream_len - pos - 2 < length) break;
+        const unsigned char *packet = self->stream + pos + 2;
+        self->stream_pos = pos + 2 + length;
+        self->framed++;
+        taken++;
+        /* Framing confirmed the SSRC, so the media guard admits it without a decision (TCP has no address). */
+        push_packet(self, packet, length, wall, mono);
+    }
+    return end_call(self, PyLong_FromSsize_t(taken));
+}
+
 static PyObject *Receiver_latch(Receiver *self, PyObject *unused) {
     if (self->last_addrlen == 0) {
         PyErr_SetString(PyExc_RuntimeError, "no packet was handed out to latch its address");
@@ -466,6 +555,9 @@ static PyMethodDef Receiver_methods[] = {
     {"drain", (PyCFunction)(void (*)(void))Receiver_drain, METH_FASTCALL,
      "drain(fd, limit, ssrc, check_address, wallclock, mono, out) -> (taken, None | (packet, address)): read up "
      "to limit datagrams from the non-blocking socket fd; stops at one the media guard must decide, returned."},
+    {"feed_rfc4571", (PyCFunction)(void (*)(void))Receiver_feed_rfc4571, METH_FASTCALL,
+     "feed_rfc4571(data, ssrc, wallclock, mono, out) -> taken: frame a TCP read's RFC 4571 bytes (the partial "
+     "tail is kept) as Rfc4571Decoder(ssrc=ssrc) does and take the packets."},
     {"latch", (PyCFunction)Receiver_latch, METH_NOARGS,
      "latch(): admit from now on the source address of the packet drain() last returned."},
     {NULL, NULL, 0, NULL},
@@ -480,6 +572,9 @@ static PyMemberDef Receiver_members[] = {
     {"wrong_payload_type", T_LONGLONG, offsetof(Receiver, wrong_payload_type), READONLY, "another payload type"},
     {"malformed", T_LONGLONG, offsetof(Receiver, malformed), READONLY, "not RTP"},
     {"frames", T_LONGLONG, offsetof(Receiver, frames), READONLY, "pictures closed by marker or timestamp change"},
+    {"framed", T_LONGLONG, offsetof(Receiver, framed), READONLY, "RFC 4571 frames taken by feed_rfc4571"},
+    {"resyncs", T_LONGLONG, offsetof(Receiver, resyncs), READONLY, "times RFC 4571 framing was lost and found"},
+    {"skipped_bytes", T_LONGLONG, offsetof(Receiver, skipped_bytes), READONLY, "bytes skipped resyncing"},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -44,6 +44,9 @@ class Receiver:
     wrong_payload_type: int
     malformed: int
     frames: int
+    framed: int
+    resyncs: int
+    skipped_bytes: int
     ssrc: int | None
     @property
     def latched(self) -> bool: ...
@@ -61,6 +64,9 @@ class Receiver:
         out: list[DemuxCall] | list[RawEvent],
         /,
     ) -> tuple[int, tuple[bytes, tuple[str, int]] | None]: ...
+    def feed_rfc4571(
+        self, data: Buffer, ssrc: int, wallclock: float, mono: float, out: list[DemuxCall] | list[RawEvent], /
+    ) -> int: ...
     def latch(self) -> None: ...
 
 def find_start_code(buf: Buffer, start: int, /) -> int: ...

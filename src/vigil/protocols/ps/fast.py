@@ -8,6 +8,8 @@ core feeds in C: Python then runs once per access unit. Given a Python :class:`P
 (the reference, a test's recorder), the core hands back the demuxer calls, a few per picture, and
 this class makes them.
 
+:meth:`FastPsReceiver.feed_rfc4571` takes a whole TCP read of RFC 4571 frames in one call, framing them
+as :class:`~vigil.protocols.ps.rtp.Rfc4571Decoder` does (it replaces one there).
 :meth:`FastPsReceiver.drain` also reads a UDP media socket, by the descriptor the transport hands it
 (the one I/O in this package), a tick's datagrams in one call.
 Packets the media guard would admit without a decision (from the latched address, with the expected
@@ -126,6 +128,22 @@ class FastPsReceiver:
         """Pictures closed by the marker bit or a timestamp change."""
         return self._core.frames
 
+    # Framing counters of feed_rfc4571, as on Rfc4571Decoder.
+    @property
+    def framed(self) -> int:
+        """RFC 4571 frames taken by :meth:`feed_rfc4571` (Rfc4571Decoder's ``packets``)."""
+        return self._core.framed
+
+    @property
+    def resyncs(self) -> int:
+        """Times RFC 4571 framing was lost and found again."""
+        return self._core.resyncs
+
+    @property
+    def skipped_bytes(self) -> int:
+        """Bytes skipped finding RFC 4571 framing again."""
+        return self._core.skipped_bytes
+
     def receive_packet(self, packet: bytes | memoryview, wallclock: float = 0.0, received_mono: float = 0.0) -> None:
         """Feed one RTP packet; raises :class:`PsError` only when the payload is not a program stream."""
         compiled = self._compiled
@@ -166,6 +184,23 @@ class FastPsReceiver:
                 if check and not core.latched and guard.latched == addr:
                     core.latch()  # the guard latched this sender: its packets stay in C from now on
         return read
+
+    def feed_rfc4571(self, data: bytes | memoryview, ssrc: int, wallclock: float, received_mono: float) -> int:
+        """Take one TCP read of RFC 4571 frames cut anywhere (the partial tail is kept); the frames taken.
+
+        Frames as ``Rfc4571Decoder(ssrc=ssrc)`` does, each frame then going to :meth:`receive_packet`. Give the
+        media guard's SSRC: framing confirms each frame by it, so every frame is one the guard admits without
+        a decision (TCP has no address to check) and none comes back to Python. Raises :class:`PsError` as
+        :meth:`receive_packet` does, once the read's frames are taken (those after the error are not demuxed).
+        """
+        compiled = self._compiled
+        if compiled is not None:
+            taken = self._core.feed_rfc4571(data, ssrc, wallclock, received_mono, self._events)
+            compiled.settle(self._events, compiled.core.take_status())
+            return taken
+        taken = self._core.feed_rfc4571(data, ssrc, wallclock, received_mono, self._calls)
+        self._demux(self._calls)
+        return taken
 
     def _demux(self, calls: list[_fastps.DemuxCall]) -> None:
         demuxer = self.demuxer

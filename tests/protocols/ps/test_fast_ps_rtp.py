@@ -322,6 +322,21 @@ def test_capture_packets_with_troubles_give_the_reference_events(start: int, tro
     assert demuxed(fast, stream) == demuxed(PsRtpReceiver(ssrc=SSRC), stream)
 
 
+@settings(max_examples=150, deadline=None)
+@given(stream=packets(huge=False), payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=50))
+def test_random_payloads_through_the_compiled_demuxer_as_through_the_reference(
+    stream: list[bytes], payloads: list[bytes]
+) -> None:
+    """Every kind of RTP trouble around random PS-ish payloads (start codes made likely): same events and errors."""
+    stream = [
+        p[:12] + payloads[i % len(payloads)].replace(b"\x07", b"\x00\x00\x01") if len(p) >= 12 else p
+        for i, p in enumerate(stream)
+    ]
+    reference = PsRtpReceiver(ssrc=SSRC, demuxer=PsDemuxer(max_frame_size=4096, max_garbage=65536))
+    fast = FastPsReceiver(ssrc=SSRC, demuxer=FastPsDemuxer(max_frame_size=4096, max_garbage=65536))
+    assert demuxed(fast, stream) == demuxed(reference, stream)
+
+
 def test_not_a_program_stream_raises_on_the_same_packet() -> None:
     seq = int.from_bytes(_CAPTURE_PACKETS[49][2:4], "big")
     noise = [

@@ -1,7 +1,7 @@
 """Build script for the compiled parts; the rest of the metadata is in pyproject.toml.
 
 The extension is optional: without a C compiler the install still succeeds and Vigil runs the
-pure-Python depacketizer and PS-over-RTP receiver (the reference implementations) instead.
+pure-Python depacketizer, PS-over-RTP receiver and PS demuxer (the reference implementations) instead.
 """
 
 from setuptools import Extension, setup
@@ -16,7 +16,9 @@ setup(
         ),
         Extension(
             "vigil.protocols.ps._fastps",
-            ["src/vigil/protocols/ps/_fastps.c"],
+            # The PS/RTP receiver core and the PS demuxer core it feeds in C.
+            ["src/vigil/protocols/ps/_fastps.c", "src/vigil/protocols/ps/_psdemux.c"],
+            depends=["src/vigil/protocols/ps/_psdemux.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),

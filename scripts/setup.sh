@@ -33,7 +33,7 @@ extras=""; [[ $DEV == 1 ]] && extras="[dev]"
 stamp=".venv/.vigil-installed$extras"
 # setup.py and the C sources too: the editable install compiles the extension (the RTP depacketizer core).
 stale=0
-for f in pyproject.toml setup.py src/vigil/protocols/*/*.c; do [[ $f -nt $stamp ]] && stale=1; done
+for f in pyproject.toml setup.py src/vigil/protocols/*/*.[ch]; do [[ $f -nt $stamp ]] && stale=1; done
 if [[ ! -f $stamp || $stale == 1 ]]; then
   echo "==> installing Vigil into .venv (builds the C extension; without gcc it falls back to pure Python)"
   .venv/bin/pip install -q -e ".$extras"

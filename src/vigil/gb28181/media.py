@@ -24,7 +24,9 @@ host, latched to the first good sender) before the :class:`~vigil.protocols.ps.P
 are dropped, counted in ``corrupt`` and logged once per interval, never demuxed. Where the compiled
 receiver is built (:mod:`vigil.protocols.ps.fast`) it replaces PsRtpReceiver, and UDP media is read by
 it a tick's datagrams at a time: only the packets the guard must decide on (the first, strays) come
-back to Python for it; the demuxer still runs here, once per picture.
+back to Python for it. TCP reads go to it whole (:meth:`~vigil.protocols.ps.fast.FastPsReceiver.feed_rfc4571`
+frames them). Its PS demuxer is compiled too (:mod:`vigil.protocols.ps.fast_demux`): Python runs here once
+per access unit.
 
 The device's requests inside the dialog come to :meth:`MediaDialog.handle_in_dialog`: BYE is answered
 200 and fails the media with ``StreamEnded`` (no BYE goes back); a ``MediaStatus`` MESSAGE is handed to
@@ -197,7 +199,8 @@ class _TcpMedia(asyncio.Protocol):
 
     def __init__(self, media: MediaDialog) -> None:
         self._media = media
-        self._decoder: Rfc4571Decoder | None = None
+        # The dialog's handler of this connection's reads; None when the dialog turned the connection down.
+        self._feed: Callable[[bytes], None] | None = None
         self.transport: asyncio.Transport | None = None
         self._paused = False
         self._ticker = shared_read_ticker(asyncio.get_running_loop())
@@ -205,9 +208,9 @@ class _TcpMedia(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self._decoder = self._media._tcp_connected(self)
+        self._feed = self._media._tcp_connected(self)
         sock = transport.get_extra_info("socket")
-        if self._decoder is not None and sock is not None:
+        if self._feed is not None and sock is not None:
             with contextlib.suppress(OSError):  # the kernel caps it at net.core.rmem_max
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TCP_MEDIA_RECEIVE_BUFFER)
             self._ticker.add(id(self), self._resume)
@@ -218,13 +221,10 @@ class _TcpMedia(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        decoder = self._decoder
-        if decoder is None:
+        feed = self._feed
+        if feed is None:
             return
-        decoder.receive_data(data)
-        now, wallclock = time.monotonic(), time.time()  # once per read, not per packet
-        while (packet := decoder.next_packet()) is not None:
-            self._media._on_packet(packet, None, now, wallclock)
+        feed(data)
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.pause_reading()  # until the next tick: what arrives meanwhile comes in one read
@@ -232,7 +232,7 @@ class _TcpMedia(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._ticker.remove(id(self))
-        if self._decoder is not None:
+        if self._feed is not None:
             self._media._tcp_lost(exc)
 
 
@@ -305,6 +305,8 @@ class MediaDialog:
             count += guard.wrong_ssrc + guard.foreign
         if self._decoder is not None:
             count += self._decoder.resyncs
+        elif isinstance(receiver, ps_fast.FastPsReceiver):
+            count += receiver.resyncs  # TCP framed by the compiled receiver (0 on UDP)
         return count
 
     @property
@@ -416,8 +418,8 @@ class MediaDialog:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.done.wait(), _CONNECT_RETRY_S)
 
-    def _tcp_connected(self, media: _TcpMedia) -> Rfc4571Decoder | None:
-        """A media connection is up (ours, or the device's to our listener): the decoder to feed, or None (closed)."""
+    def _tcp_connected(self, media: _TcpMedia) -> Callable[[bytes], None] | None:
+        """A media connection is up (ours, or the device's to our listener): what takes its reads, None: closed."""
         assert media.transport is not None
         peer = media.transport.get_extra_info("peername")
         addr = (str(peer[0]), int(peer[1])) if peer else ("?", 0)
@@ -435,9 +437,11 @@ class MediaDialog:
         # Only the device's one connection is wanted: stop listening for more.
         if self._listener is not None:
             self._listener.close()
-        self._decoder = Rfc4571Decoder(ssrc=guard.ssrc)
         self.last_packet = time.monotonic()
-        return self._decoder
+        if isinstance(self._receiver, ps_fast.FastPsReceiver):
+            return self._on_tcp_read  # framed by the compiled receiver, a read per call
+        self._decoder = Rfc4571Decoder(ssrc=guard.ssrc)
+        return self._on_tcp_read_python
 
     def _tcp_lost(self, exc: Exception | None) -> None:
         if not self._closing:
@@ -523,6 +527,31 @@ class MediaDialog:
         before = receiver.packets
         try:
             receiver.receive_packet(data, wallclock, now)
+        except PsError as exc:
+            self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
+            return
+        if receiver.packets != before:
+            self.last_packet = now
+        self._deliver(receiver.demuxer.events)
+
+    def _on_tcp_read_python(self, data: bytes) -> None:
+        """One TCP read, framed here and fed packet by packet (the reference path)."""
+        decoder = self._decoder
+        assert decoder is not None
+        decoder.receive_data(data)
+        now, wallclock = time.monotonic(), time.time()  # once per read, not per packet
+        while (packet := decoder.next_packet()) is not None:
+            self._on_packet(packet, None, now, wallclock)
+
+    def _on_tcp_read(self, data: bytes) -> None:
+        """One TCP read of RFC 4571 frames, framed and received by the compiled receiver in one call."""
+        receiver, guard = self._receiver, self._guard
+        if not isinstance(receiver, ps_fast.FastPsReceiver) or guard is None or self.failure is not None:
+            return
+        now, wallclock = time.monotonic(), time.time()
+        before = receiver.packets
+        try:
+            receiver.feed_rfc4571(data, guard.ssrc, wallclock, now)
         except PsError as exc:
             self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
             return

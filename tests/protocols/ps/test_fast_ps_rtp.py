@@ -4,6 +4,7 @@ fed one by one and read from a real UDP socket, and for the real Hikvision captu
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -14,8 +15,9 @@ from ps_streams import CAPTURE, CAPTURE_FRAMES, fingerprint
 
 from vigil.domain.media import AccessUnit
 from vigil.gb28181.media_guard import MediaGuard
-from vigil.protocols.ps import PsDemuxer, PsRtpPacketizer, PsRtpReceiver
+from vigil.protocols.ps import PsDemuxer, PsError, PsRtpPacketizer, PsRtpReceiver, Rfc4571Decoder, frame_rfc4571
 from vigil.protocols.ps.fast import AVAILABLE, FastPsReceiver
+from vigil.protocols.ps.fast_demux import FastPsDemuxer
 from vigil.protocols.ps.rtp import MAX_PENDING
 from vigil.protocols.rtp.packet import RtpPacket
 
@@ -246,7 +248,7 @@ def capture_packets() -> list[bytes]:
     return [p for i, pack in enumerate(packs) for p in packetizer.packetize(b"\x00\x00\x01\xba" + pack, 3600 * i)]
 
 
-def units_of(demuxer: PsDemuxer) -> list[AccessUnit]:
+def units_of(demuxer: PsDemuxer | FastPsDemuxer) -> list[AccessUnit]:
     return [e for e in iter(demuxer.next_event, None) if isinstance(e, AccessUnit)]
 
 
@@ -274,3 +276,142 @@ def test_real_capture_read_from_udp_gives_the_reference_pictures() -> None:
     assert [fingerprint(u) for u in got] == [fingerprint(u) for u in expected]
     assert (fast.packets, fast.lost, guard.foreign, guard.wrong_ssrc) == (len(packets), 0, 0, 0)
     assert guard.latched == device_address
+
+
+# -- the compiled receiver feeding the compiled demuxer in C, against the reference receiver and demuxer --
+
+_CAPTURE_PACKETS = capture_packets()[:900]  # the first ~9 s: keyframes at both ends
+DEMUX_COUNTERS = ("packs", "pes_packets", "units", "corrupt", "skipped_units", "skipped_bytes", "resyncs", "last_error")
+
+
+def demuxed(receiver: PsRtpReceiver | FastPsReceiver, stream: list[bytes]) -> list[object]:
+    """Per packet: the events (whole, arrival stamps included) or the PsError; then the counters."""
+    seen: list[object] = []
+    for i, packet in enumerate(stream):
+        try:
+            receiver.receive_packet(packet, float(i), 2.0 * i)
+        except PsError as exc:
+            seen.append(("PsError", i, str(exc)))
+        seen.append(list(iter(receiver.next_event, None)))
+    receiver.end_of_stream()
+    seen.append(list(iter(receiver.next_event, None)))
+    seen.append([getattr(receiver.demuxer, name) for name in DEMUX_COUNTERS])
+    seen.append(counters(receiver))
+    return seen
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.integers(0, len(_CAPTURE_PACKETS) - 1),
+    troubles=st.lists(st.tuples(st.integers(0, 899), st.sampled_from(["drop", "dup", "swap", "garbage"])), max_size=8),
+)
+def test_capture_packets_with_troubles_give_the_reference_events(start: int, troubles: list[tuple[int, str]]) -> None:
+    stream = list(_CAPTURE_PACKETS[start:]) + list(_CAPTURE_PACKETS[:start])
+    for at, trouble in troubles:
+        at %= len(stream)
+        if trouble == "drop":
+            del stream[at]
+        elif trouble == "dup":
+            stream.insert(at, stream[at])
+        elif trouble == "swap" and at + 1 < len(stream):
+            stream[at], stream[at + 1] = stream[at + 1], stream[at]
+        elif trouble == "garbage":
+            stream[at] = stream[at][:12] + bytes(range(7, 200))
+    fast = FastPsReceiver(ssrc=SSRC)
+    assert isinstance(fast.demuxer, FastPsDemuxer)
+    assert demuxed(fast, stream) == demuxed(PsRtpReceiver(ssrc=SSRC), stream)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=packets(huge=False), payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=50))
+def test_random_payloads_through_the_compiled_demuxer_as_through_the_reference(
+    stream: list[bytes], payloads: list[bytes]
+) -> None:
+    """Every kind of RTP trouble around random PS-ish payloads (start codes made likely): same events and errors."""
+    stream = [
+        p[:12] + payloads[i % len(payloads)].replace(b"\x07", b"\x00\x00\x01") if len(p) >= 12 else p
+        for i, p in enumerate(stream)
+    ]
+    reference = PsRtpReceiver(ssrc=SSRC, demuxer=PsDemuxer(max_frame_size=4096, max_garbage=65536))
+    fast = FastPsReceiver(ssrc=SSRC, demuxer=FastPsDemuxer(max_frame_size=4096, max_garbage=65536))
+    assert demuxed(fast, stream) == demuxed(reference, stream)
+
+
+def test_not_a_program_stream_raises_on_the_same_packet() -> None:
+    seq = int.from_bytes(_CAPTURE_PACKETS[49][2:4], "big")
+    noise = [
+        RtpPacket(96, (seq + 1 + i) & 0xFFFF, i // 10, SSRC, bytes(range(1, 256)) * 5, marker=i % 10 == 9).serialize()
+        for i in range(80)
+    ]
+    stream = _CAPTURE_PACKETS[:50] + noise + _CAPTURE_PACKETS[50:100]
+    reference = PsRtpReceiver(ssrc=SSRC, demuxer=PsDemuxer(max_garbage=65536))
+    fast = FastPsReceiver(ssrc=SSRC, demuxer=FastPsDemuxer(max_garbage=65536))
+    seen = demuxed(fast, stream)
+    assert seen == demuxed(reference, stream)
+    assert any(isinstance(entry, tuple) and entry[0] == "PsError" for entry in seen)
+
+
+# -- TCP: a whole read of RFC 4571 frames per call, against Rfc4571Decoder + guard + the reference receiver --
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    start=st.integers(0, len(_CAPTURE_PACKETS) - 1),
+    troubles=st.lists(
+        st.tuples(st.integers(0, 899), st.sampled_from(["garbage", "other_ssrc", "short", "cut", "drop"])), max_size=8
+    ),
+    reads=st.lists(st.sampled_from([65536, 4096, 1400, 700, 14, 13, 2, 1]), min_size=1, max_size=20),
+)
+def test_rfc4571_reads_framed_like_the_decoder(start: int, troubles: list[tuple[int, str]], reads: list[int]) -> None:
+    frames = [frame_rfc4571(p) for p in _CAPTURE_PACKETS[start : start + 150]]
+    for at, trouble in troubles:
+        if not frames:
+            break
+        at %= len(frames)
+        if trouble == "garbage":  # junk between frames: a resync
+            frames.insert(at, bytes(range(3, 90)))
+        elif trouble == "other_ssrc":  # framed, but another sender's: skipped while resyncing
+            frames[at] = frame_rfc4571(RtpPacket(96, 1, 2, SSRC + 1, b"\x00\x00\x01\xba").serialize())
+        elif trouble == "short":  # a frame too short for RTP
+            frames.insert(at, b"\x00\x03\x80\x60\x00")
+        elif trouble == "cut":  # a frame cut short: its length then swallows the next one's head
+            frames[at] = frames[at][: len(frames[at]) // 2]
+        else:
+            del frames[at]
+    data = b"".join(frames)
+    pieces, pos = [], 0
+    for n in itertools.count():
+        if pos >= len(data):
+            break
+        size = reads[n % len(reads)]
+        pieces.append(data[pos : pos + size])
+        pos += size
+
+    decoder = Rfc4571Decoder(ssrc=SSRC)
+    ref_guard = MediaGuard("r", ssrc=SSRC, clock=lambda: 0.0)
+    reference, fast = PsRtpReceiver(ssrc=SSRC), FastPsReceiver(ssrc=SSRC)
+    for i, piece in enumerate(pieces):
+        decoder.receive_data(piece)
+        while (packet := decoder.next_packet()) is not None:
+            if ref_guard.admit(packet):
+                reference.receive_packet(packet, float(i), 2.0 * i)
+        fast.feed_rfc4571(piece, SSRC, float(i), 2.0 * i)
+        assert list(iter(fast.next_event, None)) == list(iter(reference.next_event, None)), f"after read {i}"
+        assert counters(fast) == counters(reference)
+        assert (fast.framed, fast.resyncs, fast.skipped_bytes) == (
+            decoder.packets,
+            decoder.resyncs,
+            decoder.skipped_bytes,
+        )
+        assert (ref_guard.wrong_ssrc, ref_guard.foreign) == (0, 0)  # framing on the SSRC leaves the guard nothing
+
+
+def test_rfc4571_framing_follows_an_ssrc_the_answer_adopts() -> None:
+    """The SSRC is given per call: once an answer adopts another one, frames are confirmed by it."""
+    fast = FastPsReceiver(ssrc=SSRC, demuxer=Recorder())
+    ours = frame_rfc4571(RtpPacket(96, 1, 2, SSRC, b"\x00\x00\x01\xba").serialize())
+    theirs = frame_rfc4571(RtpPacket(96, 2, 2, SSRC + 5, b"\x00\x00\x01\xba").serialize())
+    assert fast.feed_rfc4571(ours + theirs[:5], SSRC, 0.0, 0.0) == 1
+    fast.ssrc = SSRC + 5
+    assert fast.feed_rfc4571(theirs[5:] + ours, SSRC + 5, 0.0, 0.0) == 1  # ours is now skipped, resyncing
+    assert (fast.packets, fast.resyncs, fast.skipped_bytes) == (2, 1, len(ours) - 13)

@@ -2,10 +2,11 @@
  *
  * Why: a 1080p 4 Mbps GB stream is ~400 RTP datagrams a second, and the Python path (socket read, media
  * guard, RTP header, sequence logic, gathering a picture's payloads) costs a few microseconds each. This
- * core does that per-packet work in C; Python runs per picture, feeding the PS demuxer (which stays
- * Python) with the same calls in the same order as PsRtpReceiver makes them.
+ * core does that per-packet work in C, making the same demuxer calls in the same order as PsRtpReceiver.
  *
- * Receiver.push() takes one packet; Receiver.drain() reads a non-blocking UDP socket itself (recvfrom,
+ * Receiver.push() takes one packet; Receiver.feed_rfc4571() takes a TCP read of RFC 4571 frames (2-byte length
+ * + RTP) cut anywhere, framing them as Rfc4571Decoder does (resync included) and keeping the partial tail;
+ * Receiver.drain() reads a non-blocking UDP socket itself (recvfrom,
  * up to `limit` datagrams, stopping when it would block or on any error, as TickedUdpSocket does).
  * drain() handles in C only the packets the media guard would admit without a decision: from the latched
  * address (or any, when addresses are not checked) and carrying the expected SSRC (or too short to carry
@@ -13,10 +14,15 @@
  * counters and log lines stay in Python (vigil.gb28181.media_guard); latch() then pins the address of
  * that packet once the guard latched it.
  *
- * Demuxer calls leave as entries appended to the caller's list, in order:
+ * With a compiled Demuxer attached (_psdemux.c, the usual case) the calls go to it in C and the caller's
+ * list receives its events (access units and audio frames, as _psdemux.c describes them): Python then
+ * runs once per unit. Without one (a Python PsDemuxer: the reference, or a test's recorder) the calls
+ * leave as entries appended to the caller's list, in order:
  *   (payload: bytes, wallclock: float, mono: float)  -> demuxer.receive_data(payload, wallclock, mono)
  *   None                                             -> demuxer.end_of_frame()
  *   str                                              -> demuxer.data_lost(str)
+ * A PsError the attached demuxer reports stops its calls for the rest of that C call, as the reference's
+ * batch stops at the raise; Python reads the report with Demuxer.take_status() and raises.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,6 +34,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include "_psdemux.h"
 
 #define HEADER_LENGTH 12
 #define MAX_PACKET_LENGTH 65535
@@ -57,7 +65,16 @@ typedef struct {
     struct sockaddr_storage latched;
     int have_latched;
 
-    PyObject *out; /* list receiving demuxer calls during one call (borrowed) */
+    /* feed_rfc4571's framing state (Rfc4571Decoder's): bytes not yet framed from stream_pos on. */
+    unsigned char *stream;
+    Py_ssize_t stream_len, stream_cap, stream_pos;
+    int searching;
+    long long framed, resyncs, skipped_bytes;
+
+    /* The compiled demuxer fed in C (a Demuxer, owned), or NULL: demuxer calls go to out for Python. */
+    PsDemux *demux;
+
+    PyObject *out; /* list receiving demuxer calls (or, with demux, its events) during one call (borrowed) */
     int failed;    /* a Python error is set (out of memory) */
 } Receiver;
 
@@ -75,9 +92,23 @@ static void emit(Receiver *self, PyObject *entry) {
     Py_DECREF(entry);
 }
 
+/* The attached demuxer takes calls until one reports PsError: the reference's _demux drops the rest of
+ * the batch when receive_data raises, and one C call is one batch. */
+static int demux_open(Receiver *self) {
+    PsDemux *d = self->demux;
+    if (d->failed) self->failed = 1;
+    return !self->failed && d->status == PS_OK;
+}
+
 /* PsRtpReceiver._flush: the gathered payloads as one receive_data call. */
 static void flush(Receiver *self) {
     if (self->pending_len == 0 || self->failed) return;
+    if (self->demux != NULL) {
+        if (demux_open(self)) psdemux_feed(self->demux, self->pending, self->pending_len, self->pending_wall, self->pending_mono);
+        self->pending_len = 0;
+        if (self->demux->failed) self->failed = 1;
+        return;
+    }
     PyObject *data = PyBytes_FromStringAndSize((const char *)self->pending, self->pending_len);
     self->pending_len = 0;
     if (data == NULL) {
@@ -89,11 +120,17 @@ static void flush(Receiver *self) {
 
 static void end_of_frame(Receiver *self) {
     if (self->failed) return;
+    if (self->demux != NULL) {
+        if (demux_open(self)) psdemux_end_of_frame(self->demux);
+        if (self->demux->failed) self->failed = 1;
+        return;
+    }
     Py_INCREF(Py_None);
     emit(self, Py_None);
 }
 
 static int gather(Receiver *self, const unsigned char *p, Py_ssize_t n) {
+    if (n == 0) return 0; /* nothing to copy, and no buffer before the first payload (memcpy from NULL is UB) */
     if (self->pending_len + n > self->pending_cap) {
         Py_ssize_t cap = self->pending_cap ? self->pending_cap : 65536;
         while (cap < self->pending_len + n) cap *= 2;
@@ -183,7 +220,12 @@ static void push_packet(Receiver *self, const unsigned char *b, Py_ssize_t lengt
             if (!self->failed) {
                 char reason[64]; /* UTF-8: the arrow is U+2192, as in the reference's message */
                 snprintf(reason, sizeof(reason), "RTP sequence gap: %ld \xe2\x86\x92 %u", self->seq, sequence);
-                emit(self, PyUnicode_FromString(reason));
+                if (self->demux == NULL) {
+                    emit(self, PyUnicode_FromString(reason));
+                } else {
+                    if (demux_open(self)) psdemux_data_lost(self->demux, reason);
+                    if (self->demux->failed) self->failed = 1;
+                }
             }
         }
     }
@@ -214,7 +256,12 @@ static void push_packet(Receiver *self, const unsigned char *b, Py_ssize_t lengt
 static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
     long long ssrc;
     int payload_type;
-    if (!PyArg_ParseTuple(args, "Li", &ssrc, &payload_type)) return -1;
+    PyObject *demux = Py_None;
+    if (!PyArg_ParseTuple(args, "Li|O", &ssrc, &payload_type, &demux)) return -1;
+    if (demux != Py_None && !PyObject_TypeCheck(demux, &PsDemuxType)) {
+        PyErr_SetString(PyExc_TypeError, "demuxer must be a _fastps.Demuxer or None");
+        return -1;
+    }
     if (ssrc > 0xFFFFFFFFLL || ssrc < -1 || payload_type > 0x7F || payload_type < -1) {
         PyErr_SetString(PyExc_ValueError, "SSRC must be -1 or 0..2^32-1, payload type -1 or 0..127");
         return -1;
@@ -230,6 +277,11 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
     self->pending_len = 0;
     self->have_latched = 0;
     self->last_addrlen = 0;
+    self->stream_len = self->stream_pos = 0;
+    self->searching = 0;
+    self->framed = self->resyncs = self->skipped_bytes = 0;
+    Py_XINCREF(demux == Py_None ? NULL : demux);
+    Py_XSETREF(self->demux, demux == Py_None ? NULL : (PsDemux *)demux);
     if (self->datagram == NULL) {
         self->datagram = PyMem_Malloc(DATAGRAM_BUFFER);
         if (self->datagram == NULL) {
@@ -243,6 +295,8 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwds) {
 static void Receiver_dealloc(Receiver *self) {
     PyMem_Free(self->pending);
     PyMem_Free(self->datagram);
+    PyMem_Free(self->stream);
+    Py_XDECREF(self->demux);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -255,13 +309,25 @@ static int begin_call(Receiver *self, PyObject *out) {
         PyErr_SetString(PyExc_RuntimeError, "Receiver not initialised");
         return -1;
     }
+    if (self->demux != NULL && self->demux->out != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the demuxer is in another call");
+        return -1;
+    }
     self->out = out;
     self->failed = 0;
+    if (self->demux != NULL) {
+        self->demux->out = out;
+        self->demux->failed = 0;
+    }
     return 0;
 }
 
 static PyObject *end_call(Receiver *self, PyObject *result) {
     self->out = NULL;
+    if (self->demux != NULL) {
+        if (self->demux->failed) self->failed = 1;
+        self->demux->out = NULL;
+    }
     if (self->failed) {
         Py_XDECREF(result);
         if (!PyErr_Occurred()) PyErr_NoMemory();
@@ -281,10 +347,7 @@ static PyObject *Receiver_push(Receiver *self, PyObject *const *args, Py_ssize_t
     if (mono == -1.0 && PyErr_Occurred()) return NULL;
     if (begin_call(self, args[3]) < 0) return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        self->out = NULL;
-        return NULL;
-    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return end_call(self, NULL);
     push_packet(self, view.buf, view.len, wall, mono);
     PyBuffer_Release(&view);
     Py_INCREF(Py_None);
@@ -375,6 +438,83 @@ static PyObject *Receiver_drain(Receiver *self, PyObject *const *args, Py_ssize_
     return end_call(self, Py_BuildValue("(nO)", taken, Py_None));
 }
 
+/* Rfc4571Decoder._plausible with an SSRC: 1, 0, or -1 when more bytes are needed to tell. */
+static int plausible(const Receiver *self, Py_ssize_t pos, uint32_t ssrc) {
+    const unsigned char *b = self->stream + pos;
+    if (self->stream_len - pos < 14) return -1;
+    if ((Py_ssize_t)be16(b) < HEADER_LENGTH || b[2] >> 6 != 2) return 0;
+    return be32(b + 10) == ssrc;
+}
+
+static void compact(Receiver *self) {
+    if (self->stream_pos == 0) return;
+    self->stream_len -= self->stream_pos;
+    memmove(self->stream, self->stream + self->stream_pos, (size_t)self->stream_len);
+    self->stream_pos = 0;
+}
+
+static PyObject *Receiver_feed_rfc4571(Receiver *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "feed_rfc4571(data, ssrc, wallclock, mono, out) takes 5 arguments");
+        return NULL;
+    }
+    unsigned long filter = PyLong_AsUnsignedLong(args[1]);
+    if (filter == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+    if (filter > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "SSRC out of range");
+        return NULL;
+    }
+    double wall = PyFloat_AsDouble(args[2]);
+    if (wall == -1.0 && PyErr_Occurred()) return NULL;
+    double mono = PyFloat_AsDouble(args[3]);
+    if (mono == -1.0 && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (view.len > 0) {
+        compact(self);
+        if (self->stream_len + view.len > self->stream_cap) {
+            Py_ssize_t cap = self->stream_cap ? self->stream_cap : 65536;
+            while (cap < self->stream_len + view.len) cap *= 2;
+            unsigned char *grown = PyMem_Realloc(self->stream, (size_t)cap);
+            if (grown == NULL) {
+                PyBuffer_Release(&view);
+                return PyErr_NoMemory();
+            }
+            self->stream = grown;
+            self->stream_cap = cap;
+        }
+        memcpy(self->stream + self->stream_len, view.buf, (size_t)view.len);
+        self->stream_len += view.len;
+    }
+    PyBuffer_Release(&view);
+    if (begin_call(self, args[4]) < 0) return NULL;
+    Py_ssize_t taken = 0;
+    while (!self->failed) {
+        Py_ssize_t pos = self->stream_pos;
+        int ok = plausible(self, pos, (uint32_t)filter);
+        if (ok < 0) break;
+        if (!ok) {
+            if (!self->searching) {
+                self->searching = 1;
+                self->resyncs++;
+            }
+            self->stream_pos++;
+            self->skipped_bytes++;
+            continue;
+        }
+        self->searching = 0;
+        Py_ssize_t length = be16(self->stream + pos);
+        if (self->stream_len - pos - 2 < length) break;
+        const unsigned char *packet = self->stream + pos + 2;
+        self->stream_pos = pos + 2 + length;
+        self->framed++;
+        taken++;
+        /* Framing confirmed the SSRC, so the media guard admits it without a decision (TCP has no address). */
+        push_packet(self, packet, length, wall, mono);
+    }
+    return end_call(self, PyLong_FromSsize_t(taken));
+}
+
 static PyObject *Receiver_latch(Receiver *self, PyObject *unused) {
     if (self->last_addrlen == 0) {
         PyErr_SetString(PyExc_RuntimeError, "no packet was handed out to latch its address");
@@ -415,6 +555,9 @@ static PyMethodDef Receiver_methods[] = {
     {"drain", (PyCFunction)(void (*)(void))Receiver_drain, METH_FASTCALL,
      "drain(fd, limit, ssrc, check_address, wallclock, mono, out) -> (taken, None | (packet, address)): read up "
      "to limit datagrams from the non-blocking socket fd; stops at one the media guard must decide, returned."},
+    {"feed_rfc4571", (PyCFunction)(void (*)(void))Receiver_feed_rfc4571, METH_FASTCALL,
+     "feed_rfc4571(data, ssrc, wallclock, mono, out) -> taken: frame a TCP read's RFC 4571 bytes (the partial "
+     "tail is kept) as Rfc4571Decoder(ssrc=ssrc) does and take the packets."},
     {"latch", (PyCFunction)Receiver_latch, METH_NOARGS,
      "latch(): admit from now on the source address of the packet drain() last returned."},
     {NULL, NULL, 0, NULL},
@@ -429,6 +572,9 @@ static PyMemberDef Receiver_members[] = {
     {"wrong_payload_type", T_LONGLONG, offsetof(Receiver, wrong_payload_type), READONLY, "another payload type"},
     {"malformed", T_LONGLONG, offsetof(Receiver, malformed), READONLY, "not RTP"},
     {"frames", T_LONGLONG, offsetof(Receiver, frames), READONLY, "pictures closed by marker or timestamp change"},
+    {"framed", T_LONGLONG, offsetof(Receiver, framed), READONLY, "RFC 4571 frames taken by feed_rfc4571"},
+    {"resyncs", T_LONGLONG, offsetof(Receiver, resyncs), READONLY, "times RFC 4571 framing was lost and found"},
+    {"skipped_bytes", T_LONGLONG, offsetof(Receiver, skipped_bytes), READONLY, "bytes skipped resyncing"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -467,18 +613,7 @@ static PyObject *find_start_code(PyObject *module, PyObject *const *args, Py_ssi
     }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
-    const unsigned char *b = view.buf;
-    Py_ssize_t n = view.len, found = -1, at = start + 2;
-    while (at < n) {
-        const unsigned char *one = memchr(b + at, 1, n - at);
-        if (one == NULL) break;
-        Py_ssize_t q = one - b;
-        if (b[q - 1] == 0 && b[q - 2] == 0) {
-            found = q - 2;
-            break;
-        }
-        at = q + 1;
-    }
+    Py_ssize_t found = psdemux_find_start_code(view.buf, view.len, start);
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(found);
 }
@@ -495,9 +630,15 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__fastps(void) {
-    if (PyType_Ready(&ReceiverType) < 0) return NULL;
+    if (PyType_Ready(&ReceiverType) < 0 || PyType_Ready(&PsDemuxType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    Py_INCREF(&PsDemuxType);
+    if (PyModule_AddObject(m, "Demuxer", (PyObject *)&PsDemuxType) < 0) {
+        Py_DECREF(&PsDemuxType);
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&ReceiverType);
     if (PyModule_AddObject(m, "Receiver", (PyObject *)&ReceiverType) < 0) {
         Py_DECREF(&ReceiverType);

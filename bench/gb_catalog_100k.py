@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -118,6 +119,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, default=100_000)
     parser.add_argument("--page", type=int, default=50, help="Catalog items per MESSAGE.")
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="Also open the console in headless Chromium and time until its camera tree shows them all.",
+    )
     parser.add_argument("--node", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.node:
@@ -208,6 +214,14 @@ async def main() -> None:
                     f"GET …/tree ({tree_nodes} nodes) {tree_s:.1f} s",
                     flush=True,
                 )
+                if args.console:
+                    r = await api.get("/api/cameras", params={"limit": 1, "offset": args.channels - 1})
+                    last = r.json()[0]["gb_id"]
+                    # The console asks for a new password at the first login; settle it here.
+                    settled = password + "-Bench1"
+                    body = {"old_password": password, "new_password": settled}
+                    (await api.post("/api/auth/password", json=body)).raise_for_status()
+                    await console(url, settled, listed, last)
         finally:
             watcher.cancel()
             await runner.close()
@@ -218,6 +232,29 @@ async def main() -> None:
             f"first catalog / bulk-insert baseline = {first_s / base_s:.1f}x",
             flush=True,
         )
+
+
+async def console(url: str, password: str, cameras: int, search: str) -> None:
+    """The console in headless Chromium (web/scripts/console-load.mjs): time until the tree shows all cameras."""
+    script = REPO / "web" / "scripts" / "console-load.mjs"
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(script), url, password, str(cameras), search, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 900)
+    except TimeoutError:
+        proc.kill()
+        print("console: the tree did not show every camera within 15 min", flush=True)
+        return
+    if proc.returncode != 0:
+        print(f"console: failed (exit {proc.returncode})", flush=True)
+        return
+    got = json.loads(out.decode().strip().splitlines()[-1])
+    print(
+        f"console: login → tree shows {got['count']} in {got['shown_ms'] / 1000:.1f} s; search by ID "
+        f"{got['search_ms'] / 1000:.1f} s; page JS heap {got['heap_mib']} MiB, {got['dom_nodes']} DOM nodes",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,19 @@ class Archive:
     exports_dir: Path
 
 
+async def camera_database(tmp_path: Path) -> Database:
+    """A fresh SQLite node database holding one region and camera ``CAMERA`` in it."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}")
+    await db.create_schema()
+    async with db.session() as s:
+        s.add(Region(code="11", name="Beijing"))
+        await s.flush()
+        s.add(
+            Camera(id=CAMERA, gb_id="11000000001310000001", name="Gate 1", region_code="11", created_us=0, updated_us=0)
+        )
+    return db
+
+
 async def _record(db: Database, volumes: Volumes, units: int, start: float) -> None:
     index = SqlIndex(db)
     hub = StreamHub("cam")
@@ -50,14 +63,7 @@ async def _record(db: Database, volumes: Volumes, units: int, start: float) -> N
 
 @pytest.fixture
 async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}")
-    await db.create_schema()
-    async with db.session() as s:
-        s.add(Region(code="11", name="Beijing"))
-        await s.flush()
-        s.add(
-            Camera(id=CAMERA, gb_id="11000000001310000001", name="Gate 1", region_code="11", created_us=0, updated_us=0)
-        )
+    db = await camera_database(tmp_path)
     volumes = Volumes([tmp_path / "rec"], reserve_bytes=0)
     await _record(db, volumes, 200, START)
     await _record(db, volumes, 100, START + 60)

@@ -10,27 +10,19 @@ from pathlib import Path
 import av
 import pytest
 from tests.media import SAMPLE_576, audio_units, first_units, interleave, probe_streams
+from tests.playback.conftest import CAMERA, camera_database
 
 from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.playback.export import create_device_export, manifest_path_for, verify_export
 from vigil.sim.audio import SimAudio
 from vigil.storage.db import Database
-from vigil.storage.models import Camera, Region
 
-CAMERA = 1
 START_US = 1_700_000_000_000_000
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}")
-    await database.create_schema()
-    async with database.session() as s:
-        s.add(Region(code="11", name="Beijing"))
-        await s.flush()
-        s.add(
-            Camera(id=CAMERA, gb_id="11000000001310000001", name="Gate 1", region_code="11", created_us=0, updated_us=0)
-        )
+    database = await camera_database(tmp_path)
     yield database
     await database.close()
 

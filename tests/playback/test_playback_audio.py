@@ -15,7 +15,7 @@ import av
 import pytest
 from sqlalchemy import select
 from tests.media import SAMPLE_576, audio_units, interleave, probe_streams
-from tests.playback.conftest import CAMERA, START, START_US
+from tests.playback.conftest import CAMERA, START, START_US, camera_database
 
 from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.ingest.file import iter_file_units
@@ -28,7 +28,7 @@ from vigil.recorder.volumes import Volumes
 from vigil.settings import StorageSettings
 from vigil.sim.audio import SimAudio
 from vigil.storage.db import Database
-from vigil.storage.models import Camera, Region, Segment
+from vigil.storage.models import Segment
 from vigil.streams.hub import StreamHub
 
 
@@ -43,14 +43,7 @@ class AvArchive:
 @pytest.fixture
 async def av_archive(tmp_path: Path) -> AsyncIterator[AvArchive]:
     """12 s of the 576p sample (2 s GOP) with AAC, recorded as three 4 s segments."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}")
-    await db.create_schema()
-    async with db.session() as s:
-        s.add(Region(code="11", name="Beijing"))
-        await s.flush()
-        s.add(
-            Camera(id=CAMERA, gb_id="11000000001310000001", name="Gate 1", region_code="11", created_us=0, updated_us=0)
-        )
+    db = await camera_database(tmp_path)
     volumes = Volumes([tmp_path / "rec"], reserve_bytes=0)
     units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=START), 120))  # 12 s
     audio = [a for a in audio_units(SimAudio.AAC, units[0].dts, 12.0) if a.pts < units[-1].dts]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from apikit import REGION_A, Api, camera_body
+from apikit import REGION_A, REGION_B, Api, camera_body
 from sqlalchemy import select
 
 from vigil.gb28181.catalog_store import DbCatalogStore
@@ -275,3 +275,30 @@ async def test_removed_gb_channels_are_hidden_unless_asked_for(api: Api) -> None
         await store.apply_catalog(nvr, both, 300, full=True)  # listed again: back in service
         back = {c["gb_id"]: c for c in (await root.get("/api/cameras")).json()}
         assert back[gone]["removed_us"] is None and back[gone]["enabled"] is True
+
+
+async def test_count_pages_and_scope_follow_the_listing(api: Api) -> None:
+    """``/api/cameras/count`` says how many cameras the same filters list over all pages, within the caller's scope."""
+    async with await api.as_user("root") as root:
+        for n in range(1, 6):
+            await root.post("/api/cameras", json=camera_body(f"320102000013200000{n:02d}", name=f"东门 {n}"))
+        for n in range(6, 9):
+            body = camera_body(f"320104000013200000{n:02d}", region_code=REGION_B, name=f"西门 {n}")
+            assert (await root.post("/api/cameras", json=body)).status_code == 201
+        assert (await root.get("/api/cameras/count")).json() == {"total": 8}
+        assert (await root.get("/api/cameras/count", params={"q": "东门"})).json() == {"total": 5}
+        assert (await root.get("/api/cameras/count", params={"region": REGION_B})).json() == {"total": 3}
+        pages = [
+            [c["gb_id"] for c in (await root.get("/api/cameras", params={"limit": 3, "offset": o})).json()]
+            for o in (0, 3, 6)
+        ]
+        assert [len(p) for p in pages] == [3, 3, 2]
+        joined = [gb_id for p in pages for gb_id in p]
+        assert joined == sorted(set(joined))  # one order (GB ID) across the pages, none twice
+    await api.add_user("county", "viewer", REGION_A)
+    async with await api.as_user("county") as county:
+        assert (await county.get("/api/cameras/count")).json() == {"total": 5}  # only its subtree
+        r = await county.get("/api/cameras/count", params={"region": REGION_B})
+        assert r.status_code == 404 and "not found" in r.json()["detail"]
+    denied = await api.audit_rows(action="view", allowed=False)
+    assert denied and denied[-1].target == f"region:{REGION_B}"

@@ -132,10 +132,11 @@ export interface paths {
         };
         /**
          * List Cameras
-         * @description Cameras in the caller's scope, optionally narrowed to a region subtree and a search text.
+         * @description Cameras in the caller's scope, optionally narrowed to a region subtree and a search text, by GB ID.
          *
          *     Channels a GB/T 28181 device stopped listing are left out unless ``include_removed``: they stay in the
-         *     database (recordings, evidence, audit) but are no longer part of the network.
+         *     database (recordings, evidence, audit) but are no longer part of the network. ``GET /api/cameras/count``
+         *     with the same filters says how many there are (for paging).
          */
         get: operations["list_cameras_api_cameras_get"];
         put?: never;
@@ -144,6 +145,26 @@ export interface paths {
          * @description Add a camera (admin); the runtime starts its ingest if enabled.
          */
         post: operations["create_camera_api_cameras_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cameras/count": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Count Cameras
+         * @description How many cameras ``GET /api/cameras`` lists with these filters (all pages).
+         */
+        get: operations["count_cameras_api_cameras_count_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -904,6 +925,14 @@ export interface components {
          * @enum {string}
          */
         CameraCategory: "1" | "2" | "3";
+        /**
+         * CameraCount
+         * @description How many cameras a listing's filters select, over all its pages.
+         */
+        CameraCount: {
+            /** Total */
+            total: number;
+        };
         /** CameraEventOut */
         CameraEventOut: {
             /** At Us */
@@ -2464,6 +2493,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CameraOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    count_cameras_api_cameras_count_get: {
+        parameters: {
+            query?: {
+                /** @description Only this region's subtree */
+                region?: string | null;
+                /** @description Text in name, gb_id or address */
+                q?: string | null;
+                /** @description Also GB/T 28181 channels their device no longer lists (``removed_us`` set) */
+                include_removed?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CameraCount"];
                 };
             };
             /** @description Not logged in or session expired */

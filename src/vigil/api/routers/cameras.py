@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -36,7 +36,7 @@ from vigil.api.schemas import (
     ImportRowError,
     PlanRange,
 )
-from vigil.api.schemas.cameras import plan_of_ranges, ranges_of_plan
+from vigil.api.schemas.cameras import CameraCount, plan_of_ranges, ranges_of_plan
 from vigil.domain.errors import Conflict, NotFound
 from vigil.domain.recording_plan import PlanError, format_plan, parse_plan
 from vigil.storage.models import Camera, CameraEvent, Department, EvidenceLock, Region
@@ -152,43 +152,72 @@ def _entry(principal: Principal, action: str, target: str, detail: str = "") -> 
     return AuditEntry(principal.username, principal.source, action, target, True, detail, principal.user_id)
 
 
+_Region = Annotated[str | None, Query(max_length=20, description="Only this region's subtree")]
+_Text = Annotated[str | None, Query(max_length=100, description="Text in name, gb_id or address")]
+_IncludeRemoved = Annotated[
+    bool, Query(description="Also GB/T 28181 channels their device no longer lists (``removed_us`` set)")
+]
+
+
+async def _cameras_query(
+    session: AsyncSession, principal: Principal, ctx: ApiContext, region: str | None, q: str | None, removed: bool
+) -> Select[Camera]:
+    """The cameras in the caller's scope that the listing filters select (a region outside scope is a 404)."""
+    query = select(Camera).where(in_scope_clause(Camera.region_code, principal.region_code))
+    if not removed:
+        query = query.where(Camera.removed_us.is_(None))
+    if region:
+        if not await region_in_scope(session, region, principal.region_code):
+            await ctx.access.gate.audit(principal, "view", f"region:{region}", False, "region outside scope")
+            raise NotFound(f"region {region} not found")
+        query = query.where(Camera.region_code.in_(subtree_codes(region)))
+    if q:
+        needle = q.lower()
+        query = query.where(
+            or_(
+                func.lower(Camera.name).contains(needle, autoescape=True),
+                Camera.gb_id.contains(needle, autoescape=True),
+                func.lower(Camera.address).contains(needle, autoescape=True),
+            )
+        )
+    return query
+
+
 @router.get("", response_model=list[CameraOut])
 async def list_cameras(
     principal: Authed,
     ctx: Ctx,
-    region: Annotated[str | None, Query(max_length=20, description="Only this region's subtree")] = None,
-    q: Annotated[str | None, Query(max_length=100, description="Text in name, gb_id or address")] = None,
+    region: _Region = None,
+    q: _Text = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
     offset: Annotated[int, Query(ge=0)] = 0,
-    include_removed: Annotated[
-        bool, Query(description="Also GB/T 28181 channels their device no longer lists (``removed_us`` set)")
-    ] = False,
+    include_removed: _IncludeRemoved = False,
 ) -> list[CameraOut]:
-    """Cameras in the caller's scope, optionally narrowed to a region subtree and a search text.
+    """Cameras in the caller's scope, optionally narrowed to a region subtree and a search text, by GB ID.
 
     Channels a GB/T 28181 device stopped listing are left out unless ``include_removed``: they stay in the
-    database (recordings, evidence, audit) but are no longer part of the network.
+    database (recordings, evidence, audit) but are no longer part of the network. ``GET /api/cameras/count``
+    with the same filters says how many there are (for paging).
     """
     async with ctx.access.db.session() as session:
-        query = select(Camera).where(in_scope_clause(Camera.region_code, principal.region_code))
-        if not include_removed:
-            query = query.where(Camera.removed_us.is_(None))
-        if region:
-            if not await region_in_scope(session, region, principal.region_code):
-                await ctx.access.gate.audit(principal, "view", f"region:{region}", False, "region outside scope")
-                raise NotFound(f"region {region} not found")
-            query = query.where(Camera.region_code.in_(subtree_codes(region)))
-        if q:
-            needle = q.lower()
-            query = query.where(
-                or_(
-                    func.lower(Camera.name).contains(needle, autoescape=True),
-                    Camera.gb_id.contains(needle, autoescape=True),
-                    func.lower(Camera.address).contains(needle, autoescape=True),
-                )
-            )
+        query = await _cameras_query(session, principal, ctx, region, q, include_removed)
         cams = (await session.execute(query.order_by(Camera.gb_id).limit(limit).offset(offset))).scalars().all()
     return [camera_out(ctx, c) for c in cams]
+
+
+@router.get("/count", response_model=CameraCount)
+async def count_cameras(
+    principal: Authed,
+    ctx: Ctx,
+    region: _Region = None,
+    q: _Text = None,
+    include_removed: _IncludeRemoved = False,
+) -> CameraCount:
+    """How many cameras ``GET /api/cameras`` lists with these filters (all pages)."""
+    async with ctx.access.db.session() as session:
+        query = await _cameras_query(session, principal, ctx, region, q, include_removed)
+        total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    return CameraCount(total=total)
 
 
 @router.post("", response_model=CameraOut, status_code=201)

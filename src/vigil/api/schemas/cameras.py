@@ -111,6 +111,12 @@ class CameraOut(_CameraFields):
     )
 
 
+class CameraCount(BaseModel):
+    """How many cameras a listing's filters select, over all its pages."""
+
+    total: int
+
+
 class CameraIn(_CameraFields):
     """A camera to create (or the merged result of a PATCH); ``password`` None means none/unchanged."""
 

@@ -1,7 +1,8 @@
 /**
  * How the console copes with a large camera list (bench/gb_catalog_100k.py --console runs it): signs in with
  * Debian's headless Chromium, opens the live page and times until the camera tree shows every camera the node
- * has, then a search in the tree; prints one JSON line with the times (ms) and the page's JS heap (MiB).
+ * has, then a search in the tree; prints one JSON line with the times (ms) and the page's JS heap (MiB). On failure
+ * it leaves a screenshot (CONSOLE_LOAD_SHOT, default /tmp/console-load.png); CONSOLE_LOAD_TIMEOUT_MS bounds each wait.
  *
  *   node web/scripts/console-load.mjs URL PASSWORD EXPECTED_CAMERAS SEARCH
  */
@@ -14,12 +15,11 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
 })
+let page = null
 try {
-  const page = await browser.newPage({ viewport: { width: 1440, height: 900 }, locale: 'zh-CN' })
+  page = await browser.newPage({ viewport: { width: 1440, height: 900 }, locale: 'zh-CN' })
   page.setDefaultTimeout(Number(process.env.CONSOLE_LOAD_TIMEOUT_MS ?? 600_000))
   page.on('pageerror', (err) => console.error(`pageerror: ${err.message}`))
-  process.on('exit', () => undefined)
-  globalThis.shot = async () => page.screenshot({ path: process.env.CONSOLE_LOAD_SHOT ?? '/tmp/console-load.png' })
   const cdp = await page.context().newCDPSession(page)
   await cdp.send('Performance.enable')
   await page.goto(`${base}/login`)
@@ -46,7 +46,8 @@ try {
   const nodes = metrics.find((m) => m.name === 'Nodes')?.value ?? 0
   console.log(JSON.stringify({ shown_ms: shown, count, search_ms: searched, heap_mib: Math.round(heap / 2 ** 20), dom_nodes: nodes }))
 } catch (err) {
-  await globalThis.shot?.().catch(() => undefined) // what the page showed when it failed
+  // What the page showed when it failed.
+  await page?.screenshot({ path: process.env.CONSOLE_LOAD_SHOT ?? '/tmp/console-load.png' }).catch(() => undefined)
   throw err
 } finally {
   await browser.close()

@@ -524,9 +524,16 @@ class MediaDialog:
             return  # never to the demuxer: a stray packet would corrupt a picture
         if now is None:
             now, wallclock = time.monotonic(), time.time()
+        self._receive(receiver, now, lambda: receiver.receive_packet(data, wallclock, now))
+
+    def _receive(
+        self, receiver: PsRtpReceiver | ps_fast.FastPsReceiver, now: float, receive: Callable[[], object]
+    ) -> None:
+        """Run one receive call of ``receiver``: a stream that is not PS fails the dialog; packets it took keep the
+        media alive; the demuxer's events go on."""
         before = receiver.packets
         try:
-            receiver.receive_packet(data, wallclock, now)
+            receive()
         except PsError as exc:
             self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
             return
@@ -549,30 +556,14 @@ class MediaDialog:
         if not isinstance(receiver, ps_fast.FastPsReceiver) or guard is None or self.failure is not None:
             return
         now, wallclock = time.monotonic(), time.time()
-        before = receiver.packets
-        try:
-            receiver.feed_rfc4571(data, guard.ssrc, wallclock, now)
-        except PsError as exc:
-            self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
-            return
-        if receiver.packets != before:
-            self.last_packet = now
-        self._deliver(receiver.demuxer.events)
+        self._receive(receiver, now, lambda: receiver.feed_rfc4571(data, guard.ssrc, wallclock, now))
 
     def _drain_udp(self, sock: socket.socket, now: float, wallclock: float) -> None:
         """The UDP socket's datagrams of one tick, read by the compiled receiver (see the module docstring)."""
         receiver, guard = self._receiver, self._guard
         if not isinstance(receiver, ps_fast.FastPsReceiver) or guard is None or self.failure is not None:
             return
-        before = receiver.packets
-        try:
-            receiver.drain(sock.fileno(), guard, UDP_BATCH, wallclock, now)
-        except PsError as exc:
-            self._fail(ProtocolFailure(f"channel {self.channel_id} sends no program stream: {exc}"))
-            return
-        if receiver.packets != before:
-            self.last_packet = now
-        self._deliver(receiver.demuxer.events)
+        self._receive(receiver, now, lambda: receiver.drain(sock.fileno(), guard, UDP_BATCH, wallclock, now))
 
     def _deliver(self, events: deque[PsEvent]) -> None:
         # The demuxer's queue read directly: this runs per packet on the Python path, and is empty for most.

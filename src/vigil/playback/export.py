@@ -15,6 +15,7 @@ import collections
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,9 @@ from vigil.storage.models import Camera, Export
 MANIFEST_FORMAT = "vigil-export/1"
 #: Longest clip one request may ask for.
 MAX_EXPORT_US = 6 * 3600 * 1_000_000
+
+
+log = logging.getLogger(__name__)
 
 
 def vigil_version() -> str:
@@ -441,6 +445,12 @@ async def create_device_export(
         await asyncio.to_thread(clip.tmp.unlink, True)
         raise NotFound("the device sent no video for the requested range")
     await asyncio.to_thread(clip.tmp.replace, clip_path)
+    if clip.audio_dropped:
+        log.info(
+            "device export %s: %d audio units left out (another track, or after the pictures)",
+            clip_path.name,
+            clip.audio_dropped,
+        )
     track = clip.track
     clip_end = start_us + clip.end_dts * 1_000_000 // track.clock_rate
     clip_fields = {

@@ -133,6 +133,12 @@ def audio_by_fragment(loaded: LoadedSegment) -> dict[int, list[TimedAudio]]:
     return out
 
 
+def video_time(sample: TimedAudio, track: AudioTrack) -> int:
+    """Where a recorded audio sample starts on the segment's 90 kHz video timeline (the recorder wrote
+    pts·rate/90000 as its dts)."""
+    return sample.dts * VIDEO_CLOCK_RATE // track.sample_rate
+
+
 def audio_units(
     samples: list[TimedAudio], track: AudioTrack, base: int, video_end: int, out_base: int
 ) -> list[AudioUnit]:
@@ -140,7 +146,7 @@ def audio_units(
     time, moved to an output timeline as the pictures are (segment time ``base`` becomes ``out_base``)."""
     out = []
     for sample in samples:
-        at = sample.dts * VIDEO_CLOCK_RATE // track.sample_rate  # the recorder wrote pts·rate/90000
+        at = video_time(sample, track)
         if base <= at < video_end:
             out.append(AudioUnit(track, out_base + at - base, sample.duration, sample.data, 0.0))
     return out

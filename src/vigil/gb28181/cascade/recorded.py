@@ -29,7 +29,15 @@ from pathlib import Path
 
 from vigil.domain.errors import VigilError
 from vigil.domain.media import VIDEO_CLOCK_RATE, AccessUnit, AudioUnit
-from vigil.playback.source import LoadedSegment, PlaybackIndex, SegmentFiles, SegmentRef, load_segment, to_unit
+from vigil.playback.source import (
+    LoadedSegment,
+    PlaybackIndex,
+    SegmentFiles,
+    SegmentRef,
+    load_segment,
+    to_unit,
+    video_time,
+)
 from vigil.protocols.mp4.errors import Mp4Error
 
 __all__ = ["MAX_DOWNLOAD_SPEED", "MAX_SCALE", "MIN_SCALE", "RecordedUnits"]
@@ -172,7 +180,7 @@ class RecordedUnits:
         i = self._audio_at
         while i < len(samples):
             sample = samples[i]
-            at = sample.dts * VIDEO_CLOCK_RATE // track.sample_rate  # the recorder wrote pts·rate/90000
+            at = video_time(sample, track)
             if at >= until:
                 break
             pts = self._out_dts + at - picture_dts
@@ -180,8 +188,9 @@ class RecordedUnits:
             i += 1
         self._audio_at = i
 
-    def _start_audio_at(self, segment: LoadedSegment) -> None:
-        """Skip the audio recorded before the picture playing starts at (``self._position``)."""
+    def _enter(self, segment: LoadedSegment, at_us: int) -> None:
+        """Play ``segment`` from its keyframe at or before ``at_us``, skipping the audio recorded before it."""
+        self._position = segment.keyframe_at_or_before(at_us)
         self._audio.clear()
         self._audio_at = 0
         track = segment.audio
@@ -189,10 +198,7 @@ class RecordedUnits:
             return
         first = segment.samples[self._position].dts
         samples = segment.audio_samples
-        while (
-            self._audio_at < len(samples)
-            and samples[self._audio_at].dts * VIDEO_CLOCK_RATE // track.sample_rate < first
-        ):
+        while self._audio_at < len(samples) and video_time(samples[self._audio_at], track) < first:
             self._audio_at += 1
 
     async def _seek(self) -> None:
@@ -202,8 +208,7 @@ class RecordedUnits:
         self._first_wall_us = None
         self._segment = await self._load(await self._index.segment_at(self.camera_id, at_us))
         if self._segment is not None:
-            self._position = self._segment.keyframe_at_or_before(at_us)
-            self._start_audio_at(self._segment)
+            self._enter(self._segment, at_us)
 
     async def _current(self) -> LoadedSegment | None:
         if self._segment is None and not self._started:
@@ -211,8 +216,7 @@ class RecordedUnits:
             ref = await self._index.segment_at(self.camera_id, self.start_us)
             self._segment = await self._load(ref)
             if self._segment is not None:
-                self._position = self._segment.keyframe_at_or_before(self.start_us)
-                self._start_audio_at(self._segment)
+                self._enter(self._segment, self.start_us)
         return self._segment
 
     async def _next_after(self, ref: SegmentRef) -> LoadedSegment | None:
@@ -223,8 +227,7 @@ class RecordedUnits:
             loaded = await self._load(following)
             if loaded is not None:
                 # After a gap the next segment may not open on a keyframe of ours: start at its first one.
-                self._position = loaded.keyframe_at_or_before(following.start_us)
-                self._start_audio_at(loaded)
+                self._enter(loaded, following.start_us)
                 return loaded
             ref = following
         return None

@@ -25,6 +25,30 @@ GB_ALARM = "gb_alarm"
 #: The recording plan (or a live-only mode) stops recording / the plan starts it again.
 NOT_SCHEDULED = "not_scheduled"
 SCHEDULED = "scheduled"
+#: Start-up recovery (recorder/recovery.py) found a segment's file gone / deleted an empty one / cut one back.
+SEGMENT_MISSING = "segment_missing"
+SEGMENT_DISCARDED = "segment_discarded"
+SEGMENT_RECOVERED = "segment_recovered"
+
+#: Every kind a CameraEvent row can have: the console labels each one (web/src/i18n, ``event.*``).
+KINDS: frozenset[str] = frozenset(
+    {
+        ONLINE,
+        OFFLINE,
+        RECONNECTING,
+        DISABLED,
+        ENABLED,
+        DISK_FULL,
+        RECORDING_STOPPED,
+        RECORDING_RESUMED,
+        GB_ALARM,
+        NOT_SCHEDULED,
+        SCHEDULED,
+        SEGMENT_MISSING,
+        SEGMENT_DISCARDED,
+        SEGMENT_RECOVERED,
+    }
+)
 
 
 async def add_camera_event(

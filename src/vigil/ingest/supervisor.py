@@ -21,6 +21,7 @@ from typing import Protocol
 
 from vigil.domain.camera import CameraState
 from vigil.domain.media import AccessUnit, AudioUnit
+from vigil.events.camera_events import OFFLINE, ONLINE
 from vigil.health.stream import StreamHealth, StreamMeter
 from vigil.ingest.policy import ATTEMPTS_BEFORE_OFFLINE, backoff_delay
 from vigil.streams.hub import StreamHub
@@ -170,7 +171,7 @@ class CameraSupervisor:
             self._log.info(
                 "camera %s online (%s %dx%d)", self.spec.camera_id, au.track.codec, au.track.width, au.track.height
             )
-            self._spawn_event("online", "info", "")
+            self._spawn_event(ONLINE, "info", "")
         self.meter.on_unit(au)
         self._hub.publish(au)
 
@@ -213,7 +214,7 @@ class CameraSupervisor:
                 # One offline event per outage, not one per failed attempt.
                 self._in_outage = True
                 self._log.warning("camera %s offline: %s", self.spec.camera_id, reason)
-                self._spawn_event("offline", "warning", reason)
+                self._spawn_event(OFFLINE, "warning", reason)
             self.failures += 1
             state = CameraState.OFFLINE if self.failures >= ATTEMPTS_BEFORE_OFFLINE else CameraState.RECONNECTING
             self._set_state(state, reason)

@@ -34,6 +34,7 @@ from typing import Protocol
 
 from vigil.domain.errors import StorageFull
 from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
+from vigil.events.camera_events import DISK_FULL, RECORDING_RESUMED, RECORDING_STOPPED
 from vigil.recorder.index import SegmentRecord, chain_next
 from vigil.recorder.segmenter import Action, CloseSegment, OpenSegment, Segmenter, WriteFragment
 from vigil.recorder.volumes import segment_rel_path
@@ -357,8 +358,8 @@ class CameraRecorder:
         self._next_retry = self._clock() + self._retry_seconds
         self._log.error("%s: recording stopped: %s", self._prefix, reason)
         at = now_us()
-        await self._event("disk_full", "alarm", reason, at)
-        await self._event("recording_stopped", "alarm", reason, at)
+        await self._event(DISK_FULL, "alarm", reason, at)
+        await self._event(RECORDING_STOPPED, "alarm", reason, at)
         # Flipped only once the alarms are stored: whoever sees `stopped` also finds why.
         self.stopped = True
 
@@ -369,7 +370,7 @@ class CameraRecorder:
         if not await asyncio.to_thread(self._volumes.has_room):
             return False
         self._log.warning("%s: space available again; recording resumes", self._prefix)
-        await self._event("recording_resumed", "info", "space available on a recording volume", now_us())
+        await self._event(RECORDING_RESUMED, "info", "space available on a recording volume", now_us())
         self.stopped = False
         return True
 

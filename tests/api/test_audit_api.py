@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from apikit import REGION_A, Api, camera_body
+from apikit import PASSWORD, REGION_A, Api, camera_body
 from sqlalchemy import delete, update
 
 from vigil.access.audit import AuditEntry, AuditLog, audit_verify_cli
@@ -95,3 +95,41 @@ async def test_cli_verify_exit_status(tmp_path: Path, capsys: pytest.CaptureFixt
     assert status == 1
     out = capsys.readouterr().out
     assert "first bad row id 2" in out
+
+
+async def test_filters_by_target_result_and_time(api: Api) -> None:
+    """An auditor's questions: who touched this camera, what was refused, what happened in this window."""
+    await make_activity(api)
+    async with await api.as_user("root") as root:
+        await root.post("/api/users", json={"username": "w", "password": PASSWORD, "role": "viewer"})
+    async with await api.as_user("w") as viewer:
+        assert (await viewer.get("/api/audit")).status_code == 403
+    async with await api.as_user("root") as root:
+        cam = await root.get("/api/audit", params={"target": "32010200001320000001"})
+        assert [r["action"] for r in cam.json()] == ["camera.update", "camera.create"]
+        denied = (await root.get("/api/audit", params={"allowed": "false"})).json()
+        assert [(r["username"], r["action"]) for r in denied] == [("w", "audit.read")]
+        everything = (await root.get("/api/audit", params={"limit": 1000})).json()
+        newest = max(r["at_us"] for r in everything)  # the fixture's clock stands still: all rows share it
+
+        async def count(**window: int) -> int:
+            return len((await root.get("/api/audit", params={"limit": 1000, **window})).json())
+
+        assert await count(from_us=newest) == await count(to_us=newest + 1) == len(everything)
+        assert await count(from_us=newest + 1) == await count(to_us=newest) == 0
+        both = await root.get("/api/audit", params={"target": "user:w", "allowed": "true", "action": "login"})
+        assert [r["username"] for r in both.json()] == ["w"]
+        bad = await root.get("/api/audit", params={"from_us": 10, "to_us": 5})
+        assert bad.status_code in (400, 422) and "to_us must be after from_us" in bad.text
+
+
+async def test_actions_lists_what_the_log_holds(api: Api) -> None:
+    await make_activity(api)
+    async with await api.as_user("root") as root:
+        actions = (await root.get("/api/audit/actions")).json()
+        assert actions == sorted(actions)
+        assert {"login", "camera.create", "camera.update", "user.create"} <= set(actions)
+        assert "gb_upper.invite" not in actions  # only what happened, not every action there could be
+        await root.post("/api/users", json={"username": "w", "password": PASSWORD, "role": "viewer"})
+    async with await api.as_user("w") as viewer:
+        assert (await viewer.get("/api/audit/actions")).status_code == 403

@@ -33,6 +33,19 @@ test('users and audit pages (admin) load; the audit chain verifies', async () =>
   await page.getByTestId('audit-verify').click()
   await page.getByTestId('audit-verdict').waitFor()
   assert.match(await page.getByTestId('audit-verdict').innerText(), /日志链完整/)
+  // Actions read as words: this session's own login row is the newest.
+  assert.equal(await page.getByTestId('audit-action').first().innerText(), '登录')
   await screenshot(page, 'audit')
+  // An auditor's filter: only the admin's logins, and paging stays within it.
+  await page.getByTestId('audit-filter-target').fill('user:admin')
+  await page.getByTestId('audit-search').click()
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll('[data-testid="audit-table"] .el-table__row td:nth-child(6)')]
+    return cells.length > 0 && cells.every((c) => c.textContent.trim() === 'user:admin')
+  })
+  // Logins, the first admin's creation and its password change: all about user:admin, all in words.
+  const actions = await page.getByTestId('audit-action').allInnerTexts()
+  assert.ok(actions.includes('登录') && actions.includes('用户·新增'), actions.join(','))
+  await screenshot(page, 'audit-filtered')
   assert.deepEqual(page.problems, [])
 })

@@ -12,9 +12,29 @@ export interface paths {
         };
         /**
          * List Audit
-         * @description Newest rows first.
+         * @description Newest rows first; every filter given must hold (an auditor's "who opened camera X last night").
          */
         get: operations["list_audit_api_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/actions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Actions
+         * @description Every action the log holds, sorted: what the console offers as the action filter.
+         */
+        get: operations["list_actions_api_audit_actions_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1998,6 +2018,14 @@ export interface operations {
                 before_id?: number | null;
                 username?: string | null;
                 action?: string | null;
+                /** @description Exactly this target: a camera's GB ID, user:NAME, gb:ID, … */
+                target?: string | null;
+                /** @description Only allowed (true) or only denied (false) rows */
+                allowed?: boolean | null;
+                /** @description Rows at or after this time (µs since the epoch) */
+                from_us?: number | null;
+                /** @description Rows before this time (µs since the epoch) */
+                to_us?: number | null;
             };
             header?: never;
             path?: never;
@@ -2012,6 +2040,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditRowOut"][];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_actions_api_audit_actions_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string[];
                 };
             };
             /** @description Not logged in or session expired */

@@ -35,6 +35,12 @@ class IdleSource:
         self._closed.set()
 
 
+def brief_agrees(pipelines: CameraPipelines, camera_id: int) -> bool:
+    """The status feed's cheap brief says what the full status says (less the stream's figures)."""
+    s = pipelines.status(camera_id)
+    return pipelines.brief(camera_id) == (s.state, s.since_us, s.reason, s.recording)
+
+
 async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
     db = await sqlite_database(tmp_path)
     async with db.session() as session:
@@ -66,6 +72,7 @@ async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
         assert started == [1]
         gb = pipelines.status(2)
         assert gb.state is CameraState.DISABLED and "gb28181" in gb.reason
+        assert brief_agrees(pipelines, 1) and brief_agrees(pipelines, 2)
 
         # A camera whose source kind changes away from RTSP loses its pipeline.
         async with db.session() as session:
@@ -112,8 +119,10 @@ async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_pa
     try:
         assert pipelines.running() == []
         assert pipelines.status(1).state is CameraState.IDLE
+        assert brief_agrees(pipelines, 1) and "watches" in pipelines.brief(1).reason
         async with pipelines.watching(1):
             assert pipelines.running() == [1]
+            assert brief_agrees(pipelines, 1)
             await eventually(lambda: started == [1])
         await eventually(lambda: pipelines.running() == [])  # grace 0: closed at the next check
         assert pipelines.status(1).state is CameraState.IDLE
@@ -125,6 +134,7 @@ async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_pa
             row.enabled = False
         await pipelines.camera_changed(1)
         assert pipelines.status(1).state is CameraState.DISABLED
+        assert brief_agrees(pipelines, 1)
         async with db.session() as session:
             row = await session.get(Camera, 1)
             assert row is not None

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from vigil.domain.camera import CameraState
+from vigil.domain.camera import CameraBrief, CameraState
 from vigil.domain.errors import Invalid
 from vigil.domain.recording_plan import RecordingMode, RecordingPlan, parse_plan
 from vigil.events.camera_events import DISABLED, ENABLED, NOT_SCHEDULED, SCHEDULED, DbEventSink
@@ -317,22 +317,30 @@ class CameraPipelines:
         pipeline = self._pipelines.get(camera_id)
         supervisor = pipeline.supervisor if pipeline is not None else None
         if supervisor is None:
-            if camera_id in self._runnable:
-                since = self._idle_since.get(camera_id, 0)
-                reason = "starts when someone watches" + (
-                    " or the recording plan starts"
-                    if self._runnable[camera_id].policy.mode is RecordingMode.PLAN
-                    else ""
-                )
-                return PipelineStatus(CameraState.IDLE, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
-            since = self._disabled_since.get(camera_id, 0)
-            kind = self._no_ingest.get(camera_id)
-            reason = f"no ingest for {kind} cameras yet" if kind is not None else ""
-            return PipelineStatus(CameraState.DISABLED, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
+            state, since, reason, _ = self._resting(camera_id)
+            return PipelineStatus(state, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
         view = supervisor.status()
-        recorder = pipeline.recorder if pipeline is not None else None
-        recording = recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None
+        recording = _recording(pipeline)
         return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt)
+
+    def brief(self, camera_id: int) -> CameraBrief:
+        """What :meth:`status` says, less the stream's figures: cheap enough to ask of every camera every second
+        (the console's status feed compares these to find what changed)."""
+        pipeline = self._pipelines.get(camera_id)
+        supervisor = pipeline.supervisor if pipeline is not None else None
+        if supervisor is None:
+            return self._resting(camera_id)
+        return CameraBrief(supervisor.state, supervisor.since_us, supervisor.reason, _recording(pipeline))
+
+    def _resting(self, camera_id: int) -> CameraBrief:
+        """A camera nothing is pulling: idle (enabled, waiting for a viewer or its plan) or disabled."""
+        runnable = self._runnable.get(camera_id)
+        if runnable is not None:
+            reason = _IDLE_PLAN if runnable.policy.mode is RecordingMode.PLAN else _IDLE
+            return CameraBrief(CameraState.IDLE, self._idle_since.get(camera_id, 0), reason, False)
+        kind = self._no_ingest.get(camera_id)
+        reason = f"no ingest for {kind} cameras yet" if kind is not None else ""
+        return CameraBrief(CameraState.DISABLED, self._disabled_since.get(camera_id, 0), reason, False)
 
     def open_segment_start(self, camera_id: int) -> int | None:
         """Where the segment still being written began (it is recorded but not yet indexed)."""
@@ -356,6 +364,16 @@ class CameraPipelines:
             for pipeline in list(self._pipelines.values()):
                 if pipeline.supervisor is not None:
                     pipeline.supervisor.meter.sample(now)
+
+
+_IDLE = "starts when someone watches"
+_IDLE_PLAN = _IDLE + " or the recording plan starts"
+
+
+def _recording(pipeline: _Pipeline | None) -> bool:
+    """True while the pipeline's recorder is writing a segment."""
+    recorder = pipeline.recorder if pipeline is not None else None
+    return recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None
 
 
 def _why(runnable: _Runnable) -> str:

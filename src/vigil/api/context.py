@@ -12,12 +12,18 @@ from starlette.requests import Request
 from vigil.access import Access
 from vigil.api.contracts import Principal
 from vigil.api.schemas import CameraStatus, VolumeInfo
+from vigil.api.status_feed import StatusFeed
+from vigil.domain.camera import CameraBrief
 
 
 class CameraStatusProvider(Protocol):
     """The runtime's view of each camera's ingest (state, bitrate, recording)."""
 
     def status(self, camera_id: int) -> CameraStatus: ...
+
+    def brief(self, camera_id: int) -> CameraBrief:
+        """What ``status`` says less the stream's figures, cheaply (asked of every camera by the status feed)."""
+        ...
 
 
 class CameraChangeListener(Protocol):
@@ -38,6 +44,8 @@ class ApiContext:
     status: CameraStatusProvider
     changes: CameraChangeListener
     volumes: VolumesInfoProvider
+    #: Which cameras' status changed since a cursor (``GET /api/cameras/status``); told of every row change.
+    feed: StatusFeed
     node: str
     version: str
 

@@ -1185,17 +1185,17 @@ export interface components {
          */
         CameraStatusFeed: {
             /** Added */
-            added?: number[];
+            added: number[];
             /** Cameras */
             cameras: components["schemas"]["CameraStatusBrief"][];
             /** Cursor */
             cursor: string;
             /** Deleted */
-            deleted?: number[];
+            deleted: number[];
             /** Full */
             full: boolean;
             /** Updated */
-            updated?: number[];
+            updated: number[];
         };
         /**
          * Definition

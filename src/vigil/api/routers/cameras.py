@@ -254,7 +254,8 @@ async def camera_status_feed(
     async with ctx.access.db.session() as session:
         if touched is None:
             rows = (await session.execute(columns.order_by(Camera.id))).all()
-            return CameraStatusFeed(cursor=cursor, full=True, cameras=[_status_brief(ctx, *row) for row in rows])
+            cameras = [_status_brief(ctx, *row) for row in rows]
+            return CameraStatusFeed(cursor=cursor, full=True, cameras=cameras, added=[], updated=[], deleted=[])
         ids = sorted(touched)
         visible = {
             row[0]: row

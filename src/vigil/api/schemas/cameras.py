@@ -140,9 +140,9 @@ class CameraStatusFeed(BaseModel):
     cursor: str
     full: bool
     cameras: list[CameraStatusBrief]
-    added: list[int] = Field(default_factory=list)
-    updated: list[int] = Field(default_factory=list)
-    deleted: list[int] = Field(default_factory=list)
+    added: list[int]
+    updated: list[int]
+    deleted: list[int]
 
 
 class CameraIn(_CameraFields):

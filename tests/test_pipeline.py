@@ -120,9 +120,10 @@ async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_pa
         assert pipelines.running() == []
         assert pipelines.status(1).state is CameraState.IDLE
         assert brief_agrees(pipelines, 1) and "watches" in pipelines.brief(1).reason
+        assert pipelines.active() == []  # idle: its brief changes only with its row or once pulled
         async with pipelines.watching(1):
             assert pipelines.running() == [1]
-            assert brief_agrees(pipelines, 1)
+            assert brief_agrees(pipelines, 1) and pipelines.active() == [1]
             await eventually(lambda: started == [1])
         await eventually(lambda: pipelines.running() == [])  # grace 0: closed at the next check
         assert pipelines.status(1).state is CameraState.IDLE

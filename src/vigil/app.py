@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -418,6 +418,9 @@ class _ApiStatus:
     def brief(self, camera_id: int) -> CameraBrief:
         return self._pipelines.brief(camera_id)
 
+    def active(self) -> Collection[int]:
+        return self._pipelines.active()
+
 
 class _VolumesInfo:
     def __init__(self, volumes: Volumes) -> None:
@@ -559,6 +562,9 @@ class Vigil:
             self.status_feed.camera_changed(camera_id)
         if self.pipelines is not None:
             await self.pipelines.camera_changed(camera_id)
+        if self.status_feed is not None:
+            # Again: a sweep while the pipelines caught up may have read the new row with the old state.
+            self.status_feed.camera_changed(camera_id)
 
     def build_api(self, db: Database, access: Access, pipelines: CameraPipelines, volumes: Volumes) -> FastAPI:
         gate = access.gate

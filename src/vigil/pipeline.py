@@ -342,6 +342,14 @@ class CameraPipelines:
         reason = f"no ingest for {kind} cameras yet" if kind is not None else ""
         return CameraBrief(CameraState.DISABLED, self._disabled_since.get(camera_id, 0), reason, False)
 
+    def active(self) -> list[int]:
+        """Cameras with a pipeline (pulled and/or recorded): the only ones whose :meth:`brief` changes on its own.
+
+        Any other camera's brief changes only in :meth:`_load` (its row changed: ``camera_changed``) or when
+        :meth:`_apply` gives it a pipeline, after which it is listed here.
+        """
+        return list(self._pipelines)
+
     def open_segment_start(self, camera_id: int) -> int | None:
         """Where the segment still being written began (it is recorded but not yet indexed)."""
         pipeline = self._pipelines.get(camera_id)

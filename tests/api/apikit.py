@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,10 @@ class FakeStatus:
     def brief(self, camera_id: int) -> CameraBrief:
         s = self.status(camera_id)
         return CameraBrief(s.state, s.since_us, s.reason, s.recording)
+
+    def active(self) -> Collection[int]:
+        # Only the cameras a test moved: as the runtime, whose others change only with their rows.
+        return list(self.states)
 
 
 @dataclass

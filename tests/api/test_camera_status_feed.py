@@ -3,13 +3,14 @@ cursor cannot be answered exactly (none, unknown, another process's, too old, an
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import httpx
 from apikit import REGION_A, REGION_B, Api, camera_body
 
 from vigil.api.status_feed import StatusFeed
-from vigil.domain.camera import CameraState
+from vigil.domain.camera import CameraBrief, CameraState
 
 GB_A = "32010200001320000001"
 GB_B = "32010400001320000002"
@@ -204,3 +205,64 @@ async def test_a_cursor_older_than_the_log_gets_the_full_list(api: Api) -> None:
     assert touched is None  # its changes were dropped: answered in full, never with a partial delta
     _, touched = await small.since(previous, None)
     assert touched is not None and sorted(touched) == sorted(ids.values())
+
+
+class Runtime:
+    """A runtime whose test decides which cameras are pulled (``pulled``) and what each brief says."""
+
+    def __init__(self) -> None:
+        self.briefs: dict[int, CameraBrief] = {}
+        self.pulled: set[int] = set()
+
+    def brief(self, camera_id: int) -> CameraBrief:
+        return self.briefs.get(camera_id, CameraBrief(CameraState.IDLE, 0, "", False))
+
+    def active(self) -> Collection[int]:
+        return list(self.pulled)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_sweeps_compare_pulled_cameras_and_every_camera_now_and_then(api: Api) -> None:
+    ids = await seed(api)
+    runtime, clock = Runtime(), Clock()
+    feed_ = StatusFeed(api.db, runtime, sweep_seconds=2, full_sweep_seconds=30, clock=clock)
+    cursor, _ = await feed_.since(None, None)
+
+    # Pulled: compared at every sweep (at most every 2 s).
+    runtime.pulled.add(ids[GB_A])
+    runtime.briefs[ids[GB_A]] = CameraBrief(CameraState.CONNECTING, 5, "", False)
+    clock.now += 1
+    cursor, touched = await feed_.since(cursor, None)
+    assert touched == {}  # swept a second ago: the answer stands
+    clock.now += 1
+    cursor, touched = await feed_.since(cursor, None)
+    assert touched is not None and list(touched) == [ids[GB_A]]
+
+    # No longer pulled: compared once more, so going idle shows.
+    runtime.pulled.clear()
+    runtime.briefs[ids[GB_A]] = CameraBrief(CameraState.IDLE, 6, "", False)
+    clock.now += 2
+    cursor, touched = await feed_.since(cursor, None)
+    assert touched is not None and list(touched) == [ids[GB_A]]
+
+    # A change the runtime's rule does not cover (not pulled, no row change) is found by the full comparison.
+    runtime.briefs[ids[GB_B]] = CameraBrief(CameraState.OFFLINE, 7, "?", False)
+    clock.now += 2
+    cursor, touched = await feed_.since(cursor, None)
+    assert touched == {}
+    clock.now += 30
+    cursor, touched = await feed_.since(cursor, None)
+    assert touched is not None and list(touched) == [ids[GB_B]]
+
+    # A row change is looked at at once, however recent the last sweep.
+    runtime.briefs[ids[GB_PARK]] = CameraBrief(CameraState.DISABLED, 8, "", False)
+    feed_.camera_changed(ids[GB_PARK])
+    _, touched = await feed_.since(cursor, None)
+    assert touched is not None and list(touched) == [ids[GB_PARK]]

@@ -17,7 +17,7 @@ factories that receive the :class:`~vigil.api.contracts.CameraGate` and return o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -123,6 +123,9 @@ class _NoRuntime:
 
     def brief(self, camera_id: int) -> CameraBrief:
         return CameraBrief(CameraState.OFFLINE, 0, "", False)
+
+    def active(self) -> Collection[int]:
+        return ()
 
     async def camera_changed(self, camera_id: int) -> None:
         return None

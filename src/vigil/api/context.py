@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
@@ -22,7 +22,11 @@ class CameraStatusProvider(Protocol):
     def status(self, camera_id: int) -> CameraStatus: ...
 
     def brief(self, camera_id: int) -> CameraBrief:
-        """What ``status`` says less the stream's figures, cheaply (asked of every camera by the status feed)."""
+        """What ``status`` says less the stream's figures, cheaply (the status feed compares these)."""
+        ...
+
+    def active(self) -> Collection[int]:
+        """Cameras being pulled now: the only ones whose brief changes other than with their row."""
         ...
 
 

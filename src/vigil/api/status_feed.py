@@ -5,8 +5,11 @@ keep the dots current costs seconds of server work per poll. This feed remembers
 brief (:class:`~vigil.domain.camera.CameraBrief`: state, since, reason, recording), ``enabled``, ``removed_us``
 and a signature of its base info (GB ID, name, region), and logs every change under a version number:
 
-- the runtime's states change inside the ingest with no callback, so a *sweep* compares every camera's brief
-  with the remembered one: a dictionary walk, at most once per ``sweep_seconds`` however many clients ask;
+- the runtime's states change inside the ingest with no callback, so a *sweep* compares the briefs of the
+  cameras being pulled (``active``, and those active at the previous sweep) with the remembered ones, at most
+  once per ``sweep_seconds`` however many clients ask. A camera nothing pulls (idle, disabled: most of a lower
+  platform's on-demand channels) changes only when its row does or when it starts being pulled; every camera
+  is still compared every ``full_sweep_seconds``, so a change that slipped past that rule shows late, never not;
 - rows change only through code that then calls ``camera_changed`` (the API's camera routes, the GB/T 28181
   catalogue, as the pipelines need too): such a camera is re-read from the database at the next sweep, which
   finds it added, deleted, moved, renamed, enabled or disabled.
@@ -24,7 +27,7 @@ import asyncio
 import bisect
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple, Protocol
@@ -37,6 +40,8 @@ from vigil.storage.models import Camera
 
 #: How stale a sweep may be before a request makes a new one (the console polls every few seconds).
 SWEEP_SECONDS = 2.0
+#: How often every camera's brief is compared, not only the active ones' (see the module docstring).
+FULL_SWEEP_SECONDS = 30.0
 #: Changes held for deltas; an older cursor gets the full list (a client that slept through this many).
 MAX_LOG = 200_000
 _CHUNK = 500
@@ -46,6 +51,11 @@ class BriefSource(Protocol):
     """The runtime's cheap view of one camera's live state."""
 
     def brief(self, camera_id: int) -> CameraBrief: ...
+
+    def active(self) -> Collection[int]:
+        """Cameras whose brief may change on its own (their stream is pulled); any other camera's brief changes
+        only with its row (``camera_changed``) or when it becomes active."""
+        ...
 
 
 class _Kind(IntEnum):
@@ -91,12 +101,14 @@ class StatusFeed:
         status: BriefSource,
         *,
         sweep_seconds: float = SWEEP_SECONDS,
+        full_sweep_seconds: float = FULL_SWEEP_SECONDS,
         max_log: int = MAX_LOG,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._status = status
         self._sweep_seconds = sweep_seconds
+        self._full_sweep_seconds = full_sweep_seconds
         self._max_log = max_log
         self._clock = clock
         self._epoch = secrets.token_hex(6)
@@ -108,6 +120,9 @@ class StatusFeed:
         self._known: dict[int, _Known] | None = None
         self._dirty: set[int] = set()
         self._swept = 0.0
+        self._swept_all = 0.0
+        #: The cameras active at the last sweep: one that stopped being pulled is compared once more.
+        self._active: set[int] = set()
         self._lock = asyncio.Lock()
 
     def camera_changed(self, camera_id: int) -> None:
@@ -159,7 +174,8 @@ class StatusFeed:
                 self._dirty.clear()  # the full read below sees what they changed
                 rows = await self._read(None)
                 self._known = {cid: self._remember(row) for cid, row in rows.items()}
-                self._swept = now
+                self._swept = self._swept_all = now
+                self._active = set(self._status.active())
                 return
             if not self._dirty and now - self._swept < self._sweep_seconds:
                 return
@@ -167,7 +183,11 @@ class StatusFeed:
             version = self._version + 1
             entries: list[_Entry] = []
             dirty, self._dirty = self._dirty, set()  # marks made while we read stay for the next sweep
-            rows = await self._read(dirty) if dirty else {}
+            try:
+                rows = await self._read(dirty) if dirty else {}
+            except BaseException:
+                self._dirty |= dirty  # not read: the next sweep must still look at them
+                raise
             for cid in sorted(dirty):
                 old = known.get(cid)
                 row = rows.get(cid)
@@ -185,12 +205,22 @@ class StatusFeed:
                 if (new.enabled, new.removed_us, new.brief) != (old.enabled, old.removed_us, old.brief):
                     entries.append(_Entry(version, cid, _Kind.STATUS, ""))
             if now - self._swept >= self._sweep_seconds:
+                active = set(self._status.active())
+                if now - self._swept_all >= self._full_sweep_seconds:
+                    look: Iterable[int] = list(known)
+                    self._swept_all = now
+                else:
+                    look = sorted(active | self._active)
                 brief = self._status.brief
-                for cid, k in known.items():
+                for cid in look:
+                    k = known.get(cid)
+                    if k is None:
+                        continue  # not a camera row (yet): its camera_changed brings it
                     b = brief(cid)
                     if b != k.brief:
                         k.brief = b
                         entries.append(_Entry(version, cid, _Kind.STATUS, ""))
+                self._active = active
                 self._swept = now
             if entries:
                 self._version = version

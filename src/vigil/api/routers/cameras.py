@@ -153,6 +153,8 @@ async def _notify(ctx: ApiContext, camera_ids: Sequence[int]) -> None:
         except Exception:
             # The change is committed; the runtime's supervisor reconciles, so the request must not fail.
             log.exception("camera %s: change listener failed", camera_id)
+        # Again: a sweep while the runtime caught up may have read the new row with the old state.
+        ctx.feed.camera_changed(camera_id)
 
 
 def _entry(principal: Principal, action: str, target: str, detail: str = "") -> AuditEntry:

@@ -324,13 +324,15 @@ class CameraPipelines:
         return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt)
 
     def brief(self, camera_id: int) -> CameraBrief:
-        """What :meth:`status` says, less the stream's figures: cheap enough to ask of every camera every second
-        (the console's status feed compares these to find what changed)."""
+        """What :meth:`status` says, less the stream's figures: cheap enough to ask of many cameras every second
+        (the console's status feed compares these to find what changed). ``recording`` holds through a segment
+        cut of an online camera, or every recording camera would flicker in the feed every segment."""
         pipeline = self._pipelines.get(camera_id)
         supervisor = pipeline.supervisor if pipeline is not None else None
         if supervisor is None:
             return self._resting(camera_id)
-        return CameraBrief(supervisor.state, supervisor.since_us, supervisor.reason, _recording(pipeline))
+        online = supervisor.state is CameraState.ONLINE
+        return CameraBrief(supervisor.state, supervisor.since_us, supervisor.reason, _recording(pipeline, online))
 
     def _resting(self, camera_id: int) -> CameraBrief:
         """A camera nothing is pulling: idle (enabled, waiting for a viewer or its plan) or disabled."""
@@ -378,10 +380,13 @@ _IDLE = "starts when someone watches"
 _IDLE_PLAN = _IDLE + " or the recording plan starts"
 
 
-def _recording(pipeline: _Pipeline | None) -> bool:
-    """True while the pipeline's recorder is writing a segment."""
+def _recording(pipeline: _Pipeline | None, steady: bool = False) -> bool:
+    """True while the pipeline's recorder is writing a segment; ``steady``: also between two segments (a cut
+    closes one before it opens the next, a moment without an open segment that is no pause in recording)."""
     recorder = pipeline.recorder if pipeline is not None else None
-    return recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None
+    if recorder is None or recorder.stopped:
+        return False
+    return steady or recorder.open_segment_start_us is not None
 
 
 def _why(runnable: _Runnable) -> str:

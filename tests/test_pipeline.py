@@ -11,13 +11,15 @@ from sqlalchemy import select
 from tests.conftest import sqlite_database
 from tests.helpers import eventually
 from vigil.domain.camera import CameraState
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, Codec, VideoTrack
 from vigil.events.camera_events import DbEventSink
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.pipeline import CameraPipelines
 from vigil.settings import IngestSettings
 from vigil.storage.models import Camera, CameraEvent, Region
-from vigil.streams.hub import HubRegistry
+from vigil.streams.hub import HubRegistry, StreamHub
+
+TRACK = VideoTrack(Codec.H264, 640, 480, (b"s", b"p"))
 
 
 class IdleSource:
@@ -33,6 +35,12 @@ class IdleSource:
 
     async def close(self) -> None:
         self._closed.set()
+
+
+def brief_agrees(pipelines: CameraPipelines, camera_id: int) -> bool:
+    """The status feed's cheap brief says what the full status says (less the stream's figures)."""
+    s = pipelines.status(camera_id)
+    return pipelines.brief(camera_id) == (s.state, s.since_us, s.reason, s.recording)
 
 
 async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
@@ -66,6 +74,7 @@ async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
         assert started == [1]
         gb = pipelines.status(2)
         assert gb.state is CameraState.DISABLED and "gb28181" in gb.reason
+        assert brief_agrees(pipelines, 1) and brief_agrees(pipelines, 2)
 
         # A camera whose source kind changes away from RTSP loses its pipeline.
         async with db.session() as session:
@@ -112,8 +121,11 @@ async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_pa
     try:
         assert pipelines.running() == []
         assert pipelines.status(1).state is CameraState.IDLE
+        assert brief_agrees(pipelines, 1) and "watches" in pipelines.brief(1).reason
+        assert pipelines.active() == []  # idle: its brief changes only with its row or once pulled
         async with pipelines.watching(1):
             assert pipelines.running() == [1]
+            assert brief_agrees(pipelines, 1) and pipelines.active() == [1]
             await eventually(lambda: started == [1])
         await eventually(lambda: pipelines.running() == [])  # grace 0: closed at the next check
         assert pipelines.status(1).state is CameraState.IDLE
@@ -125,6 +137,7 @@ async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_pa
             row.enabled = False
         await pipelines.camera_changed(1)
         assert pipelines.status(1).state is CameraState.DISABLED
+        assert brief_agrees(pipelines, 1)
         async with db.session() as session:
             row = await session.get(Camera, 1)
             assert row is not None
@@ -132,6 +145,78 @@ async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_pa
         await pipelines.camera_changed(1)
         assert pipelines.status(1).state is CameraState.IDLE
         assert await kinds() == ["not_scheduled", "disabled", "enabled"]
+    finally:
+        await pipelines.close()
+        await db.close()
+
+
+class OnePictureSource(IdleSource):
+    """Publishes one keyframe (the camera is online), then waits to be closed."""
+
+    def __init__(self, publish: Callable[[AccessUnit], None]) -> None:
+        super().__init__()
+        self._publish = publish
+
+    async def run(self) -> None:
+        self._publish(AccessUnit(TRACK, 0, 0, True, b"\x00\x00\x00\x01\x65", 0.0))
+        await super().run()
+
+
+class SegmentRecorder:
+    """A recorder whose test opens and closes its segment (``open_segment_start_us``)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.open_segment_start_us: int | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_brief_keeps_recording_through_a_segment_cut(tmp_path: Path) -> None:
+    db = await sqlite_database(tmp_path)
+    async with db.session() as session:
+        session.add(Region(code="34", name="Province"))
+        await session.flush()
+        session.add(
+            Camera(
+                gb_id="34020000001320000001",
+                name="gate",
+                rtsp_url="rtsp://x/",
+                region_code="34",
+                created_us=1,
+                updated_us=1,
+            )
+        )
+    recorders: list[SegmentRecorder] = []
+
+    def record(camera_id: int, hub: StreamHub) -> SegmentRecorder:
+        recorders.append(SegmentRecorder())
+        return recorders[-1]
+
+    pipelines = CameraPipelines(
+        db,
+        HubRegistry(),
+        lambda spec, publish: OnePictureSource(publish),
+        record,
+        DbEventSink(db),
+        IngestSettings(),
+        str,
+    )
+    await pipelines.start()
+    try:
+        await eventually(lambda: pipelines.status(1).state is CameraState.ONLINE)
+        (recorder,) = recorders
+        recorder.open_segment_start_us = 5
+        assert pipelines.status(1).recording and pipelines.brief(1).recording
+        recorder.open_segment_start_us = None  # between two segments
+        assert not pipelines.status(1).recording
+        assert pipelines.brief(1).recording  # no flicker in the status feed
+        recorder.stopped = True  # disk full: that is a pause
+        assert not pipelines.brief(1).recording
     finally:
         await pipelines.close()
         await db.close()

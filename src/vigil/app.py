@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +34,9 @@ from vigil.api.routers.gb_uppers import build_gb_uppers_router
 from vigil.api.routers.recordings import build_recordings_router
 from vigil.api.schemas.cameras import CameraStatus
 from vigil.api.schemas.system import VolumeInfo
+from vigil.api.status_feed import StatusFeed
 from vigil.demo import seed_demo
+from vigil.domain.camera import CameraBrief
 from vigil.domain.media import AccessUnit, AudioUnit
 from vigil.events.camera_events import DbEventSink
 from vigil.gb28181.alarms import GbAlarms
@@ -413,6 +415,12 @@ class _ApiStatus:
             corrupt_packets=s.corrupt,
         )
 
+    def brief(self, camera_id: int) -> CameraBrief:
+        return self._pipelines.brief(camera_id)
+
+    def active(self) -> Collection[int]:
+        return self._pipelines.active()
+
 
 class _VolumesInfo:
     def __init__(self, volumes: Volumes) -> None:
@@ -473,6 +481,8 @@ class Vigil:
         self.gb_catalog: CatalogSync | None = None
         #: All the GB/T 28181 parts, when enabled.
         self.gb: GbRuntime | None = None
+        #: Which cameras' status changed since a console's cursor (built with the API).
+        self.status_feed: StatusFeed | None = None
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -548,16 +558,25 @@ class Vigil:
         await self._serve(self.build_api(db, access, pipelines, volumes))
 
     async def _camera_changed(self, camera_id: int) -> None:
+        if self.status_feed is not None:
+            self.status_feed.camera_changed(camera_id)
         if self.pipelines is not None:
             await self.pipelines.camera_changed(camera_id)
+        if self.status_feed is not None:
+            # Again: a sweep while the pipelines caught up may have read the new row with the old state.
+            self.status_feed.camera_changed(camera_id)
 
     def build_api(self, db: Database, access: Access, pipelines: CameraPipelines, volumes: Volumes) -> FastAPI:
         gate = access.gate
+        status = _ApiStatus(pipelines)
+        # Built here, not by create_api: the GB/T 28181 catalogue changes camera rows too (_camera_changed).
+        self.status_feed = StatusFeed(db, status)
         return create_api(
             db=db,
             settings=self.settings,
-            status=_ApiStatus(pipelines),
+            status=status,
             changes=pipelines,
+            status_feed=self.status_feed,
             volumes_info=_VolumesInfo(volumes),
             access=access,
             extra_routers=[

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from vigil.domain.camera import CameraState
+from vigil.domain.camera import CameraBrief, CameraState
 from vigil.domain.errors import Invalid
 from vigil.domain.recording_plan import RecordingMode, RecordingPlan, parse_plan
 from vigil.events.camera_events import DISABLED, ENABLED, NOT_SCHEDULED, SCHEDULED, DbEventSink
@@ -317,22 +317,40 @@ class CameraPipelines:
         pipeline = self._pipelines.get(camera_id)
         supervisor = pipeline.supervisor if pipeline is not None else None
         if supervisor is None:
-            if camera_id in self._runnable:
-                since = self._idle_since.get(camera_id, 0)
-                reason = "starts when someone watches" + (
-                    " or the recording plan starts"
-                    if self._runnable[camera_id].policy.mode is RecordingMode.PLAN
-                    else ""
-                )
-                return PipelineStatus(CameraState.IDLE, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
-            since = self._disabled_since.get(camera_id, 0)
-            kind = self._no_ingest.get(camera_id)
-            reason = f"no ingest for {kind} cameras yet" if kind is not None else ""
-            return PipelineStatus(CameraState.DISABLED, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
+            state, since, reason, _ = self._resting(camera_id)
+            return PipelineStatus(state, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
         view = supervisor.status()
-        recorder = pipeline.recorder if pipeline is not None else None
-        recording = recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None
+        recording = _recording(pipeline)
         return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt)
+
+    def brief(self, camera_id: int) -> CameraBrief:
+        """What :meth:`status` says, less the stream's figures: cheap enough to ask of many cameras every second
+        (the console's status feed compares these to find what changed). ``recording`` holds through a segment
+        cut of an online camera, or every recording camera would flicker in the feed every segment."""
+        pipeline = self._pipelines.get(camera_id)
+        supervisor = pipeline.supervisor if pipeline is not None else None
+        if supervisor is None:
+            return self._resting(camera_id)
+        online = supervisor.state is CameraState.ONLINE
+        return CameraBrief(supervisor.state, supervisor.since_us, supervisor.reason, _recording(pipeline, online))
+
+    def _resting(self, camera_id: int) -> CameraBrief:
+        """A camera nothing is pulling: idle (enabled, waiting for a viewer or its plan) or disabled."""
+        runnable = self._runnable.get(camera_id)
+        if runnable is not None:
+            reason = _IDLE_PLAN if runnable.policy.mode is RecordingMode.PLAN else _IDLE
+            return CameraBrief(CameraState.IDLE, self._idle_since.get(camera_id, 0), reason, False)
+        kind = self._no_ingest.get(camera_id)
+        reason = f"no ingest for {kind} cameras yet" if kind is not None else ""
+        return CameraBrief(CameraState.DISABLED, self._disabled_since.get(camera_id, 0), reason, False)
+
+    def active(self) -> list[int]:
+        """Cameras with a pipeline (pulled and/or recorded): the only ones whose :meth:`brief` changes on its own.
+
+        Any other camera's brief changes only in :meth:`_load` (its row changed: ``camera_changed``) or when
+        :meth:`_apply` gives it a pipeline, after which it is listed here.
+        """
+        return list(self._pipelines)
 
     def open_segment_start(self, camera_id: int) -> int | None:
         """Where the segment still being written began (it is recorded but not yet indexed)."""
@@ -356,6 +374,19 @@ class CameraPipelines:
             for pipeline in list(self._pipelines.values()):
                 if pipeline.supervisor is not None:
                     pipeline.supervisor.meter.sample(now)
+
+
+_IDLE = "starts when someone watches"
+_IDLE_PLAN = _IDLE + " or the recording plan starts"
+
+
+def _recording(pipeline: _Pipeline | None, steady: bool = False) -> bool:
+    """True while the pipeline's recorder is writing a segment; ``steady``: also between two segments (a cut
+    closes one before it opens the next, a moment without an open segment that is no pause in recording)."""
+    recorder = pipeline.recorder if pipeline is not None else None
+    if recorder is None or recorder.stopped:
+        return False
+    return steady or recorder.open_segment_start_us is not None
 
 
 def _why(runnable: _Runnable) -> str:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from vigil.access.users import NewUser
 from vigil.api.app import RouterSource, create_api
 from vigil.api.contracts import Principal
 from vigil.api.schemas import CameraStatus, VolumeInfo
-from vigil.domain.camera import CameraState
+from vigil.api.status_feed import StatusFeed
+from vigil.domain.camera import CameraBrief, CameraState
 from vigil.settings import Settings
 from vigil.storage.db import Database
 from vigil.storage.models import AuditRow, Department, Region
@@ -50,9 +51,25 @@ class FakeClock:
         self.now_us += int(seconds * 1_000_000)
 
 
+@dataclass
 class FakeStatus:
+    """Every camera online and recording, unless a test put it in another state (``states``)."""
+
+    states: dict[int, CameraState] = field(default_factory=dict)
+
     def status(self, camera_id: int) -> CameraStatus:
-        return CameraStatus(state=CameraState.ONLINE, since_us=START_US, fps=25.0, codec="h264", recording=True)
+        state = self.states.get(camera_id, CameraState.ONLINE)
+        if state is not CameraState.ONLINE:
+            return CameraStatus(state=state, since_us=START_US, reason="test")
+        return CameraStatus(state=state, since_us=START_US, fps=25.0, codec="h264", recording=True)
+
+    def brief(self, camera_id: int) -> CameraBrief:
+        s = self.status(camera_id)
+        return CameraBrief(s.state, s.since_us, s.reason, s.recording)
+
+    def active(self) -> Collection[int]:
+        # Only the cameras a test moved: as the runtime, whose others change only with their rows.
+        return list(self.states)
 
 
 @dataclass
@@ -77,6 +94,8 @@ class Api:
     access: Access
     clock: FakeClock
     changes: FakeChanges
+    status: FakeStatus
+    feed: StatusFeed
     client: httpx.AsyncClient
     transport: httpx.ASGITransport
     users: dict[str, int] = field(default_factory=dict)
@@ -154,18 +173,31 @@ async def build_api(
         db, config, clock=clock, passwords=Passwords(time_cost=1, memory_cost_kib=1024, parallelism=1)
     )
     changes = FakeChanges()
+    status = FakeStatus()
+    # Sweeps on every request: a test's state change shows in the very next answer.
+    feed = StatusFeed(db, status, sweep_seconds=0)
     app = create_api(
         db=db,
         settings=config,
         access=access,
-        status=FakeStatus(),
+        status=status,
         changes=changes,
         volumes_info=FakeVolumes(),
         extra_routers=extra_routers,
+        status_feed=feed,
     )
     transport = httpx.ASGITransport(app=app)
     client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-    api = Api(db=db, access=access, clock=clock, changes=changes, client=client, transport=transport)
+    api = Api(
+        db=db,
+        access=access,
+        clock=clock,
+        changes=changes,
+        status=status,
+        feed=feed,
+        client=client,
+        transport=transport,
+    )
     await seed_org(db)
     await api.add_user("root", "admin")
     return api, app

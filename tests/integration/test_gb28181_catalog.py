@@ -49,6 +49,9 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path, transpo
             assert r.status_code == 200, r.text
             (device,) = (await admin.get("/api/gb/devices")).json()
             device_id = device["device_id"]
+            # The console's status feed, from before the device's channels exist.
+            first = (await admin.get("/api/cameras/status")).json()
+            assert first["full"] and first["cameras"] == []
             assert (await admin.post(f"/api/gb/devices/{device_id}/admit")).status_code == 200
 
             runner = GbSimRunner(options(vigil.sip.udp_port, transport))
@@ -79,6 +82,9 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path, transpo
                 async with asyncio.timeout(15):
                     while any(c["status"]["state"] == "disabled" for c in await gb_cameras()):  # noqa: ASYNC110
                         await asyncio.sleep(0.1)
+                # The catalogue's cameras reached the feed through the node's camera_changed: added, to load.
+                feed = (await admin.get("/api/cameras/status", params={"since": first["cursor"]})).json()
+                assert not feed["full"] and sorted(feed["added"]) == sorted(c["id"] for c in cams)
 
                 r = await admin.post(f"/api/gb/devices/{device_id}/catalog")
                 assert r.status_code == 200, r.text
@@ -87,6 +93,9 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path, transpo
                 assert result["pages"] == 2
                 assert result["cameras_created"] == 0 and result["cameras_updated"] == 3
                 assert len(await gb_cameras()) == 3
+                # Re-listed unchanged: nothing for a console to load again.
+                again = (await admin.get("/api/cameras/status", params={"since": feed["cursor"]})).json()
+                assert again["added"] == again["updated"] == again["deleted"] == [] and not again["full"]
 
                 # An operator renames a GB channel and sets its retention: no RTSP URL is demanded of it.
                 r = await admin.patch(f"/api/cameras/{cams[0]['id']}", json={"name": "东门球机", "retention_days": 60})

@@ -17,7 +17,7 @@ factories that receive the :class:`~vigil.api.contracts.CameraGate` and return o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -30,7 +30,8 @@ from vigil.api.contracts import CameraGate
 from vigil.api.errors import install_error_handlers
 from vigil.api.routers import audit, auth, cameras, org, system, users
 from vigil.api.schemas import CameraStatus, VolumeInfo
-from vigil.domain.camera import CameraState
+from vigil.api.status_feed import StatusFeed
+from vigil.domain.camera import CameraBrief, CameraState
 from vigil.domain.errors import NotFound
 from vigil.settings import Settings
 from vigil.storage.db import Database
@@ -57,9 +58,11 @@ def create_api(
     extra_routers: Sequence[RouterSource] = (),
     web_dist: Path | None = None,
     node: str = "local",
+    status_feed: StatusFeed | None = None,
 ) -> FastAPI:
     """Build the FastAPI app. ``access`` defaults to ``build_access(db, settings)``; pass your own to share
-    its gate with routers built beforehand (or to inject a clock in tests)."""
+    its gate with routers built beforehand (or to inject a clock in tests). ``status_feed`` defaults to one
+    over ``status``; pass your own to tell it of camera rows changed outside the API (the GB/T 28181 catalogue)."""
     if access is None:
         access = build_access(db, settings)
     elif access.db is not db:
@@ -73,7 +76,13 @@ def create_api(
         openapi_url="/api/openapi.json",
     )
     app.state.vigil = ApiContext(
-        access=access, status=status, changes=changes, volumes=volumes_info, node=node, version=vigil_version()
+        access=access,
+        status=status,
+        changes=changes,
+        volumes=volumes_info,
+        feed=status_feed if status_feed is not None else StatusFeed(db, status),
+        node=node,
+        version=vigil_version(),
     )
     install_error_handlers(app)
     api = APIRouter(prefix="/api")
@@ -111,6 +120,12 @@ class _NoRuntime:
 
     def status(self, camera_id: int) -> CameraStatus:
         return CameraStatus(state=CameraState.OFFLINE, since_us=0)
+
+    def brief(self, camera_id: int) -> CameraBrief:
+        return CameraBrief(CameraState.OFFLINE, 0, "", False)
+
+    def active(self) -> Collection[int]:
+        return ()
 
     async def camera_changed(self, camera_id: int) -> None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
@@ -12,12 +12,22 @@ from starlette.requests import Request
 from vigil.access import Access
 from vigil.api.contracts import Principal
 from vigil.api.schemas import CameraStatus, VolumeInfo
+from vigil.api.status_feed import StatusFeed
+from vigil.domain.camera import CameraBrief
 
 
 class CameraStatusProvider(Protocol):
     """The runtime's view of each camera's ingest (state, bitrate, recording)."""
 
     def status(self, camera_id: int) -> CameraStatus: ...
+
+    def brief(self, camera_id: int) -> CameraBrief:
+        """What ``status`` says less the stream's figures, cheaply (the status feed compares these)."""
+        ...
+
+    def active(self) -> Collection[int]:
+        """Cameras being pulled now: the only ones whose brief changes other than with their row."""
+        ...
 
 
 class CameraChangeListener(Protocol):
@@ -38,6 +48,8 @@ class ApiContext:
     status: CameraStatusProvider
     changes: CameraChangeListener
     volumes: VolumesInfoProvider
+    #: Which cameras' status changed since a cursor (``GET /api/cameras/status``); told of every row change.
+    feed: StatusFeed
     node: str
     version: str
 

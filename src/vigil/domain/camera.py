@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class CameraCategory(StrEnum):
@@ -38,6 +39,16 @@ class CameraState(StrEnum):
     ONLINE = "online"
     RECONNECTING = "reconnecting"
     OFFLINE = "offline"
+
+
+class CameraBrief(NamedTuple):
+    """What the console's camera tree shows of a camera's live state: it changes when the state, its reason or
+    recording does, never with the stream's figures (bitrate, fps), so comparing two says "something to show"."""
+
+    state: CameraState
+    since_us: int
+    reason: str
+    recording: bool
 
 
 class GapCause(StrEnum):

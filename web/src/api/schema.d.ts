@@ -231,6 +231,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cameras/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Camera Status Feed
+         * @description The cameras in scope whose status (state, reason, recording, ``enabled``, ``removed_us``) changed since
+         *     ``since``, and the cursor to ask with next: what a console polls every few seconds to keep its dots current.
+         *
+         *     Without a cursor, or with one this server process cannot answer exactly (made before a restart, too old,
+         *     before regions changed, for another scope), every camera in scope comes back with ``full: true``: replace
+         *     rather than merge. ``added``/``updated`` name cameras whose base info (GB ID, name, region) to load anew;
+         *     ``deleted`` those gone or moved out of scope. GB/T 28181 channels no longer listed are included (with
+         *     ``removed_us``), as ``GET /api/cameras?include_removed=true`` does.
+         */
+        get: operations["camera_status_feed_api_cameras_status_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/cameras/{camera_id}": {
         parameters: {
             query?: never;
@@ -1147,6 +1174,48 @@ export interface components {
             state: components["schemas"]["CameraState"];
             /** Width */
             width?: number | null;
+        };
+        /**
+         * CameraStatusBrief
+         * @description One camera in the status feed: what its tree node shows besides its name, and nothing else.
+         */
+        CameraStatusBrief: {
+            /** Enabled */
+            enabled: boolean;
+            /** Id */
+            id: number;
+            /** Reason */
+            reason: string;
+            /** Recording */
+            recording: boolean;
+            /** Removed Us */
+            removed_us: number | null;
+            /** Since Us */
+            since_us: number;
+            state: components["schemas"]["CameraState"];
+        };
+        /**
+         * CameraStatusFeed
+         * @description ``GET /api/cameras/status``: the cameras whose status changed since ``since``, and a cursor to ask again.
+         *
+         *     ``full``: the cursor was missing, unknown (another server process, e.g. before a restart) or too old;
+         *     ``cameras`` then lists every camera in scope and replaces what the client holds. Otherwise it lists the
+         *     changed ones, to merge. ``added``/``updated``: their base info (name, GB ID, region) is new, load it;
+         *     ``deleted``: gone, or moved out of the caller's scope.
+         */
+        CameraStatusFeed: {
+            /** Added */
+            added: number[];
+            /** Cameras */
+            cameras: components["schemas"]["CameraStatusBrief"][];
+            /** Cursor */
+            cursor: string;
+            /** Deleted */
+            deleted: number[];
+            /** Full */
+            full: boolean;
+            /** Updated */
+            updated: number[];
         };
         /**
          * Definition
@@ -2840,6 +2909,74 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ImportRejected"];
+                };
+            };
+        };
+    };
+    camera_status_feed_api_cameras_status_get: {
+        parameters: {
+            query?: {
+                /** @description The ``cursor`` of the previous answer; none: every camera */
+                since?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CameraStatusFeed"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
                 };
             };
         };

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -36,7 +36,13 @@ from vigil.api.schemas import (
     ImportRowError,
     PlanRange,
 )
-from vigil.api.schemas.cameras import CameraCount, plan_of_ranges, ranges_of_plan
+from vigil.api.schemas.cameras import (
+    CameraCount,
+    CameraStatusBrief,
+    CameraStatusFeed,
+    plan_of_ranges,
+    ranges_of_plan,
+)
 from vigil.domain.errors import Conflict, NotFound
 from vigil.domain.recording_plan import PlanError, format_plan, parse_plan
 from vigil.storage.models import Camera, CameraEvent, Department, EvidenceLock, Region
@@ -141,11 +147,14 @@ async def _reference_errors(session: AsyncSession, principal: Principal, spec: C
 
 async def _notify(ctx: ApiContext, camera_ids: Sequence[int]) -> None:
     for camera_id in camera_ids:
+        ctx.feed.camera_changed(camera_id)
         try:
             await ctx.changes.camera_changed(camera_id)
         except Exception:
             # The change is committed; the runtime's supervisor reconciles, so the request must not fail.
             log.exception("camera %s: change listener failed", camera_id)
+        # Again: a sweep while the runtime caught up may have read the new row with the old state.
+        ctx.feed.camera_changed(camera_id)
 
 
 def _entry(principal: Principal, action: str, target: str, detail: str = "") -> AuditEntry:
@@ -159,11 +168,16 @@ _IncludeRemoved = Annotated[
 ]
 
 
+def _in_scope(principal: Principal) -> ColumnElement[bool]:
+    """The cameras ``principal`` may see: every listing of cameras (and the status feed) filters by this."""
+    return in_scope_clause(Camera.region_code, principal.region_code)
+
+
 async def _cameras_query(
     session: AsyncSession, principal: Principal, ctx: ApiContext, region: str | None, q: str | None, removed: bool
 ) -> Select[Camera]:
     """The cameras in the caller's scope that the listing filters select (a region outside scope is a 404)."""
-    query = select(Camera).where(in_scope_clause(Camera.region_code, principal.region_code))
+    query = select(Camera).where(_in_scope(principal))
     if not removed:
         query = query.where(Camera.removed_us.is_(None))
     if region:
@@ -218,6 +232,73 @@ async def count_cameras(
         query = await _cameras_query(session, principal, ctx, region, q, include_removed)
         total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
     return CameraCount(total=total)
+
+
+@router.get("/status", response_model=CameraStatusFeed)
+async def camera_status_feed(
+    principal: Authed,
+    ctx: Ctx,
+    since: Annotated[
+        str | None, Query(max_length=100, description="The ``cursor`` of the previous answer; none: every camera")
+    ] = None,
+) -> CameraStatusFeed:
+    """The cameras in scope whose status (state, reason, recording, ``enabled``, ``removed_us``) changed since
+    ``since``, and the cursor to ask with next: what a console polls every few seconds to keep its dots current.
+
+    Without a cursor, or with one this server process cannot answer exactly (made before a restart, too old,
+    before regions changed, for another scope), every camera in scope comes back with ``full: true``: replace
+    rather than merge. ``added``/``updated`` name cameras whose base info (GB ID, name, region) to load anew;
+    ``deleted`` those gone or moved out of scope. GB/T 28181 channels no longer listed are included (with
+    ``removed_us``), as ``GET /api/cameras?include_removed=true`` does.
+    """
+    cursor, touched = await ctx.feed.since(since, principal.region_code)
+    columns = select(Camera.id, Camera.enabled, Camera.removed_us).where(_in_scope(principal))
+    async with ctx.access.db.session() as session:
+        if touched is None:
+            rows = (await session.execute(columns.order_by(Camera.id))).all()
+            cameras = [_status_brief(ctx, *row) for row in rows]
+            return CameraStatusFeed(cursor=cursor, full=True, cameras=cameras, added=[], updated=[], deleted=[])
+        ids = sorted(touched)
+        visible = {
+            row[0]: row
+            for i in range(0, len(ids), _CHUNK)
+            for row in (await session.execute(columns.where(Camera.id.in_(ids[i : i + _CHUNK])))).all()
+        }
+        seen: dict[str, bool] = {}
+        deleted = []
+        for camera_id in ids:
+            if camera_id in visible:
+                continue
+            # Gone, or moved out of scope: said only to those who could see it where it was.
+            for code in sorted(touched[camera_id].regions_before):
+                if code not in seen:
+                    seen[code] = principal.region_code is None or await region_in_scope(
+                        session, code, principal.region_code
+                    )
+                if seen[code]:
+                    deleted.append(camera_id)
+                    break
+    return CameraStatusFeed(
+        cursor=cursor,
+        full=False,
+        cameras=[_status_brief(ctx, *visible[cid]) for cid in ids if cid in visible],
+        added=[cid for cid in ids if cid in visible and touched[cid].added],
+        updated=[cid for cid in ids if cid in visible and touched[cid].base and not touched[cid].added],
+        deleted=deleted,
+    )
+
+
+def _status_brief(ctx: ApiContext, camera_id: int, enabled: bool, removed_us: int | None) -> CameraStatusBrief:
+    state, since_us, reason, recording = ctx.status.brief(camera_id)
+    return CameraStatusBrief(
+        id=camera_id,
+        enabled=enabled,
+        removed_us=removed_us,
+        state=state,
+        since_us=since_us,
+        reason=reason,
+        recording=recording,
+    )
 
 
 @router.post("", response_model=CameraOut, status_code=201)

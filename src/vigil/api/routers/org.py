@@ -106,6 +106,7 @@ async def create_region(body: RegionIn, principal: Authed, ctx: Ctx) -> RegionOu
 async def update_region(code: str, body: RegionPatch, principal: Authed, ctx: Ctx) -> RegionOut:
     """Rename or move a region inside the caller's scope (admin)."""
     await ctx.access.gate.require_admin(principal, "region.update", f"region:{code}")
+    moved = False
     async with ctx.access.audit.transaction() as tx:
         region = await _visible_region(tx.session, principal, code)
         if body.name is not None:
@@ -117,7 +118,10 @@ async def update_region(code: str, body: RegionPatch, principal: Authed, ctx: Ct
             if parent is not None and code in await ancestors(tx.session, parent):
                 raise Invalid(f"parent_code: {parent} lies under {code}; a region cannot move into its own subtree")
             region.parent_code = parent
+            moved = True
         await tx.append(_entry(principal, "region.update", f"region:{code}", f"name={region.name}"))
+    if moved:
+        ctx.feed.invalidate()  # cameras under it may have entered or left someone's scope
     return region_out(region)
 
 
@@ -141,6 +145,8 @@ async def delete_region(code: str, principal: Authed, ctx: Ctx) -> Response:
             raise Conflict(f"region {code} is still used by {', '.join(uses)}")
         await tx.session.delete(region)
         await tx.append(_entry(principal, "region.delete", f"region:{code}", f"name={region.name}"))
+    # The feed tells of a deleted camera by the region it was in, which no longer exists to check scope against.
+    ctx.feed.invalidate()
     return Response(status_code=204)
 
 

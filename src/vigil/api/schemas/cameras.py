@@ -117,6 +117,34 @@ class CameraCount(BaseModel):
     total: int
 
 
+class CameraStatusBrief(BaseModel):
+    """One camera in the status feed: what its tree node shows besides its name, and nothing else."""
+
+    id: int
+    enabled: bool
+    removed_us: int | None
+    state: CameraState
+    since_us: int
+    reason: str
+    recording: bool
+
+
+class CameraStatusFeed(BaseModel):
+    """``GET /api/cameras/status``: the cameras whose status changed since ``since``, and a cursor to ask again.
+
+    ``full``: the cursor was missing, unknown (another server process, e.g. before a restart) or too old;
+    ``cameras`` then lists every camera in scope and replaces what the client holds. Otherwise it lists the
+    changed ones, to merge. ``added``/``updated``: their base info (name, GB ID, region) is new, load it;
+    ``deleted``: gone, or moved out of the caller's scope."""
+
+    cursor: str
+    full: bool
+    cameras: list[CameraStatusBrief]
+    added: list[int]
+    updated: list[int]
+    deleted: list[int]
+
+
 class CameraIn(_CameraFields):
     """A camera to create (or the merged result of a PATCH); ``password`` None means none/unchanged."""
 

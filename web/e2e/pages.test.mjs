@@ -46,6 +46,7 @@ test('users and audit pages (admin) load; the audit chain verifies', async () =>
   // Logins, the first admin's creation and its password change: all about user:admin, all in words.
   const actions = await page.getByTestId('audit-action').allInnerTexts()
   assert.ok(actions.includes('登录') && actions.includes('用户·新增'), actions.join(','))
+  await page.locator('[data-testid="audit-table"] .el-loading-mask').waitFor({ state: 'hidden' })
   await screenshot(page, 'audit-filtered')
   assert.deepEqual(page.problems, [])
 })

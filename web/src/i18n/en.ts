@@ -412,7 +412,7 @@ const en: Messages = {
     shares: 'view shares',
     events: 'view events',
     reset: 'reset',
-    password: 'reset password',
+    password: 'change password',
     key: 'view key',
     invite: 'INVITE',
     ack: 'ACK',

@@ -410,7 +410,7 @@ const zhCN = {
     shares: '查看共享',
     events: '查看事件',
     reset: '复位',
-    password: '重置密码',
+    password: '修改密码',
     key: '查看密钥',
     invite: '点播请求',
     ack: '确认',

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vigil.domain.errors import Invalid, NotFound
 from vigil.events.camera_events import add_camera_event
 from vigil.storage.db import Database, now_us
-from vigil.storage.models import CameraEvent, EvidenceLock, NodeRun, Segment
+from vigil.storage.models import CameraEvent, DeletedRange, EvidenceLock, NodeRun, Segment
 
 
 def chain_seed(camera_id: int) -> str:
@@ -154,6 +154,56 @@ async def all_segments(session: AsyncSession, volume: str) -> list[Segment]:
 
 async def segment_camera_ids(session: AsyncSession) -> list[int]:
     return list((await session.execute(select(Segment.camera_id).distinct())).scalars())
+
+
+# -- time deleted by retention ------------------------------------------------------------------
+
+
+async def record_deleted(
+    session: AsyncSession, spans: Sequence[tuple[int, int, int]], reason: str, at_us: int, merge_gap_us: int
+) -> None:
+    """Note that each ``(camera_id, start_us, end_us)`` was deleted by retention (``reason`` "age"/"disk").
+
+    Spans of a camera closer than ``merge_gap_us`` are one range, and a range that continues the camera's
+    latest one extends it (retention deletes oldest first, so a camera keeps about one row per stretch).
+    """
+    by_camera: dict[int, list[tuple[int, int]]] = {}
+    for camera_id, start_us, end_us in sorted(spans):
+        merged = by_camera.setdefault(camera_id, [])
+        if merged and start_us - merged[-1][1] < merge_gap_us:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end_us))
+        else:
+            merged.append((start_us, end_us))
+    for camera_id, ranges in by_camera.items():
+        latest = (
+            await session.execute(
+                select(DeletedRange)
+                .where(DeletedRange.camera_id == camera_id)
+                .order_by(DeletedRange.end_us.desc(), DeletedRange.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        for start_us, end_us in ranges:
+            if latest is not None and latest.start_us <= start_us and start_us - latest.end_us < merge_gap_us:
+                latest.end_us = max(latest.end_us, end_us)
+                latest.reason = reason
+                latest.deleted_us = at_us
+            else:
+                latest = DeletedRange(
+                    camera_id=camera_id, start_us=start_us, end_us=end_us, reason=reason, deleted_us=at_us
+                )
+                session.add(latest)
+    await session.flush()
+
+
+async def deleted_between(session: AsyncSession, camera_id: int, from_us: int, to_us: int) -> list[DeletedRange]:
+    """The camera's ranges deleted by retention that overlap [from_us, to_us), oldest first."""
+    query = (
+        select(DeletedRange)
+        .where(DeletedRange.camera_id == camera_id, DeletedRange.end_us > from_us, DeletedRange.start_us < to_us)
+        .order_by(DeletedRange.start_us)
+    )
+    return list((await session.execute(query)).scalars())
 
 
 # -- camera events ----------------------------------------------------------------------------

@@ -142,6 +142,7 @@ async def integrity_report(
         segments = await index.segments_between(session, camera_id, from_us, to_us)
         events = await index.events_for_integrity(session, camera_id, from_us, to_us, EVENT_KINDS)
         runs = await index.runs_overlapping(session, from_us, to_us)
+        deleted = await index.deleted_between(session, camera_id, from_us, to_us)
     ranges = [TimeRange(s.start_us, s.end_us) for s in segments]
     if open_since_us is not None:
         ranges.append(TimeRange(open_since_us, now))
@@ -152,6 +153,7 @@ async def integrity_report(
         from_us,
         to_us,
         now,
+        deleted=[TimeRange(d.start_us, d.end_us) for d in deleted],
     )
 
 

@@ -210,17 +210,22 @@ async def deleted_between(session: AsyncSession, camera_id: int, from_us: int, t
 
 
 async def events_for_integrity(
-    session: AsyncSession, camera_id: int, from_us: int, to_us: int, kinds: Sequence[str]
+    session: AsyncSession, camera_id: int, from_us: int, to_us: int, groups: Sequence[Sequence[str]]
 ) -> list[CameraEvent]:
-    """Events of ``kinds`` in [from_us, to_us) plus the last one before ``from_us`` (the state at the start)."""
-    before = (
-        await session.execute(
-            select(CameraEvent)
-            .where(CameraEvent.camera_id == camera_id, CameraEvent.at_us < from_us, CameraEvent.kind.in_(kinds))
-            .order_by(CameraEvent.at_us.desc(), CameraEvent.id.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    """Events of the ``groups``' kinds in [from_us, to_us), preceded by each group's last event before
+    ``from_us`` (each state's value at the start; one query per group, oldest first, no duplicates)."""
+    before: dict[int, CameraEvent] = {}
+    for kinds in groups:
+        latest = (
+            await session.execute(
+                select(CameraEvent)
+                .where(CameraEvent.camera_id == camera_id, CameraEvent.at_us < from_us, CameraEvent.kind.in_(kinds))
+                .order_by(CameraEvent.at_us.desc(), CameraEvent.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if latest is not None:
+            before[latest.id] = latest
     inside = (
         await session.execute(
             select(CameraEvent)
@@ -228,12 +233,12 @@ async def events_for_integrity(
                 CameraEvent.camera_id == camera_id,
                 CameraEvent.at_us >= from_us,
                 CameraEvent.at_us < to_us,
-                CameraEvent.kind.in_(kinds),
+                CameraEvent.kind.in_({kind for kinds in groups for kind in kinds}),
             )
             .order_by(CameraEvent.at_us, CameraEvent.id)
         )
     ).scalars()
-    return ([before] if before is not None else []) + list(inside)
+    return sorted(before.values(), key=lambda e: (e.at_us, e.id)) + list(inside)
 
 
 async def runs_overlapping(session: AsyncSession, from_us: int, to_us: int, node: str | None = None) -> list[NodeRun]:

@@ -40,9 +40,11 @@ _STATE_EVENTS: dict[str, dict[str, bool]] = {
     "offline": {"offline": True, "reconnecting": True, "online": False, "disabled": False},
 }
 
-#: Every event kind the integrity view reads (callers query only these).
-EVENT_KINDS: tuple[str, ...] = tuple(
-    sorted({kind for table in _STATE_EVENTS.values() for kind in table if kind != _RUN_STARTED})
+#: The event kinds the integrity view reads (callers query only these), per state. The state at a window's
+#: start is its own group's latest event before it: a camera that stopped for a full disk and later went
+#: offline and online is still stopped.
+EVENT_GROUPS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(sorted(kind for kind in table if kind != _RUN_STARTED)) for table in _STATE_EVENTS.values()
 )
 
 

@@ -26,7 +26,7 @@ from vigil.playback.export import create_export, manifest_path_for
 from vigil.playback.session import SPEEDS, PlaybackSession
 from vigil.playback.source import SegmentFiles, SqlPlaybackIndex
 from vigil.recorder import index
-from vigil.recorder.integrity import EVENT_KINDS, IntegrityReport, RunSpan, StateEvent, TimeRange, compute_integrity
+from vigil.recorder.integrity import EVENT_GROUPS, IntegrityReport, RunSpan, StateEvent, TimeRange, compute_integrity
 from vigil.storage.db import Database, now_us
 from vigil.storage.models import Camera, EvidenceLock, Export
 
@@ -140,7 +140,7 @@ async def integrity_report(
         if from_us >= to_us:
             return IntegrityReport(from_us, to_us, (), (), 0, 0)
         segments = await index.segments_between(session, camera_id, from_us, to_us)
-        events = await index.events_for_integrity(session, camera_id, from_us, to_us, EVENT_KINDS)
+        events = await index.events_for_integrity(session, camera_id, from_us, to_us, EVENT_GROUPS)
         runs = await index.runs_overlapping(session, from_us, to_us)
         deleted = await index.deleted_between(session, camera_id, from_us, to_us)
     ranges = [TimeRange(s.start_us, s.end_us) for s in segments]

@@ -52,6 +52,21 @@ async def test_scoped_admin_cannot_widen_scope(api: Api) -> None:
         names = [u["username"] for u in (await admin.get("/api/users")).json()]
         assert names == ["admin-a", "park"]  # not root (node-wide) nor vb (region B)
         assert (await admin.patch(f"/api/users/{api.users['vb']}", json={"role": "admin"})).status_code == 404
+        assert (await admin.delete(f"/api/users/{api.users['vb']}")).status_code == 404
+    # Each refusal is a denied row: the scope it may not grant, and the user it may not reach.
+    vb = api.users["vb"]
+    denied = [(r.action, r.target, r.detail) for r in await api.audit_rows(username="admin-a", allowed=False)]
+    assert denied == [
+        ("user.create", "user:b", "region_code: region 320104 is outside your scope (320102)"),
+        ("user.create", "user:all", denied[1][2]),
+        ("user.update", f"user#{vb}", f"user {vb} not found"),
+        ("user.delete", f"user#{vb}", f"user {vb} not found"),
+    ]
+    assert "cannot create users with a wider scope" in denied[1][2]
+    async with await api.as_user("root") as root:
+        assert (await root.patch(f"/api/users/{api.users['root']}", json={"role": "viewer"})).status_code == 409
+    (self_demote,) = [r for r in await api.audit_rows(username="root", allowed=False)]
+    assert (self_demote.action, self_demote.target) == ("user.update", f"user#{api.users['root']}")
 
 
 async def test_password_reset_unlocks_and_ends_sessions(api: Api) -> None:

@@ -139,6 +139,19 @@ async def _reference_errors(session: AsyncSession, principal: Principal, spec: C
     return errors
 
 
+async def _audit_region_refusal(
+    ctx: ApiContext, principal: Principal, action: str, target: str, region_code: str | None, exc: InvalidFields
+) -> None:
+    """A region refused because it lies outside the caller's scope (it exists) is a denial: audited, while
+    the caller is told only that it does not exist. A region that really is missing is just a bad value."""
+    if region_code is None or not any(e.field == "region_code" for e in exc.errors):
+        return
+    async with ctx.access.db.session() as session:
+        exists = await session.get(Region, region_code) is not None
+    if exists:
+        await ctx.access.gate.audit(principal, action, target, False, f"region {region_code} outside scope")
+
+
 async def _notify(ctx: ApiContext, camera_ids: Sequence[int]) -> None:
     for camera_id in camera_ids:
         try:
@@ -239,6 +252,9 @@ async def create_camera(body: CameraIn, principal: Authed, ctx: Ctx) -> CameraOu
             await tx.append(_entry(principal, "camera.create", cam.gb_id, f"id={cam.id} name={cam.name}"))
     except IntegrityError as exc:
         raise Conflict(f"gb_id: {body.gb_id} is already used by another camera") from exc
+    except InvalidFields as exc:
+        await _audit_region_refusal(ctx, principal, "camera.create", body.gb_id, body.region_code, exc)
+        raise
     await _notify(ctx, [cam.id])
     return camera_out(ctx, cam)
 
@@ -488,6 +504,10 @@ async def update_camera(camera_id: int, body: CameraPatch, principal: Authed, ct
             await tx.append(_entry(principal, "camera.update", cam.gb_id, detail))
     except IntegrityError as exc:
         raise Conflict("gb_id: already used by another camera") from exc
+    except InvalidFields as exc:
+        region = changes.get("region_code")
+        await _audit_region_refusal(ctx, principal, "camera.update", f"camera#{camera_id}", region, exc)
+        raise
     await _notify(ctx, [cam.id])
     return camera_out(ctx, cam)
 

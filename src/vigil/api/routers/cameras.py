@@ -316,11 +316,13 @@ async def import_cameras(
     await ctx.access.gate.require_role(principal, "edit", "camera.import", file.filename or "upload")
     data = await file.read(MAX_IMPORT_BYTES + 1)
     if len(data) > MAX_IMPORT_BYTES:
-        return _rejected([ImportRowError(row=0, field="file", message=f"larger than {MAX_IMPORT_BYTES} bytes")])
+        too_big = [ImportRowError(row=0, field="file", message=f"larger than {MAX_IMPORT_BYTES} bytes")]
+        return await _import_refused(ctx, principal, file.filename, dry_run, too_big)
     try:
         rows = read_csv(decode_csv_bytes(data))
     except CsvFileError as exc:
-        return _rejected([ImportRowError(row=exc.row, field=exc.field, message=exc.message)])
+        bad_file = [ImportRowError(row=exc.row, field=exc.field, message=exc.message)]
+        return await _import_refused(ctx, principal, file.filename, dry_run, bad_file)
 
     async with ctx.access.db.session() as session:
         by_name = {row.name: row.id for row in await session.execute(select(Department.name, Department.id))}
@@ -342,7 +344,7 @@ async def import_cameras(
         else:
             errors.extend(sorted(row_errors, key=_column_order))  # left to right, as in the sheet
     if errors:
-        return _rejected(errors)
+        return await _import_refused(ctx, principal, file.filename, dry_run, errors)
     updated = sum(1 for s in specs if s.gb_id in existing)
     result = ImportResult(imported=len(specs) - updated, updated=updated, errors=[], dry_run=dry_run)
     if dry_run or not specs:
@@ -378,6 +380,18 @@ async def import_cameras(
         raise Conflict("a camera with one of these gb_ids was added meanwhile; import again") from exc
     await _notify(ctx, changed)
     return result
+
+
+async def _import_refused(
+    ctx: ApiContext, principal: Principal, filename: str | None, dry_run: bool, errors: list[ImportRowError]
+) -> JSONResponse:
+    """A refused import (nothing written) is a denied camera.import row naming the first problems: rows that
+    reach outside the caller's scope are refused here too, so they must leave a trace."""
+    shown = "; ".join(f"row {e.row} {e.field}: {e.message}" for e in errors[:5])
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    detail = f"{'dry run: ' if dry_run else ''}{len(errors)} problems, nothing imported: {shown}{more}"
+    await ctx.access.gate.audit(principal, "camera.import", filename or "upload", False, detail[:2000])
+    return _rejected(errors)
 
 
 def _rejected(errors: list[ImportRowError]) -> JSONResponse:

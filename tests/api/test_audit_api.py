@@ -133,3 +133,24 @@ async def test_actions_lists_what_the_log_holds(api: Api) -> None:
         await root.post("/api/users", json={"username": "w", "password": PASSWORD, "role": "viewer"})
     async with await api.as_user("w") as viewer:
         assert (await viewer.get("/api/audit/actions")).status_code == 403
+
+
+async def test_cli_verify_without_a_database_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run from the wrong directory: exit 2 and a sentence naming where it looked, not a traceback, and no
+    empty database left behind that a second run would call "OK"."""
+    missing = tmp_path / "elsewhere"
+    status = await asyncio.to_thread(audit_verify_cli, Settings(data_dir=missing))
+    assert status == 2
+    assert f"no Vigil database at {(missing / 'vigil.db').resolve()}" in capsys.readouterr().out
+    assert not missing.exists()
+    # A file that is no Vigil database (or a server without its tables) is named too.
+    missing.mkdir()
+    (missing / "vigil.db").write_bytes(b"")
+    status = await asyncio.to_thread(audit_verify_cli, Settings(data_dir=missing))
+    out = capsys.readouterr().out
+    assert status == 2 and "cannot read the audit log" in out and "audit_log" in out, out
+    # PostgreSQL with a wrong password: the URL is shown without it.
+    wrong = Settings(database={"url": "postgresql+asyncpg://postgres:s3cret@127.0.0.1:5432/no_such_vigil_db"})
+    status = await asyncio.to_thread(audit_verify_cli, wrong)
+    out = capsys.readouterr().out
+    assert status == 2 and "cannot read the audit log" in out and "s3cret" not in out, out

@@ -207,3 +207,8 @@ async def test_scoped_admin_import_cannot_touch_other_regions(api: Api) -> None:
         ]
         export = (await admin.get("/api/cameras/export.csv")).content.decode("utf-8-sig")
     assert export.strip() == HEADER
+    # The refusal (it reached into region B) is in the audit log, naming the rows.
+    (denied,) = await api.audit_rows(username="admin-a", allowed=False)
+    assert (denied.action, denied.target) == ("camera.import", "cameras.csv")
+    assert denied.detail.startswith("2 problems, nothing imported: row 2 gb_id: 32010400001320000002 is already")
+    assert "row 3 region_code: region '320104' does not exist" in denied.detail

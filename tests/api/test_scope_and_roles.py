@@ -109,6 +109,16 @@ async def test_scoped_admin_manages_only_its_subtree(api: Api) -> None:
         # Moving an own camera out of scope is refused the same way.
         r = await admin.patch(f"/api/cameras/{ids[GB_A]}", json={"region_code": REGION_B})
         assert r.status_code == 422
+        # A region that really does not exist is only a bad value, not a denial.
+        r = await admin.post("/api/cameras", json=camera_body("32010200001320000009", "320199"))
+        assert r.status_code == 422
+    # Reaching into region B is audited as denied (the answer said only "does not exist").
+    denied = [(r.action, r.target, r.detail) for r in await api.audit_rows(username="admin-a", allowed=False)]
+    assert denied == [
+        ("edit", GB_B, "outside scope 320102"),
+        ("camera.create", "32010400001320000008", f"region {REGION_B} outside scope"),
+        ("camera.update", f"camera#{ids[GB_A]}", f"region {REGION_B} outside scope"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,21 @@ async def test_scoped_admin_cannot_widen_scope(api: Api) -> None:
         names = [u["username"] for u in (await admin.get("/api/users")).json()]
         assert names == ["admin-a", "park"]  # not root (node-wide) nor vb (region B)
         assert (await admin.patch(f"/api/users/{api.users['vb']}", json={"role": "admin"})).status_code == 404
+        assert (await admin.delete(f"/api/users/{api.users['vb']}")).status_code == 404
+    # Each refusal is a denied row: the scope it may not grant, and the user it may not reach.
+    vb = api.users["vb"]
+    denied = [(r.action, r.target, r.detail) for r in await api.audit_rows(username="admin-a", allowed=False)]
+    assert denied == [
+        ("user.create", "user:b", "region_code: region 320104 is outside your scope (320102)"),
+        ("user.create", "user:all", denied[1][2]),
+        ("user.update", f"user#{vb}", f"user {vb} not found"),
+        ("user.delete", f"user#{vb}", f"user {vb} not found"),
+    ]
+    assert "cannot create users with a wider scope" in denied[1][2]
+    async with await api.as_user("root") as root:
+        assert (await root.patch(f"/api/users/{api.users['root']}", json={"role": "viewer"})).status_code == 409
+    (self_demote,) = [r for r in await api.audit_rows(username="root", allowed=False)]
+    assert (self_demote.action, self_demote.target) == ("user.update", f"user#{api.users['root']}")
 
 
 async def test_password_reset_unlocks_and_ends_sessions(api: Api) -> None:
@@ -118,3 +133,29 @@ async def test_scoped_regions_list_and_create(api: Api) -> None:
         dept = r.json()
         assert (await admin.patch(f"/api/departments/{dept['id']}", json={"name": "城管局"})).json()["name"] == "城管局"
         assert (await admin.delete(f"/api/departments/{dept['id']}")).status_code == 204
+
+
+async def test_scoped_admin_reaching_other_regions_and_departments_is_audited(api: Api) -> None:
+    await api.add_user("admin-a", "admin", REGION_A)
+    async with await api.as_user("root") as root:
+        r = await root.post("/api/departments", json={"name": "秦淮交警", "region_code": REGION_B})
+        other_dept = r.json()["id"]
+    async with await api.as_user("admin-a") as admin:
+        assert (await admin.post("/api/regions", json={"code": "34", "name": "x"})).status_code == 403
+        assert (await admin.patch(f"/api/regions/{REGION_B}", json={"name": "改"})).status_code == 404
+        assert (await admin.delete(f"/api/regions/{REGION_B}")).status_code == 404
+        assert (await admin.post("/api/departments", json={"name": "全市"})).status_code == 403
+        assert (await admin.patch(f"/api/departments/{other_dept}", json={"name": "改"})).status_code == 404
+        assert (await admin.delete(f"/api/departments/{other_dept}")).status_code == 404
+    denied = [(r.action, r.target) for r in await api.audit_rows(username="admin-a", allowed=False)]
+    assert denied == [
+        ("region.create", "region:34"),
+        ("region.update", f"region:{REGION_B}"),
+        ("region.delete", f"region:{REGION_B}"),
+        ("department.create", "department:全市"),
+        ("department.update", f"department#{other_dept}"),
+        ("department.delete", f"department#{other_dept}"),
+    ]
+    async with await api.as_user("root") as root:
+        names = {d["name"] for d in (await root.get("/api/departments")).json()}
+        assert "秦淮交警" in names  # nothing changed

@@ -1,5 +1,6 @@
 """Vigil killed with SIGKILL mid-recording: on restart the index agrees with the disk, recording resumes,
-and the outage shows in the integrity view as 'Vigil stopped'."""
+and the outage shows in the integrity view as 'Vigil stopped'. On SQLite and on PostgreSQL (where the kill
+also drops the server connections mid-transaction)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from tests.helpers import free_port
@@ -22,12 +24,16 @@ from vigil.storage.models import CameraEvent, Segment
 
 STORAGE = {"segment_seconds": 3.0, "fragment_seconds": 0.5}
 
+pytestmark = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 
 def files_on_disk(volume: Path) -> set[str]:
     return {str(p.relative_to(volume)) for p in volume.rglob("*.mp4")}
 
 
-async def test_sigkill_mid_recording_recovers_and_shows_the_gap(tmp_path: Path) -> None:
+async def test_sigkill_mid_recording_recovers_and_shows_the_gap(tmp_path: Path, database_url: str) -> None:
     data = tmp_path / "data"
     sim_port = free_port()
     env = dict(
@@ -37,6 +43,7 @@ async def test_sigkill_mid_recording_recovers_and_shows_the_gap(tmp_path: Path) 
         VIGIL_SERVER__PORT="0",
         VIGIL_STORAGE__SEGMENT_SECONDS=str(STORAGE["segment_seconds"]),
         VIGIL_STORAGE__FRAGMENT_SECONDS=str(STORAGE["fragment_seconds"]),
+        VIGIL_DATABASE__URL=database_url,
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -65,7 +72,7 @@ async def test_sigkill_mid_recording_recovers_and_shows_the_gap(tmp_path: Path) 
     before = files_on_disk(volume)
     await asyncio.sleep(2.0)  # Vigil stays down for a while
 
-    vigil = Vigil(node_settings(data, sim={"cameras": 1, "port": sim_port}, storage=STORAGE))
+    vigil = Vigil(node_settings(data, database_url, sim={"cameras": 1, "port": sim_port}, storage=STORAGE))
     await vigil.start()
     try:
         assert vigil.db is not None

@@ -34,12 +34,19 @@ STATUS = {NotFound: 404, Invalid: 422, Forbidden: 403}
 class FakeGate:
     calls: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     hidden: set[int] = field(default_factory=set)
+    audits: list[tuple[str, str, bool]] = field(default_factory=list)
 
     async def __call__(self, conn: HTTPConnection, camera_id: int, action: CameraAction, detail: str = "") -> Principal:
         self.calls.append((camera_id, action, json.loads(detail) if detail else {}))
         if camera_id in self.hidden:
             raise NotFound(f"camera {camera_id} does not exist")
         return Principal(1, "alice", "operator", None, "127.0.0.1:1")
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal:
+        return Principal(1, "alice", "operator", None, "127.0.0.1:1")
+
+    async def audit(self, principal: Principal, action: str, target: str, allowed: bool, detail: str = "") -> None:
+        self.audits.append((action, target, allowed))
 
 
 @dataclass
@@ -114,6 +121,7 @@ async def test_export_endpoints(server: Server) -> None:
         assert len(clip.content) == exp["bytes"]
         assert manifest.json()["reason"] == "案件 2024-17 调阅"
         assert (await client.get("/api/exports/999/clip.mp4")).status_code == 404
+        assert server.gate.audits == [("export", "export#999", False)]
         bad = await client.post(f"/api/cameras/{CAMERA}/exports", json={**body, "reason": ""})
         assert bad.status_code == 422
     export_call = next(c for c in server.gate.calls if c[1] == "export")

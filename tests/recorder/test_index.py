@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import pytest
 
+from vigil.api.routers.recordings import integrity_report
+from vigil.domain.camera import GapCause
 from vigil.domain.errors import Invalid, NotFound
 from vigil.events.camera_events import add_camera_event
 from vigil.recorder import index
 from vigil.recorder.index import SegmentRecord
-from vigil.recorder.integrity import EVENT_KINDS
+from vigil.recorder.integrity import EVENT_GROUPS
 from vigil.storage.db import Database
 from vigil.storage.models import NodeRun
 
@@ -47,7 +49,7 @@ async def test_events_runs_and_locks(db_any: Database) -> None:
         s.add(NodeRun(started_us=0, last_alive_us=5 * S))
         s.add(NodeRun(started_us=100 * S, last_alive_us=101 * S))
     async with db_any.session() as s:
-        events = await index.events_for_integrity(s, 1, 10 * S, 20 * S, EVENT_KINDS)
+        events = await index.events_for_integrity(s, 1, 10 * S, 20 * S, EVENT_GROUPS)
         assert [(e.at_us, e.kind) for e in events] == [(2 * S, "online"), (11 * S, "offline")]
         runs = await index.runs_overlapping(s, 10 * S, 20 * S)
         assert [r.started_us for r in runs] == []  # the latest run started after the window
@@ -64,3 +66,26 @@ async def test_events_runs_and_locks(db_any: Database) -> None:
         await index.delete_lock(s, lock.id)
         with pytest.raises(NotFound):
             await index.delete_lock(s, lock.id)
+
+
+async def test_each_state_at_the_window_start_comes_from_its_own_latest_event(db_any: Database) -> None:
+    """Stopped for a full disk at 10 s, then the camera went offline and came back: at 40 s recording is
+    still stopped, though the latest event before the window is "online"."""
+    async with db_any.session() as s:
+        await add_camera_event(s, 1, "disk_full", "alarm", "ENOSPC", at_us=10 * S)
+        await add_camera_event(s, 1, "recording_stopped", "alarm", "ENOSPC", at_us=10 * S)
+        await add_camera_event(s, 1, "offline", "warning", "", at_us=20 * S)
+        await add_camera_event(s, 1, "online", "info", "", at_us=30 * S)
+        await add_camera_event(s, 1, "recording_resumed", "info", "", at_us=50 * S)
+    report = await integrity_report(db_any, 1, 40 * S, 60 * S, now=100 * S)
+    assert [(g.start_us, g.end_us, g.cause) for g in report.gaps] == [
+        (40 * S, 50 * S, GapCause.DISK_FULL),
+        (50 * S, 60 * S, GapCause.UNKNOWN),
+    ]
+    async with db_any.session() as s:
+        events = await index.events_for_integrity(s, 1, 40 * S, 60 * S, EVENT_GROUPS)
+    assert [(e.at_us, e.kind) for e in events] == [
+        (10 * S, "recording_stopped"),  # the disk group's latest (same instant as disk_full, inserted after)
+        (30 * S, "online"),
+        (50 * S, "recording_resumed"),
+    ]

@@ -99,3 +99,20 @@ def test_a_new_run_ends_an_old_not_scheduled_state() -> None:
     )
     assert rep.expected_us == 30 * S  # 40 s minus the 10 s not scheduled
     assert rep.coverage_percent == 33.333
+
+
+def test_time_deleted_by_retention_is_its_own_cause_before_any_other() -> None:
+    # Recorded 0-60 s; retention deleted 0-30 s (three segments, a few ms apart); the camera was offline
+    # 70-80 s. Before the deletion the 30 s were recorded, so no other state may claim them.
+    kept = [TimeRange(30 * S + 40_000, 60 * S)]
+    deleted = [TimeRange(0, 10 * S), TimeRange(10 * S + 20_000, 20 * S), TimeRange(20 * S + 30_000, 30 * S)]
+    events = [StateEvent(0, "offline"), StateEvent(1, "online"), StateEvent(70 * S, "offline")]
+    events += [StateEvent(80 * S, "online")]
+    rep = compute_integrity(kept, events, [RunSpan(0, 100 * S)], 0, 100 * S, now_us=100 * S, deleted=deleted)
+    assert rep.gaps == (
+        Gap(0, 30 * S + 40_000, GapCause.DELETED_BY_RETENTION),  # no unknown slivers between the segments
+        Gap(60 * S, 70 * S, GapCause.UNKNOWN),
+        Gap(70 * S, 80 * S, GapCause.CAMERA_OFFLINE),
+        Gap(80 * S, 100 * S, GapCause.UNKNOWN),
+    )
+    assert rep.coverage_percent == round(100 * (30 * S - 40_000) / (100 * S), 3)  # deleted is not recorded

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
+from vigil.api.routers.recordings import integrity_report
+from vigil.domain.camera import GapCause
+from vigil.recorder import index
 from vigil.recorder.index import SegmentRecord, create_lock, delete_lock, insert_segment, list_locks
 from vigil.recorder.retention import (
     Candidate,
@@ -161,3 +164,42 @@ async def _rows(db: Database):  # type: ignore[no-untyped-def]
     async with db.session() as s:
         for row in (await s.execute(select(Segment.camera_id, Segment.start_us).order_by(Segment.start_us))).all():
             yield row[0], row[1]
+
+
+async def test_deleted_time_is_noted_per_camera_and_shows_in_the_integrity_view(
+    db_any: Database, tmp_path: Path
+) -> None:
+    """Each pass notes what it deleted; a pass continuing the camera's stretch extends its row instead of adding
+    one per pass; the integrity view calls that time "deleted by retention", disk cleanup included."""
+    db = db_any
+    volumes = Volumes([tmp_path / "v"], usage=FolderUsage(10**9), reserve_bytes=0)
+    await add_camera(db, 1, retention_days=1)
+    await add_camera(db, 2, retention_days=30)
+    first = NOW_US - DAY_US - 60_000_000  # six contiguous 10 s segments, the first ending 50 s before the cutoff
+    for k in range(6):
+        await add_segment(db, volumes, 1, first + k * 10_000_000, 10)
+    runner = RetentionRunner(db, volumes, StorageSettings(default_retention_days=30))
+    assert (await runner.run_once(NOW)).by_age == 6  # all end at or before the cutoff
+    # A pass later: four more of the same stretch have aged out.
+    for k in range(6, 10):
+        await add_segment(db, volumes, 1, first + k * 10_000_000, 10)
+    assert (await runner.run_once(NOW + timedelta(seconds=40))).by_age == 4
+    async with db.session() as s:
+        rows = [(r.camera_id, r.start_us, r.end_us, r.reason) for r in await index.deleted_between(s, 1, 0, NOW_US)]
+    assert rows == [(1, first, first + 100_000_000, "age")]  # one row for the stretch, not one per pass
+
+    # Disk cleanup on camera 2 (not past its retention) is noted the same way, as "disk".
+    volumes_small = Volumes([tmp_path / "v"], usage=FolderUsage(80), reserve_bytes=0)  # 120 used: 2 go
+    for k in range(3):
+        await add_segment(db, volumes_small, 2, NOW_US - 3_600_000_000 + k * 10_000_000, 40)
+    report = await RetentionRunner(db, volumes_small, StorageSettings()).run_once(NOW)
+    assert report.by_disk == 2
+    async with db.session() as s:
+        rows = [(r.start_us, r.end_us, r.reason) for r in await index.deleted_between(s, 2, 0, NOW_US)]
+    assert rows == [(NOW_US - 3_600_000_000, NOW_US - 3_600_000_000 + 20_000_000, "disk")]
+
+    window = (first, first + 100_000_000)
+    report_1 = await integrity_report(db, 1, *window, now=NOW_US)
+    assert [(g.start_us, g.end_us, g.cause) for g in report_1.gaps] == [
+        (window[0], window[1], GapCause.DELETED_BY_RETENTION)
+    ]

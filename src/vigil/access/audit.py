@@ -19,9 +19,12 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vigil.settings import Settings
@@ -171,7 +174,12 @@ async def verify_audit(db: Database) -> AuditVerdict:
 
 
 def audit_verify_cli(settings: Settings) -> int:
-    """``vigil audit verify``: print the verdict; exit status 0 if the chain is intact, 1 if not."""
+    """``vigil audit verify``: print the verdict; exit status 0 if the chain is intact, 1 if not, 2 if there is
+    no audit log to read (a wrong ``--data``/``--config``: said so, never "OK: 0 rows" for an empty new file)."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
+        print(f"error: no Vigil database at {url.database} (run from the node's directory, or pass --data/--config)")
+        return 2
 
     async def run() -> AuditVerdict:
         db = Database(settings.database_url)
@@ -180,7 +188,13 @@ def audit_verify_cli(settings: Settings) -> int:
         finally:
             await db.close()
 
-    verdict = asyncio.run(run())
+    try:
+        verdict = asyncio.run(run())
+    except (OSError, SQLAlchemyError) as exc:
+        # Unreachable server, wrong credentials, a database without Vigil's tables: name it, no traceback.
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"error: cannot read the audit log from {url.render_as_string(hide_password=True)}: {cause}")
+        return 2
     if verdict.ok:
         print(f"audit log OK: {verdict.reason}")
         return 0

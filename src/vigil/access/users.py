@@ -206,7 +206,12 @@ class Accounts:
                 await tx.session.flush()
                 await tx.append(_entry(principal, "user.create", target, True, _describe(user)))
         except IntegrityError as exc:
-            raise Conflict(f"username: {spec.username!r} is already taken") from exc
+            taken = Conflict(f"username: {spec.username!r} is already taken")
+            await self._refused(principal, "user.create", target, taken)
+            raise taken from exc
+        except _REFUSALS as exc:
+            await self._refused(principal, "user.create", target, exc)
+            raise
         return user
 
     async def update_user(self, principal: Principal, user_id: int, changes: UserChanges) -> User:
@@ -214,6 +219,16 @@ class Accounts:
         if changes.role is not None:
             check_role(changes.role)
         new_hash = await self._passwords.hash(changes.password) if changes.password is not None else None
+        try:
+            user = await self._update(principal, user_id, changes, new_hash)
+        except _REFUSALS as exc:
+            await self._refused(principal, "user.update", f"user#{user_id}", exc)
+            raise
+        if changes.enabled is False or new_hash is not None:
+            await self._sessions.revoke_user(user.id)
+        return user
+
+    async def _update(self, principal: Principal, user_id: int, changes: UserChanges, new_hash: str | None) -> User:
         async with self._audit.transaction() as tx:
             user = await self._get_visible(tx.session, principal, user_id)
             demotes = changes.role is not None and changes.role != user.role
@@ -236,19 +251,25 @@ class Accounts:
                 user.failed_logins = 0
                 user.locked_until_us = 0
             await tx.append(_entry(principal, "user.update", f"user:{user.username}", True, _describe_changes(changes)))
-        if changes.enabled is False or new_hash is not None:
-            await self._sessions.revoke_user(user.id)
         return user
 
     async def delete_user(self, principal: Principal, user_id: int) -> None:
         """Delete a user in scope (not yourself); their sessions go with them."""
-        if user_id == principal.user_id:
-            raise Conflict("you cannot delete your own account")
-        async with self._audit.transaction() as tx:
-            user = await self._get_visible(tx.session, principal, user_id)
-            await tx.session.delete(user)
-            await tx.append(_entry(principal, "user.delete", f"user:{user.username}", True, _describe(user)))
+        try:
+            if user_id == principal.user_id:
+                raise Conflict("you cannot delete your own account")
+            async with self._audit.transaction() as tx:
+                user = await self._get_visible(tx.session, principal, user_id)
+                await tx.session.delete(user)
+                await tx.append(_entry(principal, "user.delete", f"user:{user.username}", True, _describe(user)))
+        except _REFUSALS as exc:
+            await self._refused(principal, "user.delete", f"user#{user_id}", exc)
+            raise
         await self._sessions.revoke_user(user_id)
+
+    async def _refused(self, principal: Principal, action: str, target: str, exc: Exception) -> None:
+        """A refused user change is an audit row too (its own transaction: the change's rolled back)."""
+        await self._audit.record(_entry(principal, action, target, False, str(exc)))
 
     async def _get_visible(self, session: AsyncSession, principal: Principal, user_id: int) -> User:
         user = await session.get(User, user_id)
@@ -278,6 +299,11 @@ async def _check_grantable_region(session: AsyncSession, principal: Principal, r
         raise Invalid(f"region_code: region {region_code!r} does not exist")
     if not scope_contains(principal.region_code, chain):
         raise Forbidden(f"region_code: region {region_code} is outside your scope ({principal.region_code})")
+
+
+#: Refusals of a user change that are audited as denials: outside the caller's scope (looks absent), a scope
+#: it may not grant, or a change to oneself / a taken name. Bad field values (Invalid) are not access decisions.
+_REFUSALS = (NotFound, Forbidden, Conflict)
 
 
 def _entry(principal: Principal, action: str, target: str, allowed: bool, detail: str) -> AuditEntry:

@@ -33,3 +33,12 @@ class CameraGate(Protocol):
     async def __call__(
         self, conn: HTTPConnection, camera_id: int, action: CameraAction, detail: str = ""
     ) -> Principal: ...
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal:
+        """The caller, or Unauthorized; for routes that must look a row up before they know its camera."""
+        ...
+
+    async def audit(self, principal: Principal, action: str, target: str, allowed: bool, detail: str = "") -> None:
+        """One audit row as ``principal``: for refusals the gate cannot see (an unknown ID, a path leaving the
+        recording volumes) after it has let the caller in."""
+        ...

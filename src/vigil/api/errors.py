@@ -12,17 +12,26 @@ Invalid            422   invalid
 StorageFull        507   storage_full
 UpstreamTimeout    504   gateway_timeout
 malformed JSON     400   bad_request
+value the database
+cannot hold        422   invalid
 =================  ====  ================
+
+The last row: request values that pass their type but not the column (an ID past 32 bits on PostgreSQL or
+64 bits on SQLite, a NUL character in text on PostgreSQL) are the caller's mistake, reported as such with the
+value, not a 500 — on whichever database the node runs.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,6 +48,8 @@ from vigil.domain.errors import (
     UpstreamTimeout,
     VigilError,
 )
+
+log = logging.getLogger(__name__)
 
 #: Most specific first: AccountLocked is a Forbidden.
 _MAPPING: tuple[tuple[type[VigilError], int, str], ...] = (
@@ -125,11 +136,43 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+#: PostgreSQL's SQLSTATE class 22 (data exception): the value itself is wrong for its column.
+_PG_DATA_EXCEPTION = "22"
+#: SQLSTATE 22021 character_not_in_repertoire: PostgreSQL text cannot hold NUL.
+_PG_NUL_IN_TEXT = "22021"
+_QUERY_ARGUMENT = re.compile(r"^invalid input for query argument \$\d+: ")
+
+
+def _unstorable_value(exc: Exception) -> str | None:
+    """What is wrong with a request value the database refused, or None if ``exc`` is something else."""
+    if isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc):
+        return "a number in the request is too large (at most 9223372036854775807)"
+    if isinstance(exc, DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        if sqlstate == _PG_NUL_IN_TEXT:
+            return "text in the request contains a NUL character (\\u0000), which cannot be stored"
+        if sqlstate.startswith(_PG_DATA_EXCEPTION):
+            first_line = str(exc.orig).splitlines()[0] if str(exc.orig) else sqlstate
+            return f"a value in the request cannot be stored or looked up: {_QUERY_ARGUMENT.sub('', first_line)}"
+    return None
+
+
+async def _database_value_error(request: Request, exc: Exception) -> Response:
+    detail = _unstorable_value(exc)
+    if detail is None:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal", "internal error")
+    log.info("%s %s: %s", request.method, request.url.path, detail)
+    return error_response(422, "invalid", detail)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mappings above on ``app``."""
     app.add_exception_handler(VigilError, _vigil_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_value_error)
+    app.add_exception_handler(OverflowError, _database_value_error)
 
 
 #: ``responses=`` for routers so the OpenAPI schema (and the console's types) describe error bodies.

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vigil.domain.errors import Invalid, NotFound
 from vigil.events.camera_events import add_camera_event
 from vigil.storage.db import Database, now_us
-from vigil.storage.models import CameraEvent, EvidenceLock, NodeRun, Segment
+from vigil.storage.models import CameraEvent, DeletedRange, EvidenceLock, NodeRun, Segment
 
 
 def chain_seed(camera_id: int) -> str:
@@ -156,21 +156,76 @@ async def segment_camera_ids(session: AsyncSession) -> list[int]:
     return list((await session.execute(select(Segment.camera_id).distinct())).scalars())
 
 
+# -- time deleted by retention ------------------------------------------------------------------
+
+
+async def record_deleted(
+    session: AsyncSession, spans: Sequence[tuple[int, int, int]], reason: str, at_us: int, merge_gap_us: int
+) -> None:
+    """Note that each ``(camera_id, start_us, end_us)`` was deleted by retention (``reason`` "age"/"disk").
+
+    Spans of a camera closer than ``merge_gap_us`` are one range, and a range that continues the camera's
+    latest one extends it (retention deletes oldest first, so a camera keeps about one row per stretch).
+    """
+    by_camera: dict[int, list[tuple[int, int]]] = {}
+    for camera_id, start_us, end_us in sorted(spans):
+        merged = by_camera.setdefault(camera_id, [])
+        if merged and start_us - merged[-1][1] < merge_gap_us:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end_us))
+        else:
+            merged.append((start_us, end_us))
+    for camera_id, ranges in by_camera.items():
+        latest = (
+            await session.execute(
+                select(DeletedRange)
+                .where(DeletedRange.camera_id == camera_id)
+                .order_by(DeletedRange.end_us.desc(), DeletedRange.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        for start_us, end_us in ranges:
+            if latest is not None and latest.start_us <= start_us and start_us - latest.end_us < merge_gap_us:
+                latest.end_us = max(latest.end_us, end_us)
+                latest.reason = reason
+                latest.deleted_us = at_us
+            else:
+                latest = DeletedRange(
+                    camera_id=camera_id, start_us=start_us, end_us=end_us, reason=reason, deleted_us=at_us
+                )
+                session.add(latest)
+    await session.flush()
+
+
+async def deleted_between(session: AsyncSession, camera_id: int, from_us: int, to_us: int) -> list[DeletedRange]:
+    """The camera's ranges deleted by retention that overlap [from_us, to_us), oldest first."""
+    query = (
+        select(DeletedRange)
+        .where(DeletedRange.camera_id == camera_id, DeletedRange.end_us > from_us, DeletedRange.start_us < to_us)
+        .order_by(DeletedRange.start_us)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 # -- camera events ----------------------------------------------------------------------------
 
 
 async def events_for_integrity(
-    session: AsyncSession, camera_id: int, from_us: int, to_us: int, kinds: Sequence[str]
+    session: AsyncSession, camera_id: int, from_us: int, to_us: int, groups: Sequence[Sequence[str]]
 ) -> list[CameraEvent]:
-    """Events of ``kinds`` in [from_us, to_us) plus the last one before ``from_us`` (the state at the start)."""
-    before = (
-        await session.execute(
-            select(CameraEvent)
-            .where(CameraEvent.camera_id == camera_id, CameraEvent.at_us < from_us, CameraEvent.kind.in_(kinds))
-            .order_by(CameraEvent.at_us.desc(), CameraEvent.id.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    """Events of the ``groups``' kinds in [from_us, to_us), preceded by each group's last event before
+    ``from_us`` (each state's value at the start; one query per group, oldest first, no duplicates)."""
+    before: dict[int, CameraEvent] = {}
+    for kinds in groups:
+        latest = (
+            await session.execute(
+                select(CameraEvent)
+                .where(CameraEvent.camera_id == camera_id, CameraEvent.at_us < from_us, CameraEvent.kind.in_(kinds))
+                .order_by(CameraEvent.at_us.desc(), CameraEvent.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if latest is not None:
+            before[latest.id] = latest
     inside = (
         await session.execute(
             select(CameraEvent)
@@ -178,12 +233,12 @@ async def events_for_integrity(
                 CameraEvent.camera_id == camera_id,
                 CameraEvent.at_us >= from_us,
                 CameraEvent.at_us < to_us,
-                CameraEvent.kind.in_(kinds),
+                CameraEvent.kind.in_({kind for kinds in groups for kind in kinds}),
             )
             .order_by(CameraEvent.at_us, CameraEvent.id)
         )
     ).scalars()
-    return ([before] if before is not None else []) + list(inside)
+    return sorted(before.values(), key=lambda e: (e.at_us, e.id)) + list(inside)
 
 
 async def runs_overlapping(session: AsyncSession, from_us: int, to_us: int, node: str | None = None) -> list[NodeRun]:

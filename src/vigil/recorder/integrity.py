@@ -4,6 +4,8 @@ Pure: the caller passes the segments, the camera's state events, the node runs a
 
 Causes, in priority order when several hold at once:
 
+0. ``retention`` — the time was recorded and then deleted by retention (age limit or disk high-water
+   mark): the ``deleted`` ranges the caller passes. First, since whatever else held then, it was recorded.
 1. ``vigil_stopped`` — the instant lies outside every node run's ``[started_us, last_alive_us]``
    (the latest run counts as alive until ``now_us`` unless it stopped cleanly). With no runs
    at all nothing is known about the process, so this cause is not derived.
@@ -38,9 +40,11 @@ _STATE_EVENTS: dict[str, dict[str, bool]] = {
     "offline": {"offline": True, "reconnecting": True, "online": False, "disabled": False},
 }
 
-#: Every event kind the integrity view reads (callers query only these).
-EVENT_KINDS: tuple[str, ...] = tuple(
-    sorted({kind for table in _STATE_EVENTS.values() for kind in table if kind != _RUN_STARTED})
+#: The event kinds the integrity view reads (callers query only these), per state. The state at a window's
+#: start is its own group's latest event before it: a camera that stopped for a full disk and later went
+#: offline and online is still stopped.
+EVENT_GROUPS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(sorted(kind for kind in table if kind != _RUN_STARTED)) for table in _STATE_EVENTS.values()
 )
 
 
@@ -166,8 +170,10 @@ def compute_integrity(
     now_us: int,
     *,
     merge_gap_us: int = MERGE_GAP_US,
+    deleted: Iterable[TimeRange] = (),
 ) -> IntegrityReport:
-    """Recorded ranges, coverage and causes of the gaps of one camera in [from_us, to_us)."""
+    """Recorded ranges, coverage and causes of the gaps of one camera in [from_us, to_us); ``deleted`` are
+    the ranges retention removed."""
     if to_us <= from_us:
         raise ValueError("to_us must be after from_us")
     # The future is not expected to be recorded.
@@ -176,7 +182,11 @@ def compute_integrity(
     recorded = sum(r.end_us - r.start_us for r in ranges)
     # Listed first: a run start and an event at the same instant mean the event belongs to the new run.
     run_starts = [StateEvent(r.started_us, _RUN_STARTED) for r in runs]
+    # Widened by the merge tolerance: the few milliseconds between a deleted segment and its kept neighbour
+    # are part of the same stretch, not an unknown sliver.
+    widened = [TimeRange(d.start_us - merge_gap_us, d.end_us + merge_gap_us) for d in deleted]
     layers: list[tuple[GapCause, Sequence[TimeRange]]] = [
+        (GapCause.DELETED_BY_RETENTION, merge_ranges(widened, merge_gap_us)),
         (GapCause.VIGIL_STOPPED, _stopped_spans(runs, from_us, horizon, now_us)),
         (GapCause.DISABLED, _state_spans(events, _STATE_EVENTS["disabled"], horizon)),
         (GapCause.NOT_SCHEDULED, _state_spans([*run_starts, *events], _STATE_EVENTS["not_scheduled"], horizon)),

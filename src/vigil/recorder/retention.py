@@ -3,7 +3,8 @@
 The policies are pure functions over candidate segments and locks; :class:`RetentionRunner`
 pages candidates out of the index, applies them, deletes rows then files, and logs in aggregate.
 Rows go first: a crash between the two leaves an orphan file, which recovery indexes again and
-the next pass deletes; the reverse order would leave a row pointing at nothing.
+the next pass deletes; the reverse order would leave a row pointing at nothing. The deleted time is
+noted per camera (``deleted_ranges``, same transaction as the rows) for the integrity view.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vigil.domain.errors import VigilError
 from vigil.recorder import index
+from vigil.recorder.integrity import MERGE_GAP_US
 from vigil.recorder.volumes import DiskUsage, Volumes
 from vigil.settings import StorageSettings
-from vigil.storage.db import Database
+from vigil.storage.db import Database, now_us
 from vigil.storage.models import Camera, Segment
 
 log = logging.getLogger(__name__)
@@ -181,7 +183,7 @@ class RetentionRunner:
                     after = (rows[-1].start_us, rows[-1].id)
                     locks = await self._locks(session, [camera_id], rows)
                     doomed = expired([_candidate(r) for r in rows], locks, cutoff)
-                    files = await self._delete(session, rows, doomed)
+                    files = await self._delete(session, rows, doomed, "age")
                 await asyncio.to_thread(_unlink_all, files)
                 report.by_age += len(doomed)
                 report.bytes_freed += sum(c.bytes for c in doomed)
@@ -202,7 +204,7 @@ class RetentionRunner:
                 after = (rows[-1].start_us, rows[-1].id)
                 locks = await self._locks(session, None, rows)
                 plan = plan_disk_cleanup([_candidate(r) for r in rows], locks, need)
-                files = await self._delete(session, rows, plan.delete)
+                files = await self._delete(session, rows, plan.delete, "disk")
             await asyncio.to_thread(_unlink_all, files)
             report.by_disk += len(plan.delete)
             report.bytes_freed += sum(c.bytes for c in plan.delete)
@@ -214,7 +216,10 @@ class RetentionRunner:
         locks = await index.locks_overlapping(session, camera_ids, lo, hi)
         return [LockSpan(lock.camera_id, lock.start_us, lock.end_us) for lock in locks]
 
-    async def _delete(self, session: AsyncSession, rows: list[Segment], doomed: Sequence[Candidate]) -> list[Path]:
+    async def _delete(
+        self, session: AsyncSession, rows: list[Segment], doomed: Sequence[Candidate], reason: str
+    ) -> list[Path]:
+        """Delete the doomed rows and note their time as deleted (same transaction); the files to unlink."""
         ids = {c.id for c in doomed}
         files: list[Path] = []
         for row in rows:
@@ -224,6 +229,9 @@ class RetentionRunner:
                 except VigilError as exc:
                     log.error("retention: segment %d has a path outside the volumes (%s); row deleted", row.id, exc)
         await index.delete_segments(session, sorted(ids))
+        # The integrity view shows this time as "deleted by retention" rather than an unknown gap.
+        spans = [(c.camera_id, c.start_us, c.end_us) for c in doomed]
+        await index.record_deleted(session, spans, reason, now_us(), MERGE_GAP_US)
         return files
 
 

@@ -106,6 +106,25 @@ class Segment(Base):
     status: Mapped[str] = mapped_column(String(16), default="complete")
 
 
+class DeletedRange(Base):
+    """Recorded time of one camera that retention deleted (age limit or disk high-water mark).
+
+    The integrity view reads these so such a stretch shows as "deleted by retention", not as an unknown gap.
+    Deletions that continue the camera's latest range extend that row (retention deletes oldest first), so
+    there is about one row per recorded stretch, not one per pass.
+    """
+
+    __tablename__ = "deleted_ranges"
+    __table_args__ = (Index("ix_deleted_ranges_camera_end", "camera_id", "end_us"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[int] = mapped_column(Integer)
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    #: "age" (past the camera's retention days) or "disk" (high-water mark); the latest deletion's.
+    reason: Mapped[str] = mapped_column(String(8))
+    deleted_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class EvidenceLock(Base):
     """A legal hold: segments overlapping [start_us, end_us) survive retention and disk cleanup."""
 

@@ -145,6 +145,19 @@ async def _reference_errors(session: AsyncSession, principal: Principal, spec: C
     return errors
 
 
+async def _audit_region_refusal(
+    ctx: ApiContext, principal: Principal, action: str, target: str, region_code: str | None, exc: InvalidFields
+) -> None:
+    """A region refused because it lies outside the caller's scope (it exists) is a denial: audited, while
+    the caller is told only that it does not exist. A region that really is missing is just a bad value."""
+    if region_code is None or not any(e.field == "region_code" for e in exc.errors):
+        return
+    async with ctx.access.db.session() as session:
+        exists = await session.get(Region, region_code) is not None
+    if exists:
+        await ctx.access.gate.audit(principal, action, target, False, f"region {region_code} outside scope")
+
+
 async def _notify(ctx: ApiContext, camera_ids: Sequence[int]) -> None:
     for camera_id in camera_ids:
         ctx.feed.camera_changed(camera_id)
@@ -320,6 +333,9 @@ async def create_camera(body: CameraIn, principal: Authed, ctx: Ctx) -> CameraOu
             await tx.append(_entry(principal, "camera.create", cam.gb_id, f"id={cam.id} name={cam.name}"))
     except IntegrityError as exc:
         raise Conflict(f"gb_id: {body.gb_id} is already used by another camera") from exc
+    except InvalidFields as exc:
+        await _audit_region_refusal(ctx, principal, "camera.create", body.gb_id, body.region_code, exc)
+        raise
     await _notify(ctx, [cam.id])
     return camera_out(ctx, cam)
 
@@ -381,11 +397,13 @@ async def import_cameras(
     await ctx.access.gate.require_role(principal, "edit", "camera.import", file.filename or "upload")
     data = await file.read(MAX_IMPORT_BYTES + 1)
     if len(data) > MAX_IMPORT_BYTES:
-        return _rejected([ImportRowError(row=0, field="file", message=f"larger than {MAX_IMPORT_BYTES} bytes")])
+        too_big = [ImportRowError(row=0, field="file", message=f"larger than {MAX_IMPORT_BYTES} bytes")]
+        return await _import_refused(ctx, principal, file.filename, dry_run, too_big)
     try:
         rows = read_csv(decode_csv_bytes(data))
     except CsvFileError as exc:
-        return _rejected([ImportRowError(row=exc.row, field=exc.field, message=exc.message)])
+        bad_file = [ImportRowError(row=exc.row, field=exc.field, message=exc.message)]
+        return await _import_refused(ctx, principal, file.filename, dry_run, bad_file)
 
     async with ctx.access.db.session() as session:
         by_name = {row.name: row.id for row in await session.execute(select(Department.name, Department.id))}
@@ -407,7 +425,7 @@ async def import_cameras(
         else:
             errors.extend(sorted(row_errors, key=_column_order))  # left to right, as in the sheet
     if errors:
-        return _rejected(errors)
+        return await _import_refused(ctx, principal, file.filename, dry_run, errors)
     updated = sum(1 for s in specs if s.gb_id in existing)
     result = ImportResult(imported=len(specs) - updated, updated=updated, errors=[], dry_run=dry_run)
     if dry_run or not specs:
@@ -443,6 +461,18 @@ async def import_cameras(
         raise Conflict("a camera with one of these gb_ids was added meanwhile; import again") from exc
     await _notify(ctx, changed)
     return result
+
+
+async def _import_refused(
+    ctx: ApiContext, principal: Principal, filename: str | None, dry_run: bool, errors: list[ImportRowError]
+) -> JSONResponse:
+    """A refused import (nothing written) is a denied camera.import row naming the first problems: rows that
+    reach outside the caller's scope are refused here too, so they must leave a trace."""
+    shown = "; ".join(f"row {e.row} {e.field}: {e.message}" for e in errors[:5])
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    detail = f"{'dry run: ' if dry_run else ''}{len(errors)} problems, nothing imported: {shown}{more}"
+    await ctx.access.gate.audit(principal, "camera.import", filename or "upload", False, detail[:2000])
+    return _rejected(errors)
 
 
 def _rejected(errors: list[ImportRowError]) -> JSONResponse:
@@ -569,6 +599,10 @@ async def update_camera(camera_id: int, body: CameraPatch, principal: Authed, ct
             await tx.append(_entry(principal, "camera.update", cam.gb_id, detail))
     except IntegrityError as exc:
         raise Conflict("gb_id: already used by another camera") from exc
+    except InvalidFields as exc:
+        region = changes.get("region_code")
+        await _audit_region_refusal(ctx, principal, "camera.update", f"camera#{camera_id}", region, exc)
+        raise
     await _notify(ctx, [cam.id])
     return camera_out(ctx, cam)
 

@@ -8,6 +8,8 @@ civil parent must extend the parent's digits, so the tree agrees with the codes.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Response
 from sqlalchemy import func, or_, select
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vigil.access.audit import AuditEntry
 from vigil.access.scope import ancestors, in_scope_clause, region_in_scope, subtree_codes
-from vigil.api.context import Authed, Ctx
+from vigil.api.context import ApiContext, Authed, Ctx
 from vigil.api.contracts import Principal
 from vigil.api.errors import ERROR_RESPONSES
 from vigil.api.schemas import DepartmentIn, DepartmentOut, DepartmentPatch, RegionIn, RegionOut, RegionPatch
@@ -31,6 +33,17 @@ _CUSTOM_CODE = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 
 def _entry(principal: Principal, action: str, target: str, detail: str = "") -> AuditEntry:
     return AuditEntry(principal.username, principal.source, action, target, True, detail, principal.user_id)
+
+
+@asynccontextmanager
+async def _refusals_audited(ctx: ApiContext, principal: Principal, action: str, target: str) -> AsyncIterator[None]:
+    """Around a change's transaction: a region or department outside the caller's scope (answered as absent)
+    or a scope it may not use is an audit row of its own, written after the change rolled back."""
+    try:
+        yield
+    except (NotFound, Forbidden) as exc:
+        await ctx.access.gate.audit(principal, action, target, False, str(exc))
+        raise
 
 
 def region_out(region: Region) -> RegionOut:
@@ -89,7 +102,10 @@ async def create_region(body: RegionIn, principal: Authed, ctx: Ctx) -> RegionOu
     parent = body.parent_code or None
     check_region_code(body.code, parent)
     try:
-        async with ctx.access.audit.transaction() as tx:
+        async with (
+            _refusals_audited(ctx, principal, "region.create", f"region:{body.code}"),
+            ctx.access.audit.transaction() as tx,
+        ):
             await _check_parent(tx.session, principal, parent)
             if await tx.session.get(Region, body.code) is not None:
                 raise Conflict(f"code: region {body.code} already exists")
@@ -107,7 +123,10 @@ async def update_region(code: str, body: RegionPatch, principal: Authed, ctx: Ct
     """Rename or move a region inside the caller's scope (admin)."""
     await ctx.access.gate.require_admin(principal, "region.update", f"region:{code}")
     moved = False
-    async with ctx.access.audit.transaction() as tx:
+    async with (
+        _refusals_audited(ctx, principal, "region.update", f"region:{code}"),
+        ctx.access.audit.transaction() as tx,
+    ):
         region = await _visible_region(tx.session, principal, code)
         if body.name is not None:
             region.name = body.name
@@ -129,7 +148,10 @@ async def update_region(code: str, body: RegionPatch, principal: Authed, ctx: Ct
 async def delete_region(code: str, principal: Authed, ctx: Ctx) -> Response:
     """Delete an unused region (admin); 409 says what still uses it."""
     await ctx.access.gate.require_admin(principal, "region.delete", f"region:{code}")
-    async with ctx.access.audit.transaction() as tx:
+    async with (
+        _refusals_audited(ctx, principal, "region.delete", f"region:{code}"),
+        ctx.access.audit.transaction() as tx,
+    ):
         region = await _visible_region(tx.session, principal, code)
         uses = []
         for label, column in (
@@ -193,7 +215,10 @@ async def create_department(body: DepartmentIn, principal: Authed, ctx: Ctx) -> 
     """Add a department (admin); names are unique."""
     await ctx.access.gate.require_admin(principal, "department.create", f"department:{body.name}")
     try:
-        async with ctx.access.audit.transaction() as tx:
+        async with (
+            _refusals_audited(ctx, principal, "department.create", f"department:{body.name}"),
+            ctx.access.audit.transaction() as tx,
+        ):
             await _check_department_region(tx.session, principal, body.region_code or None)
             if (await tx.session.execute(select(Department.id).where(Department.name == body.name))).first():
                 raise Conflict(f"name: department {body.name!r} already exists")
@@ -211,7 +236,10 @@ async def update_department(dept_id: int, body: DepartmentPatch, principal: Auth
     """Rename a department or move it to another region (admin)."""
     await ctx.access.gate.require_admin(principal, "department.update", f"department#{dept_id}")
     try:
-        async with ctx.access.audit.transaction() as tx:
+        async with (
+            _refusals_audited(ctx, principal, "department.update", f"department#{dept_id}"),
+            ctx.access.audit.transaction() as tx,
+        ):
             dept = await _visible_department(tx.session, principal, dept_id)
             if body.name is not None and body.name != dept.name:
                 if (await tx.session.execute(select(Department.id).where(Department.name == body.name))).first():
@@ -231,7 +259,10 @@ async def update_department(dept_id: int, body: DepartmentPatch, principal: Auth
 async def delete_department(dept_id: int, principal: Authed, ctx: Ctx) -> Response:
     """Delete a department no camera uses (admin)."""
     await ctx.access.gate.require_admin(principal, "department.delete", f"department#{dept_id}")
-    async with ctx.access.audit.transaction() as tx:
+    async with (
+        _refusals_audited(ctx, principal, "department.delete", f"department#{dept_id}"),
+        ctx.access.audit.transaction() as tx,
+    ):
         dept = await _visible_department(tx.session, principal, dept_id)
         count = (await tx.session.execute(select(func.count()).where(Camera.department_id == dept_id))).scalar_one()
         if count:

@@ -1,7 +1,10 @@
 """Recordings, integrity, playback, exports and evidence locks (docs/api.md "Recordings and playback").
 
 Every endpoint calls the :class:`CameraGate` first (authentication, region scope, role, audit);
-domain errors propagate to the app's single error mapping (api/errors.py).
+domain errors propagate to the app's single error mapping (api/errors.py). Refusals the gate cannot see
+are audited here as denials: an export or lock ID that does not exist (looked up only after the caller is
+authenticated, so IDs cannot be probed without logging in) and a recording or export path that would
+leave its volume (a tampered index row).
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigil.api.contracts import CameraGate
+from vigil.api.contracts import CameraGate, Principal
 from vigil.api.duplex import serve_duplex
 from vigil.domain.errors import Forbidden, Invalid, NotFound, VigilError
 from vigil.playback.export import create_export, manifest_path_for
 from vigil.playback.session import SPEEDS, PlaybackSession
 from vigil.playback.source import SegmentFiles, SqlPlaybackIndex
 from vigil.recorder import index
-from vigil.recorder.integrity import EVENT_KINDS, IntegrityReport, RunSpan, StateEvent, TimeRange, compute_integrity
+from vigil.recorder.integrity import EVENT_GROUPS, IntegrityReport, RunSpan, StateEvent, TimeRange, compute_integrity
 from vigil.storage.db import Database, now_us
 from vigil.storage.models import Camera, EvidenceLock, Export
 
@@ -137,8 +140,9 @@ async def integrity_report(
         if from_us >= to_us:
             return IntegrityReport(from_us, to_us, (), (), 0, 0)
         segments = await index.segments_between(session, camera_id, from_us, to_us)
-        events = await index.events_for_integrity(session, camera_id, from_us, to_us, EVENT_KINDS)
+        events = await index.events_for_integrity(session, camera_id, from_us, to_us, EVENT_GROUPS)
         runs = await index.runs_overlapping(session, from_us, to_us)
+        deleted = await index.deleted_between(session, camera_id, from_us, to_us)
     ranges = [TimeRange(s.start_us, s.end_us) for s in segments]
     if open_since_us is not None:
         ranges.append(TimeRange(open_since_us, now))
@@ -149,6 +153,7 @@ async def integrity_report(
         from_us,
         to_us,
         now,
+        deleted=[TimeRange(d.start_us, d.end_us) for d in deleted],
     )
 
 
@@ -161,6 +166,22 @@ def _confined_export_file(exports_dir: Path, export_id: int, name: str, manifest
     if not path.is_file():
         raise NotFound(f"export {export_id}: file is gone")
     return path
+
+
+class _AuditedFiles:
+    """One viewer's segment files: a path that leaves the volumes is refused by ``files`` as before, and the
+    refusal is also handed to ``refused`` (which audits it) instead of only being logged."""
+
+    def __init__(self, files: SegmentFiles, refused: Callable[[str, Forbidden], None]) -> None:
+        self._files = files
+        self._refused = refused
+
+    def resolve(self, volume: str, rel_path: str) -> Path:
+        try:
+            return self._files.resolve(volume, rel_path)
+        except Forbidden as exc:
+            self._refused(rel_path, exc)
+            raise
 
 
 def build_recordings_router(
@@ -178,6 +199,14 @@ def build_recordings_router(
 
     def open_since(camera_id: int) -> int | None:
         return open_segment_start(camera_id) if open_segment_start is not None else None
+
+    async def refuse(principal: Principal, action: str, camera_id: int, exc: Forbidden, **fields: object) -> None:
+        """Audit a path the volumes refused as a denial of ``action`` on the camera."""
+        async with db.session() as session:
+            camera = await session.get(Camera, camera_id)
+        target = camera.gb_id if camera is not None else f"camera#{camera_id}"
+        log.error("camera %s: %s refused for %s: %s", camera_id, action, principal.username, exc)
+        await gate.audit(principal, action, target, False, _detail(refused=str(exc), **fields))
 
     @router.get("/cameras/{camera_id}/recordings", response_model=RecordingsOut)
     async def recordings(
@@ -207,14 +236,22 @@ def build_recordings_router(
     async def playback(websocket: WebSocket, camera_id: int, start_us: int, speed: int = 1) -> None:
         await websocket.accept()
         try:
-            await gate(websocket, camera_id, "playback", _detail(start_us=start_us, speed=speed))
+            principal = await gate(websocket, camera_id, "playback", _detail(start_us=start_us, speed=speed))
             if speed not in SPEEDS:
                 raise Invalid("speed: must be 1, 2 or 4")
         except VigilError as exc:
             await websocket.send_text(json.dumps({"type": "error", "detail": str(exc)}))
             await websocket.close(code=1008)
             return
-        session = PlaybackSession(camera_id, playback_index, volumes)
+        audits: set[asyncio.Task[None]] = set()
+
+        def refused(path: str, exc: Forbidden) -> None:
+            # resolve() is synchronous inside the session; the audit row is written beside it.
+            task = asyncio.create_task(refuse(principal, "playback", camera_id, exc, path=path))
+            audits.add(task)
+            task.add_done_callback(audits.discard)
+
+        session = PlaybackSession(camera_id, playback_index, _AuditedFiles(volumes, refused))
 
         async def receive() -> None:
             while True:
@@ -229,34 +266,48 @@ def build_recordings_router(
                     await websocket.send_text(json.dumps({"type": "error", "detail": f"bad command: {exc}"}))
 
         # Whichever ends first (viewer gone, or a send failed) ends the session.
-        await serve_duplex(websocket, receive, session.messages(start_us, speed), label=f"playback[{camera_id}]")
+        try:
+            await serve_duplex(websocket, receive, session.messages(start_us, speed), label=f"playback[{camera_id}]")
+        finally:
+            if audits:
+                await asyncio.gather(*audits, return_exceptions=True)
 
     @router.post("/cameras/{camera_id}/exports", response_model=ExportOut)
     async def export(request: Request, camera_id: int, body: RangeIn) -> ExportOut:
         principal = await gate(
             request, camera_id, "export", _detail(start_us=body.start_us, end_us=body.end_us, reason=body.reason)
         )
-        row = await create_export(
-            db,
-            volumes,
-            exports_dir,
-            camera_id,
-            body.start_us,
-            body.end_us,
-            reason=body.reason,
-            created_by=principal.username,
-        )
+        try:
+            row = await create_export(
+                db,
+                volumes,
+                exports_dir,
+                camera_id,
+                body.start_us,
+                body.end_us,
+                reason=body.reason,
+                created_by=principal.username,
+            )
+        except Forbidden as exc:
+            await refuse(principal, "export", camera_id, exc, start_us=body.start_us, end_us=body.end_us)
+            raise
         return _export_out(row)
 
     async def _export_file(request: Request, export_id: int, manifest: bool) -> Path:
+        file = "manifest" if manifest else "clip"
+        principal = await gate.authenticate(request)
         async with db.session() as session:
             row = await session.get(Export, export_id)
         if row is None:
+            why = _detail(file=file, why="no such export")
+            await gate.audit(principal, "export", f"export#{export_id}", False, why)
             raise NotFound(f"export {export_id} does not exist")
-        await gate(
-            request, row.camera_id, "export", _detail(export_id=export_id, file="manifest" if manifest else "clip")
-        )
-        return await asyncio.to_thread(_confined_export_file, exports_dir, export_id, row.path, manifest)
+        await gate(request, row.camera_id, "export", _detail(export_id=export_id, file=file))
+        try:
+            return await asyncio.to_thread(_confined_export_file, exports_dir, export_id, row.path, manifest)
+        except Forbidden as exc:
+            await refuse(principal, "export", row.camera_id, exc, export_id=export_id, file=file)
+            raise
 
     @router.get("/exports/{export_id}/clip.mp4")
     async def export_clip(request: Request, export_id: int) -> FileResponse:
@@ -288,8 +339,12 @@ def build_recordings_router(
 
     @router.delete("/locks/{lock_id}", status_code=204)
     async def remove_lock(request: Request, lock_id: int) -> Response:
+        principal = await gate.authenticate(request)
         async with db.session() as session:
-            row = await index.get_lock(session, lock_id)
+            row = await session.get(EvidenceLock, lock_id)
+        if row is None:
+            await gate.audit(principal, "lock", f"lock#{lock_id}", False, _detail(delete=True, why="no such lock"))
+            raise NotFound(f"evidence lock {lock_id} does not exist")
         await gate(
             request,
             row.camera_id,

@@ -601,6 +601,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/devices/{device_id}/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Query Gb Device Status
+         * @description Ask the device for its status now (DeviceStatus): working, encoding, recording, clock, alarm inputs.
+         */
+        get: operations["query_gb_device_status_api_gb_devices__device_id__status_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/gb/devices/{device_id}/tree": {
         parameters: {
             query?: never;
@@ -1235,6 +1255,13 @@ export interface components {
             /** Start Us */
             start_us: number;
         };
+        /** GbAlarmInputOut */
+        GbAlarmInputOut: {
+            /** Device Id */
+            device_id: string;
+            /** Duty Status */
+            duty_status: string;
+        };
         /**
          * GbAlarmOut
          * @description One device alarm as the device reported it (priority 1 highest … 4).
@@ -1404,6 +1431,34 @@ export interface components {
             name?: string | null;
             /** Password */
             password?: string | null;
+        };
+        /**
+         * GbDeviceStatusOut
+         * @description What a device answered to a DeviceStatus query (STD22 A.2.6.6); null where it said nothing.
+         */
+        GbDeviceStatusOut: {
+            /** Alarm Inputs */
+            alarm_inputs: components["schemas"]["GbAlarmInputOut"][];
+            /** Clock Offset S */
+            clock_offset_s: number | null;
+            /** Device Id */
+            device_id: string;
+            /** Device Time Us */
+            device_time_us: number | null;
+            /** Encoding */
+            encoding: boolean | null;
+            /** Online */
+            online: boolean | null;
+            /** Reason */
+            reason: string | null;
+            /** Recording */
+            recording: boolean | null;
+            /** Result Ok */
+            result_ok: boolean | null;
+            /** Sn */
+            sn: number;
+            /** Working */
+            working: boolean | null;
         };
         /**
          * GbPositionOut
@@ -4292,6 +4347,82 @@ export interface operations {
             };
             /** @description Invalid input; `errors` names each bad field */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    query_gb_device_status_api_gb_devices__device_id__status_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceStatusOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description The device did not answer */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1830,7 +1830,7 @@ export interface components {
          * @description What the console's PTZ pad asks for (press = move, release = ``stop``).
          * @enum {string}
          */
-        PtzAction: "up" | "down" | "left" | "right" | "up-left" | "up-right" | "down-left" | "down-right" | "zoom-in" | "zoom-out" | "focus-near" | "focus-far" | "iris-open" | "iris-close" | "stop" | "fi-stop" | "preset-set" | "preset-call" | "preset-delete" | "cruise-start" | "cruise-stop" | "scan-start" | "scan-stop";
+        PtzAction: "up" | "down" | "left" | "right" | "up-left" | "up-right" | "down-left" | "down-right" | "zoom-in" | "zoom-out" | "focus-near" | "focus-far" | "iris-open" | "iris-close" | "stop" | "fi-stop" | "preset-set" | "preset-call" | "preset-delete" | "cruise-start" | "cruise-stop" | "cruise-add-point" | "cruise-delete-point" | "cruise-speed" | "cruise-dwell" | "scan-start" | "scan-stop" | "scan-set-left" | "scan-set-right" | "scan-speed";
         /**
          * PtzIn
          * @description One PTZ command: a move is sent on press and ``stop`` on release.
@@ -1839,13 +1839,13 @@ export interface components {
             action: components["schemas"]["PtzAction"];
             /**
              * Group
-             * @description Cruise or scan group, for cruise-start/scan-start.
+             * @description Cruise or scan group, for the cruise-* and scan-* actions.
              * @default 1
              */
             group?: number;
             /**
              * Preset
-             * @description Preset number, for preset-set/-call/-delete.
+             * @description Preset number, for preset-set/-call/-delete and cruise-add-point (cruise-delete-point: that point; none = the whole cruise).
              */
             preset?: number | null;
             /**
@@ -1854,6 +1854,11 @@ export interface components {
              * @default 128
              */
             speed?: number;
+            /**
+             * Value
+             * @description cruise-speed / scan-speed: the speed; cruise-dwell: seconds at each point.
+             */
+            value?: number | null;
         };
         /**
          * PtzOut

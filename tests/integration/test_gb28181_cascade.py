@@ -1,7 +1,7 @@
 """Vigil-to-Vigil cascade over real sockets: node B (lower, RTSP sim cameras) registers to node A (upper)
 exactly as a device would; A's catalog lists exactly what B shares and A streams it live through B's relay;
 an unshared channel is refused; B follows A through a restart; B going away takes its cameras offline on A;
-A's PTZ on a camera B shares reaches the GB device behind B."""
+A's PTZ on a camera B shares reaches the GB device behind B; A lists B's own recordings and downloads them."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from sqlalchemy import func, select
 
 from tests.helpers import eventually, until
 from tests.integration.conftest import node_settings
+from tests.media import ffprobe_frame_count
 from vigil.access.secrets import SecretBox
 from vigil.app import Vigil
 from vigil.gb28181.media import Gb28181Source
 from vigil.gb28181.registrar import BEIJING
 from vigil.ingest.errors import StreamNotFound
+from vigil.playback.export import verify_export
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
     DeviceInfoQuery,
@@ -433,3 +435,67 @@ async def test_ptz_from_the_upper_reaches_the_device_behind_the_lower(tmp_path: 
             await runner.close()
         await b.close()
         await a.close()
+
+
+async def test_the_upper_vigil_lists_and_downloads_the_lower_vigils_own_recordings(
+    nodes: dict[str, Any], tmp_path: Path
+) -> None:
+    """A treats B as any device: RecordInfo lists B's recordings of a shared camera on A's timeline, and a
+    download (INVITE s=Download to B, B relaying its own recording) becomes a verifiable export on A."""
+    a: Vigil = nodes["a"]
+    b: Vigil = nodes["b"]
+    assert a.sip is not None and b.sip is not None and a.gb is not None and b.gb is not None
+    async with login(b) as admin_b, login(a) as admin_a:
+        upper = await configure_upper(admin_b, a.sip.udp_port, "udp")
+
+        async def b_state() -> str:
+            return str((await admin_b.get(f"/api/gb/uppers/{upper}")).json()["status"]["state"])
+
+        await until(lambda: _eq(b_state(), "registered"), 20, "B registered at A")
+
+        async def shared_camera() -> dict[str, Any] | None:
+            return next((c for c in await gb_cameras(admin_a) if c["gb_id"] == SHARED[0]), None)
+
+        cam = await until(shared_camera, 20, "B's shared camera on A")
+        now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+        window = {"from_us": now_us - 600_000_000, "to_us": now_us + 600_000_000}
+
+        async def listed() -> dict[str, Any] | None:
+            r = await admin_a.get(f"/api/cameras/{cam['id']}/device-recordings", params=window)
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            # At least 3 s recorded on B, so a download of 2 s of it lies inside the recording.
+            usable = [rec for rec in body["recordings"] if rec["end_us"] - rec["start_us"] >= 3_000_000]
+            return body if usable else None
+
+        listing = await until(listed, 40, "B's recordings of the shared camera listed on A")
+        assert listing["channel_id"] == SHARED[0] and listing["complete"]
+        rec = next(r for r in listing["recordings"] if r["end_us"] - r["start_us"] >= 3_000_000)
+        start_us = rec["start_us"] + 500_000
+        body = {"start_us": start_us, "end_us": start_us + 2_000_000, "reason": "级联调取下级录像"}
+        r = await admin_a.post(f"/api/cameras/{cam['id']}/device-exports", json=body)
+        assert r.status_code == 200, r.text
+        export = r.json()
+        assert export["bytes"] > 0 and export["start_us"] == start_us
+        clip, manifest = tmp_path / "clip.mp4", tmp_path / "clip.manifest.json"
+        clip.write_bytes((await admin_a.get(export["download_url"])).content)
+        manifest.write_bytes((await admin_a.get(export["manifest_url"])).content)
+        verdict = verify_export(clip, manifest)
+        assert verdict.ok, verdict.problems
+        assert ffprobe_frame_count(clip) >= 10  # 2 s of B's 10 fps clip (keyframe lead-in allowed)
+
+        # Both sides let go of the download: no playback on A, no relay session on B.
+        await until(lambda: not a.gb.playbacks.sessions, 10, "A's download session to close")
+        assert a.gb.ssrcs.in_use(history=True) == 0
+        handler = b.gb.cascade.handler(upper)
+        assert handler is not None
+        # A records both shared cameras, so their live relays stay; the download's history session is gone.
+        await until(lambda: handler.media.ssrcs_in_use(history=True) == 0, 15, "B's download relay to end")
+        assert handler.sessions == handler.media.ssrcs_in_use(history=False) == 2
+
+    assert b.db is not None
+    async with b.db.session() as session:
+        rows = (await session.scalars(select(AuditRow).where(AuditRow.username == f"gb:{A_ID}"))).all()
+    seen = {(r.action, r.target, r.allowed) for r in rows}
+    assert ("gb_upper.record_info", f"gb:{SHARED[0]}", True) in seen
+    assert ("gb_upper.invite", f"gb:{SHARED[0]}", True) in seen

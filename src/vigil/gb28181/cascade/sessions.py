@@ -143,8 +143,10 @@ class MediaSessions:
             theirs = config.platform_id[:10]
         return theirs != self._local_domain
 
-    def ssrcs_in_use(self) -> int:
-        """SSRCs we picked for sessions still open (live and history)."""
+    def ssrcs_in_use(self, *, history: bool | None = None) -> int:
+        """SSRCs we picked for sessions still open: live or history ones, or both (None)."""
+        if history is not None:
+            return self._ssrcs.in_use(history=history)
         return self._ssrcs.in_use(history=False) + self._ssrcs.in_use(history=True)
 
     @property

@@ -499,3 +499,79 @@ async def test_the_upper_vigil_lists_and_downloads_the_lower_vigils_own_recordin
     seen = {(r.action, r.target, r.allowed) for r in rows}
     assert ("gb_upper.record_info", f"gb:{SHARED[0]}", True) in seen
     assert ("gb_upper.invite", f"gb:{SHARED[0]}", True) in seen
+
+
+async def test_a_shared_virtual_organisation_reaches_the_upper_as_a_group_with_its_channels(tmp_path: Path) -> None:
+    """B shares one virtual organisation of the device behind it: A's catalog of B holds just its channels,
+    and A's tree of B shows them under that organisation and its business group."""
+    a = Vigil(settings_a(tmp_path / "a"))
+    b = Vigil(
+        node_settings(
+            tmp_path / "b",
+            sim={"cameras": 0},
+            gb28181={"enabled": True, "host": "127.0.0.1", "port": 0, "platform_id": B_ID, "password": DEVICE_PASSWORD},
+        )
+    )
+    runner: GbSimRunner | None = None
+    try:
+        await a.start()
+        await admit_lower_platform(a, tmp_path / "a")
+        await b.start()
+        assert a.sip is not None and b.sip is not None and b.db is not None
+        async with b.db.session() as session:
+            session.add(GbDevice(device_id=sim_device_id(B_ID[:10], 1), admitted=True, created_us=1))
+        runner = GbSimRunner(
+            GbSimOptions(
+                platform_address=("127.0.0.1", b.sip.udp_port),
+                password=DEVICE_PASSWORD,
+                platform_id=B_ID,
+                channels=4,
+                virtual_orgs=2,
+                bind_host="127.0.0.1",
+            )
+        )
+        await runner.start()
+        device = runner.devices[0]
+        business_group, first_org, _second_org = device.group_ids
+        in_first_org = sorted(device.channel_ids[0::2])  # channels alternate between the two organisations
+        async with login(b) as admin_b, login(a) as admin_a:
+
+            async def catalogued_on_b() -> bool:
+                return len(await gb_cameras(admin_b)) == 4
+
+            await until(catalogued_on_b, 30, "the device's channels catalogued on B")
+            groups = (await admin_b.get("/api/gb/uppers/shareable/groups")).json()
+            assert {g["node_id"] for g in groups} == set(device.group_ids)
+            body = {
+                "platform_id": A_ID,
+                "domain": A_ID[:10],
+                "host": "127.0.0.1",
+                "port": a.sip.udp_port,
+                "transport": "udp",
+                "password": PASSWORD,
+                "keepalive_interval_s": 1,
+                "enabled": False,
+            }
+            r = await admin_b.post("/api/gb/uppers", json=body)
+            assert r.status_code == 201, r.text
+            upper = int(r.json()["id"])
+            r = await admin_b.put(f"/api/gb/uppers/{upper}/shares", json={"group_ids": [first_org]})
+            assert r.status_code == 200 and r.json()["group_ids"] == [first_org], r.text
+            assert (await admin_b.patch(f"/api/gb/uppers/{upper}", json={"enabled": True})).status_code == 200
+
+            async def on_a() -> list[str]:
+                return sorted(c["gb_id"] for c in await gb_cameras(admin_a))
+
+            await until(lambda: _eq(on_a(), in_first_org), 30, "the organisation's channels on A")
+            tree = (await admin_a.get(f"/api/gb/devices/{B_ID}/tree")).json()["nodes"]
+            nodes = {n["id"]: n for n in tree}
+            assert nodes[business_group]["kind"] == "business_group"
+            assert nodes[first_org]["kind"] == "virtual_organization"
+            assert nodes[first_org]["parent_id"] == business_group
+            assert _second_org not in nodes
+            assert all(nodes[ch]["parent_id"] == first_org for ch in in_first_org)
+    finally:
+        if runner is not None:
+            await runner.close()
+        await b.close()
+        await a.close()

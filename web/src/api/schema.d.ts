@@ -685,6 +685,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/uppers/shareable/groups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Gb Groups
+         * @description Every business group and virtual organisation devices' catalogs announced (what can be shared).
+         */
+        get: operations["list_gb_groups_api_gb_uppers_shareable_groups_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/gb/uppers/{upper_id}": {
         parameters: {
             query?: never;
@@ -1461,6 +1481,27 @@ export interface components {
             working: boolean | null;
         };
         /**
+         * GbGroupOut
+         * @description A business group (215) or virtual organisation (216) some device's catalog announced.
+         */
+        GbGroupOut: {
+            /** Business Group Id */
+            business_group_id: string | null;
+            /** Device Id */
+            device_id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "business_group" | "virtual_organization";
+            /** Name */
+            name: string;
+            /** Node Id */
+            node_id: string;
+            /** Parent Id */
+            parent_id: string | null;
+        };
+        /**
          * GbPositionOut
          * @description One reported position (WGS-84); speed km/h, direction degrees from north, altitude/height metres.
          */
@@ -1497,11 +1538,14 @@ export interface components {
         };
         /**
          * GbSharesIn
-         * @description What the upper platform sees: these cameras, and every camera in these regions' subtrees.
+         * @description What the upper platform sees: these cameras, every camera in these regions' subtrees, and these business
+         *     groups / virtual organisations (from devices' catalogs) with their subtrees and channels.
          */
         GbSharesIn: {
             /** Camera Ids */
             camera_ids?: number[];
+            /** Group Ids */
+            group_ids?: string[];
             /** Region Codes */
             region_codes?: string[];
         };
@@ -1509,6 +1553,8 @@ export interface components {
         GbSharesOut: {
             /** Camera Ids */
             camera_ids: number[];
+            /** Group Ids */
+            group_ids: string[];
             /** Region Codes */
             region_codes: string[];
         };
@@ -4658,6 +4704,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbUpperOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_gb_groups_api_gb_uppers_shareable_groups_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbGroupOut"][];
                 };
             };
             /** @description Not logged in or session expired */

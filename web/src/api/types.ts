@@ -41,6 +41,7 @@ export type GbUpper = ResponseOf<'/api/gb/uppers/{upper_id}', 'get'>
 export type GbUpperIn = RequestOf<'/api/gb/uppers', 'post'>
 export type GbUpperPatch = RequestOf<'/api/gb/uppers/{upper_id}', 'patch'>
 export type GbShares = ResponseOf<'/api/gb/uppers/{upper_id}/shares', 'get'>
+export type GbShareableGroup = ResponseOf<'/api/gb/uppers/shareable/groups', 'get'>[number]
 export type GbUpperEvent = ResponseOf<'/api/gb/uppers/{upper_id}/events', 'get'>[number]
 export type GbDevice = ResponseOf<'/api/gb/devices', 'get'>[number]
 export type GbCatalogResult = ResponseOf<'/api/gb/devices/{device_id}/catalog', 'post'>

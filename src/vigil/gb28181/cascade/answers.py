@@ -1,6 +1,9 @@
 """The MANSCDP answers a lower platform gives its upper platform, built from what is shared (pure).
 
-* Catalog (A.2.6.4, Annex M): the region nodes then the shared cameras, in pages of ``page_size``
+* Catalog (A.2.6.4, Annex M): the region nodes, the business groups (215) and virtual organisations
+  (216) shared (Annex J templates: a 215 under our platform ID, a 216 under its parent organisation
+  with its ``BusinessGroupID``), then the shared cameras (a camera that came with a group share under
+  that group), in pages of ``page_size``
   items that all carry the query's SN and ``SumNum`` = the grand total; nothing shared → one
   message with ``SumNum`` 0. Our channel IDs are the cameras' ``gb_id``. A query for one shared
   camera lists just it; a query for anything else not ours is answered ``Result ERROR``.
@@ -16,7 +19,7 @@ from datetime import UTC, datetime, tzinfo
 
 from vigil.domain.ids import is_region_code
 from vigil.gb28181.cascade.config import LocalPlatform
-from vigil.gb28181.cascade.shares import SharedCamera, SharedView
+from vigil.gb28181.cascade.shares import GroupNode, SharedCamera, SharedView
 from vigil.gb28181.cascade.store import RecordedRange
 from vigil.protocols.gb28181.manscdp import (
     CatalogInfo,
@@ -43,6 +46,7 @@ __all__ = [
     "catalog_pages",
     "device_info",
     "device_status",
+    "group_item",
     "paged",
     "record_info_pages",
 ]
@@ -55,10 +59,45 @@ OnlineCheck = Callable[[int], bool]
 
 
 def catalog_items(view: SharedView, local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
-    """Region nodes (parents first) then cameras, as catalog items."""
+    """Region nodes (parents first), group nodes (business groups first), then cameras, as catalog items."""
     items = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if is_region_code(r.code)]
+    listed = {g.node_id: g for g in view.groups}
+    items.extend(group_item(group, listed, local) for group in view.groups)
     items.extend(camera_item(camera, view, local, online) for camera in view.cameras)
     return items
+
+
+def _business_group(group: GroupNode, listed: dict[str, GroupNode]) -> str | None:
+    """The business group a node belongs to: itself, its own, or the business group it hangs under."""
+    if group.kind == "business_group":
+        return group.node_id
+    if group.business_group_id is not None:
+        return group.business_group_id
+    seen: set[str] = set()
+    up = group.parent_id
+    while up is not None and up in listed and up not in seen:
+        seen.add(up)
+        if listed[up].kind == "business_group":
+            return up
+        up = listed[up].parent_id
+    return None
+
+
+def group_item(group: GroupNode, listed: dict[str, GroupNode], local: LocalPlatform) -> CatalogItem:
+    """A shared business group or virtual organisation as a catalog item (STD22 Annex J templates)."""
+    if group.kind == "business_group":
+        return CatalogItem(
+            device_id=group.node_id, name=group.name, civil_code=local.domain[:6], parent_id=local.platform_id
+        )
+    parent = listed.get(group.parent_id or "")
+    # ParentID names a parent organisation; directly under its business group it is left out.
+    parent_id = parent.node_id if parent is not None and parent.kind == "virtual_organization" else None
+    return CatalogItem(
+        device_id=group.node_id,
+        name=group.name,
+        parent_id=parent_id,
+        business_group_id=_business_group(group, listed),
+    )
 
 
 def _civil_code(camera: SharedCamera, view: SharedView, fallback: str) -> str:
@@ -79,6 +118,8 @@ def camera_item(camera: SharedCamera, view: SharedView, local: LocalPlatform, on
     """One shared camera as a catalog item (channel ID = its ``gb_id``; ON while it streams)."""
     on = camera.enabled and online(camera.camera_id)
     ptz = int(camera.ptz_type) if camera.ptz_type.isdigit() and camera.ptz_type != "0" else None
+    group = view.group_of(camera)
+    business_group = None if group is None else _business_group(group, {g.node_id: g for g in view.groups})
     return CatalogItem(
         device_id=camera.gb_id,
         name=camera.name,
@@ -88,7 +129,8 @@ def camera_item(camera: SharedCamera, view: SharedView, local: LocalPlatform, on
         civil_code=_civil_code(camera, view, local.domain[:6]),
         address=camera.address or camera.name,
         parental=0,
-        parent_id=local.platform_id,
+        parent_id=local.platform_id if group is None else group.node_id,
+        business_group_id=business_group,
         safety_way=0,
         register_way=1,
         secrecy=0,

@@ -601,6 +601,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/devices/{device_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Gb Device Events
+         * @description The device's events (online/offline with causes, unauthorised attempts with addresses), newest first.
+         */
+        get: operations["list_gb_device_events_api_gb_devices__device_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/gb/devices/{device_id}/status": {
         parameters: {
             query?: never;
@@ -1361,6 +1381,21 @@ export interface components {
             sn: number;
             /** Sum Num */
             sum_num: number;
+        };
+        /**
+         * GbDeviceEventOut
+         * @description One timestamped event of a device: online, offline (with the cause), unregistered, unauthorised device
+         *     (unknown, or failed authentication: ``level`` alarm, with its address), or a device alarm.
+         */
+        GbDeviceEventOut: {
+            /** At Us */
+            at_us: number;
+            /** Kind */
+            kind: string;
+            /** Level */
+            level: string;
+            /** Reason */
+            reason: string;
         };
         /**
          * GbDeviceIn
@@ -4358,6 +4393,75 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbCatalogOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_gb_device_events_api_gb_devices__device_id__events_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceEventOut"][];
                 };
             };
             /** @description Not logged in or session expired */

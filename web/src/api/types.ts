@@ -44,6 +44,7 @@ export type GbShares = ResponseOf<'/api/gb/uppers/{upper_id}/shares', 'get'>
 export type GbShareableGroup = ResponseOf<'/api/gb/uppers/shareable/groups', 'get'>[number]
 export type GbUpperEvent = ResponseOf<'/api/gb/uppers/{upper_id}/events', 'get'>[number]
 export type GbDevice = ResponseOf<'/api/gb/devices', 'get'>[number]
+export type GbDeviceEvent = ResponseOf<'/api/gb/devices/{device_id}/events', 'get'>[number]
 export type GbCatalogResult = ResponseOf<'/api/gb/devices/{device_id}/catalog', 'post'>
 export type GbTree = ResponseOf<'/api/gb/devices/{device_id}/tree', 'get'>
 export type GbTreeNode = GbTree['nodes'][number]

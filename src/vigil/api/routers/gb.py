@@ -16,11 +16,11 @@ from vigil.api.context import ApiContext, Authed, Ctx
 from vigil.api.contracts import Principal
 from vigil.api.errors import ERROR_RESPONSES
 from vigil.api.schemas import ErrorOut
-from vigil.domain.errors import Conflict, Forbidden, NotFound, UpstreamTimeout
+from vigil.domain.errors import Conflict, Forbidden, Invalid, NotFound, UpstreamTimeout
 from vigil.gb28181.catalog import CatalogError, CatalogResult
 from vigil.gb28181.device_status import DeviceStatusError, DeviceStatusReport, DeviceStatusTimeout
 from vigil.storage.db import Database
-from vigil.storage.models import Camera, GbCatalogNode, GbDevice, Region
+from vigil.storage.models import Camera, GbCatalogNode, GbDevice, GbDeviceEvent, Region
 
 MediaTransportName = Literal["udp", "tcp-passive", "tcp-active"]
 
@@ -130,6 +130,18 @@ class GbCatalogOut(BaseModel):
     cameras_removed: int
     #: Business groups and virtual organisations in the catalog.
     groups: int
+
+
+class GbDeviceEventOut(BaseModel):
+    """One timestamped event of a device: online, offline (with the cause), unregistered, unauthorised device
+    (unknown, or failed authentication: ``level`` alarm, with its address), or a device alarm."""
+
+    model_config = ConfigDict(extra="forbid")
+    at_us: int
+    kind: str
+    #: info, warning or alarm.
+    level: str
+    reason: str
 
 
 class GbAlarmInputOut(BaseModel):
@@ -296,8 +308,8 @@ def build_gb_router(
     registrar: RegistrarControls | None = None,
     statuses: StatusQuerier | None = None,
 ) -> APIRouter:
-    """``/api/gb/devices`` (list, pre-register, change, delete), ``…/admit``, ``…/catalog``, ``…/status``
-    (node-wide admins only, audited) and ``…/tree`` (anyone, scope-filtered).
+    """``/api/gb/devices`` (list, pre-register, change, delete), ``…/admit``, ``…/catalog``, ``…/status``,
+    ``…/events`` (node-wide admins only, audited) and ``…/tree`` (anyone, scope-filtered).
 
     ``catalog``, ``registrar`` and ``statuses`` are None when GB/T 28181 is disabled: the catalog and status
     routes then answer 409, and device rows are still managed (so devices can be prepared before the SIP
@@ -492,6 +504,28 @@ def build_gb_router(
             cameras_removed=applied.cameras_removed,
             groups=applied.groups,
         )
+
+    @router.get("/devices/{device_id}/events", response_model=list[GbDeviceEventOut])
+    async def list_gb_device_events(
+        device_id: str, principal: Authed, ctx: Ctx, limit: int = 100
+    ) -> list[GbDeviceEventOut]:
+        """The device's events (online/offline with causes, unauthorised attempts with addresses), newest first."""
+        await _require_node_admin(ctx, principal, "gb_device.events", f"gb:{device_id}")
+        if not 1 <= limit <= 1000:
+            raise Invalid("limit: must be between 1 and 1000")
+        async with db.session() as session:
+            rows = list(
+                await session.scalars(
+                    select(GbDeviceEvent)
+                    .where(GbDeviceEvent.device_id == device_id)
+                    .order_by(GbDeviceEvent.at_us.desc(), GbDeviceEvent.id.desc())
+                    .limit(limit)
+                )
+            )
+            # Events outlive a deleted device row (who knocked stays on record); neither: nothing known.
+            if not rows and await session.get(GbDevice, device_id) is None:
+                raise NotFound(f"no GB device {device_id}")
+        return [GbDeviceEventOut(at_us=r.at_us, kind=r.kind, level=r.level, reason=r.reason) for r in rows]
 
     @router.get(
         "/devices/{device_id}/status",

@@ -47,6 +47,7 @@ __all__ = [
     "device_info",
     "device_status",
     "group_item",
+    "node_items",
     "paged",
     "record_info_pages",
 ]
@@ -60,10 +61,16 @@ OnlineCheck = Callable[[int], bool]
 
 def catalog_items(view: SharedView, local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
     """Region nodes (parents first), group nodes (business groups first), then cameras, as catalog items."""
+    items = node_items(view, local)
+    items.extend(camera_item(camera, view, local, online) for camera in view.cameras)
+    return items
+
+
+def node_items(view: SharedView, local: LocalPlatform) -> list[CatalogItem]:
+    """The directory nodes listed with the cameras: civil-code regions, then business groups and organisations."""
     items = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if is_region_code(r.code)]
     listed = {g.node_id: g for g in view.groups}
     items.extend(group_item(group, listed, local) for group in view.groups)
-    items.extend(camera_item(camera, view, local, online) for camera in view.cameras)
     return items
 
 

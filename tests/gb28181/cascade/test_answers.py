@@ -155,3 +155,30 @@ def test_shared_groups_are_listed_by_the_annex_j_templates_with_their_cameras_un
     assert (grouped.parent_id, grouped.business_group_id) == (vo_crossing, bg)
     assert (alone.parent_id, alone.business_group_id) == (LOCAL.platform_id, None)
     assert decoded.sum_num == len(decoded.items) == 3 + 3 + 2
+
+
+def test_a_catalog_query_for_a_listed_region_or_group_answers_its_subtree() -> None:
+    (page,) = catalog_pages(CatalogQuery(sn=11, device_id="3201"), VIEW, LOCAL, online, page_size=50)
+    decoded = roundtrip(page)
+    assert isinstance(decoded, CatalogResponse) and decoded.device_id == "3201"
+    assert [i.device_id for i in decoded.items] == ["3201", "32010201", *sorted(c.gb_id for c in CAMERAS)]
+
+    bg, vo_road, vo_crossing = "32010200002150000001", "32010200002160000001", "32010200002160000002"
+    groups = {
+        bg: GroupNode(bg, "交通", "business_group"),
+        vo_road: GroupNode(vo_road, "主干道", "virtual_organization", bg, bg),
+        vo_crossing: GroupNode(vo_crossing, "路口", "virtual_organization", vo_road, bg),
+    }
+    cameras = [
+        *CAMERAS[:1],
+        SharedCamera(
+            camera_id=7, gb_id="32010201001320000007", name="路口 1", region_code="32010201", group_id=vo_crossing
+        ),
+    ]
+    view = shared_view(camera_ids=[1], region_codes=[], regions=REGIONS, cameras=cameras, group_ids=[bg], groups=groups)
+    (page,) = catalog_pages(CatalogQuery(sn=12, device_id=vo_road), view, LOCAL, online, page_size=50)
+    decoded = roundtrip(page)
+    assert isinstance(decoded, CatalogResponse)
+    assert [i.device_id for i in decoded.items] == [vo_road, vo_crossing, "32010201001320000007"]
+    (page,) = catalog_pages(CatalogQuery(sn=13, device_id="3202"), view, LOCAL, online)  # not listed
+    assert isinstance(page, ResultResponse) and page.result is Result.ERROR

@@ -94,6 +94,12 @@ async def test_catalog_query_is_answered_in_pages_and_audited(rig: Rig) -> None:
     (entry,) = rig.audit.entries
     assert (entry.username, entry.action, entry.allowed) == (f"gb:{UPPER_ID}", "gb_upper.catalog", True)
 
+    # A listed region is a node of the catalog: its query is answered with its subtree, and audited as allowed.
+    response = await rig.handler.handle_request(manscdp(CatalogQuery(sn=78, device_id="32010201")), UPPER)
+    assert response is not None and response.status == 200
+    await eventually(lambda: len(rig.sip.messages()) == 4)
+    assert [(e.target, e.allowed) for e in rig.audit.entries[1:]] == [("gb:32010201", True)]
+
 
 async def test_unshared_invite_is_404_and_audited_as_denied(rig: Rig) -> None:
     response = await rig.handler.handle_request(invite(UNSHARED, 40000), UPPER)

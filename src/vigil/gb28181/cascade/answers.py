@@ -6,7 +6,8 @@
   that group), in pages of ``page_size``
   items that all carry the query's SN and ``SumNum`` = the grand total; nothing shared → one
   message with ``SumNum`` 0. Our channel IDs are the cameras' ``gb_id``. A query for one shared
-  camera lists just it; a query for anything else not ours is answered ``Result ERROR``.
+  camera lists just it; for a listed region or group, that node's subtree and the cameras in it
+  (Annex J); for anything else not ours ``Result ERROR``.
 * DeviceInfo / DeviceStatus for the platform (our ID) or one shared channel; ``Result ERROR`` for
   a channel not shared, exactly as for one that does not exist (the upper learns nothing more).
 * RecordInfo from Vigil's own recording index, one item per recorded stretch; not shared → ``SumNum`` 0.
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, tzinfo
 
 from vigil.domain.ids import is_region_code
 from vigil.gb28181.cascade.config import LocalPlatform
-from vigil.gb28181.cascade.shares import GroupNode, SharedCamera, SharedView
+from vigil.gb28181.cascade.shares import GroupNode, SharedCamera, SharedView, group_subtree, subtree
 from vigil.gb28181.cascade.store import RecordedRange
 from vigil.protocols.gb28181.manscdp import (
     CatalogInfo,
@@ -175,7 +176,39 @@ def catalog_pages(
     camera = view.camera(target)
     if camera is not None:
         return list(paged(query.sn, target, [camera_item(camera, view, local, online)], page_size))
+    below = _listed_below(view, target)
+    if below is not None:
+        return list(paged(query.sn, target, below(local, online), page_size))
     return [ResultResponse(cmd_type="Catalog", sn=query.sn, device_id=target, result=Result.ERROR)]
+
+
+def _listed_below(view: SharedView, target: str) -> Callable[[LocalPlatform, OnlineCheck], list[CatalogItem]] | None:
+    """For a listed region or group (Annex J: a node's query covers its subtree), what lies below it."""
+    regions = {r.code: r for r in view.regions}
+    groups = {g.node_id: g for g in view.groups}
+    if target in regions:
+        codes = set(subtree(regions, [target]))
+
+        def in_region(local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
+            nodes = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if r.code in codes]
+            cams = [camera_item(c, view, local, online) for c in view.cameras if c.region_code in codes]
+            return [n for n in nodes if is_region_code(n.device_id)] + cams
+
+        return in_region
+    if target in groups:
+        ids = set(group_subtree(groups, [target]))
+
+        def in_group(local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
+            nodes = [group_item(g, groups, local) for g in view.groups if g.node_id in ids]
+            cams = [
+                camera_item(c, view, local, online)
+                for c in view.cameras
+                if (g := view.group_of(c)) is not None and g.node_id in ids
+            ]
+            return nodes + cams
+
+        return in_group
+    return None
 
 
 def device_info(query: DeviceInfoQuery, view: SharedView, local: LocalPlatform) -> DeviceInfoResponse:

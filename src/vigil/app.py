@@ -49,6 +49,7 @@ from vigil.gb28181.cascade.store import DbCascadeStore
 from vigil.gb28181.catalog import CatalogSync
 from vigil.gb28181.catalog_store import CatalogApplied, CatalogSink, DbCatalogStore
 from vigil.gb28181.control import GbControl
+from vigil.gb28181.device_status import DeviceStatusQueries
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners, TransportResolver, media_transport
 from vigil.gb28181.playback import DevicePlaybacks
@@ -71,6 +72,7 @@ from vigil.protocols.gb28181.manscdp import (
     CatalogNotify,
     CatalogResponse,
     DeviceInfoResponse,
+    DeviceStatusResponse,
     MediaStatusNotify,
     MobilePositionNotify,
     RecordInfoResponse,
@@ -134,6 +136,8 @@ class GbRuntime:
     media_transport: TransportResolver
     #: RecordInfo queries (recordings held on devices).
     records: DeviceRecords
+    #: DeviceStatus queries (a device's own report: working, encoding, recording, clock, alarm inputs).
+    statuses: DeviceStatusQueries
     #: Playbacks and downloads of device-held recordings.
     playbacks: DevicePlaybacks
     #: Catalog SUBSCRIBE per online device; its NOTIFYs come back through ``dispatcher``.
@@ -292,6 +296,8 @@ def build_gb28181(
     ssrcs = SsrcAllocator(gb.domain or gb.platform_id[:10])
     records = DeviceRecords(gb, sip, registrar, owners)
     registrar.on_message(RecordInfoResponse, records.record_info_response)
+    statuses = DeviceStatusQueries(gb, sip, registrar)
+    registrar.on_message(DeviceStatusResponse, statuses.device_status_response)
 
     async def transport_of(device_id: str) -> GbTransport:
         # Read at each INVITE, so an admin's change applies from the next (re)connection or playback.
@@ -321,6 +327,7 @@ def build_gb28181(
         ssrcs=ssrcs,
         media_transport=transport_of,
         records=records,
+        statuses=statuses,
         playbacks=playbacks,
         subscriptions=subscriptions,
     )
@@ -524,6 +531,7 @@ class Vigil:
             self._closers.append(gb.registrar.close)
             await gb.records.start()
             self._closers.append(gb.records.close)
+            self._closers.append(gb.statuses.close)
             await gb.sip.start()
             self._closers.append(gb.sip.close)
             # Closed before the SIP server (closers run in reverse): each open playback still gets its BYE.
@@ -588,7 +596,12 @@ class Vigil:
                     exports_dir=self.settings.data_dir / "exports",
                     open_segment_start=pipelines.open_segment_start,
                 ),
-                build_gb_router(db, self.gb_catalog, self.gb.registrar if self.gb is not None else None),
+                build_gb_router(
+                    db,
+                    self.gb_catalog,
+                    self.gb.registrar if self.gb is not None else None,
+                    self.gb.statuses if self.gb is not None else None,
+                ),
                 build_gb_control_router(db, self.gb.control if self.gb is not None else None),
                 build_gb_uppers_router(
                     db,

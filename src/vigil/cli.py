@@ -64,7 +64,10 @@ def run(
 @app.command()
 def sim(
     cameras: Annotated[int, typer.Option("--cameras", "-n", help="How many cameras (or GB/T 28181 devices).")] = 4,
-    file: Annotated[list[Path] | None, typer.Option("--file", "-f", help="Video file(s) to loop (MP4/MKV).")] = None,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option("--file", "-f", help="Video file(s) to loop (MP4/MKV); GB/T 28181 devices stream the one given."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="RTSP port.")] = 8554,
     username: Annotated[str | None, typer.Option(help="Require these credentials (Digest/Basic).")] = None,
@@ -85,6 +88,14 @@ def sim(
     audio: Annotated[
         str, typer.Option("--audio", help="GB/T 28181: audio beside the video: aac, g711a, g711u or none.")
     ] = "none",
+    platform_id: Annotated[
+        str,
+        typer.Option("--platform-id", help="GB/T 28181: the platform's 20-digit SIP server ID (Vigil's default)."),
+    ] = "34020000002000000001",
+    domain: Annotated[
+        str | None,
+        typer.Option("--domain", help="GB/T 28181: the platform's SIP domain (default: first 10 digits of its ID)."),
+    ] = None,
 ) -> None:
     """Serve N simulated RTSP cameras looping video files, or N GB/T 28181 devices (demos, tests, load tests)."""
     _logging(False)
@@ -93,15 +104,27 @@ def sim(
     if gb28181 is not None:
         from vigil.sim.gb28181 import run_gb_sim
 
+        if file is not None and len(file) > 1:
+            raise typer.BadParameter("GB/T 28181 devices stream one file: give --file once", param_hint="--file")
+        media = file[0] if file else None
+        if media is not None and not media.is_file():
+            raise typer.BadParameter(f"{media}: no such file", param_hint="--file")
+        if not (len(platform_id) == 20 and platform_id.isdigit()):
+            raise typer.BadParameter(f"{platform_id!r}: expected 20 digits", param_hint="--platform-id")
+        if domain is not None and not (len(domain) == 10 and domain.isdigit()):
+            raise typer.BadParameter(f"{domain!r}: expected 10 digits", param_hint="--domain")
         run_gb_sim(
             gb28181,
             cameras,
             channels,
             password or "",
             transport.upper(),
+            platform_id=platform_id,
+            domain=domain,
             alarm_every_s=alarm_every,
             ptz_channels=ptz_channels,
             audio=audio,
+            media=media,
         )
         return
     from vigil.app import DEMO_MEDIA

@@ -10,7 +10,16 @@ from apikit import REGION_A, REGION_B, Api, build_api
 
 from vigil.api.routers.gb_control import RTSP_PTZ_MESSAGE, build_gb_control_router
 from vigil.gb28181.control import ControlAnswer, DeviceNoAnswer, DeviceOffline
-from vigil.protocols.gb28181.ptz import Pan, PtzInstruction, PtzMove, Tilt
+from vigil.protocols.gb28181.ptz import (
+    CruiseAddPoint,
+    CruiseDwell,
+    Pan,
+    PtzInstruction,
+    PtzMove,
+    Scan,
+    ScanAction,
+    Tilt,
+)
 from vigil.storage.db import Database
 from vigil.storage.models import Camera, GbAlarm, GbPosition
 
@@ -83,6 +92,27 @@ async def test_operator_moves_a_gb_camera_and_it_is_audited(db: Database, tmp_pa
     assert "action=up-left speed=100 PTZCmd=A50F010A64640087" in row.detail and "answered 200" in row.detail
 
 
+async def test_cruise_and_scan_are_set_up_from_the_api_and_audited_with_group_and_value(
+    db: Database, tmp_path: Path
+) -> None:
+    controller = Controller()
+    api, ids = await setup(db, tmp_path, controller)
+    async with api.client, await api.as_user("op_a") as op:
+        r = await op.post(f"/api/cameras/{ids[GB_A]}/ptz", json={"action": "cruise-add-point", "preset": 5, "group": 1})
+        assert r.status_code == 200 and r.json()["ptz_cmd"] == "A50F01840105003F", r.text
+        r = await op.post(f"/api/cameras/{ids[GB_A]}/ptz", json={"action": "cruise-dwell", "value": 30, "group": 1})
+        assert r.status_code == 200 and r.json()["ptz_cmd"] == "A50F0187011E005B", r.text
+        r = await op.post(f"/api/cameras/{ids[GB_A]}/ptz", json={"action": "scan-set-left", "group": 1})
+        assert r.status_code == 200 and r.json()["ptz_cmd"] == "A50F018901010040", r.text
+    assert [call[1] for call in controller.ptz_calls] == [
+        CruiseAddPoint(1, 5),
+        CruiseDwell(1, 30),
+        Scan(ScanAction.SET_LEFT, 1),
+    ]
+    details = [row.detail for row in await api.audit_rows(action="ptz")]
+    assert any("action=cruise-dwell speed=128 group=1 value=30 PTZCmd=A50F0187011E005B" in d for d in details)
+
+
 async def test_device_refusal_is_returned_and_audited_as_not_allowed(db: Database, tmp_path: Path) -> None:
     api, ids = await setup(db, tmp_path, Controller(status=486))
     async with api.client, await api.as_user("op") as op:
@@ -117,6 +147,9 @@ async def test_ptz_scope_and_roles(db: Database, tmp_path: Path) -> None:
         ({"action": "spin"}, "action", "Input should be"),
         ({"action": "up", "tilt": 3}, "tilt", "is not a known field"),
         ({}, "action", "is required"),
+        ({"action": "cruise-speed"}, "body", "value is required for cruise-speed"),
+        ({"action": "scan-speed", "value": 4096}, "value", "Input should be less than or equal to 4095"),
+        ({"action": "cruise-add-point"}, "body", "preset is required for cruise-add-point"),
     ],
 )
 async def test_bad_commands_are_422_with_the_field(

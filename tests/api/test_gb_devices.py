@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from apikit import REGION_A, REGION_B, build_api
+from tests.gb28181.test_media import DEVICE as REGISTERED
+from tests.gb28181.test_records import Directory, FakeSender
 
 from vigil.api.routers.gb import build_gb_router
+from vigil.gb28181.device_status import DeviceStatusQueries
+from vigil.settings import Gb28181Settings
 from vigil.storage.db import Database
-from vigil.storage.models import Camera, GbCatalogNode, GbDevice
+from vigil.storage.models import Camera, GbCatalogNode, GbDevice, GbDeviceEvent
 
 PENDING = "34020000001320000099"
 
@@ -222,3 +226,57 @@ async def test_patch_sets_name_password_and_keepalive_interval(db: Database, tmp
         "password cleared, keepalive_interval_s=None",
     ]
     assert all("s3cret" not in r.detail for r in rows)
+
+
+async def test_device_status_is_for_node_wide_admins_and_says_why_it_failed(db: Database, tmp_path: Path) -> None:
+    silent = DeviceStatusQueries(Gb28181Settings(), FakeSender(), Directory(), answer_timeout_s=0.1)
+    api, _app = await build_api(db, tmp_path, extra_routers=[build_gb_router(db, statuses=silent)])
+    async with db.session() as session:
+        session.add_all(
+            [GbDevice(device_id=REGISTERED, admitted=True, created_us=1), GbDevice(device_id=PENDING, created_us=1)]
+        )
+    await api.add_user("scoped", "admin", REGION_A)
+    await api.add_user("op", "operator")
+    async with api.client, await api.as_user("root") as root:
+        r = await root.get(f"/api/gb/devices/{REGISTERED}/status")  # it takes the query, then says nothing
+        assert r.status_code == 504 and "no DeviceStatus answer" in r.text
+        r = await root.get(f"/api/gb/devices/{PENDING}/status")
+        assert r.status_code == 409 and "not registered" in r.text
+        assert (await root.get("/api/gb/devices/34020000001320000098/status")).status_code == 404
+        async with await api.as_user("op") as op:
+            assert (await op.get(f"/api/gb/devices/{REGISTERED}/status")).status_code == 403
+        async with await api.as_user("scoped") as scoped:
+            assert (await scoped.get(f"/api/gb/devices/{REGISTERED}/status")).status_code == 403
+    assert silent.pending == 0
+    denied = [(r.username, r.target) for r in await api.audit_rows(action="gb_device.status", allowed=False)]
+    assert ("root", f"gb:{REGISTERED}") in denied and ("root", f"gb:{PENDING}") in denied
+
+
+async def test_device_events_are_newest_first_bounded_and_for_node_wide_admins(db: Database, tmp_path: Path) -> None:
+    api, _app = await build_api(db, tmp_path, extra_routers=[build_gb_router(db)])
+    async with db.session() as session:
+        session.add(GbDevice(device_id=PENDING, remote_address="10.0.0.9:5060", created_us=1))
+        session.add_all(
+            GbDeviceEvent(device_id=PENDING, at_us=at, kind=kind, level=level, reason=reason)
+            for at, kind, level, reason in [
+                (10, "unauthorised_device", "alarm", "unauthorised device from udp:10.0.0.9:5060"),
+                (20, "online", "info", "registered"),
+                (30, "offline", "warning", "3 keepalives missed"),
+            ]
+        )
+        # A device whose row was deleted keeps its history.
+        session.add(GbDeviceEvent(device_id="34020000001320000097", at_us=5, kind="online", level="info", reason=""))
+    await api.add_user("scoped", "admin", REGION_A)
+    async with api.client, await api.as_user("root") as root:
+        events = (await root.get(f"/api/gb/devices/{PENDING}/events")).json()
+        assert [(e["at_us"], e["kind"], e["level"]) for e in events] == [
+            (30, "offline", "warning"),
+            (20, "online", "info"),
+            (10, "unauthorised_device", "alarm"),
+        ]
+        assert len((await root.get(f"/api/gb/devices/{PENDING}/events", params={"limit": 1})).json()) == 1
+        assert (await root.get(f"/api/gb/devices/{PENDING}/events", params={"limit": 0})).status_code == 422
+        assert len((await root.get("/api/gb/devices/34020000001320000097/events")).json()) == 1
+        assert (await root.get("/api/gb/devices/34020000001320000098/events")).status_code == 404
+        async with await api.as_user("scoped") as scoped:
+            assert (await scoped.get(f"/api/gb/devices/{PENDING}/events")).status_code == 403

@@ -10,10 +10,14 @@ from apikit import REGION_A, REGION_B, build_api, camera_body
 from vigil.api.routers.gb_uppers import build_gb_uppers_router
 from vigil.gb28181.cascade.client import UpperState, UpperStatus
 from vigil.storage.db import Database
-from vigil.storage.models import GbUpper, GbUpperEvent
+from vigil.storage.models import GbCatalogNode, GbUpper, GbUpperEvent
 
 UPPER_ID = "11000000002000000001"
 OWN_ID = "32010200002000000001"
+#: A device behind us and the business group / virtual organisation its catalog announced.
+NVR = "32010200001180000001"
+BG = "32010200002150000001"
+VO = "32010200002160000001"
 
 
 @dataclass
@@ -101,19 +105,35 @@ async def test_admin_configures_an_upper_platform(db: Database, tmp_path: Path) 
 async def test_shares_are_validated_and_replaced(db: Database, tmp_path: Path) -> None:
     router = build_gb_uppers_router(db, FakeCascade(), own_platform_id=OWN_ID)
     api, _app = await build_api(db, tmp_path, extra_routers=[router])
+    async with db.session() as session:
+        session.add(GbCatalogNode(node_id=BG, device_id=NVR, kind="business_group", name="交通", updated_us=1))
+        session.add(
+            GbCatalogNode(
+                node_id=VO, device_id=NVR, kind="virtual_organization", name="路口", business_group_id=BG, updated_us=1
+            )
+        )
     async with api.client, await api.as_user("root") as root:
+        groups = (await root.get("/api/gb/uppers/shareable/groups")).json()
+        assert [(g["node_id"], g["kind"], g["business_group_id"]) for g in groups] == [
+            (BG, "business_group", None),
+            (VO, "virtual_organization", BG),
+        ]
         upper_id = (await root.post("/api/gb/uppers", json=upper_body())).json()["id"]
         cam = (await root.post("/api/cameras", json=camera_body())).json()["id"]
-        assert (await root.get(f"/api/gb/uppers/{upper_id}/shares")).json() == {"camera_ids": [], "region_codes": []}
+        empty = {"camera_ids": [], "region_codes": [], "group_ids": []}
+        assert (await root.get(f"/api/gb/uppers/{upper_id}/shares")).json() == empty
 
-        r = await root.put(f"/api/gb/uppers/{upper_id}/shares", json={"camera_ids": [cam, 999], "region_codes": ["77"]})
+        bad = {"camera_ids": [cam, 999], "region_codes": ["77"], "group_ids": ["34020000002160000077"]}
+        r = await root.put(f"/api/gb/uppers/{upper_id}/shares", json=bad)
         assert r.status_code == 422
         assert "no camera 999" in r.json()["detail"] and "no region 77" in r.json()["detail"]
+        assert "no business group or virtual organisation 34020000002160000077" in r.json()["detail"]
 
-        r = await root.put(f"/api/gb/uppers/{upper_id}/shares", json={"camera_ids": [cam], "region_codes": [REGION_B]})
-        assert r.status_code == 200 and r.json() == {"camera_ids": [cam], "region_codes": [REGION_B]}
+        body = {"camera_ids": [cam], "region_codes": [REGION_B], "group_ids": [VO]}
+        r = await root.put(f"/api/gb/uppers/{upper_id}/shares", json=body)
+        assert r.status_code == 200 and r.json() == body
         r = await root.put(f"/api/gb/uppers/{upper_id}/shares", json={"region_codes": [REGION_A]})
-        assert r.json() == {"camera_ids": [], "region_codes": [REGION_A]}
+        assert r.json() == {"camera_ids": [], "region_codes": [REGION_A], "group_ids": []}
         assert (await root.get(f"/api/gb/uppers/{upper_id}/shares")).json() == r.json()
         assert (await root.put("/api/gb/uppers/999/shares", json={})).status_code == 404
     shares = [r.detail for r in await api.audit_rows(action="gb_upper.share", allowed=True)]
@@ -136,5 +156,6 @@ async def test_only_node_wide_admins_see_upper_platforms(db: Database, tmp_path:
                 ).status_code == 403
                 r = await user.put(f"/api/gb/uppers/{created['id']}/shares", json={"region_codes": [REGION_A]})
                 assert r.status_code == 403
+                assert (await user.get("/api/gb/uppers/shareable/groups")).status_code == 403
     denied = [r.username for r in await api.audit_rows(allowed=False) if r.action.startswith("gb_upper.")]
-    assert sorted(set(denied)) == ["op", "scoped"] and len(denied) == 6
+    assert sorted(set(denied)) == ["op", "scoped"] and len(denied) == 8

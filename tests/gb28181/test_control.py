@@ -24,6 +24,10 @@ from vigil.protocols.gb28181.manscdp import AlarmReset, IFrameControl, PtzContro
 from vigil.protocols.gb28181.manscdp import DeviceControl as ControlMessage
 from vigil.protocols.gb28181.ptz import (
     STOP,
+    CruiseAddPoint,
+    CruiseDeletePoint,
+    CruiseDwell,
+    CruiseSpeed,
     CruiseStart,
     Focus,
     FocusIris,
@@ -35,6 +39,7 @@ from vigil.protocols.gb28181.ptz import (
     PtzMove,
     Scan,
     ScanAction,
+    ScanSpeed,
     Tilt,
     Zoom,
 )
@@ -141,7 +146,31 @@ def test_console_actions_map_to_the_standard_instruction(
 
 def test_every_action_is_mapped() -> None:
     for action in PtzAction:
-        ptz_instruction(action, speed=1, preset=1, group=0)
+        ptz_instruction(action, speed=1, preset=1, group=0, value=0)
+
+
+# Hex worked by hand from A.3.5/A.3.6: A5 0F 01, instruction, group, data, high nibble of a 12-bit value, and the
+# byte sum of the seven before it mod 256.
+@pytest.mark.parametrize(
+    ("action", "preset", "group", "value", "instruction", "hex_cmd"),
+    [
+        (PtzAction.CRUISE_ADD_POINT, 5, 1, None, CruiseAddPoint(1, 5), "A50F01840105003F"),
+        (PtzAction.CRUISE_DELETE_POINT, None, 2, None, CruiseDeletePoint(2, 0), "A50F01850200003C"),
+        (PtzAction.CRUISE_DELETE_POINT, 7, 2, None, CruiseDeletePoint(2, 7), None),
+        (PtzAction.CRUISE_SPEED, None, 1, 0x123, CruiseSpeed(1, 0x123), "A50F01860123106F"),
+        (PtzAction.CRUISE_DWELL, None, 1, 30, CruiseDwell(1, 30), "A50F0187011E005B"),
+        (PtzAction.SCAN_SET_LEFT, None, 1, None, Scan(ScanAction.SET_LEFT, 1), "A50F018901010040"),
+        (PtzAction.SCAN_SET_RIGHT, None, 1, None, Scan(ScanAction.SET_RIGHT, 1), "A50F018901020041"),
+        (PtzAction.SCAN_SPEED, None, 1, 4095, ScanSpeed(1, 4095), "A50F018A01FFF02F"),
+    ],
+)
+def test_cruise_and_scan_setup_map_to_their_instructions(
+    action: PtzAction, preset: int | None, group: int, value: int | None, instruction: object, hex_cmd: str | None
+) -> None:
+    got = ptz_instruction(action, speed=128, preset=preset, group=group, value=value)
+    assert got == instruction
+    if hex_cmd is not None:
+        assert PtzCmd(got).to_hex() == hex_cmd
 
 
 @pytest.mark.parametrize(
@@ -152,6 +181,8 @@ def test_every_action_is_mapped() -> None:
         (PtzAction.PRESET_CALL, 128, None, 1, "preset is required for preset-call"),
         (PtzAction.PRESET_SET, 128, 0, 1, "preset must be 1..255, got 0"),
         (PtzAction.CRUISE_START, 128, None, 300, "group must be 0..255, got 300"),
+        (PtzAction.CRUISE_ADD_POINT, 128, None, 1, "preset is required for cruise-add-point"),
+        (PtzAction.CRUISE_SPEED, 128, None, 1, "value is required for cruise-speed"),
     ],
 )
 def test_bad_numbers_name_the_field(
@@ -159,6 +190,11 @@ def test_bad_numbers_name_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
         ptz_instruction(action, speed=speed, preset=preset, group=group)
+
+
+def test_values_out_of_twelve_bits_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"value must be 0\.\.4095, got 4096"):
+        ptz_instruction(PtzAction.SCAN_SPEED, speed=1, value=4096)
 
 
 async def test_ptz_is_a_device_control_message_to_the_channel_in_the_device_charset() -> None:

@@ -254,7 +254,11 @@ async def test_wrong_password_is_forbidden_and_recorded(platform: Platform, devi
     _, final = await device.register()
     assert final.status == 403
     assert DEVICE not in platform.registrar.devices
-    assert [(e.kind, e.level) for e in await events(platform.db, DEVICE)] == [("auth_failed", "warning")]
+    (event,) = await events(platform.db, DEVICE)
+    assert (event.kind, event.level) == ("auth_failed", "alarm")
+    assert (
+        f"unauthorised device {DEVICE} from udp:127.0.0.1:" in event.reason and "authentication failed" in event.reason
+    )
 
 
 async def test_replayed_register_gets_a_stale_challenge(platform: Platform, devices: list[Device]) -> None:

@@ -1,7 +1,7 @@
 """Vigil-to-Vigil cascade over real sockets: node B (lower, RTSP sim cameras) registers to node A (upper)
 exactly as a device would; A's catalog lists exactly what B shares and A streams it live through B's relay;
 an unshared channel is refused; B follows A through a restart; B going away takes its cameras offline on A;
-A's PTZ on a camera B shares reaches the GB device behind B."""
+A's PTZ on a camera B shares reaches the GB device behind B; A lists B's own recordings and downloads them."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from sqlalchemy import func, select
 
 from tests.helpers import eventually, until
 from tests.integration.conftest import node_settings
+from tests.media import ffprobe_frame_count
 from vigil.access.secrets import SecretBox
 from vigil.app import Vigil
 from vigil.gb28181.media import Gb28181Source
 from vigil.gb28181.registrar import BEIJING
 from vigil.ingest.errors import StreamNotFound
+from vigil.playback.export import verify_export
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
     DeviceInfoQuery,
@@ -428,6 +430,146 @@ async def test_ptz_from_the_upper_reaches_the_device_behind_the_lower(tmp_path: 
             (row,) = await until(audited, 10, "B's audit row for the relayed control")
             assert (row.username, row.target, row.allowed) == (f"gb:{A_ID}", f"gb:{dome}", True)
             assert "PTZCmd=A50F010A64640087" in row.detail and sim_id in row.detail
+    finally:
+        if runner is not None:
+            await runner.close()
+        await b.close()
+        await a.close()
+
+
+async def test_the_upper_vigil_lists_and_downloads_the_lower_vigils_own_recordings(
+    nodes: dict[str, Any], tmp_path: Path
+) -> None:
+    """A treats B as any device: RecordInfo lists B's recordings of a shared camera on A's timeline, and a
+    download (INVITE s=Download to B, B relaying its own recording) becomes a verifiable export on A."""
+    a: Vigil = nodes["a"]
+    b: Vigil = nodes["b"]
+    assert a.sip is not None and b.sip is not None and a.gb is not None and b.gb is not None
+    async with login(b) as admin_b, login(a) as admin_a:
+        upper = await configure_upper(admin_b, a.sip.udp_port, "udp")
+
+        async def b_state() -> str:
+            return str((await admin_b.get(f"/api/gb/uppers/{upper}")).json()["status"]["state"])
+
+        await until(lambda: _eq(b_state(), "registered"), 20, "B registered at A")
+
+        async def shared_camera() -> dict[str, Any] | None:
+            return next((c for c in await gb_cameras(admin_a) if c["gb_id"] == SHARED[0]), None)
+
+        cam = await until(shared_camera, 20, "B's shared camera on A")
+        now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+        window = {"from_us": now_us - 600_000_000, "to_us": now_us + 600_000_000}
+
+        async def listed() -> dict[str, Any] | None:
+            r = await admin_a.get(f"/api/cameras/{cam['id']}/device-recordings", params=window)
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            # At least 3 s recorded on B, so a download of 2 s of it lies inside the recording.
+            usable = [rec for rec in body["recordings"] if rec["end_us"] - rec["start_us"] >= 3_000_000]
+            return body if usable else None
+
+        listing = await until(listed, 40, "B's recordings of the shared camera listed on A")
+        assert listing["channel_id"] == SHARED[0] and listing["complete"]
+        rec = next(r for r in listing["recordings"] if r["end_us"] - r["start_us"] >= 3_000_000)
+        start_us = rec["start_us"] + 500_000
+        body = {"start_us": start_us, "end_us": start_us + 2_000_000, "reason": "级联调取下级录像"}
+        r = await admin_a.post(f"/api/cameras/{cam['id']}/device-exports", json=body)
+        assert r.status_code == 200, r.text
+        export = r.json()
+        assert export["bytes"] > 0 and export["start_us"] == start_us
+        clip, manifest = tmp_path / "clip.mp4", tmp_path / "clip.manifest.json"
+        clip.write_bytes((await admin_a.get(export["download_url"])).content)
+        manifest.write_bytes((await admin_a.get(export["manifest_url"])).content)
+        verdict = verify_export(clip, manifest)
+        assert verdict.ok, verdict.problems
+        assert ffprobe_frame_count(clip) >= 10  # 2 s of B's 10 fps clip (keyframe lead-in allowed)
+
+        # Both sides let go of the download: no playback on A, no relay session on B.
+        await until(lambda: not a.gb.playbacks.sessions, 10, "A's download session to close")
+        assert a.gb.ssrcs.in_use(history=True) == 0
+        handler = b.gb.cascade.handler(upper)
+        assert handler is not None
+        # A records both shared cameras, so their live relays stay; the download's history session is gone.
+        await until(lambda: handler.media.ssrcs_in_use(history=True) == 0, 15, "B's download relay to end")
+        assert handler.sessions == handler.media.ssrcs_in_use(history=False) == 2
+
+    assert b.db is not None
+    async with b.db.session() as session:
+        rows = (await session.scalars(select(AuditRow).where(AuditRow.username == f"gb:{A_ID}"))).all()
+    seen = {(r.action, r.target, r.allowed) for r in rows}
+    assert ("gb_upper.record_info", f"gb:{SHARED[0]}", True) in seen
+    assert ("gb_upper.invite", f"gb:{SHARED[0]}", True) in seen
+
+
+async def test_a_shared_virtual_organisation_reaches_the_upper_as_a_group_with_its_channels(tmp_path: Path) -> None:
+    """B shares one virtual organisation of the device behind it: A's catalog of B holds just its channels,
+    and A's tree of B shows them under that organisation and its business group."""
+    a = Vigil(settings_a(tmp_path / "a"))
+    b = Vigil(
+        node_settings(
+            tmp_path / "b",
+            sim={"cameras": 0},
+            gb28181={"enabled": True, "host": "127.0.0.1", "port": 0, "platform_id": B_ID, "password": DEVICE_PASSWORD},
+        )
+    )
+    runner: GbSimRunner | None = None
+    try:
+        await a.start()
+        await admit_lower_platform(a, tmp_path / "a")
+        await b.start()
+        assert a.sip is not None and b.sip is not None and b.db is not None
+        async with b.db.session() as session:
+            session.add(GbDevice(device_id=sim_device_id(B_ID[:10], 1), admitted=True, created_us=1))
+        runner = GbSimRunner(
+            GbSimOptions(
+                platform_address=("127.0.0.1", b.sip.udp_port),
+                password=DEVICE_PASSWORD,
+                platform_id=B_ID,
+                channels=4,
+                virtual_orgs=2,
+                bind_host="127.0.0.1",
+            )
+        )
+        await runner.start()
+        device = runner.devices[0]
+        business_group, first_org, _second_org = device.group_ids
+        in_first_org = sorted(device.channel_ids[0::2])  # channels alternate between the two organisations
+        async with login(b) as admin_b, login(a) as admin_a:
+
+            async def catalogued_on_b() -> bool:
+                return len(await gb_cameras(admin_b)) == 4
+
+            await until(catalogued_on_b, 30, "the device's channels catalogued on B")
+            groups = (await admin_b.get("/api/gb/uppers/shareable/groups")).json()
+            assert {g["node_id"] for g in groups} == set(device.group_ids)
+            body = {
+                "platform_id": A_ID,
+                "domain": A_ID[:10],
+                "host": "127.0.0.1",
+                "port": a.sip.udp_port,
+                "transport": "udp",
+                "password": PASSWORD,
+                "keepalive_interval_s": 1,
+                "enabled": False,
+            }
+            r = await admin_b.post("/api/gb/uppers", json=body)
+            assert r.status_code == 201, r.text
+            upper = int(r.json()["id"])
+            r = await admin_b.put(f"/api/gb/uppers/{upper}/shares", json={"group_ids": [first_org]})
+            assert r.status_code == 200 and r.json()["group_ids"] == [first_org], r.text
+            assert (await admin_b.patch(f"/api/gb/uppers/{upper}", json={"enabled": True})).status_code == 200
+
+            async def on_a() -> list[str]:
+                return sorted(c["gb_id"] for c in await gb_cameras(admin_a))
+
+            await until(lambda: _eq(on_a(), in_first_org), 30, "the organisation's channels on A")
+            tree = (await admin_a.get(f"/api/gb/devices/{B_ID}/tree")).json()["nodes"]
+            nodes = {n["id"]: n for n in tree}
+            assert nodes[business_group]["kind"] == "business_group"
+            assert nodes[first_org]["kind"] == "virtual_organization"
+            assert nodes[first_org]["parent_id"] == business_group
+            assert _second_org not in nodes
+            assert all(nodes[ch]["parent_id"] == first_org for ch in in_first_org)
     finally:
         if runner is not None:
             await runner.close()

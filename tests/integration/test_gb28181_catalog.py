@@ -1,5 +1,6 @@
 """GB/T 28181 catalog on a whole node: an admitted device (Vigil's simulator) registers, Vigil queries its
-catalog, assembles the pages and its channels appear as cameras; an admin can re-query on demand."""
+catalog, assembles the pages and its channels appear as cameras; an admin can re-query on demand and ask
+the device for its status."""
 
 from __future__ import annotations
 
@@ -97,6 +98,14 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path, transpo
                 again = (await admin.get("/api/cameras/status", params={"since": feed["cursor"]})).json()
                 assert again["added"] == again["updated"] == again["deleted"] == [] and not again["full"]
 
+                # The device's own status (DeviceStatus), as the simulator reports it: working, encoding.
+                r = await admin.get(f"/api/gb/devices/{device_id}/status")
+                assert r.status_code == 200, r.text
+                status = r.json()
+                assert (status["device_id"], status["online"], status["working"]) == (device_id, True, True)
+                assert (status["encoding"], status["recording"], status["result_ok"]) == (True, False, True)
+                assert status["device_time_us"] is not None and abs(status["clock_offset_s"]) < 5
+
                 # An operator renames a GB channel and sets its retention: no RTSP URL is demanded of it.
                 r = await admin.patch(f"/api/cameras/{cams[0]['id']}", json={"name": "东门球机", "retention_days": 60})
                 assert r.status_code == 200, r.text
@@ -106,8 +115,11 @@ async def test_registered_device_channels_become_cameras(tmp_path: Path, transpo
 
             r = await admin.post("/api/gb/devices/34020000001329999999/catalog")
             assert r.status_code == 404
+            r = await admin.get(f"/api/gb/devices/{device_id}/status")  # unregistered now: nothing to ask
+            assert r.status_code == 409 and "not registered" in r.text
             audit = (await admin.get("/api/audit", params={"limit": 50})).json()
             assert any(row["action"] == "gb_device.catalog" and row["allowed"] for row in audit)
+            assert any(row["action"] == "gb_device.status" and row["allowed"] for row in audit)
     finally:
         await vigil.close()
     assert vigil.pipelines is not None and vigil.pipelines.running() == []

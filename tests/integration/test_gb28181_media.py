@@ -1,6 +1,6 @@
 """GB/T 28181 live media on a whole node: a channel streams and records over UDP, TCP-passive and TCP-active
-(per-device API setting or node default); a device that hangs up (BYE) or goes silent ends the source with a
-clear reason, the supervisor re-INVITEs, and no dialog, SSRC, socket or session is left behind."""
+(per-device API setting or node default), H.264 or H.265; a device that hangs up (BYE) or goes silent ends the
+source with a clear reason, the supervisor re-INVITEs, and no dialog, SSRC, socket or session is left behind."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from vigil.storage.models import CameraEvent, GbDevice, Segment
 
 PASSWORD = "gb-secret-1"
 MEDIA = Path(__file__).parents[2] / "src" / "vigil" / "assets" / "media" / "campus_576p10_h264.mp4"
+MEDIA_H265 = MEDIA.with_name("campus_576p25_h265.mp4")
 
 
 @dataclass
@@ -62,9 +63,9 @@ class Live:
 
 @asynccontextmanager
 async def live_channel(
-    tmp_path: Path, *, device_transport: str | None = None, node_transport: str = "udp"
+    tmp_path: Path, *, device_transport: str | None = None, node_transport: str = "udp", media: Path = MEDIA
 ) -> AsyncIterator[Live]:
-    """A node with one admitted simulated device whose one channel is online as a camera.
+    """A node with one admitted simulated device whose one channel (streaming ``media``) is online as a camera.
 
     ``device_transport`` is set on the device through the API; ``node_transport`` is the node's default.
     """
@@ -89,7 +90,7 @@ async def live_channel(
             password=PASSWORD,
             channels=1,
             bind_host="127.0.0.1",
-            media=MEDIA,
+            media=media,
         )
         dev_id = device_id(options.realm(), 1)
         async with vigil.db.session() as session:
@@ -190,6 +191,32 @@ async def test_channel_streams_and_records_over_each_transport(
             return await live.segments() > 0
 
         await until(recorded, 30)
+        assert (await live.camera())["status"]["corrupt_packets"] == 0
+        assert await live.offline_reasons() == []
+    assert_nothing_left(live)
+
+
+async def test_h265_channel_streams_and_records_as_h265(tmp_path: Path) -> None:
+    # The device muxes H.265 into PS (PSM stream type 0x24); it must come out as H.265 pictures, measured and
+    # recorded like any H.264 channel.
+    async with live_channel(tmp_path, media=MEDIA_H265) as live:
+
+        async def measured() -> bool:
+            return (await live.camera())["status"]["width"] is not None
+
+        await until(measured, 15)
+        status = (await live.camera())["status"]
+        assert status["codec"] == "h265" and (status["width"], status["height"]) == (768, 576)
+        assert status["fps"] > 0
+
+        async def recorded() -> bool:
+            return await live.segments() > 0
+
+        await until(recorded, 30)
+        assert live.vigil.db is not None
+        async with live.vigil.db.session() as session:
+            codecs = set(await session.scalars(select(Segment.codec).where(Segment.camera_id == live.camera_id)))
+        assert codecs == {"h265"}
         assert (await live.camera())["status"]["corrupt_packets"] == 0
         assert await live.offline_reasons() == []
     assert_nothing_left(live)

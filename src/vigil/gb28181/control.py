@@ -32,7 +32,12 @@ from vigil.protocols.gb28181.manscdp import (
     PtzControl,
 )
 from vigil.protocols.gb28181.ptz import (
+    MAX_12_BIT,
     STOP,
+    CruiseAddPoint,
+    CruiseDeletePoint,
+    CruiseDwell,
+    CruiseSpeed,
     CruiseStart,
     Focus,
     FocusIris,
@@ -45,6 +50,7 @@ from vigil.protocols.gb28181.ptz import (
     PtzMove,
     Scan,
     ScanAction,
+    ScanSpeed,
     Tilt,
     Zoom,
 )
@@ -54,6 +60,8 @@ from vigil.transport.sip import SipPeer
 
 __all__ = [
     "CONTROL_PRIORITY",
+    "PRESET_ACTIONS",
+    "VALUE_ACTIONS",
     "ControlAnswer",
     "ControlError",
     "DeviceNoAnswer",
@@ -109,12 +117,29 @@ class PtzAction(enum.StrEnum):
     PRESET_DELETE = "preset-delete"
     CRUISE_START = "cruise-start"
     CRUISE_STOP = "cruise-stop"
+    #: Add preset ``preset`` to cruise ``group`` (0x84).
+    CRUISE_ADD_POINT = "cruise-add-point"
+    #: Remove preset ``preset`` from cruise ``group``; without a preset, the whole cruise (0x85).
+    CRUISE_DELETE_POINT = "cruise-delete-point"
+    #: Cruise ``group``'s speed = ``value`` (0x86).
+    CRUISE_SPEED = "cruise-speed"
+    #: Seconds cruise ``group`` dwells at each point = ``value`` (0x87).
+    CRUISE_DWELL = "cruise-dwell"
     SCAN_START = "scan-start"
     SCAN_STOP = "scan-stop"
+    #: The camera's present position is scan ``group``'s left / right limit (0x89 data 2 = 1 / 2).
+    SCAN_SET_LEFT = "scan-set-left"
+    SCAN_SET_RIGHT = "scan-set-right"
+    #: Scan ``group``'s speed = ``value`` (0x8A).
+    SCAN_SPEED = "scan-speed"
 
 
 #: Actions that need a preset number.
-PRESET_ACTIONS = frozenset({PtzAction.PRESET_SET, PtzAction.PRESET_CALL, PtzAction.PRESET_DELETE})
+PRESET_ACTIONS = frozenset(
+    {PtzAction.PRESET_SET, PtzAction.PRESET_CALL, PtzAction.PRESET_DELETE, PtzAction.CRUISE_ADD_POINT}
+)
+#: Actions that need a ``value`` (0-4095: a speed, or a dwell time in seconds).
+VALUE_ACTIONS = frozenset({PtzAction.CRUISE_SPEED, PtzAction.CRUISE_DWELL, PtzAction.SCAN_SPEED})
 
 _MOVES: dict[PtzAction, tuple[Pan | None, Tilt | None]] = {
     PtzAction.UP: (None, Tilt.UP),
@@ -126,6 +151,11 @@ _MOVES: dict[PtzAction, tuple[Pan | None, Tilt | None]] = {
     PtzAction.DOWN_LEFT: (Pan.LEFT, Tilt.DOWN),
     PtzAction.DOWN_RIGHT: (Pan.RIGHT, Tilt.DOWN),
 }
+_SCANS = {
+    PtzAction.SCAN_START: ScanAction.START,
+    PtzAction.SCAN_SET_LEFT: ScanAction.SET_LEFT,
+    PtzAction.SCAN_SET_RIGHT: ScanAction.SET_RIGHT,
+}
 _PRESETS = {
     PtzAction.PRESET_SET: PresetAction.SET,
     PtzAction.PRESET_CALL: PresetAction.CALL,
@@ -133,17 +163,30 @@ _PRESETS = {
 }
 
 
-def ptz_instruction(action: PtzAction, *, speed: int, preset: int | None = None, group: int = 1) -> PtzInstruction:
+def ptz_instruction(
+    action: PtzAction, *, speed: int, preset: int | None = None, group: int = 1, value: int | None = None
+) -> PtzInstruction:
     """The A.3 instruction for one console action; raise ValueError naming the bad field.
 
     ``speed`` 1-255 drives pan and tilt as given and zoom scaled to 1-15; ``preset`` 1-255 is needed
-    by the preset actions; ``group`` 0-255 picks the cruise or scan group. Stopping a cruise or a scan
-    is the PTZ stop (A.3.5, A.3.6).
+    by the preset actions and by adding a cruise point (deleting one without a preset deletes the
+    whole cruise); ``group`` 0-255 picks the cruise or scan group; ``value`` 0-4095 is the cruise
+    speed, cruise dwell (seconds) or scan speed the ``*-speed``/``*-dwell`` actions set. Stopping a
+    cruise or a scan is the PTZ stop (A.3.5, A.3.6).
     """
     if not 1 <= speed <= 0xFF:
         raise ValueError(f"speed must be 1..255, got {speed}")
     if not 0 <= group <= 0xFF:
         raise ValueError(f"group must be 0..255, got {group}")
+    if preset is not None and not 1 <= preset <= 0xFF:
+        raise ValueError(f"preset must be 1..255, got {preset}")
+    if action in PRESET_ACTIONS and preset is None:
+        raise ValueError(f"preset is required for {action.value}")
+    if action in VALUE_ACTIONS:
+        if value is None:
+            raise ValueError(f"value is required for {action.value}")
+        if not 0 <= value <= MAX_12_BIT:
+            raise ValueError(f"value must be 0..{MAX_12_BIT}, got {value}")
     if action in _MOVES:
         pan, tilt = _MOVES[action]
         return PtzMove(pan=pan, tilt=tilt, pan_speed=speed if pan else 0, tilt_speed=speed if tilt else 0, zoom_speed=0)
@@ -157,15 +200,24 @@ def ptz_instruction(action: PtzAction, *, speed: int, preset: int | None = None,
     if action in (PtzAction.IRIS_OPEN, PtzAction.IRIS_CLOSE):
         return FocusIris(iris=Iris.OPEN if action is PtzAction.IRIS_OPEN else Iris.CLOSE, iris_speed=speed)
     if action in _PRESETS:
-        if preset is None:
-            raise ValueError(f"preset is required for {action.value}")
-        if not 1 <= preset <= 0xFF:
-            raise ValueError(f"preset must be 1..255, got {preset}")
+        assert preset is not None
         return Preset(_PRESETS[action], preset)
+    if action is PtzAction.CRUISE_ADD_POINT:
+        assert preset is not None
+        return CruiseAddPoint(group, preset)
+    if action is PtzAction.CRUISE_DELETE_POINT:
+        return CruiseDeletePoint(group, preset or 0)
+    if action in VALUE_ACTIONS:
+        assert value is not None
+        if action is PtzAction.CRUISE_SPEED:
+            return CruiseSpeed(group, value)
+        if action is PtzAction.CRUISE_DWELL:
+            return CruiseDwell(group, value)
+        return ScanSpeed(group, value)
     if action is PtzAction.CRUISE_START:
         return CruiseStart(group)
-    if action is PtzAction.SCAN_START:
-        return Scan(ScanAction.START, group)
+    if action in _SCANS:
+        return Scan(_SCANS[action], group)
     return STOP  # stop, cruise-stop, scan-stop
 
 

@@ -7,7 +7,9 @@ behind the SIP transport.
   refused with 403, an alarm-level ``unauthorised_device`` event (at most one per device per
   :data:`UNAUTHORISED_EVENT_INTERVAL_S`, so a looping device does not flood) and a pending row
   an admin can admit. Admitted devices go through :class:`DigestServer` (realm = SIP domain,
-  the device's own password else the platform-wide one). ``Expires: 0`` unregisters. The final
+  the device's own password else the platform-wide one); one that fails them (wrong password) is
+  refused with 403 and an alarm-level ``auth_failed`` event naming it an unauthorised device with
+  its address (rate-limited the same way). ``Expires: 0`` unregisters. The final
   200 OK carries ``Date`` in Beijing time (9.10.3) and echoes ``X-GB-Ver`` (Annex I).
 * At most ``max_registering`` REGISTERs are handled at once; more are answered 503 + ``Retry-After``
   at once, so keepalives (memory only) are still answered during a storm.
@@ -391,8 +393,9 @@ class Registrar:
             if verdict.www_authenticate is not None:
                 response.headers["WWW-Authenticate"] = verdict.www_authenticate
             if verdict.outcome is DigestOutcome.FORBIDDEN and self._rate_ok(f"auth:{device_id}", now):
-                reason = f"{verdict.reason} from {peer.host}:{peer.port}"
-                await self._writes.submit([DeviceEvent(device_id, AUTH_FAILED, "warning", reason, _us(now))])
+                # The "unauthorised device" covers a failed authentication too: an alarm, like an unknown one.
+                reason = f"unauthorised device {device_id} from {peer} (authentication failed: {verdict.reason})"
+                await self._writes.submit([DeviceEvent(device_id, AUTH_FAILED, "alarm", reason, _us(now))])
             return response
 
         response = answer(200)

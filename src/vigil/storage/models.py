@@ -356,17 +356,22 @@ class GbUpper(Base):
 
 
 class GbUpperShare(Base):
-    """One camera, or one region (its whole subtree), shared with an upper platform."""
+    """One camera, one region (its whole subtree), or one business group / virtual organisation (its whole
+    subtree: the groups below it and the channels in any of them) shared with an upper platform."""
 
     __tablename__ = "gb_upper_shares"
     __table_args__ = (
         Index("ux_gb_upper_shares_camera", "upper_id", "camera_id", unique=True),
         Index("ux_gb_upper_shares_region", "upper_id", "region_code", unique=True),
+        Index("ux_gb_upper_shares_group", "upper_id", "group_id", unique=True),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     upper_id: Mapped[int] = mapped_column(ForeignKey("gb_uppers.id", ondelete="CASCADE"), index=True)
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), default=None)
     region_code: Mapped[str | None] = mapped_column(ForeignKey("regions.code", ondelete="CASCADE"), default=None)
+    #: A ``gb_catalog_nodes.node_id``; not a foreign key: a re-catalog may drop and re-add the node, and the
+    #: share should hold across that (a node that stays gone shares nothing).
+    group_id: Mapped[str | None] = mapped_column(String(20), default=None)
 
 
 class GbUpperEvent(Base):

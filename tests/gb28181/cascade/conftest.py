@@ -171,8 +171,10 @@ class Rig:
         )
 
 
-def build_rig() -> Rig:
-    """A handler for one upper platform, camera 1 shared (streaming), camera 2 not; everything else faked."""
+def build_rig(upper_id: str = UPPER_ID) -> Rig:
+    """A handler for one upper platform, camera 1 shared (streaming), camera 2 not; everything else faked.
+
+    The default upper platform is in another SIP domain than ours (a cross-domain cascade)."""
     regions = {"32010201": RegionNode("32010201", "Street", None)}
     cameras = [
         SharedCamera(camera_id=1, gb_id=SHARED, name="Gate", region_code="32010201", gb_channel=True),
@@ -182,8 +184,8 @@ def build_rig() -> Rig:
     view = shared_view(camera_ids=[1], region_codes=[], regions=regions, cameras=cameras)
     config = UpperConfig(
         id=1,
-        platform_id=UPPER_ID,
-        domain=UPPER_ID[:10],
+        platform_id=upper_id,
+        domain=upper_id[:10],
         host=UPPER.host,
         port=UPPER.port,
         transport="udp",

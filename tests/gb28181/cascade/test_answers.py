@@ -9,7 +9,7 @@ import pytest
 from tests.gb28181.cascade.conftest import BEIJING_TZ
 from vigil.gb28181.cascade.answers import catalog_pages, device_info, device_status, record_info_pages
 from vigil.gb28181.cascade.config import LocalPlatform
-from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, shared_view
+from vigil.gb28181.cascade.shares import GroupNode, RegionNode, SharedCamera, shared_view
 from vigil.gb28181.cascade.store import RecordedRange
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
@@ -125,3 +125,60 @@ def test_record_info_without_recordings_or_share_is_sumnum_zero(gb_id: str) -> N
     query = RecordInfoQuery(sn=12, device_id=gb_id, start_time=start, end_time=start.replace(hour=1))
     (page,) = record_info_pages(query, VIEW, [], tz=BEIJING_TZ)
     assert page.sum_num == 0 and page.items == ()
+
+
+def test_shared_groups_are_listed_by_the_annex_j_templates_with_their_cameras_under_them() -> None:
+    bg, vo_road, vo_crossing = "32010200002150000001", "32010200002160000001", "32010200002160000002"
+    groups = {
+        bg: GroupNode(bg, "交通", "business_group"),
+        vo_road: GroupNode(vo_road, "主干道", "virtual_organization", bg, None),
+        vo_crossing: GroupNode(vo_crossing, "路口", "virtual_organization", vo_road, bg),
+    }
+    cameras = [
+        *CAMERAS[:1],
+        SharedCamera(
+            camera_id=7, gb_id="32010201001320000007", name="路口 1", region_code="32010201", group_id=vo_crossing
+        ),
+    ]
+    view = shared_view(camera_ids=[1], region_codes=[], regions=REGIONS, cameras=cameras, group_ids=[bg], groups=groups)
+    pages = catalog_pages(CatalogQuery(sn=8, device_id=LOCAL.platform_id), view, LOCAL, online, page_size=50)
+    (decoded,) = [roundtrip(p) for p in pages]
+    assert isinstance(decoded, CatalogResponse)
+    items = {i.device_id: i for i in decoded.items}
+    assert [i.device_id for i in decoded.items][3:6] == [bg, vo_road, vo_crossing]  # after the regions
+    assert (items[bg].name, items[bg].parent_id, items[bg].civil_code) == ("交通", LOCAL.platform_id, "320102")
+    # Directly under its business group: no ParentID, the business group named (even though the node only knew
+    # it as its parent); below another organisation: that one as ParentID.
+    assert (items[vo_road].parent_id, items[vo_road].business_group_id) == (None, bg)
+    assert (items[vo_crossing].parent_id, items[vo_crossing].business_group_id) == (vo_road, bg)
+    grouped, alone = items["32010201001320000007"], items[CAMERAS[0].gb_id]
+    assert (grouped.parent_id, grouped.business_group_id) == (vo_crossing, bg)
+    assert (alone.parent_id, alone.business_group_id) == (LOCAL.platform_id, None)
+    assert decoded.sum_num == len(decoded.items) == 3 + 3 + 2
+
+
+def test_a_catalog_query_for_a_listed_region_or_group_answers_its_subtree() -> None:
+    (page,) = catalog_pages(CatalogQuery(sn=11, device_id="3201"), VIEW, LOCAL, online, page_size=50)
+    decoded = roundtrip(page)
+    assert isinstance(decoded, CatalogResponse) and decoded.device_id == "3201"
+    assert [i.device_id for i in decoded.items] == ["3201", "32010201", *sorted(c.gb_id for c in CAMERAS)]
+
+    bg, vo_road, vo_crossing = "32010200002150000001", "32010200002160000001", "32010200002160000002"
+    groups = {
+        bg: GroupNode(bg, "交通", "business_group"),
+        vo_road: GroupNode(vo_road, "主干道", "virtual_organization", bg, bg),
+        vo_crossing: GroupNode(vo_crossing, "路口", "virtual_organization", vo_road, bg),
+    }
+    cameras = [
+        *CAMERAS[:1],
+        SharedCamera(
+            camera_id=7, gb_id="32010201001320000007", name="路口 1", region_code="32010201", group_id=vo_crossing
+        ),
+    ]
+    view = shared_view(camera_ids=[1], region_codes=[], regions=REGIONS, cameras=cameras, group_ids=[bg], groups=groups)
+    (page,) = catalog_pages(CatalogQuery(sn=12, device_id=vo_road), view, LOCAL, online, page_size=50)
+    decoded = roundtrip(page)
+    assert isinstance(decoded, CatalogResponse)
+    assert [i.device_id for i in decoded.items] == [vo_road, vo_crossing, "32010201001320000007"]
+    (page,) = catalog_pages(CatalogQuery(sn=13, device_id="3202"), view, LOCAL, online)  # not listed
+    assert isinstance(page, ResultResponse) and page.result is Result.ERROR

@@ -18,6 +18,7 @@ from tests.gb28181.cascade.conftest import (
     UPPER,
     UPPER_ID,
     Rig,
+    build_rig,
     ids,
     request_from_upper,
 )
@@ -92,6 +93,12 @@ async def test_catalog_query_is_answered_in_pages_and_audited(rig: Rig) -> None:
     assert all(r.to_address.user == UPPER_ID and r.from_address.user == OUR_ID for r in rig.sip.sent)
     (entry,) = rig.audit.entries
     assert (entry.username, entry.action, entry.allowed) == (f"gb:{UPPER_ID}", "gb_upper.catalog", True)
+
+    # A listed region is a node of the catalog: its query is answered with its subtree, and audited as allowed.
+    response = await rig.handler.handle_request(manscdp(CatalogQuery(sn=78, device_id="32010201")), UPPER)
+    assert response is not None and response.status == 200
+    await eventually(lambda: len(rig.sip.messages()) == 4)
+    assert [(e.target, e.allowed) for e in rig.audit.entries[1:]] == [("gb:32010201", True)]
 
 
 async def test_unshared_invite_is_404_and_audited_as_denied(rig: Rig) -> None:
@@ -230,7 +237,10 @@ async def test_live_invite_relays_ps_over_rtp_until_bye(rig: Rig) -> None:
     response = await rig.handler.handle_request(request, UPPER)
     assert response is not None and response.status == 200, response
     answer = SessionDescription.parse(response.body)
-    assert answer.gb_ssrc == "0100000042" and answer.media[0].direction == "sendonly"
+    # Across SIP domains the called domain picks the SSRC (Annex G note 16 b): one of ours, not the offer's.
+    assert answer.gb_ssrc is not None and answer.gb_ssrc != "0100000042"
+    assert answer.gb_ssrc[0] == "0" and answer.gb_ssrc[1:6] == OUR_ID[3:8]
+    assert answer.media[0].direction == "sendonly" and rig.handler.media.ssrcs_in_use() == 1
     assert answer.media[0].proto == "RTP/AVP" and answer.media[0].port > 0
     assert rig.handler.sessions == 1
 
@@ -241,7 +251,7 @@ async def test_live_invite_relays_ps_over_rtp_until_bye(rig: Rig) -> None:
     assert len(hub.readers()) == 1
 
     units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=0.0), 12))
-    receiver = PsRtpReceiver(ssrc=int("0100000042"))
+    receiver = PsRtpReceiver(ssrc=int(answer.gb_ssrc))  # drops packets with any other SSRC
     got: list[AccessUnit] = []
 
     def drain(expected: int) -> bool:
@@ -266,10 +276,44 @@ async def test_live_invite_relays_ps_over_rtp_until_bye(rig: Rig) -> None:
 
     bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
     assert bye is not None and bye.status == 200
-    assert rig.handler.sessions == 0 and hub.readers() == []
+    assert rig.handler.sessions == 0 and hub.readers() == [] and rig.handler.media.ssrcs_in_use() == 0
     actions = [(e.action, e.allowed) for e in rig.audit.entries]
     assert actions == [("gb_upper.invite", True), ("gb_upper.ack", True), ("gb_upper.bye", True)]
     receiver_sock.close()
+
+
+async def test_an_upper_of_our_own_domain_chose_the_ssrc_and_it_is_echoed() -> None:
+    rig = build_rig(upper_id=OUR_ID[:10] + "2000000009")
+    try:
+        response = await rig.handler.handle_request(invite(SHARED, 40010), UPPER)
+        assert response is not None and response.status == 200
+        assert SessionDescription.parse(response.body).gb_ssrc == "0100000042"
+        assert rig.handler.media.ssrcs_in_use() == 0  # nothing of ours to hand back
+    finally:
+        await rig.handler.close()
+
+
+async def test_an_offer_without_y_gets_one_of_our_ssrcs_and_a_refusal_hands_it_back(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "WAKE_TIMEOUT_S", 0.2)
+    request = invite(SHARED, 40012)
+    request.body = b"".join(line + b"\r\n" for line in request.body.splitlines() if not line.startswith(b"y="))
+    response = await rig.handler.handle_request(request, UPPER)
+    assert response is not None and response.status == 200
+    ssrc = SessionDescription.parse(response.body).gb_ssrc
+    assert ssrc is not None and ssrc[1:6] == OUR_ID[3:8] and rig.handler.media.ssrcs_in_use() == 1
+    bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
+    assert bye is not None and bye.status == 200 and rig.handler.media.ssrcs_in_use() == 0
+
+    rig.cameras.streaming.clear()  # refused (480) after the SSRC was picked: it is not kept
+    refused = await rig.handler.handle_request(invite(SHARED, 40014), UPPER)
+    assert refused is not None and refused.status == 480 and rig.handler.media.ssrcs_in_use() == 0
+
+    malformed = invite(SHARED, 40016)
+    malformed.body = malformed.body.replace(b"y=0100000042", b"y=12345")
+    bad = await rig.handler.handle_request(malformed, UPPER)
+    assert bad is not None and bad.status == 400
 
 
 async def test_stream_end_sends_bye_upward(rig: Rig) -> None:
@@ -340,10 +384,12 @@ async def test_hostile_invites_get_a_clear_answer(rig: Rig, body: bytes) -> None
     assert rig.handler.sessions == 0 and rig.cameras.hub(1).readers() == []
 
 
-async def relay_over_tcp(rig: Rig, reader: asyncio.StreamReader) -> list[AccessUnit]:
+async def relay_over_tcp(rig: Rig, reader: asyncio.StreamReader, response: SipResponse) -> list[AccessUnit]:
     """Publish pictures into the hub one at a time; decode what arrives RFC 4571-framed on ``reader``."""
     units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=0.0), 8))
-    framing, receiver = Rfc4571Decoder(), PsRtpReceiver(ssrc=int("0100000042"))
+    ssrc = SessionDescription.parse(response.body).gb_ssrc
+    assert ssrc is not None
+    framing, receiver = Rfc4571Decoder(), PsRtpReceiver(ssrc=int(ssrc))
     got: list[AccessUnit] = []
     hub = rig.cameras.hub(1)
     for n, unit in enumerate(units, 1):
@@ -377,7 +423,7 @@ async def test_tcp_offer_passive_we_connect_and_frame_rfc4571(rig: Rig) -> None:
         await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
         reader, writer = await asyncio.wait_for(accepted.get(), 5)
         try:
-            await relay_over_tcp(rig, reader)
+            await relay_over_tcp(rig, reader, response)
             bye = await rig.handler.handle_request(in_dialog("BYE", request, response), UPPER)
             assert bye is not None and bye.status == 200 and rig.cameras.hub(1).readers() == []
             await asyncio.wait_for(reader.read(), 5)  # what is still in flight, then EOF: BYE closed it
@@ -397,7 +443,7 @@ async def test_tcp_offer_active_we_listen_and_they_connect(rig: Rig) -> None:
     await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
     reader, writer = await asyncio.open_connection("127.0.0.1", answer.port)
     try:
-        await relay_over_tcp(rig, reader)
+        await relay_over_tcp(rig, reader, response)
         # The upper platform hangs up the media connection: the session ends (the send fails, or the
         # silence that follows outlasts the idle timeout) and BYE goes upward.
         writer.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.gb28181.cascade.conftest import SHARED, UPPER, UPPER_ID, Rig, request_from_upper
+from tests.gb28181.cascade.conftest import OUR_ID, SHARED, UPPER, UPPER_ID, Rig, request_from_upper
 from tests.gb28181.cascade.test_handler import in_dialog, invite
 from tests.helpers import eventually
 from tests.playback.conftest import CAMERA, SECOND_US, START_US, archive
@@ -102,6 +102,13 @@ def playback_invite(
     return request_from_upper("INVITE", SHARED, body=offer.serialize(), content_type="APPLICATION/SDP")
 
 
+def answered_ssrc(response: Any) -> int:
+    """The SSRC our 200 OK says the media carries."""
+    ssrc = SessionDescription.parse(response.body).gb_ssrc
+    assert ssrc is not None
+    return int(ssrc)
+
+
 async def test_playback_invite_streams_the_recording_then_media_status(rig: Rig, archive: Any) -> None:
     rig.cameras.archive = (archive.db, archive.volumes)
     rig.store.ranges = [RecordedRange(START_US, START_US + 20 * SECOND, 1)]
@@ -114,11 +121,13 @@ async def test_playback_invite_streams_the_recording_then_media_status(rig: Rig,
     response = await rig.handler.handle_request(request, UPPER)
     assert response is not None and response.status == 200, response
     answer = SessionDescription.parse(response.body)
-    assert answer.session_name == "Playback" and answer.gb_ssrc == "1100000042"
+    # A history SSRC of our domain (cross-domain: the called side picks it, Annex G note 16 b).
+    assert answer.session_name == "Playback" and answered_ssrc(response) // 10**9 == 1
+    assert (answer.gb_ssrc or "")[1:6] == OUR_ID[3:8]
     assert answer.timing == (start_s, start_s + 2) and answer.uri == f"{SHARED}:0"
     await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
 
-    receiver = PsRtpReceiver(ssrc=1100000042)
+    receiver = PsRtpReceiver(ssrc=answered_ssrc(response))
     got: list[AccessUnit] = []
 
     def received() -> bool:
@@ -253,7 +262,7 @@ async def test_mansrtsp_info_pauses_speeds_up_and_seeks_the_playback(rig: Rig, a
     seek = await rig.handler.handle_request(info(request, response, SEEK_18), UPPER)
     assert seek is not None and seek.status == 200
 
-    receiver = PsRtpReceiver(ssrc=1100000042)
+    receiver = PsRtpReceiver(ssrc=answered_ssrc(response))
     got: list[AccessUnit] = []
 
     def received() -> bool:
@@ -338,7 +347,7 @@ async def test_download_sends_the_range_at_its_speed_then_media_status(rig: Rig,
     assert source.scale == 4.0
     await rig.handler.handle_request(in_dialog("ACK", request, response), UPPER)
 
-    receiver = PsRtpReceiver(ssrc=1100000042)
+    receiver = PsRtpReceiver(ssrc=answered_ssrc(response))
     got: list[AccessUnit] = []
 
     def received() -> bool:

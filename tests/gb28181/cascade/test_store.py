@@ -10,7 +10,7 @@ from vigil.access.secrets import SecretBox
 from vigil.gb28181.cascade.store import DbCascadeStore, RecordedRange
 from vigil.protocols.gb28181.charset import Charset
 from vigil.storage.db import Database
-from vigil.storage.models import Camera, GbUpper, GbUpperEvent, GbUpperShare, Region, Segment
+from vigil.storage.models import Camera, GbCatalogNode, GbUpper, GbUpperEvent, GbUpperShare, Region, Segment
 
 
 def camera(i: int, region: str) -> Camera:
@@ -89,3 +89,66 @@ async def test_store(db: Database, tmp_path: Path) -> None:
         await session.delete(doomed)
     view = await store.shared(config.id)
     assert [c.camera_id for c in view.cameras] == [cams[0].id, cams[1].id]
+
+
+async def test_a_group_share_resolves_through_the_catalog_tree(db: Database, tmp_path: Path) -> None:
+    box = SecretBox(tmp_path / "secret.key")
+    bg = "32010200002150000001"
+    vo, vo_below, other = (f"3201020000216000000{i}" for i in range(1, 4))
+    async with db.session() as session:
+        session.add(Region(code="32", name="Province"))
+        await session.flush()
+        nodes = [
+            GbCatalogNode(
+                node_id=bg, device_id="32010200001180000001", kind="business_group", name="交通", updated_us=1
+            ),
+            GbCatalogNode(
+                node_id=vo,
+                device_id="32010200001180000001",
+                kind="virtual_organization",
+                name="主干道",
+                parent_id=bg,
+                business_group_id=bg,
+                updated_us=1,
+            ),
+            GbCatalogNode(
+                node_id=vo_below,
+                device_id="32010200001180000001",
+                kind="virtual_organization",
+                name="路口",
+                parent_id=vo,
+                business_group_id=bg,
+                updated_us=1,
+            ),
+            GbCatalogNode(
+                node_id=other,
+                device_id="32010200001180000001",
+                kind="virtual_organization",
+                name="其他",
+                parent_id=bg,
+                business_group_id=bg,
+                updated_us=1,
+            ),
+        ]
+        session.add_all(nodes)
+        cams = [camera(i, "32") for i in range(1, 5)]
+        for cam, parent in zip(cams, [vo, vo_below, other, None], strict=True):
+            cam.gb_parent_id = parent
+        session.add_all(cams)
+        upper = GbUpper(
+            platform_id="11000000002000000001",
+            domain="1100000000",
+            host="10.0.0.1",
+            password_enc=box.encrypt("pw"),
+            created_us=1,
+            updated_us=1,
+        )
+        session.add(upper)
+        await session.flush()
+        session.add(GbUpperShare(upper_id=upper.id, group_id=vo))
+        session.add(GbUpperShare(upper_id=upper.id, group_id="32010200002160000099"))  # gone from the catalog
+    view = await DbCascadeStore(db, box.decrypt).shared(upper.id)
+    assert [c.gb_id for c in view.cameras] == [cams[0].gb_id, cams[1].gb_id]
+    assert [g.node_id for g in view.groups] == [bg, vo, vo_below]
+    groups = [view.group_of(c) for c in view.cameras]
+    assert [g.node_id if g is not None else None for g in groups] == [vo, vo_below]

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tests.gb28181.cascade.conftest import BEIJING_TZ, OUR_ID, SHARED, UNSHARED, UPPER, Rig, request_from_upper
 from tests.helpers import eventually
-from vigil.gb28181.cascade.shares import SharedCamera
+from vigil.gb28181.cascade.shares import GroupNode, SharedCamera, shared_view
 from vigil.gb28181.cascade.subscriptions import catalog_changes
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
@@ -95,9 +95,13 @@ async def test_subscribe_then_changes_are_notified_in_the_dialog(rig: Rig) -> No
     added = next(b.items[0] for _, b in sent if b.items[0].event is CatalogEvent.ADD)
     assert added.name == "Yard" and added.parent_id == OUR_ID
 
-    rig.share()  # nothing shared any more
+    rig.share()  # nothing shared any more: the cameras go, then the region they hung under
     changes = await rig.handler.subscriptions.poll()
-    assert sorted((c.device_id, c.event) for c in changes) == [(SHARED, CatalogEvent.DEL), (UNSHARED, CatalogEvent.DEL)]
+    assert [(c.device_id, c.event) for c in changes] == [
+        (SHARED, CatalogEvent.DEL),
+        (UNSHARED, CatalogEvent.DEL),
+        ("32010201", CatalogEvent.DEL),
+    ]
 
     # Unsubscribe in the same dialog.
     bye = subscribe("0", call_id=request.call_id)
@@ -121,3 +125,37 @@ async def test_bad_subscriptions_are_refused(rig: Rig) -> None:
     assert no_expires is not None and no_expires.status == 400
     assert rig.handler.subscriptions.active == 0
     assert [e.allowed for e in rig.audit.entries] == [False, False]
+
+
+async def test_a_group_shared_later_is_notified_node_first_and_withdrawn_node_last(rig: Rig) -> None:
+    bg, vo = "32010200002150000001", "32010200002160000001"
+    groups = {bg: GroupNode(bg, "交通", "business_group"), vo: GroupNode(vo, "路口", "virtual_organization", bg, bg)}
+    rig.all_cameras[1] = replace(rig.all_cameras[1], group_id=vo)  # camera 2 (UNSHARED) is in the organisation
+    response = await rig.handler.handle_request(subscribe(), UPPER)
+    assert isinstance(response, SipResponse) and response.status == 200
+
+    rig.store.view = shared_view(
+        camera_ids=[1], region_codes=[], regions=rig.regions, cameras=rig.all_cameras, group_ids=[vo], groups=groups
+    )
+    changes = await rig.handler.subscriptions.poll()
+    assert [(c.device_id, c.event) for c in changes] == [
+        (bg, CatalogEvent.ADD),
+        (vo, CatalogEvent.ADD),
+        (UNSHARED, CatalogEvent.ADD),
+    ]
+    assert changes[2].parent_id == vo and changes[1].business_group_id == bg
+
+    rig.share(1)  # the organisation is no longer shared
+    changes = await rig.handler.subscriptions.poll()
+    assert [(c.device_id, c.event) for c in changes] == [
+        (UNSHARED, CatalogEvent.DEL),
+        (bg, CatalogEvent.DEL),
+        (vo, CatalogEvent.DEL),
+    ]
+
+
+def test_a_camera_moved_to_another_group_is_an_update() -> None:
+    moved = replace(CAM, group_id="32010200002160000002")
+    assert catalog_changes({SHARED: (CAM, True)}, {SHARED: (moved, True)}, item) == [
+        CatalogItem(device_id=SHARED, name="Gate", event=CatalogEvent.UPDATE)
+    ]

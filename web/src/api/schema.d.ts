@@ -648,6 +648,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/gb/devices/{device_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Gb Device Events
+         * @description The device's events (online/offline with causes, unauthorised attempts with addresses), newest first.
+         */
+        get: operations["list_gb_device_events_api_gb_devices__device_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/gb/devices/{device_id}/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Query Gb Device Status
+         * @description Ask the device for its status now (DeviceStatus): working, encoding, recording, clock, alarm inputs.
+         */
+        get: operations["query_gb_device_status_api_gb_devices__device_id__status_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/gb/devices/{device_id}/tree": {
         parameters: {
             query?: never;
@@ -706,6 +746,26 @@ export interface paths {
          * @description Add an upper platform; when enabled, this node starts registering to it.
          */
         post: operations["create_gb_upper_api_gb_uppers_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/gb/uppers/shareable/groups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Gb Groups
+         * @description Every business group and virtual organisation devices' catalogs announced (what can be shared).
+         */
+        get: operations["list_gb_groups_api_gb_uppers_shareable_groups_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1324,6 +1384,13 @@ export interface components {
             /** Start Us */
             start_us: number;
         };
+        /** GbAlarmInputOut */
+        GbAlarmInputOut: {
+            /** Device Id */
+            device_id: string;
+            /** Duty Status */
+            duty_status: string;
+        };
         /**
          * GbAlarmOut
          * @description One device alarm as the device reported it (priority 1 highest … 4).
@@ -1403,6 +1470,21 @@ export interface components {
             sn: number;
             /** Sum Num */
             sum_num: number;
+        };
+        /**
+         * GbDeviceEventOut
+         * @description One timestamped event of a device: online, offline (with the cause), unregistered, unauthorised device
+         *     (unknown, or failed authentication: ``level`` alarm, with its address), or a device alarm.
+         */
+        GbDeviceEventOut: {
+            /** At Us */
+            at_us: number;
+            /** Kind */
+            kind: string;
+            /** Level */
+            level: string;
+            /** Reason */
+            reason: string;
         };
         /**
          * GbDeviceIn
@@ -1495,6 +1577,55 @@ export interface components {
             password?: string | null;
         };
         /**
+         * GbDeviceStatusOut
+         * @description What a device answered to a DeviceStatus query (STD22 A.2.6.6); null where it said nothing.
+         */
+        GbDeviceStatusOut: {
+            /** Alarm Inputs */
+            alarm_inputs: components["schemas"]["GbAlarmInputOut"][];
+            /** Clock Offset S */
+            clock_offset_s: number | null;
+            /** Device Id */
+            device_id: string;
+            /** Device Time Us */
+            device_time_us: number | null;
+            /** Encoding */
+            encoding: boolean | null;
+            /** Online */
+            online: boolean | null;
+            /** Reason */
+            reason: string | null;
+            /** Recording */
+            recording: boolean | null;
+            /** Result Ok */
+            result_ok: boolean | null;
+            /** Sn */
+            sn: number;
+            /** Working */
+            working: boolean | null;
+        };
+        /**
+         * GbGroupOut
+         * @description A business group (215) or virtual organisation (216) some device's catalog announced.
+         */
+        GbGroupOut: {
+            /** Business Group Id */
+            business_group_id: string | null;
+            /** Device Id */
+            device_id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "business_group" | "virtual_organization";
+            /** Name */
+            name: string;
+            /** Node Id */
+            node_id: string;
+            /** Parent Id */
+            parent_id: string | null;
+        };
+        /**
          * GbPositionOut
          * @description One reported position (WGS-84); speed km/h, direction degrees from north, altitude/height metres.
          */
@@ -1531,11 +1662,14 @@ export interface components {
         };
         /**
          * GbSharesIn
-         * @description What the upper platform sees: these cameras, and every camera in these regions' subtrees.
+         * @description What the upper platform sees: these cameras, every camera in these regions' subtrees, and these business
+         *     groups / virtual organisations (from devices' catalogs) with their subtrees and channels.
          */
         GbSharesIn: {
             /** Camera Ids */
             camera_ids?: number[];
+            /** Group Ids */
+            group_ids?: string[];
             /** Region Codes */
             region_codes?: string[];
         };
@@ -1543,6 +1677,8 @@ export interface components {
         GbSharesOut: {
             /** Camera Ids */
             camera_ids: number[];
+            /** Group Ids */
+            group_ids: string[];
             /** Region Codes */
             region_codes: string[];
         };
@@ -1864,7 +2000,7 @@ export interface components {
          * @description What the console's PTZ pad asks for (press = move, release = ``stop``).
          * @enum {string}
          */
-        PtzAction: "up" | "down" | "left" | "right" | "up-left" | "up-right" | "down-left" | "down-right" | "zoom-in" | "zoom-out" | "focus-near" | "focus-far" | "iris-open" | "iris-close" | "stop" | "fi-stop" | "preset-set" | "preset-call" | "preset-delete" | "cruise-start" | "cruise-stop" | "scan-start" | "scan-stop";
+        PtzAction: "up" | "down" | "left" | "right" | "up-left" | "up-right" | "down-left" | "down-right" | "zoom-in" | "zoom-out" | "focus-near" | "focus-far" | "iris-open" | "iris-close" | "stop" | "fi-stop" | "preset-set" | "preset-call" | "preset-delete" | "cruise-start" | "cruise-stop" | "cruise-add-point" | "cruise-delete-point" | "cruise-speed" | "cruise-dwell" | "scan-start" | "scan-stop" | "scan-set-left" | "scan-set-right" | "scan-speed";
         /**
          * PtzIn
          * @description One PTZ command: a move is sent on press and ``stop`` on release.
@@ -1873,13 +2009,13 @@ export interface components {
             action: components["schemas"]["PtzAction"];
             /**
              * Group
-             * @description Cruise or scan group, for cruise-start/scan-start.
+             * @description Cruise or scan group, for the cruise-* and scan-* actions.
              * @default 1
              */
             group?: number;
             /**
              * Preset
-             * @description Preset number, for preset-set/-call/-delete.
+             * @description Preset number, for preset-set/-call/-delete and cruise-add-point (cruise-delete-point: that point; none = the whole cruise).
              */
             preset?: number | null;
             /**
@@ -1888,6 +2024,11 @@ export interface components {
              * @default 128
              */
             speed?: number;
+            /**
+             * Value
+             * @description cruise-speed / scan-speed: the speed; cruise-dwell: seconds at each point.
+             */
+            value?: number | null;
         };
         /**
          * PtzOut
@@ -4531,6 +4672,151 @@ export interface operations {
             };
         };
     };
+    list_gb_device_events_api_gb_devices__device_id__events_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceEventOut"][];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    query_gb_device_status_api_gb_devices__device_id__status_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbDeviceStatusOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description The device did not answer */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     gb_device_tree_api_gb_devices__device_id__tree_get: {
         parameters: {
             query?: never;
@@ -4752,6 +5038,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["GbUpperOut"];
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    list_gb_groups_api_gb_uppers_shareable_groups_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GbGroupOut"][];
                 };
             };
             /** @description Not logged in or session expired */

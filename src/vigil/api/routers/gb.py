@@ -1,7 +1,7 @@
 """GB/T 28181 devices: the registrar's view for admins (who is online, who waits to be admitted),
 pre-registering a device with its own password and charset, device settings, re-querying a device's
-catalog (its channels become cameras), and a device's catalog tree (regions, business groups, virtual
-organisations and channels) filtered to the caller's scope."""
+catalog (its channels become cameras), asking a device for its status (DeviceStatus), and a device's catalog
+tree (regions, business groups, virtual organisations and channels) filtered to the caller's scope."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from vigil.access.scope import in_scope_clause
 from vigil.api.context import ApiContext, Authed, Ctx
 from vigil.api.contracts import Principal
 from vigil.api.errors import ERROR_RESPONSES
-from vigil.domain.errors import Conflict, Forbidden, NotFound
+from vigil.api.schemas import ErrorOut
+from vigil.domain.errors import Conflict, Forbidden, Invalid, NotFound, UpstreamTimeout
 from vigil.gb28181.catalog import CatalogError, CatalogResult
+from vigil.gb28181.device_status import DeviceStatusError, DeviceStatusReport, DeviceStatusTimeout
 from vigil.storage.db import Database
-from vigil.storage.models import Camera, GbCatalogNode, GbDevice, Region
+from vigil.storage.models import Camera, GbCatalogNode, GbDevice, GbDeviceEvent, Region
 
 MediaTransportName = Literal["udp", "tcp-passive", "tcp-active"]
 
@@ -130,6 +132,68 @@ class GbCatalogOut(BaseModel):
     groups: int
 
 
+class GbDeviceEventOut(BaseModel):
+    """One timestamped event of a device: online, offline (with the cause), unregistered, unauthorised device
+    (unknown, or failed authentication: ``level`` alarm, with its address), or a device alarm."""
+
+    model_config = ConfigDict(extra="forbid")
+    at_us: int
+    kind: str
+    #: info, warning or alarm.
+    level: str
+    reason: str
+
+
+class GbAlarmInputOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: str
+    #: ONDUTY, OFFDUTY or ALARM.
+    duty_status: str
+
+
+class GbDeviceStatusOut(BaseModel):
+    """What a device answered to a DeviceStatus query (STD22 A.2.6.6); null where it said nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str
+    sn: int
+    #: The query's ``Result``: false when the device could not tell.
+    result_ok: bool | None
+    online: bool | None
+    #: ``Status`` OK (true) or ERROR, with the device's ``reason``.
+    working: bool | None
+    reason: str | None
+    encoding: bool | None
+    recording: bool | None
+    #: The device's clock, as UNIX µs, and how far it is from this node's (device − node, seconds).
+    device_time_us: int | None
+    clock_offset_s: float | None
+    alarm_inputs: list[GbAlarmInputOut]
+
+
+def _status_out(report: DeviceStatusReport) -> GbDeviceStatusOut:
+    time = report.device_time
+    return GbDeviceStatusOut(
+        device_id=report.device_id,
+        sn=report.sn,
+        result_ok=report.result_ok,
+        online=report.online,
+        working=report.working,
+        reason=report.reason,
+        encoding=report.encoding,
+        recording=report.recording,
+        device_time_us=None if time is None else int(time.timestamp() * 1_000_000),
+        clock_offset_s=report.clock_offset_s,
+        alarm_inputs=[GbAlarmInputOut(device_id=d, duty_status=s) for d, s in report.alarm_inputs],
+    )
+
+
+class StatusQuerier(Protocol):
+    """DeviceStatus queries, as the API uses them."""
+
+    async def query(self, device_id: str) -> DeviceStatusReport: ...
+
+
 class CatalogQuerier(Protocol):
     """The catalog sync, as the API uses it."""
 
@@ -239,13 +303,17 @@ async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str
 
 
 def build_gb_router(
-    db: Database, catalog: CatalogQuerier | None = None, registrar: RegistrarControls | None = None
+    db: Database,
+    catalog: CatalogQuerier | None = None,
+    registrar: RegistrarControls | None = None,
+    statuses: StatusQuerier | None = None,
 ) -> APIRouter:
-    """``/api/gb/devices`` (list, pre-register, change, delete), ``…/admit``, ``…/catalog`` (node-wide admins
-    only, audited) and ``…/tree`` (anyone, scope-filtered).
+    """``/api/gb/devices`` (list, pre-register, change, delete), ``…/admit``, ``…/catalog``, ``…/status``,
+    ``…/events`` (node-wide admins only, audited) and ``…/tree`` (anyone, scope-filtered).
 
-    ``catalog`` and ``registrar`` are None when GB/T 28181 is disabled: the catalog route then answers
-    409, and device rows are still managed (so devices can be prepared before the SIP server is enabled).
+    ``catalog``, ``registrar`` and ``statuses`` are None when GB/T 28181 is disabled: the catalog and status
+    routes then answer 409, and device rows are still managed (so devices can be prepared before the SIP
+    server is enabled).
     """
     router = APIRouter(prefix="/api/gb", tags=["gb28181"], responses=ERROR_RESPONSES)
 
@@ -436,5 +504,51 @@ def build_gb_router(
             cameras_removed=applied.cameras_removed,
             groups=applied.groups,
         )
+
+    @router.get("/devices/{device_id}/events", response_model=list[GbDeviceEventOut])
+    async def list_gb_device_events(
+        device_id: str, principal: Authed, ctx: Ctx, limit: int = 100
+    ) -> list[GbDeviceEventOut]:
+        """The device's events (online/offline with causes, unauthorised attempts with addresses), newest first."""
+        await _require_node_admin(ctx, principal, "gb_device.events", f"gb:{device_id}")
+        if not 1 <= limit <= 1000:
+            raise Invalid("limit: must be between 1 and 1000")
+        async with db.session() as session:
+            rows = list(
+                await session.scalars(
+                    select(GbDeviceEvent)
+                    .where(GbDeviceEvent.device_id == device_id)
+                    .order_by(GbDeviceEvent.at_us.desc(), GbDeviceEvent.id.desc())
+                    .limit(limit)
+                )
+            )
+            # Events outlive a deleted device row (who knocked stays on record); neither: nothing known.
+            if not rows and await session.get(GbDevice, device_id) is None:
+                raise NotFound(f"no GB device {device_id}")
+        return [GbDeviceEventOut(at_us=r.at_us, kind=r.kind, level=r.level, reason=r.reason) for r in rows]
+
+    @router.get(
+        "/devices/{device_id}/status",
+        response_model=GbDeviceStatusOut,
+        responses={504: {"model": ErrorOut, "description": "The device did not answer"}},
+    )
+    async def query_gb_device_status(device_id: str, principal: Authed, ctx: Ctx) -> GbDeviceStatusOut:
+        """Ask the device for its status now (DeviceStatus): working, encoding, recording, clock, alarm inputs."""
+        target = f"gb:{device_id}"
+        await _require_node_admin(ctx, principal, "gb_device.status", target)
+        async with db.session() as session:
+            if await session.get(GbDevice, device_id) is None:
+                raise NotFound(f"no GB device {device_id}")
+        if statuses is None:
+            raise Conflict("GB/T 28181 is not enabled on this node")
+        try:
+            report = await statuses.query(device_id)
+        except DeviceStatusError as exc:
+            await ctx.access.gate.audit(principal, "gb_device.status", target, False, str(exc)[:200])
+            if isinstance(exc, DeviceStatusTimeout):
+                raise UpstreamTimeout(str(exc)) from exc
+            raise Conflict(str(exc)) from exc
+        await ctx.access.gate.audit(principal, "gb_device.status", target, True, f"SN {report.sn}")
+        return _status_out(report)
 
     return router

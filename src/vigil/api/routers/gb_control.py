@@ -20,7 +20,7 @@ from vigil.api.context import ApiContext, Authed, Ctx
 from vigil.api.contracts import Principal
 from vigil.api.errors import ERROR_RESPONSES
 from vigil.domain.errors import Conflict, NotFound
-from vigil.gb28181.control import PRESET_ACTIONS, ControlAnswer, ControlError, PtzAction, ptz_instruction
+from vigil.gb28181.control import PRESET_ACTIONS, VALUE_ACTIONS, ControlAnswer, ControlError, PtzAction, ptz_instruction
 from vigil.gb28181.report_store import ALARM_METHODS
 from vigil.pipeline import GB28181_SOURCE_KIND
 from vigil.protocols.gb28181.errors import PtzError
@@ -49,13 +49,24 @@ class PtzIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: PtzAction
     speed: int = Field(128, ge=1, le=255, description="Pan/tilt/focus/iris speed; zoom uses it scaled to 1-15.")
-    preset: int | None = Field(None, ge=1, le=255, description="Preset number, for preset-set/-call/-delete.")
-    group: int = Field(1, ge=0, le=255, description="Cruise or scan group, for cruise-start/scan-start.")
+    preset: int | None = Field(
+        None,
+        ge=1,
+        le=255,
+        description="Preset number, for preset-set/-call/-delete and cruise-add-point (cruise-delete-point: "
+        "that point; none = the whole cruise).",
+    )
+    group: int = Field(1, ge=0, le=255, description="Cruise or scan group, for the cruise-* and scan-* actions.")
+    value: int | None = Field(
+        None, ge=0, le=4095, description="cruise-speed / scan-speed: the speed; cruise-dwell: seconds at each point."
+    )
 
     @model_validator(mode="after")
     def _preset_when_needed(self) -> PtzIn:
         if self.action in PRESET_ACTIONS and self.preset is None:
             raise ValueError(f"preset is required for {self.action.value}")
+        if self.action in VALUE_ACTIONS and self.value is None:
+            raise ValueError(f"value is required for {self.action.value}")
         return self
 
 
@@ -188,6 +199,10 @@ def build_gb_control_router(db: Database, control: Controller | None = None) -> 
         what = f"action={body.action.value} speed={body.speed}"
         if body.preset is not None:
             what += f" preset={body.preset}"
+        if body.action.value.startswith(("cruise", "scan")):
+            what += f" group={body.group}"
+        if body.value is not None:
+            what += f" value={body.value}"
         target = await gate.authorize(principal, camera_id, "ptz", what, audit_allowed=False)
         async with db.session() as session:
             cam = await session.get(Camera, camera_id)
@@ -200,7 +215,9 @@ def build_gb_control_router(db: Database, control: Controller | None = None) -> 
             await gate.audit(principal, "ptz", target, False, f"{what}: GB/T 28181 disabled")
             raise Conflict("GB/T 28181 is not enabled on this node")
         try:
-            instruction = ptz_instruction(body.action, speed=body.speed, preset=body.preset, group=body.group)
+            instruction = ptz_instruction(
+                body.action, speed=body.speed, preset=body.preset, group=body.group, value=body.value
+            )
             cmd = PtzCmd(instruction).to_hex()
         except (ValueError, PtzError) as exc:  # the model's bounds make this unreachable; kept as a guard
             raise Conflict(f"cannot encode {what}: {exc}") from exc

@@ -22,7 +22,7 @@ from vigil.api.errors import ERROR_RESPONSES
 from vigil.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from vigil.gb28181.cascade.client import UpperStatus
 from vigil.storage.db import Database, now_us
-from vigil.storage.models import Camera, GbUpper, GbUpperEvent, GbUpperShare, Region
+from vigil.storage.models import Camera, GbCatalogNode, GbUpper, GbUpperEvent, GbUpperShare, Region
 
 __all__ = ["CascadeControl", "build_gb_uppers_router"]
 
@@ -96,17 +96,32 @@ class GbUpperOut(BaseModel):
 
 
 class GbSharesIn(BaseModel):
-    """What the upper platform sees: these cameras, and every camera in these regions' subtrees."""
+    """What the upper platform sees: these cameras, every camera in these regions' subtrees, and these business
+    groups / virtual organisations (from devices' catalogs) with their subtrees and channels."""
 
     model_config = ConfigDict(extra="forbid")
     camera_ids: list[int] = Field(default_factory=list, max_length=_MAX_SHARES)
     region_codes: list[str] = Field(default_factory=list, max_length=_MAX_SHARES)
+    group_ids: list[str] = Field(default_factory=list, max_length=_MAX_SHARES)
 
 
 class GbSharesOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     camera_ids: list[int]
     region_codes: list[str]
+    group_ids: list[str]
+
+
+class GbGroupOut(BaseModel):
+    """A business group (215) or virtual organisation (216) some device's catalog announced."""
+
+    model_config = ConfigDict(extra="forbid")
+    node_id: str
+    name: str
+    kind: Literal["business_group", "virtual_organization"]
+    device_id: str
+    parent_id: str | None
+    business_group_id: str | None
 
 
 class GbUpperEventOut(BaseModel):
@@ -134,7 +149,8 @@ async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str
 def build_gb_uppers_router(
     db: Database, cascade: CascadeControl | None = None, *, own_platform_id: str = ""
 ) -> APIRouter:
-    """``/api/gb/uppers`` CRUD, ``…/{id}/shares`` (GET/PUT), ``…/{id}/events``.
+    """``/api/gb/uppers`` CRUD, ``…/{id}/shares`` (GET/PUT), ``…/{id}/events``, ``…/shareable/groups`` (what groups
+    can be shared).
 
     ``cascade`` is None when GB/T 28181 is disabled: rows can still be edited; status says ``inactive``.
     """
@@ -261,6 +277,7 @@ def build_gb_uppers_router(
         return GbSharesOut(
             camera_ids=sorted(s.camera_id for s in shares if s.camera_id is not None),
             region_codes=sorted(s.region_code for s in shares if s.region_code is not None),
+            group_ids=sorted(s.group_id for s in shares if s.group_id is not None),
         )
 
     @router.put("/{upper_id}/shares", response_model=GbSharesOut)
@@ -269,21 +286,47 @@ def build_gb_uppers_router(
         target = f"gb_upper:{upper_id}"
         await _require_node_admin(ctx, principal, "gb_upper.share", target)
         cameras, regions = sorted(set(body.camera_ids)), sorted(set(body.region_codes))
+        groups = sorted(set(body.group_ids))
         async with ctx.access.audit.transaction() as tx:
             session = tx.session
             await _row(session, upper_id)
             known_cameras = set(await session.scalars(select(Camera.id).where(Camera.id.in_(cameras))))
             known_regions = set(await session.scalars(select(Region.code).where(Region.code.in_(regions))))
+            known_groups = set(
+                await session.scalars(select(GbCatalogNode.node_id).where(GbCatalogNode.node_id.in_(groups)))
+            )
             problems = [f"camera_ids: no camera {c}" for c in cameras if c not in known_cameras]
             problems += [f"region_codes: no region {r}" for r in regions if r not in known_regions]
+            problems += [
+                f"group_ids: no business group or virtual organisation {g}" for g in groups if g not in known_groups
+            ]
             if problems:
                 raise Invalid("; ".join(problems[:20]))
             await session.execute(delete(GbUpperShare).where(GbUpperShare.upper_id == upper_id))
             session.add_all(GbUpperShare(upper_id=upper_id, camera_id=c) for c in cameras)
             session.add_all(GbUpperShare(upper_id=upper_id, region_code=r) for r in regions)
-            detail = f"cameras {cameras[:50]}, regions {regions[:50]}"
+            session.add_all(GbUpperShare(upper_id=upper_id, group_id=g) for g in groups)
+            detail = f"cameras {cameras[:50]}, regions {regions[:50]}, groups {groups[:50]}"
             await tx.append(_entry(principal, "gb_upper.share", target, detail))
-        return GbSharesOut(camera_ids=cameras, region_codes=regions)
+        return GbSharesOut(camera_ids=cameras, region_codes=regions, group_ids=groups)
+
+    @router.get("/shareable/groups", response_model=list[GbGroupOut])
+    async def list_gb_groups(principal: Authed, ctx: Ctx) -> list[GbGroupOut]:
+        """Every business group and virtual organisation devices' catalogs announced (what can be shared)."""
+        await _require_node_admin(ctx, principal, "gb_upper.groups", "gb_groups")
+        async with db.session() as session:
+            rows = await session.scalars(select(GbCatalogNode).order_by(GbCatalogNode.node_id))
+            return [
+                GbGroupOut(
+                    node_id=g.node_id,
+                    name=g.name,
+                    kind="business_group" if g.kind == "business_group" else "virtual_organization",
+                    device_id=g.device_id,
+                    parent_id=g.parent_id,
+                    business_group_id=g.business_group_id,
+                )
+                for g in rows
+            ]
 
     @router.get("/{upper_id}/events", response_model=list[GbUpperEventOut])
     async def list_gb_upper_events(

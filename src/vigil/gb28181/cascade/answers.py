@@ -1,9 +1,13 @@
 """The MANSCDP answers a lower platform gives its upper platform, built from what is shared (pure).
 
-* Catalog (A.2.6.4, Annex M): the region nodes then the shared cameras, in pages of ``page_size``
+* Catalog (A.2.6.4, Annex M): the region nodes, the business groups (215) and virtual organisations
+  (216) shared (Annex J templates: a 215 under our platform ID, a 216 under its parent organisation
+  with its ``BusinessGroupID``), then the shared cameras (a camera that came with a group share under
+  that group), in pages of ``page_size``
   items that all carry the query's SN and ``SumNum`` = the grand total; nothing shared → one
   message with ``SumNum`` 0. Our channel IDs are the cameras' ``gb_id``. A query for one shared
-  camera lists just it; a query for anything else not ours is answered ``Result ERROR``.
+  camera lists just it; for a listed region or group, that node's subtree and the cameras in it
+  (Annex J); for anything else not ours ``Result ERROR``.
 * DeviceInfo / DeviceStatus for the platform (our ID) or one shared channel; ``Result ERROR`` for
   a channel not shared, exactly as for one that does not exist (the upper learns nothing more).
 * RecordInfo from Vigil's own recording index, one item per recorded stretch; not shared → ``SumNum`` 0.
@@ -16,7 +20,7 @@ from datetime import UTC, datetime, tzinfo
 
 from vigil.domain.ids import is_region_code
 from vigil.gb28181.cascade.config import LocalPlatform
-from vigil.gb28181.cascade.shares import SharedCamera, SharedView
+from vigil.gb28181.cascade.shares import GroupNode, SharedCamera, SharedView, group_subtree, subtree
 from vigil.gb28181.cascade.store import RecordedRange
 from vigil.protocols.gb28181.manscdp import (
     CatalogInfo,
@@ -43,6 +47,8 @@ __all__ = [
     "catalog_pages",
     "device_info",
     "device_status",
+    "group_item",
+    "node_items",
     "paged",
     "record_info_pages",
 ]
@@ -55,10 +61,51 @@ OnlineCheck = Callable[[int], bool]
 
 
 def catalog_items(view: SharedView, local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
-    """Region nodes (parents first) then cameras, as catalog items."""
-    items = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if is_region_code(r.code)]
+    """Region nodes (parents first), group nodes (business groups first), then cameras, as catalog items."""
+    items = node_items(view, local)
     items.extend(camera_item(camera, view, local, online) for camera in view.cameras)
     return items
+
+
+def node_items(view: SharedView, local: LocalPlatform) -> list[CatalogItem]:
+    """The directory nodes listed with the cameras: civil-code regions, then business groups and organisations."""
+    items = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if is_region_code(r.code)]
+    listed = {g.node_id: g for g in view.groups}
+    items.extend(group_item(group, listed, local) for group in view.groups)
+    return items
+
+
+def _business_group(group: GroupNode, listed: dict[str, GroupNode]) -> str | None:
+    """The business group a node belongs to: itself, its own, or the business group it hangs under."""
+    if group.kind == "business_group":
+        return group.node_id
+    if group.business_group_id is not None:
+        return group.business_group_id
+    seen: set[str] = set()
+    up = group.parent_id
+    while up is not None and up in listed and up not in seen:
+        seen.add(up)
+        if listed[up].kind == "business_group":
+            return up
+        up = listed[up].parent_id
+    return None
+
+
+def group_item(group: GroupNode, listed: dict[str, GroupNode], local: LocalPlatform) -> CatalogItem:
+    """A shared business group or virtual organisation as a catalog item (STD22 Annex J templates)."""
+    if group.kind == "business_group":
+        return CatalogItem(
+            device_id=group.node_id, name=group.name, civil_code=local.domain[:6], parent_id=local.platform_id
+        )
+    parent = listed.get(group.parent_id or "")
+    # ParentID names a parent organisation; directly under its business group it is left out.
+    parent_id = parent.node_id if parent is not None and parent.kind == "virtual_organization" else None
+    return CatalogItem(
+        device_id=group.node_id,
+        name=group.name,
+        parent_id=parent_id,
+        business_group_id=_business_group(group, listed),
+    )
 
 
 def _civil_code(camera: SharedCamera, view: SharedView, fallback: str) -> str:
@@ -79,6 +126,8 @@ def camera_item(camera: SharedCamera, view: SharedView, local: LocalPlatform, on
     """One shared camera as a catalog item (channel ID = its ``gb_id``; ON while it streams)."""
     on = camera.enabled and online(camera.camera_id)
     ptz = int(camera.ptz_type) if camera.ptz_type.isdigit() and camera.ptz_type != "0" else None
+    group = view.group_of(camera)
+    business_group = None if group is None else _business_group(group, {g.node_id: g for g in view.groups})
     return CatalogItem(
         device_id=camera.gb_id,
         name=camera.name,
@@ -88,7 +137,8 @@ def camera_item(camera: SharedCamera, view: SharedView, local: LocalPlatform, on
         civil_code=_civil_code(camera, view, local.domain[:6]),
         address=camera.address or camera.name,
         parental=0,
-        parent_id=local.platform_id,
+        parent_id=local.platform_id if group is None else group.node_id,
+        business_group_id=business_group,
         safety_way=0,
         register_way=1,
         secrecy=0,
@@ -126,7 +176,39 @@ def catalog_pages(
     camera = view.camera(target)
     if camera is not None:
         return list(paged(query.sn, target, [camera_item(camera, view, local, online)], page_size))
+    below = _listed_below(view, target)
+    if below is not None:
+        return list(paged(query.sn, target, below(local, online), page_size))
     return [ResultResponse(cmd_type="Catalog", sn=query.sn, device_id=target, result=Result.ERROR)]
+
+
+def _listed_below(view: SharedView, target: str) -> Callable[[LocalPlatform, OnlineCheck], list[CatalogItem]] | None:
+    """For a listed region or group (Annex J: a node's query covers its subtree), what lies below it."""
+    regions = {r.code: r for r in view.regions}
+    groups = {g.node_id: g for g in view.groups}
+    if target in regions:
+        codes = set(subtree(regions, [target]))
+
+        def in_region(local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
+            nodes = [CatalogItem(device_id=r.code, name=r.name) for r in view.regions if r.code in codes]
+            cams = [camera_item(c, view, local, online) for c in view.cameras if c.region_code in codes]
+            return [n for n in nodes if is_region_code(n.device_id)] + cams
+
+        return in_region
+    if target in groups:
+        ids = set(group_subtree(groups, [target]))
+
+        def in_group(local: LocalPlatform, online: OnlineCheck) -> list[CatalogItem]:
+            nodes = [group_item(g, groups, local) for g in view.groups if g.node_id in ids]
+            cams = [
+                camera_item(c, view, local, online)
+                for c in view.cameras
+                if (g := view.group_of(c)) is not None and g.node_id in ids
+            ]
+            return nodes + cams
+
+        return in_group
+    return None
 
 
 def device_info(query: DeviceInfoQuery, view: SharedView, local: LocalPlatform) -> DeviceInfoResponse:

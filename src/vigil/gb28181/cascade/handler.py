@@ -202,7 +202,9 @@ class UpperHandler:
         target = str(getattr(message, "device_id", "") or "-")
         if isinstance(message, CatalogQuery | DeviceInfoQuery | DeviceStatusQuery | RecordInfoQuery):
             view = await self._store.shared(self.upper_id)
-            known = target == self.client.local.platform_id or view.camera(target) is not None
+            nodes = {r.code for r in view.regions} | {g.node_id for g in view.groups}
+            listed_node = isinstance(message, CatalogQuery) and target in nodes  # answered with its subtree
+            known = target == self.client.local.platform_id or view.camera(target) is not None or listed_node
             action = {
                 CatalogQuery: "gb_upper.catalog",
                 DeviceInfoQuery: "gb_upper.device_info",

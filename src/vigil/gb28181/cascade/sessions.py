@@ -1,11 +1,14 @@
 """Media sessions an upper platform opens with us: INVITE (live or playback) → 200 OK → ACK → relay → BYE.
 
 * INVITE ``s=Play`` for a shared channel whose camera is online: 200 OK with our SDP (``sendonly``,
-  PS over RTP on UDP, or on TCP with the opposite ``a=setup`` to the offer's, the offer's ``y=``
-  SSRC echoed) and a :class:`~.relay.MediaRelay` that starts on the ACK; a channel not shared gets
-  404, a camera not streaming 480, an offer we cannot serve (Talk, no PS, no ``y=``, a
-  destination that is not an IP address and port) 488/400. No ACK within :data:`ACK_TIMEOUT_S`
-  ends the session.
+  PS over RTP on UDP, or on TCP with the opposite ``a=setup`` to the offer's) and a
+  :class:`~.relay.MediaRelay` that starts on the ACK; a channel not shared gets 404, a camera not
+  streaming 480, an offer we cannot serve (Talk, no PS, a malformed ``y=``, a destination that is
+  not an IP address and port) 488/400. No ACK within :data:`ACK_TIMEOUT_S` ends the session.
+* The SSRC (Annex G note 16): an upper platform of our own SIP domain chose it, and its ``y=`` is
+  echoed; across domains the called domain picks it (note 16 b), so we answer one of our domain's
+  SSRCs and send with it — as we do when the offer has no ``y=`` at all. Callers that keep their
+  own SSRC after such an answer are not served by the standard; WVP and Vigil adopt the answer's.
 * INVITE ``s=Playback`` (``t=`` start/stop) for a shared channel with recordings in that range: the
   same, reading Vigil's own recording in real time; at its end MediaStatus 121 goes up and the
   upper platform BYEs (or we do after :data:`ACK_TIMEOUT_S`).
@@ -34,16 +37,18 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vigil.domain.errors import Invalid
 from vigil.gb28181.cascade.client import UpperClient
 from vigil.gb28181.cascade.recorded import MAX_DOWNLOAD_SPEED
 from vigil.gb28181.cascade.relay import IDLE_TIMEOUT_S, STREAM_ENDED, MediaRelay, PlaybackSource, UnitSource, live
 from vigil.gb28181.cascade.shares import SharedCamera
 from vigil.gb28181.cascade.store import CascadeStore
 from vigil.protocols.gb28181.errors import MansrtspError, SsrcError
+from vigil.protocols.gb28181.ids import sip_domain
 from vigil.protocols.gb28181.manscdp import MediaStatusNotify
 from vigil.protocols.gb28181.mansrtsp import CONTENT_TYPE as MANSRTSP_CONTENT_TYPE
 from vigil.protocols.gb28181.mansrtsp import NOW, Command, MansrtspResponse, Pause, Teardown, parse_mansrtsp
-from vigil.protocols.gb28181.ssrc import Ssrc, parse_ssrc
+from vigil.protocols.gb28181.ssrc import Ssrc, SsrcAllocator, answer_ssrc, parse_ssrc
 from vigil.protocols.sdp import GbTransport, SdpError, SessionDescription, gb_description
 from vigil.protocols.sip.dialog import Dialog
 from vigil.protocols.sip.message import IdGenerator, SipError, SipRequest, SipResponse, SipUri, make_response
@@ -97,6 +102,8 @@ class _Session:
     ack_timer: asyncio.TimerHandle | None = None
     #: Holds the camera's stream while the upper platform watches live (released when the session ends).
     hold: contextlib.AsyncExitStack | None = None
+    #: The SSRC we picked for this session (cross-domain or no ``y=``), released when it ends.
+    own_ssrc: Ssrc | None = None
 
 
 class MediaSessions:
@@ -122,6 +129,25 @@ class MediaSessions:
         self._relay_idle_timeout = relay_idle_timeout_s
         self._sessions: dict[str, _Session] = {}
         self._inviting: set[str] = set()
+        local = client.local
+        self._local_domain = local.domain or local.platform_id[:10]
+        # Per upper platform: SSRCs only need to be unique towards the one receiver they are sent to.
+        self._ssrcs = SsrcAllocator(self._local_domain)
+
+    def _cross_domain(self) -> bool:
+        """Whether the upper platform is in another SIP domain (then the SSRC is ours to pick)."""
+        config = self.client.config
+        try:
+            theirs = sip_domain(config.domain)
+        except Invalid:
+            theirs = config.platform_id[:10]
+        return theirs != self._local_domain
+
+    def ssrcs_in_use(self, *, history: bool | None = None) -> int:
+        """SSRCs we picked for sessions still open: live or history ones, or both (None)."""
+        if history is not None:
+            return self._ssrcs.in_use(history=history)
+        return self._ssrcs.in_use(history=False) + self._ssrcs.in_use(history=True)
 
     @property
     def upper_id(self) -> int:
@@ -166,11 +192,13 @@ class MediaSessions:
         if problem is not None:
             await self._record(peer, "gb_upper.invite", channel, False, problem)
             return make_response(request, 488, "Not Acceptable Here", to_tag=self._ids.tag())
-        try:
-            ssrc = parse_ssrc(offer.gb_ssrc or "")
-        except (SsrcError, ValueError):
-            await self._record(peer, "gb_upper.invite", channel, False, "no valid y= SSRC in the offer")
-            return make_response(request, 400, "Missing y= SSRC", to_tag=self._ids.tag())
+        offered: Ssrc | None = None
+        if (offer.gb_ssrc or "").strip():
+            try:
+                offered = parse_ssrc(offer.gb_ssrc or "")
+            except (SsrcError, ValueError):
+                await self._record(peer, "gb_upper.invite", channel, False, "malformed y= SSRC in the offer")
+                return make_response(request, 400, "Bad y= SSRC", to_tag=self._ids.tag())
         playback: tuple[int, int] | None = None
         download_speed: int | None = None
         if offer.session_name == "Download":
@@ -198,6 +226,33 @@ class MediaSessions:
         if problem is not None:
             await self._record(peer, "gb_upper.invite", channel, False, problem)
             return make_response(request, 488, "Not Acceptable Here", to_tag=self._ids.tag())
+        try:
+            ssrc = answer_ssrc(offered, self._ssrcs, history=playback is not None, cross_domain=self._cross_domain())
+        except SsrcError as exc:
+            await self._record(peer, "gb_upper.invite", channel, False, str(exc)[:200])
+            return make_response(request, 503, "No SSRC available", to_tag=self._ids.tag())
+        own_ssrc = None if ssrc is offered else ssrc
+        try:
+            return await self._answer_with(
+                request, peer, camera, channel, ssrc, own_ssrc, destination, transport, playback, download_speed
+            )
+        finally:
+            if own_ssrc is not None and request.call_id not in self._sessions:
+                self._ssrcs.release(own_ssrc)  # refused after all
+
+    async def _answer_with(
+        self,
+        request: SipRequest,
+        peer: SipPeer,
+        camera: SharedCamera,
+        channel: str,
+        ssrc: Ssrc,
+        own_ssrc: Ssrc | None,
+        destination: tuple[str, int],
+        transport: GbTransport,
+        playback: tuple[int, int] | None,
+        download_speed: int | None,
+    ) -> SipResponse:
         hold: contextlib.AsyncExitStack | None = None
         if playback is None:
             # The upper platform is a live viewer: an on-demand camera starts (and stays up) for it.
@@ -209,7 +264,7 @@ class MediaSessions:
                 return make_response(request, 480, "Temporarily Unavailable", to_tag=self._ids.tag())
         try:
             response = await self._open_session(
-                request, peer, camera, ssrc, destination, transport, playback, hold, download_speed
+                request, peer, camera, ssrc, destination, transport, playback, hold, download_speed, own_ssrc
             )
         except BaseException:
             if hold is not None:
@@ -240,6 +295,7 @@ class MediaSessions:
         playback: tuple[int, int] | None,
         hold: contextlib.AsyncExitStack | None = None,
         download_speed: int | None = None,
+        own_ssrc: Ssrc | None = None,
     ) -> SipResponse:
         call_id, channel = request.call_id, camera.gb_id
         name = f"{self.client.config.platform_id}-{call_id[:16]}"
@@ -298,7 +354,15 @@ class MediaSessions:
             await self._record(peer, "gb_upper.invite", channel, False, f"bad INVITE: {exc.reason}")
             return make_response(request, 400, exc.reason[:80], to_tag=tag)
         session = _Session(
-            call_id, channel, dialog, relay, response, playback=playback is not None, source=source, hold=hold
+            call_id,
+            channel,
+            dialog,
+            relay,
+            response,
+            playback=playback is not None,
+            source=source,
+            hold=hold,
+            own_ssrc=own_ssrc,
         )
         if playback is not None:
             session.played = playback
@@ -435,6 +499,9 @@ class MediaSessions:
             session.source.close()  # a relay that never started never read it
         if session.hold is not None:
             await session.hold.aclose()
+        if session.own_ssrc is not None:
+            self._ssrcs.release(session.own_ssrc)
+            session.own_ssrc = None
 
     async def stop_all(self, reason: str) -> None:
         """End every session without signalling (the upper platform is unreachable)."""

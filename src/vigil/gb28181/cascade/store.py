@@ -10,12 +10,20 @@ from typing import Protocol
 from sqlalchemy import or_, select
 
 from vigil.gb28181.cascade.config import UpperConfig
-from vigil.gb28181.cascade.shares import RegionNode, SharedCamera, SharedView, shared_view, subtree
+from vigil.gb28181.cascade.shares import (
+    GroupNode,
+    RegionNode,
+    SharedCamera,
+    SharedView,
+    group_subtree,
+    shared_view,
+    subtree,
+)
 from vigil.pipeline import GB28181_SOURCE_KIND
 from vigil.protocols.gb28181.charset import Charset
 from vigil.recorder.index import segments_between
 from vigil.storage.db import Database
-from vigil.storage.models import Camera, GbUpper, GbUpperEvent, GbUpperShare, Region
+from vigil.storage.models import Camera, GbCatalogNode, GbUpper, GbUpperEvent, GbUpperShare, Region
 
 __all__ = ["CascadeStore", "DbCascadeStore", "RecordedRange", "upper_config"]
 
@@ -88,19 +96,34 @@ class DbCascadeStore:
             return upper_config(row, self._decrypt) if row is not None else None
 
     async def shared(self, upper_id: int) -> SharedView:
-        """The cameras and region nodes shared with ``upper_id`` right now."""
+        """The cameras and the region and group nodes shared with ``upper_id`` right now."""
         async with self._db.session() as session:
             shares = (await session.scalars(select(GbUpperShare).where(GbUpperShare.upper_id == upper_id))).all()
             if not shares:
                 return SharedView()
             regions = {r.code: RegionNode(r.code, r.name, r.parent_code) for r in await session.scalars(select(Region))}
+            group_ids = [s.group_id for s in shares if s.group_id is not None]
+            groups: dict[str, GroupNode] = {}
+            if group_ids:
+                groups = {
+                    g.node_id: GroupNode(g.node_id, g.name, g.kind, g.parent_id, g.business_group_id)
+                    for g in await session.scalars(select(GbCatalogNode))
+                }
             camera_ids = [s.camera_id for s in shares if s.camera_id is not None]
             codes = subtree(regions, [s.region_code for s in shares if s.region_code is not None])
+            in_groups = group_subtree(groups, group_ids)
             # Only the candidates are read: a node may hold far more cameras than it shares.
             rows: dict[int, Camera] = {}
-            for start in range(0, max(len(camera_ids), len(codes)), _IN_CHUNK):
+            for start in range(0, max(len(camera_ids), len(codes), len(in_groups)), _IN_CHUNK):
                 ids_part, codes_part = camera_ids[start : start + _IN_CHUNK], codes[start : start + _IN_CHUNK]
-                query = select(Camera).where(or_(Camera.id.in_(ids_part), Camera.region_code.in_(codes_part)))
+                groups_part = in_groups[start : start + _IN_CHUNK]
+                query = select(Camera).where(
+                    or_(
+                        Camera.id.in_(ids_part),
+                        Camera.region_code.in_(codes_part),
+                        Camera.gb_parent_id.in_(groups_part),
+                    )
+                )
                 rows.update((row.id, row) for row in await session.scalars(query))
             cameras = [
                 SharedCamera(
@@ -114,14 +137,17 @@ class DbCascadeStore:
                     ptz_type=c.ptz_type,
                     enabled=c.enabled,
                     gb_channel=c.source_kind == GB28181_SOURCE_KIND,
+                    group_id=c.gb_parent_id,
                 )
                 for c in rows.values()
             ]
         return shared_view(
-            camera_ids=[s.camera_id for s in shares if s.camera_id is not None],
+            camera_ids=camera_ids,
             region_codes=[s.region_code for s in shares if s.region_code is not None],
             regions=regions,
             cameras=cameras,
+            group_ids=group_ids,
+            groups=groups,
         )
 
     async def event(self, upper_id: int, kind: str, reason: str, at_us: int) -> None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
-from vigil.gb28181.cascade.answers import DEFAULT_PAGE_SIZE, OnlineCheck, camera_item
+from vigil.gb28181.cascade.answers import DEFAULT_PAGE_SIZE, OnlineCheck, camera_item, node_items
 from vigil.gb28181.cascade.client import BEIJING, MANSCDP_CONTENT_TYPE, UpperClient
 from vigil.gb28181.cascade.shares import SharedCamera, SharedView
 from vigil.protocols.gb28181.errors import ManscdpError
@@ -44,6 +44,7 @@ __all__ = [
     "MAX_EXPIRES_S",
     "CatalogSubscriptions",
     "catalog_changes",
+    "node_changes",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,33 @@ def catalog_changes(
     return changes
 
 
+def node_changes(
+    before: dict[str, CatalogItem], after: dict[str, CatalogItem]
+) -> tuple[list[CatalogItem], list[CatalogItem]]:
+    """Directory nodes (regions, groups) that appeared or changed (ADD/UPDATE, to send before the cameras that
+    hang under them) and that went away (DEL, to send after the cameras leave them)."""
+    first: list[CatalogItem] = []
+    for node_id, node in after.items():
+        old = before.get(node_id)
+        if old is None:
+            first.append(_with_event(node, CatalogEvent.ADD))
+        elif old != node:
+            first.append(_with_event(node, CatalogEvent.UPDATE))
+    last = [CatalogItem(device_id=node_id, event=CatalogEvent.DEL) for node_id in before if node_id not in after]
+    return first, last
+
+
 def _described(camera: SharedCamera) -> tuple[object, ...]:
-    return (camera.name, camera.region_code, camera.address, camera.latitude, camera.longitude, camera.ptz_type)
+    # The group is part of it: a camera now listed under another organisation is shown elsewhere.
+    return (
+        camera.name,
+        camera.region_code,
+        camera.address,
+        camera.latitude,
+        camera.longitude,
+        camera.ptz_type,
+        camera.group_id,
+    )
 
 
 def _with_event(item: CatalogItem, event: CatalogEvent) -> CatalogItem:
@@ -120,6 +146,7 @@ class CatalogSubscriptions:
         self._ids = IdGenerator(random_bytes)
         self._subscriptions: dict[str, _Subscription] = {}
         self._snapshot: Snapshot | None = None
+        self._nodes: dict[str, CatalogItem] | None = None
         self._task: asyncio.Task[None] | None = None
         self.notifies_sent = 0
 
@@ -168,6 +195,7 @@ class CatalogSubscriptions:
         if self._snapshot is None:
             view = await self._shared()
             self._snapshot = snapshot(view, self._online)
+            self._nodes = {n.device_id: n for n in node_items(view, self._client.local)}
         self._subscriptions[request.call_id] = _Subscription(dialog, event, self._monotonic() + granted)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"cascade-notify-{self._client.config.platform_id}")
@@ -177,6 +205,7 @@ class CatalogSubscriptions:
         if not self._subscriptions and self._task is not None:
             task, self._task = self._task, None
             self._snapshot = None
+            self._nodes = None
             if task is not asyncio.current_task():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -193,6 +222,7 @@ class CatalogSubscriptions:
             if not self._subscriptions:
                 self._task = None
                 self._snapshot = None
+                self._nodes = None
                 return
             try:
                 await self.poll()
@@ -205,8 +235,13 @@ class CatalogSubscriptions:
         after = snapshot(view, self._online)
         before = self._snapshot if self._snapshot is not None else after
         local = self._client.local
-        changes = catalog_changes(before, after, lambda c: camera_item(c, view, local, self._online))
+        nodes_after = {n.device_id: n for n in node_items(view, local)}
+        nodes_before = self._nodes if self._nodes is not None else nodes_after
+        nodes_first, nodes_last = node_changes(nodes_before, nodes_after)
+        cameras = catalog_changes(before, after, lambda c: camera_item(c, view, local, self._online))
+        changes = [*nodes_first, *cameras, *nodes_last]
         self._snapshot = after
+        self._nodes = nodes_after
         if changes:
             await self._notify(changes)
         return changes

@@ -797,8 +797,12 @@ def run_gb_sim(
     alarm_every_s: float | None = None,
     ptz_channels: int = 0,
     audio: str = "none",
+    media: Path | None = None,
 ) -> None:
-    """Run ``devices`` simulated GB/T 28181 devices against ``platform`` (host:port) until Ctrl-C."""
+    """Run ``devices`` simulated GB/T 28181 devices against ``platform`` (host:port) until Ctrl-C.
+
+    ``media`` is what INVITEd channels stream (looped); None: the vendored campus clip.
+    """
     options = GbSimOptions(
         platform_address=parse_hostport(platform),
         password=password,
@@ -815,6 +819,7 @@ def run_gb_sim(
         alarm_every_s=alarm_every_s,
         ptz_channels=ptz_channels,
         audio=SimAudio(audio.lower()),
+        media=media,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(options))
@@ -824,7 +829,11 @@ async def _serve(options: GbSimOptions) -> None:
     with stop_signals() as stop:
         runner = GbSimRunner(options)
         await runner.start()
-        print(f"vigil sim --gb28181: {options.devices} devices over {options.transport}", flush=True)
+        print(
+            f"vigil sim --gb28181: {options.devices} devices over {options.transport} to platform "
+            f"{options.platform_id} (domain {options.realm()}), streaming {options.media or DEFAULT_MEDIA}",
+            flush=True,
+        )
 
         async def report() -> None:
             while True:

@@ -1,7 +1,7 @@
 """gb upper share groups
 
 Revision ID: 5b2e7d4a9c61
-Revises: 3016c44c1ac2
+Revises: 5a7d2c91e0b4
 Create Date: 2026-11-22 01:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "5b2e7d4a9c61"
-down_revision = "3016c44c1ac2"
+down_revision = "5a7d2c91e0b4"
 branch_labels = None
 depends_on = None
 

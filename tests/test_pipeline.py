@@ -168,6 +168,7 @@ class SegmentRecorder:
     def __init__(self) -> None:
         self.stopped = False
         self.open_segment_start_us: int | None = None
+        self.open_segment_span_us: tuple[int, int] | None = None
 
     async def start(self) -> None:
         pass

@@ -594,7 +594,7 @@ class Vigil:
                     volumes,
                     gate,
                     exports_dir=self.settings.data_dir / "exports",
-                    open_segment_start=pipelines.open_segment_start,
+                    open_segment=pipelines.open_segment_span,
                 ),
                 build_gb_router(
                     db,

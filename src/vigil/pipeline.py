@@ -62,6 +62,9 @@ class Recording(Component, Protocol):
     @property
     def open_segment_start_us(self) -> int | None: ...
 
+    @property
+    def open_segment_span_us(self) -> tuple[int, int] | None: ...
+
 
 RecorderFactory = Callable[[int, StreamHub], Recording]
 #: Turns a stored (encrypted) camera password into the clear text the source needs.
@@ -358,6 +361,13 @@ class CameraPipelines:
         if pipeline is None or pipeline.recorder is None:
             return None
         return pipeline.recorder.open_segment_start_us
+
+    def open_segment_span(self, camera_id: int) -> tuple[int, int] | None:
+        """The segment still being written: its start and the arrival of its newest picture (see the recorder)."""
+        pipeline = self._pipelines.get(camera_id)
+        if pipeline is None or pipeline.recorder is None:
+            return None
+        return pipeline.recorder.open_segment_span_us
 
     def running(self) -> list[int]:
         """Cameras whose stream is being pulled now."""

@@ -93,9 +93,10 @@ async def test_recordings_and_integrity(server: Server) -> None:
         ]
         assert body["gaps"] == [
             {"start_us": START_US + 20_000_000, "end_us": START_US + 25_000_000, "cause": "camera_offline"},
-            {"start_us": START_US + 25_000_000, "end_us": START_US + 30_000_000, "cause": "unknown"},
+            # back online at 25 s, stopped at 30 s before a keyframe was recorded: starting, not trouble
+            {"start_us": START_US + 25_000_000, "end_us": START_US + 30_000_000, "cause": "starting"},
             {"start_us": START_US + 30_000_000, "end_us": START_US + 50_000_000, "cause": "vigil_stopped"},
-            {"start_us": START_US + 50_000_000, "end_us": SECOND_US, "cause": "unknown"},
+            {"start_us": START_US + 50_000_000, "end_us": SECOND_US, "cause": "starting"},  # restarted at 50 s
         ]
         r = await client.get(f"/api/cameras/{CAMERA}/integrity", params=q)
         assert r.status_code == 200

@@ -111,3 +111,29 @@ async def test_reconnect_gap_starts_new_segment_and_chain_continues(db: Database
     for row in rows:
         chain = chain_next(chain, row.sha256)
         assert row.chain == chain
+
+
+async def test_the_open_segment_reaches_its_newest_picture(db: Database, tmp_path: Path) -> None:
+    """What the timeline shows before the index has the segment: from its start to the newest picture taken."""
+    settings = StorageSettings(segment_seconds=60.0, fragment_seconds=1.0)
+    hub = StreamHub("cam")
+    index = SqlIndex(db)
+    rec = CameraRecorder(9, hub, index, Volumes([tmp_path / "v"]), settings, index)
+    await rec.start()
+    assert rec.open_segment_span_us is None
+    await asyncio.wait_for(feed(hub, 50), 30)  # 5 s of pictures, arriving at their media times
+    start_us = int(START * 1_000_000)
+
+    async def reached() -> tuple[int, int] | None:
+        for _ in range(200):
+            span = rec.open_segment_span_us
+            if span is not None and span[1] >= start_us + 4_800_000:
+                return span
+            await asyncio.sleep(0.05)
+        return rec.open_segment_span_us
+
+    span = await reached()
+    assert span is not None and span[0] == start_us
+    assert start_us + 4_800_000 <= span[1] <= start_us + 5_000_000  # the 50th picture arrived at 4.9 s
+    await asyncio.wait_for(rec.close(), 30)
+    assert rec.open_segment_span_us is None

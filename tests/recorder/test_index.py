@@ -8,7 +8,7 @@ from vigil.domain.errors import Invalid, NotFound
 from vigil.events.camera_events import add_camera_event
 from vigil.recorder import index
 from vigil.recorder.index import SegmentRecord
-from vigil.recorder.integrity import EVENT_GROUPS
+from vigil.recorder.integrity import EVENT_GROUPS, TimeRange
 from vigil.storage.db import Database
 from vigil.storage.models import NodeRun
 
@@ -80,7 +80,7 @@ async def test_each_state_at_the_window_start_comes_from_its_own_latest_event(db
     report = await integrity_report(db_any, 1, 40 * S, 60 * S, now=100 * S)
     assert [(g.start_us, g.end_us, g.cause) for g in report.gaps] == [
         (40 * S, 50 * S, GapCause.DISK_FULL),
-        (50 * S, 60 * S, GapCause.UNKNOWN),
+        (50 * S, 60 * S, GapCause.STARTING),  # resumed: the next keyframe had not come yet
     ]
     async with db_any.session() as s:
         events = await index.events_for_integrity(s, 1, 40 * S, 60 * S, EVENT_GROUPS)
@@ -89,3 +89,13 @@ async def test_each_state_at_the_window_start_comes_from_its_own_latest_event(db
         (30 * S, "online"),
         (50 * S, "recording_resumed"),
     ]
+
+
+async def test_an_open_segment_counts_up_to_now_only_while_pictures_keep_coming(db_any: Database) -> None:
+    """A segment still being written: recorded up to now while its newest picture is fresh; a camera that
+    stalled mid-segment shows its gap at once, not when the segment is finally indexed."""
+    fresh = await integrity_report(db_any, 1, 0, 100 * S, now=60 * S, open_span=(10 * S, 59 * S))
+    assert fresh.ranges == (TimeRange(10 * S, 60 * S),)
+    stalled = await integrity_report(db_any, 1, 0, 100 * S, now=60 * S, open_span=(10 * S, 40 * S))
+    assert stalled.ranges == (TimeRange(10 * S, 40 * S),)
+    assert stalled.gaps[-1].start_us == 40 * S and stalled.gaps[-1].end_us == 60 * S

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
 from vigil.domain.camera import GapCause
-from vigil.recorder.integrity import Gap, RunSpan, StateEvent, TimeRange, compute_integrity, merge_ranges
+from vigil.recorder.integrity import (
+    STARTING_GRACE_US,
+    Gap,
+    RunSpan,
+    StateEvent,
+    TimeRange,
+    compute_integrity,
+    merge_ranges,
+)
 
 S = 1_000_000  # one second in µs
 
@@ -33,7 +41,7 @@ def test_gap_causes_from_events_and_runs() -> None:
         Gap(30 * S, 40 * S, GapCause.DISK_FULL),
         Gap(50 * S, 52 * S, GapCause.UNKNOWN),
         Gap(52 * S, 58 * S, GapCause.VIGIL_STOPPED),
-        Gap(58 * S, 60 * S, GapCause.UNKNOWN),
+        Gap(58 * S, 60 * S, GapCause.STARTING),  # the restarted node connecting
         Gap(70 * S, 80 * S, GapCause.UNKNOWN),  # latest run alive until now; future not expected
     )
     assert rep.expected_us == 80 * S
@@ -46,7 +54,7 @@ def test_state_from_before_window_and_disabled() -> None:
     rep = compute_integrity([], events, [], 0, 10 * S, now_us=10 * S)
     assert rep.gaps == (
         Gap(0, 5 * S, GapCause.DISABLED),
-        Gap(5 * S, 6 * S, GapCause.UNKNOWN),
+        Gap(5 * S, 6 * S, GapCause.STARTING),  # enabled: connecting
         Gap(6 * S, 10 * S, GapCause.CAMERA_OFFLINE),
     )
     assert rep.coverage_percent == 0.0
@@ -79,7 +87,7 @@ def test_not_scheduled_gaps_are_labelled_and_not_missing_coverage() -> None:
         Gap(40 * S, 45 * S, GapCause.CAMERA_OFFLINE),
         Gap(50 * S, 55 * S, GapCause.NOT_SCHEDULED),
         Gap(55 * S, 60 * S, GapCause.VIGIL_STOPPED),
-        Gap(60 * S, 61 * S, GapCause.UNKNOWN),  # the new run has not announced the camera yet
+        Gap(60 * S, 61 * S, GapCause.STARTING),  # the new run has not announced the camera yet
         Gap(61 * S, 80 * S, GapCause.NOT_SCHEDULED),
     )
     # Expected = 80 s minus 44 s not scheduled; 25 s of it recorded.
@@ -113,6 +121,23 @@ def test_time_deleted_by_retention_is_its_own_cause_before_any_other() -> None:
         Gap(0, 30 * S + 40_000, GapCause.DELETED_BY_RETENTION),  # no unknown slivers between the segments
         Gap(60 * S, 70 * S, GapCause.UNKNOWN),
         Gap(70 * S, 80 * S, GapCause.CAMERA_OFFLINE),
-        Gap(80 * S, 100 * S, GapCause.UNKNOWN),
+        Gap(80 * S, 95 * S, GapCause.STARTING),  # back online: connecting, waiting for a keyframe...
+        Gap(95 * S, 100 * S, GapCause.UNKNOWN),  # ...but that long is not starting any more
     )
     assert rep.coverage_percent == round(100 * (30 * S - 40_000) / (100 * S), 3)  # deleted is not recorded
+
+
+def test_starting_is_only_the_hole_right_after_a_start() -> None:
+    """Camera added at 100 s, recording from 103 s; enabled again at 200 s, never recorded after; a hole at
+    150 s long after the start is not "starting"; a start while recording changes nothing."""
+    segs = [TimeRange(103 * S, 150 * S), TimeRange(160 * S, 190 * S)]
+    events = [StateEvent(120 * S, "online"), StateEvent(185 * S, "disabled"), StateEvent(200 * S, "enabled")]
+    rep = compute_integrity(segs, events, [RunSpan(0, 300 * S)], 100 * S, 300 * S, now_us=300 * S, starts=[100 * S])
+    assert rep.gaps == (
+        Gap(100 * S, 103 * S, GapCause.STARTING),  # added: connecting, first keyframe
+        Gap(150 * S, 160 * S, GapCause.UNKNOWN),  # recording had begun: something else stopped it
+        Gap(190 * S, 200 * S, GapCause.DISABLED),
+        Gap(200 * S, 200 * S + STARTING_GRACE_US, GapCause.STARTING),
+        Gap(200 * S + STARTING_GRACE_US, 300 * S, GapCause.UNKNOWN),
+    )
+    assert rep.expected_us == 200 * S  # starting still counts as not recorded

@@ -62,4 +62,7 @@ class GapCause(StrEnum):
     NOT_SCHEDULED = "not_scheduled"
     STREAM_ERROR = "stream_error"
     DELETED_BY_RETENTION = "retention"
+    #: Just after recording was meant to begin (camera added or enabled, Vigil started, back online, the plan
+    #: or free space let it record again): connecting and waiting for the first keyframe.
+    STARTING = "starting"
     UNKNOWN = "unknown"

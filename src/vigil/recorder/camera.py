@@ -130,6 +130,8 @@ class CameraRecorder:
         self._next_report = 0.0
         self.segments_written = 0
         self._last_seq = 0
+        #: Arrival (µs) of the newest picture the recorder took: where the open segment's recording reaches.
+        self._newest_us = 0
 
     def _new_segmenter(self) -> Segmenter:
         return Segmenter(self._settings.segment_seconds, self._settings.fragment_seconds)
@@ -138,6 +140,18 @@ class CameraRecorder:
     def open_segment_start_us(self) -> int | None:
         """Wallclock start of the segment being written (not yet in the index), if any."""
         return self._file.start_us if self._file is not None else None
+
+    @property
+    def open_segment_span_us(self) -> tuple[int, int] | None:
+        """The segment being written: its start and the arrival of the newest picture taken into it.
+
+        What the timeline shows as recorded before the index has the segment: up to the newest picture, not
+        up to now, so a camera that dropped mid-segment shows its gap at once.
+        """
+        seg = self._file
+        if seg is None:
+            return None
+        return seg.start_us, max(seg.start_us, self._newest_us)
 
     async def start(self) -> None:
         """Subscribe to the hub (nothing published after this returns is missed) and start recording."""
@@ -214,6 +228,8 @@ class CameraRecorder:
                     for action in actions:
                         await self._apply(action)
                     push = self._segmenter.push  # an action may have replaced the segmenter (disk full)
+            if batch and isinstance(last := batch[-1], AccessUnit):
+                self._newest_us = int(last.wallclock * 1_000_000)  # once a batch: the pictures came together
         for action in self._segmenter.close():
             await self._apply(action)
 

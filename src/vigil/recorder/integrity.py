@@ -15,11 +15,16 @@ Causes, in priority order when several hold at once:
    be recorded then, so these gaps do not lower coverage.
 4. ``disk_full`` — after ``disk_full``/``recording_stopped``, until ``recording_resumed``.
 5. ``camera_offline`` — after ``offline``/``reconnecting``, until ``online``.
-6. ``unknown`` otherwise.
+6. ``starting`` — within :data:`STARTING_GRACE_US` after recording was meant to begin: a node run's start,
+   ``enabled``, ``online``, ``scheduled``, ``recording_resumed``, or an instant the caller passes (the
+   camera was added). Connecting and waiting for the first keyframe take a few seconds; that is not
+   trouble, and an operator must not be sent chasing it. Longer than that it is ``unknown``.
+7. ``unknown`` otherwise.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +33,12 @@ from vigil.domain.camera import GapCause
 
 #: Segments closer than this are one recorded range (a cut or a short reconnect is not a gap).
 MERGE_GAP_US = 1_500_000
+
+#: How long after recording was meant to begin a hole is ``starting``: the ingest's connect timeout (5 s) plus
+#: a long GOP, with room for one retry.
+STARTING_GRACE_US = 15_000_000
+#: Events after which recording is meant to begin (see ``starting`` above).
+_START_EVENTS = frozenset({"enabled", "online", "scheduled", "recording_resumed"})
 
 #: A synthetic event kind where a node run started (derived from the runs, never stored).
 _RUN_STARTED = "~run_started"
@@ -161,6 +172,25 @@ def _cause_at(t: int, layers: Sequence[tuple[GapCause, Sequence[TimeRange]]]) ->
     return GapCause.UNKNOWN
 
 
+def _starting_spans(
+    ranges: Sequence[TimeRange], runs: Sequence[RunSpan], events: Sequence[StateEvent], starts: Iterable[int]
+) -> list[TimeRange]:
+    """From each instant recording was meant to begin until it did, at most :data:`STARTING_GRACE_US`.
+
+    Only the hole right after the instant: once a recorded range has begun, a later hole is something else.
+    """
+    instants = [*(r.started_us for r in runs), *(e.at_us for e in events if e.kind in _START_EVENTS), *starts]
+    range_ends = [r.end_us for r in ranges]  # sorted and disjoint: merged
+    spans = []
+    for t in instants:
+        i = bisect.bisect_right(range_ends, t)  # the first range ending after t
+        if i < len(ranges) and ranges[i].start_us <= t:
+            continue  # recording at t already
+        end = t + STARTING_GRACE_US if i == len(ranges) else min(t + STARTING_GRACE_US, ranges[i].start_us)
+        spans.append(TimeRange(t, end))
+    return merge_ranges(spans, merge_gap_us=0)
+
+
 def compute_integrity(
     segments: Iterable[TimeRange],
     events: Sequence[StateEvent],
@@ -171,9 +201,10 @@ def compute_integrity(
     *,
     merge_gap_us: int = MERGE_GAP_US,
     deleted: Iterable[TimeRange] = (),
+    starts: Iterable[int] = (),
 ) -> IntegrityReport:
     """Recorded ranges, coverage and causes of the gaps of one camera in [from_us, to_us); ``deleted`` are
-    the ranges retention removed."""
+    the ranges retention removed, ``starts`` further instants recording was meant to begin (camera added)."""
     if to_us <= from_us:
         raise ValueError("to_us must be after from_us")
     # The future is not expected to be recorded.
@@ -192,6 +223,7 @@ def compute_integrity(
         (GapCause.NOT_SCHEDULED, _state_spans([*run_starts, *events], _STATE_EVENTS["not_scheduled"], horizon)),
         (GapCause.DISK_FULL, _state_spans(events, _STATE_EVENTS["disk_full"], horizon)),
         (GapCause.CAMERA_OFFLINE, _state_spans(events, _STATE_EVENTS["offline"], horizon)),
+        (GapCause.STARTING, _starting_spans(ranges, runs, events, starts)),
     ]
     gaps: list[Gap] = []
     for hole in _complement(ranges, from_us, horizon):

@@ -25,6 +25,7 @@ const en: Messages = {
     stream_error: 'Stream error',
     retention: 'Deleted by retention',
     not_scheduled: 'Not scheduled',
+    starting: 'Starting',
     unknown: 'Unknown',
   },
   category: { '1': 'Class 1', '2': 'Class 2', '3': 'Class 3' },

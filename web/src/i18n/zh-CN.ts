@@ -23,6 +23,7 @@ const zhCN = {
     stream_error: '码流异常',
     retention: '超期删除',
     not_scheduled: '非计划时段',
+    starting: '启动中',
     unknown: '未知',
   },
   category: { '1': '一类', '2': '二类', '3': '三类' },

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 #: Longest window one recordings/integrity request may cover (a month: the timeline's widest zoom).
 MAX_WINDOW_US = 31 * 86_400 * 1_000_000
+#: An open segment whose newest picture is at most this old counts as recording up to now: the recorder takes
+#: pictures in batches (at most 0.5 s, the recorder's MAX_BATCH_SECONDS, after their socket read); the rest is room
+#: for a busy node.
+OPEN_SEGMENT_FRESH_US = 3_000_000
 
 
 class _Model(BaseModel):
@@ -127,7 +131,7 @@ def _detail(**fields: object) -> str:
 
 
 async def integrity_report(
-    db: Database, camera_id: int, from_us: int, to_us: int, *, now: int, open_since_us: int | None = None
+    db: Database, camera_id: int, from_us: int, to_us: int, *, now: int, open_span: tuple[int, int] | None = None
 ) -> IntegrityReport:
     """Load segments, events and node runs for the window and compute the report.
 
@@ -135,6 +139,7 @@ async def integrity_report(
     """
     async with db.session() as session:
         camera = await session.get(Camera, camera_id)
+        added = [camera.created_us] if camera is not None else []
         if camera is not None and camera.created_us > from_us:
             from_us = min(camera.created_us, to_us)
         if from_us >= to_us:
@@ -144,8 +149,10 @@ async def integrity_report(
         runs = await index.runs_overlapping(session, from_us, to_us)
         deleted = await index.deleted_between(session, camera_id, from_us, to_us)
     ranges = [TimeRange(s.start_us, s.end_us) for s in segments]
-    if open_since_us is not None:
-        ranges.append(TimeRange(open_since_us, now))
+    if open_span is not None:
+        # Recorded up to now while pictures keep coming; a stream that stalled ends at its newest picture.
+        start_us, newest_us = open_span
+        ranges.append(TimeRange(start_us, now if now - newest_us <= OPEN_SEGMENT_FRESH_US else newest_us))
     return compute_integrity(
         ranges,
         [StateEvent(e.at_us, e.kind) for e in events],
@@ -154,6 +161,7 @@ async def integrity_report(
         to_us,
         now,
         deleted=[TimeRange(d.start_us, d.end_us) for d in deleted],
+        starts=added,
     )
 
 
@@ -190,15 +198,16 @@ def build_recordings_router(
     gate: CameraGate,
     *,
     exports_dir: Path,
-    open_segment_start: Callable[[int], int | None] | None = None,
+    open_segment: Callable[[int], tuple[int, int] | None] | None = None,
     clock_us: Callable[[], int] = now_us,
 ) -> APIRouter:
-    """The router; ``open_segment_start(camera_id)`` tells where a segment still being written began."""
+    """The router; ``open_segment(camera_id)`` tells the span of a segment still being written (start, newest
+    picture), recorded though not yet indexed."""
     router = APIRouter(prefix="/api", tags=["recordings"])
     playback_index = SqlPlaybackIndex(db)
 
-    def open_since(camera_id: int) -> int | None:
-        return open_segment_start(camera_id) if open_segment_start is not None else None
+    def open_span(camera_id: int) -> tuple[int, int] | None:
+        return open_segment(camera_id) if open_segment is not None else None
 
     async def refuse(principal: Principal, action: str, camera_id: int, exc: Forbidden, **fields: object) -> None:
         """Audit a path the volumes refused as a denial of ``action`` on the camera."""
@@ -214,7 +223,7 @@ def build_recordings_router(
     ) -> RecordingsOut:
         await gate(request, camera_id, "playback", _detail(from_us=from_us, to_us=to_us, what="timeline"))
         _window(from_us, to_us)
-        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_since_us=open_since(camera_id))
+        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_span=open_span(camera_id))
         return RecordingsOut(
             ranges=[RangeOut(start_us=r.start_us, end_us=r.end_us) for r in rep.ranges],
             gaps=[GapOut(start_us=g.start_us, end_us=g.end_us, cause=str(g.cause)) for g in rep.gaps],
@@ -224,7 +233,7 @@ def build_recordings_router(
     async def integrity(request: Request, camera_id: int, from_us: int = Query(), to_us: int = Query()) -> IntegrityOut:
         await gate(request, camera_id, "view", _detail(from_us=from_us, to_us=to_us, what="integrity"))
         _window(from_us, to_us)
-        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_since_us=open_since(camera_id))
+        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_span=open_span(camera_id))
         return IntegrityOut(
             coverage_percent=rep.coverage_percent,
             recorded_us=rep.recorded_us,

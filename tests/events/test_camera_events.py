@@ -1,4 +1,4 @@
-"""Every camera event kind and gap cause the server can report has a console label in both languages."""
+"""Every camera event kind, gap cause and failure kind the server can report has a console label in both languages."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ import pytest
 
 from vigil.domain.camera import GapCause
 from vigil.events.camera_events import KINDS
+from vigil.ingest import errors
 
 I18N = Path(__file__).resolve().parents[2] / "web" / "src" / "i18n"
 LOCALES = ["zh-CN", "en"]
 #: The console's i18n block for each set of server values.
-BLOCKS = {"event": KINDS, "cause": frozenset(cause.value for cause in GapCause)}
+BLOCKS = {
+    "event": KINDS,
+    "cause": frozenset(cause.value for cause in GapCause),
+    # A camera's reason starts with the failure's class name (ingest/supervisor.py describe_failure).
+    "failure": frozenset(cls.__name__ for cls in errors.SourceError.__subclasses__()),
+}
 
 
 def labels(locale: str, block: str) -> dict[str, str]:

@@ -292,6 +292,14 @@ const en: Messages = {
     onlineCount: '{online} online of {total}',
     reason: 'Reason',
   },
+  failure: {
+    Unreachable: 'Unreachable',
+    AuthFailed: 'Credentials refused',
+    StreamNotFound: 'No such stream',
+    StreamTimeout: 'Stream timed out',
+    StreamEnded: 'Stream ended',
+    ProtocolFailure: 'Protocol error',
+  },
   event: {
     online: 'Online',
     offline: 'Offline',

@@ -290,6 +290,14 @@ const zhCN = {
     onlineCount: '在线 {online} / 共 {total}',
     reason: '原因',
   },
+  failure: {
+    Unreachable: '无法连接',
+    AuthFailed: '认证失败（用户名或密码错误）',
+    StreamNotFound: '码流不存在',
+    StreamTimeout: '码流超时',
+    StreamEnded: '码流中断',
+    ProtocolFailure: '协议错误',
+  },
   event: {
     online: '上线',
     offline: '离线',

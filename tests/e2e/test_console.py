@@ -149,6 +149,7 @@ async def gb_device_with_alarms(url: str, sip_port: int) -> AsyncIterator[GbSimR
                 platform_address=("127.0.0.1", sip_port),
                 password=GB_PASSWORD,
                 channels=1,
+                ptz_channels=1,  # a dome: the live view shows its PTZ pad (alarms.test.mjs steers a cruise)
                 bind_host="127.0.0.1",
                 first_serial=2,
             )

@@ -83,6 +83,13 @@ test('alarms: the two device alarms are listed in Chinese, and a reset reaches t
   const points = await page.getByTestId('position-track').locator('polyline').getAttribute('points')
   assert.equal(points.trim().split(/\s+/).length, 5)
   await screenshot(page, 'positions')
+  // The channel is a dome: its PTZ pad starts cruise group 2 (0x88, A.3.5) and the device takes it.
+  await page.getByTestId('ptz-pad').waitFor()
+  const group = page.getByTestId('ptz-group').locator('input')
+  await group.fill('2')
+  await group.press('Tab') // el-input-number takes the value on change
+  await page.getByTestId('ptz-cruise-start').click()
+  await page.getByTestId('ptz-last').getByText('设备已接受 A50F01880200003F').waitFor()
   await page.goBack()
   await channelRow.waitFor()
 

@@ -5,7 +5,7 @@ tree (regions, business groups, virtual organisations and channels) filtered to 
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, cast, get_args
+from typing import Literal, Protocol, TypeVar, cast, get_args
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -302,6 +302,22 @@ async def _require_node_admin(ctx: ApiContext, principal: Principal, action: str
         raise Forbidden("only node-wide administrators manage GB/T 28181 devices")
 
 
+_Service = TypeVar("_Service")
+
+
+async def _ask_device(
+    db: Database, ctx: ApiContext, principal: Principal, action: str, device_id: str, service: _Service | None
+) -> _Service:
+    """Before asking a device something now: a node-wide admin, a known device, GB/T 28181 enabled (409)."""
+    await _require_node_admin(ctx, principal, action, f"gb:{device_id}")
+    async with db.session() as session:
+        if await session.get(GbDevice, device_id) is None:
+            raise NotFound(f"no GB device {device_id}")
+    if service is None:
+        raise Conflict("GB/T 28181 is not enabled on this node")
+    return service
+
+
 def build_gb_router(
     db: Database,
     catalog: CatalogQuerier | None = None,
@@ -470,14 +486,9 @@ def build_gb_router(
     async def query_gb_catalog(device_id: str, principal: Authed, ctx: Ctx) -> GbCatalogOut:
         """Query the device's catalog now and wait until its channels are written as cameras."""
         target = f"gb:{device_id}"
-        await _require_node_admin(ctx, principal, "gb_device.catalog", target)
-        async with db.session() as session:
-            if await session.get(GbDevice, device_id) is None:
-                raise NotFound(f"no GB device {device_id}")
-        if catalog is None:
-            raise Conflict("GB/T 28181 is not enabled on this node")
+        querier = await _ask_device(db, ctx, principal, "gb_device.catalog", device_id, catalog)
         try:
-            result = await catalog.query(device_id)
+            result = await querier.query(device_id)
         except CatalogError as exc:
             await ctx.access.gate.audit(principal, "gb_device.catalog", target, False, str(exc)[:200])
             raise Conflict(str(exc)) from exc
@@ -535,14 +546,9 @@ def build_gb_router(
     async def query_gb_device_status(device_id: str, principal: Authed, ctx: Ctx) -> GbDeviceStatusOut:
         """Ask the device for its status now (DeviceStatus): working, encoding, recording, clock, alarm inputs."""
         target = f"gb:{device_id}"
-        await _require_node_admin(ctx, principal, "gb_device.status", target)
-        async with db.session() as session:
-            if await session.get(GbDevice, device_id) is None:
-                raise NotFound(f"no GB device {device_id}")
-        if statuses is None:
-            raise Conflict("GB/T 28181 is not enabled on this node")
+        querier = await _ask_device(db, ctx, principal, "gb_device.status", device_id, statuses)
         try:
-            report = await statuses.query(device_id)
+            report = await querier.query(device_id)
         except DeviceStatusError as exc:
             await ctx.access.gate.audit(principal, "gb_device.status", target, False, str(exc)[:200])
             if isinstance(exc, DeviceStatusTimeout):

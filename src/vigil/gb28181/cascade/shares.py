@@ -11,7 +11,7 @@ parents and its business group), and the cameras it brings are listed under thei
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["GroupNode", "RegionNode", "SharedCamera", "SharedView", "group_subtree", "shared_view", "subtree"]
@@ -126,13 +126,17 @@ def shared_view(
 
 def group_subtree(groups: Mapping[str, GroupNode], roots: Iterable[str]) -> list[str]:
     """The IDs of ``roots`` and every group below them (by parent, or by business group), sorted."""
-    children: dict[str, list[str]] = {}
+    children: dict[str | None, list[str]] = {}
     for node in groups.values():
         for up in {node.parent_id, node.business_group_id} - {None, node.node_id}:
-            assert up is not None
             children.setdefault(up, []).append(node.node_id)
+    return _closure(children, roots, groups)
+
+
+def _closure(children: Mapping[str | None, Sequence[str]], roots: Iterable[str], known: Container[str]) -> list[str]:
+    """The known ``roots`` and everything below them through ``children``, sorted."""
     found: set[str] = set()
-    stack = [g for g in roots if g in groups]
+    stack = [r for r in roots if r in known]
     while stack:
         top = stack.pop()
         if top in found:
@@ -156,15 +160,7 @@ def subtree(regions: Mapping[str, RegionNode], roots: Iterable[str]) -> list[str
     children: dict[str | None, list[str]] = {}
     for node in regions.values():
         children.setdefault(node.parent_code, []).append(node.code)
-    found: set[str] = set()
-    stack = [c for c in roots if c in regions]
-    while stack:
-        top = stack.pop()
-        if top in found:
-            continue  # a cycle in bad data must not loop forever
-        found.add(top)
-        stack.extend(children.get(top, ()))
-    return sorted(found)
+    return _closure(children, roots, regions)
 
 
 def _depth(node: RegionNode, regions: Mapping[str, RegionNode]) -> int:

@@ -137,3 +137,45 @@ async def test_the_open_segment_reaches_its_newest_picture(db: Database, tmp_pat
     assert start_us + 4_800_000 <= span[1] <= start_us + 5_000_000  # the 50th picture arrived at 4.9 s
     await asyncio.wait_for(rec.close(), 30)
     assert rec.open_segment_span_us is None
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    async def camera_event(self, camera_id: int, kind: str, level: str, reason: str, at_us: int) -> None:
+        self.events.append((kind, at_us))
+
+
+async def test_a_hole_within_one_session_is_marked_as_the_streams(db: Database, tmp_path: Path) -> None:
+    """Pictures stop for 4 s while the connection stays up (same track object, as one depacketizer keeps it):
+    the recorder leaves the hole and writes stream_error at its start and stream_resumed at its end."""
+    settings = StorageSettings(segment_seconds=60.0, fragment_seconds=1.0)
+    hub = StreamHub("cam")
+    events = EventLog()
+    rec = CameraRecorder(4, hub, SqlIndex(db), Volumes([tmp_path / "v"]), settings, events)
+    await rec.start()
+    units = list(itertools.islice(iter_file_units(SAMPLE_576, start_wallclock=START), 120))
+    for n, au in enumerate(units[:40] + units[80:]):  # 40..79 lost; 80 is the next keyframe (2 s GOP at 10 fps)
+        hub.publish(au)
+        if n % 10 == 0:
+            await asyncio.sleep(0)
+    await asyncio.wait_for(rec.close(), 30)
+    start_us = int(START * 1_000_000)
+    assert [(kind, at - start_us) for kind, at in events.events] == [
+        ("stream_error", 4_000_000),
+        ("stream_resumed", 8_000_000),
+    ]
+
+
+async def test_a_reconnect_is_not_a_stream_error(db: Database, tmp_path: Path) -> None:
+    """After a reconnect the pictures carry a new (equal) track object: the supervisor's offline/online tell it."""
+    settings = StorageSettings(segment_seconds=60.0, fragment_seconds=1.0)
+    hub = StreamHub("cam")
+    events = EventLog()
+    rec = CameraRecorder(5, hub, SqlIndex(db), Volumes([tmp_path / "v"]), settings, events)
+    await rec.start()
+    await feed(hub, 40)
+    await feed(hub, 40, start=START + 10)  # a new iter_file_units: a new track object, equal to the first
+    await asyncio.wait_for(rec.close(), 30)
+    assert events.events == []

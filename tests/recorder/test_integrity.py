@@ -141,3 +141,10 @@ def test_starting_is_only_the_hole_right_after_a_start() -> None:
         Gap(200 * S + STARTING_GRACE_US, 300 * S, GapCause.UNKNOWN),
     )
     assert rep.expected_us == 200 * S  # starting still counts as not recorded
+
+
+def test_a_stream_error_inside_a_session_is_its_own_cause() -> None:
+    segs = [TimeRange(0, 10 * S), TimeRange(14 * S, 30 * S)]
+    events = [StateEvent(10 * S, "stream_error"), StateEvent(14 * S, "stream_resumed")]
+    rep = compute_integrity(segs, events, [RunSpan(0, 30 * S)], 0, 30 * S, now_us=30 * S)
+    assert rep.gaps == (Gap(10 * S, 14 * S, GapCause.STREAM_ERROR),)

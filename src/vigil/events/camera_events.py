@@ -25,6 +25,10 @@ GB_ALARM = "gb_alarm"
 #: The recording plan (or a live-only mode) stops recording / the plan starts it again.
 NOT_SCHEDULED = "not_scheduled"
 SCHEDULED = "scheduled"
+#: The connection stayed up but no intact pictures came for a while (loss, damage, a stalled encoder), and when
+#: they came again (written by the recorder around the hole it had to leave).
+STREAM_ERROR = "stream_error"
+STREAM_RESUMED = "stream_resumed"
 #: Start-up recovery (recorder/recovery.py) found a segment's file gone / deleted an empty one / cut one back.
 SEGMENT_MISSING = "segment_missing"
 SEGMENT_DISCARDED = "segment_discarded"
@@ -47,6 +51,8 @@ KINDS: frozenset[str] = frozenset(
         SEGMENT_MISSING,
         SEGMENT_DISCARDED,
         SEGMENT_RECOVERED,
+        STREAM_ERROR,
+        STREAM_RESUMED,
     }
 )
 

@@ -34,9 +34,15 @@ from typing import Protocol
 
 from vigil.domain.errors import StorageFull
 from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
-from vigil.events.camera_events import DISK_FULL, RECORDING_RESUMED, RECORDING_STOPPED
+from vigil.events.camera_events import (
+    DISK_FULL,
+    RECORDING_RESUMED,
+    RECORDING_STOPPED,
+    STREAM_ERROR,
+    STREAM_RESUMED,
+)
 from vigil.recorder.index import SegmentRecord, chain_next
-from vigil.recorder.segmenter import Action, CloseSegment, OpenSegment, Segmenter, WriteFragment
+from vigil.recorder.segmenter import Action, CloseSegment, CutReason, OpenSegment, Segmenter, WriteFragment
 from vigil.recorder.volumes import segment_rel_path
 from vigil.recorder.writer import SegmentFile, SegmentWriteError
 from vigil.settings import StorageSettings
@@ -48,6 +54,8 @@ log = logging.getLogger(__name__)
 #: The recorder is woken when this much arrival time is queued (at most half a fragment): a unit
 #: reaches the disk at most this much later than without batching.
 MAX_BATCH_SECONDS = 0.5
+#: A hole in one session's stream shorter than this is not an event (the timeline merges it away anyway).
+STREAM_BREAK_MIN_US = 1_500_000
 #: Queue depth in seconds of pictures at a high frame rate (30 fps).
 QUEUE_SECONDS = 60
 QUEUE_FPS = 30
@@ -132,6 +140,8 @@ class CameraRecorder:
         self._last_seq = 0
         #: Arrival (µs) of the newest picture the recorder took: where the open segment's recording reaches.
         self._newest_us = 0
+        #: End and track of a segment cut by a discontinuity, until the next one opens (_note_stream_break).
+        self._broken: tuple[int, VideoTrack] | None = None
 
     def _new_segmenter(self) -> Segmenter:
         return Segmenter(self._settings.segment_seconds, self._settings.fragment_seconds)
@@ -239,6 +249,9 @@ class CameraRecorder:
         elif isinstance(action, WriteFragment):
             await self._write(action)
         elif isinstance(action, CloseSegment):
+            seg = self._file
+            if action.reason is CutReason.DISCONTINUITY and seg is not None:
+                self._broken = (seg.end_us, seg.track)
             await self._finalise()
 
     async def _open(self, first: AccessUnit) -> None:
@@ -262,8 +275,25 @@ class CameraRecorder:
                     return
                 raise
             self._volume = volume
+            await self._note_stream_break(start_us, first.track)
             return
         raise RuntimeError(f"{self._prefix}: segment files for {start_us} already exist")
+
+    async def _note_stream_break(self, start_us: int, track: VideoTrack) -> None:
+        """After a discontinuity cut inside one camera session, the hole is the stream's: events mark it.
+
+        One session keeps one track object (the depacketizer makes a new one only for new parameter sets,
+        and a reconnect makes a new depacketizer), so the same object on both sides of the hole means the
+        connection stayed up while pictures were lost or damaged (dropped until the next keyframe) or
+        stopped coming: the integrity view then says 码流异常 rather than "unknown". A reconnect is the
+        supervisor's offline/online to tell.
+        """
+        broken, self._broken = self._broken, None
+        if broken is None or broken[1] is not track or start_us - broken[0] < STREAM_BREAK_MIN_US:
+            return
+        lost = (start_us - broken[0]) / 1_000_000
+        await self._event(STREAM_ERROR, "warning", f"no intact pictures for {lost:.1f} s; connection kept", broken[0])
+        await self._event(STREAM_RESUMED, "info", "", start_us)
 
     def _continued_start(self, first: AccessUnit) -> int:
         """Start time of a segment: where the previous one ended when the stream simply goes on.

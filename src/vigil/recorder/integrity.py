@@ -15,11 +15,13 @@ Causes, in priority order when several hold at once:
    be recorded then, so these gaps do not lower coverage.
 4. ``disk_full`` — after ``disk_full``/``recording_stopped``, until ``recording_resumed``.
 5. ``camera_offline`` — after ``offline``/``reconnecting``, until ``online``.
-6. ``starting`` — within :data:`STARTING_GRACE_US` after recording was meant to begin: a node run's start,
+6. ``stream_error`` — after ``stream_error`` (the connection stayed up, intact pictures stopped), until
+   ``stream_resumed`` (or the camera's next offline/online, which then tells the story).
+7. ``starting`` — within :data:`STARTING_GRACE_US` after recording was meant to begin: a node run's start,
    ``enabled``, ``online``, ``scheduled``, ``recording_resumed``, or an instant the caller passes (the
    camera was added). Connecting and waiting for the first keyframe take a few seconds; that is not
    trouble, and an operator must not be sent chasing it. Longer than that it is ``unknown``.
-7. ``unknown`` otherwise.
+8. ``unknown`` otherwise.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ _STATE_EVENTS: dict[str, dict[str, bool]] = {
     "not_scheduled": {"not_scheduled": True, "scheduled": False, _RUN_STARTED: False},
     "disk_full": {"disk_full": True, "recording_stopped": True, "recording_resumed": False},
     "offline": {"offline": True, "reconnecting": True, "online": False, "disabled": False},
+    "stream_error": {"stream_error": True, "stream_resumed": False, "offline": False, "online": False},
 }
 
 #: The event kinds the integrity view reads (callers query only these), per state. The state at a window's
@@ -223,6 +226,7 @@ def compute_integrity(
         (GapCause.NOT_SCHEDULED, _state_spans([*run_starts, *events], _STATE_EVENTS["not_scheduled"], horizon)),
         (GapCause.DISK_FULL, _state_spans(events, _STATE_EVENTS["disk_full"], horizon)),
         (GapCause.CAMERA_OFFLINE, _state_spans(events, _STATE_EVENTS["offline"], horizon)),
+        (GapCause.STREAM_ERROR, _state_spans(events, _STATE_EVENTS["stream_error"], horizon)),
         (GapCause.STARTING, _starting_spans(ranges, runs, events, starts)),
     ]
     gaps: list[Gap] = []

@@ -309,6 +309,7 @@ const en: Messages = {
     enabled: 'Enabled',
     disk_full: 'Disk full',
     stream_error: 'Stream error',
+    stream_resumed: 'Stream resumed',
     recording_stopped: 'Recording stopped',
     recording_resumed: 'Recording resumed',
     scheduled: 'Plan: recording',

@@ -307,6 +307,7 @@ const zhCN = {
     enabled: '启用',
     disk_full: '磁盘已满',
     stream_error: '码流异常',
+    stream_resumed: '码流恢复',
     recording_stopped: '录像停止',
     recording_resumed: '录像恢复',
     scheduled: '计划内录像',

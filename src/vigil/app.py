@@ -567,7 +567,7 @@ class Vigil:
                     volumes,
                     gate,
                     exports_dir=self.settings.data_dir / "exports",
-                    open_segment_start=pipelines.open_segment_start,
+                    open_segment=pipelines.open_segment,
                 ),
                 build_gb_router(db, self.gb_catalog, self.gb.registrar if self.gb is not None else None),
                 build_gb_control_router(db, self.gb.control if self.gb is not None else None),

@@ -334,12 +334,24 @@ class CameraPipelines:
         recording = recorder is not None and not recorder.stopped and recorder.open_segment_start_us is not None
         return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt)
 
-    def open_segment_start(self, camera_id: int) -> int | None:
-        """Where the segment still being written began (it is recorded but not yet indexed)."""
+    def open_segment(self, camera_id: int) -> tuple[int, int | None] | None:
+        """``(start_us, end_us)`` of the segment still being written (recorded, not yet indexed); ``end_us`` is
+        None while the stream flows (it grows until now), else when the stream was lost.
+
+        The recorder closes that segment only when the camera's next stream arrives, so during an outage it
+        stays open: without the end the timeline and integrity view would show the outage as recorded.
+        """
         pipeline = self._pipelines.get(camera_id)
         if pipeline is None or pipeline.recorder is None:
             return None
-        return pipeline.recorder.open_segment_start_us
+        start_us = pipeline.recorder.open_segment_start_us
+        if start_us is None:
+            return None
+        supervisor = pipeline.supervisor
+        if supervisor is None or supervisor.state is CameraState.ONLINE:
+            return start_us, None
+        # Reconnecting/offline since the stream broke: nothing was added to the segment after that.
+        return start_us, max(start_us, supervisor.status().since_us)
 
     def running(self) -> list[int]:
         """Cameras whose stream is being pulled now."""

@@ -160,7 +160,7 @@ async def test_plan_camera_records_only_inside_its_range(tmp_path: Path) -> None
             assert (change.camera_id, change.want.stream, change.want.record) == (camera_id, True, True)
             assert pipelines.recording() == [camera_id]
             await eventually(lambda: sim.stats().playing_sessions == 1, within=10)
-            await eventually(lambda: pipelines.open_segment_start(camera_id) is not None, within=10)
+            await eventually(lambda: pipelines.open_segment(camera_id) is not None, within=10)
 
             clock.now += timedelta(minutes=59, seconds=55)  # 09:00:00, the plan's end
             [change] = await pipelines.reconciler.reconcile()

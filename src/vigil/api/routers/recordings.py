@@ -127,7 +127,13 @@ def _detail(**fields: object) -> str:
 
 
 async def integrity_report(
-    db: Database, camera_id: int, from_us: int, to_us: int, *, now: int, open_since_us: int | None = None
+    db: Database,
+    camera_id: int,
+    from_us: int,
+    to_us: int,
+    *,
+    now: int,
+    open_segment: tuple[int, int | None] | None = None,
 ) -> IntegrityReport:
     """Load segments, events and node runs for the window and compute the report.
 
@@ -144,8 +150,14 @@ async def integrity_report(
         runs = await index.runs_overlapping(session, from_us, to_us)
         deleted = await index.deleted_between(session, camera_id, from_us, to_us)
     ranges = [TimeRange(s.start_us, s.end_us) for s in segments]
-    if open_since_us is not None:
-        ranges.append(TimeRange(open_since_us, now))
+    if open_segment is not None:
+        start_us, end_us = open_segment
+        if end_us is not None:
+            # The outage's offline event is when the stream broke (the state's "since" moves on when
+            # reconnecting turns into offline).
+            broke = [e.at_us for e in events if e.kind == "offline" and e.at_us >= start_us]
+            end_us = min([end_us, *broke])
+        ranges.append(TimeRange(start_us, now if end_us is None else min(end_us, now)))
     return compute_integrity(
         ranges,
         [StateEvent(e.at_us, e.kind) for e in events],
@@ -190,15 +202,16 @@ def build_recordings_router(
     gate: CameraGate,
     *,
     exports_dir: Path,
-    open_segment_start: Callable[[int], int | None] | None = None,
+    open_segment: Callable[[int], tuple[int, int | None] | None] | None = None,
     clock_us: Callable[[], int] = now_us,
 ) -> APIRouter:
-    """The router; ``open_segment_start(camera_id)`` tells where a segment still being written began."""
+    """The router; ``open_segment(camera_id)`` tells where a segment still being written began and, if its
+    stream was lost, where it ends (None: it grows until now)."""
     router = APIRouter(prefix="/api", tags=["recordings"])
     playback_index = SqlPlaybackIndex(db)
 
-    def open_since(camera_id: int) -> int | None:
-        return open_segment_start(camera_id) if open_segment_start is not None else None
+    def open_since(camera_id: int) -> tuple[int, int | None] | None:
+        return open_segment(camera_id) if open_segment is not None else None
 
     async def refuse(principal: Principal, action: str, camera_id: int, exc: Forbidden, **fields: object) -> None:
         """Audit a path the volumes refused as a denial of ``action`` on the camera."""
@@ -214,7 +227,7 @@ def build_recordings_router(
     ) -> RecordingsOut:
         await gate(request, camera_id, "playback", _detail(from_us=from_us, to_us=to_us, what="timeline"))
         _window(from_us, to_us)
-        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_since_us=open_since(camera_id))
+        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_segment=open_since(camera_id))
         return RecordingsOut(
             ranges=[RangeOut(start_us=r.start_us, end_us=r.end_us) for r in rep.ranges],
             gaps=[GapOut(start_us=g.start_us, end_us=g.end_us, cause=str(g.cause)) for g in rep.gaps],
@@ -224,7 +237,7 @@ def build_recordings_router(
     async def integrity(request: Request, camera_id: int, from_us: int = Query(), to_us: int = Query()) -> IntegrityOut:
         await gate(request, camera_id, "view", _detail(from_us=from_us, to_us=to_us, what="integrity"))
         _window(from_us, to_us)
-        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_since_us=open_since(camera_id))
+        rep = await integrity_report(db, camera_id, from_us, to_us, now=clock_us(), open_segment=open_since(camera_id))
         return IntegrityOut(
             coverage_percent=rep.coverage_percent,
             recorded_us=rep.recorded_us,

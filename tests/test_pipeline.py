@@ -13,6 +13,7 @@ from tests.helpers import eventually
 from vigil.domain.camera import CameraState
 from vigil.domain.media import AccessUnit, Codec, VideoTrack
 from vigil.events.camera_events import DbEventSink
+from vigil.ingest.errors import StreamEnded
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.pipeline import CameraPipelines
 from vigil.settings import IngestSettings
@@ -218,6 +219,61 @@ async def test_brief_keeps_recording_through_a_segment_cut(tmp_path: Path) -> No
         assert pipelines.brief(1).recording  # no flicker in the status feed
         recorder.stopped = True  # disk full: that is a pause
         assert not pipelines.brief(1).recording
+    finally:
+        await pipelines.close()
+        await db.close()
+
+
+class DroppingSource(OnePictureSource):
+    """Online with one picture, then the camera drops when the test says so (and stays unreachable)."""
+
+    drop = asyncio.Event()
+
+    async def run(self) -> None:
+        if DroppingSource.drop.is_set():
+            raise StreamEnded("camera gone")
+        self._publish(AccessUnit(TRACK, 0, 0, True, b"\x00\x00\x00\x01\x65", 0.0))
+        await DroppingSource.drop.wait()
+        raise StreamEnded("server closed the connection")
+
+
+async def test_a_camera_that_dropped_is_not_recording_though_its_segment_is_open(tmp_path: Path) -> None:
+    """The recorder closes the open segment only when the next stream comes; until then the status must not
+    say "recording" for a camera that is reconnecting or offline."""
+    db = await sqlite_database(tmp_path)
+    async with db.session() as session:
+        session.add(Region(code="34", name="Province"))
+        await session.flush()
+        session.add(
+            Camera(
+                gb_id="34000000001320000001",
+                name="c",
+                rtsp_url="rtsp://x/1",
+                region_code="34",
+                created_us=1,
+                updated_us=1,
+            )
+        )
+    recorders: list[SegmentRecorder] = []
+
+    def record(camera_id: int, hub: StreamHub) -> SegmentRecorder:
+        recorders.append(SegmentRecorder())
+        return recorders[-1]
+
+    DroppingSource.drop = asyncio.Event()
+    pipelines = CameraPipelines(
+        db, HubRegistry(), lambda spec, publish: DroppingSource(publish), record, DbEventSink(db), IngestSettings(), str
+    )
+    await pipelines.start()
+    try:
+        await eventually(lambda: pipelines.status(1).state is CameraState.ONLINE)
+        (recorder,) = recorders
+        recorder.open_segment_start_us = 5
+        assert pipelines.status(1).recording
+        DroppingSource.drop.set()
+        await eventually(lambda: pipelines.status(1).state is not CameraState.ONLINE)
+        assert recorder.open_segment_start_us == 5  # still open: nothing came to close it
+        assert not pipelines.status(1).recording and not pipelines.brief(1).recording
     finally:
         await pipelines.close()
         await db.close()

@@ -323,7 +323,8 @@ class CameraPipelines:
             state, since, reason, _ = self._resting(camera_id)
             return PipelineStatus(state, since, reason, StreamHealth(0, 0, 0, 0, ""), False, 0)
         view = supervisor.status()
-        recording = _recording(pipeline)
+        # A camera that is not online records nothing, though its last segment stays open until the next stream.
+        recording = view.state is CameraState.ONLINE and _recording(pipeline)
         return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt)
 
     def brief(self, camera_id: int) -> CameraBrief:
@@ -335,7 +336,9 @@ class CameraPipelines:
         if supervisor is None:
             return self._resting(camera_id)
         online = supervisor.state is CameraState.ONLINE
-        return CameraBrief(supervisor.state, supervisor.since_us, supervisor.reason, _recording(pipeline, online))
+        return CameraBrief(
+            supervisor.state, supervisor.since_us, supervisor.reason, online and _recording(pipeline, True)
+        )
 
     def _resting(self, camera_id: int) -> CameraBrief:
         """A camera nothing is pulling: idle (enabled, waiting for a viewer or its plan) or disabled."""

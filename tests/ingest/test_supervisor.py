@@ -1,4 +1,5 @@
 import asyncio
+import time
 from collections.abc import Callable
 
 from tests.helpers import eventually
@@ -133,3 +134,60 @@ async def test_one_failing_camera_does_not_affect_another() -> None:
     assert s_bad.state == CameraState.OFFLINE
     await s_bad.close()
     await s_good.close()
+
+
+class TimedEvents(Events):
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[int] = []
+
+    async def camera_event(self, camera_id: int, kind: str, level: str, reason: str, at_us: int) -> None:
+        await super().camera_event(camera_id, kind, level, reason, at_us)
+        self.at.append(at_us)
+
+
+class StallingSource:
+    """Five pictures that arrived at 1,700,000,000.0-0.4 s, then silence until a read timeout gives up."""
+
+    corrupt = 0
+    ARRIVED = 1_700_000_000.0
+
+    def __init__(self, publish: Callable[[AccessUnit], None]) -> None:
+        self.publish = publish
+
+    async def run(self) -> None:
+        for i in range(5):
+            self.publish(AccessUnit(TRACK, i, i, i == 0, b"\x00\x00\x00\x01\x65", self.ARRIVED + i / 10))
+        await asyncio.sleep(0.05)
+        raise TimeoutError("no media for 5 s")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_offline_event_is_dated_when_the_stream_broke() -> None:
+    """Not when the read timeout noticed: the integrity view's camera-offline gap must start where the
+    pictures stopped. A camera that never came online is offline from the failed attempt."""
+    events = TimedEvents()
+    sup = CameraSupervisor(
+        SourceSpec(3, "rtsp://x"),
+        StreamHub("3"),
+        lambda spec, publish: StallingSource(publish),
+        events,
+        backoff_initial=60,
+        backoff_max=60,
+    )
+    await sup.start()
+    await eventually(lambda: [r[0] for r in events.rows] == ["online", "offline"])
+    assert events.at[1] == int((StallingSource.ARRIVED + 0.4) * 1_000_000)
+    await sup.close()
+
+    never = TimedEvents()
+    before = time.time_ns() // 1000
+    sup = CameraSupervisor(
+        SourceSpec(4, "rtsp://x"), StreamHub("4"), Script(["refuse"]).factory, never, backoff_initial=60, backoff_max=60
+    )
+    await sup.start()
+    await eventually(lambda: len(never.rows) == 1)
+    assert never.rows[0][0] == "offline" and before <= never.at[0] <= time.time_ns() // 1000
+    await sup.close()

@@ -110,6 +110,8 @@ class CameraSupervisor:
         self.reason = ""
         self._came_online = False
         self._in_outage = False
+        #: The newest picture published (its arrival dates an outage's offline event).
+        self._last_picture: AccessUnit | None = None
         self._event_queue: asyncio.Queue[tuple[str, str, str, int]] = asyncio.Queue()
         self._event_writer: asyncio.Task[None] | None = None
         self.failures = 0
@@ -172,13 +174,19 @@ class CameraSupervisor:
                 "camera %s online (%s %dx%d)", self.spec.camera_id, au.track.codec, au.track.width, au.track.height
             )
             self._spawn_event(ONLINE, "info", "")
+        self._last_picture = au
         self.meter.on_unit(au)
         self._hub.publish(au)
 
-    def _spawn_event(self, kind: str, level: str, reason: str) -> None:
+    @property
+    def _last_picture_us(self) -> int | None:
+        last = self._last_picture
+        return int(last.wallclock * 1_000_000) if last is not None else None
+
+    def _spawn_event(self, kind: str, level: str, reason: str, at_us: int | None = None) -> None:
         # Queued, not awaited: recording the event must not delay the unit being published,
         # and one writer keeps events in the order they happened.
-        self._event_queue.put_nowait((kind, level, reason, _now_us()))
+        self._event_queue.put_nowait((kind, level, reason, _now_us() if at_us is None else at_us))
 
     async def _write_events(self) -> None:
         while True:
@@ -211,10 +219,12 @@ class CameraSupervisor:
             if self._closing:
                 return
             if not self._in_outage:
-                # One offline event per outage, not one per failed attempt.
+                # One offline event per outage, not one per failed attempt. Dated when the stream broke: its
+                # last picture, not when a read timeout noticed (seconds later), so the integrity view's
+                # camera-offline gap starts where recording stopped.
                 self._in_outage = True
                 self._log.warning("camera %s offline: %s", self.spec.camera_id, reason)
-                self._spawn_event(OFFLINE, "warning", reason)
+                self._spawn_event(OFFLINE, "warning", reason, self._last_picture_us if self._came_online else None)
             self.failures += 1
             state = CameraState.OFFLINE if self.failures >= ATTEMPTS_BEFORE_OFFLINE else CameraState.RECONNECTING
             self._set_state(state, reason)

@@ -100,7 +100,13 @@ class SubscriptionClient:
         random_bytes: Callable[[int], bytes] = os.urandom,
         retry_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0),
         refresh_fraction: float = 0.8,
+        event_name: str | None = None,
+        cap_granted: bool = True,
+        unsubscribe_on_close: bool = True,
     ) -> None:
+        """``event_name``: NOTIFYs whose Event is another are refused 489 (None: not checked);
+        ``cap_granted``: a device's Expires above what was asked is cut to it; ``unsubscribe_on_close``: send
+        Expires 0 on :meth:`close` (else the device sees the subscription run out)."""
         if not retry_s:
             raise ValueError("retry_s needs at least one wait")
         self.name = name
@@ -112,6 +118,9 @@ class SubscriptionClient:
         self._ids = IdGenerator(random_bytes)
         self._retry_s = retry_s
         self._refresh_fraction = refresh_fraction
+        self._event_name = event_name
+        self._cap_granted = cap_granted
+        self._unsubscribe_on_close = unsubscribe_on_close
         self._sn = int.from_bytes(random_bytes(2), "big")
         self._subs: dict[str, _Subscription] = {}
         self._by_call_id: dict[str, _Subscription] = {}
@@ -150,7 +159,10 @@ class SubscriptionClient:
         self._subs.clear()
         for sub in subs:
             await self._stop(sub)
-        await asyncio.gather(*(self._goodbye(sub) for sub in subs))
+        if self._unsubscribe_on_close:
+            await asyncio.gather(*(self._goodbye(sub) for sub in subs))
+        for sub in subs:
+            self._unroute(sub)
 
     def wanted(self, device_id: str) -> bool:
         """Whether a subscription to the device is being kept (held, or being tried again)."""
@@ -190,6 +202,9 @@ class SubscriptionClient:
         try:
             if request.to_address.tag != sub.local_tag:
                 return make_response(request, 481)
+            event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
+            if self._event_name is not None and event != self._event_name:
+                return make_response(request, 489)
             state = (request.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
             if sub.dialog is not None and not sub.dialog.accept_remote_cseq(request):
                 return make_response(request, 500, "CSeq out of order")
@@ -240,7 +255,9 @@ class SubscriptionClient:
             else:
                 wait = self._retry_s[min(sub.failures, len(self._retry_s) - 1)]
                 sub.failures += 1
-                log.warning(
+                # Loud the first time; a device that keeps refusing is retried quietly after that.
+                log.log(
+                    logging.WARNING if sub.failures == 1 else logging.INFO,
                     "gb device %s: %s subscription failed (%s); trying again in %.0f s (failure %d in a row)",
                     sub.device_id,
                     self.name,
@@ -288,7 +305,7 @@ class SubscriptionClient:
         except SipError as exc:
             self._unroute(sub)
             return f"unusable answer to SUBSCRIBE: {exc}"
-        sub.expires_s = _granted(response, sub.expires_asked)
+        sub.expires_s = _granted(response, sub.expires_asked, cap=self._cap_granted)
         log.info("gb device %s: %s subscription held for %d s", sub.device_id, self.name, sub.expires_s)
         return None
 
@@ -298,7 +315,7 @@ class SubscriptionClient:
             return "device not registered"
         response, why = await self._send(self._in_dialog(sub, device.peer, sub.expires_asked, device), device.peer)
         if response is not None and 200 <= response.status < 300:
-            sub.expires_s = _granted(response, sub.expires_asked)
+            sub.expires_s = _granted(response, sub.expires_asked, cap=self._cap_granted)
             sub.refreshes += 1
             return None
         # 481 (the device forgot the dialog), another refusal, or no answer: subscribe afresh now.
@@ -367,10 +384,13 @@ class SubscriptionClient:
         sub.dialog = None
 
 
-def _granted(response: SipResponse, asked: int) -> int:
-    """The lifetime the device granted (its Expires, never more than asked), at least :data:`MIN_EXPIRES_S`."""
+def _granted(response: SipResponse, asked: int, *, cap: bool) -> int:
+    """The lifetime the device granted (its Expires; with ``cap`` never more than asked), at least
+    :data:`MIN_EXPIRES_S`; what was asked when it says nothing."""
     try:
         granted = response.expires
     except SipError:
         granted = None
-    return max(MIN_EXPIRES_S, min(asked, granted)) if granted else max(MIN_EXPIRES_S, asked)
+    if not granted:
+        return max(MIN_EXPIRES_S, asked)
+    return max(MIN_EXPIRES_S, min(asked, granted) if cap else granted)

@@ -22,9 +22,9 @@ from vigil.sim.gb28181 import GbSimRunner
 
 
 @contextlib.asynccontextmanager
-async def node(tmp_path: Path) -> AsyncIterator[tuple[Vigil, httpx.AsyncClient]]:
+async def node(tmp_path: Path, **gb: Any) -> AsyncIterator[tuple[Vigil, httpx.AsyncClient]]:
     vigil = Vigil(
-        node_settings(tmp_path, sim={"cameras": 0}, gb28181={"enabled": True, "port": 0, "password": PASSWORD})
+        node_settings(tmp_path, sim={"cameras": 0}, gb28181={"enabled": True, "port": 0, "password": PASSWORD, **gb})
     )
     await vigil.start()
     try:
@@ -122,6 +122,27 @@ async def test_a_device_that_registers_again_is_subscribed_again(tmp_path: Path)
             assert position_subscriptions(vigil).client.tasks == 0
         finally:
             await again.close()
+
+
+async def test_the_subscription_is_refreshed_in_its_dialog_before_it_expires(tmp_path: Path) -> None:
+    async with node(tmp_path, position_subscribe_expires_s=60) as (vigil, admin):
+        assert vigil.sip is not None
+        device_id = await admit_knocking_device(vigil, admin, sim_options(vigil.sip.udp_port))
+        client = position_subscriptions(vigil).client
+        # Refresh at 2 % of the 60 s granted (about every 1.2 s) rather than 80 %, so the test need not wait 48 s.
+        client._refresh_fraction = 0.02
+        runner = await registered(vigil)
+        try:
+            (sim,) = runner.devices
+            r = await admin.patch(f"/api/gb/devices/{device_id}", json={"position_interval_s": 30})
+            assert r.status_code == 200
+            await until(lambda: client.refreshes(device_id) >= 2, what="two refreshes")
+            # The device took them as refreshes of the subscription it holds (same dialog), never a new one.
+            assert sim.position_subscribes[0] == (60, False)
+            assert all(entry == (60, True) for entry in sim.position_subscribes[1:])
+            assert sim.position_subscribed and client.tasks == 1
+        finally:
+            await runner.close()
 
 
 async def test_a_device_that_refuses_is_tried_again_without_piling_up_tasks(tmp_path: Path) -> None:

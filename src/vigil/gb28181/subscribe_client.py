@@ -38,7 +38,15 @@ from vigil.protocols.sip.message import IdGenerator, SipError, SipRequest, SipRe
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
-__all__ = ["MIN_EXPIRES_S", "DialogRouter", "NotifyHandler", "QueryBuilder", "SubscriptionClient"]
+__all__ = [
+    "MIN_EXPIRES_S",
+    "DialogRouter",
+    "NotifyHandler",
+    "QueryBuilder",
+    "SubscribeFailed",
+    "Subscription",
+    "SubscriptionClient",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,26 @@ class _Subscription:
     refreshes: int = 0
     #: Failed (re)subscriptions in a row (the backoff step).
     failures: int = 0
+    #: The status of the last refused SUBSCRIBE; None when it was not answered at all.
+    last_status: int | None = None
+
+    @property
+    def expires(self) -> int:
+        """Seconds the device granted on the last (re-)SUBSCRIBE."""
+        return self.expires_s
+
+
+#: One subscription as held (the public name of the record).
+Subscription = _Subscription
+
+
+class SubscribeFailed(Exception):
+    """One SUBSCRIBE did not make a subscription: ``status`` the device's refusal, None when it did not answer."""
+
+    def __init__(self, status: int | None, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
 
 
 class SubscriptionClient:
@@ -103,10 +131,21 @@ class SubscriptionClient:
         event_name: str | None = None,
         cap_granted: bool = True,
         unsubscribe_on_close: bool = True,
+        restart_on_terminated: bool = True,
+        retry_when: Callable[[int | None], bool] | None = None,
+        give_up_after: int | None = None,
+        route_to: DialogHandler | None = None,
     ) -> None:
-        """``event_name``: NOTIFYs whose Event is another are refused 489 (None: not checked);
+        """The kind's own habits, each as the existing kinds have always behaved on the wire:
+
+        ``event_name``: NOTIFYs whose Event is another are refused 489 (None: not checked);
         ``cap_granted``: a device's Expires above what was asked is cut to it; ``unsubscribe_on_close``: send
-        Expires 0 on :meth:`close` (else the device sees the subscription run out)."""
+        Expires 0 on :meth:`close` (else the device sees the subscription run out); ``restart_on_terminated``:
+        a NOTIFY ``terminated`` starts a fresh subscription (else the subscription just ends); ``retry_when``:
+        whether a failure with this status (None: no answer) is worth another try (default: any);
+        ``give_up_after``: retries before giving up until the device registers again (None: never give up,
+        the last wait of ``retry_s`` repeats); ``route_to``: the handler the dispatcher routes the dialogs to
+        (an owner that answers for the client; default the client itself)."""
         if not retry_s:
             raise ValueError("retry_s needs at least one wait")
         self.name = name
@@ -121,6 +160,10 @@ class SubscriptionClient:
         self._event_name = event_name
         self._cap_granted = cap_granted
         self._unsubscribe_on_close = unsubscribe_on_close
+        self._restart_on_terminated = restart_on_terminated
+        self._retry_when = retry_when
+        self._give_up_after = give_up_after
+        self._route_to: DialogHandler = route_to if route_to is not None else self
         self._sn = int.from_bytes(random_bytes(2), "big")
         self._subs: dict[str, _Subscription] = {}
         self._by_call_id: dict[str, _Subscription] = {}
@@ -128,21 +171,38 @@ class SubscriptionClient:
 
     # --- public ------------------------------------------------------------------------------------
 
-    def subscribe(self, device_id: str, *, event: str, expires: int, query: QueryBuilder) -> None:
-        """(Re)subscribe to the registered device now and keep it so; replaces the device's subscription.
+    def subscribe(self, device_id: str, *, event: str, expires: int, query: QueryBuilder, delay_s: float = 0.0) -> None:
+        """(Re)subscribe to the registered device (after ``delay_s``) and keep it so; replaces the device's
+        subscription.
 
         The old dialog is dropped without an unsubscribe: callers replace a subscription when the
         device registered afresh (its old dialog died with it); to end one politely, :meth:`unsubscribe`."""
         if self._closed:
             return
-        old = self._subs.pop(device_id, None)
-        if old is not None:
-            self._unroute(old)
-            if old.task is not None:
-                old.task.cancel()
+        self._drop(device_id)
         sub = _Subscription(device_id, event, expires, query)
-        sub.task = asyncio.create_task(self._maintain(sub), name=f"gb-{self.name.replace(' ', '-')}-{device_id}")
         self._subs[device_id] = sub
+        sub.task = asyncio.create_task(self._maintain(sub, delay_s), name=self._task_name(device_id))
+
+    async def subscribe_now(self, device_id: str, *, event: str, expires: int, query: QueryBuilder) -> _Subscription:
+        """One SUBSCRIBE now, replacing the device's subscription; kept (refreshed) when it holds, else
+        :class:`SubscribeFailed` (and nothing is kept or retried)."""
+        if self._closed:
+            raise SubscribeFailed(None, "closed")
+        self._drop(device_id)
+        sub = _Subscription(device_id, event, expires, query)
+        why = await self._subscribe(sub)
+        if why is not None:
+            raise SubscribeFailed(sub.last_status, why)
+        self._drop(device_id)
+        self._subs[device_id] = sub
+        first_wait = sub.expires_s * self._refresh_fraction
+        sub.task = asyncio.create_task(self._maintain(sub, first_wait), name=self._task_name(device_id))
+        return sub
+
+    def held(self) -> dict[str, _Subscription]:
+        """The subscriptions devices hold now, by device ID (a copy)."""
+        return {device_id: sub for device_id, sub in self._subs.items() if sub.dialog is not None}
 
     async def unsubscribe(self, device_id: str) -> bool:
         """End the device's subscription: stop refreshing, send ``Expires: 0`` when one is held; True if sent."""
@@ -223,38 +283,68 @@ class SubscriptionClient:
         sub.notifies += 1
         if state == "terminated":
             log.info("gb device %s: %s subscription terminated by the device", sub.device_id, self.name)
-            sub.restart.set()
+            if self._restart_on_terminated:
+                sub.restart.set()
+            elif self._subs.get(sub.device_id) is sub:
+                self._drop(sub.device_id)
+            else:
+                self._unroute(sub)
         return make_response(request, 200)
 
     # --- SUBSCRIBE / refresh -----------------------------------------------------------------------
 
-    async def _maintain(self, sub: _Subscription) -> None:
+    async def _maintain(self, sub: _Subscription, first_wait: float) -> None:
         try:
-            await self._keep(sub)
+            if first_wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sub.restart.wait(), first_wait)
+            sub = await self._keep(sub)
         except asyncio.CancelledError:
             # Whoever cancelled owns the subscription now (unsubscribe and close still need its dialog).
             raise
-        # The device left: nothing is held any more; its next registration subscribes afresh.
+        # The device left, or a refusal is final: nothing is held any more; its next registration subscribes afresh.
         if self._subs.get(sub.device_id) is sub:
             del self._subs[sub.device_id]
         self._unroute(sub)
 
-    async def _keep(self, sub: _Subscription) -> None:
+    async def _keep(self, sub: _Subscription) -> _Subscription:
+        """Hold the device's subscription while it is registered; returns the last one (each dialog is one)."""
         while self._directory.registered(sub.device_id) is not None:
-            sub.restart.clear()
+            if sub.restart.is_set():
+                sub = self._renew(sub)
             try:
-                why = await (self._refresh(sub) if sub.dialog is not None else self._subscribe(sub))
+                if sub.dialog is None:
+                    why = await self._subscribe(sub)
+                elif (why := await self._refresh(sub)) is not None:
+                    # 481 (the device forgot the dialog), another refusal, or no answer: a new subscription now.
+                    log.info(
+                        "gb device %s: %s subscription refresh failed (%s); subscribing afresh",
+                        sub.device_id,
+                        self.name,
+                        why,
+                    )
+                    sub = self._renew(sub)
+                    why = await self._subscribe(sub)
             except Exception as exc:
                 # This loop supervises one device's subscription: log, drop the dialog, try again later.
                 log.exception("gb device %s: %s subscription failed", sub.device_id, self.name)
                 self._unroute(sub)
-                why = f"{type(exc).__name__}: {exc}"
+                sub.last_status, why = None, f"{type(exc).__name__}: {exc}"
             if why is None:
                 sub.failures = 0
                 wait = sub.expires_s * self._refresh_fraction
             else:
-                wait = self._retry_s[min(sub.failures, len(self._retry_s) - 1)]
                 sub.failures += 1
+                retryable = self._retry_when is None or self._retry_when(sub.last_status)
+                if not retryable or (self._give_up_after is not None and sub.failures > self._give_up_after):
+                    log.warning(
+                        "gb device %s: %s subscription failed (%s); not asked again until it registers again",
+                        sub.device_id,
+                        self.name,
+                        why,
+                    )
+                    return sub
+                wait = self._retry_s[min(sub.failures - 1, len(self._retry_s) - 1)]
                 # Loud the first time; a device that keeps refusing is retried quietly after that.
                 log.log(
                     logging.WARNING if sub.failures == 1 else logging.INFO,
@@ -267,8 +357,27 @@ class SubscriptionClient:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.restart.wait(), wait)
-            if sub.restart.is_set():
-                self._unroute(sub)
+        return sub
+
+    def _renew(self, sub: _Subscription) -> _Subscription:
+        """A new subscription object in the old one's place (its dialog is over); the same task keeps it."""
+        self._unroute(sub)
+        fresh = _Subscription(sub.device_id, sub.event, sub.expires_asked, sub.query, task=sub.task)
+        fresh.failures = sub.failures
+        if self._subs.get(sub.device_id) is sub:
+            self._subs[sub.device_id] = fresh
+        return fresh
+
+    def _drop(self, device_id: str) -> None:
+        """Forget the device's subscription without a word to it (cancelling its task unless that is us)."""
+        old = self._subs.pop(device_id, None)
+        if old is not None:
+            self._unroute(old)
+            if old.task is not None and old.task is not asyncio.current_task():
+                old.task.cancel()
+
+    def _task_name(self, device_id: str) -> str:
+        return f"gb-{self.name.replace(' ', '-')}-{device_id}"
 
     async def _subscribe(self, sub: _Subscription) -> str | None:
         """A new subscription; None when held, else why not."""
@@ -294,10 +403,11 @@ class SubscriptionClient:
             content_type=MANSCDP_CONTENT_TYPE,
         )
         # Routed before sending: the first NOTIFY may overtake the 200 OK.
-        self._dialogs.add_dialog(sub.call_id, self)
+        self._dialogs.add_dialog(sub.call_id, self._route_to)
         self._by_call_id[sub.call_id] = sub
         response, why = await self._send(request, device.peer)
         if response is None or not 200 <= response.status < 300:
+            sub.last_status = response.status if response is not None else None
             self._unroute(sub)
             return why
         try:
@@ -318,10 +428,7 @@ class SubscriptionClient:
             sub.expires_s = _granted(response, sub.expires_asked, cap=self._cap_granted)
             sub.refreshes += 1
             return None
-        # 481 (the device forgot the dialog), another refusal, or no answer: subscribe afresh now.
-        log.info("gb device %s: %s subscription refresh failed (%s); subscribing afresh", sub.device_id, self.name, why)
-        self._unroute(sub)
-        return await self._subscribe(sub)
+        return why
 
     async def _stop(self, sub: _Subscription) -> None:
         task = sub.task

@@ -10,6 +10,12 @@ once. The task ends when the device is no longer registered; whoever owns the cl
 when it comes back online. :meth:`unsubscribe` and :meth:`close` end subscriptions the polite way, an
 in-dialog SUBSCRIBE with ``Expires: 0`` (bounded wait), so the device stops notifying.
 
+That is the default (MobilePosition). Catalog and alarm subscriptions keep the habits they always had
+on the wire through the constructor's options: catalog a steady retry, the device's Expires taken as
+granted, a 489 for NOTIFYs of another Event and no Expires 0 on close; alarms no retry after a 4xx,
+three retries at most, and a ``terminated`` NOTIFY that ends the subscription. Each dialog is one
+:class:`Subscription` record: a subscription made afresh (after a refused refresh) is a new record.
+
 NOTIFYs arrive inside the subscription's dialog: its Call-ID is routed here by the
 :class:`~vigil.gb28181.dispatch.SipDispatcher` before the SUBSCRIBE goes out (RFC 6665 §4.1.2.4 lets the
 first NOTIFY overtake the 200 OK). A NOTIFY is answered 200 once its body is decoded and handed to the

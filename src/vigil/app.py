@@ -53,7 +53,7 @@ from vigil.gb28181.device_status import DeviceStatusQueries
 from vigil.gb28181.dispatch import SipDispatcher
 from vigil.gb28181.media import Gb28181Source, RegisteredOwners, TransportResolver, media_transport
 from vigil.gb28181.playback import DevicePlaybacks
-from vigil.gb28181.positions import GbPositions
+from vigil.gb28181.positions import GbPositions, PositionSubscriptions
 from vigil.gb28181.records import DeviceRecords
 from vigil.gb28181.registrar import RegisteredDevice, Registrar
 from vigil.gb28181.report_store import DbReportStore
@@ -142,21 +142,31 @@ class GbRuntime:
     playbacks: DevicePlaybacks
     #: Catalog SUBSCRIBE per online device; its NOTIFYs come back through ``dispatcher``.
     subscriptions: CatalogSubscriptions
+    #: MobilePosition SUBSCRIBE per online device with a ``position_interval_s``; NOTIFYs into ``positions``.
+    position_subscriptions: PositionSubscriptions
 
 
 class _DeviceListeners:
     """The registrar's one listener, fanned out: catalog sync hears everything; alarm and catalog
     subscriptions hear who came online."""
 
-    def __init__(self, catalog: CatalogSync, alarms: GbAlarms, subscriptions: CatalogSubscriptions) -> None:
+    def __init__(
+        self,
+        catalog: CatalogSync,
+        alarms: GbAlarms,
+        subscriptions: CatalogSubscriptions,
+        positions: PositionSubscriptions,
+    ) -> None:
         self._catalog = catalog
         self._alarms = alarms
         self._subscriptions = subscriptions
+        self._positions = positions
 
     def device_online(self, device_id: str) -> None:
         self._catalog.device_online(device_id)
         self._subscriptions.device_online(device_id)
         self._alarms.device_online(device_id)
+        self._positions.device_online(device_id)
 
     def catalog_response(self, device_id: str, response: CatalogResponse) -> None:
         self._catalog.catalog_response(device_id, response)
@@ -266,7 +276,8 @@ def build_gb28181(
     subscriptions = CatalogSubscriptions(
         gb, sip, registrar, dispatcher, sink, wallclock=lambda: datetime.now(UTC), index=catalog
     )
-    registrar.set_listener(_DeviceListeners(catalog, alarms, subscriptions))
+    position_subscriptions = PositionSubscriptions(gb, sip, registrar, dispatcher, positions, store.position_interval)
+    registrar.set_listener(_DeviceListeners(catalog, alarms, subscriptions, position_subscriptions))
     registrar.on_message(CatalogNotify, subscriptions.notify_message)
 
     async def device_info(device: RegisteredDevice, message: Any, request: SipRequest) -> None:
@@ -330,6 +341,7 @@ def build_gb28181(
         statuses=statuses,
         playbacks=playbacks,
         subscriptions=subscriptions,
+        position_subscriptions=position_subscriptions,
     )
 
 
@@ -539,8 +551,10 @@ class Vigil:
             # After the SIP server: registering upward needs its socket; closed first, so we unregister.
             await gb.cascade.start()
             self._closers.append(gb.cascade.close)
-            # Closed before the SIP server (closers run in reverse): it unsubscribes over it.
+            # Closed before the SIP server (closers run in reverse): they unsubscribe over it.
             self._closers.append(gb.alarms.close)
+            await gb.position_subscriptions.start()
+            self._closers.append(gb.position_subscriptions.close)
             self.gb = gb
             self.sip, self.gb_catalog = gb.sip, gb.catalog
 
@@ -601,6 +615,7 @@ class Vigil:
                     self.gb_catalog,
                     self.gb.registrar if self.gb is not None else None,
                     self.gb.statuses if self.gb is not None else None,
+                    self.gb.position_subscriptions if self.gb is not None else None,
                 ),
                 build_gb_control_router(db, self.gb.control if self.gb is not None else None),
                 build_gb_uppers_router(

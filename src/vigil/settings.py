@@ -169,6 +169,15 @@ class Gb28181Settings(_Section):
         le=86400,
         description="Catalog subscription Expires in seconds (Annex N default 600); refreshed at 80 % of it.",
     )
+    position_subscribe_expires_s: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description=(
+            "MobilePosition subscription Expires in seconds, for devices with a position_interval_s set; "
+            "refreshed at 80 % of what the device grants."
+        ),
+    )
 
     @model_validator(mode="after")
     def _default_domain(self) -> Gb28181Settings:

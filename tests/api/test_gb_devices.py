@@ -280,3 +280,41 @@ async def test_device_events_are_newest_first_bounded_and_for_node_wide_admins(d
         assert (await root.get("/api/gb/devices/34020000001320000098/events")).status_code == 404
         async with await api.as_user("scoped") as scoped:
             assert (await scoped.get(f"/api/gb/devices/{PENDING}/events")).status_code == 403
+
+
+class Positions:
+    """The MobilePosition subscriptions' ``set_interval`` and ``device_removed``, noted."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int | None]] = []
+        self.removed: list[str] = []
+
+    async def set_interval(self, device_id: str, seconds: int | None) -> None:
+        self.calls.append((device_id, seconds))
+
+    async def device_removed(self, device_id: str) -> None:
+        self.removed.append(device_id)
+
+
+async def test_position_interval_is_set_shown_cleared_and_bounded(db: Database, tmp_path: Path) -> None:
+    positions = Positions()
+    router = build_gb_router(db, registrar=Dropped(), positions=positions)
+    api, _app = await build_api(db, tmp_path, extra_routers=[router])
+    async with api.client, await api.as_user("root") as root:
+        assert (await root.post("/api/gb/devices", json={"device_id": DEVICE})).status_code == 201
+        assert (await root.get("/api/gb/devices")).json()[0]["position_interval_s"] is None
+        for bad in (4, 3601, "often"):
+            r = await root.patch(f"/api/gb/devices/{DEVICE}", json={"position_interval_s": bad})
+            assert r.status_code == 422, bad
+        r = await root.patch(f"/api/gb/devices/{DEVICE}", json={"position_interval_s": 10})
+        assert r.status_code == 200 and r.json()["position_interval_s"] == 10
+        # Unchanged (absent, or the same value): the subscriptions are not disturbed.
+        assert (await root.patch(f"/api/gb/devices/{DEVICE}", json={"name": "车载 1"})).status_code == 200
+        assert (await root.patch(f"/api/gb/devices/{DEVICE}", json={"position_interval_s": 10})).status_code == 200
+        r = await root.patch(f"/api/gb/devices/{DEVICE}", json={"position_interval_s": None})
+        assert r.status_code == 200 and r.json()["position_interval_s"] is None
+        assert positions.calls == [(DEVICE, 10), (DEVICE, None)]
+        assert (await root.delete(f"/api/gb/devices/{DEVICE}")).status_code == 204
+        assert positions.removed == [DEVICE]
+    changes = [r.detail for r in await api.audit_rows(action="gb_device.update", allowed=True)]
+    assert "position_interval_s=10" in changes and "position_interval_s=None" in changes

@@ -16,7 +16,8 @@ from vigil.gb28181.catalog_store import CatalogApplied
 from vigil.gb28181.dispatch import DialogHandler, SipDispatcher
 from vigil.gb28181.liveness import DeviceLiveness
 from vigil.gb28181.registrar import BEIJING, RegisteredDevice
-from vigil.gb28181.subscription import CatalogSubscriptions, _Subscription
+from vigil.gb28181.subscribe_client import _Subscription
+from vigil.gb28181.subscription import CatalogSubscriptions
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
     CatalogEvent,
@@ -341,9 +342,13 @@ def test_any_in_dialog_bytes_get_an_answer_never_an_exception(data: bytes) -> No
         if not isinstance(request, SipRequest):
             return
         subs, _dispatcher, _default, _sink, _index = build(Sender())
-        sub = _Subscription(DEVICE, 1, call_id="fuzz-call", local_tag="ours")
-        subs._subs[DEVICE] = sub
-        subs._by_call_id["fuzz-call"] = sub
+        sub = _Subscription(
+            DEVICE, "Catalog;id=1", 600, lambda sn: CatalogQuery(sn=sn, device_id=DEVICE), call_id="fuzz-call"
+        )
+        sub.local_tag = "ours"
+        # Held as if the device had accepted it (no dialog yet: any CSeq is in order).
+        subs.client._subs[DEVICE] = sub
+        subs.client._by_call_id["fuzz-call"] = sub
         await subs.start()
         try:
             response = await subs.handle_in_dialog(request, PEER)

@@ -131,6 +131,12 @@ class DbDeviceStore:
             row = await session.get(GbDevice, device_id)
             return row.media_transport if row is not None else None
 
+    async def position_interval(self, device_id: str) -> int | None:
+        """The device's MobilePosition subscription interval in seconds, or None (not subscribed)."""
+        async with self._db.session() as session:
+            row = await session.get(GbDevice, device_id)
+            return row.position_interval_s if row is not None else None
+
     async def devices(self) -> list[DeviceRecord]:
         """Every device row (the registrar's directory is loaded from it in one query)."""
         async with self._db.session() as session:

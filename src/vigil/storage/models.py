@@ -236,6 +236,8 @@ class GbDevice(Base):
     gb_version: Mapped[str] = mapped_column(String(8), default="")
     #: Live media transport asked of this device (udp, tcp-passive, tcp-active); None = ``gb28181.media_transport``.
     media_transport: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: MobilePosition subscription interval asked of this device (5..3600 s); None = not subscribed.
+    position_interval_s: Mapped[int | None] = mapped_column(Integer, default=None)
     created_us: Mapped[int] = mapped_column(BigInteger)
     #: When ``online`` last changed (the console's "online since" / "offline since").
     state_since_us: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -22,6 +22,7 @@ from vigil.protocols.gb28181.manscdp import (
     DeviceStatusQuery,
     ItemStatus,
     MobilePositionNotify,
+    MobilePositionQuery,
     PositionStyle,
     PtzControl,
     RecordInfoQuery,
@@ -411,6 +412,56 @@ def test_alarm_subscription_accepted_notified_refreshed_and_ended() -> None:
         Subscribed("Alarm", 0, True),
     ]
     assert not link.device.alarm_subscribed
+
+
+def test_position_subscription_reports_moving_positions_at_the_interval_until_ended_or_expired() -> None:
+    link = started(channels=1)
+    query = encode_manscdp(MobilePositionQuery(sn=9, device_id=DEVICE, interval=5), tz=BEIJING)
+    start = link.now
+    link.deliver(subscribe(link.platform, expires=60, call_id="pos-1", to_tag=None, cseq=1, body=query))
+    link.pump()
+    ok = link.platform.responses[-1]
+    assert ok.status == 200 and ok.expires == 60 and ok.to_address.tag
+    assert parse_manscdp(ok.body, tz=BEIJING) == ResultResponse(
+        cmd_type="MobilePosition", sn=9, device_id=DEVICE, result=Result.OK
+    )
+    assert link.device.position_subscribed and link.device.position_interval == 5
+    # The first report at once, then one per interval: at 0, 5, 10 s.
+    link.advance(start + 10)
+    notifies = link.platform.alarm_notifies
+    assert len(notifies) == 3
+    reports = [parse_manscdp(n.body, tz=BEIJING) for n in notifies]
+    assert all(isinstance(r, MobilePositionNotify) and r.style is PositionStyle.FLAT for r in reports)
+    longitudes = [r.positions[0].longitude for r in reports if isinstance(r, MobilePositionNotify)]
+    assert longitudes == sorted(longitudes) and len(set(longitudes)) == 3  # moving east
+    first = notifies[0]
+    assert first.call_id == "pos-1" and first.to_address.tag == "plat"
+    assert first.headers["Event"] == "presence" and first.headers["Subscription-State"].startswith("active;expires=")
+
+    # Refreshed in the dialog, then ended with Expires 0: no more reports.
+    tag = ok.to_address.tag
+    link.deliver(subscribe(link.platform, expires=60, call_id="pos-1", to_tag=tag, cseq=2, body=query))
+    link.deliver(subscribe(link.platform, expires=0, call_id="pos-1", to_tag=tag, cseq=3, body=query))
+    link.pump()
+    assert answered(link)[-2:] == [200, 200] and not link.device.position_subscribed
+    link.advance(start + 30)
+    assert len(link.platform.alarm_notifies) == 3
+    assert link.device.position_subscribes == [(60, False), (60, True), (0, True)]
+
+    # A subscription not refreshed runs out: reports stop at its expiry.
+    link.deliver(subscribe(link.platform, expires=30, call_id="pos-2", to_tag=None, cseq=1, body=query))
+    link.advance(link.now + 60)
+    assert not link.device.position_subscribed
+    assert len(link.platform.alarm_notifies) == 3 + 6  # at 0, 5, ... 25 s of its 30
+
+
+def test_a_device_can_refuse_position_subscriptions() -> None:
+    link = started(channels=1)
+    link.device.position_subscribe_status = 403
+    query = encode_manscdp(MobilePositionQuery(sn=1, device_id=DEVICE, interval=5), tz=BEIJING)
+    link.deliver(subscribe(link.platform, expires=60, call_id="p", to_tag=None, cseq=1, body=query))
+    link.pump()
+    assert answered(link)[-1] == 403 and not link.device.position_subscribed
 
 
 def test_subscribe_for_other_reports_or_without_expires_is_refused() -> None:

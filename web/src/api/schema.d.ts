@@ -602,8 +602,10 @@ export interface paths {
         head?: never;
         /**
          * Change Gb Device
-         * @description Rename, set or clear its own password, change its charset or live media transport; a new password
-         *     or charset takes effect at once: the device is dropped and must register again.
+         * @description Rename, set or clear its own password, change its charset, live media transport or MobilePosition
+         *     subscription interval; a new password or charset takes effect at once: the device is dropped and must
+         *     register again. A new ``position_interval_s`` subscribes an online device at once (an offline one when it
+         *     registers); null unsubscribes (Expires 0).
          */
         patch: operations["change_gb_device_api_gb_devices__device_id__patch"];
         trace?: never;
@@ -1550,6 +1552,8 @@ export interface components {
             name: string;
             /** Online */
             online: boolean;
+            /** Position Interval S */
+            position_interval_s: number | null;
             /** Remote Address */
             remote_address: string;
             /** State Since Us */
@@ -1575,6 +1579,11 @@ export interface components {
             name?: string | null;
             /** Password */
             password?: string | null;
+            /**
+             * Position Interval S
+             * @description Subscribe to the device's MobilePosition reports at this interval in seconds (mobile devices: body cameras, vehicles); null = not subscribed (a subscription held is ended with Expires 0).
+             */
+            position_interval_s?: number | null;
         };
         /**
          * GbDeviceStatusOut

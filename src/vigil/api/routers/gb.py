@@ -47,6 +47,8 @@ class GbDeviceOut(BaseModel):
     firmware: str
     #: Live media transport asked of this device; None = the node's ``gb28181.media_transport``.
     media_transport: MediaTransportName | None
+    #: MobilePosition subscription interval asked of this device, in seconds; None = not subscribed.
+    position_interval_s: int | None
     #: When ``online`` last changed; None before the first change.
     state_since_us: int | None
     #: The device's own keepalive interval (liveness judges by it); None = the standard 60 s.
@@ -84,6 +86,15 @@ class GbDevicePatch(BaseModel):
         description=(
             "udp, tcp-passive (Vigil listens, the device connects) or tcp-active (Vigil connects); "
             "null = the node's gb28181.media_transport setting."
+        ),
+    )
+    position_interval_s: int | None = Field(
+        None,
+        ge=5,
+        le=3600,
+        description=(
+            "Subscribe to the device's MobilePosition reports at this interval in seconds (mobile devices: body "
+            "cameras, vehicles); null = not subscribed (a subscription held is ended with Expires 0)."
         ),
     )
 
@@ -194,6 +205,14 @@ class StatusQuerier(Protocol):
     async def query(self, device_id: str) -> DeviceStatusReport: ...
 
 
+class PositionSubscriber(Protocol):
+    """MobilePosition subscriptions, as the API changes them."""
+
+    async def set_interval(self, device_id: str, seconds: int | None) -> None: ...
+
+    async def device_removed(self, device_id: str) -> None: ...
+
+
 class CatalogQuerier(Protocol):
     """The catalog sync, as the API uses it."""
 
@@ -229,6 +248,7 @@ def _out(row: GbDevice, channels: int = 0) -> GbDeviceOut:
         model=row.model,
         firmware=row.firmware,
         media_transport=_transport_name(row.media_transport),
+        position_interval_s=row.position_interval_s,
         state_since_us=row.state_since_us,
         keepalive_interval_s=row.keepalive_interval_s,
         channel_count=channels,
@@ -323,11 +343,13 @@ def build_gb_router(
     catalog: CatalogQuerier | None = None,
     registrar: RegistrarControls | None = None,
     statuses: StatusQuerier | None = None,
+    positions: PositionSubscriber | None = None,
 ) -> APIRouter:
     """``/api/gb/devices`` (list, pre-register, change, delete), ``…/admit``, ``…/catalog``, ``…/status``,
     ``…/events`` (node-wide admins only, audited) and ``…/tree`` (anyone, scope-filtered).
 
-    ``catalog``, ``registrar`` and ``statuses`` are None when GB/T 28181 is disabled: the catalog and status
+    ``catalog``, ``registrar``, ``statuses`` and ``positions`` (MobilePosition subscriptions, which follow a
+    device's ``position_interval_s``) are None when GB/T 28181 is disabled: the catalog and status
     routes then answer 409, and device rows are still managed (so devices can be prepared before the SIP
     server is enabled).
     """
@@ -408,8 +430,10 @@ def build_gb_router(
 
     @router.patch("/devices/{device_id}", response_model=GbDeviceOut)
     async def change_gb_device(device_id: str, patch: GbDevicePatch, principal: Authed, ctx: Ctx) -> GbDeviceOut:
-        """Rename, set or clear its own password, change its charset or live media transport; a new password
-        or charset takes effect at once: the device is dropped and must register again."""
+        """Rename, set or clear its own password, change its charset, live media transport or MobilePosition
+        subscription interval; a new password or charset takes effect at once: the device is dropped and must
+        register again. A new ``position_interval_s`` subscribes an online device at once (an offline one when it
+        registers); null unsubscribes (Expires 0)."""
         target = f"gb:{device_id}"
         await _require_node_admin(ctx, principal, "gb_device.update", target)
         changed: list[str] = []
@@ -436,6 +460,12 @@ def build_gb_router(
                 # Used from the next INVITE on; null = the node's gb28181.media_transport.
                 row.media_transport = patch.media_transport
                 changed.append(f"media_transport {patch.media_transport}")
+            interval_changed = (
+                "position_interval_s" in patch.model_fields_set and patch.position_interval_s != row.position_interval_s
+            )
+            if interval_changed:
+                row.position_interval_s = patch.position_interval_s
+                changed.append(f"position_interval_s={patch.position_interval_s}")
             count = await session.scalar(
                 select(func.count())
                 .select_from(Camera)
@@ -448,6 +478,9 @@ def build_gb_router(
                 registrar.set_keepalive_interval(device_id, patch.keepalive_interval_s)
             if patch.password is not None or "charset" in changed:
                 await registrar.forget(device_id, "changed by an administrator")
+        if positions is not None and interval_changed:
+            # Subscribes now when the device is online (else when it registers), or ends the subscription.
+            await positions.set_interval(device_id, patch.position_interval_s)
         await ctx.access.gate.audit(principal, "gb_device.update", target, True, ", ".join(changed) or "nothing")
         return out
 
@@ -462,6 +495,9 @@ def build_gb_router(
             if row is None:
                 raise NotFound(f"no GB device {device_id}")
             await session.delete(row)
+        if positions is not None:
+            # Expires 0 while the device is still registered (reachable), before it is dropped.
+            await positions.device_removed(device_id)
         if registrar is not None:
             await registrar.forget(device_id, "deleted by an administrator")
         await ctx.access.gate.audit(principal, "gb_device.delete", target, True)

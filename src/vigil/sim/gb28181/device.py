@@ -33,7 +33,11 @@ Control and reports: a DeviceControl MESSAGE for us or a channel is answered 200
 platform's later ``Response`` lands in :attr:`GbDevice.alarm_responses`) or, with ``notify``, as a
 NOTIFY in the platform's alarm subscription; a SUBSCRIBE with a ``Query`` CmdType Alarm body for us
 is accepted (200 with Expires and a Result OK body), refreshed in its dialog, ended by Expires 0.
-:meth:`GbDevice.send_position` sends MobilePosition in the 2016 flat or 2022 list layout.
+:meth:`GbDevice.send_position` sends MobilePosition in the 2016 flat or 2022 list layout. A SUBSCRIBE
+with a ``Query`` CmdType MobilePosition body for us (``Event: presence``, like the alarm one) is
+accepted the same way (or refused with :attr:`GbDevice.position_subscribe_status`), and from then on
+the device reports its first channel's position, moving east a little each time, as an in-dialog NOTIFY every
+``Interval`` seconds (A.2.4.9, default 5) until the subscription expires or is ended by Expires 0.
 INVITE (live ``s=Play`` on a channel, PS payload 96) is answered 200 with SDP taking the opposite role
 of the offer's ``a=setup`` (RFC 4145; GB/T 28181 Annex D) — UDP stays UDP, and :class:`MediaRequested`
 tells the runner where and how to stream; anything else is 404/488. A platform BYE ends the session
@@ -87,6 +91,7 @@ from vigil.protocols.gb28181.manscdp import (
     Message,
     MobilePosition,
     MobilePositionNotify,
+    MobilePositionQuery,
     PositionStyle,
     RecordInfoQuery,
     RecordInfoResponse,
@@ -455,6 +460,21 @@ class _AlarmSubscription:
 
 
 @dataclass(slots=True)
+class _PositionSubscription:
+    """A MobilePosition subscription the platform holds on us: a NOTIFY every ``interval`` s until expiry."""
+
+    dialog: Dialog
+    expires: int
+    interval: int
+    expires_at: float
+    next_at: float
+
+
+#: How far the simulated vehicle moves east per report, in degrees of longitude (about 11 m near Beijing).
+_POSITION_STEP_DEG = 1e-4
+
+
+@dataclass(slots=True)
 class _Outbox:
     events: deque[DeviceEvent] = field(default_factory=deque)
     datagrams: deque[tuple[bytes, HostPort]] = field(default_factory=deque)
@@ -529,6 +549,13 @@ class GbDevice:
         #: SNs of our alarms the platform answered with a Response, and the Result it gave.
         self.alarm_responses: dict[int, Result] = {}
         self._alarm_subscription: _AlarmSubscription | None = None
+        self._position_subscription: _PositionSubscription | None = None
+        #: What a MobilePosition SUBSCRIBE is answered (set e.g. 403 to play a device that refuses it).
+        self.position_subscribe_status = 200
+        #: Position NOTIFYs sent in subscriptions (the vehicle's progress east).
+        self.position_notifies = 0
+        #: Each MobilePosition SUBSCRIBE accepted: (Expires asked, whether it refreshed the one held).
+        self.position_subscribes: list[tuple[int, bool]] = []
         #: Media sessions by Call-ID.
         self._sessions: dict[str, _Session] = {}
         self._groups = _groups(config)
@@ -552,6 +579,17 @@ class GbDevice:
     def channel_ids(self) -> list[str]:
         """The channels' 20-digit IDs, in catalog order."""
         return [ch.device_id for ch in self._channels]
+
+    @property
+    def position_subscribed(self) -> bool:
+        """True while the platform holds a MobilePosition subscription on us."""
+        return self._position_subscription is not None
+
+    @property
+    def position_interval(self) -> int | None:
+        """The interval the platform's MobilePosition subscription asked for, or None."""
+        sub = self._position_subscription
+        return sub.interval if sub is not None else None
 
     @property
     def alarm_subscribed(self) -> bool:
@@ -789,6 +827,8 @@ class GbDevice:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None."""
         timers = [t for t in (self._refresh_at, self._keepalive_at, self._retry_at) if t is not None]
+        if self._position_subscription is not None:
+            timers.append(min(self._position_subscription.next_at, self._position_subscription.expires_at))
         timers.extend(t for o in self._client.values() if (t := o.transaction.get_timer()) is not None)
         timers.extend(t for s in self._server.values() if (t := s.get_timer()) is not None)
         return min(timers) if timers else None
@@ -811,6 +851,13 @@ class GbDevice:
         if self._keepalive_at is not None and now >= self._keepalive_at:
             self._keepalive_at = now + self.config.keepalive_s
             self._send_keepalive(now)
+        position = self._position_subscription
+        if position is not None and now >= position.expires_at:
+            self._position_subscription = None  # not refreshed in time: the platform lost interest
+        elif position is not None and now >= position.next_at:
+            position.next_at = now + position.interval
+            if self.state is DeviceState.REGISTERED:
+                self._notify_position(position, now)
 
     def media_finished(self, call_id: str, now: float) -> None:
         """A history stream reached the end of its range: notify MediaStatus 121 (A.2.5.4); the platform BYEs."""
@@ -1126,9 +1173,12 @@ class GbDevice:
         if request.method == "SUBSCRIBE":
             # Catalog (Annex N) and alarm subscriptions share the method; the Event header tells them apart.
             event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
-            response = (
-                self._answer_subscribe(request, now) if event == "catalog" else self._answer_alarm_subscribe(request)
-            )
+            if event == "catalog":
+                response = self._answer_subscribe(request, now)
+            elif _cmd_type(request.body) == "MobilePosition":
+                response = self._answer_position_subscribe(request, now)
+            else:
+                response = self._answer_alarm_subscribe(request)
             query = None
         else:
             status, query = self._classify(request)
@@ -1177,6 +1227,80 @@ class GbDevice:
         response.headers["Expires"] = str(expires)
         response.headers["Contact"] = f"<sip:{c.device_id}@{_hostport(c.local_address)}>"
         return response
+
+    def _answer_position_subscribe(self, request: SipRequest, now: float) -> SipResponse:
+        """Accept a MobilePosition subscription for us (new, refresh or Expires 0); the first report follows at once."""
+        to_tag = request.to_address.tag
+        try:
+            message = decode_manscdp(request.body, tz=self._tz, charset=self.config.charset).message
+        except ManscdpError:
+            self.stats.bad_messages += 1
+            return make_response(request, 400, to_tag=self._ids.tag())
+        expires = request.expires
+        if expires is None or expires < 0:
+            return make_response(request, 400, "Missing Expires", to_tag=self._ids.tag())
+        if not isinstance(message, MobilePositionQuery) or message.device_id != self.device_id:
+            return make_response(request, 489, "Bad Event", to_tag=self._ids.tag())
+        if self.position_subscribe_status != 200:
+            return make_response(request, self.position_subscribe_status, to_tag=self._ids.tag())
+        current = self._position_subscription
+        if to_tag is not None and (current is None or current.dialog.call_id != request.call_id):
+            return make_response(request, 481)  # a refresh of a subscription we do not hold
+        refresh = current is not None and to_tag is not None
+        interval = max(1, message.interval or 5)
+        if expires == 0:
+            self._position_subscription = None
+        elif refresh and current is not None:
+            current.dialog.accept_remote_cseq(request)
+            current.expires, current.expires_at, current.interval = expires, now + expires, interval
+        else:
+            to_tag = self._ids.tag()
+            dialog = Dialog.as_uas(request, to_tag)
+            self._position_subscription = _PositionSubscription(dialog, expires, interval, now + expires, now)
+            self.stats.subscriptions += 1
+        self._out.events.append(Subscribed("MobilePosition", expires, refresh))
+        self.position_subscribes.append((expires, refresh))
+        c = self.config
+        reply = ResultResponse(cmd_type="MobilePosition", sn=message.sn, device_id=self.device_id, result=Result.OK)
+        response = make_response(
+            request,
+            200,
+            to_tag=to_tag,
+            body=encode_manscdp(reply, tz=self._tz, charset=c.charset, version=c.version),
+            content_type=MANSCDP_CONTENT_TYPE,
+        )
+        response.headers["Expires"] = str(expires)
+        response.headers["Contact"] = f"<sip:{c.device_id}@{_hostport(c.local_address)}>"
+        return response
+
+    def _notify_position(self, subscription: _PositionSubscription, now: float) -> None:
+        c = self.config
+        self.position_notifies += 1
+        at = self._wallclock().astimezone(self._tz).replace(microsecond=0)
+        # Like send_position: the first channel is the camera that moves (a vehicle unit's camera).
+        source = self._channels[0].device_id if self._channels else c.device_id
+        position = MobilePosition(
+            device_id=source,
+            time=at,
+            longitude=round(c.longitude + self.position_notifies * _POSITION_STEP_DEG, 6),
+            latitude=c.latitude,
+            speed=40.0,
+            direction=90.0,
+        )
+        notify = MobilePositionNotify(
+            sn=self._next_sn(), device_id=source, positions=(position,), style=PositionStyle.FLAT
+        )
+        left = max(0, int(subscription.expires_at - now))
+        request = subscription.dialog.make_request(
+            "NOTIFY",
+            via=self._via(),
+            contact=Address(f"sip:{c.device_id}@{_hostport(c.local_address)}"),
+            extra=[("Event", "presence"), ("Subscription-State", f"active;expires={left}")],
+            body=encode_manscdp(notify, tz=self._tz, charset=c.charset, version=c.version),
+            content_type=MANSCDP_CONTENT_TYPE,
+        )
+        self.stats.positions_sent += 1
+        self._send(request, now, _Purpose.REPORT)
 
     def _answer_info(self, request: SipRequest) -> bytes:
         """MANSRTSP in a media dialog: 200 OK with the RTSP-style answer (B.2.1), 400 for a bad body."""
@@ -1395,6 +1519,13 @@ class GbDevice:
             # A head that cannot even be echoed back is dropped: that is all we can do.
             with contextlib.suppress(SipError):
                 self._out.datagrams.append((make_response(head, exc.status, exc.reason[:80]).serialize(), addr))
+
+
+def _cmd_type(body: bytes) -> str:
+    """The CmdType of a MANSCDP body, read leniently (a SUBSCRIBE is routed by it before decoding)."""
+    start = body.find(b"<CmdType>")
+    end = body.find(b"</CmdType>", start)
+    return body[start + 9 : end].decode("ascii", "replace").strip() if start >= 0 and end > start else ""
 
 
 def _groups(config: DeviceConfig) -> list[CatalogItem]:

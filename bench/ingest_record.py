@@ -128,7 +128,7 @@ def seed_cameras(data: Path, urls: list[str]) -> None:
 
 
 def recorded_rate(data: Path) -> float:
-    """Bytes per second of stream that Vigil wrote to segments (all cameras' segments together)."""
+    """Bytes per second of one stream, as Vigil wrote them to segments (all cameras' bytes over all their time)."""
     import sqlite3
 
     con = sqlite3.connect(data / "vigil.db")
@@ -227,9 +227,9 @@ def main() -> None:
         f"ffmpeg total: {base.cpu_percent:.0f}% CPU, {base.peak_rss / mib:.0f} MiB peak"
     )
     print(f"segments: {segments}")
-    sha = sha256_cpu_percent(rate / n)
+    sha = sha256_cpu_percent(rate)
     print(
-        f"of which SHA-256 of every recorded byte ({rate / n * 8 / 1e6:.1f} Mbit/s per stream): {sha:.2f} %/stream "
+        f"of which SHA-256 of every recorded byte ({rate * 8 / 1e6:.1f} Mbit/s per stream): {sha:.3f} %/stream "
         f"= {sha / base_cpu:.2f} of ffmpeg's CPU by itself"
     )
 

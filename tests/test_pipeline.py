@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -178,7 +179,11 @@ class SegmentRecorder:
         pass
 
 
-async def test_brief_keeps_recording_through_a_segment_cut(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def one_camera_recorded(
+    tmp_path: Path, source: Callable[[Callable[[AccessUnit], None]], Source]
+) -> AsyncIterator[tuple[CameraPipelines, SegmentRecorder]]:
+    """Camera 1 online through ``source``, its recorder one whose test opens and closes its segment."""
     db = await sqlite_database(tmp_path)
     async with db.session() as session:
         session.add(Region(code="34", name="Province"))
@@ -200,18 +205,20 @@ async def test_brief_keeps_recording_through_a_segment_cut(tmp_path: Path) -> No
         return recorders[-1]
 
     pipelines = CameraPipelines(
-        db,
-        HubRegistry(),
-        lambda spec, publish: OnePictureSource(publish),
-        record,
-        DbEventSink(db),
-        IngestSettings(),
-        str,
+        db, HubRegistry(), lambda spec, publish: source(publish), record, DbEventSink(db), IngestSettings(), str
     )
     await pipelines.start()
     try:
         await eventually(lambda: pipelines.status(1).state is CameraState.ONLINE)
         (recorder,) = recorders
+        yield pipelines, recorder
+    finally:
+        await pipelines.close()
+        await db.close()
+
+
+async def test_brief_keeps_recording_through_a_segment_cut(tmp_path: Path) -> None:
+    async with one_camera_recorded(tmp_path, OnePictureSource) as (pipelines, recorder):
         recorder.open_segment_start_us = 5
         assert pipelines.status(1).recording and pipelines.brief(1).recording
         recorder.open_segment_start_us = None  # between two segments
@@ -219,9 +226,6 @@ async def test_brief_keeps_recording_through_a_segment_cut(tmp_path: Path) -> No
         assert pipelines.brief(1).recording  # no flicker in the status feed
         recorder.stopped = True  # disk full: that is a pause
         assert not pipelines.brief(1).recording
-    finally:
-        await pipelines.close()
-        await db.close()
 
 
 class DroppingSource(OnePictureSource):
@@ -240,40 +244,11 @@ class DroppingSource(OnePictureSource):
 async def test_a_camera_that_dropped_is_not_recording_though_its_segment_is_open(tmp_path: Path) -> None:
     """The recorder closes the open segment only when the next stream comes; until then the status must not
     say "recording" for a camera that is reconnecting or offline."""
-    db = await sqlite_database(tmp_path)
-    async with db.session() as session:
-        session.add(Region(code="34", name="Province"))
-        await session.flush()
-        session.add(
-            Camera(
-                gb_id="34000000001320000001",
-                name="c",
-                rtsp_url="rtsp://x/1",
-                region_code="34",
-                created_us=1,
-                updated_us=1,
-            )
-        )
-    recorders: list[SegmentRecorder] = []
-
-    def record(camera_id: int, hub: StreamHub) -> SegmentRecorder:
-        recorders.append(SegmentRecorder())
-        return recorders[-1]
-
     DroppingSource.drop = asyncio.Event()
-    pipelines = CameraPipelines(
-        db, HubRegistry(), lambda spec, publish: DroppingSource(publish), record, DbEventSink(db), IngestSettings(), str
-    )
-    await pipelines.start()
-    try:
-        await eventually(lambda: pipelines.status(1).state is CameraState.ONLINE)
-        (recorder,) = recorders
+    async with one_camera_recorded(tmp_path, DroppingSource) as (pipelines, recorder):
         recorder.open_segment_start_us = 5
         assert pipelines.status(1).recording
         DroppingSource.drop.set()
         await eventually(lambda: pipelines.status(1).state is not CameraState.ONLINE)
         assert recorder.open_segment_start_us == 5  # still open: nothing came to close it
         assert not pipelines.status(1).recording and not pipelines.brief(1).recording
-    finally:
-        await pipelines.close()
-        await db.close()

@@ -1207,7 +1207,6 @@ class GbDevice:
         if to_tag is not None and (current is None or current.dialog.call_id != request.call_id):
             return make_response(request, 481)  # a refresh of a subscription we do not hold
         refresh = current is not None and to_tag is not None
-        c = self.config
         if expires == 0:
             self._alarm_subscription = None
         elif refresh and current is not None:
@@ -1216,7 +1215,14 @@ class GbDevice:
             to_tag = self._ids.tag()
             self._alarm_subscription = _AlarmSubscription(Dialog.as_uas(request, to_tag), expires)
         self._out.events.append(Subscribed("Alarm", expires, refresh))
-        reply = ResultResponse(cmd_type="Alarm", sn=message.sn, device_id=self.device_id, result=Result.OK)
+        return self._subscribe_ok(request, "Alarm", message.sn, to_tag, expires)
+
+    def _subscribe_ok(
+        self, request: SipRequest, cmd_type: str, sn: int, to_tag: str | None, expires: int
+    ) -> SipResponse:
+        """200 to a query SUBSCRIBE (alarm, position): a Result OK body, the granted Expires, our Contact."""
+        c = self.config
+        reply = ResultResponse(cmd_type=cmd_type, sn=sn, device_id=self.device_id, result=Result.OK)
         response = make_response(
             request,
             200,
@@ -1260,18 +1266,7 @@ class GbDevice:
             self.stats.subscriptions += 1
         self._out.events.append(Subscribed("MobilePosition", expires, refresh))
         self.position_subscribes.append((expires, refresh))
-        c = self.config
-        reply = ResultResponse(cmd_type="MobilePosition", sn=message.sn, device_id=self.device_id, result=Result.OK)
-        response = make_response(
-            request,
-            200,
-            to_tag=to_tag,
-            body=encode_manscdp(reply, tz=self._tz, charset=c.charset, version=c.version),
-            content_type=MANSCDP_CONTENT_TYPE,
-        )
-        response.headers["Expires"] = str(expires)
-        response.headers["Contact"] = f"<sip:{c.device_id}@{_hostport(c.local_address)}>"
-        return response
+        return self._subscribe_ok(request, "MobilePosition", message.sn, to_tag, expires)
 
     def _notify_position(self, subscription: _PositionSubscription, now: float) -> None:
         c = self.config

@@ -33,5 +33,11 @@ test('a camera clicked in the tree plays live in the selected grid cell', async 
   await screenshot(page, 'live')
   const s = await page.evaluate(videoState, cell)
   assert.ok(s.currentTime > 1)
+  // 1/9/16 layouts: as many cells as the layout says, and the playing camera keeps its cell.
+  for (const n of [9, 16, 1]) {
+    await page.getByTestId(`grid-${n}`).click()
+    await page.waitForFunction((k) => document.querySelectorAll('[data-testid="live-cell"]').length === k, n)
+    assert.equal(await page.locator(cell).count(), 1, `layout ${n} shows the playing camera`)
+  }
   assert.deepEqual(page.problems, [])
 })

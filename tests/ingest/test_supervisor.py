@@ -147,18 +147,20 @@ class TimedEvents(Events):
 
 
 class StallingSource:
-    """Five pictures that arrived at 1,700,000,000.0-0.4 s, then silence until a read timeout gives up."""
+    """Five pictures as they arrive, then silence for 0.3 s until a read timeout gives up."""
 
     corrupt = 0
-    ARRIVED = 1_700_000_000.0
+    last_arrival = 0.0
 
     def __init__(self, publish: Callable[[AccessUnit], None]) -> None:
         self.publish = publish
 
     async def run(self) -> None:
         for i in range(5):
-            self.publish(AccessUnit(TRACK, i, i, i == 0, b"\x00\x00\x00\x01\x65", self.ARRIVED + i / 10))
-        await asyncio.sleep(0.05)
+            StallingSource.last_arrival = time.time()
+            self.publish(AccessUnit(TRACK, i, i, i == 0, b"\x00\x00\x00\x01\x65", StallingSource.last_arrival))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
         raise TimeoutError("no media for 5 s")
 
     async def close(self) -> None:
@@ -179,7 +181,8 @@ async def test_the_offline_event_is_dated_when_the_stream_broke() -> None:
     )
     await sup.start()
     await eventually(lambda: [r[0] for r in events.rows] == ["online", "offline"])
-    assert events.at[1] == int((StallingSource.ARRIVED + 0.4) * 1_000_000)
+    assert events.at[1] == int(StallingSource.last_arrival * 1_000_000)
+    assert events.at[0] < events.at[1] <= time.time_ns() // 1000 - 250_000  # well before the timeout gave up
     await sup.close()
 
     never = TimedEvents()
@@ -190,4 +193,38 @@ async def test_the_offline_event_is_dated_when_the_stream_broke() -> None:
     await sup.start()
     await eventually(lambda: len(never.rows) == 1)
     assert never.rows[0][0] == "offline" and before <= never.at[0] <= time.time_ns() // 1000
+    await sup.close()
+
+
+class OneReadThenDrop:
+    """One picture (read a moment before it is published, as ingest does), then the connection drops."""
+
+    corrupt = 0
+
+    def __init__(self, publish: Callable[[AccessUnit], None]) -> None:
+        self.publish = publish
+
+    async def run(self) -> None:
+        read_at = time.time() - 0.001
+        self.publish(AccessUnit(TRACK, 0, 0, True, b"\x00\x00\x00\x01\x65", read_at))
+        raise ConnectionResetError("peer reset")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_drop_right_after_the_first_picture_keeps_online_before_offline() -> None:
+    events = TimedEvents()
+    sup = CameraSupervisor(
+        SourceSpec(5, "rtsp://x"),
+        StreamHub("5"),
+        lambda spec, publish: OneReadThenDrop(publish),
+        events,
+        backoff_initial=60,
+        backoff_max=60,
+    )
+    await sup.start()
+    await eventually(lambda: len(events.rows) == 2)
+    assert [r[0] for r in events.rows] == ["online", "offline"]
+    assert events.at[0] < events.at[1]  # ordered by time, as the events API and the integrity view read them
     await sup.close()

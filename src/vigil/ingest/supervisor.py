@@ -112,6 +112,8 @@ class CameraSupervisor:
         self._in_outage = False
         #: The newest picture published (its arrival dates an outage's offline event).
         self._last_picture: AccessUnit | None = None
+        #: When the current session's online event was dated.
+        self._online_us = 0
         self._event_queue: asyncio.Queue[tuple[str, str, str, int]] = asyncio.Queue()
         self._event_writer: asyncio.Task[None] | None = None
         self.failures = 0
@@ -173,15 +175,18 @@ class CameraSupervisor:
             self._log.info(
                 "camera %s online (%s %dx%d)", self.spec.camera_id, au.track.codec, au.track.width, au.track.height
             )
-            self._spawn_event(ONLINE, "info", "")
+            self._online_us = _now_us()
+            self._spawn_event(ONLINE, "info", "", self._online_us)
         self._last_picture = au
         self.meter.on_unit(au)
         self._hub.publish(au)
 
-    @property
-    def _last_picture_us(self) -> int | None:
+    def _broke_us(self) -> int:
+        """When this session's stream broke: its last picture's arrival, after its online event (so the two
+        keep their order even when the camera drops right after its first picture), never in the future."""
         last = self._last_picture
-        return int(last.wallclock * 1_000_000) if last is not None else None
+        arrived = int(last.wallclock * 1_000_000) if last is not None else 0
+        return min(_now_us(), max(arrived, self._online_us + 1))
 
     def _spawn_event(self, kind: str, level: str, reason: str, at_us: int | None = None) -> None:
         # Queued, not awaited: recording the event must not delay the unit being published,
@@ -224,7 +229,7 @@ class CameraSupervisor:
                 # camera-offline gap starts where recording stopped.
                 self._in_outage = True
                 self._log.warning("camera %s offline: %s", self.spec.camera_id, reason)
-                self._spawn_event(OFFLINE, "warning", reason, self._last_picture_us if self._came_online else None)
+                self._spawn_event(OFFLINE, "warning", reason, self._broke_us() if self._came_online else None)
             self.failures += 1
             state = CameraState.OFFLINE if self.failures >= ATTEMPTS_BEFORE_OFFLINE else CameraState.RECONNECTING
             self._set_state(state, reason)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
+from tests.gb28181.subscribing import DEVICE, PEER, T0, Directory, Sender
 from tests.helpers import eventually
 from vigil.gb28181 import alarms as alarms_module
 from vigil.gb28181.alarms import ALARM_EVENT, GbAlarms, SubscribeError
 from vigil.gb28181.dispatch import DialogHandler
-from vigil.gb28181.liveness import DeviceLiveness
-from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.gb28181.registrar import BEIJING
 from vigil.gb28181.report_store import AlarmRecord
-from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
     AlarmNotify,
     AlarmQuery,
@@ -24,54 +23,12 @@ from vigil.protocols.gb28181.manscdp import (
     decode_manscdp,
     encode_manscdp,
 )
-from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, make_request, make_response
+from vigil.protocols.sip.message import Address, SipRequest, Via, make_request
 from vigil.settings import Gb28181Settings
-from vigil.transport.sip import SipPeer, SipRequestTimeout
+from vigil.transport.sip import SipRequestTimeout
 
-DEVICE = "34020000001180000001"
 CHANNEL = "34020000001310000001"
-PEER = SipPeer("udp", "192.0.2.7", 5070)
-T0 = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 ALARM_TIME = datetime(2026, 3, 1, 12, 0, 5, tzinfo=BEIJING)
-
-
-class Sender:
-    """Records requests; answers with ``statuses`` in turn (the last repeats), an Expires, or raises ``error``."""
-
-    udp_port = 5060
-    tcp_port = 5061
-
-    def __init__(self, *statuses: int, expires: int | None = None, error: Exception | None = None) -> None:
-        self.statuses = list(statuses) or [200]
-        self.expires = expires
-        self.error = error
-        self.sent: list[SipRequest] = []
-
-    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse:
-        self.sent.append(request)
-        if self.error is not None:
-            raise self.error
-        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        response = make_response(request, status, to_tag="dev-tag")
-        if self.expires is not None:
-            response.headers["Expires"] = str(self.expires)
-        response.headers["Contact"] = f"<sip:{DEVICE}@192.0.2.7:5070>"
-        return response
-
-    def local_host(self, peer: SipPeer) -> str:
-        return "192.0.2.1"
-
-    def of(self, method: str) -> list[SipRequest]:
-        return [r for r in self.sent if r.method == method]
-
-
-class Directory:
-    def __init__(self) -> None:
-        liveness = DeviceLiveness(registered_at=T0, expires_at=T0, last_keepalive=None, keepalive_interval_s=None)
-        self.devices = {DEVICE: RegisteredDevice(DEVICE, PEER, Charset.GB2312, liveness)}
-
-    def registered(self, device_id: str) -> RegisteredDevice | None:
-        return self.devices.get(device_id)
 
 
 class Dialogs:

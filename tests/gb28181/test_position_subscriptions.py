@@ -9,15 +9,16 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
+from tests.gb28181 import subscribing
+from tests.gb28181.subscribing import DEVICE, PEER, T0, Directory
 from tests.helpers import eventually
 from vigil.gb28181.dispatch import SipDispatcher
-from vigil.gb28181.liveness import DeviceLiveness
 from vigil.gb28181.positions import POSITION_EVENT, GbPositions, PositionSubscriptions
-from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.gb28181.registrar import BEIJING
 from vigil.gb28181.report_store import PositionRecord
 from vigil.protocols.gb28181.charset import Charset
 from vigil.protocols.gb28181.manscdp import (
@@ -32,45 +33,14 @@ from vigil.protocols.sip.message import Address, SipRequest, SipResponse, Via, m
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer, SipRequestTimeout
 
-DEVICE = "34020000001180000001"
 CAM = "34020000001310000001"
-PEER = SipPeer("udp", "192.0.2.7", 5070)
-T0 = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 
 
-class Sender:
-    """Answers with ``statuses`` in turn (the last repeats) and Expires ``expires``, or raises ``error``."""
-
-    udp_port = 5060
-    tcp_port = 5061
+class Sender(subscribing.Sender):
+    """Grants 3600 s unless told otherwise, To tag ``dev``."""
 
     def __init__(self, *statuses: int, expires: int = 3600, error: Exception | None = None) -> None:
-        self.statuses = list(statuses) or [200]
-        self.expires = expires
-        self.error = error
-        self.sent: list[SipRequest] = []
-
-    async def send_request(self, request: SipRequest, peer: SipPeer) -> SipResponse:
-        self.sent.append(request)
-        if self.error is not None:
-            raise self.error
-        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        response = make_response(request, status, to_tag="dev")
-        response.headers["Expires"] = str(self.expires)
-        response.headers["Contact"] = f"<sip:{DEVICE}@192.0.2.7:5070>"
-        return response
-
-    def local_host(self, peer: SipPeer) -> str:
-        return "192.0.2.1"
-
-
-class Directory:
-    def __init__(self) -> None:
-        liveness = DeviceLiveness(registered_at=T0, expires_at=T0, last_keepalive=None, keepalive_interval_s=None)
-        self.devices = {DEVICE: RegisteredDevice(DEVICE, PEER, Charset.GB2312, liveness)}
-
-    def registered(self, device_id: str) -> RegisteredDevice | None:
-        return self.devices.get(device_id)
+        super().__init__(*statuses, expires=expires, error=error, to_tag="dev")
 
 
 class Default:

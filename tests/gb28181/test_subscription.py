@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.gb28181.subscribing import DEVICE, PEER, T0, Directory
 from tests.helpers import eventually
 from vigil.gb28181.catalog_store import CatalogApplied
 from vigil.gb28181.dispatch import DialogHandler, SipDispatcher
-from vigil.gb28181.liveness import DeviceLiveness
-from vigil.gb28181.registrar import BEIJING, RegisteredDevice
+from vigil.gb28181.registrar import BEIJING
 from vigil.gb28181.subscribe_client import _Subscription
 from vigil.gb28181.subscription import CatalogSubscriptions
 from vigil.protocols.gb28181.charset import Charset
@@ -40,10 +39,7 @@ from vigil.protocols.sip.message import (
 from vigil.settings import Gb28181Settings
 from vigil.transport.sip import SipPeer
 
-DEVICE = "34020000001180000001"
 CAM = "34020000001310000001"
-PEER = SipPeer("udp", "192.0.2.7", 5070)
-T0 = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 
 
 class Sender:
@@ -68,15 +64,6 @@ class Sender:
 
     def local_host(self, peer: SipPeer) -> str:
         return "192.0.2.1"
-
-
-class Directory:
-    def __init__(self) -> None:
-        liveness = DeviceLiveness(registered_at=T0, expires_at=T0, last_keepalive=None, keepalive_interval_s=None)
-        self.devices = {DEVICE: RegisteredDevice(DEVICE, PEER, Charset.GB2312, liveness)}
-
-    def registered(self, device_id: str) -> RegisteredDevice | None:
-        return self.devices.get(device_id)
 
 
 class Default:

@@ -18,6 +18,7 @@ from vigil.ingest.errors import StreamEnded
 from vigil.ingest.supervisor import Source, SourceSpec
 from vigil.pipeline import CameraPipelines
 from vigil.settings import IngestSettings
+from vigil.storage.db import Database
 from vigil.storage.models import Camera, CameraEvent, Region
 from vigil.streams.hub import HubRegistry, StreamHub
 
@@ -45,23 +46,31 @@ def brief_agrees(pipelines: CameraPipelines, camera_id: int) -> bool:
     return pipelines.brief(camera_id) == (s.state, s.since_us, s.reason, s.recording)
 
 
-async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
+async def database_with_cameras(tmp_path: Path, *cameras: dict[str, object]) -> Database:
+    """A node database with region 34 and one camera per dict (GB IDs ...0001, ...0002, ...; fields override)."""
     db = await sqlite_database(tmp_path)
     async with db.session() as session:
         session.add(Region(code="34", name="Province"))
         await session.flush()
-        for gb_id, kind in (("34020000001320000001", "rtsp"), ("34020000001320000002", "gb28181")):
-            session.add(
-                Camera(
-                    gb_id=gb_id,
-                    name=gb_id,
-                    source_kind=kind,
-                    rtsp_url="rtsp://127.0.0.1:9/x" if kind == "rtsp" else "",
-                    region_code="34",
-                    created_us=1,
-                    updated_us=1,
-                )
-            )
+        for n, fields in enumerate(cameras, start=1):
+            base: dict[str, object] = {
+                "gb_id": f"340200000013200000{n:02d}",
+                "name": "gate",
+                "rtsp_url": "rtsp://127.0.0.1:9/x",
+                "region_code": "34",
+                "created_us": 1,
+                "updated_us": 1,
+            }
+            session.add(Camera(**(base | fields)))
+    return db
+
+
+async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
+    db = await database_with_cameras(
+        tmp_path,
+        {"name": "34020000001320000001", "source_kind": "rtsp"},
+        {"name": "34020000001320000002", "source_kind": "gb28181", "rtsp_url": ""},
+    )
     started: list[int] = []
 
     def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
@@ -91,21 +100,7 @@ async def test_only_rtsp_cameras_get_pipelines(tmp_path: Path) -> None:
 
 
 async def test_live_only_camera_idles_until_watched_and_reports_its_state(tmp_path: Path) -> None:
-    db = await sqlite_database(tmp_path)
-    async with db.session() as session:
-        session.add(Region(code="34", name="Province"))
-        await session.flush()
-        session.add(
-            Camera(
-                gb_id="34020000001320000001",
-                name="gate",
-                rtsp_url="rtsp://127.0.0.1:9/x",
-                region_code="34",
-                recording_mode="never",
-                created_us=1,
-                updated_us=1,
-            )
-        )
+    db = await database_with_cameras(tmp_path, {"recording_mode": "never"})
     started: list[int] = []
 
     def factory(spec: SourceSpec, publish: Callable[[AccessUnit], None]) -> Source:
@@ -184,20 +179,7 @@ async def one_camera_recorded(
     tmp_path: Path, source: Callable[[Callable[[AccessUnit], None]], Source]
 ) -> AsyncIterator[tuple[CameraPipelines, SegmentRecorder]]:
     """Camera 1 online through ``source``, its recorder one whose test opens and closes its segment."""
-    db = await sqlite_database(tmp_path)
-    async with db.session() as session:
-        session.add(Region(code="34", name="Province"))
-        await session.flush()
-        session.add(
-            Camera(
-                gb_id="34020000001320000001",
-                name="gate",
-                rtsp_url="rtsp://x/",
-                region_code="34",
-                created_us=1,
-                updated_us=1,
-            )
-        )
+    db = await database_with_cameras(tmp_path, {"rtsp_url": "rtsp://x/"})
     recorders: list[SegmentRecorder] = []
 
     def record(camera_id: int, hub: StreamHub) -> SegmentRecorder:

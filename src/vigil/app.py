@@ -515,6 +515,7 @@ class Vigil:
         self.first_admin_password = await self._first_admin(db)
 
         volumes = self.volumes = Volumes(settings.recording_volumes)
+        self._closers.append(volumes.close)
         report = await recover(volumes, db)
         log.info("recording index checked against disk: %s", report)
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import itertools
+import mmap
+import os
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,46 @@ def test_short_writes_are_continued_byte_exact(tmp_path: Path, monkeypatch: pyte
     assert data == expected
     assert sizes == [len(media_fragment(list(f.units), i + 1, next_dts=f.next_dts)) for i, f in enumerate(frags[:2])]
     assert done.bytes == len(expected) and done.sha256 == hashlib.sha256(expected).hexdigest()
+
+
+def _resident_bytes(path: Path) -> int:
+    """Bytes of ``path`` in the page cache (mincore(2) on a mapping that touches nothing)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = path.stat().st_size
+    page = mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            pages = (ctypes.c_ubyte * ((size + page - 1) // page))()
+            assert libc.mincore(addr, size, pages) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(p & 1 for p in pages) * page
+
+
+def test_written_fragments_leave_the_page_cache(tmp_path: Path) -> None:
+    # A recording is written once and read rarely: once a fragment has been written back it is dropped
+    # from the cache, and a finished file leaves nothing cached.
+    frags = _fragments(50)
+    path = tmp_path / "x.mp4"
+    seg = SegmentFile.create(path, frags[0].units[0].track, frags[0].units[0])
+    for f in frags[:3]:
+        seg.append(f.units, f.next_dts)
+    assert seg._file is not None
+    os.fsync(seg._file)  # the writeback the previous appends started has finished (as it would within a second)
+    last = seg.append(frags[3].units, frags[3].next_dts)
+    # Only the newest fragment (on its way to disk) and the page it shares with the one before remain.
+    assert _resident_bytes(path) <= last + 2 * mmap.PAGESIZE < seg.size // 2
+    for f in frags[4:]:
+        seg.append(f.units, f.next_dts)
+    done = seg.finish()
+    assert _resident_bytes(path) == 0
+    assert done.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,24 @@ def test_resolve_refuses_symlinks_and_unknown_volumes(tmp_path: Path) -> None:
     with pytest.raises(Forbidden):
         vols.resolve(str(outside), "secret.mp4")
     assert vols.resolve(vols.names[0], "2/2024-01-01/1.mp4") == root.absolute() / "2/2024-01-01/1.mp4"
+
+
+async def test_each_volume_has_its_own_file_thread(tmp_path: Path) -> None:
+    # A stalled disk must hold up only its own cameras: work for a volume runs on that volume's thread.
+    vols = Volumes([tmp_path / "a", tmp_path / "b"])
+    a, b = vols.names
+    first = await vols.run(a, threading.get_ident)
+    assert await vols.run(a, threading.get_ident) == first
+    assert await vols.run(b, threading.get_ident) not in (first, threading.get_ident())
+    order: list[int] = []
+    await asyncio.gather(*(vols.run(a, order.append, i) for i in range(50)))
+    assert order == list(range(50))  # one thread: work for a volume runs in the order submitted
+    stalled = threading.Event()
+    stuck = asyncio.ensure_future(vols.run(a, stalled.wait, 30))
+    assert await asyncio.wait_for(vols.run(b, lambda: "b still writes"), 10) == "b still writes"
+    assert not stuck.done()
+    stalled.set()
+    assert await stuck is True
+    with pytest.raises(Forbidden):
+        await vols.run(str(tmp_path / "elsewhere"), threading.get_ident)
+    await vols.close()

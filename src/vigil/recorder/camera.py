@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from vigil.domain.errors import StorageFull
 from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
@@ -71,6 +71,8 @@ MAX_CLOCK_DRIFT_US = 1_000_000
 #: Audio units held for the next fragment at most (a minute of 48 kHz AAC); older ones are dropped.
 MAX_PENDING_AUDIO = 3000
 
+T = TypeVar("T")
+
 
 class SegmentIndex(Protocol):
     async def last_chain(self, camera_id: int) -> str: ...
@@ -84,6 +86,8 @@ class CameraEvents(Protocol):
 
 class RecordingVolumes(Protocol):
     def choose(self) -> str: ...
+
+    async def run(self, volume: str, work: Callable[..., T], *args: object) -> T: ...
 
     def has_room(self) -> bool: ...
 
@@ -266,7 +270,9 @@ class CameraRecorder:
             path = root / segment_rel_path(self.camera_id, start_us + attempt)
             try:
                 audio = self._audio_track or self._hub.audio_track
-                self._file = await asyncio.to_thread(SegmentFile.create, path, first.track, first, start_us, audio)
+                self._file = await self._volumes.run(
+                    volume, SegmentFile.create, path, first.track, first, start_us, audio
+                )
             except FileExistsError:
                 continue
             except OSError as exc:
@@ -317,7 +323,8 @@ class CameraRecorder:
         if seg is None:
             return
         try:
-            await asyncio.to_thread(seg.append, action.units, action.next_dts, self._take_audio(seg, action.next_dts))
+            audio = self._take_audio(seg, action.next_dts)
+            await self._volumes.run(self._volume, seg.append, action.units, action.next_dts, audio)
         except SegmentWriteError as exc:
             self._log.error("%s: %s; segment closed at its last whole fragment", self._prefix, exc)
             await self._finalise()
@@ -362,9 +369,9 @@ class CameraRecorder:
             return
         self._file = None
         if seg.fragments == 0:
-            await asyncio.to_thread(seg.discard)
+            await self._volumes.run(self._volume, seg.discard)
             return
-        done = await asyncio.to_thread(seg.finish)
+        done = await self._volumes.run(self._volume, seg.finish)
         self._last_end = (done.end_us, seg.end_dts, seg.track)
         assert self._chain is not None
         chain = chain_next(self._chain, done.sha256)

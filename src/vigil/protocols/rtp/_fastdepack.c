@@ -33,10 +33,14 @@ typedef struct {
     PyObject *params[MAX_PS]; /* bytes or NULL */
     int params_changed;
 
-    /* The unit being assembled: len bytes of buf (grown to the largest unit, then reused). */
+    /* The unit being assembled: the first len bytes of the bytes object unit (capacity cap), which
+     * leaves as the unit's data once shrunk to len: the payload is copied once, from the packet.
+     * biggest is the largest unit so far, the capacity a new unit starts with. */
+    PyObject *unit;
     unsigned char *buf;
     Py_ssize_t cap;
     Py_ssize_t len;
+    Py_ssize_t biggest;
     int have_au;
     uint32_t au_ts;
     int key;
@@ -78,20 +82,43 @@ static void damage(Core *self, const char *reason) {
     set_error(self, "%s", reason);
 }
 
+#define MIN_UNIT_CAPACITY 65536
+
+/* Room for extra more bytes in the unit being assembled. The bytes object is ours alone until it
+ * leaves (refcount 1), so it may be resized in place; a new one starts as big as the biggest unit
+ * so far, so growing (a copy) happens only when a unit beats the record. */
 static int ensure(Core *self, Py_ssize_t extra) {
     Py_ssize_t need = self->len + extra;
-    if (need <= self->cap) return 0;
-    Py_ssize_t cap = self->cap ? self->cap : 65536;
+    if (self->unit != NULL && need <= self->cap) return 0;
+    Py_ssize_t cap = self->unit != NULL ? self->cap : (self->biggest > MIN_UNIT_CAPACITY ? self->biggest : MIN_UNIT_CAPACITY);
     while (cap < need) cap *= 2;
-    unsigned char *grown = PyMem_Realloc(self->buf, (size_t)cap);
-    if (grown == NULL) {
-        PyErr_NoMemory();
+    if (self->unit == NULL) {
+        self->unit = PyBytes_FromStringAndSize(NULL, cap);
+    } else if (_PyBytes_Resize(&self->unit, cap) < 0) {
+        self->unit = NULL; /* _PyBytes_Resize freed it */
+    }
+    if (self->unit == NULL) {
+        self->len = self->cap = 0;
+        self->buf = NULL;
         self->failed = 1;
         return -1;
     }
-    self->buf = grown;
+    self->buf = (unsigned char *)PyBytes_AS_STRING(self->unit);
     self->cap = cap;
     return 0;
+}
+
+/* The assembled unit as a bytes object of exactly len bytes; the next unit starts a new one. */
+static PyObject *take_unit(Core *self) {
+    PyObject *data = self->unit;
+    Py_ssize_t len = self->len;
+    self->unit = NULL;
+    self->buf = NULL;
+    self->cap = self->len = 0;
+    if (len > self->biggest) self->biggest = len;
+    if (data == NULL) return PyBytes_FromStringAndSize(NULL, 0);
+    if (_PyBytes_Resize(&data, len) < 0) return NULL; /* shrinking: realloc, in place */
+    return data;
 }
 
 static void append(Core *self, const unsigned char *data, Py_ssize_t size) {
@@ -307,8 +334,13 @@ static void finish_unit(Core *self) {
     long long dts = pts > self->last_dts ? pts : self->last_dts + 1;
     self->last_dts = dts;
     self->units++;
-    PyObject *unit = Py_BuildValue("(y#LLON)", (const char *)self->buf, self->len, pts, dts,
-                                   self->key ? Py_True : Py_False, ps);
+    PyObject *data = take_unit(self);
+    if (data == NULL) {
+        Py_DECREF(ps);
+        self->failed = 1;
+        return;
+    }
+    PyObject *unit = Py_BuildValue("(NLLON)", data, pts, dts, self->key ? Py_True : Py_False, ps);
     if (unit == NULL || PyList_Append(self->out, unit) < 0) self->failed = 1;
     Py_XDECREF(unit);
 }
@@ -454,7 +486,7 @@ static int Core_init(Core *self, PyObject *args, PyObject *kwds) {
 
 static void Core_dealloc(Core *self) {
     for (int i = 0; i < MAX_PS; i++) Py_CLEAR(self->params[i]);
-    PyMem_Free(self->buf);
+    Py_CLEAR(self->unit);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -304,3 +304,42 @@ def test_fragment_after_a_gap_inside_the_unit_cannot_replace_parameter_sets() ->
     ]
     units = assert_same(codec, packets, payload_type=96, parameter_sets=SETS[codec])
     assert len(units) == 1 and units[0].track.parameter_sets == SETS[codec]
+
+
+def fu_a_packets(nal: bytes, seq: int, ts: int, mtu: int = 1400) -> list[bytes]:
+    """One H.264 NAL as FU-A fragments of ``mtu`` payload bytes (RFC 6184 §5.8)."""
+    indicator = (nal[0] & 0xE0) | 28
+    body = nal[1:]
+    chunks = [body[i : i + mtu] for i in range(0, len(body), mtu)]
+    packets = []
+    for i, chunk in enumerate(chunks):
+        fu = (0x80 if i == 0 else 0) | (0x40 if i == len(chunks) - 1 else 0) | (nal[0] & 0x1F)
+        packet = RtpPacket(96, (seq + i) & 0xFFFF, ts, 1234, bytes([indicator, fu]) + chunk, i == len(chunks) - 1)
+        packets.append(packet.serialize())
+    return packets
+
+
+def test_units_of_every_size_come_out_whole() -> None:
+    # The compiled core assembles a unit in place in the bytes object it hands out, starting from the
+    # size of ordinary pictures: keyframes and unusually big pictures make it grow, small ones shrink
+    # it; every unit must still come out exactly, and units already handed out must never change.
+    sps, pps = SETS[Codec.H264]
+    sizes = [(20_000, False), (300_000, True), (9_000, False), (150_000, False), (1_200_000, True), (3, False)]
+    packets: list[bytes] = []
+    expected: list[bytes] = []
+    seq = 0
+    for n, (size, key) in enumerate(sizes):
+        nal = bytes([0x65 if key else 0x41]) + bytes((n * 31 + i) & 0xFF for i in range(size - 1))
+        unit = [sps, pps, nal] if key else [nal]
+        for part in unit[:-1]:
+            packets.append(RtpPacket(96, seq & 0xFFFF, n * 3600, 1234, part).serialize())
+            seq += 1
+        fragments = fu_a_packets(nal, seq, n * 3600)
+        packets += fragments
+        seq += len(fragments)
+        expected.append(b"".join(struct.pack("!I", len(p)) + p for p in unit))
+    packets.append(RtpPacket(96, seq & 0xFFFF, len(sizes) * 3600, 1234, bytes([0x41, 0])).serialize())
+    units = assert_same(Codec.H264, packets, payload_type=96)
+    # The first unit is skipped (no keyframe yet); the rest, in order and byte for byte.
+    assert [u.data for u in units] == expected[1:]
+    assert [u.keyframe for u in units] == [key for _, key in sizes[1:]]

@@ -35,12 +35,12 @@ typedef struct {
 
     /* The unit being assembled: the first len bytes of the bytes object unit (capacity cap), which
      * leaves as the unit's data once shrunk to len: the payload is copied once, from the packet.
-     * biggest is the largest unit so far, the capacity a new unit starts with. */
+     * typical is the size of the last picture that was not a keyframe. */
     PyObject *unit;
     unsigned char *buf;
     Py_ssize_t cap;
     Py_ssize_t len;
-    Py_ssize_t biggest;
+    Py_ssize_t typical;
     int have_au;
     uint32_t au_ts;
     int key;
@@ -85,12 +85,15 @@ static void damage(Core *self, const char *reason) {
 #define MIN_UNIT_CAPACITY 65536
 
 /* Room for extra more bytes in the unit being assembled. The bytes object is ours alone until it
- * leaves (refcount 1), so it may be resized in place; a new one starts as big as the biggest unit
- * so far, so growing (a copy) happens only when a unit beats the record. */
+ * leaves (refcount 1), so it may be resized in place. A new one starts at twice the typical picture:
+ * ordinary pictures then never grow and shrink in place when they leave; a keyframe (a few per GOP,
+ * several times bigger) grows by doubling. Starting every unit at keyframe size instead would make
+ * the heap grow and shrink with every picture (page faults) for no copy saved. */
 static int ensure(Core *self, Py_ssize_t extra) {
     Py_ssize_t need = self->len + extra;
     if (self->unit != NULL && need <= self->cap) return 0;
-    Py_ssize_t cap = self->unit != NULL ? self->cap : (self->biggest > MIN_UNIT_CAPACITY ? self->biggest : MIN_UNIT_CAPACITY);
+    Py_ssize_t cap = self->unit != NULL ? self->cap : 2 * self->typical;
+    if (cap < MIN_UNIT_CAPACITY) cap = MIN_UNIT_CAPACITY;
     while (cap < need) cap *= 2;
     if (self->unit == NULL) {
         self->unit = PyBytes_FromStringAndSize(NULL, cap);
@@ -115,7 +118,7 @@ static PyObject *take_unit(Core *self) {
     self->unit = NULL;
     self->buf = NULL;
     self->cap = self->len = 0;
-    if (len > self->biggest) self->biggest = len;
+    if (!self->key) self->typical = len;
     if (data == NULL) return PyBytes_FromStringAndSize(NULL, 0);
     if (_PyBytes_Resize(&data, len) < 0) return NULL; /* shrinking: realloc, in place */
     return data;

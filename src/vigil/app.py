@@ -442,14 +442,26 @@ class _ApiStatus:
 
 
 class _VolumesInfo:
-    def __init__(self, volumes: Volumes) -> None:
+    def __init__(self, volumes: Volumes, high_water_percent: float, retention: RetentionRunner | None) -> None:
         self._volumes = volumes
+        self._high_water = high_water_percent
+        self._retention = retention
 
     def volumes(self) -> Sequence[VolumeInfo]:
         out = []
+        locked = self._retention.only_locked if self._retention is not None else frozenset()
         for name in self._volumes.names:
             u = self._volumes.usage(name)
-            out.append(VolumeInfo(path=name, total_bytes=u.total, used_bytes=u.used, free_bytes=u.free))
+            out.append(
+                VolumeInfo(
+                    path=name,
+                    total_bytes=u.total,
+                    used_bytes=u.used,
+                    free_bytes=u.free,
+                    high_water_percent=self._high_water,
+                    only_locked_left=name in locked,
+                )
+            )
         return out
 
 
@@ -578,7 +590,7 @@ class Vigil:
         await retention.start()
         self._closers.append(retention.close)
 
-        await self._serve(self.build_api(db, access, pipelines, volumes))
+        await self._serve(self.build_api(db, access, pipelines, volumes, retention))
 
     async def _camera_changed(self, camera_id: int) -> None:
         if self.status_feed is not None:
@@ -589,7 +601,14 @@ class Vigil:
             # Again: a sweep while the pipelines caught up may have read the new row with the old state.
             self.status_feed.camera_changed(camera_id)
 
-    def build_api(self, db: Database, access: Access, pipelines: CameraPipelines, volumes: Volumes) -> FastAPI:
+    def build_api(
+        self,
+        db: Database,
+        access: Access,
+        pipelines: CameraPipelines,
+        volumes: Volumes,
+        retention: RetentionRunner | None = None,
+    ) -> FastAPI:
         gate = access.gate
         status = _ApiStatus(pipelines)
         # Built here, not by create_api: the GB/T 28181 catalogue changes camera rows too (_camera_changed).
@@ -600,7 +619,7 @@ class Vigil:
             status=status,
             changes=pipelines,
             status_feed=self.status_feed,
-            volumes_info=_VolumesInfo(volumes),
+            volumes_info=_VolumesInfo(volumes, self.settings.storage.high_water_percent, retention),
             access=access,
             extra_routers=[
                 build_live_router(self.hubs, gate, registry=self.live, demand=pipelines),

@@ -82,7 +82,16 @@ class FakeChanges:
 
 class FakeVolumes:
     def volumes(self) -> Sequence[VolumeInfo]:
-        return [VolumeInfo(path="/srv/rec", total_bytes=1000, used_bytes=400, free_bytes=600)]
+        return [
+            VolumeInfo(
+                path="/srv/rec",
+                total_bytes=1000,
+                used_bytes=400,
+                free_bytes=600,
+                high_water_percent=90.0,
+                only_locked_left=False,
+            )
+        ]
 
 
 ROOT = Principal(user_id=0, username="test-setup", role="admin", region_code=None, source="test")

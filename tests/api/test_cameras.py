@@ -240,7 +240,16 @@ async def test_system_info(api: Api) -> None:
     body = r.json()
     assert body["cameras"] == 1
     assert body["node"] == "local"
-    assert body["volumes"] == [{"path": "/srv/rec", "total_bytes": 1000, "used_bytes": 400, "free_bytes": 600}]
+    assert body["volumes"] == [
+        {
+            "path": "/srv/rec",
+            "total_bytes": 1000,
+            "used_bytes": 400,
+            "free_bytes": 600,
+            "high_water_percent": 90.0,
+            "only_locked_left": False,
+        }
+    ]
     assert body["version"]
 
 

@@ -104,6 +104,13 @@ async def test_sigkill_mid_recording_recovers_and_shows_the_gap(tmp_path: Path, 
             r = await client.get("/api/cameras/1/integrity", params={"from_us": first, "to_us": time.time_ns() // 1000})
             assert r.status_code == 200, r.text
             report = r.json()
+            # The node's storage as the status page shows it: the volume, its high-water mark, nothing stuck.
+            r = await client.get("/api/system")
+            assert r.status_code == 200, r.text
+            (volume,) = r.json()["volumes"]
+            assert volume["high_water_percent"] == vigil.settings.storage.high_water_percent
+            assert volume["only_locked_left"] is False
+            assert 0 < volume["used_bytes"] < volume["total_bytes"]
         causes = {gap["cause"] for gap in report["gaps"]}
         assert GapCause.VIGIL_STOPPED.value in causes, report
         assert report["coverage_percent"] < 100

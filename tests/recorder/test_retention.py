@@ -153,11 +153,22 @@ async def test_only_locked_left_is_reported(db_any: Database, tmp_path: Path) ->
     for i in range(10):
         await add_segment(db, volumes, 1, NOW_US - (10 - i) * 3_600_000_000, 95)
     async with db.session() as s:
-        await create_lock(s, 1, 0, NOW_US, "everything", "carol")
-    report = await RetentionRunner(db, volumes, StorageSettings()).run_once(NOW)
+        lock = await create_lock(s, 1, 0, NOW_US, "everything", "carol")
+    runner = RetentionRunner(db, volumes, StorageSettings())
+    assert runner.only_locked == frozenset()
+    report = await runner.run_once(NOW)
     assert report.by_disk == 0
     assert report.full_locked == volumes.names
     assert len(await remaining(db)) == 10
+    # What the status page shows until a pass finds something to delete again.
+    assert runner.only_locked == frozenset(volumes.names)
+    await runner.run_once(NOW)
+    assert runner.only_locked == frozenset(volumes.names)
+    async with db.session() as s:
+        await delete_lock(s, lock.id)
+    report = await runner.run_once(NOW)
+    assert report.by_disk > 0
+    assert runner.only_locked == frozenset()
 
 
 async def _rows(db: Database):  # type: ignore[no-untyped-def]

@@ -127,6 +127,8 @@ class RetentionRunner:
         self._volumes = volumes
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
+        #: Volumes that the last pass found above the high-water mark with only locked segments left.
+        self.only_locked: frozenset[str] = frozenset()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="retention")
@@ -159,8 +161,17 @@ class RetentionRunner:
                 report.by_disk,
                 report.bytes_freed / 2**20,
             )
-        for volume in report.full_locked:
-            log.warning("retention: %s is above the high-water mark and only locked segments remain", volume)
+        now_locked = frozenset(report.full_locked)
+        # Said once when it starts and once when it ends, not every pass: the status page shows it meanwhile.
+        for volume in sorted(now_locked - self.only_locked):
+            log.warning(
+                "retention: %s is above the high-water mark and only evidence-locked segments remain; "
+                "recording stops when it is full unless a lock is released or space is added",
+                volume,
+            )
+        for volume in sorted(self.only_locked - now_locked):
+            log.info("retention: %s has unlocked segments to delete or is below the high-water mark again", volume)
+        self.only_locked = now_locked
         return report
 
     async def _retention_days(self) -> Mapping[int, int]:

@@ -2213,6 +2213,16 @@ export interface components {
         VolumeInfo: {
             /** Free Bytes */
             free_bytes: number;
+            /**
+             * High Water Percent
+             * @description Above this use, retention deletes the oldest unlocked recordings
+             */
+            high_water_percent: number;
+            /**
+             * Only Locked Left
+             * @description Above the high-water mark and only evidence-locked recordings are left to delete: recording stops when the volume is full unless a lock is released or space is added
+             */
+            only_locked_left: boolean;
             /** Path */
             path: string;
             /** Total Bytes */

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class VolumeInfo(BaseModel):
@@ -10,6 +10,11 @@ class VolumeInfo(BaseModel):
     total_bytes: int
     used_bytes: int
     free_bytes: int
+    high_water_percent: float = Field(description="Above this use, retention deletes the oldest unlocked recordings")
+    only_locked_left: bool = Field(
+        description="Above the high-water mark and only evidence-locked recordings are left to delete: recording "
+        "stops when the volume is full unless a lock is released or space is added"
+    )
 
 
 class SystemInfo(BaseModel):

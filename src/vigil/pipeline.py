@@ -29,6 +29,7 @@ from sqlalchemy import select
 from vigil.domain.camera import CameraBrief, CameraState
 from vigil.domain.errors import Invalid
 from vigil.domain.recording_plan import RecordingMode, RecordingPlan, parse_plan
+from vigil.events import reasons
 from vigil.events.camera_events import DISABLED, ENABLED, NOT_SCHEDULED, SCHEDULED, DbEventSink
 from vigil.health.stream import StreamHealth
 from vigil.ingest.supervisor import CameraSupervisor, SourceFactory, SourceSpec
@@ -215,7 +216,7 @@ class CameraPipelines:
                     await self._stop(camera_id)
                 if row is not None and (current is not None or was_runnable):
                     # Also for an idle on-demand camera: the integrity view must say "disabled", not "not scheduled".
-                    await self._events.camera_event(camera_id, DISABLED, "info", "disabled by user", now_us())
+                    await self._events.camera_event(camera_id, DISABLED, "info", reasons.DISABLED_BY_USER, now_us())
                 if row is None:
                     self._hubs.remove(str(camera_id))
                     self._disabled_since.pop(camera_id, None)
@@ -225,7 +226,7 @@ class CameraPipelines:
                 return
             if self._disabled_since.pop(camera_id, None) is not None and row.enabled:
                 # Ends the "disabled" gap cause even for a camera that stays idle (no "online" to end it).
-                await self._events.camera_event(camera_id, ENABLED, "info", "enabled by user", now_us())
+                await self._events.camera_event(camera_id, ENABLED, "info", reasons.ENABLED_BY_USER, now_us())
             spec = SourceSpec(
                 camera_id=row.id,
                 url=row.rtsp_url,
@@ -404,11 +405,11 @@ def _recording(pipeline: _Pipeline | None, steady: bool = False) -> bool:
 
 def _why(runnable: _Runnable) -> str:
     if runnable.policy.mode is RecordingMode.PLAN:
-        return f"inside the recording plan ({runnable.policy.plan})"
-    return "recording always"
+        return reasons.inside_plan(str(runnable.policy.plan))
+    return reasons.RECORDING_ALWAYS
 
 
 def _why_not(runnable: _Runnable) -> str:
     if runnable.policy.mode is RecordingMode.NEVER:
-        return "live only: this camera is never recorded"
-    return f"outside the recording plan ({runnable.policy.plan})"
+        return reasons.LIVE_ONLY
+    return reasons.outside_plan(str(runnable.policy.plan))

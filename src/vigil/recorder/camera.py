@@ -34,6 +34,7 @@ from typing import Protocol, TypeVar
 
 from vigil.domain.errors import StorageFull
 from vigil.domain.media import AccessUnit, AudioTrack, AudioUnit, VideoTrack
+from vigil.events import reasons
 from vigil.events.camera_events import (
     DISK_FULL,
     RECORDING_RESUMED,
@@ -277,7 +278,7 @@ class CameraRecorder:
                 continue
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    await self._stop_for_disk(f"no space to start a segment on {volume}")
+                    await self._stop_for_disk(reasons.no_space_to_start(volume))
                     return
                 raise
             self._volume = volume
@@ -298,7 +299,7 @@ class CameraRecorder:
         if broken is None or broken[1] is not track or start_us - broken[0] < STREAM_BREAK_MIN_US:
             return
         lost = (start_us - broken[0]) / 1_000_000
-        await self._event(STREAM_ERROR, "warning", f"no intact pictures for {lost:.1f} s; connection kept", broken[0])
+        await self._event(STREAM_ERROR, "warning", reasons.no_intact_pictures(lost), broken[0])
         await self._event(STREAM_RESUMED, "info", "", start_us)
 
     def _continued_start(self, first: AccessUnit) -> int:
@@ -330,7 +331,7 @@ class CameraRecorder:
             await self._finalise()
             self._segmenter = self._new_segmenter()
             if exc.errno == errno.ENOSPC:
-                await self._stop_for_disk(f"volume full while writing: {exc.strerror}")
+                await self._stop_for_disk(reasons.full_while_writing(exc.strerror or ""))
 
     def _audio_in(self, unit: AudioUnit) -> None:
         self._audio_track = unit.track
@@ -423,7 +424,7 @@ class CameraRecorder:
         if not await asyncio.to_thread(self._volumes.has_room):
             return False
         self._log.warning("%s: space available again; recording resumes", self._prefix)
-        await self._event(RECORDING_RESUMED, "info", "space available on a recording volume", now_us())
+        await self._event(RECORDING_RESUMED, "info", reasons.SPACE_AGAIN, now_us())
         self.stopped = False
         return True
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vigil.domain.errors import VigilError
+from vigil.events import reasons
 from vigil.events.camera_events import add_camera_event
 from vigil.protocols.mp4.errors import Mp4Error
 from vigil.protocols.mp4.reader import parse_init, scan
@@ -128,7 +129,7 @@ async def recover(volumes: Volumes, db: Database) -> RecoveryReport:
             async with db.session() as session:
                 await index.delete_segments(session, [row.id])
                 await add_camera_event(
-                    session, row.camera_id, "segment_missing", "alarm", f"segment file {row.path} on {volume} is gone"
+                    session, row.camera_id, "segment_missing", "alarm", reasons.segment_gone(row.path, volume)
                 )
             report.missing.append(row.path)
 
@@ -139,7 +140,7 @@ async def recover(volumes: Volumes, db: Database) -> RecoveryReport:
             async with db.session() as session:
                 if salvage is None:
                     await add_camera_event(
-                        session, camera_id, "segment_discarded", "warning", f"{rel}: no complete fragment; deleted"
+                        session, camera_id, "segment_discarded", "warning", reasons.segment_discarded(rel)
                     )
                     report.discarded.append(rel)
                     continue
@@ -167,7 +168,7 @@ async def recover(volumes: Volumes, db: Database) -> RecoveryReport:
                     camera_id,
                     "segment_recovered",
                     "warning",
-                    f"{rel}: cut at its last complete fragment ({salvage.frames} frames kept)",
+                    reasons.segment_cut(rel, salvage.frames),
                     now_us(),
                 )
             report.recovered.append(rel)

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol, TypeVar
 
 from vigil.domain.errors import Forbidden, StorageFull
+from vigil.events import reasons
 
 #: Keep this much free on a volume for the files being written; below it no new segment starts there.
 DEFAULT_RESERVE_BYTES = 16 * 1024 * 1024
@@ -114,7 +115,7 @@ class Volumes:
             if free > self.reserve_bytes and (best is None or free > best[0]):
                 best = (free, name)
         if best is None:
-            raise StorageFull("no recording volume has free space left")
+            raise StorageFull(reasons.NO_VOLUME_ROOM)
         return best[1]
 
     def has_room(self) -> bool:

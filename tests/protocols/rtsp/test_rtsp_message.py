@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from vigil.protocols.rtsp.message import (
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
+    BulkFrameHandler,
     Headers,
     InterleavedFrame,
     RtspError,
@@ -278,3 +279,74 @@ def test_frame_handlers_see_the_same_payloads_under_any_chunking(chunk: int) -> 
             pass
     expected = [bytes(e.payload) for e in parse_all(SESSION) if isinstance(e, InterleavedFrame) and e.channel == 0]
     assert got == expected
+
+
+def _bulk_taker(got: list[bytes]) -> BulkFrameHandler:
+    """A bulk handler for channel 0 that takes the whole run of its complete frames, like the compiled one."""
+
+    def run(buf: bytes, pos: int) -> tuple[int, int]:
+        taken = 0
+        while pos + 4 <= len(buf) and buf[pos] == 0x24 and buf[pos + 1] == 0:
+            end = pos + 4 + int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            if end > len(buf):
+                break
+            got.append(bytes(buf[pos + 4 : end]))
+            pos, taken = end, taken + 1
+        return pos, taken
+
+    return run
+
+
+@given(
+    st.lists(messages, max_size=8),
+    st.lists(st.integers(1, 700), min_size=1, max_size=40),
+    st.sampled_from([bytes, bytearray, memoryview]),
+    st.booleans(),
+)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200, deadline=None)
+def test_reads_cut_anywhere_are_parsed_in_place_with_the_same_events(
+    items: list[RtspEvent], cuts: list[int], kind: type, drain_each: bool
+) -> None:
+    # Reads cut frames and messages at any byte; bytes reads are parsed where they lie (the frame a read
+    # cut is completed on its own), other buffers copied: the events, bulk-handled payloads and the
+    # buffered count must be exactly those of one read of everything.
+    raw = b"".join(item.serialize() for item in items)
+    expected = [e for e in items if not (isinstance(e, InterleavedFrame) and e.channel == 0)]
+    expected_bulk = [bytes(e.payload) for e in items if isinstance(e, InterleavedFrame) and e.channel == 0]
+    parser = RtspParser()
+    got: list[bytes] = []
+    bulk = {0: _bulk_taker(got)}
+    events: list[RtspEvent] = []
+    pos = 0
+    for cut in [*cuts, len(raw)]:
+        piece = raw[pos : pos + cut]
+        pos += len(piece)
+        parser.feed(kind(piece))
+        assert parser.buffered >= len(piece)
+        if drain_each or pos >= len(raw):
+            while (event := parser.next_event(bulk=bulk)) is not None:
+                events.append(event)
+        if pos >= len(raw):
+            break
+    while (event := parser.next_event(bulk=bulk)) is not None:
+        events.append(event)
+    assert [e.serialize() for e in events] == [e.serialize() for e in expected]
+    assert got == expected_bulk
+    assert parser.buffered == 0
+
+
+def test_resync_after_a_cut_frame_sees_the_rest_of_the_read() -> None:
+    frame = InterleavedFrame(0, b"x" * 100).serialize()
+    parser = RtspParser()
+    parser.feed(frame[:50])
+    assert parser.next_event() is None
+    parser.feed(frame[50:] + b"\xffjunk" + frame)  # completes the frame, then garbage, then a whole frame
+    assert parser.buffered == 50 + len(frame[50:]) + 5 + len(frame)
+    first = parser.next_event()
+    assert isinstance(first, InterleavedFrame) and bytes(first.payload) == b"x" * 100
+    with pytest.raises(RtspError):
+        parser.next_event()
+    assert parser.resync() == 5
+    second = parser.next_event()
+    assert isinstance(second, InterleavedFrame) and bytes(second.payload) == b"x" * 100
+    assert parser.next_event() is None and parser.buffered == 0

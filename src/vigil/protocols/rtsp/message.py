@@ -263,38 +263,78 @@ def _cseq(headers: Headers) -> int | None:
 
 
 class RtspParser:
-    """Incremental parser for one RTSP connection's byte stream (either direction)."""
+    """Incremental parser for one RTSP connection's byte stream (either direction).
 
-    __slots__ = ("_buf", "_pos", "_view", "handled")
+    Bytes fed as ``bytes`` are parsed where they lie, never copied as a whole: a read almost always
+    ends inside an interleaved frame, so that frame is completed from the head of the next read into
+    a small buffer of its own (``_buf``), and parsing then goes on in the next read itself (``_rest``
+    from ``_rest_pos``). Any other split (inside an RTSP message or a frame header) joins the two.
+    """
+
+    __slots__ = ("_buf", "_pos", "_rest", "_rest_pos", "_view", "handled")
 
     def __init__(self) -> None:
         self._buf = b""
         self._pos = 0
         self._view = memoryview(self._buf)
+        #: The read to go on with once ``_buf`` is used up (None: ``_buf`` holds everything).
+        self._rest: bytes | None = None
+        self._rest_pos = 0
         #: Frames passed to a fast-path handler so far.
         self.handled = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as events."""
-        return len(self._buf) - self._pos
+        rest = len(self._rest) - self._rest_pos if self._rest is not None else 0
+        return len(self._buf) - self._pos + rest
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes."""
+        """Append received bytes (``bytes`` are kept as they are; anything else is copied once)."""
+        if self._rest is not None:
+            self._merge_rest()
+        new = data if type(data) is bytes else bytes(data)
         if self._pos >= len(self._buf):
-            self._buf = bytes(data)
+            self._set(new)
+            return
+        tail = self._view[self._pos :]
+        need = _frame_remainder(tail, new)
+        if 0 < need < len(new):
+            # The usual case: complete the frame the last read cut, and parse the rest of this read in place.
+            self._set(b"".join((tail, memoryview(new)[:need])))
+            self._rest, self._rest_pos = new, need
         else:
-            # One copy: the unread tail (usually part of one frame) joined with the new bytes.
-            self._buf = b"".join((self._view[self._pos :], data))
+            self._set(b"".join((tail, new)))
+
+    def _set(self, buf: bytes) -> None:
+        self._buf = buf
         self._pos = 0
         # Views handed out earlier keep their own (immutable) buffer alive; this one is for the new data.
-        self._view = memoryview(self._buf)
+        self._view = memoryview(buf)
+
+    def _next_buffer(self) -> bool:
+        """Go on in ``_rest`` once ``_buf`` is used up; False if there is nothing more."""
+        rest = self._rest
+        if rest is None:
+            return False
+        self._rest = None
+        self._set(rest)
+        self._pos = self._rest_pos
+        return True
+
+    def _merge_rest(self) -> None:
+        rest = self._rest
+        assert rest is not None
+        self._rest = None
+        self._set(b"".join((self._view[self._pos :], memoryview(rest)[self._rest_pos :])))
 
     def resync(self) -> int:
         """After an :class:`RtspError`, skip to the next byte that can plausibly start a frame or message.
 
         Returns how many bytes were discarded (at least one, so repeated calls make progress).
         """
+        if self._rest is not None:
+            self._merge_rest()
         start = self._pos + 1
         match = _RESYNC.search(self._buf, start)
         end = match.start() if match else len(self._buf)
@@ -325,7 +365,11 @@ class RtspParser:
                 pos += 1
             self._pos = pos
             if pos >= size:
-                return None
+                if not self._next_buffer():
+                    return None
+                buf, pos = self._buf, self._pos
+                size = len(buf)
+                continue
             first = buf[pos]
             if first != _DOLLAR:
                 break
@@ -395,6 +439,14 @@ class RtspParser:
         assert request is not None  # _parse_start_line checked it
         method, uri, version = (part.decode("latin-1") for part in request.groups())
         return RtspRequest(method, uri, headers, body, version)
+
+
+def _frame_remainder(tail: memoryview, new: bytes) -> int:
+    """How many bytes of ``new`` complete the interleaved frame that ``tail`` begins; -1 if it is no frame."""
+    head = bytes(tail[:4]) if len(tail) >= 4 else bytes(tail) + new[: 4 - len(tail)]
+    if len(head) < 4 or head[0] != _DOLLAR:
+        return -1
+    return 4 + ((head[2] << 8) | head[3]) - len(tail)
 
 
 def _find_blank_line(buf: bytes, pos: int, limit: int) -> tuple[int, int]:

@@ -226,6 +226,11 @@ def main() -> None:
         f"vigil total: {vig.cpu_percent:.0f}% CPU, {vig.peak_rss / mib:.0f} MiB peak; "
         f"ffmpeg total: {base.cpu_percent:.0f}% CPU, {base.peak_rss / mib:.0f} MiB peak"
     )
+    loop_cpu = vig.main_thread_cpu_percent
+    print(
+        f"vigil's event-loop thread (reads, depacketizing, hub, recorder): {loop_cpu:.1f}% of a core; "
+        f"its other threads (file writes + SHA-256, database): {vig.cpu_percent - loop_cpu:.1f}%"
+    )
     print(f"segments: {segments}")
     sha = sha256_cpu_percent(rate)
     print(

@@ -19,6 +19,9 @@ class TreeSample:
     wall_end: float = 0.0
     peak_rss: int = 0
     peak_rss_per_pid: dict[int, int] = field(default_factory=dict)
+    #: CPU seconds of the first process's main thread (its event loop, for a Vigil node) at begin and end.
+    main_start: float = 0.0
+    main_end: float = 0.0
 
     def _procs(self) -> list[psutil.Process]:
         procs: list[psutil.Process] = []
@@ -41,8 +44,18 @@ class TreeSample:
                 continue
         return total
 
+    def _main_thread_cpu(self) -> float:
+        try:
+            for thread in psutil.Process(self.pids[0]).threads():
+                if thread.id == self.pids[0]:
+                    return float(thread.user_time + thread.system_time)
+        except (psutil.NoSuchProcess, IndexError):
+            pass
+        return 0.0
+
     def begin(self) -> None:
         self.cpu_start = self._cpu()
+        self.main_start = self._main_thread_cpu()
         self.wall_start = time.monotonic()
 
     def poll_memory(self) -> None:
@@ -58,6 +71,7 @@ class TreeSample:
 
     def end(self) -> None:
         self.cpu_end = self._cpu()
+        self.main_end = self._main_thread_cpu()
         self.wall_end = time.monotonic()
 
     @property
@@ -65,6 +79,12 @@ class TreeSample:
         """Average CPU use over the window, in % of one core."""
         wall = self.wall_end - self.wall_start
         return 100.0 * (self.cpu_end - self.cpu_start) / wall if wall > 0 else 0.0
+
+    @property
+    def main_thread_cpu_percent(self) -> float:
+        """The first process's main thread alone, in % of one core (the rest is its other threads and children)."""
+        wall = self.wall_end - self.wall_start
+        return 100.0 * (self.main_end - self.main_start) / wall if wall > 0 else 0.0
 
 
 def measure(sample: TreeSample, seconds: float, poll: float = 0.5) -> TreeSample:

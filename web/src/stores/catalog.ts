@@ -97,7 +97,7 @@ export const useCatalog = defineStore('catalog', () => {
   let figureHolders = 0
   /** How long the last figures answer took (ms), and when it came. */
   let lastFiguresMs = 0
-  let lastFiguresAt = 0
+  let lastFiguresAt = -Infinity // performance.now() counts from the page's load: 0 would be "just now" at first
   /** The status feed's cursor; null: the next answer is the full list. */
   let cursor: string | null = null
   let loading: Promise<void> | null = null
@@ -199,7 +199,13 @@ export const useCatalog = defineStore('catalog', () => {
     holders++
     if (options.figures) figureHolders++
     if (!loaded.value) void loadAll().catch(() => undefined)
-    if (timer === null && !refreshing) schedulePoll()
+    if (options.figures && loaded.value && timer !== null) {
+      // A page that shows figures opened: ask now rather than at the next poll (it shows what the last full
+      // load measured, which may be long ago).
+      window.clearTimeout(timer)
+      timer = null
+      void poll()
+    } else if (timer === null && !refreshing) schedulePoll()
   }
 
   function release(options: { figures?: boolean } = {}): void {

@@ -23,7 +23,18 @@ import httpx
 import pytest
 
 from tests.helpers import eventually, free_port
-from vigil.protocols.gb28181.manscdp import Result
+from vigil.protocols.gb28181.manscdp import PtzControl, Result
+from vigil.protocols.gb28181.ptz import (
+    STOP,
+    CruiseAddPoint,
+    CruiseDeletePoint,
+    CruiseDwell,
+    CruiseSpeed,
+    CruiseStart,
+    Scan,
+    ScanAction,
+    ScanSpeed,
+)
 from vigil.sim.gb28181 import GbSimOptions, GbSimRunner, device_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +45,21 @@ GB_PASSWORD = "e2e-gb-secret"
 GB_DOMAIN = "3402000000"
 #: Positions the alarm device's channel reports (alarms.test.mjs expects this many).
 POSITIONS = 5
+#: The PTZ commands alarms.test.mjs clicks on the dome's pad, in order: a cruise of group 2, then setting up
+#: cruise group 3 (preset 4, speed/dwell 300) and a scan in group 3.
+PTZ_CLICKED = [
+    CruiseStart(2),
+    CruiseAddPoint(3, 4),
+    CruiseSpeed(3, 300),
+    CruiseDwell(3, 300),
+    CruiseDeletePoint(3, 4),
+    STOP,
+    Scan(ScanAction.SET_LEFT, 3),
+    Scan(ScanAction.SET_RIGHT, 3),
+    ScanSpeed(3, 300),
+    Scan(ScanAction.START, 3),
+    STOP,
+]
 
 pytestmark = pytest.mark.e2e
 
@@ -122,15 +148,18 @@ async def test_console_in_headless_chromium(running_node: tuple[str, str, int]) 
         )
         assert r.status_code == 204, r.text
     env = dict(os.environ, VIGIL_URL=url.rstrip("/"), VIGIL_ADMIN_USER="admin", VIGIL_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    async with gb_device_with_alarms(url.rstrip("/"), sip_port):
+    async with gb_device_with_alarms(url.rstrip("/"), sip_port) as runner:
         proc = await asyncio.create_subprocess_exec(
             "npm", "run", "--silent", "e2e", cwd=WEB, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         out, _ = await asyncio.wait_for(proc.communicate(), 600)
+        ptz = [c.command.cmd.instruction for c in runner.devices[0].controls if isinstance(c.command, PtzControl)]
     report = out.decode(errors="replace")
     print(report)
     assert proc.returncode == 0, f"browser scenarios failed:\n{report[-6000:]}"
     assert re.search(r"# fail 0", report) and re.search(r"# pass [1-9]", report), report[-2000:]
+    # What the PTZ pad's cruise and scan buttons sent (alarms.test.mjs) reached the dome, in the order clicked.
+    assert ptz == PTZ_CLICKED, ptz
 
 
 @asynccontextmanager
@@ -149,7 +178,8 @@ async def gb_device_with_alarms(url: str, sip_port: int) -> AsyncIterator[GbSimR
                 platform_address=("127.0.0.1", sip_port),
                 password=GB_PASSWORD,
                 channels=1,
-                ptz_channels=1,  # a dome: the live view shows its PTZ pad (alarms.test.mjs steers a cruise)
+                ptz_channels=1,  # a dome: the live view shows its PTZ pad (alarms.test.mjs sets up cruise and scan)
+                virtual_orgs=1,  # a business group over a virtual organisation (uppers.test.mjs shares the group)
                 bind_host="127.0.0.1",
                 first_serial=2,
             )

@@ -90,6 +90,29 @@ test('alarms: the two device alarms are listed in Chinese, and a reset reaches t
   await group.press('Tab') // el-input-number takes the value on change
   await page.getByTestId('ptz-cruise-start').click()
   await page.getByTestId('ptz-last').getByText('设备已接受 A50F01880200003F').waitFor()
+  // Setting up cruise group 3 and a scan in group 3: preset 4 as a cruise point, speed/dwell/scan speed 300
+  // (12 bits: 0x12C). Each button's command is shown as the device accepted it (no two in a row alike, so
+  // each wait sees its own answer); test_console.py checks the device received these, in this order.
+  await fillNumber(page, 'ptz-group', 3)
+  await fillNumber(page, 'ptz-preset', 4)
+  await fillNumber(page, 'ptz-value', 300)
+  const steps = [
+    ['ptz-cruise-add-point', ptzHex(0x84, 3, 4, 0)],
+    ['ptz-cruise-speed', ptzHex(0x86, 3, 0x2c, 1)],
+    ['ptz-cruise-dwell', ptzHex(0x87, 3, 0x2c, 1)],
+    ['ptz-cruise-delete-point', ptzHex(0x85, 3, 4, 0)],
+    ['ptz-cruise-stop', ptzHex(0, 0, 0, 0)],
+    ['ptz-scan-set-left', ptzHex(0x89, 3, 1, 0)],
+    ['ptz-scan-set-right', ptzHex(0x89, 3, 2, 0)],
+    ['ptz-scan-speed', ptzHex(0x8a, 3, 0x2c, 1)],
+    ['ptz-scan-start', ptzHex(0x89, 3, 0, 0)],
+    ['ptz-scan-stop', ptzHex(0, 0, 0, 0)],
+  ]
+  for (const [button, hex] of steps) {
+    await page.getByTestId(button).click()
+    await page.getByTestId('ptz-last').getByText(`设备已接受 ${hex}`, { exact: true }).waitFor()
+  }
+  await screenshot(page, 'ptz-scan')
   await page.goBack()
   await channelRow.waitFor()
 
@@ -127,3 +150,17 @@ test('alarms: a viewer sees the alarms but no reset and no playback link', async
   assert.equal(await channelRow.getByTestId('alarm-playback').count(), 0)
   assert.deepEqual(page.problems, [])
 })
+
+/** Type a number into an el-input-number (it takes the value on change, hence the Tab). */
+async function fillNumber(page, testId, value) {
+  const input = page.getByTestId(testId).locator('input')
+  await input.fill(String(value))
+  await input.press('Tab')
+}
+
+/** The PTZCmd (GB/T 28181 A.3) the device at address 1 gets for instruction `code`: 8 bytes as hex, checksum last. */
+function ptzHex(code, data1, data2, data3) {
+  const bytes = [0xa5, 0x0f, 0x01, code, data1, data2, data3 << 4]
+  bytes.push(bytes.reduce((a, b) => a + b, 0) & 0xff)
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join('').toUpperCase()
+}

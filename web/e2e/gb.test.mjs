@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { launch, login, newPage, screenshot } from './helpers.mjs'
+import { launch, login, newPage, screenshot, settled } from './helpers.mjs'
 
 let browser
 before(async () => {
@@ -43,5 +43,99 @@ test('GB/T 28181 devices: a pending device is highlighted, its refusal on its re
     (n) => document.querySelectorAll('[data-testid="gb-table"] .el-table__row.gb-pending').length === n - 1,
     before,
   )
+  assert.deepEqual(page.problems, [])
+})
+
+/**
+ * Layout of the devices table (in the page): whether it scrolls sideways, and per row the cells whose content
+ * does not fit, the columns the fixed actions column covers, and whether the actions wrapped onto a second line.
+ */
+function gbTableLayout() {
+  const table = document.querySelector('[data-testid="gb-table"]')
+  const wrap = table.querySelector('.el-table__body-wrapper .el-scrollbar__wrap')
+  const heads = [...table.querySelectorAll('.el-table__header-wrapper th')]
+  const fixed = heads.find((th) => th.classList.contains('el-table-fixed-column--right'))
+  const fixedLeft = fixed.getBoundingClientRect().left
+  const covered = heads
+    .filter((th) => th !== fixed && th.getBoundingClientRect().right > fixedLeft + 1)
+    .map((th) => th.innerText.trim())
+  const rows = [...table.querySelectorAll('.el-table__body-wrapper .el-table__row')].map((tr) => {
+    const cells = [...tr.querySelectorAll('td .cell')]
+    const overflowing = cells.filter((c) => c.scrollWidth > c.clientWidth + 1).map((c) => c.innerText.trim())
+    const ops = tr.querySelector('td.gb-ops .cell')
+    const tops = new Set([...ops.children].map((b) => Math.round(b.getBoundingClientRect().top)))
+    return { text: tr.innerText.replace(/\s+/g, ' '), overflowing, opsLines: tops.size }
+  })
+  // A header that wrapped is taller than the others.
+  const headHeights = heads.map((th) => th.querySelector('.cell').getBoundingClientRect().height)
+  const wrapped = heads.filter((th, i) => headHeights[i] > Math.min(...headHeights) + 1).map((th) => th.innerText.trim())
+  return { scrolls: wrap.scrollWidth > wrap.clientWidth + 1, covered, wrapped, rows }
+}
+
+async function assertReadable(page, width) {
+  await page.setViewportSize({ width, height: 900 })
+  // The table lays its columns out again after a resize: wait until it spans the new width (less the page's
+  // margins) and its columns fill it.
+  await page.waitForFunction((w) => {
+    const table = document.querySelector('[data-testid="gb-table"]')
+    const tableWidth = table.getBoundingClientRect().width
+    const wrap = table.querySelector('.el-table__body-wrapper .el-scrollbar__wrap')
+    const columns = [...table.querySelectorAll('.el-table__header-wrapper th')].reduce((sum, th) => sum + th.getBoundingClientRect().width, 0)
+    return tableWidth > w - 120 && tableWidth < w && columns >= wrap.clientWidth - 2
+  }, width)
+  const layout = await page.evaluate(gbTableLayout)
+  const where = `${width} px: ${JSON.stringify(layout)}`
+  assert.equal(layout.scrolls, false, `the table scrolls sideways at ${where}`)
+  assert.deepEqual(layout.covered, [], `the actions column covers columns at ${where}`)
+  assert.deepEqual(layout.wrapped, [], `column titles wrapped at ${where}`)
+  for (const row of layout.rows) {
+    assert.deepEqual(row.overflowing, [], `cells cut off at ${where}`)
+    assert.equal(row.opsLines, 1, `actions wrapped at ${where}`)
+  }
+}
+
+// test_console.py's alarm device (serial 2) is admitted and online, and answers DeviceStatus.
+test('GB/T 28181 devices: every column readable at 1440 and 1920 px in both languages; 设备状态 shows the device\'s answer; 更多 holds the settings', async () => {
+  const page = await newPage(browser)
+  await login(page)
+  await page.getByTestId('nav-gb').click()
+  const row = page.locator('[data-testid="gb-table"] .el-table__row', { hasText: 'e2e 报警设备' })
+  await row.getByText('在线').waitFor()
+  await assertReadable(page, 1440)
+  await screenshot(page, 'gb-devices-1440')
+  await assertReadable(page, 1920)
+  await screenshot(page, 'gb-devices-1920')
+
+  // DeviceStatus: the device's own answer in a dialog titled with the device.
+  await page.setViewportSize({ width: 1440, height: 900 })
+  await row.getByTestId('gb-status').click()
+  const box = page.locator('.el-message-box')
+  await box.waitFor()
+  await settled(page)
+  const answer = await box.innerText()
+  assert.match(answer, /设备状态 · e2e 报警设备/)
+  assert.match(answer, /在线：是；工作正常：是；编码：是；录像：否；设备时钟偏差：-?\d+\.\d 秒/)
+  await screenshot(page, 'gb-device-status')
+  await box.locator('.el-button--primary').click()
+  await box.waitFor({ state: 'hidden' })
+
+  // 更多: the settings, e.g. the keepalive prompt, and the catalog tree.
+  await row.getByTestId('gb-more').click()
+  await page.locator('.el-dropdown-menu:visible [data-testid="gb-keepalive"]').click()
+  const prompt = page.locator('.el-message-box')
+  await prompt.getByText(/心跳周期（秒/).waitFor()
+  await prompt.locator('.el-button:not(.el-button--primary)').click()
+  await prompt.waitFor({ state: 'hidden' })
+  await row.getByTestId('gb-more').click()
+  await page.locator('.el-dropdown-menu:visible [data-testid="gb-tree-open"]').click()
+  await page.getByTestId('gb-tree').locator('.el-tree-node').first().waitFor()
+  await page.keyboard.press('Escape')
+
+  // English labels are longer: still readable.
+  await page.evaluate(() => localStorage.setItem('vigil.locale', 'en'))
+  await page.reload()
+  await row.getByText('Online').waitFor()
+  await assertReadable(page, 1440)
+  await screenshot(page, 'gb-devices-en')
   assert.deepEqual(page.problems, [])
 })

@@ -124,3 +124,8 @@ export async function clickRecordedRange(page, minUs = 8_000_000) {
   await page.getByTestId('tl-zoom-1').click()
   await page.getByTestId('tl-range').last().click()
 }
+
+/** Wait until no Vue transition is entering (a dialog fading in), so that a screenshot shows it whole. */
+export async function settled(page) {
+  await page.waitForFunction(() => !document.querySelector('[class*="-enter-active"]'))
+}

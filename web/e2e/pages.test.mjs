@@ -22,6 +22,31 @@ test('status page shows camera states and a camera integrity figure', async () =
   assert.deepEqual(page.problems, [])
 })
 
+test('status page: stream figures come from GET /api/cameras/figures, without loading every camera again', async () => {
+  const page = await newPage(browser)
+  const calls = { listing: 0, figures: 0 }
+  page.on('request', (r) => {
+    const path = new URL(r.url()).pathname
+    if (path === '/api/cameras') calls.listing++
+    if (path === '/api/cameras/figures') calls.figures++
+  })
+  // The answer, with every frame rate set to one no simulated camera has: the table must show it.
+  await page.route('**/api/cameras/figures', async (route) => {
+    const response = await route.fetch()
+    const figures = (await response.json()).map((f) => ({ ...f, fps: 12.5 }))
+    await route.fulfill({ response, json: figures })
+  })
+  await login(page)
+  await page.getByTestId('nav-status').click()
+  const table = page.getByTestId('status-table')
+  await table.locator('.el-table__row').first().waitFor()
+  const listed = calls.listing
+  await table.locator('.el-table__row').filter({ hasText: '在线' }).first().getByText('12.5', { exact: true }).waitFor()
+  assert.ok(calls.figures > 0)
+  assert.equal(calls.listing, listed, 'figures alone load no camera list')
+  assert.deepEqual(page.problems, [])
+})
+
 test('users and audit pages (admin) load; the audit chain verifies', async () => {
   const page = await newPage(browser)
   await login(page)

@@ -211,6 +211,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cameras/figures": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Camera Figures
+         * @description The stream figures (bitrate, fps, resolution, codec, corrupt packets) of the cameras in scope that are
+         *     being pulled now, by ID; any other camera has none. For pages that show them for every camera: far cheaper
+         *     than listing the cameras again, and state changes come from ``GET /api/cameras/status``.
+         */
+        get: operations["camera_figures_api_cameras_figures_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/cameras/import": {
         parameters: {
             query?: never;
@@ -1052,6 +1074,26 @@ export interface components {
             level: string;
             /** Reason */
             reason: string;
+        };
+        /**
+         * CameraFigures
+         * @description One camera's stream figures as measured now (what ``CameraStatus`` holds besides its state).
+         */
+        CameraFigures: {
+            /** Bitrate Bps */
+            bitrate_bps: number | null;
+            /** Codec */
+            codec: string | null;
+            /** Corrupt Packets */
+            corrupt_packets: number;
+            /** Fps */
+            fps: number | null;
+            /** Height */
+            height: number | null;
+            /** Id */
+            id: number;
+            /** Width */
+            width: number | null;
         };
         /**
          * CameraIn
@@ -2952,6 +2994,71 @@ export interface operations {
                 };
                 content: {
                     "text/csv": string;
+                };
+            };
+            /** @description Not logged in or session expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not found or outside the caller's region scope */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Invalid input; `errors` names each bad field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    camera_figures_api_cameras_figures_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CameraFigures"][];
                 };
             };
             /** @description Not logged in or session expired */

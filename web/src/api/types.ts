@@ -16,6 +16,7 @@ export type CameraStatus = Camera['status']
 export type CameraState = CameraStatus['state']
 export type CameraStatusFeed = ResponseOf<'/api/cameras/status', 'get'>
 export type CameraStatusBrief = CameraStatusFeed['cameras'][number]
+export type CameraFigures = ResponseOf<'/api/cameras/figures', 'get'>[number]
 export type CameraIn = RequestOf<'/api/cameras', 'post'>
 export type CameraPatch = RequestOf<'/api/cameras/{camera_id}', 'patch'>
 export type RecordingMode = NonNullable<CameraIn['recording_mode']>

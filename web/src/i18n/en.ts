@@ -361,7 +361,7 @@ const en: Messages = {
     hint: 'Devices waiting for admission are highlighted; once admitted, their next REGISTER is authenticated',
     deviceId: 'Device ID',
     name: 'Name',
-    manufacturer: 'Manufacturer',
+    manufacturer: 'Vendor',
     model: 'Model',
     transport: 'Transport',
     address: 'Address',
@@ -396,6 +396,7 @@ const en: Messages = {
     eventReason: 'Details',
     eventKinds: { online: 'Online', offline: 'Offline', unauthorised_device: 'Unauthorised device', auth_failed: 'Authentication failed (unauthorised)', alarm: 'Device alarm' },
     tree: 'Catalog tree',
+    more: 'More',
     kind: { region: 'Region', business_group: 'Business group', virtual_organization: 'Virtual organisation', camera: 'Camera' },
   },
   audit: {

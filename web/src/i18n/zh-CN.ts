@@ -394,6 +394,7 @@ const zhCN = {
     eventReason: '说明',
     eventKinds: { online: '上线', offline: '离线', unauthorised_device: '未授权设备', auth_failed: '鉴权失败（未授权）', alarm: '设备报警' },
     tree: '目录树',
+    more: '更多',
     kind: { region: '行政区划', business_group: '业务分组', virtual_organization: '虚拟组织', camera: '摄像机' },
   },
   audit: {

@@ -8,13 +8,15 @@
  * (`GET /api/cameras/status`) every FEED_MS and patches the cameras that changed in place. Cameras are loaded
  * again only when the feed says some were added or renamed/moved, or answers in full with cameras this store
  * lacks (`refreshCameras`, also for an explicit refresh). The status page also shows stream figures (bitrate,
- * fps), which the feed leaves out: while a page holds the catalogue with `figures`, every camera is re-loaded
- * as before, at least FIGURES_MS and POLL_LOAD_FACTOR times the last load apart. Refreshes never overlap.
+ * fps, resolution, codec, corrupt packets), which the feed leaves out: while a page holds the catalogue with
+ * `figures`, they are asked for alone (`GET /api/cameras/figures`: only the cameras being pulled, a few numbers
+ * each) and written in place, at least FIGURES_MS and POLL_LOAD_FACTOR times the last answer's time apart.
+ * Refreshes never overlap.
  */
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '../api/client'
-import type { Camera, CameraStatusBrief, CameraStatusFeed, Department, Region } from '../api/types'
+import type { Camera, CameraFigures, CameraStatusBrief, CameraStatusFeed, Department, Region } from '../api/types'
 
 /** How often the status feed is asked (the server compares states at most every 2 s). */
 const FEED_MS = 3000
@@ -51,6 +53,39 @@ function patch(camera: Camera, brief: CameraStatusBrief): void {
   }
 }
 
+/** No figures: a camera that is not being pulled (the figures answer leaves it out). */
+const NO_FIGURES: Omit<CameraFigures, 'id'> = {
+  bitrate_bps: null,
+  fps: null,
+  width: null,
+  height: null,
+  codec: null,
+  corrupt_packets: 0,
+}
+
+/** Write a camera's stream figures, touching only what differs. */
+function patchFigures(camera: Camera, f: Omit<CameraFigures, 'id'>): void {
+  const s = camera.status
+  if (
+    s.bitrate_bps === f.bitrate_bps &&
+    s.fps === f.fps &&
+    s.width === f.width &&
+    s.height === f.height &&
+    s.codec === f.codec &&
+    s.corrupt_packets === f.corrupt_packets
+  )
+    return
+  camera.status = {
+    ...s,
+    bitrate_bps: f.bitrate_bps,
+    fps: f.fps,
+    width: f.width,
+    height: f.height,
+    codec: f.codec,
+    corrupt_packets: f.corrupt_packets,
+  }
+}
+
 export const useCatalog = defineStore('catalog', () => {
   const regions = ref<Region[]>([])
   const departments = ref<Department[]>([])
@@ -58,11 +93,11 @@ export const useCatalog = defineStore('catalog', () => {
   const loaded = ref(false)
   let timer: number | null = null
   let holders = 0
-  /** Holders that show stream figures (the status page): they keep the periodic full load. */
+  /** Holders that show stream figures (the status page): figures are asked for too. */
   let figureHolders = 0
-  /** How long the last full camera load took (ms), and when it ended. */
-  let lastLoadMs = 0
-  let lastLoadAt = 0
+  /** How long the last figures answer took (ms), and when it came. */
+  let lastFiguresMs = 0
+  let lastFiguresAt = -Infinity // performance.now() counts from the page's load: 0 would be "just now" at first
   /** The status feed's cursor; null: the next answer is the full list. */
   let cursor: string | null = null
   let loading: Promise<void> | null = null
@@ -74,15 +109,12 @@ export const useCatalog = defineStore('catalog', () => {
   /** The first load (once; callers while it runs share it). */
   function loadAll(): Promise<void> {
     loading ??= (async () => {
-      const started = performance.now()
       const [r, d, c] = await Promise.all([
         api.get('/api/regions'),
         api.get('/api/departments').catch(() => [] as Department[]),
         // Removed GB channels too: alarms and recordings still name them, and their recordings stay playable.
         fetchAllCameras(false),
       ])
-      lastLoadMs = performance.now() - started
-      lastLoadAt = performance.now()
       regions.value = r
       departments.value = d
       cameras.value = c
@@ -98,10 +130,7 @@ export const useCatalog = defineStore('catalog', () => {
     // What the feed tells while this loads may be older than what it loads: ask from here again afterwards.
     // The feed answers with current values, so hearing a change twice is harmless.
     const since = cursor
-    const started = performance.now()
     const [r, c] = await Promise.all([api.get('/api/regions', { silent: true }), fetchAllCameras(true)])
-    lastLoadMs = performance.now() - started
-    lastLoadAt = performance.now()
     regions.value = r
     cameras.value = c
     cursor = since
@@ -131,6 +160,16 @@ export const useCatalog = defineStore('catalog', () => {
     if (reload) await refreshCameras()
   }
 
+  /** Every camera's stream figures, written in place; the cameras left out have none. */
+  async function refreshFigures(): Promise<void> {
+    const started = performance.now()
+    const figures = await api.get('/api/cameras/figures', { silent: true })
+    lastFiguresMs = performance.now() - started
+    lastFiguresAt = performance.now()
+    const byId = new Map(figures.map((f) => [f.id, f]))
+    for (const camera of cameras.value) patchFigures(camera, byId.get(camera.id) ?? NO_FIGURES)
+  }
+
   let refreshing = false
 
   function schedulePoll(): void {
@@ -143,9 +182,9 @@ export const useCatalog = defineStore('catalog', () => {
     try {
       if (!loaded.value) await loadAll()
       else {
-        const wait = Math.max(FIGURES_MS, POLL_LOAD_FACTOR * lastLoadMs)
-        if (figureHolders > 0 && performance.now() - lastLoadAt >= wait) await refreshCameras()
         await followFeed()
+        const wait = Math.max(FIGURES_MS, POLL_LOAD_FACTOR * lastFiguresMs)
+        if (figureHolders > 0 && performance.now() - lastFiguresAt >= wait) await refreshFigures()
       }
     } catch {
       /* the next poll tries again */
@@ -160,7 +199,13 @@ export const useCatalog = defineStore('catalog', () => {
     holders++
     if (options.figures) figureHolders++
     if (!loaded.value) void loadAll().catch(() => undefined)
-    if (timer === null && !refreshing) schedulePoll()
+    if (options.figures && loaded.value && timer !== null) {
+      // A page that shows figures opened: ask now rather than at the next poll (it shows what the last full
+      // load measured, which may be long ago).
+      window.clearTimeout(timer)
+      timer = null
+      void poll()
+    } else if (timer === null && !refreshing) schedulePoll()
   }
 
   function release(options: { figures?: boolean } = {}): void {

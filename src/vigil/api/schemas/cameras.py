@@ -145,6 +145,18 @@ class CameraStatusFeed(BaseModel):
     deleted: list[int]
 
 
+class CameraFigures(BaseModel):
+    """One camera's stream figures as measured now (what ``CameraStatus`` holds besides its state)."""
+
+    id: int
+    bitrate_bps: float | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    codec: str | None
+    corrupt_packets: int
+
+
 class CameraIn(_CameraFields):
     """A camera to create (or the merged result of a PATCH); ``password`` None means none/unchanged."""
 

@@ -458,6 +458,7 @@ class _VolumesInfo:
                     total_bytes=u.total,
                     used_bytes=u.used,
                     free_bytes=u.free,
+                    used_percent=round(u.used_percent, 2),
                     high_water_percent=self._high_water,
                     only_locked_left=name in locked,
                 )

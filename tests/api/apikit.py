@@ -88,6 +88,7 @@ class FakeVolumes:
                 total_bytes=1000,
                 used_bytes=400,
                 free_bytes=600,
+                used_percent=40.0,
                 high_water_percent=90.0,
                 only_locked_left=False,
             )

@@ -246,6 +246,7 @@ async def test_system_info(api: Api) -> None:
             "total_bytes": 1000,
             "used_bytes": 400,
             "free_bytes": 600,
+            "used_percent": 40.0,
             "high_water_percent": 90.0,
             "only_locked_left": False,
         }

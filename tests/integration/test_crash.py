@@ -111,6 +111,7 @@ async def test_sigkill_mid_recording_recovers_and_shows_the_gap(tmp_path: Path, 
             assert volume["high_water_percent"] == vigil.settings.storage.high_water_percent
             assert volume["only_locked_left"] is False
             assert 0 < volume["used_bytes"] < volume["total_bytes"]
+            assert 0 < volume["used_percent"] < 100
         causes = {gap["cause"] for gap in report["gaps"]}
         assert GapCause.VIGIL_STOPPED.value in causes, report
         assert report["coverage_percent"] < 100

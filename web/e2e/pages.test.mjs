@@ -47,6 +47,27 @@ test('status page: stream figures come from GET /api/cameras/figures, without lo
   assert.deepEqual(page.problems, [])
 })
 
+test('status page: the recording volume against its high-water mark, and the warning when only locked recordings are left', async () => {
+  const page = await newPage(browser)
+  await login(page)
+  await page.getByTestId('nav-status').click()
+  const volume = page.getByTestId('storage-volume').first()
+  await volume.waitFor()
+  assert.match(await volume.innerText(), /已用 .+，可用 .+[\s\S]*高水位 \d+(\.\d+)?%/)
+  assert.equal(await page.getByTestId('storage-only-locked').count(), 0)
+  // The state retention reports when only evidence-locked recordings are left above the mark: said plainly.
+  await page.route('**/api/system', async (route) => {
+    const response = await route.fetch()
+    const info = await response.json()
+    await route.fulfill({ response, json: { ...info, volumes: info.volumes.map((v) => ({ ...v, only_locked_left: true })) } })
+  })
+  await page.reload()
+  await page.getByTestId('storage-only-locked').waitFor()
+  assert.match(await page.getByTestId('storage-only-locked').innerText(), /只剩证据锁定的录像/)
+  await screenshot(page, 'status-storage-locked')
+  assert.deepEqual(page.problems, [])
+})
+
 test('users and audit pages (admin) load; the audit chain verifies', async () => {
   const page = await newPage(browser)
   await login(page)

@@ -81,7 +81,7 @@ def bytes_to_free(usage: DiskUsage, high_water_percent: float, low_water_percent
     """0 below the high-water mark; else what must go to get down to the low-water mark."""
     if usage.used_percent < high_water_percent:
         return 0
-    target_used = int(usage.total * low_water_percent / 100.0)
+    target_used = int(usage.capacity * low_water_percent / 100.0)
     return max(0, usage.used - target_used)
 
 

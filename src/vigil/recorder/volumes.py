@@ -33,13 +33,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class DiskUsage:
+    """``free`` is what this process may still write (statvfs f_bavail); ``total`` includes blocks reserved for root."""
+
     total: int
     used: int
     free: int
 
     @property
+    def capacity(self) -> int:
+        """What recordings can fill: used plus free, without the root-reserved blocks (as ``df`` counts it)."""
+        return self.used + self.free
+
+    @property
     def used_percent(self) -> float:
-        return 100.0 * self.used / self.total if self.total > 0 else 100.0
+        """``df``'s Use%: of the capacity, not of the raw size, so a large root reserve cannot hide a full disk."""
+        return 100.0 * self.used / self.capacity if self.capacity > 0 else 100.0
 
 
 class UsageProbe(Protocol):

@@ -2271,6 +2271,11 @@ export interface components {
             total_bytes: number;
             /** Used Bytes */
             used_bytes: number;
+            /**
+             * Used Percent
+             * @description Use of what recordings can fill (used + free, without root-reserved blocks, as df counts it): the figure the high-water mark is compared with
+             */
+            used_percent: number;
         };
     };
     responses: never;

@@ -293,6 +293,13 @@ const en: Messages = {
     onlineCount: '{online} online of {total}',
     reason: 'Reason',
   },
+  storage: {
+    title: 'Recording storage',
+    usage: '{used} used, {free} free',
+    highWater: 'High-water mark {percent}%: above it the oldest unlocked recordings are deleted',
+    onlyLocked: 'Above the high-water mark with only evidence-locked recordings left: recording stops when the disk is full. Release locks no longer needed or add space.',
+  },
+  level: { alarm: 'Alarm', warning: 'Warning', info: 'Info' },
   failure: {
     Unreachable: 'Unreachable',
     AuthFailed: 'Credentials refused',

@@ -291,6 +291,13 @@ const zhCN = {
     onlineCount: '在线 {online} / 共 {total}',
     reason: '原因',
   },
+  storage: {
+    title: '录像存储',
+    usage: '已用 {used}，可用 {free}',
+    highWater: '高水位 {percent}%：超过后自动删除最早的未锁定录像',
+    onlyLocked: '已超过高水位，且只剩证据锁定的录像可删：磁盘写满后录像将停止。请解除不再需要的锁定或扩容。',
+  },
+  level: { alarm: '告警', warning: '警告', info: '信息' },
   failure: {
     Unreachable: '无法连接',
     AuthFailed: '认证失败（用户名或密码错误）',

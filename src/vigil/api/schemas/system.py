@@ -10,6 +10,10 @@ class VolumeInfo(BaseModel):
     total_bytes: int
     used_bytes: int
     free_bytes: int
+    used_percent: float = Field(
+        description="Use of what recordings can fill (used + free, without root-reserved blocks, as df counts it): "
+        "the figure the high-water mark is compared with"
+    )
     high_water_percent: float = Field(description="Above this use, retention deletes the oldest unlocked recordings")
     only_locked_left: bool = Field(
         description="Above the high-water mark and only evidence-locked recordings are left to delete: recording "

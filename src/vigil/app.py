@@ -205,6 +205,7 @@ def build_source_factory(
             transport=spec.transport,
             connect_timeout=ingest.connect_timeout_seconds,
             read_timeout=ingest.read_timeout_seconds,
+            audio=ingest.audio,
         )
 
     return factory

@@ -64,6 +64,11 @@ class IngestSettings(_Section):
     backoff_initial_seconds: float = Field(1.0, gt=0, description="First reconnect delay after a failure.")
     backoff_max_seconds: float = Field(30.0, gt=0, description="Reconnect delay cap (doubling with jitter).")
     transport: str = Field("tcp", pattern="^(tcp|udp)$", description="RTP transport asked of RTSP cameras.")
+    audio: bool = Field(
+        True,
+        description="Set up RTSP cameras' audio (AAC or G.711) too, when they offer it: recorded and exported "
+        "with the video, heard in live view and playback (AAC). Off: video only.",
+    )
     on_demand_grace_seconds: float = Field(
         30.0,
         ge=0,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import vigil.ingest.rtsp as ingest_rtsp
-from vigil.domain.media import AccessUnit, Codec
+from vigil.domain.media import AccessUnit, AudioCodec, AudioUnit, Codec
 from vigil.ingest.errors import (
     AuthFailed,
     SourceError,
@@ -25,6 +25,7 @@ from vigil.ingest.errors import (
 from vigil.ingest.rtsp import RtspSource
 from vigil.protocols.rtp.depacketize import Depacketizer
 from vigil.protocols.rtp.fast import FastDepacketizer
+from vigil.protocols.rtp.packet import RtpPacket
 from vigil.protocols.rtsp.message import Headers, InterleavedFrame, RtspParser, RtspRequest, RtspResponse
 
 DATA = Path(__file__).resolve().parents[1] / "protocols" / "data"
@@ -44,6 +45,10 @@ def _load() -> tuple[list[RtspResponse], list[bytes]]:
 
 RESPONSES, FRAMES = _load()
 BYE = InterleavedFrame(1, b"\x81\xcb\x00\x01\x12\x34\x56\x78").serialize()
+AAC_SECTION = (
+    b"m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/16000/1\r\n"
+    b"a=fmtp:97 mode=AAC-hbr;config=1408;sizelength=13;indexlength=3;indexdeltalength=3\r\na=control:stream=1\r\n"
+)
 
 
 @dataclass
@@ -54,6 +59,8 @@ class Replay:
     then: str = "close"  # close | silent | bye
     status: int | None = None  # answer DESCRIBE with this status instead
     mute: bool = False  # accept the connection, never answer
+    #: Offer an AAC track too and, after the video frames, send nothing but audio every 50 ms.
+    audio_only_after: bool = False
     requests: list[RtspRequest] = field(default_factory=list)
     got_request: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
@@ -84,18 +91,31 @@ class Replay:
     def _answer(self, request: RtspRequest, index: int) -> RtspResponse:
         if request.method == "DESCRIBE" and self.status is not None:
             return RtspResponse(self.status, "Nope", Headers([("CSeq", str(request.cseq))]))
-        if request.method in ("TEARDOWN", "GET_PARAMETER") or index >= len(RESPONSES):
+        steps = ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+        if request.method not in steps:
             return RtspResponse(200, "OK", Headers([("CSeq", str(request.cseq))]))
-        template = RESPONSES[index]
+        template = RESPONSES[steps.index(request.method)]
         headers = template.headers.copy()
         headers["CSeq"] = str(request.cseq)
-        return RtspResponse(template.status, template.reason, headers, template.body)
+        body = template.body
+        if self.audio_only_after and request.method == "DESCRIBE":
+            body += AAC_SECTION
+            del headers["Content-Length"]
+        if request.method == "SETUP" and request.uri.endswith("stream=1"):
+            headers["Transport"] = "RTP/AVP/TCP;unicast;interleaved=2-3"
+        return RtspResponse(template.status, template.reason, headers, body)
 
     async def _play(self, writer: asyncio.StreamWriter) -> None:
         for i in range(0, len(self.frames), 20):
             writer.write(b"".join(self.frames[i : i + 20]))
             await writer.drain()
             await asyncio.sleep(0.005)
+        seq = 0
+        while self.audio_only_after and not writer.is_closing():
+            seq += 1
+            packet = RtpPacket(97, seq, seq * 1024, 0xA0D10, b"\x00\x10\x00\x40" + b"\x21" * 8, True)
+            writer.write(InterleavedFrame(2, packet.serialize()).serialize())
+            await asyncio.sleep(0.05)
         if self.then == "bye":
             writer.write(BYE)
         elif self.then == "close":
@@ -160,6 +180,29 @@ async def test_silence_after_media_is_stream_timeout() -> None:
         error = await run_until_error(src)
     assert isinstance(error, StreamTimeout) and units
     assert loop.time() - started < 5.0
+
+
+async def test_audio_alone_does_not_keep_a_session_whose_pictures_stopped() -> None:
+    # A camera whose video encoder hung while its microphone goes on: the watchdog counts pictures' packets.
+    received: list[AccessUnit | AudioUnit] = []
+    async with serving(Replay(then="silent", audio_only_after=True)) as url:
+        src = RtspSource(1, url, "", "", received.append, read_timeout=0.4)
+        error = await run_until_error(src)
+    assert isinstance(error, StreamTimeout)
+    audio = [u for u in received if isinstance(u, AudioUnit)]
+    assert audio and len(audio) < len(received)  # audio did flow, placed after the pictures
+    assert audio[0].track.codec is AudioCodec.AAC and audio[0].data == b"\x21" * 8
+    assert src.audio_out == len(audio)
+
+
+async def test_audio_off_sets_up_the_video_only() -> None:
+    received: list[AccessUnit | AudioUnit] = []
+    replay = Replay(then="silent", audio_only_after=True)
+    async with serving(replay) as url:
+        src = RtspSource(1, url, "", "", received.append, read_timeout=0.4, audio=False)
+        await run_until_error(src)
+    assert [r.uri.rsplit("/", 1)[-1] for r in replay.requests if r.method == "SETUP"] == ["stream=0"]
+    assert received and all(isinstance(u, AccessUnit) for u in received) and src.audio_out == 0
 
 
 async def test_rtcp_bye_is_stream_ended() -> None:

@@ -10,6 +10,8 @@ file (no re-encode):
 
 - open port:   ``/h264`` (campus_576p10_h264.mp4), ``/h265`` (campus_576p25_h265.mp4),
   ``/h264-1080`` (campus_1080p25_h264.mp4, 4 Mbps: for benchmarks)
+- open port:   ``/h264-aac`` and ``/h264-pcma``: the 576p10 H.264 clip with a test tone as a second
+  track (AAC-hbr 16 kHz mono, RFC 3640; G.711 A-law 8 kHz, RFC 3551), as cameras with a microphone send it
 - digest port: ``/secure`` (H.264, Digest auth)
 - basic port:  ``/secure`` (H.264, Basic auth)
 """
@@ -36,6 +38,11 @@ H265_LAUNCH = (
     "( filesrc location={path} ! qtdemux ! h265parse config-interval=-1"
     " ! rtph265pay name=pay0 pt=96 config-interval=-1 )"
 )
+# A 440 Hz tone on the same pipeline clock as the video, encoded as a camera's audio would be.
+AUDIO_LAUNCH = {
+    "aac": " audiotestsrc freq=440 ! audio/x-raw,rate=16000,channels=1 ! voaacenc ! rtpmp4gpay name=pay1 pt=97",
+    "pcma": " audiotestsrc freq=440 ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1 pt=8",
+}
 
 
 def _factory(launch: str, role: str | None = None) -> GstRtspServer.RTSPMediaFactory:
@@ -78,6 +85,9 @@ def main() -> None:
     mounts.add_factory("/h264", _factory(H264_LAUNCH.format(path=h264)))
     mounts.add_factory("/h265", _factory(H265_LAUNCH.format(path=h265)))
     mounts.add_factory("/h264-1080", _factory(H264_LAUNCH.format(path=h264_1080)))
+    for name, audio in AUDIO_LAUNCH.items():
+        launch = H264_LAUNCH.format(path=h264).removesuffix(" )") + audio + " )"
+        mounts.add_factory(f"/h264-{name}", _factory(launch))
     digest_server = _server(GstRtsp.RTSPAuthMethod.DIGEST, args.user, args.password)
     digest_server.get_mount_points().add_factory("/secure", _factory(H264_LAUNCH.format(path=h264), "user"))
     basic_server = _server(GstRtsp.RTSPAuthMethod.BASIC, args.user, args.password)

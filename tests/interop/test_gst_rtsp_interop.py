@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import pytest
 from tests.media import MEDIA
 
-from vigil.domain.media import AccessUnit, Codec
+from vigil.domain.media import AccessUnit, AudioCodec, AudioTrack, AudioUnit, Codec
 from vigil.ingest.errors import AuthFailed, SourceError, StreamEnded, StreamNotFound, StreamTimeout, Unreachable
 from vigil.ingest.rtsp import RtspSource
 
@@ -133,6 +134,46 @@ async def test_h264_over_tcp_and_udp(gst: GstServer, transport: str) -> None:
     assert src.units_out == len(units) and src.bytes_in > 100_000 and src.corrupt == 0
     # 10 fps: consecutive units are 100 ms apart.
     assert {b.dts - a.dts for a, b in itertools.pairwise(units)} == {9000}
+
+
+AAC_16K = AudioTrack(AudioCodec.AAC, 16000, 1, b"\x14\x08", "mp4a.40.2")
+
+
+@pytest.mark.parametrize(
+    ("path", "transport", "track"),
+    [
+        ("/h264-aac", "tcp", AAC_16K),
+        ("/h264-aac", "udp", AAC_16K),
+        ("/h264-pcma", "tcp", AudioTrack(AudioCodec.PCMA, 8000, 1)),
+    ],
+)
+async def test_camera_audio_is_carried_on_the_video_clock(
+    gst: GstServer, path: str, transport: str, track: AudioTrack
+) -> None:
+    pictures: list[AccessUnit] = []
+    audio: list[AudioUnit] = []
+
+    def publish(unit: AccessUnit | AudioUnit) -> None:
+        if isinstance(unit, AudioUnit):
+            audio.append(unit)
+        else:
+            pictures.append(unit)
+
+    src = RtspSource(1, gst.url(path), "", "", publish, transport=transport)
+    await collect(src, pictures, 4.3)
+    check_stream(pictures, Codec.H264, 2.0)
+    assert audio and {u.track for u in audio} == {track}
+    assert src.audio_out == len(audio) and src.corrupt == 0
+    # Continuous: each frame starts where the one before ended (on the 90 kHz video clock).
+    assert all(b.pts - a.pts == a.duration * 90_000 // track.sample_rate for a, b in itertools.pairwise(audio))
+    # In sync: the tone starts with the clip, and audio keeps pace with the pictures.
+    assert audio[0].pts < 0.3 * 90_000
+    assert abs(audio[-1].pts - pictures[-1].dts) < 0.5 * 90_000
+    if track.codec is AudioCodec.AAC:
+        decoder = av.CodecContext.create("aac", "r")
+        decoder.extradata = track.config
+        samples = sum(f.samples for u in audio for f in decoder.decode(av.Packet(u.data)))
+        assert samples >= 1024 * (len(audio) - 2)
 
 
 async def test_h265(gst: GstServer) -> None:

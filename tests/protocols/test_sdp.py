@@ -9,9 +9,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from vigil.domain.media import Codec
+from vigil.domain.media import AudioCodec, Codec
 from vigil.protocols.sdp import (
     MAX_SDP_BYTES,
+    AudioFormat,
     SdpError,
     SessionDescription,
     resolve_control,
@@ -176,6 +177,8 @@ def test_generated_descriptions_parse_or_fail_cleanly(body: list[str]) -> None:
     for media in sdp.media:
         with contextlib.suppress(SdpError):
             media.video_format()
+        with contextlib.suppress(SdpError):
+            media.audio_format()
 
 
 @given(st.binary(max_size=400))
@@ -188,3 +191,45 @@ def test_arbitrary_bytes_raise_only_sdp_error(raw: bytes) -> None:
     for media in sdp.media:
         with contextlib.suppress(SdpError):
             media.video_format()
+        with contextlib.suppress(SdpError):
+            media.audio_format()
+
+
+def _audio(section: str) -> AudioFormat | None:
+    sdp = SessionDescription.parse(("v=0\n" + section).replace("\n", "\r\n").encode())
+    return sdp.media[0].audio_format()
+
+
+def test_camera_audio_formats() -> None:
+    # G.711 A-law as a Hikvision-style camera offers it (static payload type 8 with its rtpmap)...
+    assert SessionDescription.parse(CAMERA_SDP).media[1].audio_format() == AudioFormat(
+        AudioCodec.PCMA,
+        8,
+        8000,
+        control="rtsp://192.168.1.64:554/Streaming/Channels/101/trackID=2?transportmode=unicast",
+    )
+    assert SessionDescription.parse(CAMERA_SDP).media[0].audio_format() is None  # a video section
+    # ...or bare, by static payload type alone (RFC 3551: 0 is PCMU, 8 is PCMA, 8 kHz mono).
+    assert _audio("m=audio 0 RTP/AVP 0\n") == AudioFormat(AudioCodec.PCMU, 0, 8000)
+    # AAC as RFC 3640 AAC-hbr (GStreamer's rtpmp4gpay, most cameras).
+    aac = _audio(
+        "m=audio 0 RTP/AVP 97\na=rtpmap:97 MPEG4-GENERIC/16000/1\na=fmtp:97 streamtype=5; profile-level-id=15; "
+        "mode=AAC-hbr; config=1408; SizeLength=13; IndexLength=3; IndexDeltaLength=3\na=control:trackID=2\n"
+    )
+    assert aac == AudioFormat(AudioCodec.AAC, 97, 16000, 1, b"\x14\x08", 13, 3, 3, "trackID=2")
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "m=audio 0 RTP/AVP 96\na=rtpmap:96 opus/48000/2\n",  # not a codec MP4 recordings carry here
+        "m=audio 0 RTP/AVP 97\na=rtpmap:97 MPEG4-GENERIC/16000\na=fmtp:97 mode=CELP-cbr;config=1408;sizelength=6\n",
+        "m=audio 0 RTP/AVP 97\na=rtpmap:97 MPEG4-GENERIC/16000\na=fmtp:97 mode=AAC-hbr;config=14;sizelength=13\n",
+        "m=audio 0 RTP/AVP 97\na=rtpmap:97 MPEG4-GENERIC/16000\na=fmtp:97 mode=AAC-hbr;config=zz08;sizelength=13\n",
+        "m=audio 0 RTP/AVP 97\na=rtpmap:97 MPEG4-GENERIC/16000\na=fmtp:97 mode=AAC-hbr;config=1408;sizelength=x\n",
+        "m=audio 0 RTP/AVP 97\na=rtpmap:97 MPEG4-GENERIC/16000\na=fmtp:97 mode=AAC-hbr;config=1408\n",
+        "m=audio 0 RTP/AVP 97\n",  # a dynamic payload type without its rtpmap
+    ],
+)
+def test_audio_that_cannot_be_carried_is_none(section: str) -> None:
+    assert _audio(section) is None

@@ -6,7 +6,11 @@ to ``publish``. Over TCP with the compiled depacketizer, a read's whole run of i
 frames goes to it in one call, so Python works per access unit, not per packet; otherwise
 (UDP, or the extension not built) each packet goes to the depacketizer's ``push_span``.
 ``run`` ends only by raising a :mod:`vigil.ingest.errors` error (restarting is the
-supervisor's job) or by returning after :meth:`RtspSource.close`. Damage is logged
+supervisor's job) or by returning after :meth:`RtspSource.close`. A camera's audio (AAC or
+G.711, when it offers it and ``audio`` is on) is the session's last track: its packets go one by
+one to an :class:`~vigil.protocols.rtp.audio.AudioDepacketizer`, and each frame is published as
+an :class:`~vigil.domain.media.AudioUnit` placed on the video clock (:mod:`vigil.ingest.audio_clock`).
+Damage is logged
 aggregated, at most once per :data:`CORRUPT_LOG_INTERVAL`; passwords are never logged (URLs
 are masked).
 """
@@ -18,7 +22,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from vigil.domain.media import AccessUnit
+from vigil.domain.media import AccessUnit, AudioUnit
+from vigil.ingest.audio_clock import AudioClock
 from vigil.ingest.errors import (
     AuthFailed,
     ProtocolFailure,
@@ -28,10 +33,13 @@ from vigil.ingest.errors import (
     StreamTimeout,
     Unreachable,
 )
+from vigil.protocols.aac import AacError
 from vigil.protocols.rtp import fast
+from vigil.protocols.rtp.audio import AudioDepacketizer
 from vigil.protocols.rtp.depacketize import Depacketizer
 from vigil.protocols.rtp.fast import FastDepacketizer
 from vigil.protocols.rtsp.client import FailureReason, Playing, mask_url, parse_url
+from vigil.protocols.sdp import AudioFormat
 from vigil.transport.rtsp import (
     RtspByeReceived,
     RtspConnection,
@@ -71,12 +79,13 @@ class RtspSource:
         url: str,
         username: str,
         password: str,
-        publish: Callable[[AccessUnit], None],
+        publish: Callable[[AccessUnit | AudioUnit], None],
         *,
         transport: str = "tcp",
         connect_timeout: float = 5.0,
         read_timeout: float = 5.0,
         on_connected: Callable[[], None] | None = None,
+        audio: bool = True,
     ) -> None:
         parse_url(url)  # a bad URL is a configuration error: fail at construction, not in the retry loop
         if transport not in ("tcp", "udp"):
@@ -89,6 +98,7 @@ class RtspSource:
         self._transport = transport
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._audio = audio
         #: Called once per run(), when PLAY succeeded and the first access unit arrived.
         self.on_connected = on_connected
         self._prefix = f"camera {camera_id} ({mask_url(url)})"
@@ -102,6 +112,12 @@ class RtspSource:
         self.units_out = 0
         self._bytes_done = 0
         self._corrupt_done = 0
+        self._audio_depacketizer: AudioDepacketizer | None = None
+        self._audio_clock: AudioClock | None = None
+        #: ``dts`` of the latest picture published this session: where audio is anchored.
+        self._video_dts: int | None = None
+        #: Audio units published (all runs).
+        self.audio_out = 0
 
     @property
     def bytes_in(self) -> int:
@@ -112,7 +128,8 @@ class RtspSource:
     def corrupt(self) -> int:
         """Damaged or lost RTP packets (all runs): what operators see as packet trouble on this camera."""
         d = self._depacketizer
-        return self._corrupt_done + (d.corrupt + d.lost if d else 0)
+        a = self._audio_depacketizer
+        return self._corrupt_done + (d.corrupt + d.lost if d else 0) + (a.corrupt + a.lost if a else 0)
 
     async def run(self) -> None:
         """Connect, play and publish until the stream fails (raises a SourceError) or close() is called."""
@@ -126,6 +143,8 @@ class RtspSource:
             password=self._password,
             transport=self._transport,
             request_timeout=self._connect_timeout,
+            audio=self._audio,
+            progress=self._video_packets,
         )
         self._connection = connection
         try:
@@ -139,9 +158,19 @@ class RtspSource:
             self._bytes_done += connection.bytes_in
             if self._depacketizer is not None:
                 self._corrupt_done += self._depacketizer.corrupt + self._depacketizer.lost
+            if self._audio_depacketizer is not None:
+                self._corrupt_done += self._audio_depacketizer.corrupt + self._audio_depacketizer.lost
             self._connection = None
             self._depacketizer = None
+            self._audio_depacketizer = None
+            self._audio_clock = None
+            self._video_dts = None
             self._push = _ignore_packet
+
+    def _video_packets(self) -> int:
+        """What the media-silence watchdog watches: video packets, so audio alone cannot keep a session up."""
+        depacketizer = self._depacketizer
+        return depacketizer.packets if depacketizer is not None else 0
 
     async def _session(self, connection: RtspConnection) -> None:
         """Connect, play, stream; translate every way it ends into the SourceError tree."""
@@ -157,7 +186,14 @@ class RtspSource:
                     playing = await connection.play()
             except TimeoutError as exc:
                 raise StreamTimeout(f"{self._prefix}: no PLAY within {self._connect_timeout:g} s") from exc
-            log.info("%s: playing %s over %s", self._prefix, playing.tracks[0].format.codec.value, self._transport)
+            audio = self._audio_depacketizer
+            log.info(
+                "%s: playing %s%s over %s",
+                self._prefix,
+                playing.tracks[0].format.codec.value,
+                f" with {audio.track.codec.value} audio" if audio else "",
+                self._transport,
+            )
             reporter = asyncio.create_task(self._report_corrupt(), name=f"{self._prefix} corrupt report")
             await connection.wait_closed(self._read_timeout)
         except RtspSessionError as exc:
@@ -181,6 +217,7 @@ class RtspSource:
     def _on_playing(self, playing: Playing) -> None:
         track = playing.tracks[0]
         fmt = track.format
+        assert not isinstance(fmt, AudioFormat)  # the client sets video up first, audio last
         kind = FastDepacketizer if USE_COMPILED_DEPACKETIZER else Depacketizer
         depacketizer = kind(
             fmt.codec,
@@ -194,6 +231,15 @@ class RtspSource:
         if connection is None:
             return
         connection.set_media_handler(0, self._on_packet)
+        audio = playing.tracks[-1].format if len(playing.tracks) > 1 else None
+        if isinstance(audio, AudioFormat):
+            try:
+                self._audio_depacketizer = AudioDepacketizer(audio)
+            except AacError as exc:
+                log.warning("%s: leaving its audio out: %s", self._prefix, exc)
+            else:
+                self._audio_clock = AudioClock(self._audio_depacketizer.track.sample_rate)
+                connection.set_media_handler(len(playing.tracks) - 1, self._on_audio_packet)
         if isinstance(depacketizer, FastDepacketizer):
             feed = depacketizer.feed_interleaved
             channel = track.rtp_channel
@@ -221,7 +267,19 @@ class RtspSource:
                 unit.received_mono = connection.read_mono
         self._emit(units)
 
+    def _on_audio_packet(self, data: memoryview, start: int, end: int) -> None:
+        depacketizer, clock, connection = self._audio_depacketizer, self._audio_clock, self._connection
+        if depacketizer is None or clock is None or connection is None:
+            return
+        for frame in depacketizer.push(data[start:end]):
+            pts = clock.place(frame.ts, depacketizer.epoch, self._video_dts)
+            if pts is None:
+                continue
+            self.audio_out += 1
+            self._publish(AudioUnit(depacketizer.track, pts, frame.duration, frame.data, connection.read_wallclock))
+
     def _emit(self, units: Sequence[AccessUnit]) -> None:
+        self._video_dts = units[-1].dts
         for unit in units:
             self.units_out += 1
             self._publish(unit)
@@ -237,14 +295,15 @@ class RtspSource:
             depacketizer = self._depacketizer
             if depacketizer is None:
                 continue
-            count = depacketizer.corrupt
+            audio = self._audio_depacketizer
+            count = depacketizer.corrupt + (audio.corrupt if audio else 0)
             if count > reported:
                 log.warning(
                     "%s: %d corrupt RTP packets/units in the last %g s (%d packets lost), last: %s",
                     self._prefix,
                     count - reported,
                     CORRUPT_LOG_INTERVAL,
-                    depacketizer.lost,
-                    depacketizer.last_error,
+                    depacketizer.lost + (audio.lost if audio else 0),
+                    depacketizer.last_error or (audio.last_error if audio else ""),
                 )
                 reported = count

@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vigil.domain.media import VIDEO_CLOCK_RATE, Codec
+from vigil.domain.media import VIDEO_CLOCK_RATE, AudioCodec, Codec
 
 #: Larger than any real camera SDP by two orders of magnitude; matches the RTSP body limit.
 MAX_SDP_BYTES = 64 * 1024
@@ -29,6 +29,9 @@ MAX_MEDIA_SECTIONS = 64
 _LINE = re.compile(r"([a-z])=(.*)")
 _DIRECTIONS = frozenset({"sendonly", "recvonly", "sendrecv", "inactive"})
 _ENCODINGS = {"H264": Codec.H264, "H265": Codec.H265, "HEVC": Codec.H265}
+#: G.711 by static payload type (RFC 3551 table 4: 8 kHz mono), for SDPs that carry no rtpmap for it.
+_STATIC_AUDIO = {0: AudioCodec.PCMU, 8: AudioCodec.PCMA}
+_G711_ENCODINGS = {"PCMU": AudioCodec.PCMU, "PCMA": AudioCodec.PCMA}
 
 
 class SdpError(ValueError):
@@ -65,6 +68,26 @@ class VideoFormat:
     packetization_mode: int = 0
     profile_level_id: str = ""
     framerate: float | None = None
+    control: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """What an audio depacketizer needs from one audio ``m=`` section (AAC or G.711).
+
+    AAC comes as RFC 3640 ``mpeg4-generic`` in AAC-hbr mode: ``config`` is the AudioSpecificConfig
+    from the SDP, and each packet starts with AU headers of ``size_length`` + ``index_length`` bits
+    (``index_delta_length`` for the second and later ones). G.711 has neither.
+    """
+
+    codec: AudioCodec
+    payload_type: int
+    clock_rate: int
+    channels: int = 1
+    config: bytes = b""
+    size_length: int = 0
+    index_length: int = 0
+    index_delta_length: int = 0
     control: str | None = None
 
 
@@ -214,6 +237,44 @@ class MediaDescription:
                 profile_level_id=params.get("profile-level-id", ""),
                 framerate=self.framerate,
                 control=self.control,
+            )
+        return None
+
+    def audio_format(self) -> AudioFormat | None:
+        """The first AAC (AAC-hbr) or G.711 payload of an audio section, or None if it carries neither."""
+        if self.media != "audio":
+            return None
+        for fmt in self.formats:
+            if not _is_number(fmt):
+                continue
+            payload_type = int(fmt)
+            rtpmap = self.rtpmap(payload_type)
+            if rtpmap is None:
+                codec = _STATIC_AUDIO.get(payload_type)
+                if codec is not None:
+                    return AudioFormat(codec, payload_type, 8000, control=self.control)
+                continue
+            channels = rtpmap.channels or 1
+            g711 = _G711_ENCODINGS.get(rtpmap.encoding.upper())
+            if g711 is not None:
+                return AudioFormat(g711, payload_type, rtpmap.clock_rate, channels, control=self.control)
+            if rtpmap.encoding.upper() != "MPEG4-GENERIC":
+                continue
+            params = self.fmtp(payload_type)
+            try:
+                config = bytes.fromhex(params.get("config", ""))
+                size, index, delta = (
+                    int(params.get(name, "0")) for name in ("sizelength", "indexlength", "indexdeltalength")
+                )
+            except ValueError:
+                continue
+            # AAC-hbr: 13-bit sizes, 3-bit indices (RFC 3640 §3.3.6); other modes (CELP, lbr) are not AAC LC.
+            if params.get("mode", "").lower() != "aac-hbr" or len(config) < 2 or not 0 < size <= 16:
+                continue
+            if not (0 <= index <= 8 and 0 <= delta <= 8):
+                continue
+            return AudioFormat(
+                AudioCodec.AAC, payload_type, rtpmap.clock_rate, channels, config, size, index, delta, self.control
             )
         return None
 

@@ -13,8 +13,8 @@ segment; the recorder then stops writing ("disk_full" + "recording_stopped" even
 and drops units until a volume has room again ("recording_resumed"). Nothing already written is
 touched. Any other failure restarts the recording loop after a backoff (supervised).
 
-Audio (GB/T 28181 cameras that send it) is stored by stream copy as track 2 of the same files. The
-cut policy stays video-only: audio units wait in a bounded buffer and ride in the next video
+Audio (GB/T 28181 PS audio, RTSP AAC or G.711, when a camera sends it) is stored by stream copy as track 2
+of the same files. The cut policy stays video-only: audio units wait in a bounded buffer and ride in the next video
 fragment written (each track's ``tfdt`` places it, so audio need not align with fragment edges). A
 segment's audio track is fixed when it opens; audio of another track (the camera started sending
 audio, or changed its format) makes the recorder cut at the next keyframe so the new segment's init

@@ -214,10 +214,17 @@ class RtspConnection:
         password: str = "",
         transport: str = "tcp",
         request_timeout: float = 5.0,
+        audio: bool = False,
+        progress: Callable[[], int] | None = None,
     ) -> None:
         if transport not in ("tcp", "udp"):
             raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
         self._url = url
+        #: Set up the camera's audio too (as the last track) when it offers AAC or G.711.
+        self._audio = audio
+        #: A count the media-silence watchdog watches (default: every media packet). A caller with
+        #: audio passes its video's: audio alone flowing must not hide pictures that stopped.
+        self._progress = progress
         self._username = username
         self._password = password
         self._transport_kind = transport
@@ -296,9 +303,10 @@ class RtspConnection:
         self._done = loop.create_future()
         client_ports: tuple[tuple[int, int], ...] = ()
         if self._transport_kind == "udp":
-            pair = _bind_udp_pair("0.0.0.0")
-            self._udp_socks.append(pair)
-            client_ports = ((pair[0].getsockname()[1], pair[1].getsockname()[1]),)
+            for _ in range(2 if self._audio else 1):
+                pair = _bind_udp_pair("0.0.0.0")
+                self._udp_socks.append(pair)
+            client_ports = tuple((rtp.getsockname()[1], rtcp.getsockname()[1]) for rtp, rtcp in self._udp_socks)
         client = RtspClient(
             self._url,
             username=self._username,
@@ -306,6 +314,7 @@ class RtspConnection:
             transport=self._transport_kind,
             client_ports=client_ports,
             request_timeout=self._request_timeout,
+            audio=self._audio,
         )
         self._client = client
         sock = await _open_tcp(loop, client.host, client.port)
@@ -509,8 +518,11 @@ class RtspConnection:
             return
         if self._playing is None or not self._playing.done():
             return  # before PLAY's answer: nothing routes media yet
+        handler = self._track_handlers.get(track_index)
+        if handler is None:
+            return  # the port pair of a track the server did not set up (audio it refused)
         self._udp_packets += 1
-        self._track_handlers[track_index](data, 0, size)
+        handler(data, 0, size)
 
     def _on_connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -547,12 +559,14 @@ class RtspConnection:
         assert client is not None
         last_packets = -1
         last_progress = time.monotonic()
+        progress = self._progress
         while self._done is not None and not self._done.done():
             now = time.monotonic()
             deadline = client.get_timer()
             if self._read_timeout is not None:
-                if self.packets_in != last_packets:
-                    last_packets = self.packets_in
+                packets = progress() if progress is not None else self.packets_in
+                if packets != last_packets:
+                    last_packets = packets
                     last_progress = now
                 elif now - last_progress >= self._read_timeout:
                     self._finish(RtspMediaTimeout(f"no media for {self._read_timeout:g} s"))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from vigil.domain.media import AudioCodec, Codec
 from vigil.protocols.rtsp.auth import digest_challenge, verify_basic, verify_digest
 from vigil.protocols.rtsp.client import (
     ClientEvent,
@@ -19,6 +20,7 @@ from vigil.protocols.rtsp.client import (
     with_credentials,
 )
 from vigil.protocols.rtsp.message import Headers, InterleavedFrame, RtspParser, RtspRequest, RtspResponse
+from vigil.protocols.sdp import AudioFormat
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SESSION = (DATA / "gst_h264_session.bin").read_bytes()
@@ -409,3 +411,59 @@ def test_separate_credentials_win_over_url_ones() -> None:
     assert "urlpass" not in request.uri
     server.answer(401, {"WWW-Authenticate": 'Basic realm="x"'})
     assert verify_basic(server.take().headers["Authorization"], "admin", "pw")
+
+
+AAC_SECTION = (
+    b"m=audio 0 RTP/AVP 97\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:97 MPEG4-GENERIC/16000/1\r\n"
+    b"a=fmtp:97 streamtype=5;profile-level-id=2;mode=AAC-hbr;config=1408;sizelength=13;indexlength=3;"
+    b"indexdeltalength=3\r\na=control:stream=1\r\n"
+)
+
+
+def _audio_handshake(client: RtspClient, audio_status: int) -> tuple[Playing, list[RtspRequest]]:
+    server = FakeServer(client)
+    client.start(0.0)
+    server.take()
+    server.answer()
+    server.take()
+    server.answer(headers={"Content-Base": URL + "/"}, body=SDP + AAC_SECTION)
+    video = server.take()
+    assert video.uri == URL + "/stream=0"
+    server.answer(headers={"Session": "abc", "Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+    audio = server.take()
+    assert (audio.method, audio.uri) == ("SETUP", URL + "/stream=1")
+    assert audio.headers["Transport"] == "RTP/AVP/TCP;unicast;interleaved=2-3"
+    assert audio.headers["Session"] == "abc"
+    server.answer(audio_status, headers={"Session": "abc", "Transport": "RTP/AVP/TCP;unicast;interleaved=2-3"})
+    play = server.take()
+    assert play.method == "PLAY"
+    (playing,) = server.answer(headers={"Session": "abc"})
+    assert isinstance(playing, Playing)
+    return playing, server.requests
+
+
+def test_audio_is_set_up_after_the_video_as_the_last_track() -> None:
+    playing, _ = _audio_handshake(RtspClient(URL, audio=True), 200)
+    video, audio = playing.tracks
+    assert isinstance(audio.format, AudioFormat) and audio.format.codec is AudioCodec.AAC
+    assert (audio.format.config, audio.format.size_length, audio.format.index_length) == (b"\x14\x08", 13, 3)
+    assert (video.rtp_channel, audio.rtp_channel, audio.rtcp_channel) == (0, 2, 3)
+
+
+def test_audio_a_camera_refuses_leaves_video_playing() -> None:
+    playing, requests = _audio_handshake(RtspClient(URL, audio=True), 461)
+    assert [t.format.codec for t in playing.tracks] == [Codec.H264]
+    assert [r.method for r in requests].count("SETUP") == 2
+
+
+def test_audio_is_left_alone_unless_asked_for_or_without_a_udp_port_pair() -> None:
+    for client in (RtspClient(URL), RtspClient(URL, transport="udp", client_ports=((50000, 50001),), audio=True)):
+        server = FakeServer(client)
+        client.start(0.0)
+        server.take()
+        server.answer()
+        server.take()
+        server.answer(headers={"Content-Base": URL + "/"}, body=SDP + AAC_SECTION)
+        assert server.take().uri == URL + "/stream=0"
+        server.answer(headers={"Session": "abc", "Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+        assert server.take().method == "PLAY"

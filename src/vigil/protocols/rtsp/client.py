@@ -1,4 +1,4 @@
-"""Sans-I/O RTSP client session: OPTIONS → DESCRIBE → SETUP (per video track) → PLAY → keepalive → TEARDOWN.
+"""Sans-I/O RTSP client session: OPTIONS → DESCRIBE → SETUP (per track) → PLAY → keepalive → TEARDOWN.
 
 Theory of operation: the caller owns the socket and the clock. It calls :meth:`RtspClient.start`
 once connected, passes every received chunk to :meth:`RtspClient.receive_data`, drains
@@ -15,6 +15,10 @@ Authentication: a 401 is answered once with the credentials (Digest preferred ov
 every later request carries them too. A 401 to a request that already carried credentials
 (or when there are none) is :attr:`FailureReason.AUTH_REFUSED` — unless the server marked
 the nonce ``stale``, which earns one more try.
+
+Audio: with ``audio=True`` the first AAC or G.711 section the SDP offers is set up after the
+video track(s), as the last track. Audio is optional: a camera that refuses its SETUP (or offers
+no audio we can use) plays video only.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from vigil.protocols.rtsp.message import (
     RtspRequest,
     RtspResponse,
 )
-from vigil.protocols.sdp import SdpError, SessionDescription, VideoFormat, resolve_control
+from vigil.protocols.sdp import AudioFormat, SdpError, SessionDescription, VideoFormat, resolve_control
 
 DEFAULT_PORT = 554
 #: RFC 2326 §12.37: a session without an explicit timeout expires after 60 s.
@@ -115,9 +119,9 @@ class FailureReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ClientTrack:
-    """One set-up video track: its format, control URL and where its packets arrive."""
+    """One set-up track (video, or the optional audio last): its format, control URL and where its packets arrive."""
 
-    format: VideoFormat
+    format: VideoFormat | AudioFormat
     url: str
     #: Interleaved channels (TCP) — for UDP the client assigns them too, so callers can
     #: route packets from both transports the same way.
@@ -188,6 +192,7 @@ class RtspClient:
         client_ports: tuple[tuple[int, int], ...] = (),
         request_timeout: float = 5.0,
         max_video_tracks: int = 1,
+        audio: bool = False,
         user_agent: str = USER_AGENT,
     ) -> None:
         parsed = parse_url(url)
@@ -207,6 +212,7 @@ class RtspClient:
         self._client_ports = client_ports
         self._request_timeout = request_timeout
         self._max_tracks = max_video_tracks
+        self._audio = audio
         self._user_agent = user_agent
 
         self._parser = RtspParser()
@@ -225,7 +231,7 @@ class RtspClient:
         self._keepalive_due: float | None = None
         self._sdp: SessionDescription | None = None
         self._base = self.url
-        self._formats: list[tuple[VideoFormat, str]] = []
+        self._formats: list[tuple[VideoFormat | AudioFormat, str]] = []
         self._tracks: list[ClientTrack] = []
         self._source: str | None = None
         self._garbage = 0
@@ -469,7 +475,7 @@ class RtspClient:
         base = response.headers.get("Content-Base") or response.headers.get("Content-Location") or self.url
         self._base = base
         self._sdp = sdp
-        formats = []
+        formats: list[tuple[VideoFormat | AudioFormat, str]] = []
         for media in sdp.media:
             try:
                 fmt = media.video_format()
@@ -480,9 +486,25 @@ class RtspClient:
         if not formats:
             self._fail(FailureReason.NO_MEDIA, "the SDP offers no H.264 or H.265 video track")
             return
-        self._formats = formats[: self._max_tracks]
+        formats = formats[: self._max_tracks]
+        audio = self._audio_format(sdp, base) if self._audio else None
+        # Over UDP the audio track needs a client port pair of its own.
+        if audio is not None and (self.transport == "tcp" or len(self._client_ports) > len(formats)):
+            formats.append(audio)
+        self._formats = formats
         self._state = _State.SETUP
         self._setup_next()
+
+    @staticmethod
+    def _audio_format(sdp: SessionDescription, base: str) -> tuple[AudioFormat, str] | None:
+        for media in sdp.media:
+            try:
+                fmt = media.audio_format()
+            except SdpError:
+                continue
+            if fmt is not None:
+                return fmt, resolve_control(fmt.control, base)
+        return None
 
     def _setup_next(self) -> None:
         index = len(self._tracks)
@@ -496,6 +518,12 @@ class RtspClient:
         self._send("SETUP", url, headers)
 
     def _on_setup(self, response: RtspResponse) -> None:
+        index = len(self._tracks)
+        if isinstance(self._formats[index][0], AudioFormat) and not 200 <= response.status < 300:
+            # Audio is a bonus: a camera that will not set it up still plays its video.
+            del self._formats[index:]
+            self._play()
+            return
         if not self._check(response, "SETUP"):
             return
         session = response.headers.get("Session", "")
@@ -509,7 +537,6 @@ class RtspClient:
         if match and int(match[1]) > 0:
             self._session_timeout = float(match[1])
         transport = response.headers.get("Transport", "")
-        index = len(self._tracks)
         fmt, url = self._formats[index]
         ssrc_match = _SSRC.search(transport)
         ssrc = int(ssrc_match[1], 16) & 0xFFFFFFFF if ssrc_match else None
@@ -535,6 +562,9 @@ class RtspClient:
         if len(self._tracks) < len(self._formats):
             self._setup_next()
             return
+        self._play()
+
+    def _play(self) -> None:
         self._state = _State.PLAY
         headers = Headers()
         headers["Range"] = "npt=0.000-"

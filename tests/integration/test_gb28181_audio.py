@@ -12,16 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from sqlalchemy import select
 
 from tests.helpers import until
 from tests.integration.conftest import node_settings
 from tests.integration.gb import PASSWORD, admitted_runner, sim_options
-from tests.media import probe_streams
+from tests.integration.recorded_audio import export_verified, segments, with_audio
 from vigil.app import Vigil
-from vigil.playback.export import verify_export
 from vigil.sim.audio import SimAudio
-from vigil.storage.models import Segment
 
 
 @pytest.mark.parametrize(("audio", "codec_name"), [(SimAudio.AAC, "aac"), (SimAudio.G711A, "pcm_alaw")])
@@ -37,46 +34,13 @@ async def test_gb_channel_audio_is_recorded_and_exported(tmp_path: Path, audio: 
             assert r.status_code == 200, r.text
             runner = await admitted_runner(vigil, admin, sim_options(vigil.sip.udp_port, audio=audio))
             try:
-
-                async def segments() -> list[Segment]:
-                    assert vigil.db is not None
-                    async with vigil.db.session() as session:
-                        return list((await session.scalars(select(Segment).order_by(Segment.start_us))).all())
-
                 # Segments are 2 s; the first may start before the first audio arrived, so wait for three.
-                async with asyncio.timeout(40):
-                    while len(rows := await segments()) < 3:  # noqa: ASYNC110
-                        await asyncio.sleep(0.3)
+                rows = await segments(vigil, 3)
             finally:
                 await runner.close()
-
-            with_audio = []
-            for row in rows:
-                found = list(vigil.settings.data_dir.rglob(Path(row.path).name))
-                assert found, f"segment file {row.path} not found"
-                streams = probe_streams(found[0])
-                assert streams[0]["codec_type"] == "video"
-                if len(streams) == 2:
-                    assert streams[1]["codec_type"] == "audio" and streams[1]["codec_name"] == codec_name
-                    with_audio.append(row)
-            # Every segment after the first carries the audio (the first only if audio came before its keyframe).
-            assert with_audio and with_audio[-1] is rows[-1] and len(with_audio) >= len(rows) - 1
-
-            last = with_audio[-1]
-            r = await admin.post(
-                f"/api/cameras/{last.camera_id}/exports",
-                json={"start_us": last.start_us, "end_us": last.end_us, "reason": "audio evidence"},
-            )
-            assert r.status_code == 200, r.text
-            (clip,) = (vigil.settings.data_dir / "exports").glob("*.mp4")
-            streams = probe_streams(clip)
-            assert [s["codec_type"] for s in streams] == ["video", "audio"]
-            assert streams[1]["codec_name"] == codec_name
-            manifest = json.loads(clip.with_suffix(".manifest.json").read_text())
+            manifest = await export_verified(vigil, admin, with_audio(vigil, rows, codec_name)[-1], codec_name)
             assert manifest["clip"]["audio"]["codec"] == ("aac" if audio is SimAudio.AAC else "pcma")
             assert manifest["clip"]["audio"]["samples"] > 0
-            result = verify_export(clip)
-            assert result.ok, result.problems
     finally:
         await vigil.close()
 

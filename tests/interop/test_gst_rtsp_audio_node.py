@@ -6,31 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
-from sqlalchemy import select
 from tests.integration.conftest import node_settings
-from tests.interop.test_gst_rtsp_interop import GstServer, start_server, stop_server
-from tests.media import probe_streams
+from tests.integration.recorded_audio import export_verified, segments, with_audio
+from tests.interop.conftest import GstServer
 
 from vigil.app import Vigil
-from vigil.playback.export import verify_export
-from vigil.storage.models import Segment
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(scope="module")
-def gst() -> Iterator[GstServer]:
-    server = start_server()
-    try:
-        yield server
-    finally:
-        stop_server(server.process)
 
 
 @pytest.mark.parametrize(("path", "codec_name"), [("/h264-aac", "aac"), ("/h264-pcma", "pcm_alaw")])
@@ -58,11 +45,6 @@ async def test_rtsp_camera_audio_is_recorded_live_and_exported(
             assert r.status_code == 201, r.text
             camera_id = r.json()["id"]
 
-            async def segments() -> list[Segment]:
-                assert vigil.db is not None
-                async with vigil.db.session() as session:
-                    return list((await session.scalars(select(Segment).order_by(Segment.start_us))).all())
-
             # Live: AAC is announced in the init's MIME type (browsers play it); G.711 is left out of live.
             cookie = "; ".join(f"{k}={v}" for k, v in admin.cookies.items())
             ws_url = vigil.url.replace("http", "ws") + f"api/cameras/{camera_id}/live"
@@ -80,29 +62,8 @@ async def test_rtsp_camera_audio_is_recorded_live_and_exported(
                 assert "mp4a" not in init["mime"]
 
             # Segments are 2 s; the first may start before the first audio arrived, so wait for three.
-            async with asyncio.timeout(40):
-                while len(rows := await segments()) < 3:  # noqa: ASYNC110
-                    await asyncio.sleep(0.3)
-            with_audio = []
-            for row in rows:
-                found = list(vigil.settings.data_dir.rglob(Path(row.path).name))
-                assert found, f"segment file {row.path} not found"
-                streams = probe_streams(found[0])
-                assert streams[0]["codec_type"] == "video"
-                if len(streams) == 2:
-                    assert streams[1]["codec_type"] == "audio" and streams[1]["codec_name"] == codec_name
-                    with_audio.append(row)
-            assert with_audio and with_audio[-1] is rows[-1] and len(with_audio) >= len(rows) - 1
-
-            last = with_audio[-1]
-            r = await admin.post(
-                f"/api/cameras/{camera_id}/exports",
-                json={"start_us": last.start_us, "end_us": last.end_us, "reason": "audio evidence"},
-            )
-            assert r.status_code == 200, r.text
-            (clip,) = (vigil.settings.data_dir / "exports").glob("*.mp4")
-            assert [s["codec_name"] for s in probe_streams(clip)] == ["h264", codec_name]
-            result = verify_export(clip)
-            assert result.ok, result.problems
+            rows = await segments(vigil, 3)
+            manifest = await export_verified(vigil, admin, with_audio(vigil, rows, codec_name)[-1], codec_name)
+            assert manifest["clip"]["audio"]["codec"] == ("aac" if codec_name == "aac" else "pcma")
     finally:
         await vigil.close()

@@ -17,7 +17,7 @@ import base64
 import binascii
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vigil.domain.media import VIDEO_CLOCK_RATE, AudioCodec, Codec
@@ -205,15 +205,17 @@ class MediaDescription:
         value = self.attribute("filesize")
         return int(value.strip()) if value is not None and _is_number(value.strip()) else None
 
+    def _payloads(self) -> Iterator[tuple[int, RtpMap | None]]:
+        """Each numeric payload type of the ``m=`` line, in the order offered, with its ``a=rtpmap``."""
+        for fmt in self.formats:
+            if _is_number(fmt):
+                yield int(fmt), self.rtpmap(int(fmt))
+
     def video_format(self) -> VideoFormat | None:
         """The first H.264/H.265 payload of a video section, or None if it carries neither."""
         if self.media != "video":
             return None
-        for fmt in self.formats:
-            if not _is_number(fmt):
-                continue
-            payload_type = int(fmt)
-            rtpmap = self.rtpmap(payload_type)
+        for payload_type, rtpmap in self._payloads():
             if rtpmap is None:
                 continue
             codec = _ENCODINGS.get(rtpmap.encoding.upper())
@@ -244,11 +246,7 @@ class MediaDescription:
         """The first AAC (AAC-hbr) or G.711 payload of an audio section, or None if it carries neither."""
         if self.media != "audio":
             return None
-        for fmt in self.formats:
-            if not _is_number(fmt):
-                continue
-            payload_type = int(fmt)
-            rtpmap = self.rtpmap(payload_type)
+        for payload_type, rtpmap in self._payloads():
             if rtpmap is None:
                 codec = _STATIC_AUDIO.get(payload_type)
                 if codec is not None:

@@ -420,16 +420,21 @@ AAC_SECTION = (
 )
 
 
-def _audio_handshake(client: RtspClient, audio_status: int) -> tuple[Playing, list[RtspRequest]]:
+def _video_set_up(client: RtspClient) -> FakeServer:
+    """OPTIONS, DESCRIBE answered with video and AAC, the video's SETUP answered."""
     server = FakeServer(client)
     client.start(0.0)
     server.take()
     server.answer()
     server.take()
     server.answer(headers={"Content-Base": URL + "/"}, body=SDP + AAC_SECTION)
-    video = server.take()
-    assert video.uri == URL + "/stream=0"
+    assert server.take().uri == URL + "/stream=0"
     server.answer(headers={"Session": "abc", "Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+    return server
+
+
+def _audio_handshake(client: RtspClient, audio_status: int) -> tuple[Playing, list[RtspRequest]]:
+    server = _video_set_up(client)
     audio = server.take()
     assert (audio.method, audio.uri) == ("SETUP", URL + "/stream=1")
     assert audio.headers["Transport"] == "RTP/AVP/TCP;unicast;interleaved=2-3"
@@ -458,12 +463,4 @@ def test_audio_a_camera_refuses_leaves_video_playing() -> None:
 
 def test_audio_is_left_alone_unless_asked_for_or_without_a_udp_port_pair() -> None:
     for client in (RtspClient(URL), RtspClient(URL, transport="udp", client_ports=((50000, 50001),), audio=True)):
-        server = FakeServer(client)
-        client.start(0.0)
-        server.take()
-        server.answer()
-        server.take()
-        server.answer(headers={"Content-Base": URL + "/"}, body=SDP + AAC_SECTION)
-        assert server.take().uri == URL + "/stream=0"
-        server.answer(headers={"Session": "abc", "Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
-        assert server.take().method == "PLAY"
+        assert _video_set_up(client).take().method == "PLAY"

@@ -431,6 +431,7 @@ class _ApiStatus:
             width=s.health.width if known else None,
             height=s.health.height if known else None,
             codec=s.health.codec or None,
+            audio=s.audio.codec.value if s.audio is not None else None,
             recording=s.recording,
             corrupt_packets=s.corrupt,
         )

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from vigil.domain.camera import CameraBrief, CameraState
 from vigil.domain.errors import Invalid
+from vigil.domain.media import AudioTrack
 from vigil.domain.recording_plan import RecordingMode, RecordingPlan, parse_plan
 from vigil.events import reasons
 from vigil.events.camera_events import DISABLED, ENABLED, NOT_SCHEDULED, SCHEDULED, DbEventSink
@@ -80,6 +81,8 @@ class PipelineStatus:
     health: StreamHealth
     recording: bool
     corrupt: int = 0
+    #: The audio track the camera sends now (carried to recordings and viewers), if any.
+    audio: AudioTrack | None = None
 
 
 @dataclass(slots=True)
@@ -326,7 +329,9 @@ class CameraPipelines:
         view = supervisor.status()
         # A camera that is not online records nothing, though its last segment stays open until the next stream.
         recording = view.state is CameraState.ONLINE and _recording(pipeline)
-        return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt)
+        hub = self._hubs.find(str(camera_id))
+        audio = hub.audio_track if hub is not None and view.state is CameraState.ONLINE else None
+        return PipelineStatus(view.state, view.since_us, view.reason, view.health, recording, view.corrupt, audio)
 
     def brief(self, camera_id: int) -> CameraBrief:
         """What :meth:`status` says, less the stream's figures: cheap enough to ask of many cameras every second

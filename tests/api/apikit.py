@@ -61,7 +61,7 @@ class FakeStatus:
         state = self.states.get(camera_id, CameraState.ONLINE)
         if state is not CameraState.ONLINE:
             return CameraStatus(state=state, since_us=START_US, reason="test")
-        return CameraStatus(state=state, since_us=START_US, fps=25.0, codec="h264", recording=True)
+        return CameraStatus(state=state, since_us=START_US, fps=25.0, codec="h264", audio="aac", recording=True)
 
     def brief(self, camera_id: int) -> CameraBrief:
         s = self.status(camera_id)

@@ -36,6 +36,7 @@ async def test_figures_of_the_pulled_cameras_only(api: Api) -> None:
             "width": None,
             "height": None,
             "codec": "h264",
+            "audio": "aac",
             "corrupt_packets": 0,
         }
         assert r.json() == [{"id": ids[GB_A], **figures}, {"id": ids[GB_B], **figures}]
@@ -50,6 +51,7 @@ async def test_figures_follow_the_runtime(api: Api) -> None:
         assert by_id[ids[GB_A]]["fps"] == 25.0
         # Still pulled (reconnecting) but not streaming: listed, with nothing measured.
         assert by_id[ids[GB_B]]["fps"] is None and by_id[ids[GB_B]]["codec"] is None
+        assert by_id[ids[GB_B]]["audio"] is None
 
 
 async def test_figures_stay_in_scope(api: Api) -> None:

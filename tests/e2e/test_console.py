@@ -35,6 +35,7 @@ from vigil.protocols.gb28181.ptz import (
     ScanAction,
     ScanSpeed,
 )
+from vigil.sim.audio import SimAudio
 from vigil.sim.gb28181 import GbSimOptions, GbSimRunner, device_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,6 +183,7 @@ async def gb_device_with_alarms(url: str, sip_port: int) -> AsyncIterator[GbSimR
                 virtual_orgs=1,  # a business group over a virtual organisation (uppers.test.mjs shares the group)
                 bind_host="127.0.0.1",
                 first_serial=2,
+                audio=SimAudio.AAC,  # a camera with a microphone: the status page names its audio
             )
         )
         await runner.start()

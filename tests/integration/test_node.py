@@ -49,6 +49,8 @@ async def test_operator_journey(node: Vigil, admin: httpx.AsyncClient, tmp_path:
     names = [c["name"] for c in cameras]
     await wait_states(admin, {n: {"online"} for n in names})
     cam = cameras[0]
+    # The simulated cameras send no audio: their status says so.
+    assert (await admin.get(f"/api/cameras/{cam['id']}")).json()["status"]["audio"] is None
 
     # Live: init text, init segment, then fragments starting with a keyframe (from the cached GOP).
     ws_url = node.url.replace("http", "ws") + f"api/cameras/{cam['id']}/live"

@@ -63,7 +63,12 @@ async def test_rtsp_camera_audio_is_recorded_live_and_exported(
 
             # Segments are 2 s; the first may start before the first audio arrived, so wait for three.
             rows = await segments(vigil, 3)
+            # The camera's state says it sends audio, as do the status page's figures.
+            audio = "aac" if codec_name == "aac" else "pcma"
+            assert (await admin.get(f"/api/cameras/{camera_id}")).json()["status"]["audio"] == audio
+            figures = {f["id"]: f for f in (await admin.get("/api/cameras/figures")).json()}
+            assert figures[camera_id]["audio"] == audio and figures[camera_id]["codec"] == "h264"
             manifest = await export_verified(vigil, admin, with_audio(vigil, rows, codec_name)[-1], codec_name)
-            assert manifest["clip"]["audio"]["codec"] == ("aac" if codec_name == "aac" else "pcma")
+            assert manifest["clip"]["audio"]["codec"] == audio
     finally:
         await vigil.close()

@@ -18,6 +18,9 @@ test('status page shows camera states and a camera integrity figure', async () =
   await row.waitFor()
   await row.click()
   await page.getByTestId('coverage').waitFor()
+  // The GB channel sends AAC beside its H.264 (the RTSP sim cameras send no audio).
+  const gbRow = page.locator('[data-testid="status-table"] .el-table__row', { hasText: 'Vigil sim NVR CH1' })
+  await gbRow.getByText('H264 · AAC').waitFor()
   await screenshot(page, 'status')
   assert.deepEqual(page.problems, [])
 })

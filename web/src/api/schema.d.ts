@@ -1080,6 +1080,8 @@ export interface components {
          * @description One camera's stream figures as measured now (what ``CameraStatus`` holds besides its state).
          */
         CameraFigures: {
+            /** Audio */
+            audio: string | null;
             /** Bitrate Bps */
             bitrate_bps: number | null;
             /** Codec */
@@ -1250,6 +1252,8 @@ export interface components {
          * @description Live state of a camera's ingest, from the runtime (``None`` = not known yet).
          */
         CameraStatus: {
+            /** Audio */
+            audio?: string | null;
             /** Bitrate Bps */
             bitrate_bps?: number | null;
             /** Codec */

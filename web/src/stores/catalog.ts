@@ -60,6 +60,7 @@ const NO_FIGURES: Omit<CameraFigures, 'id'> = {
   width: null,
   height: null,
   codec: null,
+  audio: null,
   corrupt_packets: 0,
 }
 
@@ -72,6 +73,7 @@ function patchFigures(camera: Camera, f: Omit<CameraFigures, 'id'>): void {
     s.width === f.width &&
     s.height === f.height &&
     s.codec === f.codec &&
+    s.audio === f.audio &&
     s.corrupt_packets === f.corrupt_packets
   )
     return
@@ -82,6 +84,7 @@ function patchFigures(camera: Camera, f: Omit<CameraFigures, 'id'>): void {
     width: f.width,
     height: f.height,
     codec: f.codec,
+    audio: f.audio,
     corrupt_packets: f.corrupt_packets,
   }
 }

@@ -329,6 +329,7 @@ async def camera_figures(principal: Authed, ctx: Ctx) -> list[CameraFigures]:
                 width=s.width,
                 height=s.height,
                 codec=s.codec,
+                audio=s.audio,
                 corrupt_packets=s.corrupt_packets,
             )
         )

@@ -40,6 +40,8 @@ class CameraStatus(BaseModel):
     width: int | None = None
     height: int | None = None
     codec: str | None = None
+    #: The camera's audio codec (aac, pcma, pcmu) while it sends audio that is carried; None without audio.
+    audio: str | None = None
     recording: bool = False
     #: Corrupt or lost packets/pictures dropped by ingest since the camera's pipeline started.
     corrupt_packets: int = 0
@@ -154,6 +156,7 @@ class CameraFigures(BaseModel):
     width: int | None
     height: int | None
     codec: str | None
+    audio: str | None
     corrupt_packets: int
 
 

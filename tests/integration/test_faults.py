@@ -16,6 +16,10 @@ from vigil.app import Vigil
 from vigil.sim.camera import CameraFaults
 from vigil.storage.models import Segment
 
+pytestmark = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
 
 async def segment_starts(vigil: Vigil) -> list[int]:
     assert vigil.db is not None
@@ -31,10 +35,10 @@ async def wait_for(predicate_coro, within: float, what: str) -> None:  # type: i
 
 
 async def test_corrupt_packets_are_counted_logged_and_recording_continues(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    vigil = Vigil(node_settings(tmp_path, sim={"cameras": 1}))
+    vigil = Vigil(node_settings(tmp_path, database_url, sim={"cameras": 1}))
     await vigil.start()
     try:
         assert vigil.sim is not None and vigil.pipelines is not None
@@ -68,8 +72,8 @@ async def test_corrupt_packets_are_counted_logged_and_recording_continues(
         await vigil.close()
 
 
-async def test_camera_dropping_mid_stream_reconnects_and_shows_outage(tmp_path: Path) -> None:
-    vigil = Vigil(node_settings(tmp_path, sim={"cameras": 2}))
+async def test_camera_dropping_mid_stream_reconnects_and_shows_outage(tmp_path: Path, database_url: str) -> None:
+    vigil = Vigil(node_settings(tmp_path, database_url, sim={"cameras": 2}))
     await vigil.start()
     try:
         assert vigil.sim is not None and vigil.pipelines is not None

@@ -15,7 +15,6 @@ import pytest
 import websockets
 from sqlalchemy import func, select
 
-from tests.conftest import sqlite_database
 from tests.helpers import eventually
 from tests.integration.conftest import node_settings
 from tests.media import SAMPLE_576
@@ -38,8 +37,8 @@ GRACE = 0.5
 
 
 @pytest.fixture
-async def on_demand_node(tmp_path: Path) -> AsyncIterator[Vigil]:
-    settings = node_settings(tmp_path / "data", ingest={"on_demand_grace_seconds": GRACE})
+async def on_demand_node(tmp_path: Path, database_url: str) -> AsyncIterator[Vigil]:
+    settings = node_settings(tmp_path / "data", database_url, ingest={"on_demand_grace_seconds": GRACE})
     vigil = Vigil(settings)
     try:
         await vigil.start()
@@ -48,6 +47,9 @@ async def on_demand_node(tmp_path: Path) -> AsyncIterator[Vigil]:
         await vigil.close()
 
 
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_live_only_camera_is_pulled_only_while_watched(on_demand_node: Vigil) -> None:
     node = on_demand_node
     assert node.sim is not None
@@ -133,8 +135,7 @@ async def segment_count(db: Database, camera_id: int) -> int:
         return (await session.execute(query)).scalar_one()
 
 
-async def test_plan_camera_records_only_inside_its_range(tmp_path: Path) -> None:
-    db = await sqlite_database(tmp_path)
+async def test_plan_camera_records_only_inside_its_range(tmp_path: Path, db: Database) -> None:
     settings = load_settings(None, data_dir=tmp_path, storage={"segment_seconds": 1.0, "fragment_seconds": 0.5})
     clock = Clock("2026-11-16 07:59:00")  # a Monday, a minute before the plan
     async with SimServer([SAMPLE_576], 1, port=0) as sim:
@@ -180,7 +181,6 @@ async def test_plan_camera_records_only_inside_its_range(tmp_path: Path) -> None
                     select(CameraEvent.kind).where(CameraEvent.camera_id == camera_id).order_by(CameraEvent.id)
                 )
                 kinds = [k for k in rows if k in ("scheduled", "not_scheduled")]
-            await db.close()
     assert kinds == ["not_scheduled", "scheduled", "not_scheduled"]
 
 
@@ -211,8 +211,7 @@ class KilledOnce:
         await self._inner.close()
 
 
-async def test_killed_stream_is_restarted_by_the_reconciler(tmp_path: Path) -> None:
-    db = await sqlite_database(tmp_path)
+async def test_killed_stream_is_restarted_by_the_reconciler(tmp_path: Path, db: Database) -> None:
     killed = asyncio.Event()
     async with SimServer([SAMPLE_576], 1, port=0) as sim:
         camera_id = await add_camera(db, sim.url(1), "always")
@@ -246,4 +245,3 @@ async def test_killed_stream_is_restarted_by_the_reconciler(tmp_path: Path) -> N
             assert await pipelines.reconciler.reconcile() == []
         finally:
             await pipelines.close()
-            await db.close()
